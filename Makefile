@@ -1,0 +1,25 @@
+# One setup path for a fresh machine: a venv in .venv, installed with constraints.txt.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ZOO ?= zoo-tiny
+
+.PHONY: setup demo test clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/hf-probex zoo build --preset tiny --out $(ZOO)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/hf-probex zoo info $(ZOO)
+
+test: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra
+
+clean:
+	rm -rf $(VENV) $(ZOO) .pytest_cache

@@ -1,0 +1,112 @@
+"""Training loops shared by the zoo's tree families (image classifiers and text-conditioned denoisers)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def to_pixels(images: np.ndarray) -> torch.Tensor:
+    """[N, H, W] images in [0, 1] -> [N, 1, H, W] tensor in [-1, 1], as the zoo's models expect."""
+    return torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1).mul(2.0).sub(1.0)
+
+
+def _random_shift(batch: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
+    dy, dx = (torch.randint(-max_shift, max_shift + 1, (2,), generator=generator)).tolist()
+    return torch.roll(batch, shifts=(dy, dx), dims=(2, 3))
+
+
+def make_scheduler(name: str, optimizer: torch.optim.Optimizer, total_steps: int):
+    from transformers import get_scheduler
+
+    return get_scheduler(name, optimizer, num_warmup_steps=0, num_training_steps=max(total_steps, 1))
+
+
+def fit_classifier(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    scheduler: str,
+    augment: bool,
+    seed: int,
+) -> None:
+    """Train a transformers image classifier with AdamW on (images, labels), all weights."""
+    generator = torch.Generator().manual_seed(seed)
+    pixels, targets = to_pixels(images), torch.from_numpy(labels)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    steps_per_epoch = math.ceil(len(pixels) / batch_size)
+    lr_schedule = make_scheduler(scheduler, optimizer, epochs * steps_per_epoch)
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(pixels), generator=generator)
+        for start in range(0, len(pixels), batch_size):
+            idx = order[start : start + batch_size]
+            batch = pixels[idx]
+            if augment:
+                batch = _random_shift(batch, generator)
+            loss = F.cross_entropy(model(pixel_values=batch).logits, targets[idx])
+            loss.backward()
+            optimizer.step()
+            lr_schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+    model.eval()
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 500) -> float:
+    """Top-1 accuracy of a classifier on (images, labels)."""
+    model.eval()
+    pixels, correct = to_pixels(images), 0
+    for start in range(0, len(pixels), batch_size):
+        logits = model(pixel_values=pixels[start : start + batch_size]).logits
+        correct += int((logits.argmax(-1).numpy() == labels[start : start + batch_size]).sum())
+    return correct / len(labels)
+
+
+def fit_denoiser(
+    unet: torch.nn.Module,
+    images: np.ndarray,
+    text_embeddings: np.ndarray,
+    *,
+    steps: int,
+    learning_rate: float,
+    batch_size: int,
+    seed: int,
+    parameters=None,
+) -> float:
+    """Train a UNet2DConditionModel to predict DDPM noise on images given their text embeddings.
+
+    Returns the mean loss of the last tenth of the steps. `parameters` restricts training (e.g. to LoRA).
+    """
+    from diffusers import DDPMScheduler
+
+    generator = torch.Generator().manual_seed(seed)
+    noise_scheduler = DDPMScheduler(num_train_timesteps=1000)
+    pixels = to_pixels(images)
+    context = torch.from_numpy(np.ascontiguousarray(text_embeddings, dtype=np.float32)).unsqueeze(1)
+    params = list(parameters) if parameters is not None else list(unet.parameters())
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=1e-4)
+    unet.train()
+    losses = []
+    for _ in range(steps):
+        idx = torch.randint(0, len(pixels), (batch_size,), generator=generator)
+        clean = pixels[idx]
+        noise = torch.randn(clean.shape, generator=generator)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch_size,), generator=generator)
+        noisy = noise_scheduler.add_noise(clean, noise, timesteps)
+        prediction = unet(noisy, timesteps, encoder_hidden_states=context[idx]).sample
+        loss = F.mse_loss(prediction, noise)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    unet.eval()
+    tail = losses[-max(1, steps // 10) :]
+    return float(np.mean(tail))

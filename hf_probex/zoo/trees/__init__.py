@@ -1,0 +1,18 @@
+"""Tree families of the zoo, by name: one module per family behind `TreeFamily`.
+
+Adding a family means adding a module and one line here; the builder never changes.
+"""
+
+from __future__ import annotations
+
+from .base import TreeFamily
+from .classifier import ResNetFamily, ViTFamily
+from .sd_lora import SDLoraFamily
+
+FAMILIES: dict[str, TreeFamily] = {
+    "vit": ViTFamily(),
+    "resnet": ResNetFamily(),
+    "sd-lora": SDLoraFamily(),
+}
+
+__all__ = ["FAMILIES", "TreeFamily"]
