@@ -14,3 +14,60 @@ def tiny_zoo(tmp_path_factory):
     from hf_probex.zoo import build_zoo
 
     return build_zoo(tmp_path_factory.mktemp("zoo") / "tiny", "tiny", seed=0, workers=1, progress=False)
+
+
+# ---- the local hub (tests/test_hub*.py) ----------------------------------------------------------------
+
+HUB_USERS_YAML = """\
+users:
+  alice: {tokens: [hf_alice_write_token]}
+  bob: {tokens: [hf_bob_write_token]}
+  carol: {tokens: [{token: hf_carol_read_token, role: read}]}
+orgs:
+  acme: [alice]
+"""
+
+
+@pytest.fixture(scope="session")
+def hub_server(tmp_path_factory):
+    """One local hub for the whole session: uvicorn on 127.0.0.1 (a free port), a temporary root.
+
+    Users: alice (write token, member of org `acme`), bob (write token), carol (read-only token).
+    Tests share it, so each test names its repos uniquely (see `hub.repo_id`).
+    """
+    from hf_probex.hub import LocalHub
+
+    folder = tmp_path_factory.mktemp("hub")
+    (folder / "users.yaml").write_text(HUB_USERS_YAML)
+    with LocalHub(folder / "root", users_file=folder / "users.yaml") as server:
+        yield server
+
+
+@pytest.fixture
+def hub(hub_server, tmp_path, monkeypatch):
+    """The session hub, with the real huggingface_hub client pointed at it for one test.
+
+    huggingface_hub copies HF_ENDPOINT and HF_HUB_OFFLINE into `huggingface_hub.constants` at import,
+    and this conftest sets HF_HUB_OFFLINE=1 before that import (as CI does), so setting the
+    environment is not enough: `use_endpoint` patches those constants (and the environment) for the
+    test and restores them after, which also covers the mixins and `ModelCard.validate`, which take no
+    per-call endpoint. The client's cache and token file go to tmp_path and HF_TOKEN is cleared, so a
+    test touches neither the user's cache nor their token: only tokens passed explicitly authenticate.
+    """
+    import uuid
+    from types import SimpleNamespace
+
+    from huggingface_hub import constants
+
+    from hf_probex.hub import use_endpoint
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    with use_endpoint(hub_server.endpoint):
+        yield SimpleNamespace(
+            server=hub_server, endpoint=hub_server.endpoint, root=hub_server.root, cache=tmp_path / "hf-cache",
+            alice="hf_alice_write_token", bob="hf_bob_write_token", carol="hf_carol_read_token",
+            repo_id=lambda namespace="alice": f"{namespace}/m-{uuid.uuid4().hex[:10]}",
+        )

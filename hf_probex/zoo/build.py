@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -130,22 +130,37 @@ def build_zoo(
     zoo = _prepare_folder(Path(out), plan)
     specs = zoo.specs()
     pending = _pending(zoo, specs, warn)
-    # Parents before children: roots, then first-generation, then second-generation children.
-    waves = [[s for s in pending if s.generation == g] for g in sorted({s.generation for s in pending})]
     workers = max(1, workers or os.cpu_count() or 1)
     from tqdm.auto import tqdm
 
     with tqdm(total=len(pending), desc=f"zoo {preset}", unit="model", disable=not progress) as bar:
         if workers == 1:
-            for wave in waves:
-                for spec in wave:
-                    build_model(str(zoo.root), spec.tree, spec.name)
-                    bar.update()
+            for spec in sorted(pending, key=lambda s: s.generation):
+                build_model(str(zoo.root), spec.tree, spec.name)
+                bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-                for wave in waves:
-                    futures = [pool.submit(build_model, str(zoo.root), s.tree, s.name) for s in wave]
-                    for future in as_completed(futures):
-                        future.result()
-                        bar.update()
+            _build_in_parallel(zoo, pending, workers, bar.update)
     return zoo
+
+
+def _build_in_parallel(zoo: Zoo, pending: list[ModelSpec], workers: int, on_done) -> None:
+    """Train models in worker processes, each as soon as its parent is finished."""
+    # Roots first: a root queued behind hundreds of children would leave its own children waiting.
+    waiting = {(s.tree, s.name): s for s in sorted(pending, key=lambda s: s.generation)}
+
+    def ready(spec: ModelSpec) -> bool:
+        return spec.parent is None or (spec.tree, spec.parent) not in waiting
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        running: dict = {}
+        submitted: set[tuple[str, str]] = set()
+        while waiting:
+            for key, spec in waiting.items():
+                if key not in submitted and ready(spec):
+                    submitted.add(key)
+                    running[pool.submit(build_model, str(zoo.root), spec.tree, spec.name)] = key
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                future.result()
+                del waiting[running.pop(future)]
+                on_done()
