@@ -144,20 +144,23 @@ def build_zoo(
 
 
 def _build_in_parallel(zoo: Zoo, pending: list[ModelSpec], workers: int, on_done) -> None:
-    """Train models in worker processes, each as soon as its parent is finished."""
-    # Roots first: a root queued behind hundreds of children would leave its own children waiting.
-    waiting = {(s.tree, s.name): s for s in sorted(pending, key=lambda s: s.generation)}
+    """Train models in worker processes, each as soon as its parent is finished.
+
+    Only `workers` models are in flight at a time, taken in plan order (roots first), so that trees
+    finish one after the other and a grandchild starts soon after its parent, not after the whole zoo.
+    """
+    waiting = {(s.tree, s.name): s for s in sorted(pending, key=lambda s: s.generation > 0)}
 
     def ready(spec: ModelSpec) -> bool:
         return spec.parent is None or (spec.tree, spec.parent) not in waiting
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         running: dict = {}
-        submitted: set[tuple[str, str]] = set()
         while waiting:
             for key, spec in waiting.items():
-                if key not in submitted and ready(spec):
-                    submitted.add(key)
+                if len(running) >= workers:
+                    break
+                if key not in running.values() and ready(spec):
                     running[pool.submit(build_model, str(zoo.root), spec.tree, spec.name)] = key
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
