@@ -13,115 +13,34 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..weightsets import WeightRecord, WeightSet, open_weight_set
+from ..experts.evaluation import kfold, label_matrix, mean_se, per_label_accuracy, references, top_k_accuracy
+from ..experts.ridge import fit_ridge
+from ..experts.shaping import read_layers
+from ..weightsets import WeightSet, open_weight_set
 
 MIN_MARGIN = 10.0
-_ALPHAS = np.logspace(-1, 6, 8)
 _HEAD_PREFIXES = ("classifier.", "fc.")
 
 
-def lora_pairs(names: list[str]) -> dict[str, tuple[str, str]]:
-    """LoRA module name -> (down/A key, up/B key), for the diffusers and peft key formats."""
-    pairs = {}
-    for down_tag, up_tag in ((".lora.down.weight", ".lora.up.weight"), (".lora_A.weight", ".lora_B.weight")):
-        for name in names:
-            if name.endswith(down_tag):
-                module = name[: -len(down_tag)]
-                if module + up_tag in names:
-                    pairs[module] = (name, module + up_tag)
-    return pairs
-
-
-def read_layers(records: list[WeightRecord], progress: bool = False) -> dict[str, np.ndarray]:
-    """Every candidate layer of every record, flattened: {layer name: [n_models, n_weights] float32}.
-
-    Classifier layers are the tensors with two or more dimensions; LoRA layers are the dense updates
-    B @ A of each adapted module (no alpha/r scaling, as ProbeX does).
-    """
-    from safetensors import safe_open
-    from tqdm.auto import tqdm
-
-    columns: dict[str, list[np.ndarray]] = {}
-    for record in tqdm(records, desc="reading weights", unit="model", disable=not progress, leave=False):
-        with safe_open(str(record.path), framework="np") as handle:
-            names = list(handle.keys())
-            if record.kind == "lora":
-                for module, (down, up) in lora_pairs(names).items():
-                    delta = handle.get_tensor(up).astype(np.float32) @ handle.get_tensor(down).astype(np.float32)
-                    columns.setdefault(module, []).append(delta.ravel())
-            else:
-                for name in names:
-                    tensor = handle.get_slice(name)
-                    if len(tensor.get_shape()) >= 2:
-                        columns.setdefault(name, []).append(handle.get_tensor(name).astype(np.float32).ravel())
-    return {
-        name: np.stack(values)
-        for name, values in columns.items()
-        if len(values) == len(records) and len({v.shape for v in values}) == 1
-    }
-
-
 def _fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
-    from sklearn.linear_model import RidgeCV
-
-    mean, std = x_train.mean(0), x_train.std(0)
-    std[std < 1e-8] = 1.0
-    ridge = RidgeCV(alphas=_ALPHAS).fit((x_train - mean) / std, y_train)
-    return ridge.predict((x_test - mean) / std)
+    return fit_ridge(x_train, y_train).predict(x_test)
 
 
 def _score(predictions: np.ndarray, targets: np.ndarray, task: str) -> float:
     if task == "multilabel":
-        return float(((predictions > 0.5) == (targets > 0.5)).mean() * 100)
-    return float((predictions.argmax(1) == targets.argmax(1)).mean() * 100)
-
-
-def _mean_se(values: list[float]) -> dict:
-    arr = np.asarray(values, dtype=float)
-    se = float(arr.std(ddof=1) / np.sqrt(len(arr))) if len(arr) > 1 else 0.0
-    return {"mean": float(arr.mean()), "se": se}
-
-
-def _folds(n: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    order = np.random.default_rng(seed).permutation(n)
-    chunks = np.array_split(order, folds)
-    return [(np.concatenate([c for j, c in enumerate(chunks) if j != i]), chunks[i]) for i in range(folds)]
+        return per_label_accuracy(predictions, targets)
+    return top_k_accuracy(predictions, targets.argmax(1), 1)
 
 
 def _cross_validate(x, y, task, folds, seed, n_train=None, shuffle=False) -> dict:
     rng = np.random.default_rng(seed + 1)
     scores = []
-    for train, test in _folds(len(y), folds, seed):
+    for train, test in kfold(len(y), folds, seed):
         if n_train is not None:
             train = rng.choice(train, size=min(n_train, len(train)), replace=False)
         targets = y[train][rng.permutation(len(train))] if shuffle else y[train]
         scores.append(_score(_fit_predict(x[train], targets, x[test]), y[test], task))
-    return _mean_se(scores)
-
-
-def _references(y: np.ndarray, task: str, folds: int, seed: int) -> dict:
-    constant, frequency = [], []
-    for train, test in _folds(len(y), folds, seed):
-        if task == "multilabel":
-            majority = float(y[train].mean() > 0.5)
-            constant.append(_score(np.full(y[test].shape, majority), y[test], task))
-            frequency.append(_score(np.broadcast_to(y[train].mean(0), y[test].shape), y[test], task))
-        else:
-            most_frequent = np.broadcast_to(y[train].sum(0), y[test].shape)
-            constant.append(_score(most_frequent, y[test], task))
-    refs = {"constant": _mean_se(constant)}
-    if frequency:
-        refs["label_frequency"] = _mean_se(frequency)
-    return refs
-
-
-def _targets(records: list[WeightRecord], vocabulary: list[str]) -> np.ndarray:
-    index = {name: i for i, name in enumerate(vocabulary)}
-    y = np.zeros((len(records), len(vocabulary)), dtype=np.float32)
-    for row, record in enumerate(records):
-        for label in record.labels:
-            y[row, index[label]] = 1.0
-    return y
+    return mean_se(scores)
 
 
 def _learning_curve_sizes(n_train: int) -> list[int]:
@@ -147,9 +66,9 @@ def check_tree(weights: WeightSet, tree: str, *, folds: int = 5, seed: int = 0, 
         task = "multilabel"
     if len(records) < 2 * folds:
         return {"tree": tree, "task": task, "models": len(records), "skipped": f"only {len(records)} models"}
-    y = _targets(records, vocabulary)
+    y = label_matrix([r.labels for r in records], vocabulary)
     layers = read_layers(records, progress=progress)
-    refs = _references(y, task, folds, seed)
+    refs = references(y, task, kfold(len(y), folds, seed), lambda pred, target: _score(pred, target, task))
     rows = []
     for name, x in tqdm(layers.items(), desc=f"{tree}: layers", unit="layer", disable=not progress, leave=False):
         rows.append({

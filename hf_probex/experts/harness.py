@@ -1,0 +1,250 @@
+"""The cross-validation harness: any method on any (tree, layer), scored with references and standard errors.
+
+`load_layer_data` reads one layer of one tree into matrices and targets. `fit_expert` trains one
+expert on given indices (root centring fitted on them; for Adam-trained methods a share of them is
+kept aside as validation models for model selection). `cross_validate` runs k folds over the
+in-distribution models and reports every metric as mean +- standard error over folds, next to the
+label-blind references of `evaluation.references` and the same method trained on shuffled labels.
+`cross_validate_combined` does the same for several layers of one tree, one expert per layer, their
+predictions averaged (late fusion: a classification head read as a set next to a hidden layer).
+
+LoRA trees are zero-shot: each fold's expert ranks all in-distribution concepts (top-1/top-5), and
+also the held-out concepts (splits ending in `_holdout`, never trained on) for the held-out models.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..text import DEFAULT_TEXT_ENCODER
+from ..weightsets import WeightSet, open_weight_set
+from .evaluation import concept_metrics, kfold, label_matrix, mean_se, multilabel_metrics, references, summarise
+from .hub import Expert
+from .shaping import centring, layer_shape, load_matrices, root_matrix
+from .training import TrainConfig, train
+
+
+@dataclass
+class LayerData:
+    """One layer of one tree: matrices, targets and what an expert's config needs to name them."""
+
+    tree: str
+    layer: str
+    task: str  # "multilabel" | "zeroshot"
+    x: np.ndarray  # [n, H, W] in-distribution models
+    y: np.ndarray  # 0/1 [n, n_labels] (multilabel) or concept indices [n] (zeroshot)
+    vocabulary: list[str]
+    layer_shape: tuple[int, ...]
+    model_ids: list[str]
+    root: np.ndarray | None = None  # the root's matrix (None: no centring possible)
+    root_id: str | None = None  # the root's Hub repo id, where known
+    adapter: str | None = None
+    conv_layout: str = "probex"
+    text_encoder: str | None = None
+    prompt: str = "{}"
+    text: np.ndarray | None = None  # [len(vocabulary), text_dim]
+    holdout_x: np.ndarray | None = None
+    holdout_y: np.ndarray | None = None
+    holdout_vocabulary: list[str] = field(default_factory=list)
+    holdout_text: np.ndarray | None = None
+
+    @property
+    def targets_matrix(self) -> np.ndarray:
+        """0/1 targets [n, n_labels] (one-hot concepts for zeroshot)."""
+        return self.y if self.task == "multilabel" else np.eye(len(self.vocabulary), dtype=np.float32)[self.y]
+
+
+def _encode(texts: list[str], encoder: str, prompt: str) -> np.ndarray:
+    from ..text import encode_texts
+
+    return encode_texts([prompt.format(t) for t in texts], encoder=encoder)
+
+
+def candidate_layers(weights: WeightSet | str | Path, tree: str) -> dict[str, tuple[int, ...]]:
+    """Layers an expert can read in `tree` ({name: stored shape}), from its first model's weight file."""
+    from safetensors import safe_open
+
+    from .shaping import lora_pairs
+
+    weights = weights if isinstance(weights, WeightSet) else open_weight_set(weights)
+    records = weights.for_tree(tree)
+    if not records:
+        raise ValueError(f"no tree named {tree!r}; trees: {', '.join(weights.trees)}")
+    with safe_open(str(records[0].path), framework="np") as handle:
+        keys = list(handle.keys())
+        if records[0].kind == "lora":
+            return {module: layer_shape(records[0].path, module, "lora") for module in sorted(lora_pairs(keys))}
+        shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in keys}
+    return {name: shape for name, shape in shapes.items() if len(shape) >= 2}
+
+
+def _root_repo_id(weights: WeightSet, tree: str) -> str | None:
+    """The tree root's Hub repo id where the weight set knows it (a zoo's plan), else None."""
+    from ..zoo import Zoo
+    from ..zoo.store import PLAN_FILE
+
+    if not (Path(weights.source) / PLAN_FILE).is_file():
+        return None
+    return Zoo.open(weights.source).trees[tree].get("root_repo_id")
+
+
+def load_layer_data(weights: WeightSet | str | Path, tree: str, layer: str, *, conv_layout: str = "probex",
+                    text_encoder: str = DEFAULT_TEXT_ENCODER, prompt: str = "{}") -> LayerData:
+    """Read `layer` of every finished model of `tree` (a zoo or Model-J folder, or an open WeightSet).
+
+    Raises:
+        ValueError: unknown tree, no models, or a layer that is missing, inconsistent or not finite.
+    """
+    weights = weights if isinstance(weights, WeightSet) else open_weight_set(weights)
+    layers = candidate_layers(weights, tree)
+    if layer not in layers:
+        raise ValueError(f"tree {tree!r} has no layer {layer!r}; layers: {', '.join(layers)}")
+    records = weights.for_tree(tree)
+    kind = records[0].kind
+    root_path, root_id = weights.roots.get(tree), _root_repo_id(weights, tree)
+    if kind != "lora":
+        x, shape = load_matrices(records, layer, conv_layout)
+        vocabulary = weights.vocabularies[tree]
+        return LayerData(tree, layer, "multilabel", x, label_matrix([r.labels for r in records], vocabulary), vocabulary,
+                         shape, [r.model_id for r in records], root=root_matrix(root_path, layer, kind, conv_layout),
+                         root_id=root_id, conv_layout=conv_layout)
+    seen = [r for r in records if not (r.split or "").endswith("_holdout")]
+    held = [r for r in records if (r.split or "").endswith("_holdout")]
+    x, shape = load_matrices(seen, layer, conv_layout)
+    vocabulary = sorted({r.labels[0] for r in seen})
+    data = LayerData(tree, layer, "zeroshot", x, np.array([vocabulary.index(r.labels[0]) for r in seen]), vocabulary,
+                     shape, [r.model_id for r in seen], root_id=root_id, adapter="lora",
+                     conv_layout=conv_layout, text_encoder=text_encoder, prompt=prompt,
+                     text=_encode(vocabulary, text_encoder, prompt))
+    if held:
+        data.holdout_x = load_matrices(held, layer, conv_layout)[0]
+        data.holdout_vocabulary = sorted({r.labels[0] for r in held})
+        data.holdout_y = np.array([data.holdout_vocabulary.index(r.labels[0]) for r in held])
+        data.holdout_text = _encode(data.holdout_vocabulary, text_encoder, prompt)
+    return data
+
+
+def make_expert(data: LayerData, method: str, *, hparams: dict | None = None, centre: bool = True,
+                temperature: float = 1.0) -> Expert:
+    """An untrained expert for `data`'s tree, layer and task."""
+    return Expert(
+        method=method, task=data.task, input_shape=list(data.x.shape[1:]), vocabulary=data.vocabulary, layer=data.layer,
+        layer_shape=list(data.layer_shape), tree=data.tree, root=data.root_id, adapter=data.adapter, hparams=hparams,
+        centred=centre and data.root is not None and data.root.shape == data.x.shape[1:], conv_layout=data.conv_layout,
+        text_encoder=data.text_encoder, text_dim=None if data.text is None else int(data.text.shape[1]),
+        prompt=data.prompt, temperature=temperature,
+    )
+
+
+def fit_expert(data: LayerData, method: str, train_idx: np.ndarray, *, hparams: dict | None = None, centre: bool = True,
+               config: TrainConfig = TrainConfig(), val_fraction: float = 0.15, temperature: float = 1.0,
+               y: np.ndarray | None = None) -> tuple[Expert, dict]:
+    """Train one expert on the models `train_idx` (targets `y`, default `data.y`); returns (expert, history)."""
+    y = data.y if y is None else y
+    expert = make_expert(data, method, hparams=hparams, centre=centre, temperature=temperature)
+    train_idx = np.asarray(train_idx)
+    val_idx = train_idx[:0]
+    if not expert.net.closed_form and len(train_idx) >= 3:  # a closed-form fit tunes itself (GCV): it uses all
+        order = np.random.default_rng(config.seed).permutation(train_idx)
+        n_val = max(1, int(round(val_fraction * len(order))))
+        val_idx, train_idx = order[:n_val], order[n_val:]
+    expert.set_centring(*centring(data.x[train_idx], data.root if expert.config["centred"] else None))
+    if data.text is not None:
+        expert.concept_text.copy_(torch.from_numpy(data.text))
+    history = train(expert, data.x[train_idx], y[train_idx], data.x[val_idx], y[val_idx], config)
+    return expert, history
+
+
+def predict(experts: list[Expert], members: list[LayerData], idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions for the in-distribution models `idx` and (zeroshot) every held-out model, averaged over
+    `experts` (each reading its own member's layer of the same models: late fusion)."""
+    seen = np.mean([e.predict(d.x[idx]) for e, d in zip(experts, members)], axis=0)
+    if members[0].holdout_x is None:
+        return seen, None
+    return seen, np.mean([e.predict(d.holdout_x, d.holdout_text) for e, d in zip(experts, members)], axis=0)
+
+
+def metrics_of(data: LayerData, seen: np.ndarray, held: np.ndarray | None, idx: np.ndarray) -> dict[str, float]:
+    """The task's metrics of predictions (from `predict`) for the in-distribution models `idx` (and held-out ones)."""
+    if data.task == "multilabel":
+        return multilabel_metrics(seen, data.y[idx])
+    metrics = concept_metrics(seen, data.y[idx])
+    if held is not None:
+        metrics |= concept_metrics(held, data.holdout_y, prefix="holdout_")
+    return metrics
+
+
+def evaluate(experts: list[Expert], members: list[LayerData], idx: np.ndarray) -> dict[str, float]:
+    """The task's metrics on the in-distribution models `idx` (zeroshot: plus every held-out model)."""
+    return metrics_of(members[0], *predict(experts, members, idx), idx)
+
+
+def _chance(data: LayerData) -> dict:
+    if data.holdout_x is None:
+        return {}
+    n = len(data.holdout_vocabulary)
+    return {"holdout_top1": 100.0 / n, "holdout_top5": 100.0 * min(5, n) / n}
+
+
+def cross_validate(data: LayerData, method: str, *, hparams: dict | None = None, **options) -> dict:
+    """k-fold cross-validation of `method` on `data` (see the module docstring); a JSON-ready report.
+
+    Options (as `cross_validate_combined`): folds=5, seed=0, centre=True, config=TrainConfig(),
+    shuffled=True (also train on shuffled labels), temperature=1.0.
+    """
+    return cross_validate_combined([(data, method, hparams)], **options)
+
+
+def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *, folds: int = 5, seed: int = 0,
+                            centre: bool = True, config: TrainConfig = TrainConfig(), shuffled: bool = True,
+                            temperature: float = 1.0) -> dict:
+    """k-fold cross-validation of experts on several layers of one tree, their predictions averaged.
+
+    `members` are (layer data, method, hyper-parameters); each fold trains one expert per member on the
+    same models. One member is plain `cross_validate`; a classification head read as a set next to a
+    hidden layer is the combination this exists for. With several members, the report's `centred` and
+    `hparams` are lists (one entry per member).
+
+    Raises:
+        ValueError: members that do not hold the same models in the same order.
+    """
+    datas = [m[0] for m in members]
+    data = datas[0]
+    if any(d.model_ids != data.model_ids or d.task != data.task for d in datas):
+        raise ValueError("combined experts must read layers of the same models (one tree, one task)")
+    splits = kfold(len(data.y), folds, seed)
+    rng = np.random.default_rng(seed + 1)
+    settings = dict(centre=centre, config=config, temperature=temperature)
+    scores, shuffled_scores, seconds, predict_ms = [], [], [], []
+    for train_idx, test_idx in splits:
+        fitted = [fit_expert(d, method, train_idx, hparams=hp, **settings) for d, method, hp in members]
+        experts = [expert for expert, _ in fitted]
+        start = time.perf_counter()
+        seen, held = predict(experts, datas, test_idx)
+        predict_ms.append((time.perf_counter() - start) * 1000 / len(test_idx))
+        scores.append(metrics_of(data, seen, held, test_idx))
+        seconds.append(sum(history["train_seconds"] for _, history in fitted))
+        if shuffled:
+            y = data.y.copy()
+            y[train_idx] = data.y[rng.permutation(train_idx)]
+            shuffled_experts = [fit_expert(d, method, train_idx, hparams=hp, y=y, **settings)[0] for d, method, hp in members]
+            shuffled_scores.append(evaluate(shuffled_experts, datas, test_idx))
+    if data.task == "multilabel":
+        refs = references(data.y, "multilabel", splits, multilabel_metrics)
+    else:
+        refs = references(data.targets_matrix, "multiclass", splits, lambda pred, y: concept_metrics(pred, y.argmax(1)))
+    return {
+        "tree": data.tree, "layer": " + ".join(d.layer for d in datas), "method": " + ".join(m[1] for m in members),
+        "task": data.task, "models": len(data.y), "holdout_models": 0 if data.holdout_x is None else len(data.holdout_x),
+        "folds": folds, "seed": seed, "centred": [e.config["centred"] for e in experts] if len(experts) > 1 else experts[0].config["centred"],
+        "hparams": [dict(m[2] or {}) for m in members] if len(members) > 1 else dict(members[0][2] or {}),
+        "train_config": fitted[0][1]["config"],
+        "metrics": summarise(scores), "shuffled": summarise(shuffled_scores) if shuffled else None,
+        "references": refs, "chance": _chance(data), "parameters": sum(e.n_parameters for e in experts),
+        "train_seconds": mean_se(seconds), "predict_ms_per_model": float(np.mean(predict_ms)),
+    }

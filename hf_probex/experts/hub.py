@@ -1,0 +1,195 @@
+"""`Expert`: one trained expert as a Hub model (`PyTorchModelHubMixin`): shaping, network, task head, config.
+
+An expert reads one layer of a model in one tree. It holds the input shaping that depends on training
+data (the root-centring offset and scale, as buffers), the network of its method (`models.METHODS`),
+and its task:
+
+- `multilabel` (class subsets of discriminative trees): logits over the tree's label vocabulary;
+- `zeroshot` (concepts of LoRA trees): the weight representation and a projected text embedding meet
+  in one space, both L2-normalised; scores are cosine similarities, so any concept written as text can
+  be scored. The vocabulary's text embeddings are kept as a buffer, so scoring the training concepts
+  needs no text encoder.
+
+`save_pretrained` writes `model.safetensors`, `config.json` (tree, root, adapter, layer name and shape,
+task, vocabulary, text encoder, method and hyper-parameters, metrics, format and package versions) and
+a README.md model card; `from_pretrained` rebuilds the same expert. `push_to_hub` works against any
+Hub endpoint huggingface_hub is pointed at.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from huggingface_hub import ModelCard, PyTorchModelHubMixin
+from torch import nn
+
+from .. import __version__
+from ..weightsets import WeightRecord
+from .models import METHODS, as_tensor, build_net, count_parameters
+from .shaping import load_matrices
+
+FORMAT_VERSION = 1
+TASKS = ("multilabel", "zeroshot")
+
+
+class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["hf-probex", "probex-expert"]):
+    """A trained (or to-be-trained) expert for one (tree, layer, task); see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        task: str,
+        input_shape: list[int],
+        vocabulary: list[str],
+        layer: str = "",
+        layer_shape: list[int] | None = None,
+        tree: str = "",
+        root: str | None = None,
+        adapter: str | None = None,
+        hparams: dict | None = None,
+        centred: bool = False,
+        conv_layout: str = "probex",
+        text_encoder: str | None = None,
+        text_dim: int | None = None,
+        prompt: str = "{}",
+        temperature: float = 1.0,
+        metrics: dict | None = None,
+        format_version: int = FORMAT_VERSION,
+        package_version: str = __version__,
+    ):
+        super().__init__()
+        if format_version > FORMAT_VERSION:
+            raise ValueError(f"this expert has format version {format_version}; this hf_probex ({__version__}) reads up "
+                             f"to {FORMAT_VERSION}: upgrade hf_probex")
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+        if task == "zeroshot" and not text_dim:
+            raise ValueError("a zero-shot expert needs text_dim (the text encoder's embedding size)")
+        self.task, self.vocabulary = task, list(vocabulary)
+        self.input_shape = tuple(input_shape)
+        self.temperature = temperature
+        self._config = dict(
+            method=method, task=task, input_shape=list(input_shape), vocabulary=list(vocabulary), layer=layer,
+            layer_shape=list(layer_shape or input_shape), tree=tree, root=root, adapter=adapter, hparams=dict(hparams or {}),
+            centred=centred, conv_layout=conv_layout, text_encoder=text_encoder, text_dim=text_dim, prompt=prompt,
+            temperature=temperature, format_version=FORMAT_VERSION, package_version=package_version,
+        )
+        self.metrics = dict(metrics or {})
+        self.register_buffer("offset", torch.zeros(self.input_shape))
+        self.register_buffer("scale", torch.ones(()))
+        closed_form = method in METHODS and METHODS[method].closed_form  # build_net names an unknown method
+        if task == "multilabel":
+            n_out = len(vocabulary)
+        else:  # Adam-trained nets output a representation; a closed-form one regresses the text embedding itself
+            n_out = text_dim if closed_form else None
+        self.net = build_net(method, self.input_shape, n_out, **(hparams or {}))
+        if task == "zeroshot":
+            self.text_proj = nn.Identity() if closed_form else nn.Linear(text_dim, self.net.out_dim)
+            self.register_buffer("concept_text", torch.zeros(len(vocabulary), text_dim))
+
+    @property
+    def config(self) -> dict:
+        """What config.json holds: the constructor's arguments and the current metrics."""
+        return {**self._config, "metrics": self.metrics}
+
+    @property
+    def n_parameters(self) -> int:
+        return count_parameters(self.net) + (count_parameters(self.text_proj) if self.task == "zeroshot" else 0)
+
+    def set_centring(self, offset: np.ndarray, scale: float) -> None:
+        """Inputs become (x - offset) / scale (see `shaping.centring`)."""
+        self.offset.copy_(as_tensor(offset))
+        self.scale.fill_(scale)
+
+    def shape_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Check a batch [B, H, W] against the expert and apply its centring."""
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"input of shape {list(x.shape[1:])} does not match this expert's layer "
+                             f"{self._config['layer'] or '?'} of shape {list(self.input_shape)} (wrong tree or family?)")
+        if not torch.isfinite(x).all():
+            raise ValueError("input weights hold NaN or inf")
+        return (x - self.offset) / self.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """multilabel: logits [B, n_labels]; zeroshot: unit-norm weight embeddings [B, D]."""
+        out = self.net(self.shape_input(x))
+        return out if self.task == "multilabel" else nn.functional.normalize(out, dim=-1)
+
+    def embed_text(self, text: torch.Tensor) -> torch.Tensor:
+        """Text encoder embeddings [C, text_dim] -> unit-norm vectors in the weight embedding space."""
+        return nn.functional.normalize(self.text_proj(text), dim=-1)
+
+    def logits(self, x: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """multilabel: label logits; zeroshot: cosine similarities / temperature against `text` (default: vocabulary)."""
+        if self.task == "multilabel":
+            return self(x)
+        return self(x) @ self.embed_text(self.concept_text if text is None else text).T / self.temperature
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """BCE over labels (y: 0/1 [B, n_labels]) or cross-entropy over the vocabulary (y: concept indices [B])."""
+        if self.task == "multilabel":
+            return nn.functional.binary_cross_entropy_with_logits(self.logits(x), y)
+        return nn.functional.cross_entropy(self.logits(x), y.long())
+
+    @torch.no_grad()
+    def predict(self, matrices: np.ndarray, text: np.ndarray | None = None) -> np.ndarray:
+        """Label probabilities [n, n_labels], or cosine scores [n, n_concepts] against `text` (default: vocabulary)."""
+        self.eval()
+        out = self.logits(as_tensor(matrices), None if text is None else as_tensor(text))
+        return torch.sigmoid(out).numpy() if self.task == "multilabel" else (out * self.temperature).numpy()
+
+    def predict_files(self, paths: list[str | Path], text: np.ndarray | None = None) -> np.ndarray:
+        """`predict` on weight files (safetensors of models of this tree, or their LoRA files): reads and
+        shapes this expert's layer as in training.
+
+        Raises:
+            ValueError: a file lacks the layer, shapes it otherwise, or holds NaN/inf.
+        """
+        kind = "lora" if self._config["adapter"] == "lora" else "classifier"
+        records = [WeightRecord(self._config["tree"], str(p), None, (), Path(p), kind) for p in paths]
+        matrices, _ = load_matrices(records, self._config["layer"], self._config["conv_layout"])
+        return self.predict(matrices, text)
+
+    def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
+        """As `PyTorchModelHubMixin.save_pretrained`, with the current metrics in config.json."""
+        return super().save_pretrained(save_directory, config=config or self.config, **kwargs)
+
+    def generate_model_card(self, *args, **kwargs) -> ModelCard:
+        """The README: what the expert reads and predicts, its metrics, how it was trained, tags by tree."""
+        c = self.config
+        rows = "\n".join(f"| {name} | {_fmt_metric(value)} |" for name, value in sorted(self.metrics.items()))
+        tags = ["hf-probex", "probex-expert", f"hf-probex-tree-{c['tree']}", f"hf-probex-method-{c['method']}"]
+        header = "---\n" + f"library_name: hf_probex\ntags:\n" + "".join(f"- {t}\n" for t in tags)
+        header += (f"base_model: {c['root']}\n" if c["root"] else "") + "---\n"
+        what = ("which of its tree's classes a fine-tuned model was trained on (multi-label)" if c["task"] == "multilabel"
+                else f"which concept a LoRA was trained on, scored against text (zero-shot; text encoder {c['text_encoder']})")
+        body = f"""
+# hf_probex expert: {c['tree']} / {c['layer']}
+
+A {c['method']} expert that reads one layer, `{c['layer']}` (shape {c['layer_shape']}{', a LoRA pair made dense' if c['adapter'] else ''}),
+of a model in the `{c['tree']}` tree (root: {c['root'] or 'unknown'}) and predicts {what}.
+Input {'root-centred' if c['centred'] else 'as stored'}; {len(c['vocabulary'])} labels; {self.n_parameters:,} parameters.
+
+## Metrics
+
+| metric | value |
+|---|---|
+{rows or '| (not evaluated) | |'}
+
+## How it was trained
+With `hf_probex` {c['package_version']} (method `{c['method']}`, hyper-parameters {c['hparams'] or 'default'}); see docs/experts.md.
+
+## Intended use and limitations
+Proposing model-card fields for models of this tree only: an expert trained on one tree is at chance on
+another tree, even of the same architecture. Predictions are evidence, not ground truth.
+"""
+        return ModelCard(header + body)
+
+
+def _fmt_metric(value) -> str:
+    if isinstance(value, dict) and "mean" in value:
+        return f"{value['mean']:.1f} +- {value['se']:.1f}"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)

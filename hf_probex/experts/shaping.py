@@ -1,0 +1,152 @@
+"""Input shaping: which layers a weight file offers, and the 2-D matrix an expert reads from one of them.
+
+As ProbeX does it (see docs/experts.md):
+
+- linear weights stay [out, in]: the probes multiply the input side;
+- tensors with extra singleton dimensions are squeezed (a [1, 197, 768] embedding becomes [197, 768]),
+  1-D tensors become a column [n, 1], other tensors keep their first axis as rows;
+- k x k convolutions [out, in, k, k] become [in*k*k, out] by a plain memory reshape (ProbeX's choice,
+  not a transpose), or [out, in*k*k] (one row per filter) with `conv_layout="rows"`; this holds for a
+  single input channel too ([32, 1, 7, 7] patch embeddings), and 1 x 1 convolutions squeeze to [out, in];
+- a LoRA pair becomes its dense update B @ A [out, in], without the alpha/r factor: within a tree
+  every adapter shares rank and alpha, so the factor is one constant that standardisation removes;
+- within a tree the root is known, so the input can be root-centred: (W - W_root) / sigma, sigma the
+  standard deviation of the training models' differences (the shared root otherwise swamps the
+  fine-tuning change; docs/experts.md). LoRA updates are already differences and are not centred.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..weightsets import WeightRecord
+
+CONV_LAYOUTS = ("probex", "rows")
+
+
+def lora_pairs(names: list[str]) -> dict[str, tuple[str, str]]:
+    """LoRA module name -> (down/A key, up/B key), for the diffusers and peft key formats."""
+    pairs = {}
+    for down_tag, up_tag in ((".lora.down.weight", ".lora.up.weight"), (".lora_A.weight", ".lora_B.weight")):
+        for name in names:
+            if name.endswith(down_tag):
+                module = name[: -len(down_tag)]
+                if module + up_tag in names:
+                    pairs[module] = (name, module + up_tag)
+    return pairs
+
+
+def read_layers(records: list[WeightRecord], progress: bool = False, names: set[str] | None = None) -> dict[str, np.ndarray]:
+    """Every candidate layer (or only `names`) of every record, flattened: {layer name: [n_models, n_weights] float32}.
+
+    Classifier layers are the tensors with two or more dimensions; LoRA layers are the dense updates
+    B @ A of each adapted module (no alpha/r scaling, as ProbeX does). Layers missing from a record,
+    or shaped differently across records, are left out.
+    """
+    from safetensors import safe_open
+    from tqdm.auto import tqdm
+
+    columns: dict[str, list[np.ndarray]] = {}
+    for record in tqdm(records, desc="reading weights", unit="model", disable=not progress, leave=False):
+        with safe_open(str(record.path), framework="np") as handle:
+            keys = list(handle.keys())
+            if record.kind == "lora":
+                for module, (down, up) in lora_pairs(keys).items():
+                    if names is None or module in names:
+                        delta = handle.get_tensor(up).astype(np.float32) @ handle.get_tensor(down).astype(np.float32)
+                        columns.setdefault(module, []).append(delta.ravel())
+            else:
+                for name in keys:
+                    if (names is None or name in names) and len(handle.get_slice(name).get_shape()) >= 2:
+                        columns.setdefault(name, []).append(handle.get_tensor(name).astype(np.float32).ravel())
+    return {
+        name: np.stack(values)
+        for name, values in columns.items()
+        if len(values) == len(records) and len({v.shape for v in values}) == 1
+    }
+
+
+def layer_shape(path: Path, layer: str, kind: str) -> tuple[int, ...]:
+    """The stored shape of `layer` in one weight file (a LoRA module: the shape of its dense update)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as handle:
+        keys = list(handle.keys())
+        if kind == "lora":
+            pair = lora_pairs(keys).get(layer)
+            if pair is None:
+                raise ValueError(f"{path} has no LoRA pair for module {layer!r}")
+            down, up = (handle.get_slice(k).get_shape() for k in pair)
+            return (up[0], down[1])
+        if layer not in keys:
+            raise ValueError(f"{path} has no tensor {layer!r}")
+        return tuple(handle.get_slice(layer).get_shape())
+
+
+def to_matrices(flat: np.ndarray, shape: tuple[int, ...], conv_layout: str = "probex") -> np.ndarray:
+    """[n, prod(shape)] flattened tensors of one layer -> [n, H, W] matrices (see the module docstring)."""
+    if conv_layout not in CONV_LAYOUTS:
+        raise ValueError(f"unknown conv layout {conv_layout!r}; choose one of: {', '.join(CONV_LAYOUTS)}")
+    if len(shape) == 4 and shape[2] * shape[3] > 1:  # a k x k convolution, whatever its channel counts
+        out, inp, kh, kw = shape
+        matrix = (inp * kh * kw, out) if conv_layout == "probex" else (out, inp * kh * kw)
+    else:
+        squeezed = tuple(d for d in shape if d != 1) or (1,)
+        if len(squeezed) == 1:
+            matrix = (squeezed[0], 1)
+        else:  # 2-D as is; anything else keeps its first axis as rows
+            matrix = (squeezed[0], int(np.prod(squeezed[1:])))
+    return flat.reshape(len(flat), *matrix)
+
+
+def check_finite(x: np.ndarray, what: str) -> None:
+    """Raise ValueError naming `what` if `x` holds NaN or inf (an expert would silently output NaN)."""
+    if not np.isfinite(x).all():
+        raise ValueError(f"{what} holds NaN or inf weights")
+
+
+def load_matrices(records: list[WeightRecord], layer: str, conv_layout: str = "probex") -> tuple[np.ndarray, tuple[int, ...]]:
+    """One layer of every record as [n, H, W] float32 matrices, and the layer's stored shape.
+
+    Raises:
+        ValueError: a record lacks the layer, its shape differs across records, or it holds NaN/inf.
+    """
+    if not records:
+        raise ValueError("no models to read")
+    shape = layer_shape(records[0].path, layer, records[0].kind)
+    flat = read_layers(records, names={layer}).get(layer)
+    if flat is None:
+        raise ValueError(f"layer {layer!r} is missing from some models or shaped differently across them")
+    for record, row in zip(records, flat):
+        check_finite(row, f"layer {layer!r} of {record.model_id}")
+    return to_matrices(flat, shape, conv_layout), shape
+
+
+def root_matrix(root: Path | None, layer: str, kind: str, conv_layout: str = "probex") -> np.ndarray | None:
+    """The root's matrix of `layer` ([H, W]), or None where centring does not apply.
+
+    None for LoRA trees (an update is already the difference from the root), for an unknown root, and
+    for a layer whose shape differs in the root (a classification head re-initialised per child).
+    """
+    if kind == "lora" or root is None:
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(root), framework="np") as handle:
+        if layer not in handle.keys():
+            return None
+        tensor = handle.get_tensor(layer).astype(np.float32)
+    return to_matrices(tensor.reshape(1, -1), tensor.shape, conv_layout)[0]
+
+
+def centring(x_train: np.ndarray, root: np.ndarray | None) -> tuple[np.ndarray, float]:
+    """(offset, scale) of root centring, fitted on training matrices: x -> (x - offset) / scale.
+
+    `root` None or of another shape gives the identity (zero offset, scale 1).
+    """
+    if root is None or root.shape != x_train.shape[1:]:
+        return np.zeros(x_train.shape[1:], dtype=np.float32), 1.0
+    scale = float((x_train - root).std())
+    return root.astype(np.float32), scale if scale > 1e-12 else 1.0

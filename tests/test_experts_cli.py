@@ -1,0 +1,49 @@
+"""`hf-probex expert ...`: layers, eval (table + JSON), train (a loadable expert), one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from hf_probex.cli import main
+from hf_probex.experts.harness import load_layer_data
+from hf_probex.experts.hub import Expert
+
+LAYER = "vit.encoder.layer.0.attention.attention.value.weight"
+
+
+def test_layers_eval_and_train(tiny_zoo, tmp_path, capsys):
+    assert main(["expert", "layers", str(tiny_zoo.root), "--tree", "vit"]) == 0
+    assert f"{LAYER}  [32, 32]" in capsys.readouterr().out
+
+    out_json = tmp_path / "cv.json"
+    assert main(["expert", "eval", str(tiny_zoo.root), "--tree", "vit", "--layer", LAYER, "--folds", "2",
+                 "--epochs", "3", "--method", "probex", "--method", "ridge", "--json", str(out_json)]) == 0
+    table = capsys.readouterr().out
+    assert "2-fold CV" in table and "ref: label_frequency" in table and table.count("+-") > 10
+    reports = json.loads(out_json.read_text())
+    assert [r["method"] for r in reports] == ["probex", "ridge"] and reports[0]["train_config"]["epochs"] == 3
+
+    out = tmp_path / "expert"
+    assert main(["expert", "train", str(tiny_zoo.root), "--tree", "vit", "--layer", LAYER, "--folds", "2",
+                 "--epochs", "3", "--out", str(out)]) == 0
+    assert "per_label_acc" in capsys.readouterr().out
+    expert = Expert.from_pretrained(out)
+    assert expert.metrics["cv_folds"] == 2 and "per_label_acc" in expert.metrics
+    data = load_layer_data(tiny_zoo.root, "vit", LAYER)
+    assert expert.predict(data.x).shape == (len(data.y), 40)
+    assert np.all((expert.predict(data.x) >= 0) & (expert.predict(data.x) <= 1))
+
+
+def test_bad_input_is_one_error_line(tiny_zoo, tmp_path, capsys):
+    assert main(["expert", "eval", str(tiny_zoo.root), "--tree", "vit", "--layer", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: tree 'vit' has no layer 'nope'; layers: classifier.weight") and err.count("\n") == 1
+    assert main(["expert", "eval", str(tiny_zoo.root), "--tree", "oak", "--layer", LAYER]) == 2
+    assert "no tree named 'oak'" in capsys.readouterr().err
+    assert main(["expert", "train", str(tiny_zoo.root), "--tree", "vit", "--layer", LAYER, "--method", "knn",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "unknown method 'knn'" in capsys.readouterr().err
+    assert main(["expert", "layers", str(tmp_path), "--tree", "vit"]) == 2
+    assert "holds neither an hf_probex zoo" in capsys.readouterr().err
