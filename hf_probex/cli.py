@@ -210,6 +210,15 @@ def _hub_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_cv_options(sub: argparse.ArgumentParser, *, training: bool) -> None:
+    """Options shared by every cross-validated command: folds and seed (and, for experts, training)."""
+    sub.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the folds, the label shuffles and training")
+    if training:
+        sub.add_argument("--epochs", type=int, default=None, help="training epochs (default: 100, or 500 with --paper)")
+        sub.add_argument("--paper", action="store_true", help="the papers' sizes and training recipe (slow on CPU)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-probex",
@@ -249,8 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     signal.add_argument("zoo", help="zoo folder")
     signal.add_argument("--tree", action="append", help="only this tree (repeatable; default: all)")
-    signal.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
-    signal.add_argument("--seed", type=int, default=0, help="seed of the folds and the label shuffles")
+    _add_cv_options(signal, training=False)
     signal.add_argument("--json", help="also write the full report to this JSON file")
     signal.add_argument("--quiet", action="store_true", help="no progress bar")
     signal.set_defaults(func=_zoo_signal)
@@ -269,10 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("zoo", help="zoo folder (from `hf-probex zoo build`) or Model-J folder")
         sub.add_argument("--tree", required=True, help="tree name")
         sub.add_argument("--layer", required=True, help="layer name (see `hf-probex expert layers`)")
-        sub.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
-        sub.add_argument("--seed", type=int, default=0, help="seed of the folds, the shuffles and training")
-        sub.add_argument("--epochs", type=int, default=None, help="training epochs (default: 100, or 500 with --paper)")
-        sub.add_argument("--paper", action="store_true", help="the papers' sizes and training recipe (slow on CPU)")
+        _add_cv_options(sub, training=True)
         sub.add_argument("--no-centre", action="store_true", help="feed the layer as stored, not root-centred")
         sub.add_argument("--conv-layout", default="probex", choices=["probex", "rows"],
                          help="k x k convolutions as ProbeX reshapes them [in*k*k, out], or one row per filter")
@@ -315,10 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     expert_sweep.add_argument("--method", action="append", help="expert method (repeatable; default: probex and ridge)")
     expert_sweep.add_argument("--out", required=True, help="JSON-lines file of reports (appended; resumes)")
     expert_sweep.add_argument("--workers", type=int, default=1, help="parallel processes, one torch thread each (default: 1)")
-    expert_sweep.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
-    expert_sweep.add_argument("--seed", type=int, default=0, help="seed of the folds, the shuffles and training")
-    expert_sweep.add_argument("--epochs", type=int, default=None, help="training epochs (default: 100, or 500 with --paper)")
-    expert_sweep.add_argument("--paper", action="store_true", help="the paper's training recipe")
+    _add_cv_options(expert_sweep, training=True)
     expert_sweep.add_argument("--quiet", action="store_true", help="no line per finished report")
     expert_sweep.set_defaults(func=_expert_sweep)
 
