@@ -1,0 +1,182 @@
+"""`hf-probex expert`: list layers, cross-validate, train and sweep per-tree experts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import UserError, add_cv_options
+
+
+def _expert_settings(args: argparse.Namespace, method: str) -> tuple[dict, object]:
+    """(hyper-parameters, TrainConfig) of one method from the shared `expert` options."""
+    from dataclasses import replace
+
+    from ..experts.models import PAPER
+    from ..experts.training import PAPER_TRAINING, TrainConfig
+
+    config = replace(PAPER_TRAINING if args.paper else TrainConfig(), seed=args.seed)
+    if args.epochs is not None:
+        config = replace(config, epochs=args.epochs, eval_every=min(config.eval_every, args.epochs))
+    return (dict(PAPER.get(method, {})) if args.paper else {}), config
+
+
+def _expert_data(args: argparse.Namespace):
+    import torch
+
+    from ..experts.harness import load_layer_data
+
+    torch.set_num_threads(args.threads)
+    try:
+        return load_layer_data(args.zoo, args.tree, args.layer, conv_layout=args.conv_layout)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def _check_methods(methods: list[str]) -> None:
+    from ..experts.models import METHODS
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UserError(f"unknown method {unknown[0]!r}; choose from: {', '.join(METHODS)}")
+
+
+def _expert_layers(args: argparse.Namespace) -> int:
+    from ..experts.harness import candidate_layers
+
+    try:
+        layers = candidate_layers(args.zoo, args.tree)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    for name, shape in layers.items():
+        print(f"{name}  {list(shape)}")
+    return 0
+
+
+def _expert_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from ..experts.harness import cross_validate
+    from ..experts.report import format_reports
+
+    methods = args.method or ["probex", "mvprobe", "dense", "ridge", "statnn"]
+    _check_methods(methods)
+    data = _expert_data(args)
+    reports = []
+    for method in methods:
+        hparams, config = _expert_settings(args, method)
+        try:
+            reports.append(cross_validate(data, method, folds=args.folds, seed=args.seed, centre=not args.no_centre,
+                                          hparams=hparams, config=config, temperature=args.temperature))
+        except ValueError as err:
+            raise UserError(f"{method}: {err}") from None
+    print(format_reports(reports))
+    if args.json:
+        Path(args.json).write_text(json.dumps(reports, indent=2))
+    return 0
+
+
+def _expert_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..experts.harness import cross_validate, fit_expert
+
+    _check_methods([args.method])
+    data = _expert_data(args)
+    hparams, config = _expert_settings(args, args.method)
+    settings = dict(hparams=hparams, centre=not args.no_centre, config=config, temperature=args.temperature)
+    try:
+        report = cross_validate(data, args.method, folds=args.folds, seed=args.seed, **settings) if args.folds else None
+        expert, history = fit_expert(data, args.method, np.arange(len(data.y)), **settings)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if report:
+        expert.metrics = {**report["metrics"], "cv_folds": args.folds, "cv_models": report["models"]}
+    expert.save_pretrained(args.out)
+    print(f"trained {args.method} on {len(data.y)} models of {args.tree} / {args.layer} in "
+          f"{history['train_seconds']:.1f} s; saved to {args.out}")
+    for name, stat in (report or {}).get("metrics", {}).items():
+        print(f"  {name}: {stat['mean']:.1f} +- {stat['se']:.1f} ({args.folds}-fold CV)")
+    if args.push_to_hub:
+        print(f"pushed: {expert.push_to_hub(args.push_to_hub)}")
+    return 0
+
+
+def _expert_sweep(args: argparse.Namespace) -> int:
+    from ..experts.report import format_sweep
+    from ..experts.sweep import sweep
+
+    methods = args.method or ["probex", "ridge"]
+    _check_methods(methods)
+    _, config = _expert_settings(args, methods[0])
+    try:
+        reports = sweep(args.zoo, args.tree, methods, Path(args.out), layers=args.layer, workers=args.workers,
+                        folds=args.folds, seed=args.seed, config=config, progress=None if args.quiet else print)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    print(format_sweep(reports))
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add this group's commands to the `hf-probex` parser."""
+    expert = commands.add_parser("expert", help="train and evaluate ProbeX experts (one layer of one tree)",
+                                 description="Train, cross-validate and list the layers of per-tree experts. "
+                                             "See docs/experts.md.")
+    expert_commands = expert.add_subparsers(dest="expert_command", metavar="SUBCOMMAND", required=True)
+    layers = expert_commands.add_parser("layers", help="list the layers an expert can read in a tree",
+                                        description="List the candidate layers of a tree with their stored shapes.")
+    layers.add_argument("zoo", help="zoo folder or Model-J folder")
+    layers.add_argument("--tree", required=True, help="tree name")
+    layers.set_defaults(func=_expert_layers)
+
+    def add_expert_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("zoo", help="zoo folder (from `hf-probex zoo build`) or Model-J folder")
+        sub.add_argument("--tree", required=True, help="tree name")
+        sub.add_argument("--layer", required=True, help="layer name (see `hf-probex expert layers`)")
+        add_cv_options(sub, training=True)
+        sub.add_argument("--no-centre", action="store_true", help="feed the layer as stored, not root-centred")
+        sub.add_argument("--conv-layout", default="probex", choices=["probex", "rows"],
+                         help="k x k convolutions as ProbeX reshapes them [in*k*k, out], or one row per filter")
+        sub.add_argument("--temperature", type=float, default=1.0,
+                         help="zero-shot: cosine logits are divided by it (default: 1, as ProbeX)")
+        sub.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+
+    expert_eval = expert_commands.add_parser(
+        "eval", help="cross-validate methods on one layer, with references and standard errors",
+        description="k-fold cross-validation of expert methods on one (tree, layer): every metric as mean +- SE "
+                    "over folds, the same method on shuffled labels, constant / label-frequency references, "
+                    "parameters and timings.",
+    )
+    add_expert_options(expert_eval)
+    expert_eval.add_argument("--method", action="append",
+                             help="probex, mvprobe, dense, ridge, statnn or headset (repeatable; default: all but headset)")
+    expert_eval.add_argument("--json", help="also write the reports to this JSON file")
+    expert_eval.set_defaults(func=_expert_eval)
+
+    expert_train = expert_commands.add_parser(
+        "train", help="train one expert (after cross-validating it) and save it as a Hub model folder",
+        description="Cross-validate one method on one (tree, layer) for its metrics, then train it on every "
+                    "in-distribution model and save it (config.json, model.safetensors, README.md).",
+    )
+    add_expert_options(expert_train)
+    expert_train.add_argument("--method", default="probex", help="expert method (default: probex)")
+    expert_train.add_argument("--out", required=True, help="folder to save the expert in")
+    expert_train.add_argument("--push-to-hub", metavar="REPO", help="also push it to this Hub repo (HF_ENDPOINT, HF_TOKEN)")
+    expert_train.set_defaults(func=_expert_train)
+
+    expert_sweep = expert_commands.add_parser(
+        "sweep", help="cross-validate methods on every layer of a tree (parallel, resumable)",
+        description="Cross-validate methods on every candidate layer of a tree (or the --layer ones) and rank "
+                    "them. Reports are appended to --out as they finish; rerunning with the same file resumes. "
+                    "The best layer's score is selected on the folds it is reported on: confirm it on new models.",
+    )
+    expert_sweep.add_argument("zoo", help="zoo folder or Model-J folder")
+    expert_sweep.add_argument("--tree", required=True, help="tree name")
+    expert_sweep.add_argument("--layer", action="append", help="only this layer (repeatable; default: every layer)")
+    expert_sweep.add_argument("--method", action="append", help="expert method (repeatable; default: probex and ridge)")
+    expert_sweep.add_argument("--out", required=True, help="JSON-lines file of reports (appended; resumes)")
+    expert_sweep.add_argument("--workers", type=int, default=1, help="parallel processes, one torch thread each (default: 1)")
+    add_cv_options(expert_sweep, training=True)
+    expert_sweep.add_argument("--quiet", action="store_true", help="no line per finished report")
+    expert_sweep.set_defaults(func=_expert_sweep)
