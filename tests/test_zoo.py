@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -71,7 +72,7 @@ def test_lora_loads_into_the_root_unet_and_changes_it(tiny_zoo):
     root = tiny_zoo.model_dir("sd", "root")
     lora = next(s for s in tiny_zoo.specs("sd") if s.role == "child")
     unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet").eval()
-    sample, t, context = torch.randn(1, 1, 16, 16), torch.tensor([10]), torch.randn(1, 1, 384)
+    sample, t, context = torch.randn(1, 1, 16, 16), torch.tensor([10]), torch.randn(1, 16, 384)
     with torch.no_grad():
         before = unet(sample, t, encoder_hidden_states=context).sample
         unet.load_lora_adapter(str(tiny_zoo.model_dir("sd", lora.name)), prefix="unet",
@@ -80,6 +81,21 @@ def test_lora_loads_into_the_root_unet_and_changes_it(tiny_zoo):
     assert not torch.allclose(before, after)
     model_index = json.loads((root / "model_index.json").read_text())
     assert model_index["unet"] == ["diffusers", "UNet2DConditionModel"]
+
+
+def test_every_lora_target_learns_including_cross_attention_queries(tiny_zoo):
+    """The root is conditioned on a token sequence, so cross-attention's to_q / to_k get a gradient:
+    over one pooled vector the softmax is constant and those LoRA updates would stay exactly zero."""
+    from safetensors.numpy import load_file
+
+    from hf_probex.experts.shaping import lora_pairs
+
+    lora = next(s for s in tiny_zoo.specs("sd") if s.role == "child")
+    tensors = load_file(tiny_zoo.model_dir("sd", lora.name) / "pytorch_lora_weights.safetensors")
+    pairs = lora_pairs(list(tensors))
+    assert any(module.endswith("attn2.to_q") for module in pairs)
+    for module, (down, up) in pairs.items():
+        assert np.abs(tensors[up] @ tensors[down]).max() > 0, f"{module} did not learn"
 
 
 def test_children_have_lineage_in_cards_and_second_generation_exists(tiny_zoo):

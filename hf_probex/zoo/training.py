@@ -73,7 +73,7 @@ def accuracy(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, bat
 def fit_denoiser(
     unet: torch.nn.Module,
     images: np.ndarray,
-    text_embeddings: np.ndarray,
+    context: np.ndarray,
     *,
     steps: int,
     learning_rate: float,
@@ -81,7 +81,7 @@ def fit_denoiser(
     seed: int,
     parameters=None,
 ) -> float:
-    """Train a UNet2DConditionModel to predict DDPM noise on images given their text embeddings.
+    """Train a UNet2DConditionModel to predict DDPM noise on images given their text context [n, tokens, dim].
 
     Returns the mean loss of the last tenth of the steps. `parameters` restricts training (e.g. to LoRA).
     """
@@ -90,7 +90,7 @@ def fit_denoiser(
     generator = torch.Generator().manual_seed(seed)
     noise_scheduler = DDPMScheduler(num_train_timesteps=1000)
     pixels = to_pixels(images)
-    context = torch.from_numpy(np.ascontiguousarray(text_embeddings, dtype=np.float32)).unsqueeze(1)
+    context = torch.from_numpy(np.ascontiguousarray(context, dtype=np.float32))
     params = list(parameters) if parameters is not None else list(unet.parameters())
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=1e-4)
     unet.train()

@@ -1,6 +1,6 @@
 """The LoRA tree: a small text-conditioned diffusers UNet root and peft LoRA children, one concept each.
 
-The root learns to denoise plain digits given the MiniLM embedding of "a handwritten seven". Each
+The root learns to denoise plain digits given the MiniLM token states of "a handwritten seven". Each
 child is a peft LoRA on the root's attention projections, fine-tuned on a handful of images of ONE
 concept the root never drew ("a rotated seven"), saved in the diffusers format
 (`pytorch_lora_weights.safetensors`) with the concept in the safetensors metadata.
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...text import DEFAULT_TEXT_ENCODER, encode_texts
+from ...text import DEFAULT_TEXT_ENCODER, encode_token_sequences
 from ..data import DigitClass, STYLES, load_digits, vocabulary
 from ..plan import ModelSpec
 from ..presets import TreePreset
@@ -67,7 +67,7 @@ class SDLoraFamily(TreeFamily):
         size = tree.architecture["sample_size"]
         classes = vocabulary(tree.root_styles)
         images = _resize(data.train_images, size)
-        prompts = encode_texts([c.prompt for c in classes])
+        prompts = encode_token_sequences([c.prompt for c in classes])
         torch.manual_seed(spec.seed)
         unet = self._unet(tree.architecture)
         hp = spec.hparams
@@ -105,7 +105,7 @@ class SDLoraFamily(TreeFamily):
         pool = data.images_of(cls, "train")
         chosen = pool[rng.choice(len(pool), size=hp["n_training_samples"], replace=False)]
         images = _resize(chosen, tree.architecture["sample_size"])
-        prompt = encode_texts([cls.prompt])
+        prompt = encode_token_sequences([cls.prompt])
         unet = UNet2DConditionModel.from_pretrained(parent_dir, subfolder="unet")
         unet.requires_grad_(False)
         rank = tree.architecture["lora_rank"]
