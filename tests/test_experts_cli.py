@@ -26,8 +26,8 @@ def test_layers_eval_and_train(tiny_zoo, tmp_path, capsys):
     assert [r["method"] for r in reports] == ["probex", "ridge"] and reports[0]["train_config"]["epochs"] == 3
 
     out = tmp_path / "expert"
-    assert main(["expert", "train", str(tiny_zoo.root), "--tree", "vit", "--layer", LAYER, "--folds", "2",
-                 "--epochs", "3", "--out", str(out)]) == 0
+    assert main(["train", "--zoo", str(tiny_zoo.root), "--tree", "vit", "--layer", LAYER, "--folds", "2",
+                 "--method", "probex", "--epochs", "3", "--out", str(out)]) == 0
     assert "per_label_acc" in capsys.readouterr().out
     expert = Expert.from_pretrained(out)
     assert expert.metrics["cv_folds"] == 2 and "per_label_acc" in expert.metrics
@@ -42,8 +42,36 @@ def test_bad_input_is_one_error_line(tiny_zoo, tmp_path, capsys):
     assert err.startswith("error: tree 'vit' has no layer 'nope'; layers: classifier.weight") and err.count("\n") == 1
     assert main(["expert", "eval", str(tiny_zoo.root), "--tree", "oak", "--layer", LAYER]) == 2
     assert "no tree named 'oak'" in capsys.readouterr().err
-    assert main(["expert", "train", str(tiny_zoo.root), "--tree", "vit", "--layer", LAYER, "--method", "knn",
+    assert main(["train", "--zoo", str(tiny_zoo.root), "--tree", "vit", "--layer", LAYER, "--method", "knn",
                  "--out", str(tmp_path / "x")]) == 2
     assert "unknown method 'knn'" in capsys.readouterr().err
     assert main(["expert", "layers", str(tmp_path), "--tree", "vit"]) == 2
     assert "holds neither an hf_probex zoo" in capsys.readouterr().err
+
+
+def test_train_selects_the_layer_by_default(tiny_zoo, tmp_path, capsys):
+    out = tmp_path / "expert"
+    assert main(["train", "--zoo", str(tiny_zoo.root), "--tree", "resnet", "--folds", "2", "--out", str(out)]) == 0
+    chosen = capsys.readouterr().out.splitlines()[0]
+    assert chosen.startswith("layer auto: resnet.")
+    expert = Expert.from_pretrained(out)
+    assert expert.config["layer"] == chosen.split()[2] and expert.config["method"] == "ridge"
+
+
+def test_bench_writes_one_table_per_tree_into_the_markdown(tiny_zoo, tmp_path, capsys):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nkept\n")
+    argv = ["bench", "--zoo", str(tiny_zoo.root), "--tree", "vit", "--layer", f"vit={LAYER}", "--method", "ridge",
+            "--method", "probex", "--folds", "2", "--epochs", "2", "--out", str(tmp_path / "b.jsonl"),
+            "--write", str(doc), "--quiet"]
+    assert main(argv) == 0
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks\n\nkept\n") and "### vit: " in text and f"`{LAYER}`" in text
+    rows = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ")]
+    for row in ["ridge", "probex", "probex (raw)", "headset (head)", "ridge (layer) + ridge (head)", "ref: constant"]:
+        assert any(r.strip("|* ") == row for r in rows), row
+    capsys.readouterr()
+    assert main(argv) == 0  # a rerun reuses every report and replaces the section instead of adding one
+    assert doc.read_text().count("### vit: ") == 1
+    assert main(["bench", "--zoo", str(tiny_zoo.root), "--layer", "vit"]) == 2
+    assert "--layer takes TREE=LAYER" in capsys.readouterr().err

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from hf_probex.experts.sweep import read_done, sweep
+from hf_probex.experts.runs import read_done
+from hf_probex.experts.sweep import select_layer, sweep
 from hf_probex.experts.training import TrainConfig
 from test_experts_models import write_planted
 
@@ -32,3 +33,8 @@ def test_sweep_names_an_unknown_layer(tmp_path):
     write_planted(tmp_path / "set", n_models=10)
     with pytest.raises(ValueError, match="no layer 'x'; layers: informative.weight, noise.weight"):
         sweep(tmp_path / "set", "Toy", ["ridge"], tmp_path / "s.jsonl", layers=["x"])
+
+
+def test_select_layer_picks_the_informative_layer(tmp_path):
+    write_planted(tmp_path / "set", n_models=40)
+    assert select_layer(tmp_path / "set", "Toy", tmp_path / "select.jsonl", folds=2) == "informative.weight"

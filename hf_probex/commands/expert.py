@@ -1,4 +1,4 @@
-"""`hf-probex expert`: list layers, cross-validate, train and sweep per-tree experts."""
+"""Expert commands: `hf-probex train`, `hf-probex bench`, and `hf-probex expert layers|eval|sweep`."""
 
 from __future__ import annotations
 
@@ -76,15 +76,32 @@ def _expert_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _expert_train(args: argparse.Namespace) -> int:
+def _resolve_layer(args: argparse.Namespace) -> None:
+    """`--layer auto`: the layer where the tuned ridge cross-validates best (a fast sweep over every layer)."""
+    import tempfile
+
+    from ..experts.sweep import select_layer
+
+    if args.layer != "auto":
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            args.layer = select_layer(args.zoo, args.tree, Path(folder) / "select.jsonl", folds=args.folds, seed=args.seed)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+    print(f"layer auto: {args.layer} (best tuned-ridge {args.folds}-fold CV score)")
+
+
+def _train(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..experts.harness import cross_validate, fit_expert
 
     _check_methods([args.method])
+    _resolve_layer(args)
     data = _expert_data(args)
     hparams, config = _expert_settings(args, args.method)
-    settings = dict(hparams=hparams, centre=not args.no_centre, config=config, temperature=args.temperature)
+    settings = {"hparams": hparams, "centre": not args.no_centre, "config": config, "temperature": args.temperature}
     try:
         report = cross_validate(data, args.method, folds=args.folds, seed=args.seed, **settings) if args.folds else None
         expert, history = fit_expert(data, args.method, np.arange(len(data.y)), **settings)
@@ -99,6 +116,42 @@ def _expert_train(args: argparse.Namespace) -> int:
         print(f"  {name}: {stat['mean']:.1f} +- {stat['se']:.1f} ({args.folds}-fold CV)")
     if args.push_to_hub:
         print(f"pushed: {expert.push_to_hub(args.push_to_hub)}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import datetime
+    import platform
+
+    from ..experts.bench import markdown, run_bench, write_section
+
+    methods = args.method or ["probex", "mvprobe", "dense", "ridge", "statnn"]
+    _check_methods(methods)
+    layers = {}
+    for item in args.layer or []:
+        tree, sep, layer = item.partition("=")
+        if not sep:
+            raise UserError(f"--layer takes TREE=LAYER, got {item!r}")
+        layers[tree] = layer
+    _, config = _expert_settings(args, "probex")
+    try:
+        results = run_bench(args.zoo, Path(args.out), trees=args.tree, layers=layers, methods=methods,
+                            workers=args.workers, folds=args.folds, seed=args.seed, config=config,
+                            progress=None if args.quiet else print)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    table = markdown(results)
+    print(table)
+    if args.write:
+        import os
+
+        cores = os.cpu_count()
+        header = (f"Measured {datetime.date.today()} on {platform.machine()} with {cores} cores "
+                  f"({args.workers} worker processes of one torch thread), by:\n\n"
+                  f"```bash\nhf-probex bench --zoo {args.zoo} --folds {args.folds} --epochs {config.epochs} "
+                  f"--workers {args.workers} --write {args.write}\n```\n")
+        write_section(Path(args.write), header + "\n" + table)
+        print(f"wrote the tables into {args.write}")
     return 0
 
 
@@ -130,10 +183,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     layers.add_argument("--tree", required=True, help="tree name")
     layers.set_defaults(func=_expert_layers)
 
-    def add_expert_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("zoo", help="zoo folder (from `hf-probex zoo build`) or Model-J folder")
+    def add_expert_options(sub: argparse.ArgumentParser, zoo_option: bool = False) -> None:
+        if zoo_option:
+            sub.add_argument("--zoo", required=True, help="zoo folder (from `hf-probex zoo build`) or Model-J folder")
+            sub.add_argument("--layer", default="auto",
+                             help="layer name, or auto: the layer where the tuned ridge cross-validates best (default)")
+        else:
+            sub.add_argument("zoo", help="zoo folder (from `hf-probex zoo build`) or Model-J folder")
+            sub.add_argument("--layer", required=True, help="layer name (see `hf-probex expert layers`)")
         sub.add_argument("--tree", required=True, help="tree name")
-        sub.add_argument("--layer", required=True, help="layer name (see `hf-probex expert layers`)")
         add_cv_options(sub, training=True)
         sub.add_argument("--no-centre", action="store_true", help="feed the layer as stored, not root-centred")
         sub.add_argument("--conv-layout", default="probex", choices=["probex", "rows"],
@@ -154,17 +212,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     expert_eval.add_argument("--json", help="also write the reports to this JSON file")
     expert_eval.set_defaults(func=_expert_eval)
 
-    expert_train = expert_commands.add_parser(
-        "train", help="train one expert (after cross-validating it) and save it as a Hub model folder",
-        description="Cross-validate one method on one (tree, layer) for its metrics, then train it on every "
-                    "in-distribution model and save it (config.json, model.safetensors, README.md).",
-    )
-    add_expert_options(expert_train)
-    expert_train.add_argument("--method", default="probex", help="expert method (default: probex)")
-    expert_train.add_argument("--out", required=True, help="folder to save the expert in")
-    expert_train.add_argument("--push-to-hub", metavar="REPO", help="also push it to this Hub repo (HF_ENDPOINT, HF_TOKEN)")
-    expert_train.set_defaults(func=_expert_train)
-
     expert_sweep = expert_commands.add_parser(
         "sweep", help="cross-validate methods on every layer of a tree (parallel, resumable)",
         description="Cross-validate methods on every candidate layer of a tree (or the --layer ones) and rank "
@@ -180,3 +227,34 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_cv_options(expert_sweep, training=True)
     expert_sweep.add_argument("--quiet", action="store_true", help="no line per finished report")
     expert_sweep.set_defaults(func=_expert_sweep)
+
+    train = commands.add_parser(
+        "train", help="train one expert for a tree (after cross-validating it) and save it as a Hub model",
+        description="Cross-validate one method on one (tree, layer) for its metrics, then train it on every "
+                    "in-distribution model and save it (config.json, model.safetensors, README.md). See docs/experts.md.",
+    )
+    add_expert_options(train, zoo_option=True)
+    train.add_argument("--method", default="ridge", help="expert method (default: ridge, the benchmark's best; "
+                                                         "probex, mvprobe, dense, statnn, headset)")
+    train.add_argument("--out", required=True, help="folder to save the expert in")
+    train.add_argument("--push-to-hub", metavar="REPO", help="also push it to this Hub repo (HF_ENDPOINT, HF_TOKEN)")
+    train.set_defaults(func=_train)
+
+    bench = commands.add_parser(
+        "bench", help="benchmark every expert method on every tree of a zoo (parallel, resumable)",
+        description="Cross-validate ProbeX, MVProbe, dense, ridge and StatNN (plus raw inputs, the head as a set, "
+                    "and fusions) on each tree's layer, same folds, and print one table per tree; --write puts the "
+                    "tables into a markdown file (docs/benchmarks.md). Reports are appended to --out as they finish; "
+                    "rerunning resumes.",
+    )
+    bench.add_argument("--zoo", required=True, help="zoo folder or Model-J folder")
+    bench.add_argument("--tree", action="append", help="only this tree (repeatable; default: every tree)")
+    bench.add_argument("--layer", action="append", metavar="TREE=LAYER",
+                       help="the layer of a tree (repeatable; default: selected by the tuned ridge)")
+    bench.add_argument("--method", action="append", help="methods (repeatable; default: probex mvprobe dense ridge statnn)")
+    bench.add_argument("--out", default="bench.jsonl", help="JSON-lines file of reports (appended; resumes; default: bench.jsonl)")
+    bench.add_argument("--workers", type=int, default=1, help="parallel processes, one torch thread each (default: 1)")
+    add_cv_options(bench, training=True)
+    bench.add_argument("--write", metavar="MARKDOWN", help="also write the tables into this file (between bench markers)")
+    bench.add_argument("--quiet", action="store_true", help="no line per finished report")
+    bench.set_defaults(func=_bench)

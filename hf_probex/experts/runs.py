@@ -1,0 +1,99 @@
+"""Resumable cross-validation runs: many (tree, layers, methods) runs in parallel processes, one JSON line each.
+
+A `Run` names what to cross-validate: one or more (layer, method) members of one tree (several members
+are averaged, late fusion) and whether inputs are root-centred. `run_all` executes the runs not yet in
+a JSON-lines file, in `workers` processes of one torch thread each, appending each report (tagged
+with its run) as soon as it finishes; a killed run is resumed by calling it again with the same file
+(a half-written last line is dropped). Layer sweeps and the benchmark are both built on it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .training import TrainConfig
+
+
+@dataclass(frozen=True)
+class Run:
+    """One cross-validation: `members` = ((layer, method), ...) of `tree`; `label` names it in tables."""
+
+    tree: str
+    members: tuple[tuple[str, str], ...]
+    centre: bool = True
+    label: str = ""
+    temperature: float = 1.0  # zero-shot cosine temperature
+
+    @property
+    def name(self) -> str:
+        return self.label or " + ".join(method for _, method in self.members)
+
+    def key(self, folds: int, seed: int, config: TrainConfig) -> str:
+        """What identifies a finished report in the file: the run and every setting that changes its numbers."""
+        return json.dumps([self.tree, self.members, self.centre, self.temperature, folds, seed, asdict(config)])
+
+
+def _execute(zoo: str, run: Run, folds: int, seed: int, config: dict) -> dict:
+    import torch
+
+    from .harness import cross_validate_combined, load_layer_data
+
+    torch.set_num_threads(1)
+    members = [(load_layer_data(zoo, run.tree, layer), method, None) for layer, method in run.members]
+    return cross_validate_combined(members, folds=folds, seed=seed, centre=run.centre, config=TrainConfig(**config),
+                                   temperature=run.temperature)
+
+
+def read_done(path: Path) -> list[dict]:
+    """The complete reports of a runs file (none if it does not exist)."""
+    if not path.is_file():
+        return []
+    done = []
+    for line in path.read_text().splitlines():
+        try:
+            done.append(json.loads(line))
+        except json.JSONDecodeError:  # the last line of a killed run
+            continue
+    return done
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a killed run's half-written last line, so the next report starts on a line of its own."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def run_all(zoo: str | Path, runs: Sequence[Run], out: Path, *, workers: int = 1, folds: int = 5, seed: int = 0,
+            config: TrainConfig | None = None, progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Cross-validate every run not yet in `out`; returns the reports of `runs`, in their order.
+
+    Each report carries `run_key` (settings included) and `label` (the run's name).
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    config = config or TrainConfig()
+    keys = {run: run.key(folds, seed, config) for run in runs}
+    done = {r["run_key"]: r for r in read_done(out) if "run_key" in r}
+    todo = [run for run in dict.fromkeys(runs) if keys[run] not in done]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _drop_partial_line(out)
+    if todo:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool, out.open("a") as handle:
+            futures = {pool.submit(_execute, str(zoo), run, folds, seed, asdict(config)): run for run in todo}
+            for future in as_completed(futures):
+                run = futures[future]
+                report = {**future.result(), "run_key": keys[run], "label": run.name}
+                handle.write(json.dumps(report) + "\n")
+                handle.flush()
+                done[keys[run]] = report
+                if progress:
+                    progress(f"{run.tree} / {report['layer']} / {run.name}: "
+                             + ", ".join(f"{k} {v['mean']:.1f}" for k, v in report["metrics"].items()))
+    return [done[keys[run]] for run in runs]
