@@ -1,0 +1,81 @@
+"""What `infer_card` returns: proposed card fields, each with a confidence and its evidence.
+
+These are the types shared by the Python API, the CLI, the Space and the bot. A `FieldSuggestion`
+is one proposed value; a `CardSuggestion` holds the fields proposed for one repo, the card it has
+now, the card we would propose (only missing fields filled) and the unified diff between them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# The card fields hf_probex can propose, in the order they are shown.
+CARD_FIELDS = ("base_model", "base_model_relation", "library_name", "pipeline_tag", "trained_on", "lineage")
+
+
+@dataclass
+class FieldSuggestion:
+    """One proposed card field.
+
+    Attributes:
+        name: the field, one of `CARD_FIELDS` (`trained_on`: the training classes or the LoRA concept).
+        value: the proposed value (a string, or a list of strings for `trained_on` class subsets).
+        confidence: in [0, 1]; exact evidence from files is 1.0, an expert's is calibrated on validation models.
+        evidence: where it comes from, for people: "adapter_config.json base_model_name_or_path",
+            "expert hf-probex/expert-vit (probex) on vit.encoder.layer.0.attention.attention.value.weight".
+        source: "metadata" (read from a file) or "expert" (predicted from weights) or "weights" (routing).
+        missing: whether the repo's current card lacks this field (only missing fields are proposed).
+        details: extras for display (per-label scores, top-k concepts, distances to roots).
+    """
+
+    name: str
+    value: Any
+    confidence: float
+    evidence: str
+    source: str = "metadata"
+    missing: bool = True
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class CardSuggestion:
+    """The result of `infer_card` for one repo, local folder or safetensors file.
+
+    Attributes:
+        source: what was asked about (repo id, folder or file path).
+        revision: the commit the answer was computed for, where known.
+        family: the adapter family that recognised it ("vit", "resnet", "sd-lora", "peft-llm"), or None.
+        tree: the model tree it was routed to (the root's repo id), or None when routing abstained.
+        fields: proposed fields by name, at or above the confidence threshold.
+        abstained: fields or questions not answered, with the reason ({"trained_on": "no expert for tree X"}).
+        current_card: the repo's README.md as it is ("" if none).
+        suggested_card: README.md with only the missing fields filled ("" if nothing to propose).
+        diff: a unified diff of README.md (current -> suggested).
+        bytes_read: bytes fetched to answer (headers, one tensor, small metadata files).
+    """
+
+    source: str
+    revision: str | None = None
+    family: str | None = None
+    tree: str | None = None
+    fields: dict[str, FieldSuggestion] = field(default_factory=dict)
+    abstained: dict[str, str] = field(default_factory=dict)
+    current_card: str = ""
+    suggested_card: str = ""
+    diff: str = ""
+    bytes_read: int = 0
+
+    @property
+    def proposed(self) -> dict[str, FieldSuggestion]:
+        """The fields the current card lacks (what a pull request would add)."""
+        return {name: f for name, f in self.fields.items() if f.missing}
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict of everything above."""
+        return asdict(self)
+
+    def to_json(self, **kwargs: Any) -> str:
+        """`to_dict()` as JSON (keyword arguments go to `json.dumps`)."""
+        return json.dumps(self.to_dict(), **kwargs)
