@@ -1,0 +1,508 @@
+"""Weights reading: the few bytes of a model that hf_probex needs, from a Hub repo, a local folder or one file.
+
+This module owns:
+
+- `open_source`: a `WeightSource` over a Hub repo (id, revision, token), a local folder, or a single
+  .safetensors file; it lists the files, reads small JSON/text files (config.json, adapter_config.json,
+  model_index.json, README.md) and counts every byte it reads (`bytes_read`) against the size of the
+  model (`size`);
+- the safetensors format, parsed and validated by hand (`parse_safetensors_header`): the 8-byte
+  little-endian header length, the JSON header, known dtypes, data offsets inside the file, after the
+  header and not overlapping;
+- `Checkpoint`: the tensors of one .safetensors file, or of the shards an `*.safetensors.index.json`
+  names, from which it reads ONE tensor by name into a float32 array (BF16 converted) and nothing else.
+
+Local files are memory-mapped; Hub files are read with HTTP range requests through huggingface_hub's
+HTTP session (exactly the bytes asked: the 8-byte length, the header, the tensor). Pickled weights
+(.bin, .pt, .pth, .ckpt) are never opened. Names that come from the network (the repo listing, an index's
+weight_map) are checked so they never leave the model's folder. Tokens are passed to huggingface_hub and
+never logged nor shown.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import (
+    PICKLE_SUFFIXES,
+    BadFileError,
+    BadSafetensorsError,
+    LayerMismatchError,
+    MissingFileError,
+    NoSafetensorsError,
+    RepoNotFoundError,
+    hub_errors,
+)
+
+#: safetensors' own limit on the header size (bytes); a larger length is a corrupt file, not a header.
+MAX_HEADER_BYTES = 100_000_000
+#: Small files are read whole; a "config" larger than this is not one.
+MAX_SMALL_FILE_BYTES = 10_000_000
+INDEX_SUFFIX = ".safetensors.index.json"
+
+#: safetensors dtype -> (bytes per element, little-endian numpy dtype or None when numpy has no such type).
+DTYPES: dict[str, tuple[int, str | None]] = {
+    "F64": (8, "<f8"), "F32": (4, "<f4"), "F16": (2, "<f2"), "BF16": (2, None),
+    "I64": (8, "<i8"), "I32": (4, "<i4"), "I16": (2, "<i2"), "I8": (1, "i1"),
+    "U64": (8, "<u8"), "U32": (4, "<u4"), "U16": (2, "<u2"), "U8": (1, "u1"), "BOOL": (1, "?"),
+    "F8_E4M3": (1, None), "F8_E5M2": (1, None),
+}
+
+
+def safe_relpath(name: str, where: str) -> str:
+    """`name` as a normalised relative POSIX path; BadFileError if it is absolute or climbs out with `..`.
+
+    Names come from the network (a repo listing, an index file): one must never reach outside the model.
+    """
+    if not isinstance(name, str) or not name or "\\" in name or "\x00" in name:
+        raise BadFileError(f"{where} names an invalid file path {name!r}: only relative POSIX paths are allowed")
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        raise BadFileError(f"{where} names the file {name!r} outside the model's folder: refusing to read it")
+    return str(path)
+
+
+# ---- the safetensors format ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Where one tensor lies: its file, dtype, shape and absolute byte range [start, end) in that file."""
+
+    name: str
+    file: str
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    """A parsed, validated safetensors header: tensors by name, the string metadata, its own size in bytes."""
+
+    file: str
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, str]
+    nbytes: int  # 8 + the JSON length: the bytes before the first tensor
+
+
+def header_length(prefix: bytes, file_size: int, file: str) -> int:
+    """The JSON header's length from a file's first 8 bytes, checked against the file size."""
+    if file_size < 8 or len(prefix) < 8:
+        raise BadSafetensorsError(
+            f"{file} is truncated: {file_size} bytes, less than the 8-byte header length; re-download or re-export it"
+        )
+    length = int.from_bytes(prefix[:8], "little")
+    if length == 0 or length > min(file_size - 8, MAX_HEADER_BYTES):
+        raise BadSafetensorsError(
+            f"{file} declares a header of {length} bytes but the file has {file_size} bytes (header length beyond "
+            f"the file): it is truncated or not safetensors; re-download or re-export it"
+        )
+    return length
+
+
+def parse_safetensors_header(data: bytes, file_size: int, file: str, where: str | None = None) -> SafetensorsHeader:
+    """Parse and validate the first 8 + n bytes of a safetensors file of `file_size` bytes.
+
+    Checks the declared length against the file, the JSON, each tensor's dtype, shape and data_offsets
+    (inside the data area that follows the header, matching shape x dtype, not overlapping another tensor).
+
+    `file` is the file's name in its model (kept in each `TensorInfo`); `where` names it in messages
+    (default: `file`).
+
+    Raises:
+        BadSafetensorsError: naming the file, what is wrong, and what to try.
+    """
+    label = where or file
+    length = header_length(data, file_size, label)
+    if len(data) < 8 + length:
+        raise BadSafetensorsError(f"{label}: header cut short ({len(data) - 8} of {length} bytes); re-download it")
+    bad = f"{label} is not valid safetensors"
+    try:
+        raw = json.loads(bytes(data[8 : 8 + length]).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise BadSafetensorsError(f"{bad}: its header is not valid JSON ({err}); re-download or re-export it") from None
+    if not isinstance(raw, dict):
+        raise BadSafetensorsError(f"{bad}: its header is not a JSON object; re-download or re-export it")
+    metadata = raw.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise BadSafetensorsError(f"{bad}: __metadata__ must map strings to strings; re-export it")
+    data_size = file_size - 8 - length
+    tensors: dict[str, TensorInfo] = {}
+    for name, entry in raw.items():
+        if not isinstance(entry, dict):
+            raise BadSafetensorsError(f"{bad}: the entry of tensor {name!r} is not an object; re-export it")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if dtype not in DTYPES:
+            raise BadSafetensorsError(
+                f"{label}: tensor {name!r} has unknown dtype {dtype!r} (known: {', '.join(DTYPES)}); re-export it "
+                f"with a standard dtype"
+            )
+        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+            raise BadSafetensorsError(f"{bad}: tensor {name!r} has shape {shape!r}; re-export it")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
+            raise BadSafetensorsError(f"{bad}: tensor {name!r} has data_offsets {offsets!r}; re-export it")
+        begin, end = offsets
+        if begin < 0 or end < begin or end > data_size:
+            raise BadSafetensorsError(
+                f"{label}: tensor {name!r} has data_offsets [{begin}, {end}) out of range (the data after the header "
+                f"holds {data_size} bytes; offsets must not reach into the header or past the end): the file is "
+                f"truncated or corrupt; re-download or re-export it"
+            )
+        if end - begin != math.prod(shape) * DTYPES[dtype][0]:
+            raise BadSafetensorsError(
+                f"{label}: tensor {name!r} spans {end - begin} bytes but {dtype} x {shape} needs "
+                f"{math.prod(shape) * DTYPES[dtype][0]}; re-export it"
+            )
+        tensors[name] = TensorInfo(name, file, dtype, tuple(shape), 8 + length + begin, 8 + length + end)
+    spans = sorted((t.start, t.end, t.name) for t in tensors.values() if t.nbytes)
+    for (_, prev_end, prev), (start, _, name) in zip(spans, spans[1:]):
+        if start < prev_end:
+            raise BadSafetensorsError(f"{label}: tensors {prev!r} and {name!r} overlap; re-export it")
+    return SafetensorsHeader(file, tensors, {str(k): v for k, v in metadata.items()}, 8 + length)
+
+
+def decode_tensor(raw: np.ndarray, info: TensorInfo) -> np.ndarray:
+    """A tensor's raw little-endian bytes (uint8) -> a float32 array of its shape (BF16 widened exactly)."""
+    if info.dtype == "BF16":
+        # bfloat16 is the top half of a float32: shift the 16 bits into place.
+        values = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
+    elif DTYPES[info.dtype][1] is None:
+        raise LayerMismatchError(
+            f"tensor {info.name!r} of {info.file} is stored as {info.dtype} (quantized), which hf_probex does not "
+            f"read: use the unquantized model"
+        )
+    else:
+        values = raw.view(DTYPES[info.dtype][1]).astype(np.float32)
+    return values.reshape(info.shape)
+
+
+# ---- where the bytes come from -------------------------------------------------------------------------
+
+
+class _Storage(Protocol):
+    """The files of one model and byte-range reads of them (a local folder or a Hub repo)."""
+
+    description: str
+
+    def sizes(self) -> dict[str, int]: ...
+
+    def read(self, name: str, start: int, length: int) -> np.ndarray: ...
+
+
+class _LocalStorage:
+    """Files under a local folder (or one file), read through memory maps."""
+
+    def __init__(self, root: Path, sizes: dict[str, int], description: str) -> None:
+        self.root, self._sizes, self.description = root, sizes, description
+
+    def sizes(self) -> dict[str, int]:
+        return self._sizes
+
+    def read(self, name: str, start: int, length: int) -> np.ndarray:
+        if length == 0:
+            return np.zeros(0, dtype=np.uint8)
+        # A memory map touches only the pages of the requested range, however large the file.
+        return np.asarray(np.memmap(self.root / name, dtype=np.uint8, mode="r", offset=start, shape=(length,)))
+
+
+class _HubStorage:
+    """Files of one Hub repo at one commit, read with HTTP range requests through huggingface_hub."""
+
+    def __init__(self, repo_id: str, revision: str | None, token: str | bool | None) -> None:
+        from huggingface_hub import HfApi, get_token
+
+        self.repo_id, self._token = repo_id, token
+        self._api = HfApi(token=token)
+        self.endpoint = self._api.endpoint
+        authenticated = bool(token) if token is not None else get_token() is not None
+        self._errors = lambda: hub_errors(repo_id, revision, authenticated=authenticated, endpoint=self.endpoint)
+        with self._errors():
+            info = self._api.model_info(repo_id, revision=revision, files_metadata=True)
+        # Pin the commit: every later read sees the same files even if the branch moves meanwhile.
+        self.commit = info.sha or revision
+        self.description = f"{repo_id}@{revision}" if revision else repo_id
+        self._sizes = {safe_relpath(s.rfilename, f"the listing of {repo_id}"): s.size for s in info.siblings or []}
+
+    def sizes(self) -> dict[str, int]:
+        for name in [n for n, size in self._sizes.items() if size is None]:
+            from huggingface_hub import get_hf_file_metadata
+
+            with self._errors():
+                self._sizes[name] = get_hf_file_metadata(self._url(name), token=self._token).size
+        return self._sizes
+
+    def _url(self, name: str) -> str:
+        from huggingface_hub import hf_hub_url
+
+        return hf_hub_url(self.repo_id, name, revision=self.commit, endpoint=self.endpoint)
+
+    def read(self, name: str, start: int, length: int) -> np.ndarray:
+        from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
+
+        if length == 0:
+            return np.zeros(0, dtype=np.uint8)
+        headers = {**build_hf_headers(token=self._token), "range": f"bytes={start}-{start + length - 1}"}
+        with self._errors():
+            response = http_backoff("GET", self._url(name), headers=headers)
+            hf_raise_for_status(response)
+        body = response.content
+        if response.status_code == 200:  # a server that ignores Range sends the whole file
+            body = body[start : start + length]
+        if len(body) != length:
+            raise MissingFileError(
+                f"{self.description}: asked {length} bytes of {name} at {start}, got {len(body)}; retry, or pin a commit"
+            )
+        return np.frombuffer(body, dtype=np.uint8)
+
+
+# ---- the public objects --------------------------------------------------------------------------------
+
+
+class WeightSource:
+    """One model's files (a Hub repo at one commit, a local folder, or one .safetensors file).
+
+    Reads only what it is asked (small files whole, safetensors headers, single tensors) and counts the
+    bytes in `bytes_read`. Open one with `open_source`.
+    """
+
+    def __init__(self, storage: _Storage, *, revision: str | None = None) -> None:
+        self._storage = storage
+        self.description: str = storage.description
+        #: The commit read on the Hub (None for local files).
+        self.revision = revision
+        #: Bytes read so far: small files, safetensors headers and tensors.
+        self.bytes_read = 0
+        self._texts: dict[str, str | None] = {}
+        self._headers: dict[str, SafetensorsHeader] = {}
+        self._checkpoints: dict[str, Checkpoint] = {}
+
+    def __repr__(self) -> str:
+        return f"WeightSource({self.description!r})"
+
+    @property
+    def files(self) -> list[str]:
+        """Every file of the model, as relative POSIX paths, sorted."""
+        return sorted(self._storage.sizes())
+
+    @property
+    def size(self) -> int:
+        """The total size of the model's files in bytes (the baseline for `bytes_read`)."""
+        return sum(self._storage.sizes().values())
+
+    def file_size(self, name: str) -> int:
+        """The size of one file in bytes; MissingFileError if the model has no such file."""
+        sizes = self._storage.sizes()
+        if name not in sizes:
+            raise MissingFileError(f"{self.description} has no file {name!r}")
+        return sizes[name]
+
+    @property
+    def safetensors_files(self) -> list[str]:
+        """The .safetensors files and safetensors index files of the model."""
+        return [f for f in self.files if f.endswith((".safetensors", INDEX_SUFFIX))]
+
+    @property
+    def pickled_files(self) -> list[str]:
+        """The pickled weight files (.bin, .pt, .pth, .ckpt...), listed only: never opened."""
+        return [f for f in self.files if f.endswith(PICKLE_SUFFIXES)]
+
+    def _read(self, name: str, start: int, length: int) -> np.ndarray:
+        data = self._storage.read(name, start, length)
+        self.bytes_read += len(data)
+        return data
+
+    def read_text(self, name: str) -> str | None:
+        """A small text file (README.md...) decoded as UTF-8, or None if the model has no such file (read once)."""
+        name = safe_relpath(name, "read_text")
+        if name not in self._texts:
+            self._texts[name] = self._read_small(name) if name in self._storage.sizes() else None
+        return self._texts[name]
+
+    def _read_small(self, name: str) -> str:
+        size = self.file_size(name)
+        if size > MAX_SMALL_FILE_BYTES:
+            raise BadFileError(f"{self.description}: {name} has {size} bytes, too large for a small text file")
+        return bytes(self._read(name, 0, size)).decode("utf-8", errors="replace")
+
+    def read_json(self, name: str) -> dict[str, Any] | None:
+        """A small JSON object file (config.json, adapter_config.json, model_index.json...), or None if absent."""
+        text = self.read_text(name)
+        if text is None:
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError as err:
+            raise BadFileError(f"{self.description}: {name} is not valid JSON ({err}); fix or re-export it") from None
+        if not isinstance(value, dict):
+            raise BadFileError(f"{self.description}: {name} is not a JSON object; fix or re-export it")
+        return value
+
+    def header(self, name: str) -> SafetensorsHeader:
+        """The parsed header of one .safetensors file (read once: 8 bytes, then exactly the header)."""
+        if name not in self._headers:
+            size = self.file_size(name)
+            where = f"{name} of {self.description}"
+            prefix = bytes(self._read(name, 0, min(8, size)))
+            length = header_length(prefix, size, where)
+            data = prefix + bytes(self._read(name, 8, length))
+            self._headers[name] = parse_safetensors_header(data, size, name, where)
+        return self._headers[name]
+
+    def read_tensor(self, info: TensorInfo) -> np.ndarray:
+        """One tensor's bytes, and nothing else, as float32 of its stored shape."""
+        return decode_tensor(self._read(info.file, info.start, info.nbytes), info)
+
+    def require_safetensors(self) -> None:
+        """NoSafetensorsError unless the model has safetensors weights (naming its pickled files if any)."""
+        if not self.safetensors_files:
+            raise NoSafetensorsError(self.description, self.pickled_files)
+
+    def checkpoint(self, preferred: tuple[str, ...] = ()) -> Checkpoint:
+        """The model's weights as one `Checkpoint`.
+
+        The first of `preferred` (file or index names) that exists; else a top-level index; else the
+        top-level .safetensors file (the first by name when there are several); else any .safetensors
+        file. NoSafetensorsError when there is none.
+        """
+        self.require_safetensors()
+        files = self.safetensors_files
+        top = [f for f in files if "/" not in f]
+        chosen = next(
+            (f for f in preferred if f in files),
+            next((f for f in top if f.endswith(INDEX_SUFFIX)), (top or files)[0]),
+        )
+        return self.open_checkpoint(chosen)
+
+    def open_checkpoint(self, name: str) -> Checkpoint:
+        """The checkpoint of one .safetensors file or `*.safetensors.index.json` (cached)."""
+        if name not in self._checkpoints:
+            self._checkpoints[name] = Checkpoint(self, name)
+        return self._checkpoints[name]
+
+
+class Checkpoint:
+    """The tensors of one checkpoint: one .safetensors file, or the shards named by an index's weight_map.
+
+    Names come from the index (no shard is read) or the file's header; a shard's header is read only when
+    one of its tensors is asked for.
+    """
+
+    def __init__(self, source: WeightSource, name: str) -> None:
+        self.source, self.name = source, name
+        if name.endswith(INDEX_SUFFIX):
+            index = source.read_json(name) or {}
+            weight_map = index.get("weight_map")
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise BadFileError(f"{source.description}: {name} has no weight_map; re-export the checkpoint")
+            folder = PurePosixPath(name).parent
+            where = f"{name} of {source.description}"
+            self._files = {t: safe_relpath(str(folder / safe_relpath(f, where)), where) for t, f in weight_map.items()}
+            meta = index.get("metadata")
+            self.metadata: dict[str, str] = {k: str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+        else:
+            header = source.header(name)
+            self._files = {t: name for t in header.tensors}
+            self.metadata = header.metadata
+
+    def __repr__(self) -> str:
+        return f"Checkpoint({self.source.description!r}, {self.name!r}, {len(self._files)} tensors)"
+
+    @property
+    def names(self) -> list[str]:
+        """Every tensor name, sorted."""
+        return sorted(self._files)
+
+    @property
+    def shards(self) -> list[str]:
+        """The .safetensors files holding the tensors."""
+        return sorted(set(self._files.values()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._files
+
+    def info(self, name: str) -> TensorInfo:
+        """Dtype, shape and byte range of one tensor (reads its shard's header if not read yet)."""
+        file = self._files.get(name)
+        if file is None:
+            raise LayerMismatchError(f"{self.source.description} has no tensor {name!r} in {self.name}")
+        try:
+            return self.source.header(file).tensors[name]
+        except KeyError:
+            raise BadSafetensorsError(
+                f"{self.name} of {self.source.description} puts {name!r} in {file}, which lacks it; re-export the "
+                f"checkpoint"
+            ) from None
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The stored shape of one tensor."""
+        return self.info(name).shape
+
+    def read(self, name: str) -> np.ndarray:
+        """One tensor as float32 of its stored shape: its header (if not read yet) and its bytes, nothing else."""
+        return self.source.read_tensor(self.info(name))
+
+
+def looks_like_repo_id(value: object, *, namespaced: bool = True) -> bool:
+    """True for strings that are valid Hub repo ids: `namespace/name` (or a legacy bare `name` when
+    `namespaced` is False), and not a local-looking path such as ./out, /data/x or ~/m."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not isinstance(value, str) or value.startswith((".", "/", "~")):
+        return False
+    if namespaced and value.count("/") != 1:
+        return False
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _local_source(path: Path) -> WeightSource:
+    if path.is_file():
+        if not path.name.endswith(".safetensors"):
+            raise NoSafetensorsError(str(path), [path.name] if path.name.endswith(PICKLE_SUFFIXES) else [])
+        return WeightSource(_LocalStorage(path.parent, {path.name: path.stat().st_size}, str(path)))
+    sizes: dict[str, int] = {}
+    for folder, dirs, names in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # .git, .cache/huggingface: not the model
+        for name in names:
+            file = Path(folder) / name
+            sizes[file.relative_to(path).as_posix()] = file.stat().st_size
+    return WeightSource(_LocalStorage(path, sizes, str(path)))
+
+
+def open_source(source: str | os.PathLike[str], *, revision: str | None = None,
+                token: str | bool | None = None) -> WeightSource:
+    """Open a model: an existing local folder or .safetensors file, else a Hub repo id.
+
+    Args:
+        source: a local path, or a Hub repo id (`namespace/name`).
+        revision: for Hub repos, a branch, tag or commit (default: the main branch); ignored locally.
+        token: for Hub repos, a token (default: the saved one / HF_TOKEN; False sends none).
+
+    Raises:
+        RepoNotFoundError, AccessDeniedError, RevisionNotFoundError, HubConnectionError: the Hub refused.
+        NoSafetensorsError: a single local file that is not .safetensors.
+    """
+    path = Path(source)
+    if path.exists():
+        return _local_source(path)
+    text = os.fspath(source)
+    if not looks_like_repo_id(text, namespaced=False):
+        raise RepoNotFoundError(f"{text!r} is neither an existing local path nor a Hub repo id (namespace/name)")
+    storage = _HubStorage(text, revision, token)
+    return WeightSource(storage, revision=storage.commit)
