@@ -75,3 +75,19 @@ def test_bench_writes_one_table_per_tree_into_the_markdown(tiny_zoo, tmp_path, c
     assert doc.read_text().count("### vit: ") == 1
     assert main(["bench", "--zoo", str(tiny_zoo.root), "--layer", "vit"]) == 2
     assert "--layer takes TREE=LAYER" in capsys.readouterr().err
+
+
+def test_train_on_some_splits_calibrates_its_confidence(tiny_zoo, tmp_path, capsys):
+    out = tmp_path / "expert"
+    assert main(["train", "--zoo", str(tiny_zoo.root), "--tree", "vit", "--layer", LAYER,
+                 "--splits", "nosuchsplit", "--folds", "2", "--out", str(out)]) == 2
+    assert "tree 'vit' has no models in splits nosuchsplit" in capsys.readouterr().err
+    assert main(["train", "--zoo", str(tiny_zoo.root), "--tree", "vit", "--layer", LAYER, "--splits", "train,val",
+                 "--folds", "2", "--out", str(out)]) == 0
+    assert "proposes at confidence >=" in capsys.readouterr().out
+    expert = Expert.from_pretrained(out)
+    data = load_layer_data(tiny_zoo.root, "vit", LAYER, splits=("train", "val"))
+    assert expert.metrics["cv_models"] == len(data.y)
+    predictions, confidence = expert.confidences(data.x)
+    assert confidence.shape == predictions.shape and np.all((confidence > 0) & (confidence < 1))
+    assert 0 < expert.calibration["threshold"] <= 1.01 and expert.calibration["decisions"] == data.y.size

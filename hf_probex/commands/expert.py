@@ -28,7 +28,8 @@ def _expert_data(args: argparse.Namespace):
 
     torch.set_num_threads(args.threads)
     try:
-        return load_layer_data(args.zoo, args.tree, args.layer, conv_layout=args.conv_layout)
+        splits = tuple(args.splits.split(",")) if getattr(args, "splits", None) else None
+        return load_layer_data(args.zoo, args.tree, args.layer, conv_layout=args.conv_layout, splits=splits)
     except ValueError as err:
         raise UserError(str(err)) from None
 
@@ -95,6 +96,7 @@ def _resolve_layer(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ..experts.calibration import fit_calibration
     from ..experts.harness import cross_validate, fit_expert
 
     _check_methods([args.method])
@@ -103,8 +105,11 @@ def _train(args: argparse.Namespace) -> int:
     hparams, config = _expert_settings(args, args.method)
     settings = {"hparams": hparams, "centre": not args.no_centre, "config": config, "temperature": args.temperature}
     try:
-        report = cross_validate(data, args.method, folds=args.folds, seed=args.seed, **settings) if args.folds else None
+        report = cross_validate(data, args.method, folds=args.folds, seed=args.seed, keep_predictions=True,
+                                **settings) if args.folds else None
         expert, history = fit_expert(data, args.method, np.arange(len(data.y)), **settings)
+        if report:
+            expert.calibration = fit_calibration(data.task, np.array(report["predictions"]), data.y).to_dict()
     except ValueError as err:
         raise UserError(str(err)) from None
     if report:
@@ -114,6 +119,10 @@ def _train(args: argparse.Namespace) -> int:
           f"{history['train_seconds']:.1f} s; saved to {args.out}")
     for name, stat in (report or {}).get("metrics", {}).items():
         print(f"  {name}: {stat['mean']:.1f} +- {stat['se']:.1f} ({args.folds}-fold CV)")
+    if expert.calibration:
+        c = expert.calibration
+        print(f"  proposes at confidence >= {c['threshold']:.2f}: out-of-fold precision {c['oof_precision'] * 100:.1f} %, "
+              f"recall {c['oof_recall'] * 100:.1f} % of {c['decisions']} decisions")
     if args.push_to_hub:
         print(f"pushed: {expert.push_to_hub(args.push_to_hub)}")
     return 0
@@ -237,6 +246,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--method", default="ridge", help="expert method (default: ridge, the benchmark's best; "
                                                          "probex, mvprobe, dense, statnn, headset)")
     train.add_argument("--out", required=True, help="folder to save the expert in")
+    train.add_argument("--splits", help="train only on models of these splits, comma-separated (e.g. train,val; "
+                                        "default: every in-distribution model)")
     train.add_argument("--push-to-hub", metavar="REPO", help="also push it to this Hub repo (HF_ENDPOINT, HF_TOKEN)")
     train.set_defaults(func=_train)
 

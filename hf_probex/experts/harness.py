@@ -94,8 +94,10 @@ def _root_repo_id(weights: WeightSet, tree: str) -> str | None:
 
 
 def load_layer_data(weights: WeightSet | str | Path, tree: str, layer: str, *, conv_layout: str = "probex",
-                    text_encoder: str = DEFAULT_TEXT_ENCODER, prompt: str = "{}") -> LayerData:
-    """Read `layer` of every finished model of `tree` (a zoo or Model-J folder, or an open WeightSet).
+                    text_encoder: str = DEFAULT_TEXT_ENCODER, prompt: str = "{}",
+                    splits: tuple[str, ...] | None = None) -> LayerData:
+    """Read `layer` of every finished model of `tree` (a zoo or Model-J folder, or an open WeightSet),
+    or only of the models in `splits` (e.g. ("train", "val"), keeping "test" unseen).
 
     Raises:
         ValueError: unknown tree, no models, or a layer that is missing, inconsistent or not finite.
@@ -104,7 +106,9 @@ def load_layer_data(weights: WeightSet | str | Path, tree: str, layer: str, *, c
     layers = candidate_layers(weights, tree)
     if layer not in layers:
         raise ValueError(f"tree {tree!r} has no layer {layer!r}; layers: {', '.join(layers)}")
-    records = weights.for_tree(tree)
+    records = weights.for_tree(tree, splits)
+    if not records:
+        raise ValueError(f"tree {tree!r} has no models in splits {', '.join(splits or ())}")
     kind = records[0].kind
     root_path, root_id = weights.roots.get(tree), _root_repo_id(weights, tree)
     if kind != "lora":
@@ -202,11 +206,13 @@ def cross_validate(data: LayerData, method: str, *, hparams: dict | None = None,
 
 def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *, folds: int = 5, seed: int = 0,
                             centre: bool = True, config: TrainConfig = TrainConfig(), shuffled: bool = True,
-                            temperature: float = 1.0) -> dict:
+                            temperature: float = 1.0, keep_predictions: bool = False) -> dict:
     """k-fold cross-validation of experts on several layers of one tree, their predictions averaged.
 
     `members` are (layer data, method, hyper-parameters); each fold trains one expert per member on the
-    same models. One member is plain `cross_validate`; a classification head read as a set next to a
+    same models. With `keep_predictions` the report also holds `predictions`: every in-distribution
+    model's out-of-fold prediction (a list per model, in model order; what calibration is fitted on).
+    One member is plain `cross_validate`; a classification head read as a set next to a
     hidden layer is the combination this exists for. With several members, the report's `centred` and
     `hparams` are lists (one entry per member).
 
@@ -221,6 +227,7 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
     rng = np.random.default_rng(seed + 1)
     settings = dict(centre=centre, config=config, temperature=temperature)
     scores, shuffled_scores, seconds, predict_ms = [], [], [], []
+    out_of_fold: list = [None] * len(data.y)
     for train_idx, test_idx in splits:
         fitted = [fit_expert(d, method, train_idx, hparams=hp, **settings) for d, method, hp in members]
         experts = [expert for expert, _ in fitted]
@@ -228,6 +235,8 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
         seen, held = predict(experts, datas, test_idx)
         predict_ms.append((time.perf_counter() - start) * 1000 / len(test_idx))
         scores.append(metrics_of(data, seen, held, test_idx))
+        for i, row in zip(test_idx, seen.tolist()):
+            out_of_fold[i] = row
         seconds.append(sum(history["train_seconds"] for _, history in fitted))
         if shuffled:
             y = data.y.copy()
@@ -247,4 +256,4 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
         "metrics": summarise(scores), "shuffled": summarise(shuffled_scores) if shuffled else None,
         "references": refs, "chance": _chance(data), "parameters": sum(e.n_parameters for e in experts),
         "train_seconds": mean_se(seconds), "predict_ms_per_model": float(np.mean(predict_ms)),
-    }
+    } | ({"predictions": out_of_fold} if keep_predictions else {})

@@ -57,6 +57,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         prompt: str = "{}",
         temperature: float = 1.0,
         metrics: dict | None = None,
+        calibration: dict | None = None,
         format_version: int = FORMAT_VERSION,
         package_version: str = __version__,
     ):
@@ -78,6 +79,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
             temperature=temperature, format_version=FORMAT_VERSION, package_version=package_version,
         )
         self.metrics = dict(metrics or {})
+        self.calibration = dict(calibration) if calibration else None
         self.register_buffer("offset", torch.zeros(self.input_shape))
         self.register_buffer("scale", torch.ones(()))
         closed_form = method in METHODS and METHODS[method].closed_form  # build_net names an unknown method
@@ -92,8 +94,8 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
 
     @property
     def config(self) -> dict:
-        """What config.json holds: the constructor's arguments and the current metrics."""
-        return {**self._config, "metrics": self.metrics}
+        """What config.json holds: the constructor's arguments, the current metrics and calibration."""
+        return {**self._config, "metrics": self.metrics, "calibration": self.calibration}
 
     @property
     def n_parameters(self) -> int:
@@ -140,6 +142,20 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         self.eval()
         out = self.logits(as_tensor(matrices), None if text is None else as_tensor(text))
         return torch.sigmoid(out).numpy() if self.task == "multilabel" else (out * self.temperature).numpy()
+
+    def confidences(self, matrices: np.ndarray, text: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(predictions as `predict`, calibrated confidence of each decision): per (model, label) for class
+        subsets [n, n_labels], of the top-1 concept for zero-shot [n] (see `calibration`).
+
+        Raises:
+            ValueError: the expert was saved without a calibration (train it with cross-validation).
+        """
+        from .calibration import Calibration, decision_scores
+
+        if not self.calibration:
+            raise ValueError("this expert has no calibration: train it with cross-validation (--folds >= 2)")
+        predictions = self.predict(matrices, text)
+        return predictions, Calibration(**self.calibration).confidence(decision_scores(self.task, predictions))
 
     def predict_files(self, paths: list[str | Path], text: np.ndarray | None = None) -> np.ndarray:
         """`predict` on weight files (safetensors of models of this tree, or their LoRA files): reads and
