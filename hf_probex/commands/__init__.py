@@ -5,6 +5,6 @@ Adding a group is a module here and one entry in `GROUPS`; `hf_probex.cli` build
 
 from __future__ import annotations
 
-from . import expert, hub, zoo
+from . import bot, expert, hub, zoo
 
-GROUPS = [zoo, expert, hub]
+GROUPS = [zoo, expert, hub, bot]

@@ -1,0 +1,189 @@
+"""The bot's calls to the Hub, through `huggingface_hub.HfApi`, with its manners built in.
+
+- 401 / 403 stop the whole run (`BotStopped`): a bad token or a refused permission is not going to get
+  better by trying the next thousand repos.
+- 429 and 5xx are retried a bounded number of times, waiting what `Retry-After` says (capped), else an
+  exponential backoff. Opening a pull request after a 5xx is retried only once the repo's pull requests
+  show it was not opened (the server may have done the work before failing).
+- Pull requests are spaced by a rate limit shared by all threads.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+
+__all__ = ["BotStopped", "HubClient", "Proposal", "parse_retry_after"]
+
+T = TypeVar("T")
+
+# The marker that makes the bot's pull requests recognisable in the repo's own history (state can be
+# lost; the Hub's record cannot): an HTML comment in the PR description, invisible when rendered.
+MARKER = re.compile(r"<!-- hf-probex-bot fields=(?P<fields>[\w,]*) revision=(?P<revision>\S*) -->")
+
+
+class BotStopped(RuntimeError):
+    """The Hub refused the bot's token or permissions (401/403): the run stops, with this message."""
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delay-seconds or an HTTP date), None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def marker(fields: list[str], revision: str | None) -> str:
+    """The marker line for a PR that proposes `fields` for `revision`."""
+    return f"<!-- hf-probex-bot fields={','.join(fields)} revision={revision or ''} -->"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A pull request the bot opened earlier on a repo, as the Hub remembers it."""
+
+    num: int
+    status: str
+    fields: tuple[str, ...]
+    revision: str
+
+
+class HubClient:
+    """The Hub calls the bot makes, with retries, the stop rule and the PR rate limit.
+
+    Args:
+        api: the client (its endpoint and token are used).
+        max_retries: retries of one call after 429 / 5xx.
+        max_wait_s: the longest single wait, whatever `Retry-After` asks.
+        prs_per_minute: at most this many pull requests a minute, across threads.
+        sleep: how to wait (tests may pass a recorder).
+    """
+
+    def __init__(self, api: HfApi, *, max_retries: int = 5, max_wait_s: float = 60.0,
+                 prs_per_minute: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.api = api
+        self.max_retries = max_retries
+        self.max_wait_s = max_wait_s
+        self.pr_interval = 60.0 / prs_per_minute if prs_per_minute > 0 else 0.0
+        self.sleep = sleep
+        self.retries = 0  # how many times a call was retried (reported by the run)
+        self._pr_lock = threading.Lock()
+        self._next_pr_at = 0.0
+
+    # ---- the retry rule -------------------------------------------------------------------------------
+
+    def call(self, func: Callable[[], T], *, recover: Callable[[int], T | None] | None = None) -> T:
+        """`func()`, stopping on 401/403 and retrying 429/5xx.
+
+        `recover(status)`, when given, runs before each retry and may return the result instead (the
+        work turned out to be done).
+        """
+        for attempt in range(self.max_retries + 1):
+            try:
+                return func()
+            except RepositoryNotFoundError:
+                raise  # the Hub answers 401 for repos it hides; that is about the repo, not the token
+            except HfHubHTTPError as err:
+                status = err.response.status_code if err.response is not None else None
+                if status in (401, 403):
+                    raise BotStopped(f"the Hub answered {status} ({'unauthorized' if status == 401 else 'forbidden'})"
+                                     f" to {err.response.request.method} {err.response.request.url.path}: "
+                                     f"{err.server_message or 'check the token (HF_TOKEN or --token)'}; "
+                                     "the run stopped, rerun the same command to resume") from None
+                if status is None or not (status == 429 or status >= 500) or attempt == self.max_retries:
+                    raise
+                found = recover(status) if recover is not None else None
+                if found is not None:
+                    return found
+                wait = parse_retry_after(err.response.headers.get("Retry-After"))
+                self.retries += 1
+                self.sleep(min(self.max_wait_s, wait if wait is not None else 2.0 ** attempt))
+        raise AssertionError("unreachable")
+
+    # ---- reading --------------------------------------------------------------------------------------
+
+    def whoami(self) -> str:
+        """The token's user name (checks the token before any work)."""
+        return self.call(lambda: self.api.whoami())["name"]
+
+    def head(self, repo_id: str) -> str:
+        """The commit id of the repo's main branch now."""
+        return self.call(lambda: self.api.model_info(repo_id, expand=["sha"])).sha
+
+    def readme(self, repo_id: str, revision: str) -> bytes | None:
+        """README.md at `revision`, byte for byte (None when the repo has none)."""
+        def read() -> bytes | None:
+            try:
+                path = self.api.hf_hub_download(repo_id, "README.md", revision=revision)
+            except EntryNotFoundError:
+                return None
+            with open(path, "rb") as handle:
+                return handle.read()
+        return self.call(read)
+
+    def children(self, repo_id: str) -> list[tuple[str, int | None]]:
+        """The repos naming `repo_id` as a base model: (id, how many children each has, None if unknown)."""
+        models = self.call(lambda: list(self.api.list_models(filter=f"base_model:{repo_id}",
+                                                             expand=["childrenModelCount"])))
+        return [(m.id, m.children_model_count) for m in models]
+
+    def proposals(self, repo_id: str, author: str | None) -> list[Proposal]:
+        """The pull requests the bot (`author`; any author when None) opened on the repo, any status."""
+        found = []
+        threads = self.call(lambda: list(self.api.get_repo_discussions(
+            repo_id, author=author, discussion_type="pull_request", discussion_status="all")))
+        for thread in threads:
+            details = self.call(lambda num=thread.num: self.api.get_discussion_details(repo_id, num))
+            first = next((e for e in details.events if e.type == "comment"), None)
+            match = MARKER.search(getattr(first, "content", "") or "")
+            if match:
+                fields = tuple(f for f in match["fields"].split(",") if f)
+                found.append(Proposal(thread.num, thread.status, fields, match["revision"]))
+        return found
+
+    # ---- writing --------------------------------------------------------------------------------------
+
+    def open_pr(self, repo_id: str, revision: str, readme: bytes, *, title: str, description: str,
+                author: str | None, fields: list[str]) -> int:
+        """Open one pull request changing only README.md, forked from `revision`; its number.
+
+        Waits for the PR rate limit first. A 5xx may hide a PR that was opened anyway, so before each
+        retry the repo's PRs are checked for this one's marker.
+        """
+        self._wait_for_pr_slot()
+
+        def create() -> int:
+            return int(self.api.create_commit(repo_id, [CommitOperationAdd("README.md", readme)],
+                                              commit_message=title, commit_description=description,
+                                              create_pr=True, parent_commit=revision).pr_num)
+
+        def already_opened(status: int) -> int | None:
+            if status < 500:
+                return None  # 429: refused, not done
+            done = [p for p in self.proposals(repo_id, author) if p.revision == revision and list(p.fields) == fields]
+            return done[0].num if done else None
+
+        return self.call(create, recover=already_opened)
+
+    def _wait_for_pr_slot(self) -> None:
+        with self._pr_lock:
+            now = time.monotonic()
+            start = max(now, self._next_pr_at)
+            self._next_pr_at = start + self.pr_interval
+        if start > now:
+            self.sleep(start - now)

@@ -1,0 +1,141 @@
+"""`hf-probex bot`: propose model-card pull requests over a model tree or a list of repos, and report."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+
+from .common import UserError
+
+
+def _lines(path: str, what: str) -> list[str]:
+    """The non-blank, non-comment lines of a file of repo ids."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"cannot read the {what} {path} ({err.strerror})") from None
+    return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
+
+
+def _load_infer(spec: str):
+    """`module:function` -> the function (a repo id -> CardSuggestion callable)."""
+    module, _, name = spec.partition(":")
+    try:
+        func = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise UserError(f"--infer {spec}: cannot load it ({err})") from None
+    if not callable(func):
+        raise UserError(f"--infer {spec} is not callable")
+    return func
+
+
+def _print_outcome(outcome, dry_run: bool) -> None:
+    if outcome.outcome == "proposed":
+        print(f"{outcome.repo_id}: opened PR #{outcome.pr_num} ({', '.join(outcome.fields)})")
+    elif outcome.outcome == "would-propose":
+        print(f"{outcome.repo_id}: would propose {', '.join(outcome.fields)}\n{outcome.diff}")
+    elif outcome.outcome == "error":
+        print(f"{outcome.repo_id}: error: {outcome.reason}")
+    elif dry_run:
+        print(f"{outcome.repo_id}: {outcome.outcome} ({outcome.reason})")
+
+
+def _bot_run(args: argparse.Namespace) -> int:
+    from huggingface_hub import HfApi
+
+    from ..bot import BotConfig, BotState, BotStopped, HubClient, default_state_path, run_bot, walk_tree
+
+    if not 0.0 <= args.min_confidence <= 1.0:
+        raise UserError("--min-confidence must be between 0 and 1")
+    if args.concurrency < 1 or (args.limit is not None and args.limit < 0) or args.prs_per_minute <= 0:
+        raise UserError("--concurrency and --prs-per-minute must be positive, --limit not negative")
+    infer = _load_infer(args.infer) if args.infer else None
+    opt_out = frozenset(_lines(args.opt_out_list, "opt-out list")) if args.opt_out_list else frozenset()
+    client = HubClient(HfApi(token=args.token), prs_per_minute=args.prs_per_minute, max_retries=args.max_retries)
+    config = BotConfig(min_confidence=args.min_confidence, dry_run=args.dry_run, concurrency=args.concurrency,
+                       opt_out=opt_out)
+    state = None if args.dry_run else BotState(args.state or default_state_path())
+    try:
+        repos = walk_tree(client, args.tree) if args.tree else _lines(args.repos, "repos file")
+        repos = repos[: args.limit] if args.limit is not None else repos
+        report = run_bot(repos, client, infer=infer, state=state, config=config, progress=not args.quiet,
+                         on_outcome=lambda o: _print_outcome(o, args.dry_run))
+    except BotStopped as err:
+        raise UserError(str(err)) from None
+    finally:
+        if state is not None:
+            state.close()
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.counts().items())) or "nothing to do"
+    print(f"{len(report.outcomes)} repos in {report.seconds:.1f}s: {counts}; {report.retries} calls retried")
+    return 0
+
+
+def _bot_status(args: argparse.Namespace) -> int:
+    from ..bot import BotState, default_state_path
+
+    path = Path(args.state) if args.state else default_state_path()
+    if not path.is_file():
+        raise UserError(f"no bot state at {path} (run `hf-probex bot run` first, or pass --state)")
+    with BotState(path) as state:
+        summary = state.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    outcomes = summary["outcomes"]
+    print(f"state: {path}")
+    print(f"repos scanned: {summary['repos']}")
+    print(f"  proposed: {outcomes.get('proposed', 0)}")
+    for repo_id, num in summary["prs"].items():
+        print(f"    {repo_id} #{num}")
+    print(f"  skipped: {outcomes.get('skipped', 0)}")
+    for reason, n in sorted(summary["skipped"].items()):
+        print(f"    {reason}: {n}")
+    print(f"  errors: {outcomes.get('error', 0)}")
+    for repo_id, message in summary["errors"].items():
+        print(f"    {repo_id}: {message}")
+    if summary["pending"]:
+        print(f"  pending (reconciled on the next run): {', '.join(summary['pending'])}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add this group's commands to the `hf-probex` parser."""
+    from ..bot.run import DEFAULT_MIN_CONFIDENCE
+
+    bot = commands.add_parser("bot", help="propose model-card pull requests with inferred fields",
+                              description="The card bot: one pull request per repo, adding only missing card "
+                                          "fields inferred with enough confidence. See docs/bot.md.")
+    bot_commands = bot.add_subparsers(dest="bot_command", metavar="SUBCOMMAND", required=True)
+    run = bot_commands.add_parser(
+        "run", help="scan a model tree or a list of repos and open pull requests",
+        description="Scan every repo below --tree (children of children too) or listed in --repos, infer the "
+                    "missing card fields, and open one pull request per repo (never a commit to main, never a "
+                    "second PR for the same fields). Resumable: rerun the same command after a crash. The "
+                    "token (HF_TOKEN or --token) must be able to open pull requests.",
+    )
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--tree", metavar="ROOT_ID", help="the root repo of a model tree")
+    source.add_argument("--repos", metavar="FILE", help="a file of repo ids, one a line (# comments)")
+    run.add_argument("--dry-run", action="store_true", help="print what would be proposed; write nothing")
+    run.add_argument("--limit", type=int, help="process at most N repos")
+    run.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
+                     help=f"propose only fields at least this confident (default: {DEFAULT_MIN_CONFIDENCE})")
+    run.add_argument("--state", metavar="DB", help="state database (default: bot.sqlite in the hf_probex cache)")
+    run.add_argument("--concurrency", type=int, default=4, help="repos processed at once (default: 4)")
+    run.add_argument("--opt-out-list", metavar="FILE", help="repo ids never to touch, one a line")
+    run.add_argument("--prs-per-minute", type=float, default=30.0,
+                     help="rate limit on opened pull requests (default: 30)")
+    run.add_argument("--max-retries", type=int, default=5, help="retries of a call after 429/5xx (default: 5)")
+    run.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
+    run.add_argument("--infer", metavar="MODULE:FUNCTION",
+                     help="a repo id -> CardSuggestion callable to use instead of hf_probex.infer_card")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=_bot_run)
+    status = bot_commands.add_parser("status", help="summarise the bot's state: scanned, proposed, skipped, errors",
+                                     description="Summarise the state database: repos scanned, pull requests "
+                                                 "opened, repos skipped by reason, errors.")
+    status.add_argument("--state", metavar="DB", help="state database (default: bot.sqlite in the hf_probex cache)")
+    status.add_argument("--json", action="store_true", help="print the summary as JSON")
+    status.set_defaults(func=_bot_status)

@@ -1,0 +1,398 @@
+"""The card bot against the local hub, through the real huggingface_hub client.
+
+The bot acts as bob on alice's repos (anyone who can see a repo may open a PR on it, as on the Hub).
+Inference is `bot_zoo.ground_truth_infer`, which reads the ground truth the test repos carry.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from difflib import SequenceMatcher
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from huggingface_hub import HfApi
+
+from bot_zoo import child_card, ground_truth_infer, make_repo
+from hf_probex.bot import BotConfig, BotState, BotStopped, HubClient, run_bot, walk_tree
+from hf_probex.cards import INFERRED_END, INFERRED_START, apply_suggestions, metadata_of
+from hf_probex.cli import main
+
+TESTS = Path(__file__).resolve().parent
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------
+
+
+def bot_client(endpoint: str, token: str, **kwargs) -> HubClient:
+    return HubClient(HfApi(endpoint=endpoint, token=token), prs_per_minute=kwargs.pop("prs_per_minute", 6000), **kwargs)
+
+
+def bot_prs(api: HfApi, repo_id: str) -> list:
+    return list(api.get_repo_discussions(repo_id, author="bob", discussion_type="pull_request", discussion_status="all"))
+
+
+def readme_at(api: HfApi, repo_id: str, revision: str) -> bytes:
+    return Path(api.hf_hub_download(repo_id, "README.md", revision=revision)).read_bytes()
+
+
+def expected_readme(repo_id: str, readme: str, min_confidence: float = 0.9) -> str:
+    """What the bot should propose: the oracle's confident missing fields applied to the card."""
+    fields = [f for f in ground_truth_infer(repo_id).fields.values() if f.missing and f.confidence >= min_confidence]
+    return apply_suggestions(readme, fields, title=repo_id.split("/")[-1])
+
+
+@pytest.fixture
+def tree(hub):
+    """root <- (complete, partial <- grandchild, bare) and a sibling reachable only by id (no base_model)."""
+    alice = HfApi(endpoint=hub.endpoint, token=hub.alice)
+    ids = {name: hub.repo_id() for name in ("root", "complete", "partial", "grandchild", "bare", "nobase")}
+    cards = {
+        "root": "---\nlicense: apache-2.0\nlibrary_name: transformers\n---\n# Root\n",
+        "complete": child_card(ids["root"], extra="library_name: transformers\npipeline_tag: image-classification\n"
+                                                  "base_model_relation: finetune\ntags: [trained-on:1]\n"),
+        "partial": child_card(ids["root"]),
+        "grandchild": child_card(ids["partial"], extra="pipeline_tag: image-classification\n"),
+        "bare": None,  # no README: the card is missing; only --repos or a later base_model reaches it
+        "nobase": child_card(None),
+    }
+    parents = {"complete": "root", "partial": "root", "grandchild": "partial", "bare": "root", "nobase": "root"}
+    for name, card in cards.items():
+        make_repo(alice, ids[name], readme=card, base_model=ids.get(parents.get(name, ""), None))
+    return ids, cards, alice
+
+
+# ---- walking and proposing ---------------------------------------------------------------------------------
+
+
+def test_walk_tree_finds_children_of_children(hub, tree):
+    ids, _, _ = tree
+    found = walk_tree(bot_client(hub.endpoint, hub.bob), ids["root"])
+    # By the card's base_model (not "bare" and "nobase", whose cards lack it), breadth first.
+    assert set(found[:2]) == {ids["complete"], ids["partial"]} and found[2:] == [ids["grandchild"]]
+
+
+def test_prs_have_exactly_the_expected_readme_and_rerun_adds_none(hub, tree, tmp_path):
+    ids, cards, alice = tree
+    repos = [ids[n] for n in ("complete", "partial", "grandchild", "bare", "nobase")]
+    heads = {r: alice.model_info(r).sha for r in repos}
+    with BotState(tmp_path / "bot.sqlite") as state:
+        report = run_bot(repos, bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state)
+    by_repo = {o.repo_id: o for o in report.outcomes}
+    assert by_repo[ids["complete"]].outcome == "skipped" and by_repo[ids["complete"]].reason == "complete"
+    for name in ("partial", "grandchild", "bare", "nobase"):
+        repo_id, outcome = ids[name], by_repo[ids[name]]
+        assert outcome.outcome == "proposed", outcome
+        (pr,) = bot_prs(alice, repo_id)
+        assert pr.num == outcome.pr_num and pr.status == "open"
+        want = expected_readme(repo_id, cards[name] or "")
+        assert readme_at(alice, repo_id, f"refs/pr/{pr.num}") == want.encode()
+        assert alice.model_info(repo_id).sha == heads[repo_id]  # nothing on main
+        details = alice.get_discussion_details(repo_id, pr.num)
+        assert details.diff.count("diff --git") == 1 and "README.md" in details.diff  # README.md only
+        description = details.events[0].content
+        assert "confidence" in description and "hf-probex-opt-out" in description and "Close this pull request" in description
+        assert f"revision={heads[repo_id]}" in description and pr.title.startswith("hf-probex: add ")
+    assert "trained_on" in by_repo[ids["partial"]].fields and "base_model" in by_repo[ids["nobase"]].fields
+    # A rerun with the state: nothing redone. Without it (lost cache): the Hub's PRs prevent duplicates.
+    with BotState(tmp_path / "bot.sqlite") as state:
+        again = run_bot(repos, bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state)
+    assert {o.outcome for o in again.outcomes} == {"unchanged"}
+    alice.change_discussion_status(ids["partial"], by_repo[ids["partial"]].pr_num, "closed")  # the owner refuses
+    with BotState(tmp_path / "fresh.sqlite") as state:
+        fresh = run_bot(repos, bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state)
+    assert {o.outcome for o in fresh.outcomes} == {"skipped"}
+    assert {o.reason for o in fresh.outcomes if o.repo_id != ids["complete"]} == {"already-proposed"}
+    assert all(len(bot_prs(alice, r)) == (r != ids["complete"]) for r in repos)
+
+
+def test_malformed_metadata_stays_byte_identical_apart_from_added_keys(hub, tmp_path):
+    alice = HfApi(endpoint=hub.endpoint, token=hub.alice)
+    repo_id = hub.repo_id()
+    readme = ("---\r\n# owner's notes\r\nlicense:    mit   # sic\r\ntags:\r\n  - digits\r\nmodel-index:\r\n"
+              "- name: x\r\n  results: [{bogus: true}]\r\n---\r\n# Card\r\n\r\nWritten by hand.\r\n").encode()
+    make_repo(alice, repo_id, readme=readme, base_model="acme/root")
+    with BotState(tmp_path / "bot.sqlite") as state:
+        (outcome,) = run_bot([repo_id], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state).outcomes
+    proposed = readme_at(alice, repo_id, f"refs/pr/{outcome.pr_num}").decode()
+    assert proposed == expected_readme(repo_id, readme.decode())
+    old_lines, new_lines = readme.decode().splitlines(keepends=True), proposed.splitlines(keepends=True)
+    ops = SequenceMatcher(None, old_lines, new_lines, autojunk=False).get_opcodes()
+    assert {op[0] for op in ops} == {"equal", "insert"}  # not one byte of the owner's lines changed
+    inserted = [line for op, _, _, j1, j2 in ops if op == "insert" for line in new_lines[j1:j2]]
+    assert inserted[:6] == ["  - 'trained-on:3'\r\n", "  - 'trained-on:7'\r\n", "base_model: acme/root\r\n",
+                            "library_name: transformers\r\n", "pipeline_tag: image-classification\r\n", "\r\n"]
+    assert inserted[6] == INFERRED_START + "\r\n" and inserted[-1] == INFERRED_END + "\r\n"
+    assert metadata_of(proposed)["model-index"] == [{"name": "x", "results": [{"bogus": True}]}]
+
+
+def test_below_threshold_is_not_proposed(hub, tmp_path):
+    alice = HfApi(endpoint=hub.endpoint, token=hub.alice)
+    unsure, partly = hub.repo_id(), hub.repo_id()
+    make_repo(alice, unsure, readme=child_card("a/b", extra="library_name: transformers\npipeline_tag: image-classification\n"
+                                               "base_model_relation: finetune\n"), confidence=0.5)
+    make_repo(alice, partly, readme=child_card("a/b"), confidence=0.5)
+    with BotState(tmp_path / "bot.sqlite") as state:
+        report = run_bot([unsure, partly], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state)
+    first, second = report.outcomes
+    assert (first.outcome, first.reason) == ("skipped", "below-threshold") and bot_prs(alice, unsure) == []
+    assert second.outcome == "proposed" and "trained_on" not in second.fields
+
+
+def test_opt_out_by_tag_key_and_list(hub, tmp_path):
+    alice = HfApi(endpoint=hub.endpoint, token=hub.alice)
+    by_tag, by_key, by_list = hub.repo_id(), hub.repo_id(), hub.repo_id()
+    make_repo(alice, by_tag, readme=child_card(None, extra="tags: [hf-probex-opt-out]\n"))
+    make_repo(alice, by_key, readme=child_card(None, extra="hf_probex:\n  opt_out: true\n"))
+    make_repo(alice, by_list, readme=None)
+    (tmp_path / "opt-out.txt").write_text(f"# owners who asked\n{by_list}\n")
+    (tmp_path / "repos.txt").write_text(f"{by_tag}\n{by_key}\n{by_list}\n")
+    code = main(["bot", "run", "--repos", str(tmp_path / "repos.txt"), "--opt-out-list", str(tmp_path / "opt-out.txt"),
+                 "--state", str(tmp_path / "bot.sqlite"), "--token", hub.bob, "--infer", "bot_zoo:ground_truth_infer",
+                 "--quiet"])
+    assert code == 0
+    assert all(bot_prs(alice, r) == [] for r in (by_tag, by_key, by_list))
+    with BotState(tmp_path / "bot.sqlite") as state:
+        assert {r.repo_id: r.reason for r in state.records()} == {by_tag: "opt-out-card", by_key: "opt-out-card",
+                                                                   by_list: "opt-out-list"}
+
+
+def test_dry_run_writes_nothing(hub, tree, tmp_path, capsys):
+    ids, _, alice = tree
+    state = tmp_path / "bot.sqlite"
+    code = main(["bot", "run", "--tree", ids["root"], "--dry-run", "--state", str(state), "--token", hub.bob,
+                 "--infer", "bot_zoo:ground_truth_infer", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and not state.exists()
+    assert f"{ids['partial']}: would propose" in out and "+pipeline_tag: image-classification" in out
+    assert all(bot_prs(alice, r) == [] for r in ids.values())
+    assert all(len(list(alice.list_repo_commits(r))) == 2 for r in ids.values())
+
+
+# ---- crashes and resumes ----------------------------------------------------------------------------------
+
+
+def test_pending_intent_is_reconciled_with_the_hub(hub, tmp_path):
+    alice = HfApi(endpoint=hub.endpoint, token=hub.alice)
+    repo_id = hub.repo_id()
+    make_repo(alice, repo_id, readme=child_card(None))
+    with BotState(tmp_path / "bot.sqlite") as state:
+        (first,) = run_bot([repo_id], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state).outcomes
+        # As if the process died after opening the PR and before recording it.
+        state.put(repo_id, revision=first.revision, outcome="pending", fields=first.fields)
+        (again,) = run_bot([repo_id], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state).outcomes
+        assert (again.outcome, again.reason, again.pr_num) == ("proposed", "reconciled", first.pr_num)
+        assert state.get(repo_id).outcome == "proposed"
+    assert len(bot_prs(alice, repo_id)) == 1
+
+
+def test_kill_9_in_the_middle_then_resume_gives_one_pr_per_repo(hub, tmp_path):
+    alice = HfApi(endpoint=hub.endpoint, token=hub.alice)
+    repos = [hub.repo_id() for _ in range(4)]
+    for repo_id in repos:
+        make_repo(alice, repo_id, readme=child_card(None))
+    (tmp_path / "repos.txt").write_text("\n".join(repos) + "\n")
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_TOKEN": hub.bob,
+           "HF_HOME": str(tmp_path / "hf-home"), "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "hf_probex.cli", "bot", "run", "--repos", str(tmp_path / "repos.txt"),
+               "--state", str(tmp_path / "bot.sqlite"), "--infer", "bot_zoo:ground_truth_infer", "--concurrency", "1",
+               "--quiet"]
+    process = subprocess.Popen([*command, "--prs-per-minute", "30"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not bot_prs(alice, repos[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    opened = sum(len(bot_prs(alice, r)) for r in repos)
+    assert 1 <= opened < len(repos), "the kill should land after the first PR and before the last"
+    done = subprocess.run([*command, "--prs-per-minute", "600"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [len(bot_prs(alice, r)) for r in repos] == [1] * len(repos)
+    with BotState(tmp_path / "bot.sqlite") as state:
+        assert {r.outcome for r in state.records()} == {"proposed"}
+        assert sorted(r.pr_num for r in state.records()) == [1] * len(repos)
+
+
+# ---- manners: 429 / 5xx, 401 / 403 ------------------------------------------------------------------------
+
+
+class FaultProxy:
+    """A real HTTP proxy in front of the hub that answers chosen requests with an error first.
+
+    `faults`: (method, path fragment, status, Retry-After, forward) tuples, each used once; with `forward`
+    the request reaches the hub and only the answer is replaced (the work is done, the client sees 5xx).
+    """
+
+    def __init__(self, target: str, faults: list[tuple[str, str, int, str | None, bool]]) -> None:
+        self.target = urlsplit(target)
+        self.faults = list(faults)
+        self.injected: list[tuple[str, str, int]] = []
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def take(self, method: str, path: str):
+        with self._lock:
+            for fault in self.faults:
+                if fault[0] == method and fault[1] in path:
+                    self.faults.remove(fault)
+                    self.injected.append((method, path, fault[2]))
+                    return fault
+        return None
+
+    def _handler(self):
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _body(self) -> bytes | None:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    chunks = []
+                    while (size := int(self.rfile.readline().strip(), 16)):
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else None
+
+            def _answer(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers:
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
+                        self.send_header(key, value)
+                length = dict((k.lower(), v) for k, v in headers).get("content-length", str(len(data)))
+                self.send_header("Content-Length", length if self.command == "HEAD" else str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            def _handle(self) -> None:
+                body = self._body()
+                fault = proxy.take(self.command, self.path)
+                if fault is not None and not fault[4]:
+                    return self._answer(fault[2], [("Retry-After", fault[3])] if fault[3] else [], b"{}")
+                upstream = http.client.HTTPConnection(proxy.target.hostname, proxy.target.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "connection", "transfer-encoding", "content-length")}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                data = response.read()
+                if fault is not None:
+                    return self._answer(fault[2], [], b"{}")
+                self._answer(response.status, response.getheaders(), data)
+
+            do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _handle
+
+        return Handler
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_429_and_5xx_are_retried_without_duplicates(hub, tmp_path):
+    alice = HfApi(endpoint=hub.endpoint, token=hub.alice)
+    repo_id = hub.repo_id()
+    make_repo(alice, repo_id, readme=child_card(None))
+    proxy = FaultProxy(hub.endpoint, [
+        ("GET", "/discussions", 429, "1", False),   # rate limited: wait what Retry-After says
+        ("POST", "/commit/", 429, "0", False),     # refused: retried
+        ("POST", "/commit/", 503, None, True),     # done, then a 503: the retry must find the PR, not open a second
+    ])
+    try:
+        client = bot_client(proxy.endpoint, hub.bob, max_wait_s=5)
+        started = time.monotonic()
+        with BotState(tmp_path / "bot.sqlite") as state:
+            (outcome,) = run_bot([repo_id], client, infer=ground_truth_infer, state=state).outcomes
+        elapsed = time.monotonic() - started
+    finally:
+        proxy.close()
+    assert [status for _, _, status in proxy.injected] == [429, 429, 503]
+    assert outcome.outcome == "proposed" and client.retries == 2 and elapsed >= 1.0  # the 503 needed no wait
+    assert [p.num for p in bot_prs(alice, repo_id)] == [outcome.pr_num]
+
+
+def test_retries_are_bounded(hub):
+    repo_id = hub.repo_id()
+    make_repo(HfApi(endpoint=hub.endpoint, token=hub.alice), repo_id, readme=None)
+    proxy = FaultProxy(hub.endpoint, [("GET", f"/api/models/{repo_id}", 502, "0", False)] * 3)
+    waits: list[float] = []
+    try:
+        client = bot_client(proxy.endpoint, hub.bob, max_retries=2, sleep=waits.append)
+        (outcome,) = run_bot([repo_id], client, infer=ground_truth_infer, config=BotConfig(dry_run=True)).outcomes
+    finally:
+        proxy.close()
+    assert outcome.outcome == "error" and "502" in outcome.reason and waits == [0.0, 0.0]
+
+
+def test_401_stops_with_one_clear_message(hub, tmp_path, capsys):
+    (tmp_path / "repos.txt").write_text("alice/anything\n")
+    code = main(["bot", "run", "--repos", str(tmp_path / "repos.txt"), "--state", str(tmp_path / "bot.sqlite"),
+                 "--token", "hf_not_a_real_token", "--infer", "bot_zoo:ground_truth_infer", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("error: the Hub answered 401 (unauthorized)") and "hf_not_a_real_token" not in err[0]
+
+
+def test_403_stops_the_run_and_a_resume_finishes_it(hub, tmp_path):
+    alice = HfApi(endpoint=hub.endpoint, token=hub.alice)
+    repos = [hub.repo_id() for _ in range(3)]
+    for repo_id in repos:
+        make_repo(alice, repo_id, readme=child_card(None))
+    with BotState(tmp_path / "bot.sqlite") as state:
+        with pytest.raises(BotStopped, match="403"):  # carol's token is read-only: PRs are refused
+            run_bot(repos, bot_client(hub.endpoint, hub.carol), infer=ground_truth_infer, state=state,
+                    config=BotConfig(concurrency=1))
+        assert [r.outcome for r in state.records()] == ["pending"]
+        report = run_bot(repos, bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state)
+    assert [o.outcome for o in report.outcomes] == ["proposed"] * 3
+    assert [len(bot_prs(alice, r)) for r in repos] == [1, 1, 1]
+
+
+# ---- the command line -------------------------------------------------------------------------------------
+
+
+def test_bot_status(hub, tree, tmp_path, capsys):
+    ids, _, _ = tree
+    state = tmp_path / "bot.sqlite"
+    (tmp_path / "repos.txt").write_text("\n".join([ids["complete"], ids["partial"], "alice/does-not-exist"]) + "\n")
+    assert main(["bot", "run", "--repos", str(tmp_path / "repos.txt"), "--state", str(state), "--token", hub.bob,
+                 "--infer", "bot_zoo:ground_truth_infer", "--quiet"]) == 0
+    run_out = capsys.readouterr().out
+    assert f"{ids['partial']}: opened PR #1" in run_out and "3 repos in" in run_out
+    assert main(["bot", "status", "--state", str(state)]) == 0
+    out = capsys.readouterr().out
+    assert "repos scanned: 3" in out and "proposed: 1" in out and f"{ids['partial']} #1" in out
+    assert "complete: 1" in out and "errors: 1" in out and "alice/does-not-exist: RepositoryNotFoundError" in out
+    assert main(["bot", "status", "--state", str(state), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["outcomes"] == {"proposed": 1, "skipped": 1, "error": 1}
+    assert main(["bot", "status", "--state", str(tmp_path / "none.sqlite")]) == 2
+
+
+@pytest.mark.parametrize("argv", [["bot"], ["bot", "run"], ["bot", "status"]])
+def test_help(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--help"])
+    assert exit_info.value.code == 0 and "usage: hf-probex bot" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_error_line(tmp_path, capsys):
+    assert main(["bot", "run", "--repos", str(tmp_path / "missing.txt"), "--dry-run"]) == 2
+    assert main(["bot", "run", "--repos", "x", "--min-confidence", "2"]) == 2
+    assert main(["bot", "run", "--repos", "x", "--infer", "no_such_module:f"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 3
