@@ -21,6 +21,7 @@ never logged nor shown.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -168,7 +169,7 @@ def parse_safetensors_header(data: bytes, file_size: int, file: str, where: str 
             )
         tensors[name] = TensorInfo(name, file, dtype, tuple(shape), 8 + length + begin, 8 + length + end)
     spans = sorted((t.start, t.end, t.name) for t in tensors.values() if t.nbytes)
-    for (_, prev_end, prev), (start, _, name) in zip(spans, spans[1:]):
+    for (_, prev_end, prev), (start, _, name) in itertools.pairwise(spans):
         if start < prev_end:
             raise BadSafetensorsError(f"{label}: tensors {prev!r} and {name!r} overlap; re-export it")
     return SafetensorsHeader(file, tensors, {str(k): v for k, v in metadata.items()}, 8 + length)
@@ -237,9 +238,9 @@ class _HubStorage:
         self._sizes = {safe_relpath(s.rfilename, f"the listing of {repo_id}"): s.size for s in info.siblings or []}
 
     def sizes(self) -> dict[str, int]:
-        for name in [n for n, size in self._sizes.items() if size is None]:
-            from huggingface_hub import get_hf_file_metadata
+        from huggingface_hub import get_hf_file_metadata
 
+        for name in [n for n, size in self._sizes.items() if size is None]:  # a server that omits sizes
             with self._errors():
                 self._sizes[name] = get_hf_file_metadata(self._url(name), token=self._token).size
         return self._sizes
@@ -373,16 +374,16 @@ class WeightSource:
     def checkpoint(self, preferred: tuple[str, ...] = ()) -> Checkpoint:
         """The model's weights as one `Checkpoint`.
 
-        The first of `preferred` (file or index names) that exists; else a top-level index; else the
-        top-level .safetensors file (the first by name when there are several); else any .safetensors
-        file. NoSafetensorsError when there is none.
+        The first of `preferred` (file or index names) that exists; else, among the top-level files (or
+        all files when none is top-level), an index, else the first .safetensors file by name.
+        NoSafetensorsError when there is none.
         """
         self.require_safetensors()
         files = self.safetensors_files
-        top = [f for f in files if "/" not in f]
+        candidates = [f for f in files if "/" not in f] or files
         chosen = next(
             (f for f in preferred if f in files),
-            next((f for f in top if f.endswith(INDEX_SUFFIX)), (top or files)[0]),
+            next((f for f in candidates if f.endswith(INDEX_SUFFIX)), candidates[0]),
         )
         return self.open_checkpoint(chosen)
 

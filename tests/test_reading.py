@@ -258,9 +258,8 @@ def test_hub_error_mapping():
              (httpx2.ConnectError("down", request=request), HubConnectionError),
              (hf.HFValidationError("bad id"), RepoNotFoundError)]
     for raised, expected in cases:
-        with pytest.raises(expected) as err:
-            with hub_errors("a/b", None, authenticated=True, endpoint="http://hub"):
-                raise raised
+        with pytest.raises(expected) as err, hub_errors("a/b", None, authenticated=True, endpoint="http://hub"):
+            raise raised
         assert "\n" not in str(err.value) and err.value.__cause__ is None
 
 
