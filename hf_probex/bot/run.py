@@ -11,6 +11,7 @@ after; a run that finds an intent reconciles it with the repo's PRs first (see `
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import Counter
@@ -139,7 +140,10 @@ def _cell(value: object) -> str:
 
 
 def _default_infer(token: str | None, min_confidence: float) -> Infer:
-    from ..infer import infer_card  # heavy (torch): only when the bot really infers
+    try:
+        from ..infer import infer_card  # heavy (torch): only when the bot really infers
+    except ImportError as err:
+        raise BotStopped(f"hf_probex.infer_card is not available ({err}); pass an inference callable") from None
 
     return lambda repo_id: infer_card(repo_id, token=token, min_confidence=min_confidence)
 
@@ -174,7 +178,7 @@ class _Worker:
         if prior is not None and prior.revision == revision and prior.outcome in ("proposed", "skipped"):
             return RepoOutcome(repo_id, "unchanged", prior.reason or prior.outcome, revision, list(prior.fields),
                                prior.pr_num)
-        skip = lambda reason: RepoOutcome(repo_id, "skipped", reason, revision)  # noqa: E731
+        skip = functools.partial(RepoOutcome, repo_id, "skipped", revision=revision)
         raw = self.client.readme(repo_id, revision)
         try:
             readme = raw.decode("utf-8") if raw is not None else ""
