@@ -176,6 +176,9 @@ def test_dry_run_writes_nothing(hub, tree, tmp_path, capsys):
     assert f"{ids['partial']}: would propose" in out and "+pipeline_tag: image-classification" in out
     assert all(bot_prs(alice, r) == [] for r in ids.values())
     assert all(len(list(alice.list_repo_commits(r))) == 2 for r in ids.values())
+    assert main(["bot", "run", "--tree", ids["root"], "--dry-run", "--limit", "1", "--token", hub.bob,
+                 "--infer", "bot_zoo:ground_truth_infer", "--quiet"]) == 0
+    assert "\n1 repos in " in capsys.readouterr().out
 
 
 # ---- crashes and resumes ----------------------------------------------------------------------------------
