@@ -1,3 +1,38 @@
-"""hf_probex: infer the missing model-card fields of Hugging Face models from their weights."""
+"""hf_probex: infer the missing model-card fields of Hugging Face models from their weights.
+
+    from hf_probex import infer_card
+    suggestion = infer_card("user/model")          # or a local folder, or a .safetensors file
+    suggestion.fields, suggestion.diff
+
+The public names are imported on first use, so `import hf_probex` (and the CLI's `--help`) stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "infer_card": "hf_probex.infer",
+    "CardSuggestion": "hf_probex.suggestions",
+    "FieldSuggestion": "hf_probex.suggestions",
+    "ProbexError": "hf_probex.errors",
+    "Expert": "hf_probex.experts.hub",
+    "ExpertRegistry": "hf_probex.experts.registry",
+}
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:
+    from .errors import ProbexError
+    from .experts.hub import Expert
+    from .experts.registry import ExpertRegistry
+    from .infer import infer_card
+    from .suggestions import CardSuggestion, FieldSuggestion
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hf_probex' has no attribute {name!r}")

@@ -123,6 +123,12 @@ def _train(args: argparse.Namespace) -> int:
         c = expert.calibration
         print(f"  proposes at confidence >= {c['threshold']:.2f}: out-of-fold precision {c['oof_precision'] * 100:.1f} %, "
               f"recall {c['oof_recall'] * 100:.1f} % of {c['decisions']} decisions")
+    if args.register:
+        from ..experts.registry import ExpertRegistry
+
+        registry = ExpertRegistry.from_file()
+        registry.add(Path(args.out).resolve())
+        print(f"registered in {registry.save()}")
     if args.push_to_hub:
         print(f"pushed: {expert.push_to_hub(args.push_to_hub)}")
     return 0
@@ -248,6 +254,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, help="folder to save the expert in")
     train.add_argument("--splits", help="train only on models of these splits, comma-separated (e.g. train,val; "
                                         "default: every in-distribution model)")
+    train.add_argument("--register", action="store_true",
+                       help="add it to the local expert registry (<cache>/experts.json), where infer_card looks")
     train.add_argument("--push-to-hub", metavar="REPO", help="also push it to this Hub repo (HF_ENDPOINT, HF_TOKEN)")
     train.set_defaults(func=_train)
 

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 PRECISION_TARGET = 0.95
+MIN_SUPPORT = 10
 
 
 @dataclass
@@ -58,9 +59,13 @@ def decision_outcomes(task: str, predictions: np.ndarray, y: np.ndarray) -> np.n
     return predictions.argmax(1) == np.asarray(y)
 
 
-def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray,
-                    precision_target: float = PRECISION_TARGET) -> Calibration:
+def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray, precision_target: float = PRECISION_TARGET,
+                    min_support: int = MIN_SUPPORT) -> Calibration:
     """Fit Platt scaling and the precision threshold on out-of-fold `predictions` of targets `y`.
+
+    The threshold is the lowest confidence level whose decisions at or above it (ties included) reach
+    `precision_target`, counting only levels with at least `min_support` such decisions (a precision
+    measured on two decisions says nothing); if none does, the threshold is above 1: never propose.
 
     Raises:
         ValueError: all decisions true or all false (nothing to calibrate on).
@@ -71,17 +76,17 @@ def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray,
     truth = decision_outcomes(task, predictions, y).ravel()
     if truth.all() or not truth.any():
         raise ValueError("cannot calibrate: the out-of-fold decisions are all right or all wrong")
-    platt = LogisticRegression(C=1e6).fit(scores[:, None], truth)
+    platt = LogisticRegression().fit(scores[:, None], truth)
     a, b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
-    confidence = 1.0 / (1.0 + np.exp(-(a * scores + b)))
+    confidence = Calibration(a, b, 0.0, 0.0, 0.0, 0.0, 0).confidence(scores)
     order = np.argsort(-confidence, kind="stable")
-    hits = np.cumsum(truth[order])
-    precision = hits / np.arange(1, len(order) + 1)
-    meets = np.flatnonzero(precision >= precision_target)
+    ranked = confidence[order]
+    precision = np.cumsum(truth[order]) / np.arange(1, len(order) + 1)
+    level_ends = np.append(ranked[1:] < ranked[:-1], True)  # the last decision of each confidence level
+    meets = np.flatnonzero(level_ends & (precision >= precision_target) & (np.arange(1, len(order) + 1) >= min_support))
     if len(meets) == 0:
         return Calibration(a, b, 1.01, precision_target, float("nan"), 0.0, len(truth))  # never confident enough
-    last = meets[-1]  # the largest set of top decisions that still meets the target
-    threshold = float(confidence[order][last])
+    threshold = float(ranked[meets[-1]])  # the lowest level that still meets the target: the most recall
     proposed = confidence >= threshold
     return Calibration(a, b, threshold, precision_target, float(truth[proposed].mean()),
                        float(truth[proposed].sum() / truth.sum()), len(truth))

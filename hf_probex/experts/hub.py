@@ -58,6 +58,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         temperature: float = 1.0,
         metrics: dict | None = None,
         calibration: dict | None = None,
+        routing: dict | None = None,
         format_version: int = FORMAT_VERSION,
         package_version: str = __version__,
     ):
@@ -76,7 +77,8 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
             method=method, task=task, input_shape=list(input_shape), vocabulary=list(vocabulary), layer=layer,
             layer_shape=list(layer_shape or input_shape), tree=tree, root=root, adapter=adapter, hparams=dict(hparams or {}),
             centred=centred, conv_layout=conv_layout, text_encoder=text_encoder, text_dim=text_dim, prompt=prompt,
-            temperature=temperature, format_version=FORMAT_VERSION, package_version=package_version,
+            temperature=temperature, routing=dict(routing or {}), format_version=FORMAT_VERSION,
+            package_version=package_version,
         )
         self.metrics = dict(metrics or {})
         self.calibration = dict(calibration) if calibration else None
@@ -96,6 +98,11 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
     def config(self) -> dict:
         """What config.json holds: the constructor's arguments, the current metrics and calibration."""
         return {**self._config, "metrics": self.metrics, "calibration": self.calibration}
+
+    @property
+    def routing(self) -> dict:
+        """What routing needs to know about the tree (`max_root_distance`: the farthest training model)."""
+        return self._config["routing"]
 
     @property
     def n_parameters(self) -> int:

@@ -1,0 +1,167 @@
+"""Finding experts by tree: a local registry file, discovery on the Hub by tag, and a load cache.
+
+An `ExpertEntry` is what routing needs to know about an expert before loading it: where it lives (a
+local folder or a Hub repo id), its tree and root, task, layer and layer shape, adapter and method,
+all read from its config.json. `ExpertRegistry` holds entries from
+
+- a local registry file (JSON, default `<cache>/experts.json`; `hf-probex train --register` and
+  `ExpertRegistry.add` write it), and
+- the Hub: models tagged `probex-expert` (every expert's card carries it, plus
+  `hf-probex-tree-<tree>` and `base_model: <root>`), found with `HfApi.list_models`.
+
+Loaded experts are kept in memory (one load per location per process); Hub downloads are cached on
+disk by huggingface_hub as usual.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import ProbexError
+from .hub import Expert
+
+EXPERT_TAG = "probex-expert"
+
+
+class ExpertRegistryError(ProbexError):
+    """A registry file or an expert's config that cannot be read."""
+
+
+@dataclass(frozen=True)
+class ExpertEntry:
+    """One expert, as its config.json describes it (see the module docstring)."""
+
+    location: str  # a local folder or a Hub repo id
+    tree: str
+    root: str | None
+    task: str
+    layer: str
+    layer_shape: tuple[int, ...]
+    adapter: str | None
+    method: str
+
+    @classmethod
+    def from_config(cls, location: str, config: dict) -> ExpertEntry:
+        return cls(location, config.get("tree", ""), config.get("root"), config["task"], config["layer"],
+                   tuple(config.get("layer_shape") or config["input_shape"]), config.get("adapter"), config["method"])
+
+
+def default_registry_path() -> Path:
+    """The local registry file: `<cache>/experts.json` (cache = $HF_PROBEX_CACHE or the user cache dir)."""
+    from ..commands.common import default_cache_dir
+
+    return default_cache_dir() / "experts.json"
+
+
+@functools.lru_cache(maxsize=64)
+def load_expert(location: str) -> Expert:
+    """An expert from a local folder or a Hub repo id, loaded once per process."""
+    return Expert.from_pretrained(location)
+
+
+class ExpertRegistry:
+    """The experts hf_probex can use, by tree root (see the module docstring)."""
+
+    def __init__(self, entries: Iterable[ExpertEntry] = ()):
+        self.entries: list[ExpertEntry] = list(dict.fromkeys(entries))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __repr__(self) -> str:
+        return f"ExpertRegistry({len(self.entries)} experts: {', '.join(sorted({e.tree for e in self.entries}))})"
+
+    @classmethod
+    def from_locations(cls, locations: Iterable[str | os.PathLike]) -> ExpertRegistry:
+        """Entries for expert folders or Hub repo ids (each config.json is read; the weights are not)."""
+        return cls(ExpertEntry.from_config(str(loc), _read_config(str(loc))) for loc in locations)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike | None = None) -> ExpertRegistry:
+        """The entries of a registry file (default `default_registry_path()`); empty if there is none."""
+        path = Path(path) if path else default_registry_path()
+        if not path.is_file():
+            return cls()
+        try:
+            rows = json.loads(path.read_text())["experts"]
+            return cls(ExpertEntry(**{**row, "layer_shape": tuple(row["layer_shape"])}) for row in rows)
+        except (ValueError, KeyError, TypeError) as err:
+            raise ExpertRegistryError(f"the expert registry {path} is damaged ({err}); delete it and register "
+                                      f"the experts again with `hf-probex train --register`") from None
+
+    @classmethod
+    def from_hub(cls, *, token: str | bool | None = None, limit: int = 1000) -> ExpertRegistry:
+        """Every model on the Hub (HF_ENDPOINT) tagged `probex-expert`."""
+        from huggingface_hub import HfApi
+
+        models = HfApi(token=token).list_models(filter=EXPERT_TAG, limit=limit)
+        return cls.from_locations(model.id for model in models)
+
+    @classmethod
+    def default(cls, *, token: str | bool | None = None) -> ExpertRegistry:
+        """The local registry file, plus the Hub's experts unless HF_HUB_OFFLINE is set."""
+        from huggingface_hub import constants
+
+        registry = cls.from_file()
+        if not constants.HF_HUB_OFFLINE:
+            try:
+                registry = registry + cls.from_hub(token=token)
+            except Exception as err:  # an unreachable Hub or a broken expert there must not hide the local experts
+                import warnings
+
+                warnings.warn(f"could not list experts on the Hub ({type(err).__name__}); using local ones only",
+                              stacklevel=2)
+        return registry
+
+    def __add__(self, other: ExpertRegistry) -> ExpertRegistry:
+        return ExpertRegistry([*self.entries, *other.entries])
+
+    def add(self, location: str | os.PathLike) -> ExpertEntry:
+        """Add (or refresh) the expert at `location`; returns its entry."""
+        entry = ExpertEntry.from_config(str(location), _read_config(str(location)))
+        self.entries = [e for e in self.entries if e.location != entry.location] + [entry]
+        return entry
+
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        """Write the entries to a registry file atomically (default `default_registry_path()`)."""
+        path = Path(path) if path else default_registry_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"experts": [asdict(e) for e in self.entries]}, indent=2))
+        tmp.replace(path)
+        return path
+
+    def for_task(self, task: str, *, adapter: str | None = None) -> list[ExpertEntry]:
+        """Entries of one task (and adapter kind: "lora" or None for full models)."""
+        return [e for e in self.entries if e.task == task and e.adapter == adapter]
+
+    def for_root(self, root: str) -> list[ExpertEntry]:
+        """Entries whose tree root is `root`."""
+        return [e for e in self.entries if e.root == root]
+
+    @property
+    def roots(self) -> list[str]:
+        """The tree roots that have an expert."""
+        return sorted({e.root for e in self.entries if e.root})
+
+
+def _read_config(location: str) -> dict:
+    """An expert's config.json, from its folder or its Hub repo."""
+    folder = Path(location)
+    try:
+        if folder.is_dir():
+            return json.loads((folder / "config.json").read_text())
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(location, "config.json")).read_text())
+    except (OSError, ValueError) as err:
+        raise ExpertRegistryError(f"{location} holds no readable expert config.json ({err}); is it an hf_probex "
+                                  f"expert (`hf-probex train --out`)?") from None
+    except Exception as err:  # huggingface_hub's many HTTP errors: one message
+        raise ExpertRegistryError(f"cannot read the expert config.json of {location} ({type(err).__name__}: "
+                                  f"{str(err).splitlines()[0] if str(err) else ''})") from None

@@ -1,0 +1,181 @@
+"""`infer_card`: a model in (Hub repo id, local folder or .safetensors file), its missing card fields out.
+
+The flow (docs/infer.md): open the source, reading only small files, safetensors headers and single
+tensors (`reading`); recognise its family (`adapters`); answer from exact evidence in files first
+(`config.json` id2label names, adapter and pipeline files); route it to a known tree (`routing`); ask
+that tree's expert what it was trained on (`experts`); keep each field whose confidence reaches the
+threshold (each expert's calibrated one, or `min_confidence`), and write the suggested card and its diff
+(`cards`): only fields the card lacks, nothing the owner wrote changed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+
+import numpy as np
+
+from .adapters import CLASSES_TASK, CONCEPT_TASK, Adapter, detect
+from .cards import CardError, apply_suggestions, card_diff, missing_fields
+from .errors import ProbexError
+from .experts.hub import Expert
+from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
+from .reading import WeightSource, open_source
+from .routing import Route, route
+from .suggestions import CARD_FIELDS, CardSuggestion, FieldSuggestion
+
+#: Confidence needed for fields that come from routing by weights (the experts carry calibrated thresholds).
+ROUTING_CONFIDENCE = 0.9
+_PLACEHOLDER_LABEL = re.compile(r"^(LABEL_\d+|\d+)$")
+
+Experts = ExpertRegistry | Iterable[str | os.PathLike | Expert] | None
+
+
+def _registry(experts: Experts, token: str | bool | None) -> ExpertRegistry:
+    if experts is None:
+        return ExpertRegistry.default(token=token)
+    if isinstance(experts, ExpertRegistry):
+        return experts
+    return ExpertRegistry.from_locations(str(e) for e in experts)
+
+
+def _real_label_names(source: WeightSource) -> list[str]:
+    """config.json id2label names when they are real class names (not LABEL_0, LABEL_1...)."""
+    id2label = (source.read_json("config.json") or {}).get("id2label") or {}
+    names = [str(v) for _, v in sorted(id2label.items(), key=lambda kv: int(kv[0]))]
+    return names if names and not any(_PLACEHOLDER_LABEL.match(n) for n in names) else []
+
+
+def _files_evidence(adapter: Adapter, source: WeightSource) -> str:
+    config = source.read_json("config.json") or {}
+    if config.get("model_type"):
+        return f"config.json model_type {config['model_type']!r} ({adapter.family} family)"
+    return f"{adapter.family} family, recognised from its files ({', '.join(source.safetensors_files[:2])})"
+
+
+def _expert_for(registry: ExpertRegistry, root: str, task: str) -> ExpertEntry | None:
+    entries = [e for e in registry.for_root(root) if e.task == task]
+    return entries[0] if entries else None
+
+
+def _trained_on(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, threshold: float | None) -> tuple[FieldSuggestion | None, str]:
+    """The expert's trained-on field at its threshold (or `threshold`), or None and why not."""
+    predictions, confidence = expert.confidences(matrix)
+    cut = expert.calibration["threshold"] if threshold is None else threshold
+    evidence = f"expert {entry.location} ({entry.method}) on {entry.layer}"
+    if expert.task == CLASSES_TASK:
+        scores = {label: float(c) for label, c in zip(expert.vocabulary, confidence[0])}
+        chosen = [label for label, c in scores.items() if c >= cut]
+        if not chosen:
+            best = max(scores, key=scores.get)
+            return None, f"no class reaches confidence {cut:.2f} (best: {best} at {scores[best]:.2f})"
+        top = dict(sorted(scores.items(), key=lambda kv: -kv[1])[:10])
+        return FieldSuggestion("trained_on", chosen, min(scores[c] for c in chosen), evidence, "expert",
+                               details={"confidence_by_class": top, "threshold": cut}), ""
+    order = np.argsort(-predictions[0])
+    concept, value = expert.vocabulary[order[0]], float(confidence[0])
+    top = {expert.vocabulary[i]: float(predictions[0, i]) for i in order[:5]}
+    if value < cut:
+        return None, f"the best concept, {concept!r}, has confidence {value:.2f} < {cut:.2f}"
+    return FieldSuggestion("trained_on", concept, value, evidence, "expert",
+                           details={"cosine_by_concept": top, "threshold": cut}), ""
+
+
+def _routing_fields(adapter: Adapter, declared: list[str], found: Route) -> list[FieldSuggestion]:
+    """base_model, base_model_relation and the lineage finding, from the files or the route."""
+    if declared:
+        base = FieldSuggestion("base_model", declared[0], 1.0, "declared by the model's files", "metadata")
+    elif found.root and adapter.relation == "finetune" and not found.is_root:
+        base = FieldSuggestion("base_model", found.root, found.confidence, found.evidence, "weights",
+                               details={"distances": found.distances})
+    else:
+        return []
+    fields = [base, FieldSuggestion("base_model_relation", adapter.relation, base.confidence,
+                                    f"{adapter.family} family ({'a LoRA adapter' if adapter.relation == 'adapter' else 'full weights'})",
+                                    base.source)]
+    if found.finding:
+        fields.append(FieldSuggestion("lineage", found.finding, found.confidence, found.evidence, "weights",
+                                      details={"distances": found.distances}))
+    return fields
+
+
+def infer_card(source: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None,
+               experts: Experts = None, min_confidence: float | None = None) -> CardSuggestion:
+    """Infer the missing model-card fields of a model from its files and one layer of its weights.
+
+    Args:
+        source: a Hub repo id (`namespace/name`), a local model folder, or a single .safetensors file.
+        revision: a branch, tag or commit of a Hub repo (default: main).
+        token: a Hub token (default: the saved one or HF_TOKEN; False sends none). Never logged.
+        experts: where to find experts: an `ExpertRegistry`, expert folders / repo ids / `Expert`s, or None
+            for the local registry file plus the Hub's experts (tag `probex-expert`) when online.
+        min_confidence: propose fields at or above this confidence; None (default) uses each expert's
+            threshold calibrated on held-out models (95 % precision) and 0.9 for routing by weights.
+
+    Returns:
+        A `CardSuggestion`: the fields at or above the threshold (each with confidence and evidence),
+        the questions it abstained on and why, the current and suggested README.md and their diff.
+
+    Raises:
+        ProbexError: a source that cannot be read (missing repo, no access, bad revision, no safetensors,
+            a damaged file, an unknown architecture); the message says what to try.
+    """
+    model = open_source(source, revision=revision, token=token)
+    adapter = detect(model)
+    registry = _registry(experts, token)
+    current = model.read_text("README.md") or ""
+    try:
+        lacking = missing_fields(current)
+    except CardError:
+        lacking = set()  # an unreadable front matter is the owner's to fix: propose nothing into it
+    candidates: list[FieldSuggestion] = [
+        FieldSuggestion("library_name", adapter.library_name, 1.0, _files_evidence(adapter, model)),
+        FieldSuggestion("pipeline_tag", adapter.pipeline_tag, 1.0, _files_evidence(adapter, model)),
+    ]
+    abstained: dict[str, str] = {}
+    found = route(model, adapter, registry, token=token)
+    candidates += _routing_fields(adapter, found.declared, found)
+    labels = _real_label_names(model)
+    if labels:
+        candidates.append(FieldSuggestion("trained_on", labels, 1.0, "config.json id2label"))
+    elif found.root is None:
+        abstained["trained_on"] = f"no known tree: {found.reason}"
+    else:
+        task = CONCEPT_TASK if adapter.relation == "adapter" else CLASSES_TASK
+        entry = _expert_for(registry, found.root, task)
+        if entry is None:
+            abstained["trained_on"] = f"no {task} expert for the tree of {found.root}"
+        else:
+            expert = load_expert(entry.location)
+            matrix = adapter.read_matrix(model, entry.layer, entry.layer_shape, expert.config["conv_layout"])
+            suggestion, why = _trained_on(expert, entry, matrix, min_confidence)
+            candidates += [suggestion] if suggestion else []
+            if why:
+                abstained["trained_on"] = why
+    if found.root is None and found.reason and not found.declared:
+        abstained.setdefault("base_model", found.reason)
+
+    fields: dict[str, FieldSuggestion] = {}
+    for field in candidates:
+        needed = min_confidence if min_confidence is not None else (ROUTING_CONFIDENCE if field.source == "weights" else 0.0)
+        if field.source != "expert" and field.confidence < needed:
+            abstained[field.name] = f"confidence {field.confidence:.2f} < {needed:.2f} ({field.evidence})"
+            continue
+        field.missing = field.name in lacking
+        fields[field.name] = field
+    fields = {name: fields[name] for name in CARD_FIELDS if name in fields}
+    result = CardSuggestion(str(source), model.revision, adapter.family, found.root, fields, abstained, current)
+    proposed = result.proposed
+    if proposed:
+        title = str(source).rstrip("/").split("/")[-1]
+        try:
+            result.suggested_card = apply_suggestions(current, proposed, title=title)
+        except CardError as err:
+            result.abstained["card"] = str(err)
+        result.diff = card_diff(current, result.suggested_card) if result.suggested_card != current else ""
+    result.bytes_read = model.bytes_read
+    return result
+
+
+__all__ = ["infer_card", "CardSuggestion", "FieldSuggestion", "ProbexError"]
