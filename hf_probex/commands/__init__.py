@@ -5,6 +5,6 @@ Adding a group is a module here and one entry in `GROUPS`; `hf_probex.cli` build
 
 from __future__ import annotations
 
-from . import bot, expert, hub, zoo
+from . import bot, expert, hub, space, zoo
 
-GROUPS = [zoo, expert, hub, bot]
+GROUPS = [zoo, expert, hub, bot, space]
