@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-ZOO ?= zoo-tiny
 
 .PHONY: setup demo test clean
 
@@ -15,11 +14,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 setup: $(VENV)/.installed
 
 demo: setup
-	HF_HUB_OFFLINE=1 $(VENV)/bin/hf-probex zoo build --preset tiny --out $(ZOO)
-	HF_HUB_OFFLINE=1 $(VENV)/bin/hf-probex zoo info $(ZOO)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/hf-probex demo
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra
 
 clean:
-	rm -rf $(VENV) $(ZOO) .pytest_cache
+	rm -rf $(VENV) .pytest_cache

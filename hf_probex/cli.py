@@ -30,11 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    from .errors import ProbexError
     from .zoo.store import ZooError
 
     try:
         return func(args)
-    except (UserError, ZooError) as err:
+    except (UserError, ZooError, ProbexError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -61,6 +61,8 @@ def _expert_for(registry: ExpertRegistry, root: str, task: str) -> ExpertEntry |
 
 def _trained_on(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, threshold: float | None) -> tuple[FieldSuggestion | None, str]:
     """The expert's trained-on field at its threshold (or `threshold`), or None and why not."""
+    if not expert.calibration:
+        return None, f"expert {entry.location} has no calibration (trained without cross-validation)"
     predictions, confidence = expert.confidences(matrix)
     cut = expert.calibration["threshold"] if threshold is None else threshold
     evidence = f"expert {entry.location} ({entry.method}) on {entry.layer}"
@@ -148,7 +150,9 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
             abstained["trained_on"] = f"no {task} expert for the tree of {found.root}"
         else:
             expert = load_expert(entry.location)
-            matrix = adapter.read_matrix(model, entry.layer, entry.layer_shape, expert.config["conv_layout"])
+            matrix = found.matrices.get(entry.layer)
+            matrix = adapter.read_matrix(model, entry.layer, entry.layer_shape, expert.config["conv_layout"]) \
+                if matrix is None else matrix[None]
             suggestion, why = _trained_on(expert, entry, matrix, min_confidence)
             candidates += [suggestion] if suggestion else []
             if why:

@@ -46,6 +46,7 @@ class Route:
     finding: str | None = None  # a declared lineage the weights contradict
     reason: str | None = None  # why there is no route
     is_root: bool = False  # the model's layer is the root's own: it is the root (it has no base)
+    matrices: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # layers read, for reuse
 
 
 def card_bases(readme: str | None) -> list[str]:
@@ -87,11 +88,12 @@ def _layer_matches(source: WeightSource, adapter: Adapter, entry: ExpertEntry) -
         return False
 
 
-def weight_distances(source: WeightSource, adapter: Adapter, entries: list[ExpertEntry]) -> dict[str, tuple[float, float]]:
+def weight_distances(source: WeightSource, adapter: Adapter, entries: list[ExpertEntry],
+                     layers: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
     """root -> (relative distance of the model's layer to the root's, the farthest training model's), for
-    every root-centred expert among `entries` whose layer the model has in the same shape."""
+    every root-centred expert among `entries` whose layer the model has in the same shape. Layers read
+    are kept in `layers` (name -> [H, W] matrix)."""
     found: dict[str, tuple[float, float]] = {}
-    layers: dict[str, np.ndarray] = {}
     for entry in entries:
         if entry.root is None or entry.root in found or not _layer_matches(source, adapter, entry):
             continue
@@ -126,7 +128,8 @@ def route(source: WeightSource, adapter: Adapter, registry: ExpertRegistry, *,
             f"several LoRA trees fit its shapes ({', '.join(shaped)}) and it declares no base"
         return Route(None, 0.0, "", declared, reason=why)
 
-    distances = weight_distances(source, adapter, entries)
+    layers: dict[str, np.ndarray] = {}
+    distances = weight_distances(source, adapter, entries, layers)
     measured = {root: d for root, (d, _) in distances.items()}
     if not distances:
         if lineage:
@@ -137,7 +140,7 @@ def route(source: WeightSource, adapter: Adapter, registry: ExpertRegistry, *,
     d_best, reach = distances[best][0], REACH * distances[best][1]
     if d_best < 1e-7:
         return Route(best, CERTAIN, f"weights: its target layer is {best}'s own", declared, lineage, measured,
-                     is_root=True)
+                     is_root=True, matrices=layers)
     typical = d_best <= distances[best][1] and all(d > far for root, (d, far) in distances.items() if root != best)
     confidence = CERTAIN if typical or len(ranked) == 1 else float(measured[ranked[1]] / (d_best + measured[ranked[1]]))
     evidence = (f"weights: relative distance of the target layer {d_best:.3f} to {best}"
@@ -146,11 +149,11 @@ def route(source: WeightSource, adapter: Adapter, registry: ExpertRegistry, *,
         if lineage[-1] != best and d_best < reach:
             finding = (f"declares {' -> '.join(lineage)}, but its weights are nearer {best} ({d_best:.3f}) than "
                        f"{lineage[-1]} ({measured.get(lineage[-1], float('nan')):.3f})")
-            return Route(best, confidence, evidence, declared, lineage, measured, finding=finding)
+            return Route(best, confidence, evidence, declared, lineage, measured, finding=finding, matrices=layers)
         return Route(lineage[-1], 1.0, f"declared lineage {' -> '.join(lineage)}; " + evidence, declared, lineage,
-                     measured)
+                     measured, matrices=layers)
     if d_best > reach:
         return Route(None, 0.0, "", declared, distances=measured,
                      reason=f"the nearest known root, {best}, is at relative distance {d_best:.3f}, beyond its tree's "
                             f"reach ({reach:.3f})")
-    return Route(best, confidence, evidence, declared, distances=measured)
+    return Route(best, confidence, evidence, declared, distances=measured, matrices=layers)

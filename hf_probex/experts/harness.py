@@ -15,6 +15,7 @@ also the held-out concepts (splits ending in `_holdout`, never trained on) for t
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,22 @@ def candidate_layers(weights: WeightSet | str | Path, tree: str) -> dict[str, tu
     return {name: shape for name, shape in shapes.items() if len(shape) >= 2}
 
 
+def routable_layers(weights: WeightSet | str | Path, tree: str) -> list[str]:
+    """The candidate layers of `tree` an expert can also route by: those the root has in the same shape
+    (its copy travels with the expert as the centring offset; see hf_probex.routing). Every layer of a
+    LoRA tree or of a tree without a known root (routing does not compare those with a root)."""
+    weights = weights if isinstance(weights, WeightSet) else open_weight_set(weights)
+    layers = candidate_layers(weights, tree)
+    root = weights.roots.get(tree)
+    if root is None or weights.for_tree(tree)[0].kind == "lora":
+        return list(layers)
+    from safetensors import safe_open
+
+    with safe_open(str(root), framework="np") as handle:
+        stored = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    return [name for name, shape in layers.items() if stored.get(name) == shape]
+
+
 def _root_repo_id(weights: WeightSet, tree: str) -> str | None:
     """The tree root's Hub repo id where the weight set knows it (a zoo's plan), else None."""
     from ..zoo import Zoo
@@ -95,9 +112,10 @@ def _root_repo_id(weights: WeightSet, tree: str) -> str | None:
 
 def load_layer_data(weights: WeightSet | str | Path, tree: str, layer: str, *, conv_layout: str = "probex",
                     text_encoder: str = DEFAULT_TEXT_ENCODER, prompt: str = "{}",
-                    splits: tuple[str, ...] | None = None) -> LayerData:
+                    splits: tuple[str, ...] | None = None, exclude: Collection[str] = ()) -> LayerData:
     """Read `layer` of every finished model of `tree` (a zoo or Model-J folder, or an open WeightSet),
-    or only of the models in `splits` (e.g. ("train", "val"), keeping "test" unseen).
+    or only of the models in `splits` (e.g. ("train", "val"), keeping "test" unseen), leaving out the
+    model ids in `exclude`.
 
     Raises:
         ValueError: unknown tree, no models, or a layer that is missing, inconsistent or not finite.
@@ -106,7 +124,7 @@ def load_layer_data(weights: WeightSet | str | Path, tree: str, layer: str, *, c
     layers = candidate_layers(weights, tree)
     if layer not in layers:
         raise ValueError(f"tree {tree!r} has no layer {layer!r}; layers: {', '.join(layers)}")
-    records = weights.for_tree(tree, splits)
+    records = [r for r in weights.for_tree(tree, splits) if r.model_id not in exclude]
     if not records:
         raise ValueError(f"tree {tree!r} has no models in splits {', '.join(splits or ())}")
     kind = records[0].kind
@@ -268,3 +286,24 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
         "references": refs, "chance": _chance(data), "parameters": sum(e.n_parameters for e in experts),
         "train_seconds": mean_se(seconds), "predict_ms_per_model": float(np.mean(predict_ms)),
     } | ({"predictions": out_of_fold} if keep_predictions else {})
+
+
+def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0, hparams: dict | None = None,
+                 centre: bool = True, config: TrainConfig = TrainConfig(), temperature: float = 1.0) -> tuple[Expert, dict | None]:
+    """The expert `hf-probex train` publishes: cross-validated for its metrics and calibration (out-of-fold
+    predictions), then trained on every model of `data`. `folds=0` skips cross-validation (no metrics,
+    no calibration: such an expert cannot propose fields). Returns (expert, CV report or None).
+    """
+    from .calibration import fit_calibration
+
+    settings = {"hparams": hparams, "centre": centre, "config": config, "temperature": temperature}
+    report = cross_validate(data, method, folds=folds, seed=seed, keep_predictions=True, **settings) if folds else None
+    expert, history = fit_expert(data, method, np.arange(len(data.y)), **settings)
+    if report:
+        try:
+            expert.calibration = fit_calibration(data.task, np.array(report.pop("predictions")), data.y).to_dict()
+        except ValueError:  # out-of-fold decisions all wrong (or all right): nothing to calibrate, never propose
+            expert.calibration = None
+        expert.metrics = {**report["metrics"], "cv_folds": folds, "cv_models": report["models"]}
+    expert.metrics["train_seconds"] = history["train_seconds"]
+    return expert, report

@@ -30,11 +30,15 @@ class RidgeFit:
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, alphas: np.ndarray = ALPHAS) -> RidgeFit:
     """Fit the tuned ridge of [n, d] features `x` onto [n, n_targets] targets `y`."""
+    import warnings
+
     from sklearn.linear_model import RidgeCV
 
     mean, std = x.mean(0), x.std(0)
     std[std < 1e-8] = 1.0  # constant weights carry nothing; keep them at zero instead of dividing by 0
-    ridge = RidgeCV(alphas=alphas).fit((x - mean) / std, y)
+    with warnings.catch_warnings():  # GCV divides 0 by 0 for penalties it then skips, on very few models
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ridge = RidgeCV(alphas=alphas).fit((x - mean) / std, y)
     coef = np.atleast_2d(ridge.coef_).astype(np.float32)
     return RidgeFit(mean.astype(np.float32), std.astype(np.float32), coef,
                     np.atleast_1d(ridge.intercept_).astype(np.float32), float(ridge.alpha_))

@@ -36,12 +36,13 @@ class Run:
         return json.dumps([self.tree, self.members, self.centre, self.temperature, folds, seed, asdict(config)])
 
 
-def _execute(zoo: str, run: Run, folds: int, seed: int, config: dict) -> dict:
+def _execute(zoo: str, run: Run, folds: int, seed: int, config: dict, threads: int | None = 1) -> dict:
     import torch
 
     from .harness import cross_validate_combined, load_layer_data
 
-    torch.set_num_threads(1)
+    if threads:  # a worker process: one thread each, so that workers do not fight over cores
+        torch.set_num_threads(threads)
     members = [(load_layer_data(zoo, run.tree, layer), method, None) for layer, method in run.members]
     return cross_validate_combined(members, folds=folds, seed=seed, centre=run.centre, config=TrainConfig(**config),
                                    temperature=run.temperature)
@@ -84,16 +85,22 @@ def run_all(zoo: str | Path, runs: Sequence[Run], out: Path, *, workers: int = 1
     todo = [run for run in dict.fromkeys(runs) if keys[run] not in done]
     out.parent.mkdir(parents=True, exist_ok=True)
     _drop_partial_line(out)
-    if todo:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool, out.open("a") as handle:
-            futures = {pool.submit(_execute, str(zoo), run, folds, seed, asdict(config)): run for run in todo}
-            for future in as_completed(futures):
-                run = futures[future]
-                report = {**future.result(), "run_key": keys[run], "label": run.name}
-                handle.write(json.dumps(report) + "\n")
-                handle.flush()
-                done[keys[run]] = report
-                if progress:
-                    progress(f"{run.tree} / {report['layer']} / {run.name}: "
-                             + ", ".join(f"{k} {v['mean']:.1f}" for k, v in report["metrics"].items()))
+    with out.open("a") as handle:
+        def record(run: Run, result: dict) -> None:
+            report = {**result, "run_key": keys[run], "label": run.name}
+            handle.write(json.dumps(report) + "\n")
+            handle.flush()
+            done[keys[run]] = report
+            if progress:
+                progress(f"{run.tree} / {report['layer']} / {run.name}: "
+                         + ", ".join(f"{k} {v['mean']:.1f}" for k, v in report["metrics"].items()))
+
+        if workers <= 1:  # in this process: starting a worker (torch import) costs more than a ridge run
+            for run in todo:
+                record(run, _execute(str(zoo), run, folds, seed, asdict(config), threads=None))
+        elif todo:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+                futures = {pool.submit(_execute, str(zoo), run, folds, seed, asdict(config)): run for run in todo}
+                for future in as_completed(futures):
+                    record(futures[future], future.result())
     return [done[keys[run]] for run in runs]

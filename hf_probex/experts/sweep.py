@@ -36,8 +36,11 @@ def sweep(zoo: str | Path, tree: str, methods: list[str], out: Path, *, layers: 
 
 
 def select_layer(zoo: str | Path, tree: str, out: Path, *, method: str = "ridge", **options) -> str:
-    """The layer of `tree` where `method` (default: the fast tuned ridge) cross-validates best.
+    """The layer of `tree` where `method` (default: the fast tuned ridge) cross-validates best, among the
+    layers models can also be routed by (`harness.routable_layers`: the root has them in the same shape).
 
     Options as `sweep` (workers, folds, seed, config, progress); reports are kept in `out` (resumable).
     """
-    return sweep(zoo, tree, [method], out, **options)[0]["layer"]
+    from .harness import routable_layers
+
+    return sweep(zoo, tree, [method], out, layers=routable_layers(zoo, tree), **options)[0]["layer"]

@@ -1,0 +1,144 @@
+"""infer_card end to end on the tiny zoo: local folders, bare safetensors files, and repos on the local Hub."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from huggingface_hub import HfApi
+
+from hf_probex import CardSuggestion, ProbexError, infer_card
+from hf_probex.adapters import detect
+from hf_probex.cards import missing_fields
+from hf_probex.cli import main
+from hf_probex.demo import demo_experts, format_demo, held_out, run_demo
+from hf_probex.errors import RepoNotFoundError
+from hf_probex.reading import open_source
+from hf_probex.routing import route
+from hf_probex.zoo import Zoo
+
+
+@pytest.fixture(scope="module")
+def demo_cache(tiny_zoo, tmp_path_factory):
+    """A cache folder as `hf-probex demo` leaves it, holding the session's tiny zoo."""
+    cache = tmp_path_factory.mktemp("cache")
+    (cache / "zoos").mkdir()
+    (cache / "zoos" / "tiny-seed0").symlink_to(tiny_zoo.root)
+    return cache
+
+
+@pytest.fixture(scope="module")
+def experts(tiny_zoo, demo_cache):
+    """One calibrated ridge expert per tree of the tiny zoo, trained without the demo's held-out models."""
+    return demo_experts(tiny_zoo, demo_cache / "demo" / "experts", {s.repo_id for s in held_out(tiny_zoo)},
+                        progress=lambda line: None)
+
+
+@pytest.fixture
+def zoo_hub(hub, tiny_zoo):
+    from hf_probex.hub.importer import import_zoo
+
+    import_zoo(tiny_zoo.root, hub.root)
+    return hub
+
+
+def _children(zoo: Zoo, tree: str):
+    return [s for s in zoo.specs(tree) if s.role == "child"]
+
+
+def test_a_local_folder_gets_only_its_missing_fields(tiny_zoo, experts):
+    spec = next(s for s in held_out(tiny_zoo) if s.tree == "vit")
+    folder = tiny_zoo.model_dir("vit", spec.name)
+    result = infer_card(folder, experts=experts)
+    assert isinstance(result, CardSuggestion) and result.family == "vit" and result.tree == "probex-zoo-vit/vit-root"
+    assert result.fields["library_name"].value == "transformers"
+    assert result.fields["pipeline_tag"].value == "image-classification"
+    for field in result.fields.values():
+        assert 0 <= field.confidence <= 1 and field.evidence
+    current = (folder / "README.md").read_text() if (folder / "README.md").exists() else ""
+    assert result.current_card == current
+    assert set(result.proposed) <= missing_fields(current)
+    if result.proposed:
+        assert result.diff.startswith(("--- a/README.md", "--- /dev/null")) and not missing_fields(result.suggested_card) & set(result.proposed)
+        kept = [line for line in current.splitlines() if line.strip()]
+        assert all(line in result.suggested_card.splitlines() for line in kept)  # nothing the owner wrote is lost
+    assert json.loads(result.to_json())["fields"]["library_name"]["value"] == "transformers"
+
+
+def test_twin_trees_are_told_apart_by_weights_alone(tiny_zoo, experts, tmp_path):
+    """vit and vit-twin share the architecture; a bare weights file (no config, no card) still routes right."""
+    for tree in ("vit", "vit-twin"):
+        for spec in _children(tiny_zoo, tree):
+            bare = tmp_path / f"{spec.name}-{tree}.safetensors"
+            shutil.copy(tiny_zoo.model_dir(tree, spec.name) / "model.safetensors", bare)
+            result = infer_card(bare, experts=experts)
+            assert result.tree == tiny_zoo.trees[tree]["root_repo_id"], (tree, spec.name, result.abstained)
+            if spec.generation == 1:
+                assert result.fields["base_model"].value == result.tree
+
+
+def test_a_hub_repo_is_read_by_its_header_and_one_layer(zoo_hub, tiny_zoo, experts):
+    spec = next(s for s in held_out(tiny_zoo) if s.tree == "resnet")
+    entry = next(e for e in experts.entries if e.tree == "resnet")
+    result = infer_card(spec.repo_id, experts=experts)
+    assert result.tree == "probex-zoo-resnet/resnet-root" and result.revision
+    source = open_source(spec.repo_id)
+    small = sum(source.file_size(f) for f in ("README.md", "config.json") if f in source.files)
+    needed = small + source.header("model.safetensors").nbytes + source.checkpoint().info(entry.layer).nbytes
+    assert result.bytes_read <= 1.05 * needed, (result.bytes_read, needed)
+    assert result.bytes_read < source.size / 2
+
+
+def test_declared_lineage_is_walked_through_parent_cards(zoo_hub, tiny_zoo, experts):
+    grandchild = next(s for s in _children(tiny_zoo, "vit") if s.generation == 2 and s.card in ("complete", "no_data"))
+    parent = tiny_zoo.spec("vit", grandchild.parent)
+    source = open_source(grandchild.repo_id)
+    found = route(source, detect(source), experts)
+    assert found.lineage == [parent.repo_id, "probex-zoo-vit/vit-root"] and found.finding is None
+
+
+def test_a_declared_base_the_weights_contradict_is_a_finding(zoo_hub, tiny_zoo, experts, tmp_path):
+    twin = _children(tiny_zoo, "vit-twin")[0]
+    folder = tmp_path / "mislabelled"
+    shutil.copytree(tiny_zoo.model_dir("vit-twin", twin.name), folder)
+    (folder / "README.md").write_text("---\nbase_model: probex-zoo-vit/vit-root\n---\n# A ViT\n")
+    result = infer_card(folder, experts=experts)
+    assert result.tree == "probex-zoo-vit-twin/vit-twin-root"
+    assert "probex-zoo-vit/vit-root" in result.fields["lineage"].value and not result.fields["lineage"].missing
+
+
+def test_bad_sources_raise_one_probex_error(hub, tmp_path, capsys):
+    with pytest.raises(RepoNotFoundError):
+        infer_card("nobody/nothing-here", experts=[])
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not opened")
+    with pytest.raises(ProbexError, match="never"):
+        infer_card(tmp_path, experts=[])
+    assert main(["infer", str(tmp_path / "missing.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_infer_cli_prints_a_table_or_json(tiny_zoo, experts, capsys):
+    folder = tiny_zoo.model_dir("resnet", _children(tiny_zoo, "resnet")[0].name)
+    locations = [arg for e in experts.entries for arg in ("--expert", e.location)]
+    assert main(["infer", str(folder), *locations]) == 0
+    table = capsys.readouterr().out
+    assert "family resnet, tree probex-zoo-resnet/resnet-root" in table and "library_name" in table
+    assert main(["infer", str(folder), "--json", *locations]) == 0
+    assert json.loads(capsys.readouterr().out)["family"] == "resnet"
+    with pytest.raises(SystemExit):
+        main(["infer", "--help"])
+    assert "safetensors" in capsys.readouterr().out
+
+
+def test_demo_infers_held_out_models_against_the_truth(tiny_zoo, experts, demo_cache, capsys):
+    cases = run_demo(demo_cache, progress=lambda line: None)  # reuses the zoo and the experts
+    assert {c.spec.tree for c in cases} == set(tiny_zoo.trees)
+    verdicts = [ok for case in cases for ok in case.verdicts().values()]
+    assert verdicts and all(verdicts)
+    text = format_demo(cases)
+    assert "inferred (confidence)" in text and "suggested README.md change" in text
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "held-out" in capsys.readouterr().out
