@@ -1,0 +1,157 @@
+"""Measure infer_card on a zoo's test split: precision / recall of proposed fields, routing, bytes, latency.
+
+Experts are trained (or reused from --experts) on the train and val splits of every tree with
+`hf-probex train`'s recipe (ridge, layer chosen by ridge CV among routable layers, calibrated out of
+fold). Then, for every finished test-split child:
+
+- its folder as the zoo wrote it (cards of every style): every field the card lacks that infer_card
+  proposes is checked against the zoo's truth; `trained_on` counts each proposed class (or concept)
+  as one decision; recall = right proposals / fields the cards lack (each missing class counts);
+- its bare weights file (no config, no card) for the discriminative trees: the tree it routes to;
+- a few repos on a local Hub (imported from the zoo): bytes read against the repo size;
+- warm latency of infer_card on a local folder (experts cached in memory).
+
+    python scripts/bench_infer.py ZOO --experts DIR [--trees vit,vit-twin,resnet,sd] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def train_experts(zoo_dir: Path, out: Path, trees: list[str]) -> None:
+    from hf_probex.experts.harness import load_layer_data, train_expert
+    from hf_probex.experts.sweep import select_layer
+
+    for tree in trees:
+        folder = out / tree
+        if (folder / "config.json").is_file():
+            continue
+        start = time.perf_counter()
+        layer = select_layer(zoo_dir, tree, out / f"{tree}.select.jsonl", workers=2)
+        data = load_layer_data(zoo_dir, tree, layer, splits=("train", "val"))
+        expert, report = train_expert(data, "ridge", folds=5)
+        expert.save_pretrained(folder)
+        c = expert.calibration or {}
+        print(f"{tree}: {layer}, {len(data.y)} models, {time.perf_counter() - start:.0f} s; CV "
+              + ", ".join(f"{k} {v['mean']:.1f}" for k, v in report["metrics"].items())
+              + f"; threshold {c.get('threshold', float('nan')):.2f} (oof precision {c.get('oof_precision', 0):.3f}, "
+                f"recall {c.get('oof_recall', 0):.3f})", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("zoo")
+    parser.add_argument("--experts", required=True, help="folder of the experts (trained there if missing)")
+    parser.add_argument("--trees", default=None, help="comma-separated (default: every tree)")
+    parser.add_argument("--split", default="test", help="the split to measure on (default: test)")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many test models per tree")
+    parser.add_argument("--hub-models", type=int, default=5, help="repos per tree to read through a local Hub")
+    args = parser.parse_args()
+
+    from hf_probex import infer_card
+    from hf_probex.cards import missing_fields
+    from hf_probex.demo import truth_of
+    from hf_probex.experts.registry import ExpertRegistry
+    from hf_probex.zoo import Zoo
+
+    zoo = Zoo.open(args.zoo)
+    trees = args.trees.split(",") if args.trees else list(zoo.trees)
+    out = Path(args.experts)
+    train_experts(zoo.root, out, trees)
+    registry = ExpertRegistry.from_locations(out / t for t in trees)
+
+    per_field: dict[str, list[int]] = {}  # field -> [proposed, right, missing]
+    routing: dict[str, list[int]] = {}  # tree -> [right, total]
+    latencies: list[float] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for tree in trees:
+            tests = [s for s in zoo.specs(tree) if s.role == "child" and s.split == args.split and zoo.is_finished(s)]
+            for spec in tests[: args.limit]:
+                folder = zoo.model_dir(tree, spec.name)
+                truth = truth_of(zoo, spec)
+                start = time.perf_counter()
+                result = infer_card(folder, experts=registry)
+                latencies.append(time.perf_counter() - start)
+                readme = folder / "README.md"
+                lacking = missing_fields(readme.read_text() if readme.is_file() else "")
+                for name in lacking & set(truth):
+                    counts = per_field.setdefault(name, [0, 0, 0])
+                    true = truth[name]
+                    counts[2] += len(true) if isinstance(true, list) else 1
+                    field = result.proposed.get(name)
+                    if field is None:
+                        continue
+                    values = field.value if isinstance(field.value, list) else [field.value]
+                    counts[0] += len(values)
+                    counts[1] += sum(v in true if isinstance(true, list) else v == true for v in values)
+                if zoo.trees[tree]["family"] != "sd-lora":
+                    bare = Path(scratch) / f"{tree}-{spec.name}.safetensors"
+                    shutil.copy(folder / "model.safetensors", bare)
+                    routed = infer_card(bare, experts=registry).tree
+                    hits = routing.setdefault(tree, [0, 0])
+                    hits[0] += routed == zoo.trees[tree]["root_repo_id"]
+                    hits[1] += 1
+            print(f"done {tree}: {len(tests[: args.limit])} test models", flush=True)
+        hub_rows = hub_bytes(zoo, trees, registry, Path(scratch), args.hub_models, args.split)
+
+    folder = zoo.model_dir(trees[0], next(s.name for s in zoo.specs(trees[0]) if s.role == "child"))
+    timings = []
+    for _ in range(20):
+        start = time.perf_counter()
+        infer_card(folder, experts=registry)
+        timings.append((time.perf_counter() - start) * 1000)
+
+    print("\n| field | proposed | right | precision | missing in cards | recall |\n|---|---|---|---|---|---|")
+    total = [0, 0, 0]
+    for name, (proposed, right, missing) in sorted(per_field.items()):
+        total = [a + b for a, b in zip(total, (proposed, right, missing))]
+        print(f"| {name} | {proposed} | {right} | {_pct(right, proposed)} | {missing} | {_pct(right, missing)} |")
+    print(f"| **all** | {total[0]} | {total[1]} | **{_pct(total[1], total[0])}** | {total[2]} | {_pct(total[1], total[2])} |")
+    print("\n| tree | routed right by weights alone (bare file) |\n|---|---|")
+    for tree, (right, n) in routing.items():
+        print(f"| {tree} | {right} / {n} ({_pct(right, n)}) |")
+    print("\n| tree | repo | bytes read | repo size | share |\n|---|---|---|---|---|")
+    for row in hub_rows:
+        print("| " + " | ".join(row) + " |")
+    if latencies:
+        print(f"\nlatency over the split (first calls load experts): median {statistics.median(latencies) * 1000:.0f} ms")
+    print(f"warm latency, local folder, 20 calls: median {statistics.median(timings):.1f} ms, "
+          f"min {min(timings):.1f} ms, max {max(timings):.1f} ms")
+
+
+def hub_bytes(zoo, trees, registry, scratch: Path, per_tree: int, split: str) -> list[list[str]]:
+    """Bytes read by infer_card for a few test repos uploaded to a local Hub, against each repo's size."""
+    from huggingface_hub import HfApi
+
+    from hf_probex import infer_card
+    from hf_probex.hub import LocalHub, use_endpoint
+    from hf_probex.reading import open_source
+
+    (scratch / "users.yaml").write_text("users:\n  bench: {tokens: [hf_bench_write_token]}\n")
+    rows = []
+    with LocalHub(scratch / "hub", users_file=scratch / "users.yaml") as server, use_endpoint(server.endpoint):
+        api = HfApi(endpoint=server.endpoint, token="hf_bench_write_token")
+        for tree in trees:
+            specs = [s for s in zoo.specs(tree) if s.role == "child" and s.split == split and zoo.is_finished(s)]
+            for spec in specs[:per_tree]:
+                repo_id = f"bench/{tree}-{spec.name}"
+                api.create_repo(repo_id, exist_ok=True)
+                api.upload_folder(repo_id=repo_id, folder_path=zoo.model_dir(tree, spec.name))
+                result = infer_card(repo_id, experts=registry)
+                size = open_source(repo_id).size
+                rows.append([tree, repo_id, f"{result.bytes_read:,}", f"{size:,}", _pct(result.bytes_read, size)])
+    return rows
+
+
+def _pct(a: float, b: float) -> str:
+    return f"{100 * a / b:.1f} %" if b else "-"
+
+
+if __name__ == "__main__":
+    main()
