@@ -133,8 +133,8 @@ def _checked_source(repo_id: str | None, upload: str | os.PathLike | None, max_u
                                   "(pickled .bin/.pt files are never opened; the Hub's safetensors converter makes one)")
         size = path.stat().st_size
         if size > max_upload_bytes:
-            raise SpaceInputError(f"{path.name} is {size / 2**20:.1f} MiB, over this Space's upload limit of "
-                                  f"{max_upload_bytes / 2**20:.0f} MiB: give its Hub repo id instead (only one layer is read)")
+            raise SpaceInputError(f"{path.name} is {size / 2**20:.3g} MiB, over this Space's upload limit of "
+                                  f"{max_upload_bytes / 2**20:.3g} MiB: give its Hub repo id instead (only one layer is read)")
         return str(path)
     repo_id = (repo_id or "").strip()
     if not repo_id:
@@ -204,10 +204,10 @@ def infer(repo_id: str | None = None, upload: str | os.PathLike | None = None, *
         raise SpaceInputError(_one_line(err)) from None
     progress(0.9, "laying out the card")
     expert, warnings = _expert_line(suggestion, registry)
-    rows = [{"field": f.name, "value": _display(f.value), "confidence": _percent(f.confidence), "source": f.source,
-             "in the card": "no, proposed" if f.missing else "yes", "evidence": f.evidence}
+    rows = [{"field": f.name, "confidence": _percent(f.confidence), "in the card": "no: proposed" if f.missing else "yes",
+             "value": _display(f.value), "source": f.source, "evidence": f.evidence}
             for f in suggestion.fields.values()]
-    fields = pd.DataFrame(rows, columns=["field", "value", "confidence", "source", "in the card", "evidence"])
+    fields = pd.DataFrame(rows, columns=["field", "confidence", "in the card", "value", "source", "evidence"])
     chart = pd.DataFrame({"field": [f.name for f in suggestion.fields.values()],
                           "confidence": [float(f.confidence) for f in suggestion.fields.values()],
                           "source": [f.source for f in suggestion.fields.values()]})
@@ -487,10 +487,10 @@ def experts_table(registry: ExpertRegistry) -> pd.DataFrame:
         except Exception as err:  # noqa: BLE001 - a broken expert is listed with why, not hiding the others
             metrics, calibration, folds = f"(cannot load: {_one_line(err)})", {}, None
         threshold = calibration.get("threshold")
-        rows.append({"tree": entry.tree, "root": entry.root or "", "task": entry.task, "method": entry.method,
-                     "layer": entry.layer, "metrics (CV %)": metrics + (f" ({folds}-fold)" if folds else ""),
+        rows.append({"tree": entry.tree, "task": entry.task, "method": entry.method,
+                     "metrics (CV %)": metrics + (f" ({folds}-fold)" if folds else ""),
                      "proposes at": "never (no precise threshold)" if threshold is not None and threshold > 1
                      else (_percent(threshold) if threshold is not None else "uncalibrated"),
-                     "location": entry.location})
-    return pd.DataFrame(rows, columns=["tree", "root", "task", "method", "layer", "metrics (CV %)", "proposes at",
+                     "layer": entry.layer, "root": entry.root or "", "location": entry.location})
+    return pd.DataFrame(rows, columns=["tree", "task", "method", "metrics (CV %)", "proposes at", "layer", "root",
                                        "location"])

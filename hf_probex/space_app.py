@@ -4,8 +4,8 @@
 handler is a thin wrapper over `hf_probex.space`: it passes the inputs on, shows `SpaceInputError` as
 a `gr.Error` and each warning as a `gr.Warning`, and reports progress through `gr.Progress`.
 
-API endpoints (for `gradio_client`): `/infer`, `/open_pull_request`, `/browse_tree`, `/search_loras`,
-`/list_experts`.
+API endpoints (for `gradio_client`): `/infer` (a minimum confidence of 0 means each expert's calibrated
+threshold), `/open_pull_request`, `/browse_tree`, `/search_loras`, `/list_experts`.
 """
 
 from __future__ import annotations
@@ -40,12 +40,13 @@ CSS = """
 #probex-card { max-height: 520px; overflow-y: auto; }
 """
 HEADER = """\
-# 🔎 hf-probex &nbsp;<small>model cards from model weights</small>
+# hf-probex &nbsp;<small>model cards from model weights</small>
 
 Most models on the Hub sit in a few **model trees**. Inside a tree, one layer of a model's weights tells
 what it was trained on, and a small **expert** per tree reads it off ([ProbeX, CVPR 2025](https://arxiv.org/abs/2410.19696)).
 Paste a repo id to get the card fields it lacks, each with its confidence and evidence.
 """
+PR_HINT = "Paste a token with write access above, then open a pull request with the proposed fields."
 TREE_WALK = "tree-walk"  # browse and search share one slot: each walks a whole tree
 
 
@@ -111,15 +112,16 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
 
     experts_ = _Experts(experts)
 
-    def run_infer(repo_id: str, upload: str | None, min_confidence: float | None, token: str,
+    def run_infer(repo_id: str, upload: str | None, min_confidence: float, token: str,
                   progress: gr.Progress = gr.Progress()) -> tuple:
         with _shown_to_user():
-            view = infer(repo_id, upload, token=token, registry=experts_.registry, min_confidence=min_confidence,
+            view = infer(repo_id, upload, token=token, registry=experts_.registry, min_confidence=min_confidence or None,
                          max_upload_bytes=max_upload_bytes, progress=progress)
         _warn(view.warnings)
         can_propose = bool(view.suggestion.proposed) and not upload
-        return (view.summary, view.chart, view.scores, view.fields, view.card, view.diff or "(no change proposed)",
-                view.suggestion, gr.update(interactive=can_propose), "")
+        return (view.summary, view.chart, gr.update(value=view.scores, visible=not view.scores.empty), view.fields,
+                view.card, view.diff or "(no change proposed)", view.suggestion, gr.update(interactive=can_propose),
+                PR_HINT if can_propose else "")
 
     def run_pull_request(suggestion: CardSuggestion | None, token: str) -> str:
         with _shown_to_user():
@@ -165,19 +167,21 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                 with gr.Row(equal_height=True):
                     repo_id = gr.Textbox(label="Hub repo id", placeholder="namespace/name, e.g. google/vit-base-patch16-224",
                                          max_lines=1, scale=3, elem_id="probex-repo")
-                    upload = gr.File(label=f"…or upload a .safetensors file (≤ {max_upload_bytes / 2**20:.0f} MiB)",
+                    upload = gr.File(label=f"…or upload a .safetensors file (≤ {max_upload_bytes / 2**20:.3g} MiB)",
                                      file_types=[".safetensors"], type="filepath", scale=2, height=120)
                     with gr.Column(scale=1, min_width=200):
-                        min_confidence = gr.Number(label="Minimum confidence", minimum=0, maximum=1, step=0.05,
-                                                   info="empty: each expert's calibrated threshold")
+                        min_confidence = gr.Slider(0, 1, value=0, step=0.05, label="Minimum confidence",
+                                                   info="0: each expert's calibrated threshold",
+                                                   elem_id="probex-min-confidence")
                         infer_button = gr.Button("Infer the card", variant="primary", elem_id="probex-infer")
                 summary = gr.Markdown(elem_id="probex-summary")
                 with gr.Row():
-                    chart = gr.BarPlot(x="field", y="confidence", color="source", y_lim=[0, 1], label="Confidence per field",
-                                       x_title="field", y_title="confidence", height=260)
+                    chart = gr.BarPlot(x="field", y="confidence", y_lim=[0, 1], label="Confidence per field",
+                                       x_title=" ", x_label_angle=-20, height=300)
                     scores = gr.BarPlot(x="label", y="score", sort="-y", label="Expert scores behind trained_on",
-                                        height=260)
-                fields = gr.Dataframe(label="Fields and evidence", wrap=True, interactive=False, elem_id="probex-fields")
+                                        x_title=" ", x_label_angle=-20, height=300, visible=False)
+                fields = gr.Dataframe(label="Fields and evidence", wrap=True, interactive=False, elem_id="probex-fields",
+                                      column_widths=["15%", "10%", "10%", "30%", "10%", "25%"])
                 with gr.Tabs():
                     with gr.Tab("Suggested card"):
                         card = gr.Markdown(elem_id="probex-card", sanitize_html=True)
@@ -185,7 +189,7 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                         diff = gr.Code(language=None, label="README.md: current → suggested", elem_id="probex-diff")
                 with gr.Row(equal_height=True):
                     pr_button = gr.Button("Open a pull request", interactive=False, scale=1, elem_id="probex-pr")
-                    pr_result = gr.Markdown(elem_id="probex-pr-result")
+                    pr_result = gr.Markdown(elem_id="probex-pr-result", container=True)
                 suggestion = gr.State()
                 infer_inputs = [repo_id, upload, min_confidence, token]
                 infer_outputs = [summary, chart, scores, fields, card, diff, suggestion, pr_button, pr_result]
@@ -196,13 +200,14 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
             with gr.Tab("Browse a tree", id="browse"):
                 with gr.Row(equal_height=True):
                     browse_root = gr.Dropdown(registry.roots, value=registry.roots[0] if registry.roots else None,
-                                              label="Tree root (repo id)", allow_custom_value=True, scale=4,
+                                              label="Tree root (repo id)", allow_custom_value=True, scale=4, elem_id="probex-browse-root",
                                               info="every model naming it as base_model, children of children too")
                     browse_button = gr.Button("Browse the tree", variant="primary", scale=1)
                 browse_summary = gr.Markdown(elem_id="probex-tree-summary")
                 coverage = gr.BarPlot(x="field", y="documented", y_lim=[0, 1], label="Share of the tree's cards that state each field",
                                       y_title="documented", height=260)
-                models = gr.Dataframe(label="Models and what their cards lack", wrap=True, interactive=False)
+                models = gr.Dataframe(label="Models and what their cards lack", wrap=True, interactive=False,
+                                      elem_id="probex-models")
                 browse_button.click(run_browse, [browse_root, token], [browse_summary, coverage, models],
                                     api_name="browse_tree", concurrency_id=TREE_WALK, concurrency_limit=1)
 
@@ -212,15 +217,15 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                     search_root = gr.Dropdown(search_roots, value=search_roots[0] if search_roots else None,
                                               label="LoRA tree root", allow_custom_value=True, scale=2)
                     query = gr.Textbox(label="What should the LoRA draw?", placeholder="e.g. a dog, a thick eight",
-                                       max_lines=1, scale=3)
+                                       max_lines=1, scale=3, elem_id="probex-query")
                     top_k = gr.Slider(1, 100, value=20, step=1, label="Show the top", scale=1)
                     search_button = gr.Button("Search", variant="primary", scale=1)
                 gr.Markdown("Zero-shot: the tree's expert embeds your text with its text encoder and compares it with "
                             "each LoRA's weights, so concepts no expert was trained on can be found too.")
-                search_summary = gr.Markdown()
+                search_summary = gr.Markdown(elem_id="probex-search-summary")
                 ranking_plot = gr.BarPlot(x="repo", y="score", sort="-y", label="Cosine similarity", height=260,
                                           x_label_angle=-30)
-                ranking = gr.Dataframe(label="Ranking", interactive=False)
+                ranking = gr.Dataframe(label="Ranking", interactive=False, elem_id="probex-ranking")
                 search_inputs = [search_root, query, top_k, token]
                 search_button.click(run_search, search_inputs, [search_summary, ranking_plot, ranking],
                                     api_name="search_loras", concurrency_id=TREE_WALK, concurrency_limit=1)
@@ -230,7 +235,8 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
             with gr.Tab("Experts", id="experts"):
                 experts_summary = gr.Markdown()
                 experts = gr.Dataframe(label="Experts by tree (metrics: cross-validated on the tree's models)",
-                                       wrap=True, interactive=False)
+                                       wrap=True, interactive=False, elem_id="probex-experts",
+                                       column_widths=["6%", "9%", "7%", "30%", "10%", "18%", "10%", "10%"])
                 refresh = gr.Button("Refresh the list", size="sm")
                 experts_outputs = [experts_summary, experts, browse_root, search_root]
                 demo.load(list_experts, None, experts_outputs, api_name="list_experts")

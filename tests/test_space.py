@@ -35,7 +35,7 @@ def client(space_app):
     return Client(space_app, verbose=False)
 
 
-def _infer(client: Client, repo_id: str = "", upload=None, min_confidence=None, token: str = ""):
+def _infer(client: Client, repo_id: str = "", upload=None, min_confidence=0.0, token: str = ""):
     """/infer's outputs by name (the suggestion is session state, kept by the client for /open_pull_request)."""
     names = ["summary", "chart", "scores", "fields", "card", "diff", "pr_button_label", "pr_result"]
     return dict(zip(names, client.predict(repo_id, upload, min_confidence, token, api_name="/infer")))
@@ -69,11 +69,12 @@ def test_infer_a_hub_repo_renders_fields_chart_card_and_diff(client):
 
 
 def test_an_uploaded_lora_is_read_by_the_tree_expert(client, space_world):
-    out = _infer(client, upload=handle_file(str(space_world.lora_file)), min_confidence=0.0)
+    out = _infer(client, upload=handle_file(str(space_world.lora_file)), min_confidence=0.05)
     assert "sd-lora" in out["summary"] and "probex-zoo-sd/sd-root" in out["summary"]
     trained_on = next(row for row in _rows(out["fields"]) if row["field"] == "trained_on")
     assert trained_on["source"] == "expert" and "experts/sd" in trained_on["evidence"]
-    assert len(out["scores"]["data"]) >= 2  # the concepts the expert scored
+    scores = out["scores"]  # an update: shown (visible) only when the expert scored something
+    assert scores["visible"] is True and len(scores["value"]["data"]) >= 2, scores
 
 
 def test_a_model_whose_tree_has_no_expert_says_so(client):
@@ -158,7 +159,7 @@ def test_list_experts(client):
 
 
 def test_requests_queue_and_all_finish(client):
-    jobs = [client.submit("probex-zoo-vit/vit-ft-000" + str(i), None, None, "", api_name="/infer") for i in (3, 4, 5)]
+    jobs = [client.submit(f"probex-zoo-vit/vit-ft-000{i}", None, 0, "", api_name="/infer") for i in (3, 4, 5)]
     assert all(f"vit-ft-000{i}" in job.result(timeout=120)[0] for i, job in zip((3, 4, 5), jobs))
 
 
@@ -207,7 +208,7 @@ def test_space_command_serves_the_app_on_a_local_hub(space_world, tmp_path):
                 assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
                 time.sleep(0.5)
         assert "**2** experts" in client.predict(api_name="/list_experts")[0]
-        summary = client.predict("probex-zoo-vit/vit-ft-0006", None, None, "", api_name="/infer")[0]
+        summary = client.predict("probex-zoo-vit/vit-ft-0006", None, 0, "", api_name="/infer")[0]
         assert "probex-zoo-vit/vit-root" in summary  # read from the local hub the command serves
     finally:
         process.terminate()
