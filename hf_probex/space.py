@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,9 @@ from .cards import CardError, metadata_of, missing_fields
 from .errors import ProbexError
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
 from .suggestions import CARD_FIELDS, CardSuggestion
+
+if TYPE_CHECKING:
+    from .bot import HubClient
 
 __all__ = [
     "DEFAULT_MAX_TREE_MODELS", "DEFAULT_MAX_UPLOAD_BYTES", "InferView", "PullRequestView", "SearchView",
@@ -44,6 +48,7 @@ DEFAULT_MAX_TREE_MODELS = 500
 """A tree walk reads one card (browse) or one layer (search) per model: bounded so a request ends."""
 READ_THREADS = 4  # reading cards and layers is network-bound: a few at once, not more, on a shared Space
 
+T = TypeVar("T")
 Progress = Callable[[float, str], None]
 """`progress(fraction done, what is happening)`; Gradio's `gr.Progress` is one."""
 
@@ -300,7 +305,7 @@ class TreeView:
     warnings: list[str] = field(default_factory=list)
 
 
-def _walk(root: str, token: str | None, limit: int, progress: Progress) -> tuple[object, list[str], list[str]]:
+def _walk(root: str, token: str | None, limit: int, progress: Progress) -> tuple[HubClient, list[str], list[str]]:
     """The Hub client, the first `limit` repos below `root` (children of children too), and warnings."""
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
@@ -325,9 +330,9 @@ def _walk(root: str, token: str | None, limit: int, progress: Progress) -> tuple
     return client, repos[:limit], warnings
 
 
-def _in_parallel(func: Callable[[str], object], repos: list[str], progress: Progress, what: str) -> list[object]:
+def _in_parallel(func: Callable[[str], T], repos: list[str], progress: Progress, what: str) -> list[T]:
     """`func` over `repos` on a few threads, in order, reporting progress as each finishes."""
-    results: list[object] = []
+    results: list[T] = []
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
         for done, result in enumerate(pool.map(func, repos), start=1):
             results.append(result)
