@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi
@@ -142,3 +143,32 @@ def test_demo_infers_held_out_models_against_the_truth(tiny_zoo, experts, demo_c
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     assert "held-out" in capsys.readouterr().out
+
+
+def test_the_bot_proposes_what_infer_card_finds_once(zoo_hub, tiny_zoo, experts, demo_cache, tmp_path, monkeypatch):
+    """The card bot with the real infer_card (experts from the local registry) over the imported vit tree."""
+    from hf_probex.bot import BotState, HubClient, run_bot, walk_tree
+    from hf_probex.cards import metadata_of
+
+    experts.save(demo_cache / "experts.json")
+    monkeypatch.setenv("HF_PROBEX_CACHE", str(demo_cache))
+    api = HfApi(endpoint=zoo_hub.endpoint, token=zoo_hub.bob)
+    client = HubClient(api, prs_per_minute=6000)
+    repos = walk_tree(client, "probex-zoo-vit/vit-root")
+    declared = {s.repo_id for s in _children(tiny_zoo, "vit") if s.card not in ("none", "no_base_model")}
+    assert declared <= set(repos)  # the Hub's base_model filter only knows repos whose cards declare it
+    state = BotState(tmp_path / "bot.sqlite")
+    report = run_bot(repos, client, state=state)
+    proposed = [o for o in report.outcomes if o.outcome == "proposed"]
+    assert proposed, report.counts()
+    for outcome in proposed:
+        spec = next(s for s in _children(tiny_zoo, "vit") if s.repo_id == outcome.repo_id)
+        pr = api.get_discussion_details(outcome.repo_id, outcome.pr_num)
+        readme = Path(api.hf_hub_download(outcome.repo_id, "README.md", revision=pr.git_reference)).read_text()
+        added = metadata_of(readme)
+        if "base_model_relation" in outcome.fields:
+            assert added["base_model_relation"] == "finetune"
+        if "trained_on" in outcome.fields:
+            assert {t.removeprefix("trained-on:") for t in added["tags"] if t.startswith("trained-on:")} <= set(spec.labels)
+    again = run_bot(repos, client, state=BotState(tmp_path / "fresh.sqlite"))  # even without the local state
+    assert not [o for o in again.outcomes if o.outcome == "proposed"]

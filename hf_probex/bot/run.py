@@ -139,13 +139,14 @@ def _cell(value: object) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _default_infer(token: str | None, min_confidence: float) -> Infer:
+def _default_infer(token: str | None) -> Infer:
+    """`infer_card` at each expert's calibrated threshold; the bot's own `min_confidence` applies on top."""
     try:
         from ..infer import infer_card  # heavy (torch): only when the bot really infers
     except ImportError as err:
         raise BotStopped(f"hf_probex.infer_card is not available ({err}); pass an inference callable") from None
 
-    return lambda repo_id: infer_card(repo_id, token=token, min_confidence=min_confidence)
+    return lambda repo_id: infer_card(repo_id, token=token)
 
 
 class _Worker:
@@ -255,7 +256,7 @@ def run_bot(repos: Iterable[str], client: HubClient, *, infer: Infer | None = No
         if not config.dry_run:
             raise
         author = None  # a dry run reads public repos anonymously; earlier PRs are then found by marker only
-    worker = _Worker(client, infer or _default_infer(client.api.token, config.min_confidence),
+    worker = _Worker(client, infer or _default_infer(client.api.token),
                      None if config.dry_run else state, config, author)
     report, started, stop = BotReport(), time.monotonic(), threading.Event()
 
