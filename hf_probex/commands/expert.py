@@ -94,29 +94,20 @@ def _resolve_layer(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..experts.calibration import fit_calibration
-    from ..experts.harness import cross_validate, fit_expert
+    from ..experts.harness import train_expert
 
     _check_methods([args.method])
     _resolve_layer(args)
     data = _expert_data(args)
     hparams, config = _expert_settings(args, args.method)
-    settings = {"hparams": hparams, "centre": not args.no_centre, "config": config, "temperature": args.temperature}
     try:
-        report = cross_validate(data, args.method, folds=args.folds, seed=args.seed, keep_predictions=True,
-                                **settings) if args.folds else None
-        expert, history = fit_expert(data, args.method, np.arange(len(data.y)), **settings)
-        if report:
-            expert.calibration = fit_calibration(data.task, np.array(report["predictions"]), data.y).to_dict()
+        expert, report = train_expert(data, args.method, folds=args.folds, seed=args.seed, hparams=hparams,
+                                      centre=not args.no_centre, config=config, temperature=args.temperature)
     except ValueError as err:
         raise UserError(str(err)) from None
-    if report:
-        expert.metrics = {**report["metrics"], "cv_folds": args.folds, "cv_models": report["models"]}
     expert.save_pretrained(args.out)
     print(f"trained {args.method} on {len(data.y)} models of {args.tree} / {args.layer} in "
-          f"{history['train_seconds']:.1f} s; saved to {args.out}")
+          f"{expert.metrics['train_seconds']:.1f} s; saved to {args.out}")
     for name, stat in (report or {}).get("metrics", {}).items():
         print(f"  {name}: {stat['mean']:.1f} +- {stat['se']:.1f} ({args.folds}-fold CV)")
     if expert.calibration:
