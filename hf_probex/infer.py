@@ -65,7 +65,7 @@ def _trained_on(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, threshol
         return None, f"expert {entry.location} has no calibration (trained without cross-validation)"
     predictions, confidence = expert.confidences(matrix)
     cut = expert.calibration["threshold"] if threshold is None else threshold
-    evidence = f"expert {entry.location} ({entry.method}) on {entry.layer}"
+    evidence = f"expert {entry.location} ({entry.method}) on {' + '.join(name for name, _ in entry.inputs)}"
     if expert.task == CLASSES_TASK:
         scores = {label: float(c) for label, c in zip(expert.vocabulary, confidence[0])}
         chosen = [label for label, c in scores.items() if c >= cut]
@@ -150,9 +150,8 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
             abstained["trained_on"] = f"no {task} expert for the tree of {found.root}"
         else:
             expert = load_expert(entry.location)
-            matrix = found.matrices.get(entry.layer)
-            matrix = adapter.read_matrix(model, entry.layer, entry.layer_shape, expert.config["conv_layout"]) \
-                if matrix is None else matrix[None]
+            matrix = found.matrices.get(entry.inputs)
+            matrix = adapter.read_input(model, entry.inputs, expert.config["conv_layout"]) if matrix is None else matrix[None]
             suggestion, why = _trained_on(expert, entry, matrix, min_confidence)
             candidates += [suggestion] if suggestion else []
             if why:

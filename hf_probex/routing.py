@@ -46,7 +46,7 @@ class Route:
     finding: str | None = None  # a declared lineage the weights contradict
     reason: str | None = None  # why there is no route
     is_root: bool = False  # the model's layer is the root's own: it is the root (it has no base)
-    matrices: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # layers read, for reuse
+    matrices: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)  # inputs read, for reuse
 
 
 def card_bases(readme: str | None) -> list[str]:
@@ -82,17 +82,19 @@ def walk_lineage(base: str, roots: set[str], *, token: str | bool | None = None)
 
 
 def _layer_matches(source: WeightSource, adapter: Adapter, entry: ExpertEntry) -> bool:
+    """Whether the model has every layer the expert reads, in the same shapes (from the header only)."""
     try:
-        return adapter.layer_shape(adapter.checkpoint(source), entry.layer) == tuple(entry.layer_shape)
+        checkpoint = adapter.checkpoint(source)
+        return all(adapter.layer_shape(checkpoint, name) == tuple(shape) for name, shape in entry.inputs)
     except LayerMismatchError:
         return False
 
 
 def weight_distances(source: WeightSource, adapter: Adapter, entries: list[ExpertEntry],
-                     layers: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
+                     layers: dict[tuple, np.ndarray]) -> dict[str, tuple[float, float]]:
     """root -> (relative distance of the model's layer to the root's, the farthest training model's), for
-    every root-centred expert among `entries` whose layer the model has in the same shape. Layers read
-    are kept in `layers` (name -> [H, W] matrix)."""
+    every root-centred expert among `entries` whose layers the model has in the same shapes. Inputs read
+    are kept in `layers` (the entry's `inputs` -> the expert's [H, W] input)."""
     found: dict[str, tuple[float, float]] = {}
     for entry in entries:
         if entry.root is None or entry.root in found or not _layer_matches(source, adapter, entry):
@@ -100,11 +102,10 @@ def weight_distances(source: WeightSource, adapter: Adapter, entries: list[Exper
         expert = load_expert(entry.location)
         if not expert.config["centred"]:
             continue
-        if entry.layer not in layers:
-            layers[entry.layer] = adapter.read_matrix(source, entry.layer, entry.layer_shape,
-                                                      expert.config["conv_layout"])[0]
+        if entry.inputs not in layers:
+            layers[entry.inputs] = adapter.read_input(source, entry.inputs, expert.config["conv_layout"])[0]
         root = expert.offset.numpy()
-        distance = float(np.linalg.norm(layers[entry.layer] - root) / max(np.linalg.norm(root), 1e-12))
+        distance = float(np.linalg.norm(layers[entry.inputs] - root) / max(np.linalg.norm(root), 1e-12))
         found[entry.root] = (distance, float((expert.config.get("routing") or {}).get("max_root_distance", np.inf)))
     return found
 
@@ -128,7 +129,7 @@ def route(source: WeightSource, adapter: Adapter, registry: ExpertRegistry, *,
             f"several LoRA trees fit its shapes ({', '.join(shaped)}) and it declares no base"
         return Route(None, 0.0, "", declared, reason=why)
 
-    layers: dict[str, np.ndarray] = {}
+    layers: dict[tuple, np.ndarray] = {}
     distances = weight_distances(source, adapter, entries, layers)
     measured = {root: d for root, (d, _) in distances.items()}
     if not distances:

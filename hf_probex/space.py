@@ -448,7 +448,7 @@ def search_loras(root: str, query: str, *, registry: ExpertRegistry, token: str 
     def layer(repo_id: str) -> tuple[np.ndarray | None, str, str]:
         try:
             source = open_source(repo_id, token=_as_token(token))
-            matrix = detect(source).read_matrix(source, entry.layer, entry.layer_shape, config["conv_layout"])
+            matrix = detect(source).read_input(source, entry.inputs, config["conv_layout"])
             return matrix, _declared_concept(source.read_text("README.md")), ""
         except ProbexError as err:  # not a LoRA of this tree (a full fine-tune, another format): not ranked
             return None, "", _one_line(err)
@@ -496,6 +496,6 @@ def experts_table(registry: ExpertRegistry) -> pd.DataFrame:
                      "metrics (CV %)": metrics + (f" ({folds}-fold)" if folds else ""),
                      "proposes at": "never (no precise threshold)" if threshold is not None and threshold > 1
                      else (_percent(threshold) if threshold is not None else "uncalibrated"),
-                     "layer": entry.layer, "root": entry.root or "", "location": entry.location})
+                     "layer": " + ".join(name for name, _ in entry.inputs), "root": entry.root or "", "location": entry.location})
     return pd.DataFrame(rows, columns=["tree", "task", "method", "metrics (CV %)", "proposes at", "layer", "root",
                                        "location"])

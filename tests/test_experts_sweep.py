@@ -38,3 +38,31 @@ def test_sweep_names_an_unknown_layer(tmp_path):
 def test_select_layer_picks_the_informative_layer(tmp_path):
     write_planted(tmp_path / "set", n_models=40)
     assert select_layer(tmp_path / "set", "Toy", tmp_path / "select.jsonl", folds=2) == "informative.weight"
+
+
+def test_select_stack_adds_a_second_informative_layer(tmp_path):
+    """Two layers that each carry half of the labels: stacking them beats either alone."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from hf_probex.experts.harness import load_layer_data
+    from hf_probex.experts.sweep import select_stack
+
+    rng = np.random.default_rng(0)
+    for idx in range(60):
+        onehot = np.zeros(8, np.float32)
+        onehot[rng.choice(8, 4, replace=False)] = 1
+        first, second, noise = (rng.normal(0, 1, (4, 4)).astype(np.float32) for _ in range(3))
+        first[0] += 3 * onehot[:4]
+        second[0] += 3 * onehot[4:]
+        repo = tmp_path / "set" / f"models--ProbeX--Model-J__Toy__model_idx_{idx:04d}"
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text("a" * 40)
+        (repo / "snapshots" / ("a" * 40)).mkdir(parents=True)
+        save_file({"a.weight": first, "b.weight": second, "noise.weight": noise},
+                  str(repo / "snapshots" / ("a" * 40) / "model.safetensors"),
+                  metadata={"dataset_chosen_targets": repr([f"c{i}" for i in np.flatnonzero(onehot)])})
+    chosen = select_stack(tmp_path / "set", "Toy", tmp_path / "stack.jsonl", folds=3)
+    assert sorted(chosen) == ["a.weight", "b.weight"]
+    data = load_layer_data(tmp_path / "set", "Toy", chosen)
+    assert data.x.shape == (60, 1, 32) and [name for name, _ in data.inputs] == chosen

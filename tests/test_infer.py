@@ -172,3 +172,24 @@ def test_the_bot_proposes_what_infer_card_finds_once(zoo_hub, tiny_zoo, experts,
             assert {t.removeprefix("trained-on:") for t in added["tags"] if t.startswith("trained-on:")} <= set(spec.labels)
     again = run_bot(repos, client, state=BotState(tmp_path / "fresh.sqlite"))  # even without the local state
     assert not [o for o in again.outcomes if o.outcome == "proposed"]
+
+
+def test_a_stacked_expert_reads_the_same_input_from_a_model_folder(tiny_zoo, tmp_path):
+    """An expert on several layers saves, loads and reads a model's layers as it was trained on them."""
+    import numpy as np
+
+    from hf_probex.experts.harness import load_layer_data, train_expert
+    from hf_probex.experts.hub import Expert
+    from hf_probex.experts.registry import ExpertRegistry
+
+    layers = ["vit.encoder.layer.0.attention.attention.value.weight", "vit.embeddings.position_embeddings"]
+    data = load_layer_data(tiny_zoo.root, "vit", layers)
+    expert, _ = train_expert(data, "ridge", folds=2)
+    expert.save_pretrained(tmp_path / "expert")
+    entry = ExpertRegistry.from_locations([tmp_path / "expert"]).entries[0]
+    assert [name for name, _ in entry.inputs] == layers and "2 layers stacked" in (tmp_path / "expert" / "README.md").read_text()
+    spec = _children(tiny_zoo, "vit")[0]
+    source = open_source(tiny_zoo.model_dir("vit", spec.name))
+    x = detect(source).read_input(source, entry.inputs)
+    assert np.allclose(x[0], data.x[data.model_ids.index(spec.repo_id)])
+    assert np.allclose(Expert.from_pretrained(tmp_path / "expert").predict(x), expert.predict(x))

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import LayerMismatchError
-from ..experts.shaping import lora_pairs, to_matrices
+from ..experts.shaping import lora_pairs, stack_inputs, to_matrices
 from ..reading import Checkpoint, WeightSource, looks_like_repo_id
 
 #: family -> adapter, filled by `register`.
@@ -154,6 +154,14 @@ class Adapter(abc.ABC):
         """One layer shaped as an expert reads it: a [1, H, W] float32 batch (see `experts.shaping.to_matrices`)."""
         flat, shape = self.read_layer(source, name, expected_shape)
         return to_matrices(flat.reshape(1, -1), shape, conv_layout)
+
+    def read_input(self, source: WeightSource, inputs: Sequence[tuple[str, tuple[int, ...]]],
+                   conv_layout: str = "probex") -> np.ndarray:
+        """What an expert reading `inputs` ((layer, stored shape) pairs) takes: one layer as `read_matrix`
+        gives it, several stacked into one [1, 1, D] vector (`experts.shaping.stack_inputs`)."""
+        if len(inputs) == 1:
+            return self.read_matrix(source, inputs[0][0], inputs[0][1], conv_layout)
+        return stack_inputs([self.read_layer(source, name, shape)[0][None] for name, shape in inputs])
 
     def _missing(self, checkpoint: Checkpoint, name: str) -> LayerMismatchError:
         shown = self.candidate_layers(checkpoint)

@@ -78,19 +78,22 @@ def _expert_eval(args: argparse.Namespace) -> int:
 
 
 def _resolve_layer(args: argparse.Namespace) -> None:
-    """`--layer auto`: the layer where the tuned ridge cross-validates best (a fast sweep over every layer)."""
+    """`--layer auto`: for ridge, the layers stacked greedily while the tuned-ridge CV score rises
+    (`sweep.select_stack`); for other methods, the single layer where ridge cross-validates best."""
     import tempfile
 
-    from ..experts.sweep import select_layer
+    from ..experts.sweep import select_layer, select_stack
 
     if args.layer != "auto":
         return
+    select = select_stack if args.method == "ridge" else select_layer
     with tempfile.TemporaryDirectory() as folder:
         try:
-            args.layer = select_layer(args.zoo, args.tree, Path(folder) / "select.jsonl", folds=args.folds, seed=args.seed)
+            args.layer = select(args.zoo, args.tree, Path(folder) / "select.jsonl", folds=args.folds, seed=args.seed)
         except ValueError as err:
             raise UserError(str(err)) from None
-    print(f"layer auto: {args.layer} (best tuned-ridge {args.folds}-fold CV score)")
+    shown = " + ".join(args.layer) if isinstance(args.layer, list) else args.layer
+    print(f"layer auto: {shown} (best tuned-ridge {args.folds}-fold CV score)")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -106,7 +109,7 @@ def _train(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UserError(str(err)) from None
     expert.save_pretrained(args.out)
-    print(f"trained {args.method} on {len(data.y)} models of {args.tree} / {args.layer} in "
+    print(f"trained {args.method} on {len(data.y)} models of {args.tree} / {data.layer} in "
           f"{expert.metrics['train_seconds']:.1f} s; saved to {args.out}")
     for name, stat in (report or {}).get("metrics", {}).items():
         print(f"  {name}: {stat['mean']:.1f} +- {stat['se']:.1f} ({args.folds}-fold CV)")
@@ -193,7 +196,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         if zoo_option:
             sub.add_argument("--zoo", required=True, help="zoo folder (from `hf-probex zoo build`) or Model-J folder")
             sub.add_argument("--layer", default="auto",
-                             help="layer name, or auto: the layer where the tuned ridge cross-validates best (default)")
+                             help="layer name, or auto (default): for ridge, the layers stacked while the cross-validated "
+                                  "score rises; for other methods, the layer where the tuned ridge cross-validates best")
         else:
             sub.add_argument("zoo", help="zoo folder (from `hf-probex zoo build`) or Model-J folder")
             sub.add_argument("--layer", required=True, help="layer name (see `hf-probex expert layers`)")

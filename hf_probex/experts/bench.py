@@ -3,7 +3,9 @@
 For each tree: the layer (given, or selected by the fast ridge over every candidate layer, see
 `sweep.select_layer`), then every method on it (root-centred; ProbeX and MVProbe also raw, to show
 what centring buys), the classification head read as a set and by ridge where the tree has one,
-and the fusions of a hidden layer with the head. Zero-shot trees also get ProbeX at temperature 0.1.
+and the fusions of a hidden layer with the head; and ours, ridge on several layers stacked
+(`sweep.select_stack`: chosen greedily by cross-validation). Zero-shot trees also get ProbeX at
+temperature 0.1.
 All rows use the same k folds; reports go to a JSON-lines file as they finish (resumable, see
 `runs.run_all`), and `markdown` renders them for docs/benchmarks.md.
 """
@@ -15,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .runs import Run, run_all
-from .sweep import select_layer
+from .sweep import select_layer, select_stack
 from .training import TrainConfig
 
 BENCH_METHODS = ("probex", "mvprobe", "dense", "ridge", "statnn")
@@ -28,9 +30,12 @@ def head_layer(layers: Sequence[str]) -> str | None:
     return heads[0] if heads else None
 
 
-def plan_runs(tree: str, layer: str, task: str, head: str | None, methods: Sequence[str] = BENCH_METHODS) -> list[Run]:
-    """The benchmark's rows for one tree (see the module docstring)."""
+def plan_runs(tree: str, layer: str, task: str, head: str | None, methods: Sequence[str] = BENCH_METHODS,
+              stack: Sequence[str] = ()) -> list[Run]:
+    """The benchmark's rows for one tree (see the module docstring); `stack`: the stacked expert's layers."""
     runs = [Run(tree, ((layer, method),)) for method in methods]
+    if len(stack) > 1:
+        runs.append(Run(tree, ((tuple(stack), "ridge"),), label=f"ridge, {len(stack)} layers stacked (ours)"))
     if task == "zeroshot":
         if "probex" in methods:
             runs.append(Run(tree, ((layer, "probex"),), label="probex (T=0.1)", temperature=0.1))
@@ -75,7 +80,8 @@ def run_bench(zoo: str | Path, out: Path, *, trees: Sequence[str] | None = None,
         elif layer not in available:
             raise ValueError(f"tree {tree!r} has no layer {layer!r}; layers: {', '.join(available)}")
         task = "zeroshot" if weights.for_tree(tree)[0].kind == "lora" else "multilabel"
-        runs = plan_runs(tree, layer, task, head_layer([n for n in available if n != layer]), methods)
+        stack = select_stack(zoo, tree, out.with_suffix(".select.jsonl"), **options)
+        runs = plan_runs(tree, layer, task, head_layer([n for n in available if n != layer]), methods, stack)
         results[tree] = run_all(zoo, runs, out, **options)
     return results
 
@@ -113,9 +119,9 @@ def markdown(results: dict[str, list[dict]]) -> str:
         if first["chance"]:
             parts.append("| ref: chance | " + " | ".join(
                 f"{first['chance'][m]:.1f}" if m in first["chance"] else "-" for m in metrics) + " | | | | |")
-        other = [r["layer"] for r in reports if r["layer"] != layers[0]]
+        other = [f"- {r['label']}: `{r['layer']}`" for r in reports if r["layer"] != layers[0]]
         if other:
-            parts.append(f"\nHead / fusion rows read `{sorted(set(other), key=len)[0]}` (the head) as well.")
+            parts.append("\nRows that read other layers:\n\n" + "\n".join(other))
         parts.append("")
     return "\n".join(parts)
 

@@ -15,8 +15,8 @@ also the held-out concepts (splits ending in `_holdout`, never trained on) for t
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from ..text import DEFAULT_TEXT_ENCODER
 from ..weightsets import WeightSet, open_weight_set
 from .evaluation import concept_metrics, kfold, label_matrix, mean_se, multilabel_metrics, references, summarise
 from .hub import Expert
-from .shaping import centring, layer_shape, load_matrices, root_matrix
+from .shaping import centring, layer_shape, load_matrices, root_matrix, stack_inputs
 from .training import TrainConfig, train
 
 
@@ -53,6 +53,7 @@ class LayerData:
     holdout_y: np.ndarray | None = None
     holdout_vocabulary: list[str] = field(default_factory=list)
     holdout_text: np.ndarray | None = None
+    inputs: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)  # stacked layers: (name, stored shape)
 
     @property
     def targets_matrix(self) -> np.ndarray:
@@ -110,17 +111,39 @@ def _root_repo_id(weights: WeightSet, tree: str) -> str | None:
     return Zoo.open(weights.source).trees[tree].get("root_repo_id")
 
 
-def load_layer_data(weights: WeightSet | str | Path, tree: str, layer: str, *, conv_layout: str = "probex",
-                    text_encoder: str = DEFAULT_TEXT_ENCODER, prompt: str = "{}",
+def load_layer_data(weights: WeightSet | str | Path, tree: str, layer: str | Sequence[str], *,
+                    conv_layout: str = "probex", text_encoder: str = DEFAULT_TEXT_ENCODER, prompt: str = "{}",
                     splits: tuple[str, ...] | None = None, exclude: Collection[str] = ()) -> LayerData:
     """Read `layer` of every finished model of `tree` (a zoo or Model-J folder, or an open WeightSet),
     or only of the models in `splits` (e.g. ("train", "val"), keeping "test" unseen), leaving out the
     model ids in `exclude`.
 
+    Several layers are stacked: each model's layers flattened and concatenated into one [1, D] input
+    (and the root's the same way), for the experts that read a weight vector (ridge, dense); `inputs`
+    then names them. The first layer stays `layer` / `layer_shape`.
+
     Raises:
         ValueError: unknown tree, no models, or a layer that is missing, inconsistent or not finite.
     """
     weights = weights if isinstance(weights, WeightSet) else open_weight_set(weights)
+    names = [layer] if isinstance(layer, str) else list(layer)
+    options = {"conv_layout": conv_layout, "text_encoder": text_encoder, "prompt": prompt, "splits": splits,
+               "exclude": exclude}
+    parts = [_load_one(weights, tree, name, **options) for name in names]
+    if len(parts) == 1:
+        return parts[0]
+    first, roots = parts[0], [p.root for p in parts]
+    comparable = all(r is not None and r.shape == p.x.shape[1:] for r, p in zip(roots, parts))
+    return replace(
+        first, layer=" + ".join(names), x=stack_inputs([p.x for p in parts]),
+        root=stack_inputs([r[None] for r in roots])[0] if comparable else None,
+        holdout_x=None if first.holdout_x is None else stack_inputs([p.holdout_x for p in parts]),
+        inputs=[(p.layer, tuple(p.layer_shape)) for p in parts],
+    )
+
+
+def _load_one(weights: WeightSet, tree: str, layer: str, *, conv_layout: str, text_encoder: str, prompt: str,
+              splits: tuple[str, ...] | None, exclude: Collection[str]) -> LayerData:
     layers = candidate_layers(weights, tree)
     if layer not in layers:
         raise ValueError(f"tree {tree!r} has no layer {layer!r}; layers: {', '.join(layers)}")
@@ -159,7 +182,7 @@ def make_expert(data: LayerData, method: str, *, hparams: dict | None = None, ce
         layer_shape=list(data.layer_shape), tree=data.tree, root=data.root_id, adapter=data.adapter, hparams=hparams,
         centred=centre and data.root is not None and data.root.shape == data.x.shape[1:], conv_layout=data.conv_layout,
         text_encoder=data.text_encoder, text_dim=None if data.text is None else int(data.text.shape[1]),
-        prompt=data.prompt, temperature=temperature,
+        prompt=data.prompt, temperature=temperature, inputs=[[name, list(shape)] for name, shape in data.inputs],
     )
 
 

@@ -28,7 +28,7 @@ from torch import nn
 from .. import __version__
 from ..weightsets import WeightRecord
 from .models import METHODS, as_tensor, build_net, count_parameters
-from .shaping import load_matrices
+from .shaping import load_matrices, stack_inputs
 
 FORMAT_VERSION = 1
 TASKS = ("multilabel", "zeroshot")
@@ -59,6 +59,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         metrics: dict | None = None,
         calibration: dict | None = None,
         routing: dict | None = None,
+        inputs: list | None = None,
         format_version: int = FORMAT_VERSION,
         package_version: str = __version__,
     ):
@@ -77,7 +78,9 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
             method=method, task=task, input_shape=list(input_shape), vocabulary=list(vocabulary), layer=layer,
             layer_shape=list(layer_shape or input_shape), tree=tree, root=root, adapter=adapter, hparams=dict(hparams or {}),
             centred=centred, conv_layout=conv_layout, text_encoder=text_encoder, text_dim=text_dim, prompt=prompt,
-            temperature=temperature, routing=dict(routing or {}), format_version=FORMAT_VERSION,
+            temperature=temperature, routing=dict(routing or {}),
+            inputs=[[name, list(shape)] for name, shape in inputs] if inputs else [[layer, list(layer_shape or input_shape)]],
+            format_version=FORMAT_VERSION,
             package_version=package_version,
         )
         self.metrics = dict(metrics or {})
@@ -173,8 +176,8 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         """
         kind = "lora" if self._config["adapter"] == "lora" else "classifier"
         records = [WeightRecord(self._config["tree"], str(p), None, (), Path(p), kind) for p in paths]
-        matrices, _ = load_matrices(records, self._config["layer"], self._config["conv_layout"])
-        return self.predict(matrices, text)
+        parts = [load_matrices(records, name, self._config["conv_layout"])[0] for name, _ in self._config["inputs"]]
+        return self.predict(parts[0] if len(parts) == 1 else stack_inputs(parts), text)
 
     def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
         """As `PyTorchModelHubMixin.save_pretrained`, with the current metrics in config.json."""
@@ -192,7 +195,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         body = f"""
 # hf_probex expert: {c['tree']} / {c['layer']}
 
-A {c['method']} expert that reads one layer, `{c['layer']}` (shape {c['layer_shape']}{', a LoRA pair made dense' if c['adapter'] else ''}),
+A {c['method']} expert that reads {_describe_inputs(c['inputs'])}{', a LoRA pair made dense' if c['adapter'] else ''},
 of a model in the `{c['tree']}` tree (root: {c['root'] or 'unknown'}) and predicts {what}.
 Input {'root-centred' if c['centred'] else 'as stored'}; {len(c['vocabulary'])} labels; {self.n_parameters:,} parameters.
 
@@ -210,6 +213,12 @@ Proposing model-card fields for models of this tree only: an expert trained on o
 another tree, even of the same architecture. Predictions are evidence, not ground truth.
 """
         return ModelCard(header + body)
+
+
+def _describe_inputs(inputs: list) -> str:
+    if len(inputs) == 1:
+        return f"one layer, `{inputs[0][0]}` (shape {inputs[0][1]})"
+    return f"{len(inputs)} layers stacked into one vector: " + ", ".join(f"`{name}` {shape}" for name, shape in inputs)
 
 
 def _fmt_metric(value) -> str:

@@ -44,11 +44,14 @@ class ExpertEntry:
     layer_shape: tuple[int, ...]
     adapter: str | None
     method: str
+    inputs: tuple[tuple[str, tuple[int, ...]], ...] = ()  # every layer it reads (several: stacked), with shapes
 
     @classmethod
     def from_config(cls, location: str, config: dict) -> ExpertEntry:
-        return cls(location, config.get("tree", ""), config.get("root"), config["task"], config["layer"],
-                   tuple(config.get("layer_shape") or config["input_shape"]), config.get("adapter"), config["method"])
+        shape = tuple(config.get("layer_shape") or config["input_shape"])
+        inputs = tuple((name, tuple(dims)) for name, dims in config.get("inputs") or [[config["layer"], shape]])
+        return cls(location, config.get("tree", ""), config.get("root"), config["task"], config["layer"], shape,
+                   config.get("adapter"), config["method"], inputs)
 
 
 def default_registry_path() -> Path:
@@ -89,7 +92,9 @@ class ExpertRegistry:
             return cls()
         try:
             rows = json.loads(path.read_text())["experts"]
-            return cls(ExpertEntry(**{**row, "layer_shape": tuple(row["layer_shape"])}) for row in rows)
+            return cls(ExpertEntry(**{**row, "layer_shape": tuple(row["layer_shape"]),
+                                       "inputs": tuple((name, tuple(dims)) for name, dims in row["inputs"])})
+                       for row in rows)
         except (ValueError, KeyError, TypeError) as err:
             raise ExpertRegistryError(f"the expert registry {path} is damaged ({err}); delete it and register "
                                       f"the experts again with `hf-probex train --register`") from None

@@ -19,10 +19,13 @@ from .training import TrainConfig
 
 @dataclass(frozen=True)
 class Run:
-    """One cross-validation: `members` = ((layer, method), ...) of `tree`; `label` names it in tables."""
+    """One cross-validation: `members` = ((layer, method), ...) of `tree`; `label` names it in tables.
+
+    A member's layer may be a tuple of layers: they are stacked into one input (`harness.load_layer_data`).
+    """
 
     tree: str
-    members: tuple[tuple[str, str], ...]
+    members: tuple[tuple[str | tuple[str, ...], str], ...]
     centre: bool = True
     label: str = ""
     temperature: float = 1.0  # zero-shot cosine temperature

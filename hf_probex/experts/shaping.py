@@ -101,6 +101,11 @@ def to_matrices(flat: np.ndarray, shape: tuple[int, ...], conv_layout: str = "pr
     return flat.reshape(len(flat), *matrix)
 
 
+def stack_inputs(arrays: list[np.ndarray]) -> np.ndarray:
+    """Several layers of the same models ([n, ...] each) as one stacked input [n, 1, D]: flattened, concatenated."""
+    return np.concatenate([a.reshape(len(a), -1) for a in arrays], axis=1)[:, None, :]
+
+
 def check_finite(x: np.ndarray, what: str) -> None:
     """Raise ValueError naming `what` if `x` holds NaN or inf (an expert would silently output NaN)."""
     if not np.isfinite(x).all():

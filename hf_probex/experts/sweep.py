@@ -11,6 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .runs import Run, run_all
+
+MAX_STACKED = 4  # layers a stacked expert reads at most
+STACK_CANDIDATES = 8  # the best single layers tried as additions
 from .training import TrainConfig
 
 
@@ -44,3 +47,27 @@ def select_layer(zoo: str | Path, tree: str, out: Path, *, method: str = "ridge"
     from .harness import routable_layers
 
     return sweep(zoo, tree, [method], out, layers=routable_layers(zoo, tree), **options)[0]["layer"]
+
+
+def select_stack(zoo: str | Path, tree: str, out: Path, *, method: str = "ridge", **options) -> list[str]:
+    """Layers of `tree` to stack into one input, chosen greedily: the best single routable layer, then
+    each of the next best single layers in turn, kept when it raises the cross-validated score by more
+    than one standard error (at most `MAX_STACKED` layers). Reports are kept in `out` (resumable).
+
+    The score of the result is selected on the folds it is measured on, like any sweep's best layer.
+    """
+    from .harness import routable_layers
+
+    ranked = [r["layer"] for r in sweep(zoo, tree, [method], out, layers=routable_layers(zoo, tree), **options)]
+    chosen = ranked[:1]
+    best = None
+    for candidate in ranked[1:STACK_CANDIDATES]:
+        if len(chosen) == MAX_STACKED:
+            break
+        trial = run_all(zoo, [Run(tree, ((tuple(chosen + [candidate]), method),))], out, **options)[0]
+        score = next(iter(trial["metrics"].values()))
+        if best is None:
+            best = next(iter(run_all(zoo, [Run(tree, ((chosen[0], method),))], out, **options)[0]["metrics"].values()))
+        if score["mean"] > best["mean"] + score["se"]:
+            chosen, best = chosen + [candidate], score
+    return chosen
