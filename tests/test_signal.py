@@ -53,3 +53,8 @@ def test_signal_check_runs_on_a_real_zoo(tiny_zoo):
     assert vit["task"] == "multilabel" and sd["task"] == "multiclass"
     assert any(row["is_head"] for row in vit["layers"])
     assert all(row["layer"].endswith(("to_q", "to_k", "to_v", "to_out.0")) for row in sd["layers"])
+
+
+def test_a_lora_tree_alone_is_reported_not_failed(tiny_zoo):
+    report = signal_check(tiny_zoo, trees=["sd"], folds=2, progress=False)
+    assert report["trees"][0]["passed"] is None and report["passed"]
