@@ -8,7 +8,9 @@ out of fold). The layer choice sees every split (as `hf-probex bench` does); the
   proposes is checked against the zoo's truth; `trained_on` counts each proposed class (or concept)
   as one decision; recall = right proposals / fields the cards lack (each missing class counts);
 - its bare weights file (no config, no card) for the discriminative trees: the tree it routes to;
-- a few repos on a local Hub (imported from the zoo): bytes read against the repo size;
+- test repos uploaded to a local Hub: bytes read against the repo size; then the card bot over them
+  with the same experts: the share of values its pull requests add that are right, repos per minute,
+  and new pull requests after a rerun with a fresh state (must be 0);
 - warm latency of infer_card on a local folder (experts cached in memory).
 
     python scripts/bench_infer.py ZOO --experts DIR [--trees vit,vit-twin,resnet,sd] [--limit N]
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 
 
-def train_experts(zoo_dir: Path, out: Path, trees: list[str]) -> None:
+def train_experts(zoo_dir: Path, out: Path, trees: list[str], select: Path | None) -> None:
     from hf_probex.experts.harness import load_layer_data, train_expert
     from hf_probex.experts.sweep import select_stack
 
@@ -33,7 +35,7 @@ def train_experts(zoo_dir: Path, out: Path, trees: list[str]) -> None:
         if (folder / "config.json").is_file():
             continue
         start = time.perf_counter()
-        layers = select_stack(zoo_dir, tree, out / f"{tree}.select.jsonl", workers=2)
+        layers = select_stack(zoo_dir, tree, select or out / f"{tree}.select.jsonl", workers=2)
         data = load_layer_data(zoo_dir, tree, layers, splits=("train", "val"))
         expert, report = train_expert(data, "ridge", folds=5)
         expert.save_pretrained(folder)
@@ -51,7 +53,8 @@ def main() -> None:
     parser.add_argument("--trees", default=None, help="comma-separated (default: every tree)")
     parser.add_argument("--split", default="test", help="the split to measure on (default: test)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many test models per tree")
-    parser.add_argument("--hub-models", type=int, default=5, help="repos per tree to read through a local Hub")
+    parser.add_argument("--hub-models", type=int, default=20, help="test repos per tree on the local Hub (default: 20)")
+    parser.add_argument("--select", help="JSON-lines file of layer-selection runs to reuse (e.g. hf-probex bench's)")
     args = parser.parse_args()
 
     from hf_probex import infer_card
@@ -63,7 +66,7 @@ def main() -> None:
     zoo = Zoo.open(args.zoo)
     trees = args.trees.split(",") if args.trees else list(zoo.trees)
     out = Path(args.experts)
-    train_experts(zoo.root, out, trees)
+    train_experts(zoo.root, out, trees, Path(args.select) if args.select else None)
     registry = ExpertRegistry.from_locations(out / t for t in trees)
 
     per_field: dict[str, list[int]] = {}  # field -> [proposed, right, missing]
@@ -98,7 +101,7 @@ def main() -> None:
                     hits[0] += routed == zoo.trees[tree]["root_repo_id"]
                     hits[1] += 1
             print(f"done {tree}: {len(tests[: args.limit])} test models", flush=True)
-        hub_rows = hub_bytes(zoo, trees, registry, Path(scratch), args.hub_models, args.split)
+        hub_rows, bot_lines = hub_bytes(zoo, trees, registry, Path(scratch), args.hub_models, args.split)
 
     folder = zoo.model_dir(trees[0], next(s.name for s in zoo.specs(trees[0]) if s.role == "child"))
     timings = []
@@ -119,22 +122,29 @@ def main() -> None:
     print("\n| tree | repo | bytes read | repo size | share |\n|---|---|---|---|---|")
     for row in hub_rows:
         print("| " + " | ".join(row) + " |")
+    print("\n" + "\n".join(bot_lines))
     if latencies:
         print(f"\nlatency over the split (first calls load experts): median {statistics.median(latencies) * 1000:.0f} ms")
     print(f"warm latency, local folder, 20 calls: median {statistics.median(timings):.1f} ms, "
           f"min {min(timings):.1f} ms, max {max(timings):.1f} ms")
 
 
-def hub_bytes(zoo, trees, registry, scratch: Path, per_tree: int, split: str) -> list[list[str]]:
-    """Bytes read by infer_card for a few test repos uploaded to a local Hub, against each repo's size."""
+def hub_bytes(zoo, trees, registry, scratch: Path, per_tree: int, split: str) -> tuple[list[list[str]], list[str]]:
+    """Upload up to `per_tree` test models per tree to a local Hub; infer each by repo id (bytes read
+    against the repo size), then run the card bot over them with the same experts and check every field
+    its pull requests add against the truth. Returns (bytes rows, bot summary lines)."""
     from huggingface_hub import HfApi
 
     from hf_probex import infer_card
+    from hf_probex.bot import BotState, HubClient, run_bot
+    from hf_probex.cards import TRAINED_ON_TAG_PREFIX, metadata_of
+    from hf_probex.demo import truth_of
     from hf_probex.hub import LocalHub, use_endpoint
     from hf_probex.reading import open_source
 
-    (scratch / "users.yaml").write_text("users:\n  bench: {tokens: [hf_bench_write_token]}\n")
-    rows = []
+    (scratch / "users.yaml").write_text("users:\n  bench: {tokens: [hf_bench_write_token]}\n"
+                                       "  bot: {tokens: [hf_bot_write_token]}\n")
+    rows, uploaded = [], {}
     with LocalHub(scratch / "hub", users_file=scratch / "users.yaml") as server, use_endpoint(server.endpoint):
         api = HfApi(endpoint=server.endpoint, token="hf_bench_write_token")
         for tree in trees:
@@ -143,10 +153,36 @@ def hub_bytes(zoo, trees, registry, scratch: Path, per_tree: int, split: str) ->
                 repo_id = f"bench/{tree}-{spec.name}"
                 api.create_repo(repo_id, exist_ok=True)
                 api.upload_folder(repo_id=repo_id, folder_path=zoo.model_dir(tree, spec.name))
+                uploaded[repo_id] = spec
                 result = infer_card(repo_id, experts=registry)
                 size = open_source(repo_id).size
                 rows.append([tree, repo_id, f"{result.bytes_read:,}", f"{size:,}", _pct(result.bytes_read, size)])
-    return rows
+        bot = HfApi(endpoint=server.endpoint, token="hf_bot_write_token")
+        start = time.perf_counter()
+        report = run_bot(list(uploaded), HubClient(bot, prs_per_minute=100_000), state=BotState(scratch / "bot.sqlite"),
+                         infer=lambda repo_id: infer_card(repo_id, experts=registry))
+        minutes = (time.perf_counter() - start) / 60
+        proposed = right = 0
+        for outcome in report.outcomes:
+            if outcome.outcome != "proposed":
+                continue
+            pr = bot.get_discussion_details(outcome.repo_id, outcome.pr_num)
+            readme = Path(bot.hf_hub_download(outcome.repo_id, "README.md", revision=pr.git_reference)).read_text()
+            added, truth = metadata_of(readme), truth_of(zoo, uploaded[outcome.repo_id])
+            for name in outcome.fields:
+                if name == "trained_on":
+                    values = [t.removeprefix(TRAINED_ON_TAG_PREFIX) for t in added.get("tags", [])
+                              if t.startswith(TRAINED_ON_TAG_PREFIX)]
+                    true = truth[name] if isinstance(truth[name], list) else [truth[name]]
+                    proposed, right = proposed + len(values), right + sum(v in true for v in values)
+                elif name in truth:
+                    proposed, right = proposed + 1, right + (added.get(name) == truth[name])
+        again = run_bot(list(uploaded), HubClient(bot, prs_per_minute=100_000), state=BotState(scratch / "fresh.sqlite"),
+                        infer=lambda repo_id: infer_card(repo_id, experts=registry))
+        summary = [f"bot over {len(uploaded)} repos: {dict(report.counts())}, {len(uploaded) / minutes:.0f} repos/min",
+                   f"PR content: {right} of {proposed} proposed values right ({_pct(right, proposed)})",
+                   f"rerun with a fresh state: {sum(o.outcome == 'proposed' for o in again.outcomes)} new PRs"]
+    return rows, summary
 
 
 def _pct(a: float, b: float) -> str:
