@@ -3,7 +3,8 @@
 1. Build the tiny zoo (cached under `<cache>/zoos/tiny-seed0`; a rerun reuses it).
 2. Hold out, per tree, the children whose cards are missing something (as undocumented Hub models
    are), and train one expert per tree on the others (cached under `<cache>/demo/experts/<tree>`,
-   keyed by the held-out set; ridge on the layers `sweep.select_stack` chooses, calibrated out of fold).
+   keyed by the held-out set; the default method of each task on what `sweep.select_inputs` chooses,
+   calibrated out of fold).
 3. Run `infer_card` on each held-out model folder and compare every proposed field with the truth in
    the zoo's plan; print the table and the suggested card of one of them.
 
@@ -73,8 +74,8 @@ def demo_experts(zoo: Zoo, out: Path, exclude: set[str], progress: Callable[[str
     """One calibrated expert per tree trained without the `exclude`d models (reused when already trained so)."""
     import tempfile
 
-    from .experts.harness import load_layer_data, train_expert
-    from .experts.sweep import select_stack
+    from .experts.harness import DEFAULT_METHODS, load_layer_data, train_expert, tree_task
+    from .experts.sweep import select_inputs
 
     registry = ExpertRegistry()
     for tree in zoo.trees:
@@ -82,13 +83,14 @@ def demo_experts(zoo: Zoo, out: Path, exclude: set[str], progress: Callable[[str
         stamp = folder / "demo.json"
         key = {"zoo": str(zoo.root.resolve()), "exclude": sorted(exclude)}
         if not (stamp.is_file() and json.loads(stamp.read_text()) == key):
+            method = DEFAULT_METHODS[tree_task(zoo.root, tree)]
             with tempfile.TemporaryDirectory() as scratch:
-                layers = select_stack(zoo.root, tree, Path(scratch) / "select.jsonl", folds=2)
+                layers = select_inputs(zoo.root, tree, method, Path(scratch) / "select.jsonl", folds=2)
             data = load_layer_data(zoo.root, tree, layers, exclude=exclude)
-            expert, _ = train_expert(data, "ridge", folds=2)
+            expert, _ = train_expert(data, method, folds=2)
             expert.save_pretrained(folder)
             stamp.write_text(json.dumps(key))
-            progress(f"trained the {tree} expert on {len(data.y)} models ({data.layer})")
+            progress(f"trained the {tree} expert ({method}) on {len(data.y)} models ({data.layer})")
         registry.add(folder)
     return registry
 

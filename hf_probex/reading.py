@@ -403,6 +403,7 @@ class Checkpoint:
 
     def __init__(self, source: WeightSource, name: str) -> None:
         self.source, self.name = source, name
+        self._tensors: dict[str, np.ndarray] = {}
         if name.endswith(INDEX_SUFFIX):
             index = source.read_json(name) or {}
             weight_map = index.get("weight_map")
@@ -452,8 +453,13 @@ class Checkpoint:
         return self.info(name).shape
 
     def read(self, name: str) -> np.ndarray:
-        """One tensor as float32 of its stored shape: its header (if not read yet) and its bytes, nothing else."""
-        return self.source.read_tensor(self.info(name))
+        """One tensor as float32 of its stored shape: its header (if not read yet) and its bytes, nothing else.
+
+        Read once: routing and the expert often ask for the same layer (the result is shared, do not modify it).
+        """
+        if name not in self._tensors:
+            self._tensors[name] = self.source.read_tensor(self.info(name))
+        return self._tensors[name]
 
 
 def looks_like_repo_id(value: object, *, namespaced: bool = True) -> bool:

@@ -1,8 +1,8 @@
 """Measure infer_card on a zoo's test split: precision / recall of proposed fields, routing, bytes, latency.
 
 Experts are trained (or reused from --experts) on the train and val splits of every tree with
-`hf-probex train`'s recipe (ridge on the layers `select_stack` chooses among routable ones, calibrated
-out of fold). The layer choice sees every split (as `hf-probex bench` does); the experts do not. Then, for every finished test-split child:
+`hf-probex train`'s defaults (ridge on stacked layers for class subsets, MVProbe for LoRA concepts,
+calibrated out of fold). The layer choice sees every split (as `hf-probex bench` does); the experts do not. Then, for every finished test-split child:
 
 - its folder as the zoo wrote it (cards of every style): every field the card lacks that infer_card
   proposes is checked against the zoo's truth; `trained_on` counts each proposed class (or concept)
@@ -27,20 +27,21 @@ from pathlib import Path
 
 
 def train_experts(zoo_dir: Path, out: Path, trees: list[str], select: Path | None) -> None:
-    from hf_probex.experts.harness import load_layer_data, train_expert
-    from hf_probex.experts.sweep import select_stack
+    from hf_probex.experts.harness import DEFAULT_METHODS, load_layer_data, train_expert, tree_task
+    from hf_probex.experts.sweep import select_inputs
 
     for tree in trees:
         folder = out / tree
         if (folder / "config.json").is_file():
             continue
         start = time.perf_counter()
-        layers = select_stack(zoo_dir, tree, select or out / f"{tree}.select.jsonl", workers=2)
+        method = DEFAULT_METHODS[tree_task(zoo_dir, tree)]
+        layers = select_inputs(zoo_dir, tree, method, select or out / f"{tree}.select.jsonl", workers=2)
         data = load_layer_data(zoo_dir, tree, layers, splits=("train", "val"))
-        expert, report = train_expert(data, "ridge", folds=5)
+        expert, report = train_expert(data, method, folds=5)
         expert.save_pretrained(folder)
         c = expert.calibration or {}
-        print(f"{tree}: {data.layer}, {len(data.y)} models, {time.perf_counter() - start:.0f} s; CV "
+        print(f"{tree}: {method} on {data.layer}, {len(data.y)} models, {time.perf_counter() - start:.0f} s; CV "
               + ", ".join(f"{k} {v['mean']:.1f}" for k, v in report["metrics"].items())
               + f"; threshold {c.get('threshold', float('nan')):.2f} (oof precision {c.get('oof_precision', 0):.3f}, "
                 f"recall {c.get('oof_recall', 0):.3f})", flush=True)

@@ -78,20 +78,23 @@ def _expert_eval(args: argparse.Namespace) -> int:
 
 
 def _resolve_layer(args: argparse.Namespace) -> None:
-    """`--layer auto`: for ridge, the layers stacked greedily while the tuned-ridge CV score rises
-    (`sweep.select_stack`); for other methods, the single layer where ridge cross-validates best."""
+    """`--method auto`: the benchmark's best method for the tree's task (`harness.DEFAULT_METHODS`);
+    `--layer auto`: what that method should read (`sweep.select_inputs`: a stack of layers for ridge)."""
     import tempfile
 
-    from ..experts.sweep import select_layer, select_stack
+    from ..experts.harness import DEFAULT_METHODS, tree_task
+    from ..experts.sweep import select_inputs
 
-    if args.layer != "auto":
-        return
-    select = select_stack if args.method == "ridge" else select_layer
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            args.layer = select(args.zoo, args.tree, Path(folder) / "select.jsonl", folds=args.folds, seed=args.seed)
-        except ValueError as err:
-            raise UserError(str(err)) from None
+    try:
+        if args.method == "auto":
+            args.method = DEFAULT_METHODS[tree_task(args.zoo, args.tree)]
+        if args.layer != "auto":
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            args.layer = select_inputs(args.zoo, args.tree, args.method, Path(folder) / "select.jsonl",
+                                       folds=args.folds, seed=args.seed)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     shown = " + ".join(args.layer) if isinstance(args.layer, list) else args.layer
     print(f"layer auto: {shown} (best tuned-ridge {args.folds}-fold CV score)")
 
@@ -99,8 +102,8 @@ def _resolve_layer(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> int:
     from ..experts.harness import train_expert
 
-    _check_methods([args.method])
     _resolve_layer(args)
+    _check_methods([args.method])
     data = _expert_data(args)
     hparams, config = _expert_settings(args, args.method)
     try:
@@ -244,8 +247,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "in-distribution model and save it (config.json, model.safetensors, README.md). See docs/experts.md.",
     )
     add_expert_options(train, zoo_option=True)
-    train.add_argument("--method", default="ridge", help="expert method (default: ridge, the benchmark's best; "
-                                                         "probex, mvprobe, dense, statnn, headset)")
+    train.add_argument("--method", default="auto",
+                       help="expert method: auto (default: the benchmark's best for the tree's task: ridge on stacked "
+                            "layers for class subsets, mvprobe for LoRA concepts), ridge, probex, mvprobe, dense, statnn, "
+                            "headset")
     train.add_argument("--out", required=True, help="folder to save the expert in")
     train.add_argument("--splits", help="train only on models of these splits, comma-separated (e.g. train,val; "
                                         "default: every in-distribution model)")

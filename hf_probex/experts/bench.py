@@ -64,7 +64,7 @@ def run_bench(zoo: str | Path, out: Path, *, trees: Sequence[str] | None = None,
         ValueError: an unknown tree or layer.
     """
     from ..weightsets import open_weight_set
-    from .harness import candidate_layers
+    from .harness import candidate_layers, tree_task
 
     weights = open_weight_set(zoo)
     unknown = sorted(set(trees or []) - set(weights.trees))
@@ -79,7 +79,7 @@ def run_bench(zoo: str | Path, out: Path, *, trees: Sequence[str] | None = None,
             layer = select_layer(zoo, tree, out.with_suffix(".select.jsonl"), **options)
         elif layer not in available:
             raise ValueError(f"tree {tree!r} has no layer {layer!r}; layers: {', '.join(available)}")
-        task = "zeroshot" if weights.for_tree(tree)[0].kind == "lora" else "multilabel"
+        task = tree_task(weights, tree)
         stack = select_stack(zoo, tree, out.with_suffix(".select.jsonl"), **options)
         runs = plan_runs(tree, layer, task, head_layer([n for n in available if n != layer]), methods, stack)
         results[tree] = run_all(zoo, runs, out, **options)
@@ -101,10 +101,10 @@ def markdown(results: dict[str, list[dict]]) -> str:
     for tree, reports in results.items():
         first = reports[0]
         metrics = list(first["metrics"])
-        layers = sorted({r["layer"] for r in reports}, key=len)
+        main = first["layer"]  # the first row reads the tree's layer (see plan_runs)
         held = f" (+{first['holdout_models']} held-out)" if first["holdout_models"] else ""
         parts.append(f"### {tree}: {first['models']} models{held}, {first['task']}, {first['folds']}-fold CV, "
-                     f"layer `{layers[0]}`\n")
+                     f"layer `{main}`\n")
         parts.append("| method | " + " | ".join(metrics) + f" | shuffled {metrics[0]} | params | train s / fold | ms / model |")
         parts.append("|---" * (len(metrics) + 5) + "|")
         best = best_row(reports)
@@ -119,7 +119,7 @@ def markdown(results: dict[str, list[dict]]) -> str:
         if first["chance"]:
             parts.append("| ref: chance | " + " | ".join(
                 f"{first['chance'][m]:.1f}" if m in first["chance"] else "-" for m in metrics) + " | | | | |")
-        other = [f"- {r['label']}: `{r['layer']}`" for r in reports if r["layer"] != layers[0]]
+        other = [f"- {r['label']}: `{r['layer']}`" for r in reports if r["layer"] != main]
         if other:
             parts.append("\nRows that read other layers:\n\n" + "\n".join(other))
         parts.append("")

@@ -30,6 +30,11 @@ from .shaping import centring, layer_shape, load_matrices, root_matrix, stack_in
 from .training import TrainConfig, train
 
 
+#: The default expert of each task, from the benchmark (docs/benchmarks.md): for class subsets, ridge on
+#: stacked layers beat every method on every tree; for zero-shot LoRA concepts, MVProbe did.
+DEFAULT_METHODS = {"multilabel": "ridge", "zeroshot": "mvprobe"}
+
+
 @dataclass
 class LayerData:
     """One layer of one tree: matrices, targets and what an expert's config needs to name them."""
@@ -83,6 +88,15 @@ def candidate_layers(weights: WeightSet | str | Path, tree: str) -> dict[str, tu
             return {module: layer_shape(records[0].path, module, "lora") for module in sorted(lora_pairs(keys))}
         shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in keys}
     return {name: shape for name, shape in shapes.items() if len(shape) >= 2}
+
+
+def tree_task(weights: WeightSet | str | Path, tree: str) -> str:
+    """The expert task of a tree: "zeroshot" for LoRA trees (concepts against text), else "multilabel"."""
+    weights = weights if isinstance(weights, WeightSet) else open_weight_set(weights)
+    records = weights.for_tree(tree)
+    if not records:
+        raise ValueError(f"no tree named {tree!r}; trees: {', '.join(weights.trees)}")
+    return "zeroshot" if records[0].kind == "lora" else "multilabel"
 
 
 def routable_layers(weights: WeightSet | str | Path, tree: str) -> list[str]:

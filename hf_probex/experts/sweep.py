@@ -71,3 +71,11 @@ def select_stack(zoo: str | Path, tree: str, out: Path, *, method: str = "ridge"
         if score["mean"] > best["mean"] + score["se"]:
             chosen, best = chosen + [candidate], score
     return chosen
+
+
+def select_inputs(zoo: str | Path, tree: str, method: str, out: Path, **options) -> list[str] | str:
+    """What an expert of `method` should read in `tree`: ridge reads a stack (`select_stack`), the
+    networks, which read one layer as a matrix, the single best layer (`select_layer`)."""
+    if method == "ridge":
+        return select_stack(zoo, tree, out, **options)
+    return select_layer(zoo, tree, out, **options)
