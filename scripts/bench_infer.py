@@ -71,6 +71,7 @@ def main() -> None:
     registry = ExpertRegistry.from_locations(out / t for t in trees)
 
     per_field: dict[str, list[int]] = {}  # field -> [proposed, right, missing]
+    by_source: dict[tuple[str, str], list[int]] = {}  # (field, evidence source) -> [proposed, right]
     routing: dict[str, list[int]] = {}  # tree -> [right, total]
     latencies: list[float] = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -92,8 +93,12 @@ def main() -> None:
                     if field is None:
                         continue
                     values = field.value if isinstance(field.value, list) else [field.value]
+                    hits = sum(v in true if isinstance(true, list) else v == true for v in values)
                     counts[0] += len(values)
-                    counts[1] += sum(v in true if isinstance(true, list) else v == true for v in values)
+                    counts[1] += hits
+                    source = by_source.setdefault((name, field.source), [0, 0])
+                    source[0] += len(values)
+                    source[1] += hits
                 if zoo.trees[tree]["family"] != "sd-lora":
                     bare = Path(scratch) / f"{tree}-{spec.name}.safetensors"
                     shutil.copy(folder / "model.safetensors", bare)
@@ -117,6 +122,9 @@ def main() -> None:
         total = [a + b for a, b in zip(total, (proposed, right, missing))]
         print(f"| {name} | {proposed} | {right} | {_pct(right, proposed)} | {missing} | {_pct(right, missing)} |")
     print(f"| **all** | {total[0]} | {total[1]} | **{_pct(total[1], total[0])}** | {total[2]} | {_pct(total[1], total[2])} |")
+    print("\n| field | evidence | proposed | right | precision |\n|---|---|---|---|---|")
+    for (name, source), (proposed, right) in sorted(by_source.items()):
+        print(f"| {name} | {source} | {proposed} | {right} | {_pct(right, proposed)} |")
     print("\n| tree | routed right by weights alone (bare file) |\n|---|---|")
     for tree, (right, n) in routing.items():
         print(f"| {tree} | {right} / {n} ({_pct(right, n)}) |")
