@@ -75,3 +75,12 @@ def test_references_are_label_blind_and_hand_checkable():
     y = np.eye(2, dtype=np.float32)[[0, 0, 0, 0, 1, 1]]
     out = references(y, "multilabel", kfold(6, 2, seed=0), per_label_accuracy)
     assert set(out) == {"constant", "label_frequency"} and set(out["constant"]) == {"mean", "se"}
+
+
+def test_concept_metrics_rank_models_by_concept():
+    from hf_probex.experts.evaluation import concept_metrics
+
+    scores = np.array([[0.9, 0.5], [0.8, 0.2], [0.3, 0.7]])  # concept 1 ranks models 2, 0, 1; 2 and 1 are its
+    metrics = concept_metrics(scores, np.array([0, 1, 1]))
+    assert metrics["top1"] == pytest.approx(200 / 3)
+    assert metrics["retrieval_mAP"] == pytest.approx((100 + (100 + 200 / 3) / 2) / 2)

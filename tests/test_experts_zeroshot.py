@@ -56,7 +56,8 @@ def test_zero_shot_ranks_seen_and_held_out_concepts(planted, method, temperature
     report = cross_validate(planted, method, folds=3, temperature=temperature,
                             config=TrainConfig(epochs=100, eval_every=5, batch_size=32))
     metrics = report["metrics"]
-    assert set(metrics) == {"top1", "top5", "holdout_top1", "holdout_top5"}
+    assert set(metrics) == {"top1", "top5", "retrieval_mAP", "holdout_top1", "holdout_top5", "holdout_retrieval_mAP"}
+    assert metrics["holdout_retrieval_mAP"]["mean"] > report["references"]["constant"]["retrieval_mAP"]["mean"] + 20
     assert metrics["top1"]["mean"] > 90  # chance 10
     assert metrics["holdout_top1"]["mean"] > 50, metrics  # 4 concepts never trained on: chance 25
     assert report["chance"]["holdout_top1"] == 25.0 and report["references"]["constant"]["top1"]["mean"] < 20

@@ -2,7 +2,8 @@
 
 Class subsets (multi-label): per-label accuracy at threshold 0.5 (ProbeX's metric; chance is about
 50 %), exact-set accuracy (every label right), and mAP (average precision of each label's ranking of
-the models, averaged over labels). Concepts (zero-shot): top-1 and top-5 accuracy. All in percent.
+the models, averaged over labels). Concepts (zero-shot): top-1 and top-5 accuracy, and retrieval
+mAP (models ranked by their score for each concept). All in percent.
 
 Every number is a mean over k folds with its standard error, next to references computed on the
 same folds: a constant (the training majority), the label frequency, and (in the harness) the same
@@ -64,8 +65,13 @@ def multilabel_metrics(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def concept_metrics(scores: np.ndarray, targets: np.ndarray, prefix: str = "") -> dict[str, float]:
-    """Top-1 and top-5 accuracy of concept scores [n, n_concepts] against target indices."""
-    return {f"{prefix}top1": top_k_accuracy(scores, targets, 1), f"{prefix}top5": top_k_accuracy(scores, targets, 5)}
+    """Top-1 and top-5 accuracy of concept scores [n, n_concepts] against target indices, and retrieval
+    mAP: for each concept, the ranking of the models by their score for it (kNN retrieval of models by
+    concept, as the paper's downstream task), averaged over the concepts that have a model here."""
+    targets = np.asarray(targets)
+    onehot = np.eye(scores.shape[1], dtype=np.float32)[targets]
+    return {f"{prefix}top1": top_k_accuracy(scores, targets, 1), f"{prefix}top5": top_k_accuracy(scores, targets, 5),
+            f"{prefix}retrieval_mAP": mean_average_precision(scores, onehot)}
 
 
 def label_matrix(label_sets: Sequence[Sequence[str]], vocabulary: list[str]) -> np.ndarray:
