@@ -118,3 +118,12 @@ def test_weight_statistics_match_numpy():
     np.testing.assert_allclose(stats[:, 0], flat.mean(1))
     rows = np.linalg.norm(x.numpy(), axis=2)
     np.testing.assert_allclose(stats[:, 9:14], np.quantile(rows, [0, 0.25, 0.5, 0.75, 1], axis=1).T)
+
+
+def test_training_device_follows_the_environment(monkeypatch):
+    from hf_probex.experts.training import training_device
+
+    monkeypatch.setenv("HF_PROBEX_DEVICE", "cpu")
+    assert training_device() == torch.device("cpu")
+    monkeypatch.delenv("HF_PROBEX_DEVICE")
+    assert training_device().type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -9,6 +9,7 @@ concepts; ties go to the lower validation loss). Without validation models the l
 from __future__ import annotations
 
 import copy
+import os
 import time
 from dataclasses import asdict, dataclass
 
@@ -40,6 +41,12 @@ def closed_form_targets(expert: Expert, y: torch.Tensor) -> torch.Tensor:
     return y if expert.task == "multilabel" else expert.concept_text[y.long()]
 
 
+def training_device() -> torch.device:
+    """Where Adam-trained experts train: $HF_PROBEX_DEVICE (e.g. "cpu", "cuda:1") if set, else CUDA when
+    present, else the CPU. Trained experts always come back to the CPU."""
+    return torch.device(os.environ.get("HF_PROBEX_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 @torch.no_grad()
 def _validate(expert: Expert, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """(selection score, loss) on validation models."""
@@ -47,8 +54,8 @@ def _validate(expert: Expert, x: torch.Tensor, y: torch.Tensor) -> tuple[float, 
     logits = expert.logits(x)
     loss = float(expert.loss(x, y))
     if expert.task == "multilabel":
-        return per_label_accuracy(torch.sigmoid(logits).numpy(), y.numpy()), loss
-    return top_k_accuracy(logits.numpy(), y.numpy(), 1), loss
+        return per_label_accuracy(torch.sigmoid(logits).cpu().numpy(), y.cpu().numpy()), loss
+    return top_k_accuracy(logits.cpu().numpy(), y.cpu().numpy(), 1), loss
 
 
 def train(expert: Expert, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray | None = None,
@@ -75,8 +82,11 @@ def train(expert: Expert, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
             expert.net.fit_closed_form(expert.shape_input(x), closed_form_targets(expert, y),
                                        decision_offset=0.5 if expert.task == "multilabel" else 0.0)
         return {"train_seconds": time.perf_counter() - start, "config": asdict(config), "selected_epoch": None, "curve": []}
+    device = training_device()
+    expert.to(device)
+    x, y = x.to(device), y.to(device)
     has_val = x_val is not None and len(x_val) > 0
-    xv, yv = (as_tensor(x_val), as_tensor(y_val)) if has_val else (None, None)
+    xv, yv = (as_tensor(x_val).to(device), as_tensor(y_val).to(device)) if has_val else (None, None)
     optimiser = torch.optim.Adam(expert.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     best, best_state, best_epoch, curve = None, None, config.epochs, []
@@ -93,5 +103,5 @@ def train(expert: Expert, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
                 best, best_state, best_epoch = (score, -loss), copy.deepcopy(expert.state_dict()), epoch
     if best_state is not None:
         expert.load_state_dict(best_state)
-    expert.eval()
+    expert.to("cpu").eval()
     return {"train_seconds": time.perf_counter() - start, "config": asdict(config), "selected_epoch": best_epoch, "curve": curve}
