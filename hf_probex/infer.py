@@ -29,7 +29,8 @@ from .suggestions import CARD_FIELDS, CardSuggestion, FieldSuggestion
 ROUTING_CONFIDENCE = 0.9
 _PLACEHOLDER_LABEL = re.compile(r"^(LABEL_\d+|\d+)$")
 
-Experts = ExpertRegistry | Iterable[str | os.PathLike | Expert] | None
+#: Where infer_card finds experts: a registry, expert folders / Hub repo ids, or None for the default registry.
+Experts = ExpertRegistry | Iterable[str | os.PathLike] | None
 
 
 def _registry(experts: Experts, token: str | bool | None) -> ExpertRegistry:
@@ -104,13 +105,13 @@ def _routing_fields(adapter: Adapter, declared: list[str], found: Route) -> list
 
 def infer_card(source: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None,
                experts: Experts = None, min_confidence: float | None = None) -> CardSuggestion:
-    """Infer the missing model-card fields of a model from its files and one layer of its weights.
+    """Infer the missing model-card fields of a model from its small files and a few of its weights.
 
     Args:
         source: a Hub repo id (`namespace/name`), a local model folder, or a single .safetensors file.
         revision: a branch, tag or commit of a Hub repo (default: main).
         token: a Hub token (default: the saved one or HF_TOKEN; False sends none). Never logged.
-        experts: where to find experts: an `ExpertRegistry`, expert folders / repo ids / `Expert`s, or None
+        experts: where to find experts: an `ExpertRegistry`, expert folders or Hub repo ids, or None
             for the local registry file plus the Hub's experts (tag `probex-expert`) when online.
         min_confidence: propose fields at or above this confidence; None (default) uses each expert's
             threshold calibrated on held-out models (95 % precision) and 0.9 for routing by weights.
