@@ -109,9 +109,11 @@ def run_demo(cache: Path, progress: Callable[[str], None] = print) -> list[DemoC
 
 
 def _complete(zoo_dir: Path) -> bool:
+    from .zoo.store import ZooError
+
     try:
         zoo = Zoo.open(zoo_dir)
-    except Exception:  # no zoo there yet (or a broken one: build_zoo resumes or explains)
+    except ZooError:  # no zoo there yet (or a broken one: build_zoo resumes or explains)
         return False
     return all(zoo.is_finished(s) for s in zoo.specs())
 
