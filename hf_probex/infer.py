@@ -132,9 +132,10 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
         lacking = missing_fields(current)
     except CardError:
         lacking = set()  # an unreadable front matter is the owner's to fix: propose nothing into it
+    family_evidence = _files_evidence(adapter, model)
     candidates: list[FieldSuggestion] = [
-        FieldSuggestion("library_name", adapter.library_name, 1.0, _files_evidence(adapter, model)),
-        FieldSuggestion("pipeline_tag", adapter.pipeline_tag, 1.0, _files_evidence(adapter, model)),
+        FieldSuggestion("library_name", adapter.library_name, 1.0, family_evidence),
+        FieldSuggestion("pipeline_tag", adapter.pipeline_tag, 1.0, family_evidence),
     ]
     abstained: dict[str, str] = {}
     found = route(model, adapter, registry, token=token)

@@ -14,6 +14,7 @@ also the held-out concepts (splits ending in `_holdout`, never trained on) for t
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
@@ -67,6 +68,12 @@ class LayerData:
 
 
 def _encode(texts: list[str], encoder: str, prompt: str) -> np.ndarray:
+    return _encode_cached(tuple(texts), encoder, prompt).copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _encode_cached(texts: tuple[str, ...], encoder: str, prompt: str) -> np.ndarray:
+    """Concept texts are encoded once per process: every stacked layer and every CV run asks for the same."""
     from ..text import encode_texts
 
     return encode_texts([prompt.format(t) for t in texts], encoder=encoder)

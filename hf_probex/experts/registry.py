@@ -40,18 +40,17 @@ class ExpertEntry:
     tree: str
     root: str | None
     task: str
-    layer: str
-    layer_shape: tuple[int, ...]
+    layer: str  # its name for people ("a + b" when stacked)
     adapter: str | None
     method: str
-    inputs: tuple[tuple[str, tuple[int, ...]], ...] = ()  # every layer it reads (several: stacked), with shapes
+    inputs: tuple[tuple[str, tuple[int, ...]], ...]  # every layer it reads (several: stacked), with stored shapes
 
     @classmethod
     def from_config(cls, location: str, config: dict) -> ExpertEntry:
-        shape = tuple(config.get("layer_shape") or config["input_shape"])
-        inputs = tuple((name, tuple(dims)) for name, dims in config.get("inputs") or [[config["layer"], shape]])
-        return cls(location, config.get("tree", ""), config.get("root"), config["task"], config["layer"], shape,
-                   config.get("adapter"), config["method"], inputs)
+        # configs written before stacked experts name one layer and no inputs
+        stored = config.get("inputs") or [[config["layer"], config.get("layer_shape") or config["input_shape"]]]
+        return cls(location, config.get("tree", ""), config.get("root"), config["task"], config["layer"],
+                   config.get("adapter"), config["method"], tuple((name, tuple(dims)) for name, dims in stored))
 
 
 def default_registry_path() -> Path:
@@ -92,8 +91,7 @@ class ExpertRegistry:
             return cls()
         try:
             rows = json.loads(path.read_text())["experts"]
-            return cls(ExpertEntry(**{**row, "layer_shape": tuple(row["layer_shape"]),
-                                       "inputs": tuple((name, tuple(dims)) for name, dims in row["inputs"])})
+            return cls(ExpertEntry(**{**row, "inputs": tuple((name, tuple(dims)) for name, dims in row["inputs"])})
                        for row in rows)
         except (ValueError, KeyError, TypeError) as err:
             raise ExpertRegistryError(f"the expert registry {path} is damaged ({err}); delete it and register "
