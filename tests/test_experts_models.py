@@ -121,9 +121,11 @@ def test_weight_statistics_match_numpy():
 
 
 def test_training_device_follows_the_environment(monkeypatch):
-    from hf_probex.experts.training import training_device
+    from hf_probex.experts import launch
 
     monkeypatch.setenv("HF_PROBEX_DEVICE", "cpu")
-    assert training_device() == torch.device("cpu")
+    assert launch.device() == torch.device("cpu")
     monkeypatch.delenv("HF_PROBEX_DEVICE")
-    assert training_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert launch.device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert not launch.is_distributed() and launch.is_main_process()
+    assert launch.share([1, 2, 3]) == [1, 2, 3]

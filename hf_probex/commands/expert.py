@@ -100,8 +100,12 @@ def _resolve_layer(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from ..experts import launch
     from ..experts.harness import train_expert
 
+    if launch.is_distributed():
+        raise UserError("hf-probex train runs in one process on one device; launch `hf-probex bench` or "
+                        "`hf-probex expert sweep` with accelerate to spread runs over several GPUs")
     _resolve_layer(args)
     _check_methods([args.method])
     data = _expert_data(args)
@@ -135,6 +139,7 @@ def _bench(args: argparse.Namespace) -> int:
     import datetime
     import platform
 
+    from ..experts import launch
     from ..experts.bench import markdown, run_bench, write_section
 
     methods = args.method or ["probex", "mvprobe", "dense", "ridge", "statnn"]
@@ -152,6 +157,8 @@ def _bench(args: argparse.Namespace) -> int:
                             progress=None if args.quiet else print)
     except ValueError as err:
         raise UserError(str(err)) from None
+    if not launch.is_main_process():  # under `accelerate launch`: the main process reports for everyone
+        return 0
     table = markdown(results)
     print(table)
     if args.write:
@@ -168,6 +175,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _expert_sweep(args: argparse.Namespace) -> int:
+    from ..experts import launch
     from ..experts.report import format_sweep
     from ..experts.sweep import sweep
 
@@ -179,7 +187,8 @@ def _expert_sweep(args: argparse.Namespace) -> int:
                         folds=args.folds, seed=args.seed, config=config, progress=None if args.quiet else print)
     except ValueError as err:
         raise UserError(str(err)) from None
-    print(format_sweep(reports))
+    if launch.is_main_process():
+        print(format_sweep(reports))
     return 0
 
 
@@ -272,7 +281,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="the layer of a tree (repeatable; default: selected by the tuned ridge)")
     bench.add_argument("--method", action="append", help="methods (repeatable; default: probex mvprobe dense ridge statnn)")
     bench.add_argument("--out", default="bench.jsonl", help="JSON-lines file of reports (appended; resumes; default: bench.jsonl)")
-    bench.add_argument("--workers", type=int, default=1, help="parallel processes, one torch thread each (default: 1)")
+    bench.add_argument("--workers", type=int, default=1,
+                       help="parallel processes, one torch thread each (default: 1); under `accelerate launch` "
+                            "the launched processes are the workers, one GPU each")
     add_cv_options(bench, training=True)
     bench.add_argument("--write", metavar="MARKDOWN", help="also write the tables into this file (between bench markers)")
     bench.add_argument("--quiet", action="store_true", help="no line per finished report")

@@ -56,7 +56,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Train a zoo of model trees into a folder. Rerunning resumes: finished models are kept, "
                     "half-written ones are rebuilt.",
     )
-    build.add_argument("--preset", default="tiny", help="tiny (seconds, for tests) or bench (the benchmark zoo); default: tiny")
+    build.add_argument("--preset", default="tiny",
+                       help="tiny (seconds, for tests), small (~20 s; the smallest zoo whose weights carry a signal, for "
+                            "the expert tests) or bench (the benchmark zoo); default: tiny")
     build.add_argument("--out", help="zoo folder (default: <cache>/zoos/<preset>-seed<N>, cache = $HF_PROBEX_CACHE or ~/.cache/hf_probex)")
     build.add_argument("--seed", type=int, default=0, help="seed of every draw; the same seed builds the same zoo (default: 0)")
     build.add_argument("--workers", type=int, default=None, help="parallel training processes (default: one per core)")

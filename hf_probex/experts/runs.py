@@ -4,7 +4,9 @@ A `Run` names what to cross-validate: one or more (layer, method) members of one
 are averaged, late fusion) and whether inputs are root-centred. `run_all` executes the runs not yet in
 a JSON-lines file, in `workers` processes of one torch thread each, appending each report (tagged
 with its run) as soon as it finishes; a killed run is resumed by calling it again with the same file
-(a half-written last line is dropped). Layer sweeps and the benchmark are both built on it.
+(a half-written last line is dropped). Layer sweeps and the benchmark are both built on it. Under a
+multi-process launch (`accelerate launch`, `torchrun`; see `launch`) the launched processes share the
+runs instead, one device each, and every process returns every report.
 """
 
 from __future__ import annotations
@@ -82,28 +84,37 @@ def run_all(zoo: str | Path, runs: Sequence[Run], out: Path, *, workers: int = 1
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
+    from . import launch
+
     config = config or TrainConfig()
     keys = {run: run.key(folds, seed, config) for run in runs}
+    if launch.is_main_process():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _drop_partial_line(out)
+    launch.wait_for_everyone()
     done = {r["run_key"]: r for r in read_done(out) if "run_key" in r}
     todo = [run for run in dict.fromkeys(runs) if keys[run] not in done]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _drop_partial_line(out)
-    with out.open("a") as handle:
+    # unbuffered appends: each report is one write() to an O_APPEND file, so launched processes never interleave
+    with out.open("ab", buffering=0) as handle:
         def record(run: Run, result: dict) -> None:
             report = {**result, "run_key": keys[run], "label": run.name}
-            handle.write(json.dumps(report) + "\n")
-            handle.flush()
+            handle.write((json.dumps(report) + "\n").encode())
             done[keys[run]] = report
             if progress:
                 progress(f"{run.tree} / {report['layer']} / {run.name}: "
                          + ", ".join(f"{k} {v['mean']:.1f}" for k, v in report["metrics"].items()))
 
-        if workers <= 1:  # in this process: starting a worker (torch import) costs more than a ridge run
-            for run in todo:
+        # launched processes (accelerate / torchrun) are the workers, one device each; a single process with
+        # workers <= 1 runs everything itself (starting a worker, torch import included, costs more than a ridge run)
+        if launch.is_distributed() or workers <= 1:
+            for run in launch.share(todo):
                 record(run, _execute(str(zoo), run, folds, seed, asdict(config), threads=None))
         elif todo:
             with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
                 futures = {pool.submit(_execute, str(zoo), run, folds, seed, asdict(config)): run for run in todo}
                 for future in as_completed(futures):
                     record(futures[future], future.result())
+    if launch.is_distributed():  # the other processes' reports
+        launch.wait_for_everyone()
+        done |= {r["run_key"]: r for r in read_done(out) if "run_key" in r}
     return [done[keys[run]] for run in runs]

@@ -9,13 +9,13 @@ concepts; ties go to the lower validation loss). Without validation models the l
 from __future__ import annotations
 
 import copy
-import os
 import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
+from . import launch
 from .evaluation import per_label_accuracy, top_k_accuracy
 from .hub import Expert
 from .models import as_tensor
@@ -39,12 +39,6 @@ PAPER_TRAINING = TrainConfig(epochs=500, lr=1e-3, weight_decay=1e-5, batch_size=
 def closed_form_targets(expert: Expert, y: torch.Tensor) -> torch.Tensor:
     """What a closed-form network regresses: 0/1 labels, or the text embedding of each model's concept."""
     return y if expert.task == "multilabel" else expert.concept_text[y.long()]
-
-
-def training_device() -> torch.device:
-    """Where Adam-trained experts train: $HF_PROBEX_DEVICE (e.g. "cpu", "cuda:1") if set, else CUDA when
-    present, else the CPU. Trained experts always come back to the CPU."""
-    return torch.device(os.environ.get("HF_PROBEX_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 @torch.no_grad()
@@ -82,7 +76,7 @@ def train(expert: Expert, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
             expert.net.fit_closed_form(expert.shape_input(x), closed_form_targets(expert, y),
                                        decision_offset=0.5 if expert.task == "multilabel" else 0.0)
         return {"train_seconds": time.perf_counter() - start, "config": asdict(config), "selected_epoch": None, "curve": []}
-    device = training_device()
+    device = launch.device()  # trained experts always come back to the CPU
     expert.to(device)
     x, y = x.to(device), y.to(device)
     has_val = x_val is not None and len(x_val) > 0

@@ -118,7 +118,8 @@ def build_zoo(
 
     Args:
         out: the zoo folder; created if missing. A folder holding this preset's zoo is resumed.
-        preset: "tiny" (seconds, for tests) or "bench" (the benchmark zoo).
+        preset: "tiny" (seconds, for tests), "small" (~20 s, the smallest zoo with a weight signal) or
+            "bench" (the benchmark zoo).
         seed: draws every child's classes, concept and hyper-parameters; same seed, same zoo.
         workers: processes that train in parallel (default: one per core; 1 trains in this process).
         progress: show a progress bar.
