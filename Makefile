@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test clean
+.PHONY: setup demo lint test clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,10 @@ setup: $(VENV)/.installed
 demo: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/hf-probex demo
 
-test: setup
+lint: setup
+	$(VENV)/bin/ruff check hf_probex tests scripts spaces
+
+test: lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra
 
 clean:

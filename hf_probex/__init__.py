@@ -22,7 +22,7 @@ _LAZY = {
     "Expert": "hf_probex.experts.hub",
     "ExpertRegistry": "hf_probex.experts.registry",
 }
-__all__ = ["__version__", *_LAZY]
+__all__ = ["CardSuggestion", "Expert", "ExpertRegistry", "FieldSuggestion", "ProbexError", "__version__", "infer_card"]
 
 if TYPE_CHECKING:
     from .errors import ProbexError

@@ -9,8 +9,8 @@
    `REACH` times the farthest training model). The confidence is `CERTAIN` when the model is as near
    its root as the tree's training models are and farther from every other root than those trees'
    training models; otherwise it is how much nearer the winner is than the runner-up, d2 / (d1 + d2).
-   A distance of zero means the model is the root itself. LoRA weights are updates, not weights, so they cannot be compared with a root: a LoRA
-   routes by declared lineage, or by being the only known LoRA tree with its modules' shapes.
+   A distance of zero means the model is the root itself. LoRA weights are updates, not weights, so
+   they cannot be compared with a root: a LoRA routes by declared lineage, or by being the only known LoRA tree with its modules' shapes.
 
 A declared lineage that the weights contradict is a finding (`Route.finding`); no lineage and nothing
 close enough: no route, with the reason.

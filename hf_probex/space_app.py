@@ -36,7 +36,10 @@ CSS = """
 .gradio-container { max-width: 1180px !important; margin: auto; }
 #probex-header h1 { margin-bottom: 0.1em; }
 #probex-header p { color: var(--body-text-color-subdued); margin-top: 0; }
-#probex-summary { padding: 0.4em 0.9em; border-left: 4px solid var(--color-accent); background: var(--background-fill-secondary); border-radius: 6px; }
+#probex-summary {
+  padding: 0.4em 0.9em; border-left: 4px solid var(--color-accent);
+  background: var(--background-fill-secondary); border-radius: 6px;
+}
 #probex-card { max-height: 520px; overflow-y: auto; }
 """
 HEADER = """\

@@ -2,7 +2,8 @@
 
 Experts are trained (or reused from --experts) on the train and val splits of every tree with
 `hf-probex train`'s defaults (ridge on stacked layers for class subsets, MVProbe for LoRA concepts,
-calibrated out of fold). The layer choice sees every split (as `hf-probex bench` does); the experts do not. Then, for every finished test-split child:
+calibrated out of fold). The layer choice sees every split (as `hf-probex bench` does); the experts do
+not. Then, for every finished test-split child:
 
 - its folder as the zoo wrote it (cards of every style): every field the card lacks that infer_card
   proposes is checked against the zoo's truth; `trained_on` counts each proposed class (or concept)

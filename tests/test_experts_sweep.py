@@ -66,3 +66,27 @@ def test_select_stack_adds_a_second_informative_layer(tmp_path):
     assert sorted(chosen) == ["a.weight", "b.weight"]
     data = load_layer_data(tmp_path / "set", "Toy", chosen)
     assert data.x.shape == (60, 1, 32) and [name for name, _ in data.inputs] == chosen
+
+
+def test_bench_plan_adds_a_paper_size_probex_and_runs_use_their_sizes(tmp_path):
+    from dataclasses import asdict
+
+    from hf_probex.experts.bench import plan_runs
+    from hf_probex.experts.models import PAPER
+    from hf_probex.experts.runs import Run, run_all
+
+    runs = plan_runs("vit", "L", "multilabel", "classifier.weight", ("probex", "ridge"))
+    sized = [r for r in runs if r.hparams]
+    assert [r.name for r in sized] == ["probex (paper size, 128/128/128)"] and dict(sized[0].hparams) == PAPER["probex"]
+    paper = plan_runs("vit", "L", "multilabel", None, ("probex", "mvprobe", "ridge"), paper=True)
+    assert {r.name: dict(r.hparams) for r in paper} == {"probex": PAPER["probex"], "mvprobe": PAPER["mvprobe"], "ridge": {},
+                                                         "probex (raw)": PAPER["probex"], "mvprobe (raw)": PAPER["mvprobe"]}
+    # runs at default sizes keep the keys of earlier run files, so their reports are reused
+    assert json.loads(Run("vit", (("L", "probex"),)).key(5, 0, TrainConfig()))[-1] == asdict(TrainConfig())
+
+    write_planted(tmp_path / "set", n_models=20)
+    small = (("n_probes", 4), ("proj_dim", 4), ("rep_dim", 8))
+    report, = run_all(tmp_path / "set", [Run("Toy", (("informative.weight", "probex"),), hparams=small)],
+                      tmp_path / "runs.jsonl", folds=2, config=TrainConfig(epochs=2))
+    assert report["hparams"] == dict(small)
+    assert report["parameters"] < 2000  # the default ProbeX on this layer has tens of thousands

@@ -21,10 +21,10 @@ import pytest
 import yaml
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from space_world import space_app, space_world  # noqa: F401 - fixtures
 
 from hf_probex.cli import main
 
+pytest_plugins = ["space_world"]  # the space_world and space_app fixtures
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 ENDPOINTS = {"/infer", "/open_pull_request", "/browse_tree", "/search_loras", "/list_experts"}

@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from space_world import space_app, space_world  # noqa: F401 - fixtures
 
+pytest_plugins = ["space_world"]  # the space_world and space_app fixtures
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "space"

@@ -45,7 +45,7 @@ def test_model_j_hf_cache_layout(tmp_path):
     assert [r.model_id for r in records] == [f"ProbeX/Model-J__SupViT__model_idx_{i:04d}" for i in range(4)]
     assert records[1].labels == ("bear", "cloud", "maple_tree")
     assert [r.split for r in records] == ["train", "train", "train", "test"]
-    assert weights.vocabularies["SupViT"] == sorted({l for r in records for l in r.labels})
+    assert weights.vocabularies["SupViT"] == sorted({label for r in records for label in r.labels})
     assert all(r.path.name == "model.safetensors" and r.kind == "classifier" for r in records)
 
 

@@ -153,7 +153,7 @@ def _bench(args: argparse.Namespace) -> int:
     _, config = _expert_settings(args, "probex")
     try:
         results = run_bench(args.zoo, Path(args.out), trees=args.tree, layers=layers, methods=methods,
-                            workers=args.workers, folds=args.folds, seed=args.seed, config=config,
+                            workers=args.workers, folds=args.folds, seed=args.seed, config=config, paper=args.paper,
                             progress=None if args.quiet else print)
     except ValueError as err:
         raise UserError(str(err)) from None
@@ -168,7 +168,7 @@ def _bench(args: argparse.Namespace) -> int:
         header = (f"Measured {datetime.date.today()} on {platform.machine()} with {cores} cores "
                   f"({args.workers} worker processes of one torch thread), by:\n\n"
                   f"```bash\nhf-probex bench --zoo {args.zoo} --folds {args.folds} --epochs {config.epochs} "
-                  f"--workers {args.workers} --write {args.write}\n```\n")
+                  f"--workers {args.workers}{' --paper' if args.paper else ''} --write {args.write}\n```\n")
         write_section(Path(args.write), header + "\n" + table)
         print(f"wrote the tables into {args.write}")
     return 0

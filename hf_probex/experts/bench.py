@@ -2,12 +2,12 @@
 
 For each tree: the layer (given, or selected by the fast ridge over every candidate layer, see
 `sweep.select_layer`), then every method on it (root-centred; ProbeX and MVProbe also raw, to show
-what centring buys), the classification head read as a set and by ridge where the tree has one,
-and the fusions of a hidden layer with the head; and ours, ridge on several layers stacked
-(`sweep.select_stack`: chosen greedily by cross-validation). Zero-shot trees also get ProbeX at
-temperature 0.1.
-All rows use the same k folds; reports go to a JSON-lines file as they finish (resumable, see
-`runs.run_all`), and `markdown` renders them for docs/benchmarks.md.
+what centring buys; ProbeX also at the paper's size, 28x our default's parameters at width 128), the
+classification head read as a set and by ridge where the tree has one, and the fusions of a hidden
+layer with the head; and ours, ridge on several layers stacked (`sweep.select_stack`: chosen greedily
+by cross-validation). Zero-shot trees also get ProbeX at temperature 0.1. All rows use the same k
+folds; reports go to a JSON-lines file as they finish (resumable, see `runs.run_all`), and `markdown`
+renders them for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .models import PAPER
 from .runs import Run, run_all
 from .sweep import select_layer, select_stack
 from .training import TrainConfig
@@ -31,16 +32,23 @@ def head_layer(layers: Sequence[str]) -> str | None:
 
 
 def plan_runs(tree: str, layer: str, task: str, head: str | None, methods: Sequence[str] = BENCH_METHODS,
-              stack: Sequence[str] = ()) -> list[Run]:
-    """The benchmark's rows for one tree (see the module docstring); `stack`: the stacked expert's layers."""
-    runs = [Run(tree, ((layer, method),)) for method in methods]
+              stack: Sequence[str] = (), paper: bool = False) -> list[Run]:
+    """The benchmark's rows for one tree (see the module docstring); `stack`: the stacked expert's layers;
+    `paper`: ProbeX and MVProbe at the papers' sizes in every row (else at ours, plus one paper-size ProbeX row)."""
+    def sizes(method: str) -> tuple:
+        return tuple(PAPER.get(method, {}).items()) if paper else ()
+
+    runs = [Run(tree, ((layer, method),), hparams=sizes(method)) for method in methods]
+    if "probex" in methods and not paper:
+        runs.append(Run(tree, ((layer, "probex"),), hparams=tuple(PAPER["probex"].items()),
+                        label="probex (paper size, " + "/".join(str(v) for v in PAPER["probex"].values()) + ")"))
     if len(stack) > 1:
         runs.append(Run(tree, ((tuple(stack), "ridge"),), label=f"ridge, {len(stack)} layers stacked (ours)"))
     if task == "zeroshot":
         if "probex" in methods:
-            runs.append(Run(tree, ((layer, "probex"),), label="probex (T=0.1)", temperature=0.1))
+            runs.append(Run(tree, ((layer, "probex"),), label="probex (T=0.1)", temperature=0.1, hparams=sizes("probex")))
         return runs
-    runs += [Run(tree, ((layer, method),), centre=False, label=f"{method} (raw)")
+    runs += [Run(tree, ((layer, method),), centre=False, label=f"{method} (raw)", hparams=sizes(method))
              for method in ("probex", "mvprobe") if method in methods]
     if head:
         runs += [
@@ -54,11 +62,13 @@ def plan_runs(tree: str, layer: str, task: str, head: str | None, methods: Seque
 
 def run_bench(zoo: str | Path, out: Path, *, trees: Sequence[str] | None = None, layers: dict[str, str] | None = None,
               methods: Sequence[str] = BENCH_METHODS, workers: int = 1, folds: int = 5, seed: int = 0,
-              config: TrainConfig | None = None, progress: Callable[[str], None] | None = None) -> dict[str, list[dict]]:
+              config: TrainConfig | None = None, paper: bool = False,
+              progress: Callable[[str], None] | None = None) -> dict[str, list[dict]]:
     """Benchmark every tree of `zoo` (or `trees`); returns {tree: reports in row order}.
 
     `layers` fixes a tree's layer; the others are selected by ridge (kept in `out` with a `.select`
-    suffix). Reports are appended to `out` and reused when rerun with the same settings.
+    suffix). `paper`: ProbeX and MVProbe at the papers' sizes (`config` then usually `PAPER_TRAINING`).
+    Reports are appended to `out` and reused when rerun with the same settings.
 
     Raises:
         ValueError: an unknown tree or layer.
@@ -81,7 +91,7 @@ def run_bench(zoo: str | Path, out: Path, *, trees: Sequence[str] | None = None,
             raise ValueError(f"tree {tree!r} has no layer {layer!r}; layers: {', '.join(available)}")
         task = tree_task(weights, tree)
         stack = select_stack(zoo, tree, out.with_suffix(".select.jsonl"), **options)
-        runs = plan_runs(tree, layer, task, head_layer([n for n in available if n != layer]), methods, stack)
+        runs = plan_runs(tree, layer, task, head_layer([n for n in available if n != layer]), methods, stack, paper)
         results[tree] = run_all(zoo, runs, out, **options)
     return results
 

@@ -323,7 +323,8 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
     return {
         "tree": data.tree, "layer": " + ".join(d.layer for d in datas), "method": " + ".join(m[1] for m in members),
         "task": data.task, "models": len(data.y), "holdout_models": 0 if data.holdout_x is None else len(data.holdout_x),
-        "folds": folds, "seed": seed, "centred": [e.config["centred"] for e in experts] if len(experts) > 1 else experts[0].config["centred"],
+        "folds": folds, "seed": seed,
+        "centred": [e.config["centred"] for e in experts] if len(experts) > 1 else experts[0].config["centred"],
         "hparams": [dict(m[2] or {}) for m in members] if len(members) > 1 else dict(members[0][2] or {}),
         "train_config": fitted[0][1]["config"],
         "metrics": summarise(scores), "shuffled": summarise(shuffled_scores) if shuffled else None,

@@ -188,7 +188,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         c = self.config
         rows = "\n".join(f"| {name} | {_fmt_metric(value)} |" for name, value in sorted(self.metrics.items()))
         tags = ["hf-probex", "probex-expert", f"hf-probex-tree-{c['tree']}", f"hf-probex-method-{c['method']}"]
-        header = "---\n" + f"library_name: hf_probex\ntags:\n" + "".join(f"- {t}\n" for t in tags)
+        header = "---\nlibrary_name: hf_probex\ntags:\n" + "".join(f"- {t}\n" for t in tags)
         header += (f"base_model: {c['root']}\n" if c["root"] else "") + "---\n"
         what = ("which of its tree's classes a fine-tuned model was trained on (multi-label)" if c["task"] == "multilabel"
                 else f"which concept a LoRA was trained on, scored against text (zero-shot; text encoder {c['text_encoder']})")

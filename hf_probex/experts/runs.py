@@ -31,6 +31,7 @@ class Run:
     centre: bool = True
     label: str = ""
     temperature: float = 1.0  # zero-shot cosine temperature
+    hparams: tuple[tuple[str, object], ...] = ()  # network sizes for every member (default: the method's defaults)
 
     @property
     def name(self) -> str:
@@ -38,7 +39,8 @@ class Run:
 
     def key(self, folds: int, seed: int, config: TrainConfig) -> str:
         """What identifies a finished report in the file: the run and every setting that changes its numbers."""
-        return json.dumps([self.tree, self.members, self.centre, self.temperature, folds, seed, asdict(config)])
+        sizes = [dict(self.hparams)] if self.hparams else []  # default sizes keep the keys of earlier run files
+        return json.dumps([self.tree, self.members, self.centre, self.temperature, folds, seed, asdict(config), *sizes])
 
 
 def _execute(zoo: str, run: Run, folds: int, seed: int, config: dict, threads: int | None = 1) -> dict:
@@ -48,7 +50,7 @@ def _execute(zoo: str, run: Run, folds: int, seed: int, config: dict, threads: i
 
     if threads:  # a worker process: one thread each, so that workers do not fight over cores
         torch.set_num_threads(threads)
-    members = [(load_layer_data(zoo, run.tree, layer), method, None) for layer, method in run.members]
+    members = [(load_layer_data(zoo, run.tree, layer), method, dict(run.hparams) or None) for layer, method in run.members]
     return cross_validate_combined(members, folds=folds, seed=seed, centre=run.centre, config=TrainConfig(**config),
                                    temperature=run.temperature)
 

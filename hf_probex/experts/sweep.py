@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .runs import Run, run_all
+from .training import TrainConfig
 
 MAX_STACKED = 4  # layers a stacked expert reads at most
 STACK_CANDIDATES = 8  # the best single layers tried as additions
-from .training import TrainConfig
 
 
 def sweep(zoo: str | Path, tree: str, methods: list[str], out: Path, *, layers: list[str] | None = None,

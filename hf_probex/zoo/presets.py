@@ -72,7 +72,8 @@ _CHILD_BENCH = TrainingRecipe(
 _CHILD_SMALL = TrainingRecipe(
     epochs=(3,), learning_rates=(2e-3, 3e-3), batch_sizes=(32,), schedulers=("constant", "linear"), images_per_class=30
 )
-_CHILD_TINY = TrainingRecipe(epochs=(1,), learning_rates=(1e-3, 2e-3), batch_sizes=(32,), schedulers=("constant", "linear"), augment=(False, True), images_per_class=8)
+_CHILD_TINY = TrainingRecipe(epochs=(1,), learning_rates=(1e-3, 2e-3), batch_sizes=(32,), schedulers=("constant", "linear"),
+                             augment=(False, True), images_per_class=8)
 
 
 def _classifier(family: str, n: int, arch: dict, root_epochs: int, child: TrainingRecipe, root_seed: int = 0, **kw) -> TreePreset:
