@@ -7,6 +7,9 @@ from pathlib import Path
 
 from .common import UserError, add_cv_options
 
+WORKERS_HELP = ("parallel processes, one torch thread each (default: 1); under `accelerate launch` the launched "
+                "processes are the workers, one GPU each")
+
 
 def _expert_settings(args: argparse.Namespace, method: str) -> tuple[dict, object]:
     """(hyper-parameters, TrainConfig) of one method from the shared `expert` options."""
@@ -245,7 +248,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     expert_sweep.add_argument("--layer", action="append", help="only this layer (repeatable; default: every layer)")
     expert_sweep.add_argument("--method", action="append", help="expert method (repeatable; default: probex and ridge)")
     expert_sweep.add_argument("--out", required=True, help="JSON-lines file of reports (appended; resumes)")
-    expert_sweep.add_argument("--workers", type=int, default=1, help="parallel processes, one torch thread each (default: 1)")
+    expert_sweep.add_argument("--workers", type=int, default=1, help=WORKERS_HELP)
     add_cv_options(expert_sweep, training=True)
     expert_sweep.add_argument("--quiet", action="store_true", help="no line per finished report")
     expert_sweep.set_defaults(func=_expert_sweep)
@@ -281,9 +284,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="the layer of a tree (repeatable; default: selected by the tuned ridge)")
     bench.add_argument("--method", action="append", help="methods (repeatable; default: probex mvprobe dense ridge statnn)")
     bench.add_argument("--out", default="bench.jsonl", help="JSON-lines file of reports (appended; resumes; default: bench.jsonl)")
-    bench.add_argument("--workers", type=int, default=1,
-                       help="parallel processes, one torch thread each (default: 1); under `accelerate launch` "
-                            "the launched processes are the workers, one GPU each")
+    bench.add_argument("--workers", type=int, default=1, help=WORKERS_HELP)
     add_cv_options(bench, training=True)
     bench.add_argument("--write", metavar="MARKDOWN", help="also write the tables into this file (between bench markers)")
     bench.add_argument("--quiet", action="store_true", help="no line per finished report")
