@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from huggingface_hub import ModelCard
 
 from hf_probex.experts.harness import fit_expert, load_layer_data
 from hf_probex.experts.hub import FORMAT_VERSION, Expert
@@ -40,8 +41,10 @@ def test_round_trip_gives_identical_predictions(vit, tiny_zoo, tmp_path, method)
     assert torch.equal(loaded.offset, expert.offset) and loaded.offset.abs().sum() > 0  # the root travels with it
     paths = [r.path for r in open_weight_set(tiny_zoo.root).for_tree("vit")]
     np.testing.assert_array_equal(loaded.predict_files(paths), expert.predict(vit.x))  # straight from weight files
-    card = (tmp_path / "expert" / "README.md").read_text()
-    assert "hf-probex-tree-vit" in card and "61.0 +- 1.5" in card
+    card = ModelCard.load(tmp_path / "expert" / "README.md")  # rendered from templates/EXPERT_CARD_TEMPLATE.md
+    assert card.data.base_model == "probex-zoo-vit/vit-root" and card.data.library_name == "hf_probex"
+    assert {"probex-expert", "hf-probex-tree-vit", f"hf-probex-method-{method}"} <= set(card.data.tags)
+    assert "| per_label_acc | 61.0 +- 1.5 |" in card.text and "## Intended use and limitations" in card.text
 
 
 def test_zero_shot_round_trip_keeps_text_side(tiny_zoo, tmp_path):

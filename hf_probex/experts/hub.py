@@ -18,11 +18,12 @@ Hub endpoint huggingface_hub is pointed at.
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
-from huggingface_hub import ModelCard, PyTorchModelHubMixin
+from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
 from torch import nn
 
 from .. import __version__
@@ -184,35 +185,26 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         return super().save_pretrained(save_directory, config=config or self.config, **kwargs)
 
     def generate_model_card(self, *args, **kwargs) -> ModelCard:
-        """The README: what the expert reads and predicts, its metrics, how it was trained, tags by tree."""
+        """The README, rendered from templates/EXPERT_CARD_TEMPLATE.md: what the expert reads and predicts,
+        its metrics, how it was trained, and tags that find it by tree (`hf-probex-tree-<tree>`)."""
         c = self.config
-        rows = "\n".join(f"| {name} | {_fmt_metric(value)} |" for name, value in sorted(self.metrics.items()))
-        tags = ["hf-probex", "probex-expert", f"hf-probex-tree-{c['tree']}", f"hf-probex-method-{c['method']}"]
-        header = "---\nlibrary_name: hf_probex\ntags:\n" + "".join(f"- {t}\n" for t in tags)
-        header += (f"base_model: {c['root']}\n" if c["root"] else "") + "---\n"
-        what = ("which of its tree's classes a fine-tuned model was trained on (multi-label)" if c["task"] == "multilabel"
-                else f"which concept a LoRA was trained on, scored against text (zero-shot; text encoder {c['text_encoder']})")
-        body = f"""
-# hf_probex expert: {c['tree']} / {c['layer']}
+        card_data = ModelCardData(
+            library_name="hf_probex", base_model=c["root"],
+            tags=["hf-probex", "probex-expert", f"hf-probex-tree-{c['tree']}", f"hf-probex-method-{c['method']}"],
+        )
+        predicts = ("which of its tree's classes a fine-tuned model was trained on (multi-label)" if c["task"] == "multilabel"
+                    else f"which concept a LoRA was trained on, scored against text (zero-shot; text encoder {c['text_encoder']})")
+        return ModelCard.from_template(
+            card_data, template_str=_expert_template(), tree=c["tree"], layer=c["layer"], method=c["method"],
+            inputs=_describe_inputs(c["inputs"]), adapter=c["adapter"], root=c["root"], predicts=predicts,
+            centred=c["centred"], n_labels=len(c["vocabulary"]), n_parameters=self.n_parameters,
+            metrics=[(name, _fmt_metric(value)) for name, value in sorted(self.metrics.items())],
+            package_version=c["package_version"], hparams=c["hparams"],
+        )
 
-A {c['method']} expert that reads {_describe_inputs(c['inputs'])}{', a LoRA pair made dense' if c['adapter'] else ''},
-of a model in the `{c['tree']}` tree (root: {c['root'] or 'unknown'}) and predicts {what}.
-Input {'root-centred' if c['centred'] else 'as stored'}; {len(c['vocabulary'])} labels; {self.n_parameters:,} parameters.
 
-## Metrics
-
-| metric | value |
-|---|---|
-{rows or '| (not evaluated) | |'}
-
-## How it was trained
-With `hf_probex` {c['package_version']} (method `{c['method']}`, hyper-parameters {c['hparams'] or 'default'}); see docs/experts.md.
-
-## Intended use and limitations
-Proposing model-card fields for models of this tree only: an expert trained on one tree is at chance on
-another tree, even of the same architecture. Predictions are evidence, not ground truth.
-"""
-        return ModelCard(header + body)
+def _expert_template() -> str:
+    return resources.files("hf_probex").joinpath("templates/EXPERT_CARD_TEMPLATE.md").read_text(encoding="utf-8")
 
 
 def _describe_inputs(inputs: list) -> str:
