@@ -152,8 +152,7 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
             abstained["trained_on"] = f"no {task} expert for the tree of {found.root}"
         else:
             expert = load_expert(entry.location)
-            matrix = found.matrices.get(entry.inputs)
-            matrix = adapter.read_input(model, entry.inputs, expert.config["conv_layout"]) if matrix is None else matrix[None]
+            matrix = adapter.read_input(model, entry.inputs, expert.config["conv_layout"])  # routing's layer: no new bytes
             suggestion, why = _trained_on(expert, entry, matrix, min_confidence)
             candidates += [suggestion] if suggestion else []
             if why:

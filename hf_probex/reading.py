@@ -289,6 +289,7 @@ class WeightSource:
         self._texts: dict[str, str | None] = {}
         self._headers: dict[str, SafetensorsHeader] = {}
         self._checkpoints: dict[str, Checkpoint] = {}
+        self._tensors: dict[TensorInfo, np.ndarray] = {}
 
     def __repr__(self) -> str:
         return f"WeightSource({self.description!r})"
@@ -363,8 +364,11 @@ class WeightSource:
         return self._headers[name]
 
     def read_tensor(self, info: TensorInfo) -> np.ndarray:
-        """One tensor's bytes, and nothing else, as float32 of its stored shape."""
-        return decode_tensor(self._read(info.file, info.start, info.nbytes), info)
+        """One tensor's bytes, and nothing else, as float32 of its stored shape (read once: routing and the
+        expert often ask for the same layer)."""
+        if info not in self._tensors:
+            self._tensors[info] = decode_tensor(self._read(info.file, info.start, info.nbytes), info)
+        return self._tensors[info].copy()
 
     def require_safetensors(self) -> None:
         """NoSafetensorsError unless the model has safetensors weights (naming its pickled files if any)."""

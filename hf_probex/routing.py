@@ -46,7 +46,6 @@ class Route:
     finding: str | None = None  # a declared lineage the weights contradict
     reason: str | None = None  # why there is no route
     is_root: bool = False  # the model's layer is the root's own: it is the root (it has no base)
-    matrices: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)  # inputs read, for reuse
 
 
 def card_bases(readme: str | None) -> list[str]:
@@ -90,11 +89,21 @@ def _layer_matches(source: WeightSource, adapter: Adapter, entry: ExpertEntry) -
         return False
 
 
-def weight_distances(source: WeightSource, adapter: Adapter, entries: list[ExpertEntry],
-                     layers: dict[tuple, np.ndarray]) -> dict[str, tuple[float, float]]:
-    """root -> (relative distance of the model's layer to the root's, the farthest training model's), for
-    every root-centred expert among `entries` whose layers the model has in the same shapes. Inputs read
-    are kept in `layers` (the entry's `inputs` -> the expert's [H, W] input)."""
+def _routing_input(expert, entry: ExpertEntry) -> tuple[tuple, np.ndarray]:
+    """(the inputs routing reads, the root's part of the expert's offset for them): the expert's routing layer,
+    or every layer it reads when it names none (experts saved before routing named its layer)."""
+    offset = expert.offset.numpy().reshape(-1)
+    name = expert.routing.get("layer")
+    if name is None or len(entry.inputs) == 1:
+        return entry.inputs, offset
+    first = next((name_, shape) for name_, shape in entry.inputs if name_ == name)
+    return (first,), offset[: int(np.prod(first[1]))]  # stacked inputs: the routing layer comes first
+
+
+def weight_distances(source: WeightSource, adapter: Adapter, entries: list[ExpertEntry]) -> dict[str, tuple[float, float]]:
+    """root -> (relative distance of the model's routing layer to the root's, the farthest training model's),
+    for every root-centred expert among `entries` whose layers the model has in the same shapes. Experts
+    of twin trees share their routing layer, which the source reads once."""
     found: dict[str, tuple[float, float]] = {}
     for entry in entries:
         if entry.root is None or entry.root in found or not _layer_matches(source, adapter, entry):
@@ -102,11 +111,10 @@ def weight_distances(source: WeightSource, adapter: Adapter, entries: list[Exper
         expert = load_expert(entry.location)
         if not expert.config["centred"]:
             continue
-        if entry.inputs not in layers:
-            layers[entry.inputs] = adapter.read_input(source, entry.inputs, expert.config["conv_layout"])[0]
-        root = expert.offset.numpy()
-        distance = float(np.linalg.norm(layers[entry.inputs] - root) / max(np.linalg.norm(root), 1e-12))
-        found[entry.root] = (distance, float((expert.config.get("routing") or {}).get("max_root_distance", np.inf)))
+        inputs, root = _routing_input(expert, entry)
+        layer = adapter.read_input(source, inputs, expert.config["conv_layout"]).reshape(-1)
+        distance = float(np.linalg.norm(layer - root) / max(np.linalg.norm(root), 1e-12))
+        found[entry.root] = (distance, float(expert.routing.get("max_root_distance", np.inf)))
     return found
 
 
@@ -129,8 +137,7 @@ def route(source: WeightSource, adapter: Adapter, registry: ExpertRegistry, *,
             f"several LoRA trees fit its shapes ({', '.join(shaped)}) and it declares no base"
         return Route(None, 0.0, "", declared, reason=why)
 
-    layers: dict[tuple, np.ndarray] = {}
-    distances = weight_distances(source, adapter, entries, layers)
+    distances = weight_distances(source, adapter, entries)
     measured = {root: d for root, (d, _) in distances.items()}
     if not distances:
         if lineage:
@@ -141,7 +148,7 @@ def route(source: WeightSource, adapter: Adapter, registry: ExpertRegistry, *,
     d_best, reach = distances[best][0], REACH * distances[best][1]
     if d_best < 1e-7:
         return Route(best, CERTAIN, f"weights: its target layer is {best}'s own", declared, lineage, measured,
-                     is_root=True, matrices=layers)
+                     is_root=True)
     typical = d_best <= distances[best][1] and all(d > far for root, (d, far) in distances.items() if root != best)
     confidence = CERTAIN if typical or len(ranked) == 1 else float(measured[ranked[1]] / (d_best + measured[ranked[1]]))
     evidence = (f"weights: relative distance of the target layer {d_best:.3f} to {best}"
@@ -150,11 +157,11 @@ def route(source: WeightSource, adapter: Adapter, registry: ExpertRegistry, *,
         if lineage[-1] != best and d_best < reach:
             finding = (f"declares {' -> '.join(lineage)}, but its weights are nearer {best} ({d_best:.3f}) than "
                        f"{lineage[-1]} ({measured.get(lineage[-1], float('nan')):.3f})")
-            return Route(best, confidence, evidence, declared, lineage, measured, finding=finding, matrices=layers)
+            return Route(best, confidence, evidence, declared, lineage, measured, finding=finding)
         return Route(lineage[-1], 1.0, f"declared lineage {' -> '.join(lineage)}; " + evidence, declared, lineage,
-                     measured, matrices=layers)
+                     measured)
     if d_best > reach:
         return Route(None, 0.0, "", declared, distances=measured,
                      reason=f"the nearest known root, {best}, is at relative distance {d_best:.3f}, beyond its tree's "
                             f"reach ({reach:.3f})")
-    return Route(best, confidence, evidence, declared, distances=measured, matrices=layers)
+    return Route(best, confidence, evidence, declared, distances=measured)

@@ -194,3 +194,40 @@ def test_a_stacked_expert_reads_the_same_input_from_a_model_folder(tiny_zoo, tmp
     x = detect(source).read_input(source, entry.inputs)
     assert np.allclose(x[0], data.x[data.model_ids.index(spec.repo_id)])
     assert np.allclose(Expert.from_pretrained(tmp_path / "expert").predict(x), expert.predict(x))
+
+
+def test_stacked_twin_experts_route_on_their_shared_first_layer(tiny_zoo, tmp_path):
+    """vit and vit-twin experts stacking different second layers: routing reads the shared first layer once,
+    then only the winner's other layer is read; an expert saved before routing named its layer reads all."""
+    from hf_probex.experts.harness import load_layer_data, train_expert
+    from hf_probex.experts.registry import ExpertRegistry
+
+    value, position, mlp = ("vit.encoder.layer.0.attention.attention.value.weight", "vit.embeddings.position_embeddings",
+                            "vit.encoder.layer.0.intermediate.dense.weight")
+    folders = []
+    for tree, second in (("vit", position), ("vit-twin", mlp)):
+        expert, _ = train_expert(load_layer_data(tiny_zoo.root, tree, [value, second]), "ridge", folds=2)
+        assert expert.routing["layer"] == value
+        expert.save_pretrained(tmp_path / tree)
+        folders.append(tmp_path / tree)
+    registry = ExpertRegistry.from_locations(folders)
+    spec = _children(tiny_zoo, "vit")[0]
+    bare = tmp_path / "bare.safetensors"
+    shutil.copy(tiny_zoo.model_dir("vit", spec.name) / "model.safetensors", bare)
+
+    result = infer_card(bare, experts=registry)
+    assert result.tree == tiny_zoo.trees["vit"]["root_repo_id"]
+    checkpoint = open_source(bare).checkpoint()
+    header = open_source(bare).header(bare.name).nbytes
+    read = header + checkpoint.info(value).nbytes + checkpoint.info(position).nbytes  # not vit-twin's MLP layer
+    assert result.bytes_read == read, (result.bytes_read, read)
+
+    for folder in folders:  # as saved before `routing.layer`: routing compares every layer the expert reads
+        config = json.loads((folder / "config.json").read_text())
+        del config["routing"]["layer"]
+        (folder / "config.json").write_text(json.dumps(config))
+    from hf_probex.experts.registry import load_expert
+
+    load_expert.cache_clear()
+    legacy = infer_card(bare, experts=ExpertRegistry.from_locations(folders))
+    assert legacy.tree == result.tree and legacy.bytes_read == read + checkpoint.info(mlp).nbytes

@@ -221,20 +221,29 @@ def fit_expert(data: LayerData, method: str, train_idx: np.ndarray, *, hparams: 
         val_idx, train_idx = order[:n_val], order[n_val:]
     expert.set_centring(*centring(data.x[train_idx], data.root if expert.config["centred"] else None))
     distances = root_distances(data)
-    if distances is not None:  # how far this tree reaches, for routing models to it (hf_probex.routing)
-        expert.routing["max_root_distance"] = float(distances[train_idx].max())
+    if distances is not None:  # how far this tree reaches on the layer routing compares (hf_probex.routing)
+        expert.routing.update(layer=routing_layer(data), max_root_distance=float(distances[train_idx].max()))
     if data.text is not None:
         expert.concept_text.copy_(torch.from_numpy(data.text))
     history = train(expert, data.x[train_idx], y[train_idx], data.x[val_idx], y[val_idx], config)
     return expert, history
 
 
+def routing_layer(data: LayerData) -> str:
+    """The one layer routing compares with the root: the first layer the expert reads (its best single layer;
+    twin trees' experts share it, so routing reads it once for both)."""
+    return data.inputs[0][0] if data.inputs else data.layer
+
+
 def root_distances(data: LayerData) -> np.ndarray | None:
-    """Each model's relative distance ||W - W_root|| / ||W_root|| on the layer (None without a root of that shape)."""
+    """Each model's relative distance ||W - W_root|| / ||W_root|| on the routing layer (`routing_layer`), or
+    None without a root of the input's shape."""
     if data.root is None or data.root.shape != data.x.shape[1:]:
         return None
-    flat = (data.x - data.root).reshape(len(data.x), -1)
-    return np.linalg.norm(flat, axis=1) / max(float(np.linalg.norm(data.root)), 1e-12)
+    size = int(np.prod(data.inputs[0][1])) if data.inputs else data.root.size  # stacked: the first layer comes first
+    root = data.root.reshape(-1)[:size]
+    flat = data.x.reshape(len(data.x), -1)[:, :size]
+    return np.linalg.norm(flat - root, axis=1) / max(float(np.linalg.norm(root)), 1e-12)
 
 
 def predict(experts: list[Expert], members: list[LayerData], idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

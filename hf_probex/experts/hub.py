@@ -105,7 +105,9 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
 
     @property
     def routing(self) -> dict:
-        """What routing needs to know about the tree (`max_root_distance`: the farthest training model)."""
+        """What routing needs to know about the tree: `layer`, the one layer it compares with the root (absent in
+        experts saved before it existed: then every layer the expert reads), and `max_root_distance`, the
+        farthest training model's relative distance to the root on it."""
         return self._config["routing"]
 
     @property
