@@ -3,14 +3,16 @@
 1. Declared lineage: the bases the model's files name (card `base_model`, adapter_config.json
    `base_model_name_or_path`, legacy config `_name_or_path`), each walked up through its parents'
    cards on the Hub until a root that has an expert (at most `MAX_LINEAGE_DEPTH` steps).
-2. Weights: for full models, the target layer's relative distance ||W - W_root|| / ||W_root|| to the
-   root of every expert that reads a layer of this shape (the root's layer travels with the expert, as
-   its centring offset). The nearest root wins when it is within reach of its tree (at most
+2. Weights: for full models, the relative distance ||W - W_root|| / ||W_root|| of one layer to the
+   root of every expert that reads layers of these shapes: the expert's routing layer (the first layer
+   it reads; twin trees' experts share it, so it is read once), whose root copy travels with the expert
+   as its centring offset. The nearest root wins when it is within reach of its tree (at most
    `REACH` times the farthest training model). The confidence is `CERTAIN` when the model is as near
    its root as the tree's training models are and farther from every other root than those trees'
    training models; otherwise it is how much nearer the winner is than the runner-up, d2 / (d1 + d2).
    A distance of zero means the model is the root itself. LoRA weights are updates, not weights, so
-   they cannot be compared with a root: a LoRA routes by declared lineage, or by being the only known LoRA tree with its modules' shapes.
+   they cannot be compared with a root: a LoRA routes by declared lineage, or by being the only known
+   LoRA tree with its modules' shapes.
 
 A declared lineage that the weights contradict is a finding (`Route.finding`); no lineage and nothing
 close enough: no route, with the reason.
