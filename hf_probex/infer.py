@@ -56,7 +56,7 @@ def _files_evidence(adapter: Adapter, source: WeightSource) -> str:
 
 
 def _expert_for(registry: ExpertRegistry, root: str, task: str) -> ExpertEntry | None:
-    entries = [e for e in registry.for_root(root) if e.task == task]
+    entries = registry.for_root(root, task)
     return entries[0] if entries else None
 
 

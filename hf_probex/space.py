@@ -402,7 +402,7 @@ def zero_shot_roots(registry: ExpertRegistry) -> list[str]:
 def _zero_shot_expert(registry: ExpertRegistry, root: str) -> ExpertEntry:
     from .adapters import CONCEPT_TASK
 
-    entries = [e for e in registry.for_root(root) if e.task == CONCEPT_TASK]
+    entries = registry.for_root(root, CONCEPT_TASK)
     if not entries:
         known = ", ".join(zero_shot_roots(registry)) or "none yet (train one: hf-probex train --tree ... on a LoRA zoo)"
         raise SpaceInputError(f"no zero-shot expert for the tree of {root}: text search works on the LoRA trees "

@@ -139,13 +139,9 @@ class ExpertRegistry:
         tmp.replace(path)
         return path
 
-    def for_task(self, task: str, *, adapter: str | None = None) -> list[ExpertEntry]:
-        """Entries of one task (and adapter kind: "lora" or None for full models)."""
-        return [e for e in self.entries if e.task == task and e.adapter == adapter]
-
-    def for_root(self, root: str) -> list[ExpertEntry]:
-        """Entries whose tree root is `root`."""
-        return [e for e in self.entries if e.root == root]
+    def for_root(self, root: str, task: str | None = None) -> list[ExpertEntry]:
+        """Entries whose tree root is `root` (and of `task`, when given)."""
+        return [e for e in self.entries if e.root == root and task in (None, e.task)]
 
     @property
     def roots(self) -> list[str]:
