@@ -2,8 +2,8 @@
 
 Experts are trained (or reused from --experts) on the train and val splits of every tree with
 `hf-probex train`'s defaults (ridge on stacked layers for class subsets, MVProbe for LoRA concepts,
-calibrated out of fold). The layer choice sees every split (as `hf-probex bench` does); the experts do
-not. Then, for every finished test-split child:
+calibrated out of fold); the layer choice sees those splits too, so the expert's metrics on the test
+split are reported on models nothing was selected on. Then, for every finished test-split child:
 
 - its folder as the zoo wrote it (cards of every style): every field the card lacks that infer_card
   proposes is checked against the zoo's truth; `trained_on` counts each proposed class (or concept)
@@ -26,6 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from hf_probex.text import DEFAULT_TEXT_ENCODER
+
+TRAIN_SPLITS = ("train", "val")  # what layer selection, training and calibration see; the test split is reported
+
 
 def train_experts(zoo_dir: Path, out: Path, trees: list[str], select: Path | None) -> None:
     from hf_probex.experts.harness import DEFAULT_METHODS, load_layer_data, train_expert, tree_task
@@ -37,8 +41,9 @@ def train_experts(zoo_dir: Path, out: Path, trees: list[str], select: Path | Non
             continue
         start = time.perf_counter()
         method = DEFAULT_METHODS[tree_task(zoo_dir, tree)]
-        layers = select_inputs(zoo_dir, tree, method, select or out / f"{tree}.select.jsonl", workers=2)
-        data = load_layer_data(zoo_dir, tree, layers, splits=("train", "val"))
+        layers = select_inputs(zoo_dir, tree, method, select or out / f"{tree}.select.jsonl", splits=TRAIN_SPLITS,
+                               workers=2)
+        data = load_layer_data(zoo_dir, tree, layers, splits=TRAIN_SPLITS)
         expert, report = train_expert(data, method, folds=5)
         expert.save_pretrained(folder)
         c = expert.calibration or {}
@@ -46,6 +51,23 @@ def train_experts(zoo_dir: Path, out: Path, trees: list[str], select: Path | Non
               + ", ".join(f"{k} {v['mean']:.1f}" for k, v in report["metrics"].items())
               + f"; threshold {c.get('threshold', float('nan')):.2f} (oof precision {c.get('oof_precision', 0):.3f}, "
                 f"recall {c.get('oof_recall', 0):.3f})", flush=True)
+
+
+def test_split_metrics(zoo_dir: Path, tree: str, expert_dir: Path, split: str) -> dict[str, float]:
+    """The expert's metrics on the models of `split` (and `split`_holdout for concepts): layers selected and
+    the expert trained on TRAIN_SPLITS only, so these numbers are reported on models nothing was chosen on."""
+    import numpy as np
+
+    from hf_probex.experts.harness import evaluate, load_layer_data
+    from hf_probex.experts.hub import Expert
+
+    expert = Expert.from_pretrained(expert_dir)
+    layers = [name for name, _ in expert.config["inputs"]]
+    data = load_layer_data(zoo_dir, tree, layers if len(layers) > 1 else layers[0], splits=(split, f"{split}_holdout"),
+                           text_encoder=expert.config["text_encoder"] or DEFAULT_TEXT_ENCODER, prompt=expert.config["prompt"])
+    if data.task == "zeroshot":  # rank among the expert's own concepts, as in cross-validation
+        data.y = np.array([expert.vocabulary.index(data.vocabulary[i]) for i in data.y])
+    return evaluate([expert], [data], np.arange(len(data.y)))
 
 
 def main() -> None:
@@ -56,7 +78,8 @@ def main() -> None:
     parser.add_argument("--split", default="test", help="the split to measure on (default: test)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many test models per tree")
     parser.add_argument("--hub-models", type=int, default=20, help="test repos per tree on the local Hub (default: 20)")
-    parser.add_argument("--select", help="JSON-lines file of layer-selection runs to reuse (e.g. hf-probex bench's)")
+    parser.add_argument("--select", help="JSON-lines file of layer-selection runs to reuse or extend "
+                                         "(default: one per tree in the experts folder)")
     args = parser.parse_args()
 
     from hf_probex import infer_card
@@ -70,6 +93,11 @@ def main() -> None:
     out = Path(args.experts)
     train_experts(zoo.root, out, trees, Path(args.select) if args.select else None)
     registry = ExpertRegistry.from_locations(out / t for t in trees)
+    print(f"\n| tree | expert metrics on the {args.split} split (layers selected and expert trained on "
+          f"{' + '.join(TRAIN_SPLITS)}) |\n|---|---|")
+    for tree in trees:
+        metrics = test_split_metrics(zoo.root, tree, out / tree, args.split)
+        print(f"| {tree} | " + ", ".join(f"{k} {v:.1f}" for k, v in metrics.items()) + " |")
 
     per_field: dict[str, list[int]] = {}  # field -> [proposed, right, missing]
     by_source: dict[tuple[str, str], list[int]] = {}  # (field, evidence source) -> [proposed, right]

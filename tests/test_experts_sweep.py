@@ -90,3 +90,20 @@ def test_bench_plan_adds_a_paper_size_probex_and_runs_use_their_sizes(tmp_path):
                       tmp_path / "runs.jsonl", folds=2, config=TrainConfig(epochs=2))
     assert report["hparams"] == dict(small)
     assert report["parameters"] < 2000  # the default ProbeX on this layer has tens of thousands
+
+
+def test_runs_and_layer_selection_can_see_only_some_splits(tiny_zoo, tmp_path, capsys):
+    from hf_probex.cli import main
+    from hf_probex.experts.harness import candidate_layers
+    from hf_probex.experts.runs import Run, run_all
+
+    layer = next(iter(candidate_layers(tiny_zoo.root, "sd")))  # the tiny sd tree: train, val_holdout, test_holdout
+    runs = [Run("sd", ((layer, "ridge"),)), Run("sd", ((layer, "ridge"),), splits=("train",))]
+    every, train_only = run_all(tiny_zoo.root, runs, tmp_path / "runs.jsonl", folds=2)
+    assert every["models"] == train_only["models"] > 0
+    assert every["holdout_models"] > 0 and train_only["holdout_models"] == 0  # held-out concepts left unseen
+
+    argv = ["train", "--zoo", str(tiny_zoo.root), "--tree", "vit", "--splits", "train", "--folds", "2",
+            "--out", str(tmp_path / "expert")]
+    assert main(argv) == 0
+    assert "(best tuned-ridge 2-fold CV score on splits train)" in capsys.readouterr().out

@@ -25,6 +25,11 @@ def _expert_settings(args: argparse.Namespace, method: str) -> tuple[dict, objec
     return (dict(PAPER.get(method, {})) if args.paper else {}), config
 
 
+def _splits(args: argparse.Namespace) -> tuple[str, ...]:
+    """`--splits a,b` as a tuple (empty: every in-distribution model); `expert eval` has no such option."""
+    return tuple(s for s in (getattr(args, "splits", None) or "").split(",") if s)
+
+
 def _expert_data(args: argparse.Namespace):
     import torch
 
@@ -34,8 +39,7 @@ def _expert_data(args: argparse.Namespace):
     if args.prompt.count("{}") != 1:
         raise UserError(f"--prompt must hold {{}} once, where the concept goes (e.g. 'a photo of a {{}}'), got {args.prompt!r}")
     try:
-        splits = tuple(args.splits.split(",")) if getattr(args, "splits", None) else None
-        return load_layer_data(args.zoo, args.tree, args.layer, conv_layout=args.conv_layout, splits=splits,
+        return load_layer_data(args.zoo, args.tree, args.layer, conv_layout=args.conv_layout, splits=_splits(args) or None,
                                text_encoder=args.text_encoder, prompt=args.prompt)
     except ValueError as err:
         raise UserError(str(err)) from None
@@ -99,11 +103,12 @@ def _resolve_layer(args: argparse.Namespace) -> None:
             return
         with tempfile.TemporaryDirectory() as folder:
             args.layer = select_inputs(args.zoo, args.tree, args.method, Path(folder) / "select.jsonl",
-                                       folds=args.folds, seed=args.seed)
+                                       splits=_splits(args), folds=args.folds, seed=args.seed)
     except ValueError as err:
         raise UserError(str(err)) from None
     shown = " + ".join(args.layer) if isinstance(args.layer, list) else args.layer
-    print(f"layer auto: {shown} (best tuned-ridge {args.folds}-fold CV score)")
+    on = f" on splits {', '.join(_splits(args))}" if _splits(args) else ""
+    print(f"layer auto: {shown} (best tuned-ridge {args.folds}-fold CV score{on})")
 
 
 def _train(args: argparse.Namespace) -> int:

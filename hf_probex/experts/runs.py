@@ -32,6 +32,7 @@ class Run:
     label: str = ""
     temperature: float = 1.0  # zero-shot cosine temperature
     hparams: tuple[tuple[str, object], ...] = ()  # network sizes for every member (default: the method's defaults)
+    splits: tuple[str, ...] = ()  # only the models of these splits (default: every in-distribution model)
 
     @property
     def name(self) -> str:
@@ -39,8 +40,11 @@ class Run:
 
     def key(self, folds: int, seed: int, config: TrainConfig) -> str:
         """What identifies a finished report in the file: the run and every setting that changes its numbers."""
-        sizes = [dict(self.hparams)] if self.hparams else []  # default sizes keep the keys of earlier run files
-        return json.dumps([self.tree, self.members, self.centre, self.temperature, folds, seed, asdict(config), *sizes])
+        # settings at their defaults add nothing, so the keys of earlier run files stay valid
+        sizes = [dict(self.hparams)] if self.hparams else []
+        splits = [{"splits": list(self.splits)}] if self.splits else []
+        return json.dumps([self.tree, self.members, self.centre, self.temperature, folds, seed, asdict(config), *sizes,
+                           *splits])
 
 
 def _execute(zoo: str, run: Run, folds: int, seed: int, config: dict, threads: int | None = 1) -> dict:
@@ -50,7 +54,8 @@ def _execute(zoo: str, run: Run, folds: int, seed: int, config: dict, threads: i
 
     if threads:  # a worker process: one thread each, so that workers do not fight over cores
         torch.set_num_threads(threads)
-    members = [(load_layer_data(zoo, run.tree, layer), method, dict(run.hparams) or None) for layer, method in run.members]
+    members = [(load_layer_data(zoo, run.tree, layer, splits=run.splits or None), method, dict(run.hparams) or None)
+               for layer, method in run.members]
     return cross_validate_combined(members, folds=folds, seed=seed, centre=run.centre, config=TrainConfig(**config),
                                    temperature=run.temperature)
 
