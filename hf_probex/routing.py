@@ -28,6 +28,7 @@ from .adapters import Adapter
 from .cards import CardError, metadata_of
 from .errors import LayerMismatchError, ProbexError
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
+from .experts.shaping import relative_distance
 from .reading import WeightSource, looks_like_repo_id, open_source
 
 MAX_LINEAGE_DEPTH = 8
@@ -95,11 +96,10 @@ def _routing_input(expert, entry: ExpertEntry) -> tuple[tuple, np.ndarray]:
     """(the inputs routing reads, the root's part of the expert's offset for them): the expert's routing layer,
     or every layer it reads when it names none (experts saved before routing named its layer)."""
     offset = expert.offset.numpy().reshape(-1)
-    name = expert.routing.get("layer")
-    if name is None or len(entry.inputs) == 1:
+    if "layer" not in expert.routing or len(entry.inputs) == 1:
         return entry.inputs, offset
-    first = next((name_, shape) for name_, shape in entry.inputs if name_ == name)
-    return (first,), offset[: int(np.prod(first[1]))]  # stacked inputs: the routing layer comes first
+    first = entry.inputs[0]  # the routing layer is the first the expert reads (`harness.routing_layer`)
+    return (first,), offset[: int(np.prod(first[1]))]
 
 
 def weight_distances(source: WeightSource, adapter: Adapter, entries: list[ExpertEntry]) -> dict[str, tuple[float, float]]:
@@ -114,8 +114,7 @@ def weight_distances(source: WeightSource, adapter: Adapter, entries: list[Exper
         if not expert.config["centred"]:
             continue
         inputs, root = _routing_input(expert, entry)
-        layer = adapter.read_input(source, inputs, expert.config["conv_layout"]).reshape(-1)
-        distance = float(np.linalg.norm(layer - root) / max(np.linalg.norm(root), 1e-12))
+        distance = float(relative_distance(adapter.read_input(source, inputs, expert.config["conv_layout"]).reshape(-1), root))
         found[entry.root] = (distance, float(expert.routing.get("max_root_distance", np.inf)))
     return found
 

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy comes with torch when an encoder runs; `hf-probex --help` imports this module
+    import numpy as np
 
 DEFAULT_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 SEQUENCE_LENGTH = 16  # tokens of conditioning per prompt (zoo prompts need at most 8)
@@ -65,10 +66,9 @@ def _load(name: str) -> _Encoder:
                          f"online or cached, or use the packaged {DEFAULT_TEXT_ENCODER}") from None
 
 
-def _token_states(texts: list[str], encoder: str, **padding):
+def _token_states(loaded: _Encoder, texts: list[str], **padding):
     import torch
 
-    loaded = _load(encoder)
     batch = loaded.tokenizer(list(texts), truncation=True, return_tensors="pt", **padding)
     with torch.no_grad():
         output = loaded.model(**batch)
@@ -94,13 +94,14 @@ def encode_texts(texts: list[str], encoder: str = DEFAULT_TEXT_ENCODER) -> np.nd
     """
     import torch
 
-    output, mask = _token_states(texts, encoder, padding=True)
-    pooled = POOLINGS[_load(encoder).pooling](output, mask)
+    loaded = _load(encoder)
+    output, mask = _token_states(loaded, texts, padding=True)
+    pooled = POOLINGS[loaded.pooling](output, mask)
     return torch.nn.functional.normalize(pooled, dim=-1).numpy()
 
 
 def encode_token_sequences(texts: list[str], encoder: str = DEFAULT_TEXT_ENCODER,
                            length: int = SEQUENCE_LENGTH) -> np.ndarray:
     """Token states [len(texts), length, dim] of each text, padding positions zeroed (a diffusion context)."""
-    output, mask = _token_states(texts, encoder, padding="max_length", max_length=length)
+    output, mask = _token_states(_load(encoder), texts, padding="max_length", max_length=length)
     return (output.last_hidden_state * mask).numpy()

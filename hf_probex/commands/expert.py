@@ -96,6 +96,7 @@ def _resolve_layer(args: argparse.Namespace) -> None:
     from ..experts.harness import DEFAULT_METHODS, tree_task
     from ..experts.sweep import select_inputs
 
+    splits = _splits(args)
     try:
         if args.method == "auto":
             args.method = DEFAULT_METHODS[tree_task(args.zoo, args.tree)]
@@ -103,11 +104,11 @@ def _resolve_layer(args: argparse.Namespace) -> None:
             return
         with tempfile.TemporaryDirectory() as folder:
             args.layer = select_inputs(args.zoo, args.tree, args.method, Path(folder) / "select.jsonl",
-                                       splits=_splits(args), folds=args.folds, seed=args.seed)
+                                       splits=splits, folds=args.folds, seed=args.seed)
     except ValueError as err:
         raise UserError(str(err)) from None
     shown = " + ".join(args.layer) if isinstance(args.layer, list) else args.layer
-    on = f" on splits {', '.join(_splits(args))}" if _splits(args) else ""
+    on = f" on splits {', '.join(splits)}" if splits else ""
     print(f"layer auto: {shown} (best tuned-ridge {args.folds}-fold CV score{on})")
 
 

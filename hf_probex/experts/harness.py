@@ -27,7 +27,7 @@ from ..text import DEFAULT_TEXT_ENCODER
 from ..weightsets import WeightSet, open_weight_set
 from .evaluation import concept_metrics, kfold, label_matrix, mean_se, multilabel_metrics, references, summarise
 from .hub import Expert
-from .shaping import centring, layer_shape, load_matrices, root_matrix, stack_inputs
+from .shaping import centring, layer_shape, load_matrices, relative_distance, root_matrix, stack_inputs
 from .training import TrainConfig, train
 
 
@@ -241,9 +241,7 @@ def root_distances(data: LayerData) -> np.ndarray | None:
     if data.root is None or data.root.shape != data.x.shape[1:]:
         return None
     size = int(np.prod(data.inputs[0][1])) if data.inputs else data.root.size  # stacked: the first layer comes first
-    root = data.root.reshape(-1)[:size]
-    flat = data.x.reshape(len(data.x), -1)[:, :size]
-    return np.linalg.norm(flat - root, axis=1) / max(float(np.linalg.norm(root)), 1e-12)
+    return relative_distance(data.x.reshape(len(data.x), -1)[:, :size], data.root.reshape(-1)[:size])
 
 
 def predict(experts: list[Expert], members: list[LayerData], idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

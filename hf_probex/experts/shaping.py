@@ -146,6 +146,11 @@ def root_matrix(root: Path | None, layer: str, kind: str, conv_layout: str = "pr
     return to_matrices(tensor.reshape(1, -1), tensor.shape, conv_layout)[0]
 
 
+def relative_distance(flat: np.ndarray, root: np.ndarray) -> np.ndarray:
+    """||W - W_root|| / ||W_root|| of flattened weights [..., D] to a flattened root [D] (what routing compares)."""
+    return np.linalg.norm(flat - root, axis=-1) / max(float(np.linalg.norm(root)), 1e-12)
+
+
 def centring(x_train: np.ndarray, root: np.ndarray | None) -> tuple[np.ndarray, float]:
     """(offset, scale) of root centring, fitted on training matrices: x -> (x - offset) / scale.
 
