@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -132,6 +135,18 @@ def test_infer_cli_prints_a_table_or_json(tiny_zoo, experts, capsys):
     with pytest.raises(SystemExit):
         main(["infer", "--help"])
     assert "safetensors" in capsys.readouterr().out
+
+
+def test_infer_json_prints_only_json_when_experts_load(tiny_zoo, experts, tmp_path):
+    """The installed `hf-probex` in a fresh process, so the expert folders really load (no in-process cache):
+    loading an expert must print nothing to stdout (the hub mixin's "Loading weights from local directory")."""
+    folder = tiny_zoo.model_dir("resnet", _children(tiny_zoo, "resnet")[0].name)
+    locations = [arg for e in experts.entries for arg in ("--expert", e.location)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_PROBEX_CACHE": str(tmp_path)}
+    done = subprocess.run([str(Path(sys.executable).parent / "hf-probex"), "infer", str(folder), "--json", *locations],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["family"] == "resnet"
 
 
 def test_demo_infers_held_out_models_against_the_truth(tiny_zoo, experts, demo_cache, capsys):

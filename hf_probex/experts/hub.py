@@ -18,12 +18,13 @@ Hub endpoint huggingface_hub is pointed at.
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
-from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
+from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, constants
 from torch import nn
 
 from .. import __version__
@@ -181,6 +182,19 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         records = [WeightRecord(self._config["tree"], str(p), None, (), Path(p), kind) for p in paths]
         parts = [load_matrices(records, name, self._config["conv_layout"])[0] for name, _ in self._config["inputs"]]
         return self.predict(parts[0] if len(parts) == 1 else stack_inputs(parts), text)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download: bool, local_files_only: bool,
+                         token, map_location: str = "cpu", strict: bool = False, **model_kwargs):
+        """As `PyTorchModelHubMixin._from_pretrained`, silent: the mixin prints "Loading weights from local
+        directory" to stdout for a local folder, which would corrupt `hf-probex infer --json` and any
+        caller's own output. Hub repo ids go through the mixin unchanged (it prints nothing for them)."""
+        if os.path.isdir(model_id):
+            model_file = os.path.join(model_id, constants.SAFETENSORS_SINGLE_FILE)
+            return cls._load_as_safetensor(cls(**model_kwargs), model_file, map_location, strict)
+        return super()._from_pretrained(model_id=model_id, revision=revision, cache_dir=cache_dir,
+                                        force_download=force_download, local_files_only=local_files_only, token=token,
+                                        map_location=map_location, strict=strict, **model_kwargs)
 
     def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
         """As `PyTorchModelHubMixin.save_pretrained`, with the current metrics in config.json."""
