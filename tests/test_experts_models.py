@@ -108,6 +108,26 @@ def test_every_method_runs_on_a_real_zoo(tiny_zoo, tree, layer, centred):
         assert 0 <= report["metrics"]["per_label_acc"]["mean"] <= 100
 
 
+@pytest.mark.parametrize("method", ["probex", "mvprobe"])  # Adam-trained: their networks start from random weights
+def test_the_seed_fixes_initialisation_and_training(tiny_zoo, method):
+    from hf_probex.experts.harness import fit_expert
+
+    data = load_layer_data(tiny_zoo.root, "vit", "vit.encoder.layer.0.attention.attention.value.weight")
+    config = TrainConfig(epochs=3)
+    runs = []
+    for _ in range(2):
+        torch.rand(7)  # whatever ran before (another fold, another method) must not matter
+        report = cross_validate(data, method, folds=2, seed=0, config=config)
+        expert, _ = fit_expert(data, method, np.arange(len(data.y)), config=config)
+        runs.append((report["metrics"], report["shuffled"], expert.state_dict()))
+    (metrics, shuffled, state), (metrics_again, shuffled_again, state_again) = runs
+    assert metrics == metrics_again and shuffled == shuffled_again
+    assert state.keys() == state_again.keys() and all(torch.equal(state[k], state_again[k]) for k in state)
+    torch.rand(7)
+    other, _ = fit_expert(data, method, np.arange(len(data.y)), config=TrainConfig(epochs=3, seed=1))
+    assert not all(torch.equal(state[k], v) for k, v in other.state_dict().items())  # the seed is what fixes them
+
+
 def test_weight_statistics_match_numpy():
     from hf_probex.experts.models import weight_statistics
 

@@ -212,6 +212,7 @@ def fit_expert(data: LayerData, method: str, train_idx: np.ndarray, *, hparams: 
                y: np.ndarray | None = None) -> tuple[Expert, dict]:
     """Train one expert on the models `train_idx` (targets `y`, default `data.y`); returns (expert, history)."""
     y = data.y if y is None else y
+    torch.manual_seed(config.seed)  # the network's random initialisation: the seed fixes it too, not only training
     expert = make_expert(data, method, hparams=hparams, centre=centre, temperature=temperature)
     train_idx = np.asarray(train_idx)
     val_idx = train_idx[:0]
