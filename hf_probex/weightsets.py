@@ -35,7 +35,7 @@ class WeightRecord:
     model_id: str
     split: str | None
     labels: tuple[str, ...]  # classes (discriminative) or the one concept (LoRA)
-    path: Path  # the safetensors file holding the layer(s) to read
+    path: Path  # the model's folder or its .safetensors file (read through hf_probex.reading: any dtype, shards)
     kind: str  # "classifier" | "lora"
 
 
@@ -65,14 +65,12 @@ def read_metadata(path: Path) -> dict[str, str]:
 
 def _from_zoo(root: Path) -> WeightSet:
     from .zoo import Zoo
-    from .zoo.trees import FAMILIES
 
     zoo = Zoo.open(root)
     records, roots = [], {}
     for tree, info in zoo.trees.items():
-        family = FAMILIES[info["family"]]
         for spec in zoo.specs(tree):
-            weights = zoo.model_dir(tree, spec.name) / family.weight_files(spec)[0]
+            weights = zoo.model_dir(tree, spec.name)
             if spec.role == "root":
                 roots[tree] = weights if zoo.is_finished(spec) else None
                 continue

@@ -69,7 +69,7 @@ def test_zoo_through_the_same_interface(tiny_zoo):
     record = next(r for r in vit if r.model_id == spec.repo_id)
     assert record.labels == tuple(spec.labels) and record.split == spec.split
     assert {r.kind for r in weights.for_tree("sd")} == {"lora"}
-    assert weights.roots["vit"].is_file()
+    assert (weights.roots["vit"] / "model.safetensors").is_file()
 
 
 def test_unknown_layout_is_a_clear_error(tmp_path):

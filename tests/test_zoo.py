@@ -41,7 +41,8 @@ def test_classifier_metadata_holds_model_j_ground_truth(tiny_zoo):
             assert ast.literal_eval(meta["dataset_chosen_targets"]) == spec.labels
             assert meta["format"] == "pt"
             if spec.role == "child":
-                assert len(spec.labels) == PRESETS["tiny"].trees[tree].subset_size
+                low, high = PRESETS["tiny"].trees[tree].subset_size
+                assert low <= len(spec.labels) <= high
                 assert float(meta["learning_rate"]) == spec.hparams["learning_rate"]
 
 

@@ -12,14 +12,17 @@ import pkgutil
 
 from ..errors import UnknownArchitectureError
 from ..reading import WeightSource
-from .base import ADAPTERS, CLASSES_TASK, CONCEPT_TASK, Adapter, FullModelAdapter, LayerChoice, LoraAdapter, register
+from .base import (
+    ADAPTERS, CLASSES_TASK, CONCEPT_TASK, Adapter, AnyFullModel, AnyLora, FullModelAdapter, LayerChoice, LoraAdapter,
+    register,
+)
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["ADAPTERS", "CLASSES_TASK", "CONCEPT_TASK", "Adapter", "FullModelAdapter", "LayerChoice", "LoraAdapter",
-           "detect", "get_adapter", "register"]
+           "detect", "detect_or_generic", "get_adapter", "register"]
 
 
 def get_adapter(family: str) -> Adapter:
@@ -50,3 +53,13 @@ def detect(source: WeightSource) -> Adapter:
         if adapter.matches(source):
             return adapter
     raise UnknownArchitectureError(source.description, sorted(ADAPTERS), seen=_describe(source))
+
+
+def detect_or_generic(source: WeightSource, lora: bool) -> Adapter:
+    """`detect`, falling back to a reader of any full model or any LoRA (`lora`) when no family claims the files:
+    how experts read their training weights, whatever their family."""
+    try:
+        adapter = detect(source)
+    except UnknownArchitectureError:
+        return AnyLora() if lora else AnyFullModel()
+    return adapter if isinstance(adapter, LoraAdapter) == lora else (AnyLora() if lora else AnyFullModel())

@@ -249,3 +249,40 @@ class LoraAdapter(Adapter):
     def _read(self, checkpoint: Checkpoint, name: str) -> np.ndarray:
         down, up = self.module_pairs(checkpoint)[name]
         return checkpoint.read(up) @ checkpoint.read(down)
+
+
+class AnyFullModel(FullModelAdapter):
+    """Every tensor of two or more dimensions is a layer: reads weights of a family no adapter knows (experts'
+    training files, tests). Not registered: `detect` never answers it."""
+
+    family = "any"
+    library_name = ""
+    pipeline_tag = ""
+
+    def matches(self, source: WeightSource) -> bool:
+        return True
+
+    def default_layer(self, root_id: str | None, source: WeightSource | None = None) -> LayerChoice:
+        raise LayerMismatchError("weights of an unknown family have no default layer; name the layer")
+
+
+class AnyLora(LoraAdapter):
+    """LoRA factors in the diffusers (`.lora.down/up.weight`) or peft (`.lora_A/B.weight`) naming, whatever the
+    base; the module is the name before the suffix. Not registered, like `AnyFullModel`."""
+
+    family = "any-lora"
+    library_name = ""
+    pipeline_tag = ""
+    tasks = (CLASSES_TASK, CONCEPT_TASK)
+    _SUFFIXES = {".lora.down.weight": ".lora_A.weight", ".lora.up.weight": ".lora_B.weight",
+                 ".lora_A.weight": ".lora_A.weight", ".lora_B.weight": ".lora_B.weight"}
+
+    def normalise(self, key: str) -> str | None:
+        suffix = next((s for s in self._SUFFIXES if key.endswith(s)), None)
+        return None if suffix is None else key[: -len(suffix)] + self._SUFFIXES[suffix]
+
+    def matches(self, source: WeightSource) -> bool:
+        return True
+
+    def default_layer(self, root_id: str | None, source: WeightSource | None = None) -> LayerChoice:
+        raise LayerMismatchError("LoRAs of an unknown family have no default layer; name the module")

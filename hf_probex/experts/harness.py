@@ -27,7 +27,7 @@ from ..text import DEFAULT_TEXT_ENCODER
 from ..weightsets import WeightSet, open_weight_set
 from .evaluation import concept_metrics, kfold, label_matrix, mean_se, multilabel_metrics, references, summarise
 from .hub import Expert
-from .shaping import centring, layer_shape, load_matrices, relative_distance, root_matrix, stack_inputs
+from .shaping import centring, layer_shapes, load_matrices, relative_distance, root_matrix, stack_inputs
 from .training import TrainConfig, train
 
 
@@ -80,21 +80,12 @@ def _encode_cached(texts: tuple[str, ...], encoder: str, prompt: str) -> np.ndar
 
 
 def candidate_layers(weights: WeightSet | str | Path, tree: str) -> dict[str, tuple[int, ...]]:
-    """Layers an expert can read in `tree` ({name: stored shape}), from its first model's weight file."""
-    from safetensors import safe_open
-
-    from .shaping import lora_pairs
-
+    """Layers an expert can read in `tree` ({name: stored shape}), from its first model's weights."""
     weights = weights if isinstance(weights, WeightSet) else open_weight_set(weights)
     records = weights.for_tree(tree)
     if not records:
         raise ValueError(f"no tree named {tree!r}; trees: {', '.join(weights.trees)}")
-    with safe_open(str(records[0].path), framework="np") as handle:
-        keys = list(handle.keys())
-        if records[0].kind == "lora":
-            return {module: layer_shape(records[0].path, module, "lora") for module in sorted(lora_pairs(keys))}
-        shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in keys}
-    return {name: shape for name, shape in shapes.items() if len(shape) >= 2}
+    return dict(sorted(layer_shapes(records[0].path, records[0].kind).items()))
 
 
 def tree_task(weights: WeightSet | str | Path, tree: str) -> str:
@@ -115,10 +106,7 @@ def routable_layers(weights: WeightSet | str | Path, tree: str) -> list[str]:
     root = weights.roots.get(tree)
     if root is None or weights.for_tree(tree)[0].kind == "lora":
         return list(layers)
-    from safetensors import safe_open
-
-    with safe_open(str(root), framework="np") as handle:
-        stored = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    stored = layer_shapes(root, "classifier")
     return [name for name, shape in layers.items() if stored.get(name) == shape]
 
 

@@ -38,6 +38,17 @@ def lora_pairs(names: list[str]) -> dict[str, tuple[str, str]]:
     return pairs
 
 
+def layer_reader(path: Path, kind: str):
+    """(adapter, source) that read the layers of one model's weights (a folder or a .safetensors file) as
+    `infer_card` reads them: through `hf_probex.reading` (any float dtype, shards, memory maps) and the family's
+    adapter (LoRA key formats), or a generic reader for a family no adapter knows."""
+    from ..adapters import detect_or_generic
+    from ..reading import open_source
+
+    source = open_source(path)
+    return detect_or_generic(source, lora=kind == "lora"), source
+
+
 def read_layers(records: list[WeightRecord], progress: bool = False, names: set[str] | None = None) -> dict[str, np.ndarray]:
     """Every candidate layer (or only `names`) of every record, flattened: {layer name: [n_models, n_weights] float32}.
 
@@ -45,22 +56,14 @@ def read_layers(records: list[WeightRecord], progress: bool = False, names: set[
     B @ A of each adapted module (no alpha/r scaling, as ProbeX does). Layers missing from a record,
     or shaped differently across records, are left out.
     """
-    from safetensors import safe_open
     from tqdm.auto import tqdm
 
     columns: dict[str, list[np.ndarray]] = {}
     for record in tqdm(records, desc="reading weights", unit="model", disable=not progress, leave=False):
-        with safe_open(str(record.path), framework="np") as handle:
-            keys = list(handle.keys())
-            if record.kind == "lora":
-                for module, (down, up) in lora_pairs(keys).items():
-                    if names is None or module in names:
-                        delta = handle.get_tensor(up).astype(np.float32) @ handle.get_tensor(down).astype(np.float32)
-                        columns.setdefault(module, []).append(delta.ravel())
-            else:
-                for name in keys:
-                    if (names is None or name in names) and len(handle.get_slice(name).get_shape()) >= 2:
-                        columns.setdefault(name, []).append(handle.get_tensor(name).astype(np.float32).ravel())
+        adapter, source = layer_reader(record.path, record.kind)
+        for name in adapter.candidate_layers(adapter.checkpoint(source)):
+            if names is None or name in names:
+                columns.setdefault(name, []).append(adapter.read_layer(source, name)[0])
     return {
         name: np.stack(values)
         for name, values in columns.items()
@@ -68,21 +71,26 @@ def read_layers(records: list[WeightRecord], progress: bool = False, names: set[
     }
 
 
-def layer_shape(path: Path, layer: str, kind: str) -> tuple[int, ...]:
-    """The stored shape of `layer` in one weight file (a LoRA module: the shape of its dense update)."""
-    from safetensors import safe_open
+def layer_shapes(path: Path, kind: str) -> dict[str, tuple[int, ...]]:
+    """Every candidate layer of one model's weights and its stored shape (a LoRA module: its dense update's)."""
+    adapter, source = layer_reader(path, kind)
+    checkpoint = adapter.checkpoint(source)
+    return {name: adapter.layer_shape(checkpoint, name) for name in adapter.candidate_layers(checkpoint)}
 
-    with safe_open(str(path), framework="np") as handle:
-        keys = list(handle.keys())
-        if kind == "lora":
-            pair = lora_pairs(keys).get(layer)
-            if pair is None:
-                raise ValueError(f"{path} has no LoRA pair for module {layer!r}")
-            down, up = (handle.get_slice(k).get_shape() for k in pair)
-            return (up[0], down[1])
-        if layer not in keys:
-            raise ValueError(f"{path} has no tensor {layer!r}")
-        return tuple(handle.get_slice(layer).get_shape())
+
+def layer_shape(path: Path, layer: str, kind: str) -> tuple[int, ...]:
+    """The stored shape of `layer` in one model's weights (a LoRA module: the shape of its dense update).
+
+    Raises:
+        ValueError: the weights have no such layer.
+    """
+    from ..errors import LayerMismatchError
+
+    adapter, source = layer_reader(path, kind)
+    try:
+        return adapter.layer_shape(adapter.checkpoint(source), layer)
+    except LayerMismatchError as err:
+        raise ValueError(str(err)) from None
 
 
 def to_matrices(flat: np.ndarray, shape: tuple[int, ...], conv_layout: str = "probex") -> np.ndarray:
@@ -133,17 +141,16 @@ def root_matrix(root: Path | None, layer: str, kind: str, conv_layout: str = "pr
     """The root's matrix of `layer` ([H, W]), or None where centring does not apply.
 
     None for LoRA trees (an update is already the difference from the root), for an unknown root, and
-    for a layer whose shape differs in the root (a classification head re-initialised per child).
+    for a layer the root lacks (a classification head of another size is re-initialised per child).
     """
     if kind == "lora" or root is None:
         return None
-    from safetensors import safe_open
-
-    with safe_open(str(root), framework="np") as handle:
-        if layer not in handle.keys():
-            return None
-        tensor = handle.get_tensor(layer).astype(np.float32)
-    return to_matrices(tensor.reshape(1, -1), tensor.shape, conv_layout)[0]
+    shapes = layer_shapes(root, kind)
+    if layer not in shapes:
+        return None
+    adapter, source = layer_reader(root, kind)
+    flat, shape = adapter.read_layer(source, layer)
+    return to_matrices(flat.reshape(1, -1), shape, conv_layout)[0]
 
 
 def relative_distance(flat: np.ndarray, root: np.ndarray) -> np.ndarray:

@@ -79,6 +79,9 @@ def _prepare_folder(out: Path, plan: dict) -> Zoo:
         raise ZooError(f"cannot write to {out} ({err.strerror}); choose a writable folder for --out") from None
     if (out / PLAN_FILE).is_file():
         existing = Zoo.open(out).plan
+        if existing.get("format") != plan["format"]:
+            raise ZooError(f"{out} holds a zoo of an older format ({existing.get('format')}); build into another --out "
+                           f"(or delete it: this hf_probex plans zoos as {plan['format']})")
         if (existing.get("preset"), existing.get("seed")) != (plan["preset"], plan["seed"]):
             raise ZooError(
                 f"{out} holds a zoo built with preset {existing.get('preset')!r} and seed {existing.get('seed')}; "

@@ -14,7 +14,10 @@ import numpy as np
 
 from .data import DigitClass, vocabulary
 from .presets import TreePreset, ZooPreset
+from .recipes import draw, draw_storage, pick, pick_recipe
 
+#: zoo.json format: 2 added recipe families, storage, class counts and orders, third generations.
+PLAN_FORMAT = "hf-probex-zoo/2"
 ORG_PREFIX = "probex-zoo"
 SPLITS = ("train", "val", "test")
 HOLDOUT_SPLITS = ("val_holdout", "test_holdout")
@@ -37,7 +40,8 @@ class ModelSpec:
     seed: int
     labels: list[str] = field(default_factory=list)  # discriminative: the classes it was trained on
     concept: dict | None = None  # LoRA: {"id", "name", "prompt"}
-    hparams: dict = field(default_factory=dict)
+    hparams: dict = field(default_factory=dict)  # the recipe's draws, storage, head and label order
+    recipe: str = ""  # the recipe family (hf_probex.zoo.recipes) its hyper-parameters were drawn from
     card: str = "complete"
     named_labels: bool = True  # config.json id2label carries class names (else LABEL_i)
 
@@ -53,25 +57,30 @@ def _rng(seed: int, tree: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(tree.encode()), index])
 
 
-def _pick(rng: np.random.Generator, options: tuple):
-    return options[int(rng.integers(len(options)))]
+def _pick_parent(rng: np.random.Generator, tree: TreePreset, earlier: list[ModelSpec]) -> ModelSpec:
+    """The root, or (second and third generations, as chains are on the Hub) an earlier child one generation up."""
+    draw_generation = rng.random()
+    for generation, share in ((3, tree.third_generation), (2, tree.second_generation + tree.third_generation)):
+        parents = [s for s in earlier if s.generation == generation - 1 and s.role == "child"]
+        if draw_generation < share and parents:
+            return parents[int(rng.integers(len(parents)))]
+    return earlier[0]
 
 
-def _child_hparams(rng: np.random.Generator, tree: TreePreset) -> dict:
-    recipe = tree.child
-    hparams = {
-        "learning_rate": float(_pick(rng, recipe.learning_rates)),
-        "batch_size": int(_pick(rng, recipe.batch_sizes)),
-        "lr_scheduler_type": str(_pick(rng, recipe.schedulers)),
-    }
-    if recipe.steps:
-        hparams["max_train_steps"] = int(_pick(rng, recipe.steps))
-        hparams["n_training_samples"] = int(_pick(rng, tree.images_per_concept))
-    else:
-        hparams["num_epochs"] = int(_pick(rng, recipe.epochs))
-        hparams["random_crop"] = bool(_pick(rng, recipe.augment))
-        hparams["images_per_class"] = recipe.images_per_class
-    return hparams
+def _pick_labels(rng: np.random.Generator, tree: TreePreset, classes: list[DigitClass], parent: ModelSpec,
+                 hparams: dict) -> list[str]:
+    """A child's classes in its training order (id2label's): as many as its parent's when it keeps the parent's
+    head, else a count from the preset's range; vocabulary order or shuffled. Records `head` and `label_order`."""
+    low, high = tree.subset_size
+    inherited = rng.random() < tree.inherited_head and low <= len(parent.labels) <= high
+    counts = [n for n in range(low, high + 1) if n != len(parent.labels)] or [low]
+    count = len(parent.labels) if inherited else int(pick(rng, counts))
+    chosen = np.sort(rng.choice(len(classes), size=count, replace=False))
+    shuffled = rng.random() < tree.shuffled_labels
+    if shuffled:
+        chosen = rng.permutation(chosen)
+    hparams.update(head="inherited" if inherited else "fresh", label_order="shuffled" if shuffled else "sorted")
+    return [classes[i].name for i in chosen]
 
 
 def sd_concepts(tree: TreePreset) -> list[DigitClass]:
@@ -95,12 +104,8 @@ def _plan_tree(tree_name: str, tree: TreePreset, seed: int) -> tuple[list[ModelS
         split=None,
         seed=tree.root_seed,
         labels=[c.name for c in vocabulary(tree.root_styles)],
-        hparams={
-            "learning_rate": tree.root.learning_rates[0],
-            "batch_size": tree.root.batch_sizes[0],
-            "lr_scheduler_type": tree.root.schedulers[0],
-            **({"max_train_steps": tree.root.steps[0]} if tree.root.steps else {"num_epochs": tree.root.epochs[0]}),
-        },
+        hparams={**draw(tree.root, _rng(seed, tree_name, 0)), "dtype": "float32", "sharded": False},
+        recipe=tree.root.name,
     )
     specs = [root]
     is_lora = tree.family == "sd-lora"
@@ -113,6 +118,7 @@ def _plan_tree(tree_name: str, tree: TreePreset, seed: int) -> tuple[list[ModelS
     prefix = "lora" if is_lora else "ft"
     for index in range(1, tree.n_children + 1):
         rng = _rng(seed, tree_name, index)
+        recipe = pick_recipe(rng, tree.recipes)
         spec = ModelSpec(
             tree=tree_name,
             name=f"{prefix}-{index:04d}",
@@ -122,7 +128,8 @@ def _plan_tree(tree_name: str, tree: TreePreset, seed: int) -> tuple[list[ModelS
             generation=1,
             split=None,
             seed=int(rng.integers(2**31 - 1)),
-            hparams=_child_hparams(rng, tree),
+            hparams={**draw(recipe, rng), **draw_storage(tree.storage, rng)},
+            recipe=recipe.name,
             card=str(rng.choice(CARD_STYLES, p=_CARD_WEIGHTS)),
             named_labels=bool(rng.random() < 0.6),
         )
@@ -130,20 +137,18 @@ def _plan_tree(tree_name: str, tree: TreePreset, seed: int) -> tuple[list[ModelS
             # Each concept gets LoRAs in turn, so every concept has several models.
             concept_index = int(rng.integers(len(classes)))
             spec.concept = concept_record(classes[concept_index])
+            spec.hparams["n_training_samples"] = int(pick(rng, tree.images_per_concept))
             if concept_index in holdout:
                 half = holdout_sorted.index(concept_index) % 2
                 spec.split = HOLDOUT_SPLITS[half]
             else:
                 spec.split = str(rng.choice(SPLITS, p=_SPLIT_WEIGHTS))
         else:
-            chosen = np.sort(rng.choice(len(classes), size=tree.subset_size, replace=False))
-            spec.labels = [classes[i].name for i in chosen]
+            parent = _pick_parent(rng, tree, specs)
+            spec.parent, spec.generation = parent.name, parent.generation + 1
+            spec.labels = _pick_labels(rng, tree, classes, parent, spec.hparams)
+            spec.hparams["images_per_class"] = pick(rng, tree.images_per_class)
             spec.split = str(rng.choice(SPLITS, p=_SPLIT_WEIGHTS))
-            # Second-generation children (every k-th) fine-tune an earlier child, as chains do on the Hub.
-            if tree.second_generation > 0 and index % round(1 / tree.second_generation) == 0:
-                parent = specs[int(rng.integers(1, index))]
-                if parent.generation == 1:
-                    spec.parent, spec.generation = parent.name, 2
         specs.append(spec)
     info = {
         "family": tree.family,
@@ -153,6 +158,7 @@ def _plan_tree(tree_name: str, tree: TreePreset, seed: int) -> tuple[list[ModelS
         "vocabulary": [c.name for c in classes],
         "holdout_concepts": [classes[i].name for i in holdout_sorted],
         "n_children": tree.n_children,
+        "recipes": {r.name: r.share for r in tree.recipes},
     }
     return specs, info
 
@@ -164,4 +170,4 @@ def make_plan(preset: ZooPreset, seed: int) -> dict:
         specs, info = _plan_tree(tree_name, tree, seed)
         trees[tree_name] = info
         models.extend(s.to_dict() for s in specs)
-    return {"format": "hf-probex-zoo/1", "preset": preset.name, "seed": seed, "trees": trees, "models": models}
+    return {"format": PLAN_FORMAT, "preset": preset.name, "seed": seed, "trees": trees, "models": models}

@@ -1,9 +1,11 @@
-"""Zoo presets: which trees a zoo holds, how big their models are, and how hard children train.
+"""Zoo presets: which trees a zoo holds, how big their models are, and the distribution children draw from.
 
-`tiny` builds in seconds for tests (no strong signal needed); `small` is the smallest zoo whose
-children carry a measurable signal (one ResNet tree, about 20 s; for the expert tests); `bench` is
-the benchmark zoo, sized by the measured signal study in docs/zoo.md. A preset is plain data; the
-tree families in `hf_probex.zoo.trees` know how to turn it into models.
+`tiny` builds in seconds for tests (one recipe, no strong signal needed); `small` is the smallest zoo
+whose children carry a measurable signal across recipe families (one ResNet tree, about a minute; for
+the expert tests and the demo); `bench` is the benchmark zoo, sized by the measured signal study in
+docs/zoo.md. In `small` and `bench` every child draws its recipe family and hyper-parameters
+(`hf_probex.zoo.recipes`), class count and order, head, storage and generation. A preset is plain data;
+the tree families in `hf_probex.zoo.trees` know how to turn it into models.
 """
 
 from __future__ import annotations
@@ -11,34 +13,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import ZooError
-
-
-@dataclass(frozen=True)
-class TrainingRecipe:
-    """How a root is trained, or the ranges from which each child's nuisance hyper-parameters are drawn."""
-
-    epochs: tuple[int, ...]
-    learning_rates: tuple[float, ...]
-    batch_sizes: tuple[int, ...] = (64,)
-    schedulers: tuple[str, ...] = ("constant",)
-    augment: tuple[bool, ...] = (False,)
-    images_per_class: int | None = None  # None: every training image of the class
-    steps: tuple[int, ...] = ()  # LoRA trees train by steps, not epochs
+from .recipes import Recipe, StorageMix, classifier_recipes, lora_recipes
 
 
 @dataclass(frozen=True)
 class TreePreset:
-    """One model tree: a root and its children, all of one family."""
+    """One model tree: a root and its children, all of one family, with the distribution children draw from."""
 
     family: str  # key of hf_probex.zoo.trees.FAMILIES
     n_children: int
     architecture: dict
-    root: TrainingRecipe
-    child: TrainingRecipe
+    root: Recipe  # one fixed recipe (ranges of one value)
+    recipes: tuple[Recipe, ...]  # the children's recipe families (hf_probex.zoo.recipes)
+    storage: StorageMix = StorageMix()
     root_styles: tuple[str, ...] = ("original",)
     styles: tuple[str, ...] = ("original", "rotated", "inverted", "thick")
-    subset_size: int = 20  # classes per child (discriminative trees)
-    second_generation: float = 0.05  # share of children fine-tuned from another child
+    subset_size: tuple[int, int] = (20, 20)  # classes per child, an inclusive range (discriminative trees)
+    shuffled_labels: float = 0.0  # share of children whose classes are in random order (id2label in that order)
+    inherited_head: float = 0.0  # share of children that keep their parent's head (same class count, its rows)
+    second_generation: float = 0.05  # share of children fine-tuned from a first-generation child
+    third_generation: float = 0.0  # share fine-tuned from a second-generation child
+    images_per_class: tuple[int | None, ...] = (None,)  # None: every training image of the class
+    min_accuracy: float = 0.0  # a child below it trains its recipe's epochs again (at most twice), as people retry
     holdout_concepts: int = 0  # LoRA trees: concepts kept out of expert training (zero-shot splits)
     images_per_concept: tuple[int, ...] = (8,)
     root_seed: int = 0
@@ -55,89 +51,77 @@ _VIT_BENCH = dict(image_size=28, patch_size=7, hidden_size=128, num_hidden_layer
 _VIT_TINY = dict(image_size=28, patch_size=7, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 _RESNET_BENCH = dict(embedding_size=32, hidden_sizes=[32, 64, 128], depths=[1, 1, 1], layer_type="basic")
 _RESNET_TINY = dict(embedding_size=8, hidden_sizes=[8, 16, 32], depths=[1, 1, 1], layer_type="basic")
-_UNET_BENCH = dict(sample_size=16, block_out_channels=[32, 64], layers_per_block=1, attention_head_dim=8, norm_num_groups=8, lora_rank=4)
-_UNET_TINY = dict(sample_size=16, block_out_channels=[16, 32], layers_per_block=1, attention_head_dim=8, norm_num_groups=8, lora_rank=4)
+_UNET_BENCH = dict(sample_size=16, block_out_channels=[32, 64], layers_per_block=1, attention_head_dim=8, norm_num_groups=8)
+_UNET_TINY = dict(sample_size=16, block_out_channels=[16, 32], layers_per_block=1, attention_head_dim=8, norm_num_groups=8)
 _SD_STYLES = ("rotated", "inverted", "mirrored", "thick", "thin")
 
-_CHILD_BENCH = TrainingRecipe(
-    epochs=(5, 6, 7),
-    learning_rates=(1e-3, 2e-3),
-    batch_sizes=(32, 64),
-    schedulers=("constant", "linear", "cosine"),
-    augment=(False, True),
-    images_per_class=100,
-)
-# `small`: many more, harder-trained children than tiny (30 images per class, 3 epochs at a high learning
-# rate move the weights; a narrower nuisance than bench), on a vocabulary half new to the root.
-_CHILD_SMALL = TrainingRecipe(
-    epochs=(3,), learning_rates=(2e-3, 3e-3), batch_sizes=(32,), schedulers=("constant", "linear"), images_per_class=30
-)
-_CHILD_TINY = TrainingRecipe(epochs=(1,), learning_rates=(1e-3, 2e-3), batch_sizes=(32,), schedulers=("constant", "linear"),
-                             augment=(False, True), images_per_class=8)
+#: How signal-carrying zoos store their children: as Hub models are (half precision is common, big ones shard).
+_HUB_STORAGE = StorageMix(dtypes=(("float32", 0.6), ("float16", 0.2), ("bfloat16", 0.2)), sharded=0.2)
+
+# tiny stays minimal: one recipe, float32, no signal needed (tests of plumbing)
+_TINY_RECIPES = (Recipe("trainer-adamw", 1.0, ("adamw",), (1e-3, 2e-3), (0.01,), (0.0,), ("constant", "linear"),
+                        (1,), (32,), (False, True)),)
+_TINY_LORA = (Recipe("diffusers-script", 1.0, ("adamw",), (1e-3, 1e-3), (1e-4,), batch_sizes=(4,), lora_ranks=(4,),
+                     lora_targets=(("to_q", "to_k", "to_v", "to_out.0"),), steps=(3,), key_formats=("diffusers",)),)
 
 
-def _classifier(family: str, n: int, arch: dict, root_epochs: int, child: TrainingRecipe, root_seed: int = 0, **kw) -> TreePreset:
-    return TreePreset(
-        family=family,
-        n_children=n,
-        architecture=arch,
-        root=TrainingRecipe(epochs=(root_epochs,), learning_rates=(1e-3,), batch_sizes=(64,), schedulers=("cosine",)),
-        child=child,
-        root_seed=root_seed,
-        **kw,
-    )
+def _root(epochs: int = 1, steps: int = 0, batch_size: int = 64) -> Recipe:
+    return Recipe("root", 1.0, ("adamw",), (1e-3, 1e-3), (1e-4,) if steps else (0.01,),
+                  schedulers=("constant",) if steps else ("cosine",),
+                  epochs=(epochs,), batch_sizes=(batch_size,), steps=(steps,) if steps else ())
 
+
+def _classifier(family: str, n: int, arch: dict, root_epochs: int, recipes: tuple[Recipe, ...], **kw) -> TreePreset:
+    return TreePreset(family=family, n_children=n, architecture=arch, root=_root(root_epochs), recipes=recipes, **kw)
+
+
+# Signal-carrying trees: every axis of issue 12 varies (recipes, class count and order, head, storage, generations).
+_VARIED = dict(storage=_HUB_STORAGE, shuffled_labels=0.5, inherited_head=0.15, second_generation=0.1,
+               third_generation=0.04, min_accuracy=0.6)
 
 PRESETS: dict[str, ZooPreset] = {
     "tiny": ZooPreset(
         name="tiny",
         description="a few small models per tree, built in seconds; for tests, no strong signal",
         trees={
-            "vit": _classifier("vit", 6, _VIT_TINY, 1, _CHILD_TINY, second_generation=0.2),
-            "vit-twin": _classifier("vit", 3, _VIT_TINY, 1, _CHILD_TINY, root_seed=1),
-            "resnet": _classifier("resnet", 4, _RESNET_TINY, 1, _CHILD_TINY),
+            "vit": _classifier("vit", 6, _VIT_TINY, 1, _TINY_RECIPES, second_generation=0.5, images_per_class=(8,)),
+            "vit-twin": _classifier("vit", 3, _VIT_TINY, 1, _TINY_RECIPES, root_seed=1, images_per_class=(8,)),
+            "resnet": _classifier("resnet", 4, _RESNET_TINY, 1, _TINY_RECIPES, images_per_class=(8,)),
             "sd": TreePreset(
-                family="sd-lora",
-                n_children=8,
-                architecture=_UNET_TINY,
-                root=TrainingRecipe(epochs=(1,), learning_rates=(1e-3,), batch_sizes=(16,), steps=(20,)),
-                child=TrainingRecipe(epochs=(1,), learning_rates=(1e-3,), batch_sizes=(4,), steps=(3,)),
-                styles=_SD_STYLES,
-                second_generation=0.0,
-                holdout_concepts=10,
+                family="sd-lora", n_children=8, architecture=_UNET_TINY, root=_root(steps=20, batch_size=16),
+                recipes=_TINY_LORA, styles=_SD_STYLES, second_generation=0.0, holdout_concepts=10,
                 images_per_concept=(4,),
             ),
         },
     ),
     "small": ZooPreset(
         name="small",
-        description="the smallest zoo whose children carry a measurable signal (one ResNet tree, ~20 s); for the expert tests",
+        description="the smallest zoo whose children carry a measurable signal across recipes (one ResNet tree, "
+                    "about a minute); for the expert tests and the demo",
         trees={
-            # 20 classes (plain and rotated digits; the root knows only the plain ones), 10 per child, so
-            # each label is in about half the children. A vocabulary of the plain digits alone (every class
-            # known to the root) gave almost no signal, even with well-trained children (docs/zoo.md).
-            "resnet": _classifier(
-                "resnet", 64, _RESNET_TINY, 3, _CHILD_SMALL, styles=("original", "rotated"), subset_size=10
-            ),
+            # 20 classes (plain and rotated digits; the root knows only the plain ones), 6 to 14 per child.
+            # A vocabulary of the plain digits alone (every class known to the root) gave almost no signal,
+            # even with well-trained children (docs/zoo.md).
+            "resnet": _classifier("resnet", 96, _RESNET_TINY, 3, classifier_recipes((6, 8, 10), (10, 12, 16)),
+                                  styles=("original", "rotated"), subset_size=(6, 14), images_per_class=(20, 30, 50),
+                                  **_VARIED),
         },
     ),
     "bench": ZooPreset(
         name="bench",
-        description="the benchmark zoo: many strongly fine-tuned children per tree (about an hour on 2 cores)",
+        description="the benchmark zoo: many strongly fine-tuned children per tree from five recipe families "
+                    "(about 1.5 hours on 2 cores)",
         trees={
-            "vit": _classifier("vit", 500, _VIT_BENCH, 20, _CHILD_BENCH),
-            "vit-twin": _classifier("vit", 200, _VIT_BENCH, 20, _CHILD_BENCH, root_seed=1),
-            "resnet": _classifier("resnet", 500, _RESNET_BENCH, 12, _CHILD_BENCH),
+            "vit": _classifier("vit", 500, _VIT_BENCH, 20, classifier_recipes((4, 6, 8), (6, 8, 10)),
+                               subset_size=(10, 30), images_per_class=(60, 100, 150), **_VARIED),
+            "vit-twin": _classifier("vit", 150, _VIT_BENCH, 20, classifier_recipes((4, 6, 8), (6, 8, 10)),
+                                    root_seed=1, subset_size=(10, 30), images_per_class=(60, 100, 150), **_VARIED),
+            "resnet": _classifier("resnet", 500, _RESNET_BENCH, 12, classifier_recipes((4, 6, 8), (6, 8, 10)),
+                                  subset_size=(10, 30), images_per_class=(60, 100, 150), **_VARIED),
             "sd": TreePreset(
-                family="sd-lora",
-                n_children=500,
-                architecture=_UNET_BENCH,
-                root=TrainingRecipe(epochs=(1,), learning_rates=(1e-3,), batch_sizes=(32,), steps=(800,)),
-                child=TrainingRecipe(epochs=(1,), learning_rates=(1e-3, 2e-3), batch_sizes=(4,), steps=(30, 45, 60)),
-                styles=_SD_STYLES,
-                second_generation=0.0,
-                holdout_concepts=12,
-                images_per_concept=(5, 10),
+                family="sd-lora", n_children=500, architecture=_UNET_BENCH, root=_root(steps=800, batch_size=32),
+                recipes=lora_recipes((30, 45, 60), (45, 60, 90)), storage=StorageMix((("float32", 0.7), ("float16", 0.3))),
+                styles=_SD_STYLES, second_generation=0.0, holdout_concepts=12, images_per_concept=(5, 10),
             ),
         },
     ),

@@ -81,8 +81,10 @@ class Zoo:
         return self.record_path(spec.tree, spec.name).is_file() and self.model_dir(spec.tree, spec.name).is_dir()
 
     def problem(self, spec: ModelSpec, weight_files: list[str]) -> str | None:
-        """Why a finished model is unusable (missing or unreadable weights), or None if it is sound."""
-        from safetensors import safe_open
+        """Why a finished model is unusable (missing or unreadable weights, or an index naming a missing or
+        unreadable shard), or None if it is sound."""
+        from ..errors import ProbexError
+        from ..reading import open_source
 
         folder = self.model_dir(spec.tree, spec.name)
         for rel in weight_files:
@@ -90,9 +92,10 @@ class Zoo:
             if not path.is_file():
                 return f"{path} is missing"
             try:
-                with safe_open(str(path), framework="np") as handle:
-                    handle.metadata()
-            except Exception as err:  # safetensors raises several error types for a damaged file
+                checkpoint = open_source(folder).open_checkpoint(rel)
+                for shard in checkpoint.shards:
+                    checkpoint.source.header(shard)
+            except ProbexError as err:
                 return f"{path} is corrupt ({str(err).splitlines()[0]})"
         return None
 

@@ -25,6 +25,18 @@ def make_scheduler(name: str, optimizer: torch.optim.Optimizer, total_steps: int
     return get_scheduler(name, optimizer, num_warmup_steps=0, num_training_steps=max(total_steps, 1))
 
 
+def make_optimizer(name: str, parameters, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
+    """The optimiser a recipe names (hf_probex.zoo.recipes.OPTIMIZERS): AdamW, Adam (L2 decay) or SGD with momentum."""
+    parameters = [p for p in parameters if p.requires_grad]
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=learning_rate, momentum=0.9, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
 def fit_classifier(
     model: torch.nn.Module,
     images: np.ndarray,
@@ -36,11 +48,14 @@ def fit_classifier(
     scheduler: str,
     augment: bool,
     seed: int,
+    optimizer: str = "adamw",
+    weight_decay: float = 0.01,
+    label_smoothing: float = 0.0,
 ) -> None:
-    """Train a transformers image classifier with AdamW on (images, labels), all weights."""
+    """Train a transformers image classifier on (images, labels): the parameters that require a gradient."""
     generator = torch.Generator().manual_seed(seed)
     pixels, targets = to_pixels(images), torch.from_numpy(labels)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    optimizer = make_optimizer(optimizer, model.parameters(), learning_rate, weight_decay)
     steps_per_epoch = math.ceil(len(pixels) / batch_size)
     lr_schedule = make_scheduler(scheduler, optimizer, epochs * steps_per_epoch)
     model.train()
@@ -51,7 +66,7 @@ def fit_classifier(
             batch = pixels[idx]
             if augment:
                 batch = _random_shift(batch, generator)
-            loss = F.cross_entropy(model(pixel_values=batch).logits, targets[idx])
+            loss = F.cross_entropy(model(pixel_values=batch).logits, targets[idx], label_smoothing=label_smoothing)
             loss.backward()
             optimizer.step()
             lr_schedule.step()
@@ -80,6 +95,9 @@ def fit_denoiser(
     batch_size: int,
     seed: int,
     parameters=None,
+    optimizer: str = "adamw",
+    weight_decay: float = 1e-4,
+    scheduler: str = "constant",
 ) -> float:
     """Train a UNet2DConditionModel to predict DDPM noise on images given their text context [n, tokens, dim].
 
@@ -92,7 +110,8 @@ def fit_denoiser(
     pixels = to_pixels(images)
     context = torch.from_numpy(np.ascontiguousarray(context, dtype=np.float32))
     params = list(parameters) if parameters is not None else list(unet.parameters())
-    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=1e-4)
+    optimizer = make_optimizer(optimizer, params, learning_rate, weight_decay)
+    lr_schedule = make_scheduler(scheduler, optimizer, steps)
     unet.train()
     losses = []
     for _ in range(steps):
@@ -105,8 +124,28 @@ def fit_denoiser(
         loss = F.mse_loss(prediction, noise)
         loss.backward()
         optimizer.step()
+        lr_schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
     unet.eval()
     tail = losses[-max(1, steps // 10) :]
     return float(np.mean(tail))
+
+
+@torch.no_grad()
+def denoising_error(unet: torch.nn.Module, images: np.ndarray, context: np.ndarray, *, seed: int, draws: int = 8) -> float:
+    """Mean DDPM noise-prediction error of `unet` on `images` under fixed noise and timesteps (`draws` per image):
+    comparable before and after a fine-tune, so a LoRA that learned its concept lowers it."""
+    from diffusers import DDPMScheduler
+
+    generator = torch.Generator().manual_seed(seed)
+    noise_scheduler = DDPMScheduler(num_train_timesteps=1000)
+    clean = to_pixels(images).repeat(draws, 1, 1, 1)
+    context = torch.from_numpy(np.ascontiguousarray(context, dtype=np.float32)).repeat(draws, 1, 1)
+    noise = torch.randn(clean.shape, generator=generator)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(clean),), generator=generator)
+    was_training = unet.training
+    unet.eval()
+    prediction = unet(noise_scheduler.add_noise(clean, noise, timesteps), timesteps, encoder_hidden_states=context).sample
+    unet.train(was_training)
+    return float(F.mse_loss(prediction, noise))

@@ -18,12 +18,14 @@ from ...text import DEFAULT_TEXT_ENCODER, encode_token_sequences
 from ..data import DigitClass, STYLES, load_digits, vocabulary
 from ..plan import ModelSpec
 from ..presets import TreePreset
-from ..training import fit_denoiser
+from ..training import denoising_error, fit_denoiser
 from .base import TreeFamily, write_safetensors_metadata
 
 LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
 UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
-LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+#: The weight file each LoRA key format is saved in (kohya-ss names its files after the run).
+LORA_FILES = {"diffusers": LORA_WEIGHTS_NAME, "peft": "adapter_model.safetensors", "kohya": "lora.safetensors"}
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -36,12 +38,43 @@ def _concept_class(concept_id: str) -> DigitClass:
     return DigitClass(int(digit), style)
 
 
+def save_lora(state: dict[str, torch.Tensor], config, key_format: str, out: Path) -> Path:
+    """Save a UNet LoRA (peft state dict, `get_peft_model_state_dict`) the way its tool does; returns the file.
+
+    - diffusers: `save_lora_weights` keys (`unet.<module>.lora.down.weight`) and the peft config as metadata;
+    - peft: `adapter_model.safetensors` with `base_model.model.<module>.lora_A.weight` keys and adapter_config.json;
+    - kohya: `lora_unet_<module_with_underscores>.lora_down.weight` keys, one `.alpha` tensor per module.
+    """
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya
+    from safetensors.torch import save_file
+
+    path = out / LORA_FILES[key_format]
+    if key_format == "diffusers":
+        StableDiffusionPipeline.save_lora_weights(out, unet_lora_layers=convert_state_dict_to_diffusers(state),
+                                                  unet_lora_adapter_metadata=config.to_dict())
+    elif key_format == "peft":
+        save_file({f"base_model.model.{k}": v.contiguous() for k, v in state.items()}, str(path), metadata={"format": "pt"})
+        config.save_pretrained(str(out))
+    else:
+        kohya = convert_state_dict_to_kohya({f"unet.{k}": v for k, v in state.items()})
+        dtype = next(iter(state.values())).dtype
+        kohya = {k: (torch.tensor(float(config.lora_alpha), dtype=dtype) if k.endswith(".alpha") else v.contiguous())
+                 for k, v in kohya.items()}
+        save_file(kohya, str(path), metadata={"format": "pt", "ss_network_dim": str(config.r),
+                                              "ss_network_alpha": str(config.lora_alpha)})
+    return path
+
+
 class SDLoraFamily(TreeFamily):
     library_name = "diffusers"
     pipeline_tag = "text-to-image"
 
     def weight_files(self, spec: ModelSpec) -> list[str]:
-        return [UNET_WEIGHTS] if spec.role == "root" else [LORA_WEIGHTS_NAME]
+        if spec.role == "root":
+            return [UNET_WEIGHTS]
+        return [LORA_FILES[spec.hparams.get("key_format", "diffusers")]]
 
     @staticmethod
     def _unet(architecture: dict):
@@ -74,6 +107,7 @@ class SDLoraFamily(TreeFamily):
         loss = fit_denoiser(
             unet, images, prompts[data.train_digits], steps=hp["max_train_steps"],
             learning_rate=hp["learning_rate"], batch_size=hp["batch_size"], seed=spec.seed,
+            weight_decay=hp["weight_decay"], scheduler=hp["lr_scheduler_type"],
         )
         unet.save_pretrained(out / "unet")
         write_safetensors_metadata(out / UNET_WEIGHTS, {"tree": spec.tree, "text_encoder": DEFAULT_TEXT_ENCODER})
@@ -93,8 +127,7 @@ class SDLoraFamily(TreeFamily):
         return {"final_loss": loss, "train_images": int(len(images))}
 
     def build_child(self, spec: ModelSpec, tree: TreePreset, parent_dir: Path, out: Path) -> dict:
-        from diffusers import StableDiffusionPipeline, UNet2DConditionModel
-        from diffusers.utils import convert_state_dict_to_diffusers
+        from diffusers import UNet2DConditionModel
         from peft import LoraConfig
         from peft.utils import get_peft_model_state_dict
 
@@ -105,35 +138,37 @@ class SDLoraFamily(TreeFamily):
         pool = data.images_of(cls, "train")
         chosen = pool[rng.choice(len(pool), size=hp["n_training_samples"], replace=False)]
         images = _resize(chosen, tree.architecture["sample_size"])
-        prompt = encode_token_sequences([cls.prompt])
+        context = np.repeat(encode_token_sequences([cls.prompt]), len(images), axis=0)
         unet = UNet2DConditionModel.from_pretrained(parent_dir, subfolder="unet")
         unet.requires_grad_(False)
-        rank = tree.architecture["lora_rank"]
-        lora_config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS)
+        before = denoising_error(unet, images, context, seed=spec.seed)
+        lora_config = LoraConfig(r=hp["lora_rank"], lora_alpha=hp["lora_alpha"], init_lora_weights="gaussian",
+                                 target_modules=list(hp["lora_targets"]))
         torch.manual_seed(spec.seed)
         unet.add_adapter(lora_config)
         trainable = [p for p in unet.parameters() if p.requires_grad]
         loss = fit_denoiser(
-            unet, images, np.repeat(prompt, len(images), axis=0), steps=hp["max_train_steps"],
-            learning_rate=hp["learning_rate"], batch_size=hp["batch_size"], seed=spec.seed, parameters=trainable,
+            unet, images, context, steps=hp["max_train_steps"], learning_rate=hp["learning_rate"],
+            batch_size=hp["batch_size"], seed=spec.seed, parameters=trainable, optimizer=hp["optimizer"],
+            weight_decay=hp["weight_decay"], scheduler=hp["lr_scheduler_type"],
         )
-        lora_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-        StableDiffusionPipeline.save_lora_weights(
-            out, unet_lora_layers=lora_layers, unet_lora_adapter_metadata=lora_config.to_dict()
-        )
+        after = denoising_error(unet, images, context, seed=spec.seed)
+        state = {k: v.to(DTYPES[hp.get("dtype", "float32")]) for k, v in get_peft_model_state_dict(unet).items()}
+        path = save_lora(state, lora_config, hp.get("key_format", "diffusers"), out)
         write_safetensors_metadata(
-            out / LORA_WEIGHTS_NAME,
+            path,
             {
                 "concept_id": spec.concept["id"],
                 "concept_name": spec.concept["name"],
                 "instance_prompt": spec.concept["prompt"],
                 "tree": spec.tree,
                 "seed": str(spec.seed),
-                "rank": str(rank),
+                "recipe": spec.recipe,
                 **{k: str(v) for k, v in hp.items()},
             },
         )
-        return {"final_loss": loss, "train_images": int(len(images)), "style": STYLES[cls.style].name}
+        return {"final_loss": loss, "denoising_error_root": before, "denoising_error": after,
+                "train_images": int(len(images)), "style": STYLES[cls.style].name}
 
     def card_facts(self, spec: ModelSpec) -> dict:
         tags = ["text-to-image", "diffusers", "lora", "hf-probex-zoo"]
