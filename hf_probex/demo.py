@@ -1,21 +1,20 @@
-"""`hf-probex demo`: the whole flow on a fresh machine, on local defaults, against known ground truth.
+"""`hf-probex demo`: the core capability on a fresh machine: card fields read from the weights alone, beside the truth.
 
-1. Build the tiny zoo (cached under `<cache>/zoos/tiny-seed0`; a rerun reuses it).
-2. Hold out, per tree, the children whose cards are missing something (as undocumented Hub models
-   are), and train one expert per tree on the others (cached under `<cache>/demo/experts/<tree>`,
-   keyed by the held-out set; the default method of each task on what `sweep.select_inputs` chooses,
-   calibrated out of fold).
-3. Run `infer_card` on each held-out model folder and compare every proposed field with the truth in
-   the zoo's plan; print the table and the suggested card of one of them.
-
-The tiny zoo has a handful of models per tree: enough to show routing, exact evidence and abstention,
-not to train experts that reach 95 % precision (they abstain, and say why). The bench zoo is where
-expert accuracy is measured (docs/benchmarks.md).
+1. Build (or reuse) the `small` zoo: one ResNet tree whose 96 children come from five recipe families
+   (cached under `<cache>/zoos/small-seed0`; about a minute on 2 cores).
+2. Train the tree's expert as `hf-probex train --splits train,val` does: layers chosen and the threshold
+   calibrated leave-one-recipe-family-out, on the train and val splits only (cached under
+   `<cache>/demo/experts/<tree>`, keyed by the models it was trained on).
+3. Take the test split's children, which no choice saw, and make them undocumented as most Hub models
+   are: a copy without README.md and with config.json's class names replaced by LABEL_i. Run `infer_card`
+   on each copy and compare every field with the truth in the zoo's plan: `base_model` comes from routing
+   by weights, `trained_on` from the expert, or it abstains below its calibrated threshold.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,9 @@ from .suggestions import CardSuggestion
 from .zoo import Zoo
 from .zoo.plan import ModelSpec
 
-HELD_OUT_PER_TREE = 1
+DEMO_PRESET = "small"
+TRAINING_SPLITS = ("train", "val")
+HELD_OUT_SPLIT = "test"
 
 
 @dataclass
@@ -47,14 +48,9 @@ class DemoCase:
         return out
 
 
-def held_out(zoo: Zoo, per_tree: int = HELD_OUT_PER_TREE) -> list[ModelSpec]:
-    """The first `per_tree` finished children of each tree whose card lacks something, the least documented first."""
-    order = {"none": 0, "no_base_model": 1, "no_data": 2}
-    chosen = []
-    for tree in zoo.trees:
-        children = [s for s in zoo.specs(tree) if s.role == "child" and s.card in order and zoo.is_finished(s)]
-        chosen += sorted(children, key=lambda s: order[s.card])[:per_tree]
-    return chosen
+def held_out(zoo: Zoo, split: str = HELD_OUT_SPLIT) -> list[ModelSpec]:
+    """The finished children of `split` (default: test, which neither layer choice nor training sees)."""
+    return [s for s in zoo.specs() if s.role == "child" and s.split == split and zoo.is_finished(s)]
 
 
 def truth_of(zoo: Zoo, spec: ModelSpec) -> dict[str, object]:
@@ -70,8 +66,24 @@ def truth_of(zoo: Zoo, spec: ModelSpec) -> dict[str, object]:
     return truth
 
 
-def demo_experts(zoo: Zoo, out: Path, exclude: set[str], progress: Callable[[str], None] = print) -> ExpertRegistry:
-    """One calibrated expert per tree trained without the `exclude`d models (reused when already trained so)."""
+def undocumented_copy(zoo: Zoo, spec: ModelSpec, out: Path) -> Path:
+    """A copy of a zoo model as an undocumented Hub model is: no README.md, config.json's class names LABEL_i."""
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(zoo.model_dir(spec.tree, spec.name), out, ignore=shutil.ignore_patterns("README.md"))
+    config_path = out / "config.json"
+    if config_path.is_file():
+        config = json.loads(config_path.read_text())
+        if "id2label" in config:
+            names = [f"LABEL_{i}" for i in range(len(config["id2label"]))]
+            config |= {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+            config_path.write_text(json.dumps(config, indent=2))
+    return out
+
+
+def demo_experts(zoo: Zoo, out: Path, splits: tuple[str, ...] = TRAINING_SPLITS,
+                 progress: Callable[[str], None] = print) -> ExpertRegistry:
+    """One calibrated expert per tree, its layers chosen and trained on the models of `splits` only, as
+    `hf-probex train --splits train,val` does (reused when already trained so)."""
     import tempfile
 
     from .experts.harness import DEFAULT_METHODS, load_layer_data, train_expert, tree_task
@@ -81,12 +93,12 @@ def demo_experts(zoo: Zoo, out: Path, exclude: set[str], progress: Callable[[str
     for tree in zoo.trees:
         folder = out / tree
         stamp = folder / "demo.json"
-        key = {"zoo": str(zoo.root.resolve()), "exclude": sorted(exclude)}
+        key = {"zoo": str(zoo.root.resolve()), "splits": list(splits), "format": zoo.plan["format"]}
         if not (stamp.is_file() and json.loads(stamp.read_text()) == key):
             method = DEFAULT_METHODS[tree_task(zoo.root, tree)]
             with tempfile.TemporaryDirectory() as scratch:
-                layers = select_inputs(zoo.root, tree, method, Path(scratch) / "select.jsonl", folds=2)
-            data = load_layer_data(zoo.root, tree, layers, exclude=exclude)
+                layers = select_inputs(zoo.root, tree, method, Path(scratch) / "select.jsonl", folds=2, splits=splits)
+            data = load_layer_data(zoo.root, tree, layers, splits=splits)
             expert, _ = train_expert(data, method, folds=2)
             expert.save_pretrained(folder)
             stamp.write_text(json.dumps(key))
@@ -96,16 +108,17 @@ def demo_experts(zoo: Zoo, out: Path, exclude: set[str], progress: Callable[[str
 
 
 def run_demo(cache: Path, progress: Callable[[str], None] = print) -> list[DemoCase]:
-    """Build (or reuse) the tiny zoo and the experts, and infer the held-out models' cards."""
+    """Build (or reuse) the small zoo and its expert, and infer the cards of the undocumented held-out models."""
     from .infer import infer_card
     from .zoo import build_zoo
 
-    zoo_dir = cache / "zoos" / "tiny-seed0"
-    zoo = build_zoo(zoo_dir, "tiny", seed=0, progress=True) if not _complete(zoo_dir) else Zoo.open(zoo_dir)
+    zoo_dir = cache / "zoos" / f"{DEMO_PRESET}-seed0"
+    zoo = build_zoo(zoo_dir, DEMO_PRESET, seed=0, progress=True) if not _complete(zoo_dir) else Zoo.open(zoo_dir)
     held = held_out(zoo)
-    registry = demo_experts(zoo, cache / "demo" / "experts", {s.repo_id for s in held}, progress)
-    return [DemoCase(spec, infer_card(zoo.model_dir(spec.tree, spec.name), experts=registry), truth_of(zoo, spec))
-            for spec in held]
+    registry = demo_experts(zoo, cache / "demo" / "experts", progress=progress)
+    copies = cache / "demo" / "undocumented"
+    return [DemoCase(spec, infer_card(undocumented_copy(zoo, spec, copies / spec.tree / spec.name), experts=registry),
+                     truth_of(zoo, spec)) for spec in held]
 
 
 def _complete(zoo_dir: Path) -> bool:
@@ -118,29 +131,44 @@ def _complete(zoo_dir: Path) -> bool:
     return all(zoo.is_finished(s) for s in zoo.specs())
 
 
+def _shown(value: object) -> str:
+    return ", ".join(value) if isinstance(value, list) else str(value)
+
+
 def format_demo(cases: list[DemoCase]) -> str:
-    """The inferred-vs-true table of every held-out model, precision of what was proposed, and one suggested card."""
-    lines = [f"{'model':<38} {'field':<20} {'inferred (confidence)':<46} {'true':<30} ok"]
-    right = proposed = 0
+    """Every held-out model's base_model and trained_on as read from its weights, beside the truth; the share
+    right; and one suggested card."""
+    lines = [f"{'model (no card, LABEL_i names)':<34} {'recipe':<15} {'field':<11} {'from the weights (confidence)':<44} ok",
+             ]
+    counts = {"base_model": [0, 0], "trained_on": [0, 0]}
     for case in cases:
         verdicts = case.verdicts()
-        for name, field in case.suggestion.fields.items():
-            value = ", ".join(field.value) if isinstance(field.value, list) else str(field.value)
-            true = case.truth.get(name, "-")
-            true = ", ".join(true) if isinstance(true, list) else str(true)
-            mark = {True: "yes", False: "NO"}.get(verdicts.get(name), "-")
-            lines.append(f"{case.spec.repo_id:<38} {name:<20} {_clip(value, 36) + f' ({field.confidence:.2f})':<46} "
-                         f"{_clip(true, 30):<30} {mark}")
-            if field.missing and name in verdicts:
-                proposed += 1
-                right += verdicts[name]
-        for name, why in case.suggestion.abstained.items():
-            lines.append(f"{case.spec.repo_id:<38} {name:<20} {'abstained: ' + _clip(why, 60)}")
-    lines.append(f"\nfields the cards lack that hf_probex proposed: {proposed}, right: {right}"
-                 + (f" ({100 * right / proposed:.0f} %)" if proposed else ""))
-    shown = next((c for c in cases if c.suggestion.diff), None)
+        for name in ("base_model", "trained_on"):
+            field = case.suggestion.fields.get(name)
+            if field is None:
+                why = case.suggestion.abstained.get(name, "nothing to say")
+                lines.append(f"{case.spec.name:<34} {case.spec.recipe:<15} {name:<11} {'abstained: ' + _clip(why, 50)}")
+                continue
+            mark = "yes" if verdicts.get(name) else "NO"
+            counts[name][0] += 1
+            counts[name][1] += bool(verdicts.get(name))
+            lines.append(f"{case.spec.name:<34} {case.spec.recipe:<15} {name:<11} "
+                         f"{_clip(_shown(field.value), 36) + f' ({field.confidence:.2f})':<44} {mark}")
+            if not verdicts.get(name):
+                lines.append(f"{'':<34} {'':<15} {'':<11} true: {_clip(_shown(case.truth.get(name, '-')), 60)}")
+    lines.append("")
+    for name, (proposed, right) in counts.items():
+        share = f" ({100 * right / proposed:.0f} %)" if proposed else ""
+        lines.append(f"{name}: {proposed} of {len(cases)} held-out models answered from their weights, {right} right{share}")
+    trained = [c for c in cases if "trained_on" in c.suggestion.fields]
+    if trained:
+        classes = sum(len(c.suggestion.fields["trained_on"].value) for c in trained)
+        right = sum(len(set(c.suggestion.fields["trained_on"].value) & set(c.truth["trained_on"])) for c in trained)
+        lines.append(f"trained_on classes proposed: {classes}, in the model's true classes: {right}")
+    shown = next((c for c in cases if c.suggestion.diff and "trained_on" in c.suggestion.fields),
+                 next((c for c in cases if c.suggestion.diff), None))
     if shown:
-        lines += [f"\nsuggested README.md change for {shown.spec.repo_id}:\n", shown.suggestion.diff]
+        lines += [f"\nsuggested README.md for {shown.spec.name} (it had none):\n", shown.suggestion.diff]
     return "\n".join(lines)
 
 

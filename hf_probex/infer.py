@@ -18,11 +18,11 @@ import numpy as np
 
 from .adapters import CLASSES_TASK, CONCEPT_TASK, Adapter, detect
 from .cards import CardError, apply_suggestions, card_diff, missing_fields
-from .errors import ProbexError
+from .errors import LayerMismatchError, ProbexError
 from .experts.hub import Expert
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
 from .reading import WeightSource, open_source
-from .routing import Route, route
+from .routing import UNCONFIRMED, Route, route
 from .suggestions import CARD_FIELDS, CardSuggestion, FieldSuggestion
 
 #: Confidence needed for fields that come from routing by weights (the experts carry calibrated thresholds).
@@ -87,8 +87,10 @@ def _trained_on(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, threshol
 
 def _routing_fields(adapter: Adapter, declared: list[str], found: Route) -> list[FieldSuggestion]:
     """base_model, base_model_relation and the lineage finding, from the files or the route."""
-    if declared:
-        base = FieldSuggestion("base_model", declared[0], 1.0, "declared by the model's files", "metadata")
+    if declared:  # a declared base the weights contradict or cannot confirm is worth less than one they confirm
+        confidence, evidence = (UNCONFIRMED, f"declared by the model's files; {found.finding}") if found.finding else \
+            (1.0, "declared by the model's files")
+        base = FieldSuggestion("base_model", declared[0], confidence, evidence, "metadata")
     elif found.root and adapter.relation == "finetune" and not found.is_root:
         base = FieldSuggestion("base_model", found.root, found.confidence, found.evidence, "weights",
                                details={"distances": found.distances})
@@ -152,8 +154,11 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
             abstained["trained_on"] = f"no {task} expert for the tree of {found.root}"
         else:
             expert = load_expert(entry.location)
-            matrix = adapter.read_input(model, entry.inputs, expert.config["conv_layout"])  # routing's layer: no new bytes
-            suggestion, why = _trained_on(expert, entry, matrix, min_confidence)
+            try:
+                matrix = adapter.read_input(model, entry.inputs, expert.config["conv_layout"])
+                suggestion, why = _trained_on(expert, entry, matrix, min_confidence)
+            except (LayerMismatchError, ValueError) as err:  # another shape, NaN / inf: this field only abstains
+                suggestion, why = None, f"the {entry.tree} expert cannot read this model: {err}"
             candidates += [suggestion] if suggestion else []
             if why:
                 abstained["trained_on"] = why

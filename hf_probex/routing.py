@@ -3,23 +3,25 @@
 1. Declared lineage: the bases the model's files name (card `base_model`, adapter_config.json
    `base_model_name_or_path`, legacy config `_name_or_path`), each walked up through its parents'
    cards on the Hub until a root that has an expert (at most `MAX_LINEAGE_DEPTH` steps).
-2. Weights: for full models, the relative distance ||W - W_root|| / ||W_root|| of one layer to the
-   root of every expert that reads layers of these shapes: the expert's routing layer (the first layer
-   it reads; twin trees' experts share it, so it is read once), whose root copy travels with the expert
-   as its centring offset. The nearest root wins when it is within reach of its tree (at most
-   `REACH` times the farthest training model). The confidence is `CERTAIN` when the model is as near
-   its root as the tree's training models are and farther from every other root than those trees'
-   training models; otherwise it is how much nearer the winner is than the runner-up, d2 / (d1 + d2).
-   A distance of zero means the model is the root itself. LoRA weights are updates, not weights, so
-   they cannot be compared with a root: a LoRA routes by declared lineage, or by being the only known
-   LoRA tree with its modules' shapes.
+2. Weights: for full models, the cosine distance to the root of every expert whose routing layers
+   (`hf_probex.experts.routes`: chosen by the margin between the tree's farthest training model over
+   every recipe family and the nearest other root) the model has in the same shapes; the root's copy
+   travels with the expert. Cosines ignore a layer's norm, so dtype, shards, weight decay and the size of
+   the fine-tune do not matter, and independently initialised trees sit near 1. The nearest root wins
+   when the model is within that tree's reach. The confidence is `CERTAIN` as near as the tree's
+   training models, falling to `UNCONFIRMED` at its reach. Routing layers equal to the root's mean the
+   model is the root itself. LoRA weights are updates, not weights, so they cannot be compared with a
+   root: a LoRA routes by declared lineage, or by being the only known LoRA tree with its modules' shapes.
 
-A declared lineage that the weights contradict is a finding (`Route.finding`); no lineage and nothing
-close enough: no route, with the reason.
+A declared lineage the weights contradict, or cannot confirm (beyond every reach, or no expert routes
+by this model's shapes), and a declared base hf_probex cannot place while the weights sit in a known
+tree, are findings (`Route.finding`) with a lowered confidence, never a silent 1.0. No lineage and
+nothing close enough: no route, with the reason.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,12 +30,12 @@ from .adapters import Adapter
 from .cards import CardError, metadata_of
 from .errors import LayerMismatchError, ProbexError
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
-from .experts.shaping import relative_distance
+from .experts.routes import ROOT_DISTANCE, cosine_distance
 from .reading import WeightSource, looks_like_repo_id, open_source
 
 MAX_LINEAGE_DEPTH = 8
-REACH = 2.0  # a model farther than REACH x the farthest training model of a tree is not of that tree
 CERTAIN = 0.99
+UNCONFIRMED = 0.5  # a declared lineage the weights cannot check, or a model at the edge of a tree's reach
 
 
 @dataclass
@@ -45,8 +47,8 @@ class Route:
     evidence: str
     declared: list[str] = field(default_factory=list)  # the direct bases the files declare
     lineage: list[str] = field(default_factory=list)  # declared base -> ... -> root, as walked
-    distances: dict[str, float] = field(default_factory=dict)  # root -> relative distance of the target layer
-    finding: str | None = None  # a declared lineage the weights contradict
+    distances: dict[str, float] = field(default_factory=dict)  # root -> cosine distance on its routing layers
+    finding: str | None = None  # a declared lineage the weights contradict or cannot confirm
     reason: str | None = None  # why there is no route
     is_root: bool = False  # the model's layer is the root's own: it is the root (it has no base)
 
@@ -83,40 +85,66 @@ def walk_lineage(base: str, roots: set[str], *, token: str | bool | None = None)
     return chain
 
 
-def _layer_matches(source: WeightSource, adapter: Adapter, entry: ExpertEntry) -> bool:
-    """Whether the model has every layer the expert reads, in the same shapes (from the header only)."""
+def _layer_matches(source: WeightSource, adapter: Adapter, layers) -> bool:
+    """Whether the model has every one of `layers` ((name, shape) pairs) in the same shape (from the header only)."""
     try:
         checkpoint = adapter.checkpoint(source)
-        return all(adapter.layer_shape(checkpoint, name) == tuple(shape) for name, shape in entry.inputs)
+        return all(adapter.layer_shape(checkpoint, name) == tuple(shape) for name, shape in layers)
     except LayerMismatchError:
         return False
 
 
-def _routing_input(expert, entry: ExpertEntry) -> tuple[tuple, np.ndarray]:
-    """(the inputs routing reads, the root's part of the expert's offset for them): the expert's routing layer,
-    or every layer it reads when it names none (experts saved before routing named its layer)."""
-    offset = expert.offset.numpy().reshape(-1)
-    if "layer" not in expert.routing or len(entry.inputs) == 1:
-        return entry.inputs, offset
-    first = entry.inputs[0]  # the routing layer is the first the expert reads (`harness.routing_layer`)
-    return (first,), offset[: int(np.prod(first[1]))]
+@dataclass(frozen=True)
+class TreeDistance:
+    """A model's cosine distance to one tree's root on that tree's routing layers, and the tree's scale."""
+
+    distance: float  # averaged over the routing layers
+    per_layer: tuple[float, ...]
+    max_distance: float  # the farthest training model's
+    reach: float  # beyond it, not of this tree
+
+    @property
+    def is_root(self) -> bool:
+        return max(self.per_layer) < ROOT_DISTANCE
 
 
-def weight_distances(source: WeightSource, adapter: Adapter, entries: list[ExpertEntry]) -> dict[str, tuple[float, float]]:
-    """root -> (relative distance of the model's routing layer to the root's, the farthest training model's),
-    for every root-centred expert among `entries` whose layers the model has in the same shapes. Experts
-    of twin trees share their routing layer, which the source reads once."""
-    found: dict[str, tuple[float, float]] = {}
+def weight_distances(source: WeightSource, adapter: Adapter, entries: list[ExpertEntry]) -> dict[str, TreeDistance]:
+    """root -> the model's `TreeDistance` to it, for every expert among `entries` that carries routing layers
+    (`hf_probex.experts.routes`) the model has in the same shapes. A layer several experts route by (twin
+    trees') is read once. Experts that cannot be loaded are skipped (with a warning): one bad expert must
+    not stop the others."""
+    found: dict[str, TreeDistance] = {}
     for entry in entries:
-        if entry.root is None or entry.root in found or not _layer_matches(source, adapter, entry):
+        if entry.root is None or entry.root in found or not entry.routing_layers:
             continue
-        expert = load_expert(entry.location)
-        if not expert.config["centred"]:
+        if not _layer_matches(source, adapter, entry.routing_layers):
             continue
-        inputs, root = _routing_input(expert, entry)
-        distance = float(relative_distance(adapter.read_input(source, inputs, expert.config["conv_layout"]).reshape(-1), root))
-        found[entry.root] = (distance, float(expert.routing.get("max_root_distance", np.inf)))
+        try:
+            expert = load_expert(entry.location)
+        except Exception as err:  # a damaged or outdated expert: routing goes on with the others
+            warnings.warn(f"skipping the expert {entry.location}: {err}", stacklevel=2)
+            continue
+        root, start, per_layer = expert.route_root.numpy(), 0, []
+        for name, shape in entry.routing_layers:
+            flat = adapter.read_layer(source, name, tuple(shape))[0]
+            per_layer.append(float(cosine_distance(flat, root[start:start + flat.size])))
+            start += flat.size
+        found[entry.root] = TreeDistance(float(np.mean(per_layer)), tuple(per_layer), expert.routing["max_distance"],
+                                         expert.routing["reach"])
     return found
+
+
+def _weights_confidence(best: TreeDistance, runner_up: TreeDistance | None) -> float:
+    """CERTAIN as near as the tree's own training models, down to UNCONFIRMED at the tree's reach (on a log scale);
+    no more than the runner-up allows when it is within its own reach too."""
+    if best.distance <= best.max_distance:
+        confidence = CERTAIN
+    else:
+        along = np.log(best.distance / best.max_distance) / max(np.log(best.reach / best.max_distance), 1e-9)
+        confidence = CERTAIN - (CERTAIN - UNCONFIRMED) * float(np.clip(along, 0.0, 1.0))
+    if runner_up is not None and runner_up.distance <= runner_up.reach:
+        confidence = min(confidence, runner_up.distance / (best.distance + runner_up.distance))
+    return confidence
 
 
 def route(source: WeightSource, adapter: Adapter, registry: ExpertRegistry, *,
@@ -128,41 +156,54 @@ def route(source: WeightSource, adapter: Adapter, registry: ExpertRegistry, *,
     declared = declared_bases(source, adapter)
     lineage = next((chain for chain in (walk_lineage(b, roots, token=token) for b in declared) if chain[-1] in roots),
                    [])
+    walked = f"declared lineage {' -> '.join(lineage)}"
     if kind == "lora":
         if lineage:
-            return Route(lineage[-1], 1.0, f"declared lineage {' -> '.join(lineage)}", declared, lineage)
-        shaped = sorted({e.root for e in entries if e.root and _layer_matches(source, adapter, e)})
+            return Route(lineage[-1], 1.0, walked, declared, lineage)
+        shaped = sorted({e.root for e in entries if e.root and _layer_matches(source, adapter, e.inputs)})
         if len(shaped) == 1:
             return Route(shaped[0], 0.5, "the only known LoRA tree whose modules have these shapes", declared)
         why = "no LoRA tree expert reads modules of these shapes" if not shaped else \
             f"several LoRA trees fit its shapes ({', '.join(shaped)}) and it declares no base"
         return Route(None, 0.0, "", declared, reason=why)
 
-    distances = weight_distances(source, adapter, entries)
-    measured = {root: d for root, (d, _) in distances.items()}
-    if not distances:
+    found = weight_distances(source, adapter, entries)
+    broken = sorted(root for root, d in found.items() if not np.isfinite(d.distance))
+    found = {root: d for root, d in found.items() if root not in broken}
+    measured = {root: d.distance for root, d in found.items()}
+    if broken and not found and not lineage:
+        return Route(None, 0.0, "", declared, reason=f"the layers that would route it to {', '.join(broken)} hold NaN or "
+                                                     f"inf weights")
+    if not found:
         if lineage:
-            return Route(lineage[-1], 1.0, f"declared lineage {' -> '.join(lineage)}", declared, lineage)
+            return Route(lineage[-1], UNCONFIRMED, walked, declared, lineage,
+                         finding=f"{walked} cannot be checked: no expert of that tree routes by layers of this model's shapes")
         return Route(None, 0.0, "", declared, reason="no expert reads a layer of this model's shape")
-    ranked = sorted(measured, key=measured.get)
+    ranked = sorted(found, key=measured.get)
     best = ranked[0]
-    d_best, reach = distances[best][0], REACH * distances[best][1]
-    if d_best < 1e-7:
-        return Route(best, CERTAIN, f"weights: its target layer is {best}'s own", declared, lineage, measured,
-                     is_root=True)
-    typical = d_best <= distances[best][1] and all(d > far for root, (d, far) in distances.items() if root != best)
-    confidence = CERTAIN if typical or len(ranked) == 1 else float(measured[ranked[1]] / (d_best + measured[ranked[1]]))
-    evidence = (f"weights: relative distance of the target layer {d_best:.3f} to {best}"
-                + (f" vs {measured[ranked[1]]:.3f} to {ranked[1]}" if len(ranked) > 1 else ""))
+    near = found[best]
+    if near.is_root:
+        return Route(best, CERTAIN, f"weights: its routing layers are {best}'s own", declared, lineage, measured, is_root=True)
+    runner_up = found[ranked[1]] if len(ranked) > 1 else None
+    evidence = (f"weights: cosine distance {near.distance:.3f} to {best} (its tree's models reach {near.max_distance:.3f}, "
+                f"its reach {near.reach:.3f})" + (f"; {runner_up.distance:.3f} to {ranked[1]}" if runner_up else ""))
+    within = near.distance <= near.reach
     if lineage:
-        if lineage[-1] != best and d_best < reach:
-            finding = (f"declares {' -> '.join(lineage)}, but its weights are nearer {best} ({d_best:.3f}) than "
-                       f"{lineage[-1]} ({measured.get(lineage[-1], float('nan')):.3f})")
-            return Route(best, confidence, evidence, declared, lineage, measured, finding=finding)
-        return Route(lineage[-1], 1.0, f"declared lineage {' -> '.join(lineage)}; " + evidence, declared, lineage,
-                     measured)
-    if d_best > reach:
+        if not within:
+            return Route(lineage[-1], UNCONFIRMED, f"{walked}; " + evidence, declared, lineage, measured,
+                         finding=f"{walked}, but its weights are beyond the reach of every known tree (nearest: {best}, "
+                                 f"{near.distance:.3f} > {near.reach:.3f}): the weights do not confirm it")
+        if lineage[-1] != best:
+            finding = (f"declares {' -> '.join(lineage)}, but its weights sit in the tree of {best} ({near.distance:.3f}) "
+                       f"rather than {lineage[-1]} ({measured.get(lineage[-1], float('nan')):.3f})")
+            return Route(best, _weights_confidence(near, runner_up), evidence, declared, lineage, measured, finding=finding)
+        return Route(best, 1.0, f"{walked}; " + evidence, declared, lineage, measured)
+    if not within:
         return Route(None, 0.0, "", declared, distances=measured,
-                     reason=f"the nearest known root, {best}, is at relative distance {d_best:.3f}, beyond its tree's "
-                            f"reach ({reach:.3f})")
-    return Route(best, confidence, evidence, declared, distances=measured)
+                     reason=f"the nearest known root, {best}, is at cosine distance {near.distance:.3f}, beyond its tree's "
+                            f"reach ({near.reach:.3f})")
+    finding = None
+    if declared:  # it names a base hf_probex cannot follow to a known root, yet its weights sit in a known tree
+        finding = (f"declares {', '.join(declared)}, which hf_probex cannot follow to a known root; its weights sit in "
+                   f"the tree of {best} ({near.distance:.3f} <= reach {near.reach:.3f})")
+    return Route(best, _weights_confidence(near, runner_up), evidence, declared, distances=measured, finding=finding)

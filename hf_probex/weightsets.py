@@ -37,6 +37,7 @@ class WeightRecord:
     labels: tuple[str, ...]  # classes (discriminative) or the one concept (LoRA)
     path: Path  # the model's folder or its .safetensors file (read through hf_probex.reading: any dtype, shards)
     kind: str  # "classifier" | "lora"
+    group: str | None = None  # the recipe family it was trained with, where known (zoos; hf_probex.zoo.recipes)
 
 
 @dataclass
@@ -79,7 +80,8 @@ def _from_zoo(root: Path) -> WeightSet:
             is_lora = spec.concept is not None
             labels = (spec.concept["name"],) if is_lora else tuple(spec.labels)
             records.append(
-                WeightRecord(tree, spec.repo_id, spec.split, labels, weights, "lora" if is_lora else "classifier")
+                WeightRecord(tree, spec.repo_id, spec.split, labels, weights, "lora" if is_lora else "classifier",
+                             spec.recipe or None)
             )
     vocabularies = {tree: list(info["vocabulary"]) for tree, info in zoo.trees.items()}
     return WeightSet(str(root), records, vocabularies, roots)

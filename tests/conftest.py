@@ -16,6 +16,36 @@ def tiny_zoo(tmp_path_factory):
     return build_zoo(tmp_path_factory.mktemp("zoo") / "tiny", "tiny", seed=0, workers=1, progress=False)
 
 
+@pytest.fixture(scope="session")
+def small_zoo(tmp_path_factory):
+    """The `small` zoo (one ResNet tree, 96 children from five recipe families): the experts' signal tests and
+    the demo. About a minute on 2 cores, built once per session."""
+    from hf_probex.zoo import build_zoo
+
+    return build_zoo(tmp_path_factory.mktemp("zoo") / "small", "small", seed=0, workers=2, progress=False)
+
+
+@pytest.fixture(scope="session")
+def small_cache(small_zoo, tmp_path_factory):
+    """A cache folder as `hf-probex demo` leaves it: the session's small zoo, and its expert trained as the demo
+    trains it (train and val splits; layers chosen and calibrated leave-one-recipe-family-out)."""
+    from hf_probex.demo import demo_experts
+
+    cache = tmp_path_factory.mktemp("cache")
+    (cache / "zoos").mkdir()
+    (cache / "zoos" / "small-seed0").symlink_to(small_zoo.root)
+    demo_experts(small_zoo, cache / "demo" / "experts", progress=lambda line: None)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def small_experts(small_zoo, small_cache):
+    """The small zoo's expert (see `small_cache`) as a registry."""
+    from hf_probex.demo import demo_experts
+
+    return demo_experts(small_zoo, small_cache / "demo" / "experts", progress=lambda line: None)  # reused, not retrained
+
+
 # ---- the local hub (tests/test_hub*.py) ----------------------------------------------------------------
 
 HUB_USERS_YAML = """\

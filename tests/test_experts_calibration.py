@@ -3,22 +3,46 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
+from hf_probex.experts.calibration import Calibration, decision_outcomes, fit_calibration
 
-from hf_probex.experts.calibration import Calibration, decision_outcomes, decision_scores, fit_calibration
+
+def _informative(rng, n: int, signal: float, labels: int = 8):
+    y = rng.random((n, labels)) < 0.5
+    probs = 1 / (1 + np.exp(-(np.where(y, signal, -signal) + rng.normal(0, 1.5, y.shape))))
+    return probs, y
 
 
 def test_threshold_reaches_the_target_precision_on_informative_scores():
-    rng = np.random.default_rng(0)
-    y = rng.random((300, 8)) < 0.5
-    probs = 1 / (1 + np.exp(-(np.where(y, 1.5, -1.5) + rng.normal(0, 1.5, y.shape))))
+    probs, y = _informative(np.random.default_rng(0), 300, 1.5)
     cal = fit_calibration("multilabel", probs, y.astype(float))
     assert cal.oof_precision >= 0.95 and 0 < cal.oof_recall < 1 and cal.decisions == y.size
-    confidence = cal.confidence(decision_scores("multilabel", probs))
+    confidence = cal.confidences("multilabel", probs)
     assert confidence.shape == y.shape
-    assert np.all(np.diff(confidence.ravel()[np.argsort(probs.ravel())]) >= -1e-12)  # monotone in the score
     assert y[confidence >= cal.threshold].mean() >= 0.95
     assert Calibration(**cal.to_dict()) == cal  # what an expert's config.json stores
+
+
+def test_a_recipe_that_shifts_every_score_of_a_model_changes_no_confidence():
+    """A stronger or gentler fine-tune moves all of a model's scores together; what stands out stays."""
+    probs, y = _informative(np.random.default_rng(2), 200, 1.5)
+    cal = fit_calibration("multilabel", probs, y.astype(float))
+    logits = np.log(probs / (1 - probs))
+    shifted = 1 / (1 + np.exp(-(logits + np.linspace(-2, 2, len(probs))[:, None])))
+    assert np.allclose(cal.confidences("multilabel", shifted), cal.confidences("multilabel", probs), atol=1e-6)
+
+
+def test_the_threshold_holds_in_every_recipe_family_not_only_pooled():
+    rng = np.random.default_rng(3)
+    strong, y_strong = _informative(rng, 400, 2.5)
+    weak, y_weak = _informative(rng, 100, 0.6)  # a family the expert reads badly
+    probs, y = np.vstack([strong, weak]), np.vstack([y_strong, y_weak]).astype(float)
+    groups = np.array(["strong"] * 400 + ["weak"] * 100)
+    pooled = fit_calibration("multilabel", probs, y)
+    per_family = fit_calibration("multilabel", probs, y, groups)
+    assert per_family.groups == 2 and per_family.threshold >= pooled.threshold
+    weak_confidence = per_family.confidences("multilabel", weak)
+    above = weak_confidence >= per_family.threshold
+    assert above.sum() < 10 or y_weak[above].mean() >= 0.95
 
 
 def test_uninformative_scores_never_propose():
@@ -31,6 +55,6 @@ def test_uninformative_scores_never_propose():
 def test_zero_shot_decisions_are_the_top_concept():
     scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.25, 0.1], [0.0, 0.1, 0.8]])
     assert decision_outcomes("zeroshot", scores, np.array([0, 0, 2])).tolist() == [True, False, True]
-    assert np.allclose(decision_scores("zeroshot", scores), [0.8, 0.05, 0.7])
-    with pytest.raises(ValueError, match="all right or all wrong"):
-        fit_calibration("zeroshot", scores[[0, 2]], np.array([0, 2]))
+    assert np.allclose(Calibration(1.0, 0.0, 0.5, 0.95, 1.0, 1.0, 3).scores("zeroshot", scores), [0.8, 0.05, 0.7])
+    wrong = fit_calibration("zeroshot", scores[[0, 2]], np.array([1, 0]))  # every out-of-fold decision wrong
+    assert wrong.threshold > 1 and np.allclose(wrong.confidences("zeroshot", scores), 0.001)

@@ -40,15 +40,17 @@ def heads(tmp_path_factory):
 def test_headset_reads_shuffled_prototype_rows_that_flat_methods_miss(heads):
     torch.set_num_threads(1)
     head, _ = heads
-    headset = cross_validate(head, "headset", folds=4, config=FAST)["metrics"]["per_label_acc"]
-    ridge = cross_validate(head, "ridge", folds=4, shuffled=False)["metrics"]["per_label_acc"]
+    # the head's rows as they are (`delta` features): the set reader against a reader of positions
+    headset = cross_validate(head, "headset", folds=4, config=FAST, features="delta")["metrics"]["per_label_acc"]
+    ridge = cross_validate(head, "ridge", folds=4, shuffled=False, features="delta")["metrics"]["per_label_acc"]
     assert headset["mean"] > 88, headset  # measured 94.5 +- 0.4
     assert headset["mean"] > ridge["mean"] + 10  # ridge sees positions, not the set: measured 72.2
 
 
 def test_head_combined_with_a_hidden_layer(heads):
     head, hidden = heads
-    report = cross_validate_combined([(head, "headset", None), (hidden, "probex", {"n_probes": 8})], folds=4, config=FAST)
+    report = cross_validate_combined([(head, "headset", None), (hidden, "probex", {"n_probes": 8})], folds=4, config=FAST,
+                                     features="delta")
     assert report["method"] == "headset + probex" and report["layer"] == "classifier.weight + hidden.weight"
     assert report["metrics"]["per_label_acc"]["mean"] > 80  # a noise hidden layer dilutes but does not drown the head
     assert report["shuffled"]["per_label_acc"]["mean"] < 62 and report["hparams"][1] == {"n_probes": 8}

@@ -70,7 +70,7 @@ def test_bad_input_is_named(vit, tmp_path):
     expert.save_pretrained(tmp_path / "e")
     config = json.loads((tmp_path / "e" / "config.json").read_text())
     (tmp_path / "e" / "config.json").write_text(json.dumps({**config, "format_version": FORMAT_VERSION + 1}))
-    with pytest.raises(ValueError, match="format version 2; .* upgrade hf_probex"):
+    with pytest.raises(ValueError, match=f"format version {FORMAT_VERSION + 1}; .* upgrade hf_probex"):
         Expert.from_pretrained(tmp_path / "e")
     with pytest.raises(ValueError, match="single value"):
         fit_expert(vit, "probex", np.arange(len(vit.y)), y=np.zeros_like(vit.y))

@@ -97,13 +97,14 @@ def test_runs_and_layer_selection_can_see_only_some_splits(tiny_zoo, tmp_path, c
     from hf_probex.experts.harness import candidate_layers
     from hf_probex.experts.runs import Run, run_all
 
-    layer = next(iter(candidate_layers(tiny_zoo.root, "sd")))  # the tiny sd tree: train, val_holdout, test_holdout
+    layer = next(iter(candidate_layers(tiny_zoo.root, "sd")))  # the tiny sd tree: train, test, val and test_holdout
     runs = [Run("sd", ((layer, "ridge"),)), Run("sd", ((layer, "ridge"),), splits=("train",))]
     every, train_only = run_all(tiny_zoo.root, runs, tmp_path / "runs.jsonl", folds=2)
-    assert every["models"] == train_only["models"] > 0
+    train = [s for s in tiny_zoo.specs("sd") if s.split == "train"]
+    assert every["models"] > train_only["models"] == len(train) > 0
     assert every["holdout_models"] > 0 and train_only["holdout_models"] == 0  # held-out concepts left unseen
 
     argv = ["train", "--zoo", str(tiny_zoo.root), "--tree", "vit", "--splits", "train", "--folds", "2",
             "--out", str(tmp_path / "expert")]
     assert main(argv) == 0
-    assert "(best tuned-ridge 2-fold CV score on splits train)" in capsys.readouterr().out
+    assert "(best tuned-ridge cross-validated score on splits train;" in capsys.readouterr().out

@@ -109,7 +109,15 @@ def _resolve_layer(args: argparse.Namespace) -> None:
         raise UserError(str(err)) from None
     shown = " + ".join(args.layer) if isinstance(args.layer, list) else args.layer
     on = f" on splits {', '.join(splits)}" if splits else ""
-    print(f"layer auto: {shown} (best tuned-ridge {args.folds}-fold CV score{on})")
+    print(f"layer auto: {shown} (best tuned-ridge cross-validated score{on}; leave-one-recipe-family-out where the "
+          f"zoo records families)")
+
+
+def _cv_name(report: dict) -> str:
+    """How a report was cross-validated, for people: "5-fold CV" or "leave-one-recipe-family-out CV, 5 families"."""
+    if report["cv"] == "k-fold":
+        return f"{report['folds']}-fold CV"
+    return f"leave-one-recipe-family-out CV, {report['folds']} families"
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -131,8 +139,9 @@ def _train(args: argparse.Namespace) -> int:
     expert.save_pretrained(args.out)
     print(f"trained {args.method} on {len(data.y)} models of {args.tree} / {data.layer} in "
           f"{expert.metrics['train_seconds']:.1f} s; saved to {args.out}")
+    cv = _cv_name(report) if report else ""
     for name, stat in (report or {}).get("metrics", {}).items():
-        print(f"  {name}: {stat['mean']:.1f} +- {stat['se']:.1f} ({args.folds}-fold CV)")
+        print(f"  {name}: {stat['mean']:.1f} +- {stat['se']:.1f} ({cv})")
     if expert.calibration:
         c = expert.calibration
         print(f"  proposes at confidence >= {c['threshold']:.2f}: out-of-fold precision {c['oof_precision'] * 100:.1f} %, "

@@ -2,21 +2,27 @@
 
 An expert's raw outputs are not probabilities one can act on (ridge's are shifted regressions, the
 networks are over- or under-confident). Calibration is fitted on out-of-fold predictions of the
-training models (every model scored by an expert that never saw it) with Platt scaling on one score
-per decision:
+training models (every model scored by an expert that never saw it; where the models' recipe families
+are known, an expert that never saw the model's family: `harness.cv_splits`) with Platt scaling on one
+score per decision:
 
 - class subsets: every (model, label) cell is one decision "this model was trained on this class";
-  its score is the logit of the expert's probability;
+  its score is the logit of the expert's probability, centred per label (over the calibration models)
+  and then standardised within the model (over its labels). A recipe moves all of a model's scores
+  together (a stronger fine-tune, a gentler one); what it trained on shows as labels standing out from
+  its own other labels, which is what the score keeps;
 - concepts: the top-1 concept of each model is one decision; its score is the margin between the
   best and second-best cosine.
 
 `threshold` is then the lowest calibrated confidence at which the decisions at or above it reach the
-target precision on those out-of-fold predictions (default 95 %); below it hf_probex abstains.
+target precision (default 95 %) on the pooled out-of-fold predictions and in every group (recipe
+family) that has at least `min_support` decisions there: a threshold that only holds on average over
+families would not hold on the family of a stranger's recipe. Below it hf_probex abstains.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -24,9 +30,23 @@ PRECISION_TARGET = 0.95
 MIN_SUPPORT = 10
 
 
+def _logits(predictions: np.ndarray) -> np.ndarray:
+    p = np.clip(predictions, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _within_rows(values: np.ndarray) -> np.ndarray:
+    centred = values - values.mean(axis=1, keepdims=True)
+    return centred / np.maximum(centred.std(axis=1, keepdims=True), 1e-6)
+
+
 @dataclass
 class Calibration:
-    """Platt scaling confidence = sigmoid(a * score + b), and the confidence threshold to propose at."""
+    """Platt scaling confidence = sigmoid(a * score + b), and the confidence threshold to propose at.
+
+    `label_mean`: each label's mean logit over the calibration models, what class-subset scores are centred
+    by (empty for concepts).
+    """
 
     a: float
     b: float
@@ -35,21 +55,26 @@ class Calibration:
     oof_precision: float  # of the out-of-fold decisions at or above the threshold (nan if none)
     oof_recall: float  # share of the true decisions proposed at the threshold
     decisions: int
+    label_mean: list[float] = field(default_factory=list)
+    groups: int = 0  # recipe families the threshold was checked on (0: none known)
+
+    def scores(self, task: str, predictions: np.ndarray) -> np.ndarray:
+        """The calibrated score of each decision (see the module docstring): [n, n_labels] or [n]."""
+        predictions = np.asarray(predictions, dtype=np.float64)
+        if task == "multilabel":
+            return _within_rows(_logits(predictions) - np.asarray(self.label_mean))
+        top2 = np.sort(predictions, axis=1)[:, -2:] if predictions.shape[1] > 1 else np.pad(predictions, ((0, 0), (1, 0)))
+        return top2[:, 1] - top2[:, 0]
 
     def confidence(self, scores: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-(self.a * np.asarray(scores, dtype=np.float64) + self.b)))
 
+    def confidences(self, task: str, predictions: np.ndarray) -> np.ndarray:
+        """The calibrated confidence of each decision of `predictions`."""
+        return self.confidence(self.scores(task, predictions))
+
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def decision_scores(task: str, predictions: np.ndarray) -> np.ndarray:
-    """The calibrated score of each decision (see the module docstring): [n, n_labels] or [n]."""
-    if task == "multilabel":
-        p = np.clip(predictions, 1e-6, 1 - 1e-6)
-        return np.log(p / (1 - p))
-    top2 = np.sort(predictions, axis=1)[:, -2:] if predictions.shape[1] > 1 else np.pad(predictions, ((0, 0), (1, 0)))
-    return top2[:, 1] - top2[:, 0]
 
 
 def decision_outcomes(task: str, predictions: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -59,34 +84,57 @@ def decision_outcomes(task: str, predictions: np.ndarray, y: np.ndarray) -> np.n
     return predictions.argmax(1) == np.asarray(y)
 
 
-def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray, precision_target: float = PRECISION_TARGET,
-                    min_support: int = MIN_SUPPORT) -> Calibration:
+def _precision_above(thresholds: np.ndarray, confidence: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each candidate threshold: (precision, count) of the decisions whose confidence is at or above it."""
+    order = np.argsort(-confidence, kind="stable")
+    true_so_far = np.concatenate([[0], np.cumsum(truth[order])])
+    count = len(confidence) - np.searchsorted(np.sort(confidence), thresholds, side="left")
+    return np.where(count > 0, true_so_far[count] / np.maximum(count, 1), 1.0), count
+
+
+def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None,
+                    precision_target: float = PRECISION_TARGET, min_support: int = MIN_SUPPORT) -> Calibration:
     """Fit Platt scaling and the precision threshold on out-of-fold `predictions` of targets `y`.
 
     The threshold is the lowest confidence level whose decisions at or above it (ties included) reach
-    `precision_target`, counting only levels with at least `min_support` such decisions (a precision
-    measured on two decisions says nothing); if none does, the threshold is above 1: never propose.
+    `precision_target` pooled (counting only levels with at least `min_support` decisions: a precision
+    measured on two decisions says nothing) and within each of `groups` (one group per model, e.g. its
+    recipe family) that has `min_support` decisions at that level; if none does, the threshold is above 1:
+    never propose.
 
-    Raises:
-        ValueError: all decisions true or all false (nothing to calibrate on).
+    When the decisions are all true (or all false) there is no score to fit: every decision then gets the
+    out-of-fold precision as its confidence (clipped to [0.001, 0.999]).
     """
     from sklearn.linear_model import LogisticRegression
 
-    scores = decision_scores(task, predictions).ravel()
+    predictions = np.asarray(predictions, dtype=np.float64)
+    stats = {}
+    if task == "multilabel":
+        logits = _logits(predictions)
+        stats = {"label_mean": logits.mean(0).tolist()}
+    blank = Calibration(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, **stats)
+    scores = blank.scores(task, predictions).ravel()
     truth = decision_outcomes(task, predictions, y).ravel()
     if truth.all() or not truth.any():
-        raise ValueError("cannot calibrate: the out-of-fold decisions are all right or all wrong")
-    platt = LogisticRegression().fit(scores[:, None], truth)
-    a, b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+        a, b = 0.0, float(_logits(np.array([truth.mean()]).clip(0.001, 0.999))[0])
+    else:
+        platt = LogisticRegression().fit(scores[:, None], truth)
+        a, b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
     confidence = Calibration(a, b, 0.0, 0.0, 0.0, 0.0, 0).confidence(scores)
-    order = np.argsort(-confidence, kind="stable")
-    ranked = confidence[order]
-    precision = np.cumsum(truth[order]) / np.arange(1, len(order) + 1)
-    level_ends = np.append(ranked[1:] < ranked[:-1], True)  # the last decision of each confidence level
-    meets = np.flatnonzero(level_ends & (precision >= precision_target) & (np.arange(1, len(order) + 1) >= min_support))
-    if len(meets) == 0:
-        return Calibration(a, b, 1.01, precision_target, float("nan"), 0.0, len(truth))  # never confident enough
-    threshold = float(ranked[meets[-1]])  # the lowest level that still meets the target: the most recall
+    precision, count = _precision_above(confidence, confidence, truth)
+    valid = (precision >= precision_target) & (count >= min_support)
+    n_groups = 0
+    if groups is not None:  # every recipe family with enough decisions at a level must reach the target there too
+        per_decision = np.repeat(np.asarray(groups), truth.size // len(groups))
+        n_groups = len(set(per_decision.tolist()))
+        for group in set(per_decision.tolist()):
+            mask = per_decision == group
+            precision, count = _precision_above(confidence, confidence[mask], truth[mask])
+            valid &= (precision >= precision_target) | (count < min_support)
+    stats["groups"] = n_groups
+    if not valid.any():
+        return Calibration(a, b, 1.01, precision_target, float("nan"), 0.0, len(truth), **stats)  # never confident enough
+    threshold = float(confidence[valid].min())  # the lowest level that still meets the target: the most recall
     proposed = confidence >= threshold
     return Calibration(a, b, threshold, precision_target, float(truth[proposed].mean()),
-                       float(truth[proposed].sum() / truth.sum()), len(truth))
+                       float(truth[proposed].sum() / truth.sum()), len(truth), **stats)

@@ -24,16 +24,19 @@ import numpy as np
 import torch
 
 from ..text import DEFAULT_TEXT_ENCODER
-from ..weightsets import WeightSet, open_weight_set
+from ..weightsets import WeightRecord, WeightSet, open_weight_set
 from .evaluation import concept_metrics, kfold, label_matrix, mean_se, multilabel_metrics, references, summarise
 from .hub import Expert
-from .shaping import centring, layer_shapes, load_matrices, relative_distance, root_matrix, stack_inputs
+from .shaping import centring, layer_shapes, load_matrices, root_matrix, stack_inputs
 from .training import TrainConfig, train
 
 
 #: The default expert of each task, from the benchmark (docs/benchmarks.md): for class subsets, ridge on
 #: stacked layers beat every method on every tree; for zero-shot LoRA concepts, MVProbe did.
 DEFAULT_METHODS = {"multilabel": "ridge", "zeroshot": "mvprobe"}
+#: What the default experts read (hf_probex.experts.features): for class subsets the change's Gram, which
+#: keeps the signal across recipe families that the raw change loses (docs/experts.md, "Features").
+DEFAULT_FEATURES = {"multilabel": "gram", "zeroshot": "delta"}
 
 
 @dataclass
@@ -60,6 +63,9 @@ class LayerData:
     holdout_vocabulary: list[str] = field(default_factory=list)
     holdout_text: np.ndarray | None = None
     inputs: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)  # stacked layers: (name, stored shape)
+    groups: np.ndarray | None = None  # each model's recipe family, where the weight set knows it
+    records: list[WeightRecord] = field(default_factory=list)  # the models, in order (what routing is fitted on)
+    roots: dict[str, Path | None] = field(default_factory=dict)  # every tree's root weights in the weight set
 
     @property
     def targets_matrix(self) -> np.ndarray:
@@ -122,10 +128,12 @@ def _root_repo_id(weights: WeightSet, tree: str) -> str | None:
 
 def load_layer_data(weights: WeightSet | str | Path, tree: str, layer: str | Sequence[str], *,
                     conv_layout: str = "probex", text_encoder: str = DEFAULT_TEXT_ENCODER, prompt: str = "{}",
-                    splits: tuple[str, ...] | None = None, exclude: Collection[str] = ()) -> LayerData:
+                    splits: tuple[str, ...] | None = None, exclude: Collection[str] = (),
+                    groups: Collection[str] | None = None) -> LayerData:
     """Read `layer` of every finished model of `tree` (a zoo or Model-J folder, or an open WeightSet),
-    or only of the models in `splits` (e.g. ("train", "val"), keeping "test" unseen), leaving out the
-    model ids in `exclude`.
+    or only of the models in `splits` (e.g. ("train", "val"), keeping "test" unseen) and of the recipe
+    families in `groups` (e.g. all but one: what an expert that never saw that family learns from),
+    leaving out the model ids in `exclude`.
 
     Several layers are stacked: each model's layers flattened and concatenated into one [1, D] input
     (and the root's the same way), for the experts that read a weight vector (ridge, dense); `inputs`
@@ -137,7 +145,7 @@ def load_layer_data(weights: WeightSet | str | Path, tree: str, layer: str | Seq
     weights = weights if isinstance(weights, WeightSet) else open_weight_set(weights)
     names = [layer] if isinstance(layer, str) else list(layer)
     options = {"conv_layout": conv_layout, "text_encoder": text_encoder, "prompt": prompt, "splits": splits,
-               "exclude": exclude}
+               "exclude": exclude, "groups": groups}
     parts = [_load_one(weights, tree, name, **options) for name in names]
     if len(parts) == 1:
         return parts[0]
@@ -152,13 +160,15 @@ def load_layer_data(weights: WeightSet | str | Path, tree: str, layer: str | Seq
 
 
 def _load_one(weights: WeightSet, tree: str, layer: str, *, conv_layout: str, text_encoder: str, prompt: str,
-              splits: tuple[str, ...] | None, exclude: Collection[str]) -> LayerData:
+              splits: tuple[str, ...] | None, exclude: Collection[str], groups: Collection[str] | None) -> LayerData:
     layers = candidate_layers(weights, tree)
     if layer not in layers:
         raise ValueError(f"tree {tree!r} has no layer {layer!r}; layers: {', '.join(layers)}")
-    records = [r for r in weights.for_tree(tree, splits) if r.model_id not in exclude]
+    records = [r for r in weights.for_tree(tree, splits)
+               if r.model_id not in exclude and (groups is None or r.group in groups)]
     if not records:
-        raise ValueError(f"tree {tree!r} has no models in splits {', '.join(splits or ())}")
+        raise ValueError(f"tree {tree!r} has no models in splits {', '.join(splits or ())}"
+                         + (f" of recipe families {', '.join(groups)}" if groups is not None else ""))
     kind = records[0].kind
     root_path, root_id = weights.roots.get(tree), _root_repo_id(weights, tree)
     if kind != "lora":
@@ -166,7 +176,8 @@ def _load_one(weights: WeightSet, tree: str, layer: str, *, conv_layout: str, te
         vocabulary = weights.vocabularies[tree]
         return LayerData(tree, layer, "multilabel", x, label_matrix([r.labels for r in records], vocabulary), vocabulary,
                          shape, [r.model_id for r in records], root=root_matrix(root_path, layer, kind, conv_layout),
-                         root_id=root_id, conv_layout=conv_layout)
+                         root_id=root_id, conv_layout=conv_layout, groups=_groups(records), records=records,
+                         roots=dict(weights.roots))
     seen = [r for r in records if not (r.split or "").endswith("_holdout")]
     held = [r for r in records if (r.split or "").endswith("_holdout")]
     x, shape = load_matrices(seen, layer, conv_layout)
@@ -174,7 +185,8 @@ def _load_one(weights: WeightSet, tree: str, layer: str, *, conv_layout: str, te
     data = LayerData(tree, layer, "zeroshot", x, np.array([vocabulary.index(r.labels[0]) for r in seen]), vocabulary,
                      shape, [r.model_id for r in seen], root_id=root_id, adapter="lora",
                      conv_layout=conv_layout, text_encoder=text_encoder, prompt=prompt,
-                     text=_encode(vocabulary, text_encoder, prompt))
+                     text=_encode(vocabulary, text_encoder, prompt), groups=_groups(seen), records=seen,
+                     roots=dict(weights.roots))
     if held:
         data.holdout_x = load_matrices(held, layer, conv_layout)[0]
         data.holdout_vocabulary = sorted({r.labels[0] for r in held})
@@ -183,25 +195,33 @@ def _load_one(weights: WeightSet, tree: str, layer: str, *, conv_layout: str, te
     return data
 
 
+def _groups(records: list[WeightRecord]) -> np.ndarray | None:
+    return np.array([r.group for r in records]) if all(r.group for r in records) else None
+
+
 def make_expert(data: LayerData, method: str, *, hparams: dict | None = None, centre: bool = True,
-                temperature: float = 1.0) -> Expert:
-    """An untrained expert for `data`'s tree, layer and task."""
+                temperature: float = 1.0, features: str | None = None) -> Expert:
+    """An untrained expert for `data`'s tree, layer and task (`features`: default the task's, `DEFAULT_FEATURES`)."""
     return Expert(
         method=method, task=data.task, input_shape=list(data.x.shape[1:]), vocabulary=data.vocabulary, layer=data.layer,
         layer_shape=list(data.layer_shape), tree=data.tree, root=data.root_id, adapter=data.adapter, hparams=hparams,
         centred=centre and data.root is not None and data.root.shape == data.x.shape[1:], conv_layout=data.conv_layout,
         text_encoder=data.text_encoder, text_dim=None if data.text is None else int(data.text.shape[1]),
         prompt=data.prompt, temperature=temperature, inputs=[[name, list(shape)] for name, shape in data.inputs],
+        features=features or DEFAULT_FEATURES[data.task],
     )
 
 
 def fit_expert(data: LayerData, method: str, train_idx: np.ndarray, *, hparams: dict | None = None, centre: bool = True,
                config: TrainConfig = TrainConfig(), val_fraction: float = 0.15, temperature: float = 1.0,
-               y: np.ndarray | None = None) -> tuple[Expert, dict]:
-    """Train one expert on the models `train_idx` (targets `y`, default `data.y`); returns (expert, history)."""
+               y: np.ndarray | None = None, features: str | None = None) -> tuple[Expert, dict]:
+    """Train one expert on the models `train_idx` (targets `y`, default `data.y`); returns (expert, history).
+
+    `features`: "delta" or "gram" (hf_probex.experts.features); default the task's (`DEFAULT_FEATURES`).
+    """
     y = data.y if y is None else y
     torch.manual_seed(config.seed)  # the network's random initialisation: the seed fixes it too, not only training
-    expert = make_expert(data, method, hparams=hparams, centre=centre, temperature=temperature)
+    expert = make_expert(data, method, hparams=hparams, centre=centre, temperature=temperature, features=features)
     train_idx = np.asarray(train_idx)
     val_idx = train_idx[:0]
     if not expert.net.closed_form and len(train_idx) >= 3:  # a closed-form fit tunes itself (GCV): it uses all
@@ -209,28 +229,10 @@ def fit_expert(data: LayerData, method: str, train_idx: np.ndarray, *, hparams: 
         n_val = max(1, int(round(val_fraction * len(order))))
         val_idx, train_idx = order[:n_val], order[n_val:]
     expert.set_centring(*centring(data.x[train_idx], data.root if expert.config["centred"] else None))
-    distances = root_distances(data)
-    if distances is not None:  # how far this tree reaches on the layer routing compares (hf_probex.routing)
-        expert.routing.update(layer=routing_layer(data), max_root_distance=float(distances[train_idx].max()))
     if data.text is not None:
         expert.concept_text.copy_(torch.from_numpy(data.text))
     history = train(expert, data.x[train_idx], y[train_idx], data.x[val_idx], y[val_idx], config)
     return expert, history
-
-
-def routing_layer(data: LayerData) -> str:
-    """The one layer routing compares with the root: the first layer the expert reads (its best single layer;
-    twin trees' experts share it, so routing reads it once for both)."""
-    return data.inputs[0][0] if data.inputs else data.layer
-
-
-def root_distances(data: LayerData) -> np.ndarray | None:
-    """Each model's relative distance ||W - W_root|| / ||W_root|| on the routing layer (`routing_layer`), or
-    None without a root of the input's shape."""
-    if data.root is None or data.root.shape != data.x.shape[1:]:
-        return None
-    size = int(np.prod(data.inputs[0][1])) if data.inputs else data.root.size  # stacked: the first layer comes first
-    return relative_distance(data.x.reshape(len(data.x), -1)[:, :size], data.root.reshape(-1)[:size])
 
 
 def predict(experts: list[Expert], members: list[LayerData], idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -273,11 +275,27 @@ def cross_validate(data: LayerData, method: str, *, hparams: dict | None = None,
     return cross_validate_combined([(data, method, hparams)], **options)
 
 
+def _by_family(data: LayerData, by_group: bool) -> bool:
+    return by_group and data.groups is not None and len(set(data.groups.tolist())) >= 2
+
+
+def cv_splits(data: LayerData, folds: int, seed: int, by_group: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The cross-validation folds: one per recipe family (leave-one-family-out) when the models' families are
+    known and there are at least two, so every score and out-of-fold prediction comes from an expert that
+    never saw the model's recipe; otherwise `folds` random folds."""
+    if _by_family(data, by_group):
+        return [(np.flatnonzero(data.groups != g), np.flatnonzero(data.groups == g)) for g in sorted(set(data.groups.tolist()))]
+    return kfold(len(data.y), folds, seed)
+
+
 def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *, folds: int = 5, seed: int = 0,
                             centre: bool = True, config: TrainConfig = TrainConfig(), shuffled: bool = True,
-                            temperature: float = 1.0, keep_predictions: bool = False) -> dict:
-    """k-fold cross-validation of experts on several layers of one tree, their predictions averaged.
+                            temperature: float = 1.0, keep_predictions: bool = False, features: str | None = None,
+                            by_group: bool = True) -> dict:
+    """Cross-validation of experts on several layers of one tree, their predictions averaged.
 
+    Folds are `cv_splits`: one per recipe family when the weight set knows them (`by_group`), else `folds`
+    random folds; the report's `cv` says which, and `by_group` holds each held-out family's metrics.
     `members` are (layer data, method, hyper-parameters); each fold trains one expert per member on the
     same models. With `keep_predictions` the report also holds `predictions`: every in-distribution
     model's out-of-fold prediction (a list per model, in model order; what calibration is fitted on).
@@ -292,9 +310,10 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
     data = datas[0]
     if any(d.model_ids != data.model_ids or d.task != data.task for d in datas):
         raise ValueError("combined experts must read layers of the same models (one tree, one task)")
-    splits = kfold(len(data.y), folds, seed)
+    splits = cv_splits(data, folds, seed, by_group)
+    grouped = _by_family(data, by_group)
     rng = np.random.default_rng(seed + 1)
-    settings = dict(centre=centre, config=config, temperature=temperature)
+    settings = dict(centre=centre, config=config, temperature=temperature, features=features)
     scores, shuffled_scores, seconds, predict_ms = [], [], [], []
     out_of_fold: list = [None] * len(data.y)
     for train_idx, test_idx in splits:
@@ -319,8 +338,10 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
     return {
         "tree": data.tree, "layer": " + ".join(d.layer for d in datas), "method": " + ".join(m[1] for m in members),
         "task": data.task, "models": len(data.y), "holdout_models": 0 if data.holdout_x is None else len(data.holdout_x),
-        "folds": folds, "seed": seed,
+        "folds": len(splits), "seed": seed, "cv": "leave-one-recipe-family-out" if grouped else "k-fold",
+        "by_group": {str(data.groups[test[0]]): score for (_, test), score in zip(splits, scores)} if grouped else {},
         "centred": [e.config["centred"] for e in experts] if len(experts) > 1 else experts[0].config["centred"],
+        "features": experts[0].features,
         "hparams": [dict(m[2] or {}) for m in members] if len(members) > 1 else dict(members[0][2] or {}),
         "train_config": fitted[0][1]["config"],
         "metrics": summarise(scores), "shuffled": summarise(shuffled_scores) if shuffled else None,
@@ -330,21 +351,28 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
 
 
 def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0, hparams: dict | None = None,
-                 centre: bool = True, config: TrainConfig = TrainConfig(), temperature: float = 1.0) -> tuple[Expert, dict | None]:
+                 centre: bool = True, config: TrainConfig = TrainConfig(), temperature: float = 1.0,
+                 features: str | None = None, by_group: bool = True) -> tuple[Expert, dict | None]:
     """The expert `hf-probex train` publishes: cross-validated for its metrics and calibration (out-of-fold
-    predictions), then trained on every model of `data`. `folds=0` skips cross-validation (no metrics,
-    no calibration: such an expert cannot propose fields). Returns (expert, CV report or None).
+    predictions: leave-one-recipe-family-out where the families are known, `cv_splits`; the threshold must
+    hold in every family), then trained on every model of `data`, with what routing needs (`routes.fit_routing`)
+    when the tree has a root. `folds=0` skips cross-validation (no metrics, no calibration: such an expert
+    cannot propose fields). Returns (expert, CV report or None).
     """
     from .calibration import fit_calibration
+    from .routes import fit_routing
 
-    settings = {"hparams": hparams, "centre": centre, "config": config, "temperature": temperature}
-    report = cross_validate(data, method, folds=folds, seed=seed, keep_predictions=True, **settings) if folds else None
+    settings = {"hparams": hparams, "centre": centre, "config": config, "temperature": temperature, "features": features}
+    report = cross_validate(data, method, folds=folds, seed=seed, keep_predictions=True, by_group=by_group,
+                            **settings) if folds else None
     expert, history = fit_expert(data, method, np.arange(len(data.y)), **settings)
     if report:
-        try:
-            expert.calibration = fit_calibration(data.task, np.array(report.pop("predictions")), data.y).to_dict()
-        except ValueError:  # out-of-fold decisions all wrong (or all right): nothing to calibrate, never propose
-            expert.calibration = None
-        expert.metrics = {**report["metrics"], "cv_folds": folds, "cv_models": report["models"]}
+        groups = data.groups if report["cv"] != "k-fold" else None
+        expert.calibration = fit_calibration(data.task, np.array(report.pop("predictions")), data.y, groups).to_dict()
+        expert.metrics = {**report["metrics"], "cv": report["cv"], "cv_folds": report["folds"], "cv_models": report["models"]}
     expert.metrics["train_seconds"] = history["train_seconds"]
+    root = data.roots.get(data.tree)
+    if root is not None and data.task == "multilabel" and data.records:
+        others = [path for tree, path in data.roots.items() if tree != data.tree and path is not None]
+        expert.set_routing(*fit_routing(data.records, root, others))
     return expert, report

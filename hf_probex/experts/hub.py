@@ -29,10 +29,12 @@ from torch import nn
 
 from .. import __version__
 from ..weightsets import WeightRecord
+from .features import feature_shape, gram
 from .models import METHODS, as_tensor, build_net, count_parameters
 from .shaping import load_matrices, stack_inputs
 
-FORMAT_VERSION = 1
+#: 2: features (delta or gram), routing by several layers with their own root copy (`route_root`).
+FORMAT_VERSION = 2
 TASKS = ("multilabel", "zeroshot")
 
 
@@ -62,13 +64,15 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         calibration: dict | None = None,
         routing: dict | None = None,
         inputs: list | None = None,
+        features: str = "delta",
         format_version: int = FORMAT_VERSION,
         package_version: str = __version__,
     ):
         super().__init__()
-        if format_version > FORMAT_VERSION:
-            raise ValueError(f"this expert has format version {format_version}; this hf_probex ({__version__}) reads up "
-                             f"to {FORMAT_VERSION}: upgrade hf_probex")
+        if format_version != FORMAT_VERSION:
+            newer = format_version > FORMAT_VERSION
+            raise ValueError(f"this expert has format version {format_version}; this hf_probex ({__version__}) reads "
+                             f"version {FORMAT_VERSION}: " + ("upgrade hf_probex" if newer else "train it again with `hf-probex train`"))
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
         if task == "zeroshot" and not text_dim:
@@ -80,7 +84,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
             method=method, task=task, input_shape=list(input_shape), vocabulary=list(vocabulary), layer=layer,
             layer_shape=list(layer_shape or input_shape), tree=tree, root=root, adapter=adapter, hparams=dict(hparams or {}),
             centred=centred, conv_layout=conv_layout, text_encoder=text_encoder, text_dim=text_dim, prompt=prompt,
-            temperature=temperature, routing=dict(routing or {}),
+            temperature=temperature, routing=dict(routing or {}), features=features,
             inputs=[[name, list(shape)] for name, shape in inputs] if inputs else [[layer, list(layer_shape or input_shape)]],
             format_version=FORMAT_VERSION,
             package_version=package_version,
@@ -89,12 +93,16 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         self.calibration = dict(calibration) if calibration else None
         self.register_buffer("offset", torch.zeros(self.input_shape))
         self.register_buffer("scale", torch.ones(()))
+        # the root's copy of the layers routing compares (`routing.layers`), flattened and concatenated
+        self.register_buffer("route_root", torch.zeros(sum(int(np.prod(s)) for _, s in self.routing.get("layers", []))))
+        self.features = features
+        net_shape = feature_shape(features, self.input_shape, self._config["inputs"])
         closed_form = method in METHODS and METHODS[method].closed_form  # build_net names an unknown method
         if task == "multilabel":
             n_out = len(vocabulary)
         else:  # Adam-trained nets output a representation; a closed-form one regresses the text embedding itself
             n_out = text_dim if closed_form else None
-        self.net = build_net(method, self.input_shape, n_out, **(hparams or {}))
+        self.net = build_net(method, net_shape, n_out, **(hparams or {}))
         if task == "zeroshot":
             self.text_proj = nn.Identity() if closed_form else nn.Linear(text_dim, self.net.out_dim)
             self.register_buffer("concept_text", torch.zeros(len(vocabulary), text_dim))
@@ -106,10 +114,16 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
 
     @property
     def routing(self) -> dict:
-        """What routing needs to know about the tree: `layer`, the one layer it compares with the root (absent in
-        experts saved before it existed: then every layer the expert reads), and `max_root_distance`, the
-        farthest training model's relative distance to the root on it."""
+        """What routing needs to know about the tree (hf_probex.experts.routes): `layers`, the [name, shape] pairs
+        it compares with the root (whose copies are the `route_root` buffer), `max_distance`, the farthest
+        training model's distance on them, `nearest_other`, the nearest other known root's, and `reach`, the
+        distance beyond which a model is not of this tree. Empty for trees without a root (LoRA trees)."""
         return self._config["routing"]
+
+    def set_routing(self, routing: dict, root_layers: np.ndarray) -> None:
+        """Record what `routes.fit_routing` measured, and the root's copy of the routing layers (flattened)."""
+        self._config["routing"] = dict(routing)
+        self.route_root = as_tensor(root_layers).reshape(-1).clone()
 
     @property
     def n_parameters(self) -> int:
@@ -121,12 +135,15 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         self.scale.fill_(scale)
 
     def shape_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Check a batch [B, H, W] against the expert and apply its centring."""
+        """Check a batch [B, H, W] against the expert and compute its features (`features`: the centred change,
+        or its Gram)."""
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"input of shape {list(x.shape[1:])} does not match this expert's layer "
                              f"{self._config['layer'] or '?'} of shape {list(self.input_shape)} (wrong tree or family?)")
         if not torch.isfinite(x).all():
             raise ValueError("input weights hold NaN or inf")
+        if self.features == "gram":
+            return gram(x - self.offset, self._config["inputs"])
         return (x - self.offset) / self.scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -164,12 +181,12 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         Raises:
             ValueError: the expert was saved without a calibration (train it with cross-validation).
         """
-        from .calibration import Calibration, decision_scores
+        from .calibration import Calibration
 
         if not self.calibration:
             raise ValueError("this expert has no calibration: train it with cross-validation (--folds >= 2)")
         predictions = self.predict(matrices, text)
-        return predictions, Calibration(**self.calibration).confidence(decision_scores(self.task, predictions))
+        return predictions, Calibration(**self.calibration).confidences(self.task, predictions)
 
     def predict_files(self, paths: list[str | Path], text: np.ndarray | None = None) -> np.ndarray:
         """`predict` on weight files (safetensors of models of this tree, or their LoRA files): reads and

@@ -44,13 +44,15 @@ class ExpertEntry:
     adapter: str | None
     method: str
     inputs: tuple[tuple[str, tuple[int, ...]], ...]  # every layer it reads (several: stacked), with stored shapes
+    routing_layers: tuple[tuple[str, tuple[int, ...]], ...] = ()  # the layers routing compares with the root
 
     @classmethod
     def from_config(cls, location: str, config: dict) -> ExpertEntry:
         # configs written before stacked experts name one layer and no inputs
         stored = config.get("inputs") or [[config["layer"], config.get("layer_shape") or config["input_shape"]]]
+        routing = (config.get("routing") or {}).get("layers") or []
         return cls(location, config.get("tree", ""), config.get("root"), config["task"], config["layer"],
-                   config.get("adapter"), config["method"], tuple((name, tuple(dims)) for name, dims in stored))
+                   config.get("adapter"), config["method"], _pairs(stored), _pairs(routing))
 
 
 def default_registry_path() -> Path:
@@ -91,8 +93,8 @@ class ExpertRegistry:
             return cls()
         try:
             rows = json.loads(path.read_text())["experts"]
-            return cls(ExpertEntry(**{**row, "inputs": tuple((name, tuple(dims)) for name, dims in row["inputs"])})
-                       for row in rows)
+            return cls(ExpertEntry(**{**row, "inputs": _pairs(row["inputs"]),
+                                      "routing_layers": _pairs(row.get("routing_layers", []))}) for row in rows)
         except (ValueError, KeyError, TypeError) as err:
             raise ExpertRegistryError(f"the expert registry {path} is damaged ({err}); delete it and register "
                                       f"the experts again with `hf-probex train --register`") from None
@@ -147,6 +149,10 @@ class ExpertRegistry:
     def roots(self) -> list[str]:
         """The tree roots that have an expert."""
         return sorted({e.root for e in self.entries if e.root})
+
+
+def _pairs(rows: list) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    return tuple((name, tuple(dims)) for name, dims in rows)
 
 
 def _read_config(location: str) -> dict:

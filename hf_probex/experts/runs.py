@@ -33,6 +33,8 @@ class Run:
     temperature: float = 1.0  # zero-shot cosine temperature
     hparams: tuple[tuple[str, object], ...] = ()  # network sizes for every member (default: the method's defaults)
     splits: tuple[str, ...] = ()  # only the models of these splits (default: every in-distribution model)
+    groups: tuple[str, ...] = ()  # only the models of these recipe families (default: every family)
+    features: str = ""  # what the experts read (hf_probex.experts.features; default: the task's)
 
     @property
     def name(self) -> str:
@@ -43,8 +45,10 @@ class Run:
         # settings at their defaults add nothing, so the keys of earlier run files stay valid
         sizes = [dict(self.hparams)] if self.hparams else []
         splits = [{"splits": list(self.splits)}] if self.splits else []
+        groups = [{"groups": list(self.groups)}] if self.groups else []
+        features = [{"features": self.features}] if self.features else []
         return json.dumps([self.tree, self.members, self.centre, self.temperature, folds, seed, asdict(config), *sizes,
-                           *splits])
+                           *splits, *groups, *features])
 
 
 def _execute(zoo: str, run: Run, folds: int, seed: int, config: dict, threads: int | None = 1) -> dict:
@@ -54,10 +58,10 @@ def _execute(zoo: str, run: Run, folds: int, seed: int, config: dict, threads: i
 
     if threads:  # a worker process: one thread each, so that workers do not fight over cores
         torch.set_num_threads(threads)
-    members = [(load_layer_data(zoo, run.tree, layer, splits=run.splits or None), method, dict(run.hparams) or None)
-               for layer, method in run.members]
+    members = [(load_layer_data(zoo, run.tree, layer, splits=run.splits or None, groups=run.groups or None), method,
+                dict(run.hparams) or None) for layer, method in run.members]
     return cross_validate_combined(members, folds=folds, seed=seed, centre=run.centre, config=TrainConfig(**config),
-                                   temperature=run.temperature)
+                                   temperature=run.temperature, features=run.features or None)
 
 
 def read_done(path: Path) -> list[dict]:

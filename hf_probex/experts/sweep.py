@@ -18,10 +18,12 @@ STACK_CANDIDATES = 8  # the best single layers tried as additions
 
 
 def sweep(zoo: str | Path, tree: str, methods: list[str], out: Path, *, layers: list[str] | None = None,
-          splits: tuple[str, ...] = (), workers: int = 1, folds: int = 5, seed: int = 0, config: TrainConfig | None = None,
-          progress: Callable[[str], None] | None = None) -> list[dict]:
+          splits: tuple[str, ...] = (), groups: tuple[str, ...] = (), workers: int = 1, folds: int = 5, seed: int = 0,
+          config: TrainConfig | None = None, progress: Callable[[str], None] | None = None) -> list[dict]:
     """Cross-validate every method on every layer of `tree` (or `layers`), appending reports to `out`; on
-    the models of `splits` only when given (e.g. ("train", "val"): select there, report on "test").
+    the models of `splits` only when given (e.g. ("train", "val"): select there, report on "test"), and of
+    the recipe families `groups` only when given (select without a family, then report on it). Where the
+    zoo records recipe families, every score is leave-one-family-out (`harness.cv_splits`).
 
     Returns the reports, best first.
 
@@ -34,7 +36,8 @@ def sweep(zoo: str | Path, tree: str, methods: list[str], out: Path, *, layers: 
     unknown = sorted(set(layers or []) - set(available))
     if unknown:
         raise ValueError(f"tree {tree!r} has no layer {unknown[0]!r}; layers: {', '.join(available)}")
-    runs = [Run(tree, ((layer, method),), splits=tuple(splits)) for layer in (layers or list(available)) for method in methods]
+    runs = [Run(tree, ((layer, method),), splits=tuple(splits), groups=tuple(groups))
+            for layer in (layers or list(available)) for method in methods]
     reports = run_all(zoo, runs, out, workers=workers, folds=folds, seed=seed, config=config, progress=progress)
     return sorted(reports, key=lambda r: -next(iter(r["metrics"].values()))["mean"])
 
@@ -51,7 +54,7 @@ def select_layer(zoo: str | Path, tree: str, out: Path, *, method: str = "ridge"
 
 
 def select_stack(zoo: str | Path, tree: str, out: Path, *, method: str = "ridge", splits: tuple[str, ...] = (),
-                 **options) -> list[str]:
+                 groups: tuple[str, ...] = (), **options) -> list[str]:
     """Layers of `tree` to stack into one input, chosen greedily: the best single routable layer, then
     each of the next best single layers in turn, kept when it raises the cross-validated score by more
     than one standard error (at most `MAX_STACKED` layers). Reports are kept in `out` (resumable).
@@ -61,16 +64,17 @@ def select_stack(zoo: str | Path, tree: str, out: Path, *, method: str = "ridge"
     from .harness import routable_layers
 
     ranked = [r["layer"] for r in sweep(zoo, tree, [method], out, layers=routable_layers(zoo, tree), splits=splits,
-                                        **options)]
+                                        groups=groups, **options)]
     chosen = ranked[:1]
     best = None
+    subset = {"splits": tuple(splits), "groups": tuple(groups)}
     for candidate in ranked[1:STACK_CANDIDATES]:
         if len(chosen) == MAX_STACKED:
             break
-        trial = run_all(zoo, [Run(tree, ((tuple(chosen + [candidate]), method),), splits=tuple(splits))], out, **options)[0]
+        trial = run_all(zoo, [Run(tree, ((tuple(chosen + [candidate]), method),), **subset)], out, **options)[0]
         score = next(iter(trial["metrics"].values()))
         if best is None:
-            single = Run(tree, ((chosen[0], method),), splits=tuple(splits))
+            single = Run(tree, ((chosen[0], method),), **subset)
             best = next(iter(run_all(zoo, [single], out, **options)[0]["metrics"].values()))
         if score["mean"] > best["mean"] + score["se"]:
             chosen, best = chosen + [candidate], score

@@ -75,6 +75,8 @@ def _classifier(family: str, n: int, arch: dict, root_epochs: int, recipes: tupl
     return TreePreset(family=family, n_children=n, architecture=arch, root=_root(root_epochs), recipes=recipes, **kw)
 
 
+_BENCH_RECIPES = classifier_recipes((3, 4, 6), (5, 6, 8))
+
 # Signal-carrying trees: every axis of issue 12 varies (recipes, class count and order, head, storage, generations).
 _VARIED = dict(storage=_HUB_STORAGE, shuffled_labels=0.5, inherited_head=0.15, second_generation=0.1,
                third_generation=0.04, min_accuracy=0.6)
@@ -88,8 +90,8 @@ PRESETS: dict[str, ZooPreset] = {
             "vit-twin": _classifier("vit", 3, _VIT_TINY, 1, _TINY_RECIPES, root_seed=1, images_per_class=(8,)),
             "resnet": _classifier("resnet", 4, _RESNET_TINY, 1, _TINY_RECIPES, images_per_class=(8,)),
             "sd": TreePreset(
-                family="sd-lora", n_children=8, architecture=_UNET_TINY, root=_root(steps=20, batch_size=16),
-                recipes=_TINY_LORA, styles=_SD_STYLES, second_generation=0.0, holdout_concepts=10,
+                family="sd-lora", n_children=10, architecture=_UNET_TINY, root=_root(steps=20, batch_size=16),
+                recipes=_TINY_LORA, styles=_SD_STYLES, second_generation=0.0, holdout_concepts=6,
                 images_per_concept=(4,),
             ),
         },
@@ -109,17 +111,17 @@ PRESETS: dict[str, ZooPreset] = {
     ),
     "bench": ZooPreset(
         name="bench",
-        description="the benchmark zoo: many strongly fine-tuned children per tree from five recipe families "
-                    "(about 1.5 hours on 2 cores)",
+        description="the benchmark zoo: hundreds of children per tree from five recipe families (three for the "
+                    "LoRA tree), two same-architecture ViT trees (about 2 hours on 2 cores)",
         trees={
-            "vit": _classifier("vit", 500, _VIT_BENCH, 20, classifier_recipes((4, 6, 8), (6, 8, 10)),
-                               subset_size=(10, 30), images_per_class=(60, 100, 150), **_VARIED),
-            "vit-twin": _classifier("vit", 150, _VIT_BENCH, 20, classifier_recipes((4, 6, 8), (6, 8, 10)),
-                                    root_seed=1, subset_size=(10, 30), images_per_class=(60, 100, 150), **_VARIED),
-            "resnet": _classifier("resnet", 500, _RESNET_BENCH, 12, classifier_recipes((4, 6, 8), (6, 8, 10)),
-                                  subset_size=(10, 30), images_per_class=(60, 100, 150), **_VARIED),
+            "vit": _classifier("vit", 240, _VIT_BENCH, 20, _BENCH_RECIPES, subset_size=(10, 24),
+                               images_per_class=(40, 60, 100), **_VARIED),
+            "vit-twin": _classifier("vit", 80, _VIT_BENCH, 20, _BENCH_RECIPES, root_seed=1, subset_size=(10, 24),
+                                    images_per_class=(40, 60, 100), **_VARIED),
+            "resnet": _classifier("resnet", 240, _RESNET_BENCH, 12, _BENCH_RECIPES, subset_size=(10, 24),
+                                  images_per_class=(40, 60, 100), **_VARIED),
             "sd": TreePreset(
-                family="sd-lora", n_children=500, architecture=_UNET_BENCH, root=_root(steps=800, batch_size=32),
+                family="sd-lora", n_children=240, architecture=_UNET_BENCH, root=_root(steps=800, batch_size=32),
                 recipes=lora_recipes((30, 45, 60), (45, 60, 90)), storage=StorageMix((("float32", 0.7), ("float16", 0.3))),
                 styles=_SD_STYLES, second_generation=0.0, holdout_concepts=12, images_per_concept=(5, 10),
             ),

@@ -1,15 +1,21 @@
-"""The signal check: does a tree's weights carry what its models were trained on?
+"""The signal check: does a tree's weights carry what its models were trained on, whatever their recipe?
 
-For each candidate layer of each tree, a ridge regression on z-scored weights (its penalty tuned by
+For each candidate layer of each tree, a ridge regression on z-scored features (its penalty tuned by
 generalised cross-validation inside the training folds) predicts the training classes (discriminative
 trees: per-label accuracy at threshold 0.5, the ProbeX metric) or the concept (LoRA trees: top-1),
-under k-fold cross-validation, beside references: a constant, the label frequency, and the same ridge
-trained on shuffled labels. Means come with standard errors over folds, and the best layer gets a
-learning curve over the number of training models. A zoo passes when every discriminative tree's best
-hidden layer beats its shuffled-label reference by at least `MIN_MARGIN` points.
+beside references: a constant, the label frequency, and the same ridge trained on shuffled labels. The
+features are what the default experts read (`hf_probex.experts.features`): for discriminative trees the
+Gram of each layer's change from the root (the layer's Gram where no root is known), for LoRA trees
+the update itself. Where the zoo records recipe families the folds hold one family out each, so the
+signal counted is the one that survives a recipe the ridge never saw; otherwise k random folds. Means
+come with standard errors over folds, and the best layer gets a learning curve over the number of
+training models. A zoo passes when every discriminative tree's best hidden layer beats its
+shuffled-label reference by at least `MIN_MARGIN` points.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -32,15 +38,33 @@ def _score(predictions: np.ndarray, targets: np.ndarray, task: str) -> float:
     return top_k_accuracy(predictions, targets.argmax(1), 1)
 
 
-def _cross_validate(x, y, task, folds, seed, n_train=None, shuffle=False) -> dict:
+def _cross_validate(x, y, task, splits, seed, n_train=None, shuffle=False) -> dict:
     rng = np.random.default_rng(seed + 1)
     scores = []
-    for train, test in kfold(len(y), folds, seed):
+    for train, test in splits:
         if n_train is not None:
             train = rng.choice(train, size=min(n_train, len(train)), replace=False)
         targets = y[train][rng.permutation(len(train))] if shuffle else y[train]
         scores.append(_score(_fit_predict(x[train], targets, x[test]), y[test], task))
     return mean_se(scores)
+
+
+def _gram_features(layers: dict[str, np.ndarray], record, root) -> dict[str, np.ndarray]:
+    """Each layer as the default class-subset experts read it: the Gram of its change from the root, or of
+    the layer itself where the root is unknown or shaped otherwise (a re-initialised head)."""
+    import torch
+
+    from ..experts.features import gram
+    from ..experts.shaping import layer_shapes
+
+    shapes = layer_shapes(record.path, record.kind)
+    root_layers = read_layers([replace(record, path=root)], names=set(layers)) if root is not None else {}
+    out = {}
+    for name, flat in layers.items():
+        offset = root_layers.get(name)
+        change = flat - offset if offset is not None and offset.shape[1] == flat.shape[1] else flat
+        out[name] = gram(torch.from_numpy(change), [(name, shapes[name])]).flatten(1).numpy()
+    return out
 
 
 def _learning_curve_sizes(n_train: int) -> list[int]:
@@ -68,21 +92,27 @@ def check_tree(weights: WeightSet, tree: str, *, folds: int = 5, seed: int = 0, 
         return {"tree": tree, "task": task, "models": len(records), "skipped": f"only {len(records)} models"}
     y = label_matrix([r.labels for r in records], vocabulary)
     layers = read_layers(records, progress=progress)
-    refs = references(y, task, kfold(len(y), folds, seed), lambda pred, target: _score(pred, target, task))
+    if task == "multilabel":
+        layers = _gram_features(layers, records[0], weights.roots.get(tree))
+    groups = [r.group for r in records]
+    by_family = all(groups) and len(set(groups)) >= 2
+    splits = ([(np.flatnonzero(np.array(groups) != g), np.flatnonzero(np.array(groups) == g)) for g in sorted(set(groups))]
+              if by_family else kfold(len(y), folds, seed))
+    refs = references(y, task, splits, lambda pred, target: _score(pred, target, task))
     rows = []
     for name, x in tqdm(layers.items(), desc=f"{tree}: layers", unit="layer", disable=not progress, leave=False):
         rows.append({
             "layer": name,
             "features": int(x.shape[1]),
             "is_head": name.startswith(_HEAD_PREFIXES),
-            "ridge": _cross_validate(x, y, task, folds, seed),
-            "shuffled": _cross_validate(x, y, task, folds, seed, shuffle=True),
+            "ridge": _cross_validate(x, y, task, splits, seed),
+            "shuffled": _cross_validate(x, y, task, splits, seed, shuffle=True),
         })
     hidden = [r for r in rows if not r["is_head"]]
     best = max(hidden, key=lambda r: r["ridge"]["mean"])
-    n_train = len(records) - len(records) // folds
+    n_train = max(len(train) for train, _ in splits)
     curve = [
-        {"train_models": size, **_cross_validate(layers[best["layer"]], y, task, folds, seed, n_train=size)}
+        {"train_models": size, **_cross_validate(layers[best["layer"]], y, task, splits, seed, n_train=size)}
         for size in _learning_curve_sizes(n_train)
     ]
     margin = best["ridge"]["mean"] - best["shuffled"]["mean"]
@@ -92,7 +122,8 @@ def check_tree(weights: WeightSet, tree: str, *, folds: int = 5, seed: int = 0, 
         "metric": "per-label accuracy %" if task == "multilabel" else "top-1 accuracy %",
         "models": len(records),
         "labels": len(vocabulary),
-        "folds": folds,
+        "folds": len(splits),
+        "cv": "leave-one-recipe-family-out" if by_family else "k-fold",
         "references": refs,
         "layers": rows,
         "best_layer": best["layer"],
@@ -128,7 +159,8 @@ def format_signal_report(report: dict) -> str:
             lines.append(f"{tree['tree']}: skipped ({tree['skipped']})")
             continue
         refs = "  ".join(f"{k} {_fmt(v)}" for k, v in tree["references"].items())
-        lines.append(f"{tree['tree']}: {tree['models']} models, {tree['labels']} labels, {tree['folds']}-fold CV, "
+        cv = f"{tree['folds']}-fold CV" if tree["cv"] == "k-fold" else f"one of {tree['folds']} recipe families held out"
+        lines.append(f"{tree['tree']}: {tree['models']} models, {tree['labels']} labels, {cv}, "
                      f"{tree['metric']}; references: {refs}")
         lines.append(f"  {'layer':<60} {'weights':>8} {'ridge':>13} {'shuffled':>13}")
         for row in sorted(tree["layers"], key=lambda r: -r["ridge"]["mean"]):

@@ -1,0 +1,90 @@
+"""What an expert knows for routing: the layers that tell its tree apart, how far its models go, where others begin.
+
+Distances are cosine distances to the root, 1 - cos(W, W_root), averaged over the routing layers. A
+fine-tune keeps its root's direction however far it travels in norm (weight decay shrinks a layer, a
+large learning rate grows it; a cosine ignores both), while a model of an independently initialised
+tree is orthogonal to the root (distance about 1): that is the gap routing needs.
+
+`fit_routing` measures it on a tree's training models (every recipe family the weight set holds) and the
+other roots of the same architecture: for each layer the root has in the models' shape, the margin
+between the nearest other root and the farthest training model; the best layer of the input-side half
+and the best of the output-side half are kept (`ROUTING_LAYERS`), preferring layers that every training
+model moved, so that a partial fine-tune that froze its input side still moves them (a model whose
+routing layers all equal the root's is taken for the root itself). Without another root of that architecture the other side is
+`INDEPENDENT`, the distance of independently initialised weights. The tree's `reach` is the geometric
+mean of the farthest model's distance and the nearest other root's: halfway, on a log scale, between
+what the tree's own models did and where another tree begins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from ..weightsets import WeightRecord
+from .shaping import layer_reader, layer_shapes
+
+ROUTING_LAYERS = 2
+INDEPENDENT = 1.0  # cosine distance of independently initialised weights: orthogonal
+ROOT_DISTANCE = 1e-5  # cosine distance under which a layer is the root's own (float16 and bfloat16 copies included)
+
+
+def cosine_distance(flat: np.ndarray, root: np.ndarray) -> np.ndarray:
+    """1 - cos between flattened weights [..., D] and a flattened root [D]."""
+    norms = np.linalg.norm(flat, axis=-1) * max(float(np.linalg.norm(root)), 1e-12)
+    return 1.0 - (flat @ root) / np.maximum(norms, 1e-12)
+
+
+def _read(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
+    adapter, source = layer_reader(path, "classifier")
+    return {name: adapter.read_layer(source, name)[0] for name in names}
+
+
+def layer_distances(records: list[WeightRecord], root: dict[str, np.ndarray]) -> np.ndarray:
+    """[n_models, n_layers] cosine distance of each model's layers to the root's (`root`: name -> flat)."""
+    names = list(root)
+    out = np.empty((len(records), len(names)), dtype=np.float64)
+    for i, record in enumerate(records):
+        layers = _read(record.path, names)
+        out[i] = [cosine_distance(layers[name], root[name]) for name in names]
+    return out
+
+
+def fit_routing(records: list[WeightRecord], root: Path, other_roots: Iterable[Path] = ()) -> tuple[dict, np.ndarray]:
+    """(the expert's `routing` config, the root's copy of its routing layers, flattened) for a tree whose root
+    weights are at `root`, from its training models `records` and the roots of other trees (see the module
+    docstring). Layers of other shapes in the models than in the root (a re-initialised head) never route.
+
+    Raises:
+        ValueError: no layer of the models has the root's shape (nothing to route by).
+    """
+    root_shapes = layer_shapes(root, "classifier")
+    model_shapes = layer_shapes(records[0].path, "classifier")
+    names = [n for n, shape in root_shapes.items() if model_shapes.get(n) == shape]
+    if not names:
+        raise ValueError(f"no layer of the models has the shape it has in the root {root}: nothing to route by")
+    root_layers = _read(root, names)
+    children = layer_distances(records, root_layers)
+    others = [(path, layer_shapes(path, "classifier")) for path in other_roots]
+    others = [path for path, shapes in others if all(shapes.get(n) == root_shapes[n] for n in names)]
+    between = layer_distances([WeightRecord("", str(p), None, (), p, "classifier") for p in others], root_layers) \
+        if others else np.full((1, len(names)), INDEPENDENT)
+    margin = between.min(0) / np.maximum(children.max(0), 1e-9)
+    # the best layer of each part of the network (names run from input to output), preferring layers every
+    # training model moved: a fine-tune that froze them would look like the root itself
+    moved = children.min(0) > ROOT_DISTANCE
+    parts = np.array_split(np.arange(len(names)), min(ROUTING_LAYERS, len(names)))
+    chosen = [int(part[np.argmax(np.where(moved[part], margin[part], margin[part] - margin.max() - 1))]) for part in parts]
+    farthest = float(children[:, chosen].mean(1).max())
+    nearest_other = float(between[:, chosen].mean(1).min())
+    routing = {
+        "layers": [[names[i], list(root_shapes[names[i]])] for i in chosen],
+        "metric": "cosine",
+        "max_distance": farthest,
+        "nearest_other": nearest_other,
+        "other_roots": len(others),
+        "reach": float(np.sqrt(max(farthest, 1e-9) * nearest_other)),
+    }
+    return routing, np.concatenate([root_layers[names[i]] for i in chosen])

@@ -1,0 +1,174 @@
+"""Recipe shift: how experts and routing fare on a recipe family they never saw (issue 12's table).
+
+For every recipe family F of the zoo (the families are shared by the trees: hf_probex.zoo.recipes), one
+expert per tree is made exactly as `hf-probex train` makes it, from the models of the other families
+only: layers chosen leave-one-family-out among them, calibration fitted on their out-of-family
+predictions, routing fitted on them and the other roots. Then every model of family F, of every tree
+(all splits: no choice saw any of them), is
+
+- routed by its weights alone among all the trees' experts (right tree, wrong tree, or none), and
+- read by its tree's expert: the classes it proposes at the calibrated threshold (class subsets) or the
+  concept (LoRA trees; held-out concepts excluded), each a decision that is right or wrong.
+
+Printed per tree and family: models, routing, proposals, precision, recall (of every true class), and
+the same pooled by storage, generation, head and class order (each model scored by the expert that
+never saw its family). `--features delta --by-group no` reruns it as experts were made before issue 12
+(the raw change, calibrated on random folds) for comparison.
+
+    python scripts/bench_shift.py ZOO [--trees vit,vit-twin,resnet,sd] [--out DIR] [--features gram|delta]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_expert(zoo_dir: Path, tree: str, families: tuple[str, ...], out: Path, features: str | None, by_group: bool):
+    """The expert `hf-probex train` would make from the models of `families` only (cached in `out`)."""
+    from hf_probex.experts.harness import DEFAULT_METHODS, load_layer_data, train_expert, tree_task
+    from hf_probex.experts.hub import Expert
+    from hf_probex.experts.sweep import select_inputs
+
+    if (out / "config.json").is_file():
+        return Expert.from_pretrained(out)
+    method = DEFAULT_METHODS[tree_task(zoo_dir, tree)]
+    layers = select_inputs(zoo_dir, tree, method, out.parent / f"{out.name}.select.jsonl", groups=families)
+    data = load_layer_data(zoo_dir, tree, layers, groups=families)
+    expert, _ = train_expert(data, method, features=features, by_group=by_group)
+    expert.save_pretrained(out)
+    return expert
+
+
+def evaluate_family(zoo, family: str, experts: dict, registry) -> list[dict]:
+    """One row per model of `family` (every tree): where it routes and what its tree's expert proposes."""
+    from hf_probex.adapters import detect
+    from hf_probex.reading import open_source
+    from hf_probex.routing import route
+
+    rows = []
+    for tree, expert in experts.items():
+        entry = next(e for e in registry.entries if e.tree == tree)
+        for spec in zoo.specs(tree):
+            if spec.role != "child" or spec.recipe != family or not zoo.is_finished(spec):
+                continue
+            source = open_source(zoo.model_dir(tree, spec.name))
+            adapter = detect(source)
+            found = route(source, adapter, registry)
+            truth = [spec.concept["name"]] if spec.concept else list(spec.labels)
+            row = {"tree": tree, "name": spec.name, "family": family, "root_right": found.root == entry.root,
+                   "routed": found.root is not None, "truth": truth, "proposed": [],
+                   "slices": {"dtype": spec.hparams.get("dtype"), "sharded": str(spec.hparams.get("sharded")),
+                              "generation": str(spec.generation), "head": spec.hparams.get("head", "-"),
+                              "order": spec.hparams.get("label_order", "-"), "split": spec.split}}
+            if spec.concept and spec.split.endswith("_holdout"):
+                row["holdout"] = True  # concepts the expert never saw: measured by the zero-shot issue, not here
+            elif expert.calibration:
+                matrix = adapter.read_input(source, entry.inputs, expert.config["conv_layout"])
+                predictions, confidence = expert.confidences(matrix)
+                threshold = expert.calibration["threshold"]
+                if expert.task == "multilabel":
+                    row["proposed"] = [v for v, c in zip(expert.vocabulary, confidence[0]) if c >= threshold]
+                elif confidence[0] >= threshold:
+                    row["proposed"] = [expert.vocabulary[int(np.argmax(predictions[0]))]]
+            rows.append(row)
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    proposed = sum(len(r["proposed"]) for r in rows)
+    right = sum(len(set(r["proposed"]) & set(r["truth"])) for r in rows)
+    truths = sum(len(r["truth"]) for r in rows if not r.get("holdout"))
+    return {"models": len(rows), "routed_right": sum(r["root_right"] for r in rows),
+            "wrong_tree": sum(r["routed"] and not r["root_right"] for r in rows), "proposed": proposed, "right": right,
+            "precision": right / proposed if proposed else float("nan"), "recall": right / truths if truths else float("nan"),
+            "models_with_proposal": sum(bool(r["proposed"]) for r in rows)}
+
+
+def _pct(value: float) -> str:
+    return "-" if value != value else f"{100 * value:.1f}"
+
+
+def table(title: str, groups: dict[str, list[dict]]) -> str:
+    lines = [f"### {title}", "", "| held out | models | routed right | wrong tree | proposed | right | precision % | "
+             "recall % | models with a proposal |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, rows in groups.items():
+        s = summarise(rows)
+        lines.append(f"| {name} | {s['models']} | {s['routed_right']} ({_pct(s['routed_right'] / max(s['models'], 1))} %) | "
+                     f"{s['wrong_tree']} | {s['proposed']} | {s['right']} | {_pct(s['precision'])} | {_pct(s['recall'])} | "
+                     f"{s['models_with_proposal']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("zoo")
+    parser.add_argument("--trees", default=None, help="comma-separated (default: every tree)")
+    parser.add_argument("--out", default=None, help="folder for the experts and rows (default: ZOO/../shift-<features>)")
+    parser.add_argument("--features", default=None, choices=["gram", "delta"], help="default: each task's")
+    parser.add_argument("--by-group", default="yes", choices=["yes", "no"],
+                        help="calibrate and select on held-out families (yes, the default) or random folds (no)")
+    args = parser.parse_args()
+
+    from hf_probex.experts.registry import ExpertRegistry
+    from hf_probex.zoo import Zoo
+
+    zoo_dir = Path(args.zoo)
+    zoo = Zoo.open(zoo_dir)
+    trees = args.trees.split(",") if args.trees else list(zoo.trees)
+    out = Path(args.out) if args.out else zoo_dir.parent / f"shift-{args.features or 'default'}-{args.by_group}"
+    out.mkdir(parents=True, exist_ok=True)
+    families = sorted({s.recipe for t in trees for s in zoo.specs(t) if s.role == "child"})
+    all_rows: list[dict] = []
+    for family in families:
+        rows_file = out / f"rows-{family}.json"
+        if rows_file.is_file():
+            all_rows += json.loads(rows_file.read_text())
+            continue
+        start = time.perf_counter()
+        experts, folders = {}, []
+        for tree in trees:
+            tree_families = tuple(sorted({s.recipe for s in zoo.specs(tree) if s.role == "child"} - {family}))
+            if len(tree_families) == len({s.recipe for s in zoo.specs(tree) if s.role == "child"}):
+                continue  # this tree has no model of the family: nothing to hold out
+            folder = out / family / tree
+            experts[tree] = make_expert(zoo_dir, tree, tree_families, folder, args.features, args.by_group == "yes")
+            folders.append(folder)
+        # every tree's expert takes part in routing, the held-out family's trees with the expert that never saw it
+        for tree in trees:
+            if tree not in experts:
+                tree_families = tuple(sorted({s.recipe for s in zoo.specs(tree) if s.role == "child"}))
+                folder = out / "all" / tree
+                make_expert(zoo_dir, tree, tree_families, folder, args.features, args.by_group == "yes")
+                folders.append(folder)
+        registry = ExpertRegistry.from_locations(folders)
+        rows = evaluate_family(zoo, family, experts, registry)
+        rows_file.write_text(json.dumps(rows))
+        all_rows += rows
+        s = summarise(rows)
+        print(f"{family}: {s['models']} models, routed right {s['routed_right']}, wrong tree {s['wrong_tree']}, "
+              f"{s['proposed']} proposed, precision {_pct(s['precision'])} %, recall {_pct(s['recall'])} % "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+    print()
+    for tree in trees:
+        tree_rows = [r for r in all_rows if r["tree"] == tree]
+        groups = collections.defaultdict(list)
+        for row in tree_rows:
+            groups[row["family"]].append(row)
+        groups["all families"] = tree_rows
+        print(table(f"{tree}: each recipe family held out", dict(groups)), "\n")
+    for key in ("dtype", "sharded", "generation", "head", "order"):
+        groups = collections.defaultdict(list)
+        for row in all_rows:
+            if row["slices"][key] != "-":
+                groups[f"{key} {row['slices'][key]}"].append(row)
+        print(table(f"every tree, by {key} (each model scored by the expert that never saw its family)", dict(groups)), "\n")
+
+
+if __name__ == "__main__":
+    main()
