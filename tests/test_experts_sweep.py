@@ -79,8 +79,11 @@ def test_bench_plan_adds_a_paper_size_probex_and_runs_use_their_sizes(tmp_path):
     sized = [r for r in runs if r.hparams]
     assert [r.name for r in sized] == ["probex (paper size, 128/128/128)"] and dict(sized[0].hparams) == PAPER["probex"]
     paper = plan_runs("vit", "L", "multilabel", None, ("probex", "mvprobe", "ridge"), paper=True)
-    assert {r.name: dict(r.hparams) for r in paper} == {"probex": PAPER["probex"], "mvprobe": PAPER["mvprobe"], "ridge": {},
-                                                         "probex (raw)": PAPER["probex"], "mvprobe (raw)": PAPER["mvprobe"]}
+    assert {r.name: dict(r.hparams) for r in paper} == {
+        "probex": PAPER["probex"], "mvprobe": PAPER["mvprobe"], "ridge": {}, "probex (raw)": PAPER["probex"],
+        "mvprobe (raw)": PAPER["mvprobe"], "ridge (change, not its Gram)": {},
+        "probex (change, not its Gram)": PAPER["probex"], "mvprobe (change, not its Gram)": PAPER["mvprobe"]}
+    assert {r.features for r in paper if "change" in r.name} == {"delta"} and {r.features for r in runs[:2]} == {""}
     # runs at default sizes keep the keys of earlier run files, so their reports are reused
     assert json.loads(Run("vit", (("L", "probex"),)).key(5, 0, TrainConfig()))[-1] == asdict(TrainConfig())
 

@@ -113,13 +113,6 @@ def _resolve_layer(args: argparse.Namespace) -> None:
           f"zoo records families)")
 
 
-def _cv_name(report: dict) -> str:
-    """How a report was cross-validated, for people: "5-fold CV" or "leave-one-recipe-family-out CV, 5 families"."""
-    if report["cv"] == "k-fold":
-        return f"{report['folds']}-fold CV"
-    return f"leave-one-recipe-family-out CV, {report['folds']} families"
-
-
 def _train(args: argparse.Namespace) -> int:
     from ..experts import launch
     from ..experts.harness import train_expert
@@ -139,7 +132,9 @@ def _train(args: argparse.Namespace) -> int:
     expert.save_pretrained(args.out)
     print(f"trained {args.method} on {len(data.y)} models of {args.tree} / {data.layer} in "
           f"{expert.metrics['train_seconds']:.1f} s; saved to {args.out}")
-    cv = _cv_name(report) if report else ""
+    from ..experts.report import describe_cv
+
+    cv = describe_cv(report) if report else ""
     for name, stat in (report or {}).get("metrics", {}).items():
         print(f"  {name}: {stat['mean']:.1f} +- {stat['se']:.1f} ({cv})")
     if expert.calibration:

@@ -5,9 +5,11 @@ For each tree: the layer (given, or selected by the fast ridge over every candid
 what centring buys; ProbeX also at the paper's size, 28x our default's parameters at width 128), the
 classification head read as a set and by ridge where the tree has one, and the fusions of a hidden
 layer with the head; and ours, ridge on several layers stacked (`sweep.select_stack`: chosen greedily
-by cross-validation). Zero-shot trees also get ProbeX at temperature 0.1. All rows use the same k
-folds; reports go to a JSON-lines file as they finish (resumable, see `runs.run_all`), and `markdown`
-renders them for docs/benchmarks.md.
+by cross-validation). Class-subset rows read each layer's change as its Gram (the default features),
+and ridge, ProbeX and MVProbe also the change itself. Zero-shot trees also get ProbeX at temperature
+0.1. All rows use the same folds: one recipe family held out each where the zoo records families, else
+k random folds; reports go to a JSON-lines file as they finish (resumable, see `runs.run_all`), and
+`markdown` renders them for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .models import PAPER
+from .report import describe_cv
 from .runs import Run, run_all
 from .sweep import select_layer, select_stack
 from .training import TrainConfig
@@ -44,6 +47,9 @@ def plan_runs(tree: str, layer: str, task: str, head: str | None, methods: Seque
                         label="probex (paper size, " + "/".join(str(v) for v in PAPER["probex"].values()) + ")"))
     if len(stack) > 1:
         runs.append(Run(tree, ((tuple(stack), "ridge"),), label=f"ridge, {len(stack)} layers stacked (ours)"))
+    if task == "multilabel":  # the same experts on the raw change: what the Gram features buy across recipes
+        runs += [Run(tree, ((layer, method),), label=f"{method} (change, not its Gram)", features="delta",
+                     hparams=sizes(method)) for method in ("ridge", "probex", "mvprobe") if method in methods]
     if task == "zeroshot":
         if "probex" in methods:
             runs.append(Run(tree, ((layer, "probex"),), label="probex (T=0.1)", temperature=0.1, hparams=sizes("probex")))
@@ -113,7 +119,7 @@ def markdown(results: dict[str, list[dict]]) -> str:
         metrics = list(first["metrics"])
         main = first["layer"]  # the first row reads the tree's layer (see plan_runs)
         held = f" (+{first['holdout_models']} held-out)" if first["holdout_models"] else ""
-        parts.append(f"### {tree}: {first['models']} models{held}, {first['task']}, {first['folds']}-fold CV, "
+        parts.append(f"### {tree}: {first['models']} models{held}, {first['task']}, {describe_cv(first)}, "
                      f"layer `{main}`\n")
         parts.append("| method | " + " | ".join(metrics) + f" | shuffled {metrics[0]} | params | train s / fold | ms / model |")
         parts.append("|---" * (len(metrics) + 5) + "|")

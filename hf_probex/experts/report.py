@@ -20,7 +20,7 @@ def format_reports(reports: list[dict], labels: list[str] | None = None) -> str:
     lines = [
         f"{first['tree']} / {first['layer']}: {first['models']} models"
         + (f" (+{first['holdout_models']} held-out)" if first["holdout_models"] else "")
-        + f", {first['folds']}-fold CV (seed {first['seed']}), {first['task']}, in percent, mean +- SE over folds",
+        + f", {describe_cv(first)} (seed {first['seed']}), {first['task']}, in percent, mean +- SE over folds",
         f"{'method':<{width}} " + " ".join(f"{m:>14}" for m in metrics)
         + f" {'shuffled ' + metrics[0]:>22} {'params':>10} {'train s':>8} {'ms/model':>8}",
     ]
@@ -37,13 +37,20 @@ def format_reports(reports: list[dict], labels: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
+def describe_cv(report: dict) -> str:
+    """How a report was cross-validated, for people: "5-fold CV" or "leave-one-recipe-family-out CV (5 families)"."""
+    if report.get("cv", "k-fold") == "k-fold":
+        return f"{report['folds']}-fold CV"
+    return f"leave-one-recipe-family-out CV ({report['folds']} families)"
+
+
 def format_sweep(reports: list[dict]) -> str:
     """A layer ranking of sweep reports (best first): layer, method, every metric, shuffled first metric."""
     if not reports:
         return "no reports"
     metrics = list(reports[0]["metrics"])
     width = max(len(r["layer"]) for r in reports)
-    lines = [f"{reports[0]['tree']}: {reports[0]['folds']}-fold CV, mean +- SE over folds (best first)",
+    lines = [f"{reports[0]['tree']}: {describe_cv(reports[0])}, mean +- SE over folds (best first)",
              f"{'layer':<{width}} {'method':<8} " + " ".join(f"{m:>14}" for m in metrics) + f" {'shuffled':>14}"]
     for r in reports:
         shuffled = r["shuffled"][metrics[0]] if r["shuffled"] else None

@@ -162,7 +162,7 @@ def format_signal_report(report: dict) -> str:
         cv = f"{tree['folds']}-fold CV" if tree["cv"] == "k-fold" else f"one of {tree['folds']} recipe families held out"
         lines.append(f"{tree['tree']}: {tree['models']} models, {tree['labels']} labels, {cv}, "
                      f"{tree['metric']}; references: {refs}")
-        lines.append(f"  {'layer':<60} {'weights':>8} {'ridge':>13} {'shuffled':>13}")
+        lines.append(f"  {'layer':<60} {'features':>8} {'ridge':>13} {'shuffled':>13}")
         for row in sorted(tree["layers"], key=lambda r: -r["ridge"]["mean"]):
             name = row["layer"] + ("  (head)" if row["is_head"] else "")
             lines.append(f"  {name:<60} {row['features']:>8} {_fmt(row['ridge']):>13} {_fmt(row['shuffled']):>13}")
