@@ -23,19 +23,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .shaping import matrix_shape
+
 FEATURES = ("delta", "gram")
 
 
-def rows_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """A stored tensor shape as one row per output unit: [out, everything else] (singleton dims dropped)."""
-    squeezed = tuple(d for d in shape if d != 1) or (1,)
-    if len(shape) == 4 and shape[0] != 1:  # a convolution: its filters are the rows, even with one input channel
-        return shape[0], int(np.prod(shape[1:]))
-    return (squeezed[0], int(np.prod(squeezed[1:]))) if len(squeezed) > 1 else (squeezed[0], 1)
-
-
-def _gram_width(shape: tuple[int, ...]) -> int:
-    return rows_shape(shape)[1]
+def _rows(shape: tuple[int, ...]) -> tuple[int, int]:
+    """A stored tensor shape as one row per output unit, [out, in*k*k] (`shaping.matrix_shape`'s rows layout)."""
+    return matrix_shape(tuple(shape), "rows")
 
 
 def feature_shape(features: str, input_shape: tuple[int, ...], inputs: list) -> tuple[int, int]:
@@ -44,7 +39,7 @@ def feature_shape(features: str, input_shape: tuple[int, ...], inputs: list) -> 
         return tuple(input_shape)
     if features != "gram":
         raise ValueError(f"unknown features {features!r}; choose one of: {', '.join(FEATURES)}")
-    widths = [_gram_width(tuple(shape)) for _, shape in inputs]
+    widths = [_rows(shape)[1] for _, shape in inputs]
     if len(widths) == 1:
         return widths[0], widths[0]
     return 1, sum(w * (w + 1) // 2 for w in widths)
@@ -57,7 +52,7 @@ def gram(delta: torch.Tensor, inputs: list) -> torch.Tensor:
     parts, start = [], 0
     for _, shape in inputs:
         size = int(np.prod(shape))
-        rows = flat[:, start:start + size].reshape(len(flat), *rows_shape(tuple(shape)))
+        rows = flat[:, start:start + size].reshape(len(flat), *_rows(shape))
         start += size
         g = rows.transpose(1, 2) @ rows  # [B, in, in]
         if len(inputs) > 1:

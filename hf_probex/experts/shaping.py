@@ -8,8 +8,9 @@ As ProbeX does it (see docs/experts.md):
 - k x k convolutions [out, in, k, k] become [in*k*k, out] by a plain memory reshape (ProbeX's choice,
   not a transpose), or [out, in*k*k] (one row per filter) with `conv_layout="rows"`; this holds for a
   single input channel too ([32, 1, 7, 7] patch embeddings), and 1 x 1 convolutions squeeze to [out, in];
-- a LoRA pair becomes its dense update B @ A [out, in], without the alpha/r factor: within a tree
-  every adapter shares rank and alpha, so the factor is one constant that standardisation removes;
+- a LoRA pair becomes its dense update B @ A [out, in], without the alpha/r factor: recipes vary it, and
+  what experts compute from an update does not depend on its scale (MVProbe's per-sample
+  standardisation, the unit-norm Gram of `features`);
 - within a tree the root is known, so the input can be root-centred: (W - W_root) / sigma, sigma the
   standard deviation of the training models' differences (the shared root otherwise swamps the
   fine-tuning change; docs/experts.md). LoRA updates are already differences and are not centred.
@@ -93,20 +94,22 @@ def layer_shape(path: Path, layer: str, kind: str) -> tuple[int, ...]:
         raise ValueError(str(err)) from None
 
 
-def to_matrices(flat: np.ndarray, shape: tuple[int, ...], conv_layout: str = "probex") -> np.ndarray:
-    """[n, prod(shape)] flattened tensors of one layer -> [n, H, W] matrices (see the module docstring)."""
+def matrix_shape(shape: tuple[int, ...], conv_layout: str = "probex") -> tuple[int, int]:
+    """The [H, W] a stored tensor shape becomes (see the module docstring)."""
     if conv_layout not in CONV_LAYOUTS:
         raise ValueError(f"unknown conv layout {conv_layout!r}; choose one of: {', '.join(CONV_LAYOUTS)}")
     if len(shape) == 4 and shape[2] * shape[3] > 1:  # a k x k convolution, whatever its channel counts
         out, inp, kh, kw = shape
-        matrix = (inp * kh * kw, out) if conv_layout == "probex" else (out, inp * kh * kw)
-    else:
-        squeezed = tuple(d for d in shape if d != 1) or (1,)
-        if len(squeezed) == 1:
-            matrix = (squeezed[0], 1)
-        else:  # 2-D as is; anything else keeps its first axis as rows
-            matrix = (squeezed[0], int(np.prod(squeezed[1:])))
-    return flat.reshape(len(flat), *matrix)
+        return (inp * kh * kw, out) if conv_layout == "probex" else (out, inp * kh * kw)
+    squeezed = tuple(d for d in shape if d != 1) or (1,)
+    if len(squeezed) == 1:
+        return squeezed[0], 1
+    return squeezed[0], int(np.prod(squeezed[1:]))  # 2-D as is; anything else keeps its first axis as rows
+
+
+def to_matrices(flat: np.ndarray, shape: tuple[int, ...], conv_layout: str = "probex") -> np.ndarray:
+    """[n, prod(shape)] flattened tensors of one layer -> [n, H, W] matrices (see the module docstring)."""
+    return flat.reshape(len(flat), *matrix_shape(shape, conv_layout))
 
 
 def stack_inputs(arrays: list[np.ndarray]) -> np.ndarray:
@@ -151,11 +154,6 @@ def root_matrix(root: Path | None, layer: str, kind: str, conv_layout: str = "pr
     adapter, source = layer_reader(root, kind)
     flat, shape = adapter.read_layer(source, layer)
     return to_matrices(flat.reshape(1, -1), shape, conv_layout)[0]
-
-
-def relative_distance(flat: np.ndarray, root: np.ndarray) -> np.ndarray:
-    """||W - W_root|| / ||W_root|| of flattened weights [..., D] to a flattened root [D] (what routing compares)."""
-    return np.linalg.norm(flat - root, axis=-1) / max(float(np.linalg.norm(root)), 1e-12)
 
 
 def centring(x_train: np.ndarray, root: np.ndarray | None) -> tuple[np.ndarray, float]:
