@@ -141,6 +141,7 @@ def format_demo(cases: list[DemoCase]) -> str:
     lines = [f"{'model (no card, LABEL_i names)':<34} {'recipe':<15} {'field':<11} {'from the weights (confidence)':<44} ok",
              ]
     counts = {"base_model": [0, 0], "trained_on": [0, 0]}
+    grandchildren = 0  # base_model from weights names the tree's root: right tree, not the parent
     for case in cases:
         verdicts = case.verdicts()
         for name in ("base_model", "trained_on"):
@@ -149,7 +150,9 @@ def format_demo(cases: list[DemoCase]) -> str:
                 why = case.suggestion.abstained.get(name, "nothing to say")
                 lines.append(f"{case.spec.name:<34} {case.spec.recipe:<15} {name:<11} {'abstained: ' + _clip(why, 50)}")
                 continue
-            mark = "yes" if verdicts.get(name) else "NO"
+            in_tree = name == "base_model" and case.spec.generation > 1 and field.value == case.suggestion.tree
+            mark = "yes" if verdicts.get(name) else ("tree" if in_tree else "NO")
+            grandchildren += in_tree and not verdicts.get(name)
             counts[name][0] += 1
             counts[name][1] += bool(verdicts.get(name))
             lines.append(f"{case.spec.name:<34} {case.spec.recipe:<15} {name:<11} "
@@ -159,7 +162,9 @@ def format_demo(cases: list[DemoCase]) -> str:
     lines.append("")
     for name, (proposed, right) in counts.items():
         share = f" ({100 * right / proposed:.0f} %)" if proposed else ""
-        lines.append(f"{name}: {proposed} of {len(cases)} held-out models answered from their weights, {right} right{share}")
+        lines.append(f"{name}: {proposed} of {len(cases)} held-out models answered from their weights, {right} right{share}"
+                     + (f"; {grandchildren} more name their tree's root, a grandchild's grandparent (weights tell the "
+                        f"tree, not the parent)" if name == "base_model" and grandchildren else ""))
     trained = [c for c in cases if "trained_on" in c.suggestion.fields]
     if trained:
         classes = sum(len(c.suggestion.fields["trained_on"].value) for c in trained)
