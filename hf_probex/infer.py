@@ -153,8 +153,8 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
         if entry is None:
             abstained["trained_on"] = f"no {task} expert for the tree of {found.root}"
         else:
-            expert = load_expert(entry.location)
             try:
+                expert = load_expert(entry.location)  # an outdated format raises ValueError
                 matrix = adapter.read_input(model, entry.inputs, expert.config["conv_layout"])
                 suggestion, why = _trained_on(expert, entry, matrix, min_confidence)
             except (LayerMismatchError, ValueError) as err:  # another shape, NaN / inf: this field only abstains

@@ -39,3 +39,16 @@ def test_one_layer_is_a_matrix_and_stacked_layers_one_vector():
     assert feature_shape("delta", (72, 16), [CONV]) == (72, 16)
     with pytest.raises(ValueError, match="unknown features"):
         feature_shape("other", (72, 16), [CONV])
+
+
+def test_wide_layers_are_projected_to_a_bounded_gram_the_same_in_every_process():
+    from hf_probex.experts.features import GRAM_MAX_WIDTH, projection
+
+    wide = ("wide", (4, 128, 3, 3))  # 1,152 inputs
+    delta = _change(wide[1])
+    g = gram(delta, [wide])
+    assert g.shape == (2, GRAM_MAX_WIDTH, GRAM_MAX_WIDTH) == (2, *feature_shape("gram", (1152, 4), [wide]))
+    projection.cache_clear()
+    torch.testing.assert_close(gram(delta, [wide]), g)  # regenerated from its seed, not kept from the first call
+    rows = delta.reshape(2, 4, -1)
+    torch.testing.assert_close(gram((rows[:, [2, 0, 3, 1]] * 3).reshape(2, -1), [wide]), g, rtol=1e-4, atol=1e-5)

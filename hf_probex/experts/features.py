@@ -15,10 +15,17 @@ a LoRA update already is a change):
   raw change loses (docs/experts.md, "Features").
 
 One layer gives the full symmetric Gram [in, in] (a matrix for the matrix networks); several stacked
-layers give their upper triangles concatenated into one [1, D] vector.
+layers give their upper triangles concatenated into one [1, D] vector. A layer wider than
+`GRAM_MAX_WIDTH` on its input side (a 3x3 convolution of 128 channels has 1,152 inputs, a ViT-B MLP
+3,072) is first projected onto `GRAM_MAX_WIDTH` directions by a fixed random Gaussian matrix, the same
+for every model and process (seeded by the width): the Gram of the projection, RᵀMᵀMR, is a linear
+image of the full Gram, so a linear expert on it loses only dimensions, and its size stays bounded.
 """
 
 from __future__ import annotations
+
+import functools
+import zlib
 
 import numpy as np
 import torch
@@ -26,11 +33,23 @@ import torch
 from .shaping import matrix_shape
 
 FEATURES = ("delta", "gram")
+GRAM_MAX_WIDTH = 384
+
+
+@functools.lru_cache(maxsize=16)
+def projection(width: int) -> torch.Tensor:
+    """The fixed [width, GRAM_MAX_WIDTH] Gaussian projection of inputs wider than GRAM_MAX_WIDTH."""
+    rng = np.random.default_rng([zlib.crc32(b"hf-probex-gram"), width])
+    return torch.from_numpy((rng.normal(size=(width, GRAM_MAX_WIDTH)) / np.sqrt(GRAM_MAX_WIDTH)).astype(np.float32))
 
 
 def _rows(shape: tuple[int, ...]) -> tuple[int, int]:
     """A stored tensor shape as one row per output unit, [out, in*k*k] (`shaping.matrix_shape`'s rows layout)."""
     return matrix_shape(tuple(shape), "rows")
+
+
+def _width(shape: tuple[int, ...]) -> int:
+    return min(_rows(shape)[1], GRAM_MAX_WIDTH)
 
 
 def feature_shape(features: str, input_shape: tuple[int, ...], inputs: list) -> tuple[int, int]:
@@ -39,7 +58,7 @@ def feature_shape(features: str, input_shape: tuple[int, ...], inputs: list) -> 
         return tuple(input_shape)
     if features != "gram":
         raise ValueError(f"unknown features {features!r}; choose one of: {', '.join(FEATURES)}")
-    widths = [_rows(shape)[1] for _, shape in inputs]
+    widths = [_width(shape) for _, shape in inputs]
     if len(widths) == 1:
         return widths[0], widths[0]
     return 1, sum(w * (w + 1) // 2 for w in widths)
@@ -54,6 +73,8 @@ def gram(delta: torch.Tensor, inputs: list) -> torch.Tensor:
         size = int(np.prod(shape))
         rows = flat[:, start:start + size].reshape(len(flat), *_rows(shape))
         start += size
+        if rows.shape[2] > GRAM_MAX_WIDTH:
+            rows = rows @ projection(rows.shape[2])
         g = rows.transpose(1, 2) @ rows  # [B, in, in]
         if len(inputs) > 1:
             upper = torch.triu_indices(g.shape[1], g.shape[2])

@@ -111,24 +111,29 @@ def draw_storage(storage: StorageMix, rng: np.random.Generator) -> dict:
             "sharded": bool(rng.random() < storage.sharded)}
 
 
-def classifier_recipes(epochs: tuple[int, ...], long_epochs: tuple[int, ...]) -> tuple[Recipe, ...]:
+def classifier_recipes(epochs: tuple[int, ...], long_epochs: tuple[int, ...], lr_scale: float = 1.0) -> tuple[Recipe, ...]:
     """The five families of the discriminative trees (`epochs` for the Adam families, `long_epochs` for those
-    that move the weights less per epoch: SGD, frozen blocks, LoRA)."""
+    that move the weights less per epoch: SGD, frozen blocks, LoRA). `lr_scale` multiplies every learning rate
+    range: transformers fine-tune at rates a convolutional network would barely notice, and at a ResNet's
+    rates a ViT's layers grow tenfold (retrained, not fine-tuned)."""
+    def lr(low: float, high: float) -> tuple[float, float]:
+        return low * lr_scale, high * lr_scale
+
     return (
         # transformers' Trainer defaults and what most Hub fine-tunes run: AdamW with a decaying schedule
-        Recipe("trainer-adamw", 0.3, ("adamw",), (5e-4, 5e-3), (0.0, 0.01, 0.05), (0.0,),
+        Recipe("trainer-adamw", 0.3, ("adamw",), lr(5e-4, 5e-3), (0.0, 0.01, 0.05), (0.0,),
                ("linear", "cosine", "constant"), epochs, (16, 32, 64), (False, True)),
         # the torchvision / timm habit: SGD with momentum, higher rates, some label smoothing
-        Recipe("sgd-momentum", 0.2, ("sgd",), (1e-2, 1e-1), (0.0, 5e-4), (0.0, 0.1), ("cosine", "constant"),
+        Recipe("sgd-momentum", 0.2, ("sgd",), lr(1e-2, 1e-1), (0.0, 5e-4), (0.0, 0.1), ("cosine", "constant"),
                long_epochs, (32, 64), (False, True)),
         # Adam without decoupled decay, label smoothing, gentle rates
-        Recipe("adam-smoothing", 0.15, ("adam",), (1e-3, 5e-3), (0.0,), (0.1, 0.2), ("constant", "linear"),
+        Recipe("adam-smoothing", 0.15, ("adam",), lr(1e-3, 5e-3), (0.0,), (0.1, 0.2), ("constant", "linear"),
                long_epochs, (16, 32)),
         # a partial fine-tune: the input-side quarter or half of the backbone frozen
-        Recipe("partial-freeze", 0.15, ("adamw",), (2e-3, 1e-2), (0.0, 0.01), (0.0,), ("linear", "constant"),
+        Recipe("partial-freeze", 0.15, ("adamw",), lr(2e-3, 1e-2), (0.0, 0.01), (0.0,), ("linear", "constant"),
                long_epochs, (32, 64), (False, True), frozen=(0.25, 0.5)),
         # a peft LoRA on every linear and convolution of the backbone (new head trained fully), merged
-        Recipe("lora-merged", 0.2, ("adamw",), (3e-3, 2e-2), (0.0,), (0.0,), ("linear", "constant"),
+        Recipe("lora-merged", 0.2, ("adamw",), lr(3e-3, 2e-2), (0.0,), (0.0,), ("linear", "constant"),
                long_epochs, (32,), lora_ranks=(2, 4, 8), lora_alphas=(1.0, 2.0)),
     )
 
