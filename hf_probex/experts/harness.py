@@ -86,12 +86,25 @@ def _encode_cached(texts: tuple[str, ...], encoder: str, prompt: str) -> np.ndar
 
 
 def candidate_layers(weights: WeightSet | str | Path, tree: str) -> dict[str, tuple[int, ...]]:
-    """Layers an expert can read in `tree` ({name: stored shape}), from its first model's weights."""
+    """Layers an expert can read in `tree` ({name: stored shape}): those every model of the tree has, in one
+    shape (from the headers only). LoRAs that adapt other module sets, or heads of other class counts, drop
+    out here rather than failing a read."""
     weights = weights if isinstance(weights, WeightSet) else open_weight_set(weights)
     records = weights.for_tree(tree)
     if not records:
         raise ValueError(f"no tree named {tree!r}; trees: {', '.join(weights.trees)}")
-    return dict(sorted(layer_shapes(records[0].path, records[0].kind).items()))
+    return dict(_common_layers(tuple((str(r.path), r.kind) for r in records)))
+
+
+@functools.lru_cache(maxsize=32)
+def _common_layers(models: tuple[tuple[str, str], ...]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The (name, shape) layers all `models` ((weights path, kind) pairs) share; read once per process (every
+    layer load of a sweep asks for them)."""
+    common = layer_shapes(Path(models[0][0]), models[0][1])
+    for path, kind in models[1:]:
+        shapes = layer_shapes(Path(path), kind)
+        common = {name: shape for name, shape in common.items() if shapes.get(name) == shape}
+    return tuple(sorted(common.items()))
 
 
 def tree_task(weights: WeightSet | str | Path, tree: str) -> str:
