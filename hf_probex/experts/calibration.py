@@ -7,12 +7,10 @@ are known, an expert that never saw the model's family: `harness.cv_splits`) wit
 score per decision:
 
 - class subsets: every (model, label) cell is one decision "this model was trained on this class";
-  its score is the logit of the expert's probability standardised within the model (over its labels).
-  A recipe moves all of a model's scores together (a stronger fine-tune, a gentler one); what it
-  trained on shows as labels standing out from its own other labels, which is what the score keeps
-  (measured on the bench ResNet tree, one family held out: recall at 95 % precision 3.0 % pooled and
-  3.4 to 7.9 % in every family; 0 % on the raw logits, and one family at 0 % when each label's mean
-  logit is removed first);
+  its score is the logit of the expert's probability, centred per label (over the calibration models)
+  and then standardised within the model (over its labels). A recipe moves all of a model's scores
+  together (a stronger fine-tune, a gentler one); what it trained on shows as labels standing out from
+  its own other labels, which is what the score keeps;
 - concepts: the top-1 concept of each model is one decision; its score is the margin between the
   best and second-best cosine.
 
@@ -24,7 +22,7 @@ families would not hold on the family of a stranger's recipe. Below it hf_probex
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -44,7 +42,11 @@ def _within_rows(values: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Calibration:
-    """Platt scaling confidence = sigmoid(a * score + b), and the confidence threshold to propose at."""
+    """Platt scaling confidence = sigmoid(a * score + b), and the confidence threshold to propose at.
+
+    `label_mean`: each label's mean logit over the calibration models, what class-subset scores are centred
+    by (empty for concepts).
+    """
 
     a: float
     b: float
@@ -53,13 +55,14 @@ class Calibration:
     oof_precision: float  # of the out-of-fold decisions at or above the threshold (nan if none)
     oof_recall: float  # share of the true decisions proposed at the threshold
     decisions: int
+    label_mean: list[float] = field(default_factory=list)
     groups: int = 0  # recipe families the threshold was checked on (0: none known)
 
     def scores(self, task: str, predictions: np.ndarray) -> np.ndarray:
         """The calibrated score of each decision (see the module docstring): [n, n_labels] or [n]."""
         predictions = np.asarray(predictions, dtype=np.float64)
         if task == "multilabel":
-            return _within_rows(_logits(predictions))
+            return _within_rows(_logits(predictions) - np.asarray(self.label_mean))
         top2 = np.sort(predictions, axis=1)[:, -2:] if predictions.shape[1] > 1 else np.pad(predictions, ((0, 0), (1, 0)))
         return top2[:, 1] - top2[:, 0]
 
@@ -105,7 +108,12 @@ def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray, groups: n
     from sklearn.linear_model import LogisticRegression
 
     predictions = np.asarray(predictions, dtype=np.float64)
-    scores = Calibration(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0).scores(task, predictions).ravel()
+    stats = {}
+    if task == "multilabel":
+        logits = _logits(predictions)
+        stats = {"label_mean": logits.mean(0).tolist()}
+    blank = Calibration(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, **stats)
+    scores = blank.scores(task, predictions).ravel()
     truth = decision_outcomes(task, predictions, y).ravel()
     if truth.all() or not truth.any():
         a, b = 0.0, float(_logits(np.array([truth.mean()]).clip(0.001, 0.999))[0])
@@ -123,9 +131,10 @@ def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray, groups: n
             mask = per_decision == group
             precision, count = _precision_above(confidence, confidence[mask], truth[mask])
             valid &= (precision >= precision_target) | (count < min_support)
+    stats["groups"] = n_groups
     if not valid.any():
-        return Calibration(a, b, 1.01, precision_target, float("nan"), 0.0, len(truth), n_groups)  # never confident enough
+        return Calibration(a, b, 1.01, precision_target, float("nan"), 0.0, len(truth), **stats)  # never confident enough
     threshold = float(confidence[valid].min())  # the lowest level that still meets the target: the most recall
     proposed = confidence >= threshold
     return Calibration(a, b, threshold, precision_target, float(truth[proposed].mean()),
-                       float(truth[proposed].sum() / truth.sum()), len(truth), n_groups)
+                       float(truth[proposed].sum() / truth.sum()), len(truth), **stats)
