@@ -71,7 +71,10 @@ def test_a_lora_read_by_its_tree_expert(page):
     page.locator("#probex-infer").click()
     _expect_text(page.locator("#probex-summary"), "sd-lora")
     _expect_text(page.locator("#probex-summary"), "experts/sd (ridge)")
-    _expect_text(page.locator("#probex-fields"), "expert")
+    # The tiny zoo's LoRAs (3 steps each) carry no signal, so its expert's calibration rates every reading near
+    # 0: the Space shows what the expert read and why it abstained, and proposes no trained_on.
+    _expect_text(page.locator("#probex-summary"), "not answered: trained_on: the best concept")
+    assert "trained_on" not in page.locator("#probex-fields").inner_text()
     _screenshot(page, "infer-lora")
 
 
