@@ -8,7 +8,8 @@ predictions, routing fitted on them and the other roots. Then every model of fam
 
 - routed by its weights alone among all the trees' experts (right tree, wrong tree, or none), and
 - read by its tree's expert: the classes it proposes at the calibrated threshold (class subsets) or the
-  concept (LoRA trees; held-out concepts excluded), each a decision that is right or wrong.
+  concept (LoRA trees; held-out concepts excluded), each a decision that is right or wrong; for LoRA
+  trees also the top-1 concept whatever its confidence (the `top-1 %` column).
 
 Printed per tree and family: models, routing, proposals, precision, recall (of every true class), and
 the same pooled by storage, generation, head and class order (each model scored by the expert that
@@ -74,8 +75,9 @@ def evaluate_family(zoo, family: str, experts: dict, registry) -> list[dict]:
                 threshold = expert.calibration["threshold"]
                 if expert.task == "multilabel":
                     row["proposed"] = [v for v, c in zip(expert.vocabulary, confidence[0]) if c >= threshold]
-                elif confidence[0] >= threshold:
-                    row["proposed"] = [expert.vocabulary[int(np.argmax(predictions[0]))]]
+                else:
+                    row["top1"] = expert.vocabulary[int(np.argmax(predictions[0]))]
+                    row["proposed"] = [row["top1"]] if confidence[0] >= threshold else []
             rows.append(row)
     return rows
 
@@ -84,7 +86,9 @@ def summarise(rows: list[dict]) -> dict:
     proposed = sum(len(r["proposed"]) for r in rows)
     right = sum(len(set(r["proposed"]) & set(r["truth"])) for r in rows)
     truths = sum(len(r["truth"]) for r in rows if not r.get("holdout"))
-    return {"models": len(rows), "routed_right": sum(r["root_right"] for r in rows),
+    ranked = [r for r in rows if "top1" in r]
+    top1 = sum(r["top1"] in r["truth"] for r in ranked) / len(ranked) if ranked else float("nan")
+    return {"top1": top1, "models": len(rows), "routed_right": sum(r["root_right"] for r in rows),
             "wrong_tree": sum(r["routed"] and not r["root_right"] for r in rows), "proposed": proposed, "right": right,
             "precision": right / proposed if proposed else float("nan"), "recall": right / truths if truths else float("nan"),
             "models_with_proposal": sum(bool(r["proposed"]) for r in rows)}
@@ -96,12 +100,12 @@ def _pct(value: float) -> str:
 
 def table(title: str, groups: dict[str, list[dict]]) -> str:
     lines = [f"### {title}", "", "| held out | models | routed right | wrong tree | proposed | right | precision % | "
-             "recall % | models with a proposal |", "|---|---|---|---|---|---|---|---|---|"]
+             "recall % | models with a proposal | top-1 % |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, rows in groups.items():
         s = summarise(rows)
         lines.append(f"| {name} | {s['models']} | {s['routed_right']} ({_pct(s['routed_right'] / max(s['models'], 1))} %) | "
                      f"{s['wrong_tree']} | {s['proposed']} | {s['right']} | {_pct(s['precision'])} | {_pct(s['recall'])} | "
-                     f"{s['models_with_proposal']} |")
+                     f"{s['models_with_proposal']} | {_pct(s['top1'])} |")
     return "\n".join(lines)
 
 
