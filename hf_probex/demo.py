@@ -1,7 +1,7 @@
 """`hf-probex demo`: the core capability on a fresh machine: card fields read from the weights alone, beside the truth.
 
 1. Build (or reuse) the `small` zoo: one ResNet tree whose 128 children come from five recipe families
-   (cached under `<cache>/zoos/small-seed0`; about two minutes on 2 cores).
+   (cached under `<cache>/zoos/small-seed0`; about a minute on 2 cores).
 2. Train the tree's expert as `hf-probex train --splits train,val` does: layers chosen and the threshold
    calibrated leave-one-recipe-family-out, on the train and val splits only (cached under
    `<cache>/demo/experts/<tree>`, keyed by the models it was trained on).

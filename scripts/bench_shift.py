@@ -9,7 +9,9 @@ predictions, routing fitted on them and the other roots. Then every model of fam
 - routed by its weights alone among all the trees' experts (right tree, wrong tree, or none), and
 - read by its tree's expert: the classes it proposes at the calibrated threshold (class subsets) or the
   concept (LoRA trees; held-out concepts excluded), each a decision that is right or wrong; for LoRA
-  trees also the top-1 concept whatever its confidence (the `top-1 %` column).
+  trees also the top-1 concept whatever its confidence (the `top-1 %` column); for class subsets also how
+  well the expert's scores rank the model's own classes first, whatever the threshold (`AP %`: average
+  precision per model, mean over models; chance is the share of the vocabulary a model was trained on).
 
 Printed per tree and family: models, routing, proposals, precision, recall (of every true class), and
 the same pooled by storage, generation, head and class order (each model scored by the expert that
@@ -75,11 +77,20 @@ def evaluate_family(zoo, family: str, experts: dict, registry) -> list[dict]:
                 threshold = expert.calibration["threshold"]
                 if expert.task == "multilabel":
                     row["proposed"] = [v for v, c in zip(expert.vocabulary, confidence[0]) if c >= threshold]
+                    row["ap"] = _average_precision(expert.vocabulary, predictions[0], truth)
+                    row["ap_chance"] = len(set(truth) & set(expert.vocabulary)) / len(expert.vocabulary)
                 else:
                     row["top1"] = expert.vocabulary[int(np.argmax(predictions[0]))]
                     row["proposed"] = [row["top1"]] if confidence[0] >= threshold else []
             rows.append(row)
     return rows
+
+
+def _average_precision(vocabulary: list[str], scores: np.ndarray, truth: list[str]) -> float:
+    """How well the expert's scores rank the model's own classes above the others (chance: their share)."""
+    from sklearn.metrics import average_precision_score
+
+    return float(average_precision_score([label in truth for label in vocabulary], scores))
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -88,7 +99,10 @@ def summarise(rows: list[dict]) -> dict:
     truths = sum(len(r["truth"]) for r in rows if not r.get("holdout"))
     ranked = [r for r in rows if "top1" in r]
     top1 = sum(r["top1"] in r["truth"] for r in ranked) / len(ranked) if ranked else float("nan")
-    return {"top1": top1, "models": len(rows), "routed_right": sum(r["root_right"] for r in rows),
+    scored = [r for r in rows if "ap" in r]
+    ap = float(np.mean([r["ap"] for r in scored])) if scored else float("nan")
+    chance = float(np.mean([r["ap_chance"] for r in scored])) if scored else float("nan")
+    return {"top1": top1, "ap": ap, "ap_chance": chance, "models": len(rows), "routed_right": sum(r["root_right"] for r in rows),
             "wrong_tree": sum(r["routed"] and not r["root_right"] for r in rows), "proposed": proposed, "right": right,
             "precision": right / proposed if proposed else float("nan"), "recall": right / truths if truths else float("nan"),
             "models_with_proposal": sum(bool(r["proposed"]) for r in rows)}
@@ -100,12 +114,12 @@ def _pct(value: float) -> str:
 
 def table(title: str, groups: dict[str, list[dict]]) -> str:
     lines = [f"### {title}", "", "| held out | models | routed right | wrong tree | proposed | right | precision % | "
-             "recall % | models with a proposal | top-1 % |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "recall % | models with a proposal | top-1 % | AP % (chance) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, rows in groups.items():
         s = summarise(rows)
         lines.append(f"| {name} | {s['models']} | {s['routed_right']} ({_pct(s['routed_right'] / max(s['models'], 1))} %) | "
                      f"{s['wrong_tree']} | {s['proposed']} | {s['right']} | {_pct(s['precision'])} | {_pct(s['recall'])} | "
-                     f"{s['models_with_proposal']} | {_pct(s['top1'])} |")
+                     f"{s['models_with_proposal']} | {_pct(s['top1'])} | {_pct(s['ap'])} ({_pct(s['ap_chance'])}) |")
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ def tiny_zoo(tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_zoo(tmp_path_factory):
     """The `small` zoo (one ResNet tree, 128 children from five recipe families): the experts' signal tests and
-    the demo. About two minutes on 2 cores, built once per session."""
+    the demo. About a minute on 2 cores, built once per session."""
     from hf_probex.zoo import build_zoo
 
     return build_zoo(tmp_path_factory.mktemp("zoo") / "small", "small", seed=0, workers=2, progress=False)

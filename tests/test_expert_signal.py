@@ -1,6 +1,6 @@
 """A short real training run: experts trained on the `small` zoo must beat chance across recipe families.
 
-The `small` preset (one ResNet tree, 128 children from five recipe families, about two minutes to build
+The `small` preset (one ResNet tree, 128 children from five recipe families, about a minute to build
 on 2 cores) is the smallest zoo whose children carry a weight signal that survives a change of recipe
 (docs/zoo.md, "The small preset"). Every score here is leave-one-recipe-family-out: each family is
 scored by an expert that never saw it. The experts read the last convolution, the hidden layer nearest

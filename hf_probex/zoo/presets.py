@@ -1,7 +1,7 @@
 """Zoo presets: which trees a zoo holds, how big their models are, and the distribution children draw from.
 
 `tiny` builds in seconds for tests (one recipe, no strong signal needed); `small` is the smallest zoo
-whose children carry a measurable signal across recipe families (one ResNet tree, about two minutes; for
+whose children carry a measurable signal across recipe families (one ResNet tree, about a minute; for
 the expert tests and the demo); `bench` is the benchmark zoo, sized by the measured signal study in
 docs/zoo.md. In `small` and `bench` every child draws its recipe family and hyper-parameters
 (`hf_probex.zoo.recipes`), class count and order, head, storage and generation. A preset is plain data;
@@ -101,7 +101,7 @@ PRESETS: dict[str, ZooPreset] = {
     "small": ZooPreset(
         name="small",
         description="the smallest zoo whose children carry a measurable signal across recipes (one ResNet tree, "
-                    "about two minutes); for the expert tests and the demo",
+                    "about a minute); for the expert tests and the demo",
         trees={
             # 20 classes (plain and rotated digits; the root knows only the plain ones), 6 to 14 per child.
             # A vocabulary of the plain digits alone (every class known to the root) gave almost no signal,
