@@ -67,9 +67,10 @@ def test_small_preset_builds_its_documented_models(small_zoo):
     assert {s.hparams["head"] for s in children} == {"fresh", "inherited"}
     # A weak root or barely-trained children carry no signal (docs/zoo.md); every family's children stay real models.
     assert tree["root_accuracy"] >= 0.8
-    for recipe in {s.recipe for s in children}:
-        accuracies = [small_zoo.record("resnet", s.name)["test_accuracy"] for s in children if s.recipe == recipe]
-        assert np.mean(accuracies) >= 0.75, (recipe, accuracies)
+    assert set(tree["by_recipe"]) == {s.recipe for s in children}
+    for recipe, built in tree["by_recipe"].items():
+        assert built["children_built"] == sum(s.recipe == recipe for s in children)
+        assert built["child_accuracy_mean"] >= 0.75, (recipe, built)
 
 
 def test_default_expert_beats_chance_by_a_clear_margin(layer_data):

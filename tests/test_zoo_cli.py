@@ -70,6 +70,8 @@ def test_info_prints_trees_and_accuracies(tiny_zoo, capsys):
     for tree in ("vit", "vit-twin", "resnet", "sd"):
         assert f"\n{tree} " in out
     assert "train=" in out and "test_holdout=" in out
+    # accuracy per recipe family (the LoRA tree's children have no test accuracy: shown as "-")
+    assert "\nvit       trainer-adamw " in out and "\nsd        diffusers-script     10      - / -" in out
 
 
 def test_info_on_a_missing_zoo_is_one_line(tmp_path, capsys):

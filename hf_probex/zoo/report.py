@@ -10,8 +10,14 @@ from .store import Zoo
 from .trees import FAMILIES
 
 
+def _accuracy_stats(accuracies: list[float]) -> dict:
+    return {"child_accuracy_mean": float(np.mean(accuracies)) if accuracies else None,
+            "child_accuracy_min": float(np.min(accuracies)) if accuracies else None}
+
+
 def summarize(zoo: Zoo) -> dict:
-    """Per tree: family, root, planned and finished models, split counts, sizes, accuracy statistics."""
+    """Per tree: family, root, planned and finished models, split counts, sizes, accuracy statistics, and
+    the finished children and their accuracy per recipe family (`by_recipe`)."""
     trees = {}
     for tree, info in zoo.trees.items():
         specs = zoo.specs(tree)
@@ -20,6 +26,11 @@ def summarize(zoo: Zoo) -> dict:
         done = [s for s in children if records[s.name] is not None]
         accuracies = [records[s.name]["test_accuracy"] for s in done if "test_accuracy" in records[s.name]]
         root_record = records.get("root") or {}
+        by_recipe = {}
+        for recipe in sorted({s.recipe for s in done}):
+            ones = [records[s.name] for s in done if s.recipe == recipe]
+            by_recipe[recipe] = {"children_built": len(ones),
+                                 **_accuracy_stats([r["test_accuracy"] for r in ones if "test_accuracy" in r])}
         trees[tree] = {
             "family": info["family"],
             "root": info["root_repo_id"],
@@ -31,11 +42,11 @@ def summarize(zoo: Zoo) -> dict:
             "cards": dict(Counter(s.card for s in children)),
             "labels": len(info["vocabulary"]),
             "holdout_concepts": len(info.get("holdout_concepts", [])),
-            "child_accuracy_mean": float(np.mean(accuracies)) if accuracies else None,
-            "child_accuracy_min": float(np.min(accuracies)) if accuracies else None,
+            **_accuracy_stats(accuracies),
             "children_at_80": (sum(a >= 0.8 for a in accuracies) / len(accuracies)) if accuracies else None,
             "bytes": sum(r["bytes"] for r in records.values() if r),
             "train_seconds": sum(r["seconds"] for r in records.values() if r),
+            "by_recipe": by_recipe,
         }
     return {"preset": zoo.plan["preset"], "seed": zoo.plan["seed"], "path": str(zoo.root), "trees": trees}
 
@@ -59,6 +70,11 @@ def format_summary(zoo: Zoo) -> str:
             f"{_pct(t['root_accuracy']):>8} {_pct(t['child_accuracy_mean']):>9} {_pct(t['children_at_80']):>6} "
             f"{t['bytes'] / 1e6:>8.1f} {t['train_seconds']:>8.0f}  {splits}"
         )
+    lines += ["", "children by recipe family: built, accuracy on their own classes (mean / min %)"]
+    for tree, t in summary["trees"].items():
+        for recipe, r in t["by_recipe"].items():
+            lines.append(f"{tree:<9} {recipe:<17} {r['children_built']:>5}  "
+                         f"{_pct(r['child_accuracy_mean']):>5} / {_pct(r['child_accuracy_min'])}")
     return "\n".join(lines)
 
 
