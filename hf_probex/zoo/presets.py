@@ -120,7 +120,7 @@ PRESETS: dict[str, ZooPreset] = {
                                images_per_class=(40, 60, 100), **_VARIED),
             "vit-twin": _classifier("vit", 80, _VIT_BENCH, 20, _VIT_BENCH_RECIPES, root_seed=1, subset_size=(10, 24),
                                     images_per_class=(40, 60, 100), **_VARIED),
-            "resnet": _classifier("resnet", 600, _RESNET_BENCH, 12, _BENCH_RECIPES, subset_size=(10, 24),
+            "resnet": _classifier("resnet", 1000, _RESNET_BENCH, 12, _BENCH_RECIPES, subset_size=(10, 24),
                                   images_per_class=(40, 60, 100), **_VARIED),
             "sd": TreePreset(
                 family="sd-lora", n_children=240, architecture=_UNET_BENCH, root=_root(steps=800, batch_size=32),
