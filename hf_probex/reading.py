@@ -22,7 +22,6 @@ never logged nor shown.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .bounded import TooComplexError, load_json
 from .errors import (
     PICKLE_SUFFIXES,
     BadFileError,
@@ -42,8 +42,11 @@ from .errors import (
     hub_errors,
 )
 
-#: safetensors' own limit on the header size (bytes); a larger length is a corrupt file, not a header.
-MAX_HEADER_BYTES = 100_000_000
+#: Header size limit (bytes). safetensors allows 100 MB, but parsing that many entries costs a minute and
+#: gigabytes; real headers are far smaller (a whole SDXL checkpoint in one file: ~0.3 MB).
+MAX_HEADER_BYTES = 16_000_000
+#: Tensors in one safetensors file: a checkpoint with more is a crafted one (large models shard far below).
+MAX_HEADER_TENSORS = 100_000
 #: Small files are read whole; a "config" larger than this is not one.
 MAX_SMALL_FILE_BYTES = 10_000_000
 INDEX_SUFFIX = ".safetensors.index.json"
@@ -68,6 +71,30 @@ def safe_relpath(name: str, where: str) -> str:
     if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
         raise BadFileError(f"{where} names the file {name!r} outside the model's folder: refusing to read it")
     return str(path)
+
+
+#: Keys of transformers / diffusers / peft config files that hf_probex reads, and the JSON type each must have.
+CONFIG_KEY_TYPES: dict[str, type] = {
+    "model_type": str, "_name_or_path": str, "base_model_name_or_path": str, "torch_dtype": str, "dtype": str,
+    "architectures": list, "id2label": dict, "label2id": dict, "_class_name": str,
+}
+
+
+def config_problem(config: dict[str, Any]) -> str:
+    """What is wrong with the keys of `config` hf_probex reads ('' when nothing): a wrong JSON type, or an
+    id2label that does not map integer class indices to names."""
+    for key, kind in CONFIG_KEY_TYPES.items():
+        if key in config and config[key] is not None and not isinstance(config[key], kind):
+            return f"has {key} as {_JSON_NAMES.get(type(config[key]), 'a number')} where {_JSON_NAMES[kind]} is expected"
+    if not all(isinstance(a, str) for a in config.get("architectures") or []):
+        return "has architectures that are not all strings"
+    for index, label in (config.get("id2label") or {}).items():
+        if not (index.isascii() and index.isdigit() and isinstance(label, str | int | float)):
+            return f"has id2label {{{index!r}: {label!r}}}: keys must be class indices and values names"
+    return ""
+
+
+_JSON_NAMES = {str: "a string", list: "a list", dict: "an object", bool: "a boolean"}
 
 
 # ---- the safetensors format ---------------------------------------------------------------------------
@@ -106,10 +133,16 @@ def header_length(prefix: bytes, file_size: int, file: str) -> int:
             f"{file} is truncated: {file_size} bytes, less than the 8-byte header length; re-download or re-export it"
         )
     length = int.from_bytes(prefix[:8], "little")
-    if length == 0 or length > min(file_size - 8, MAX_HEADER_BYTES):
+    if length > MAX_HEADER_BYTES and length <= file_size - 8:
         raise BadSafetensorsError(
-            f"{file} declares a header of {length} bytes but the file has {file_size} bytes (header length beyond "
-            f"the file): it is truncated or not safetensors; re-download or re-export it"
+            f"{file} declares a header of {length} bytes, more than the {MAX_HEADER_BYTES} hf_probex reads: refusing "
+            f"it; re-export the checkpoint in shards"
+        )
+    if length == 0 or length > file_size - 8:
+        # The declared length is not echoed: from a file that is not safetensors it would leak its first bytes.
+        raise BadSafetensorsError(
+            f"{file}: its first 8 bytes do not give a header length within the file ({file_size} bytes): it is "
+            f"truncated or not safetensors; re-download or re-export it"
         )
     return length
 
@@ -132,11 +165,16 @@ def parse_safetensors_header(data: bytes, file_size: int, file: str, where: str 
         raise BadSafetensorsError(f"{label}: header cut short ({len(data) - 8} of {length} bytes); re-download it")
     bad = f"{label} is not valid safetensors"
     try:
-        raw = json.loads(bytes(data[8 : 8 + length]).decode("utf-8"))
+        raw = load_json(bytes(data[8 : 8 + length]).decode("utf-8"), unique_keys=True)
+    except TooComplexError as err:  # duplicate names too: the safetensors library refuses them, "last wins" misleads
+        raise BadSafetensorsError(f"{bad}: its header is {err}; re-export it") from None
     except (UnicodeDecodeError, ValueError) as err:
         raise BadSafetensorsError(f"{bad}: its header is not valid JSON ({err}); re-download or re-export it") from None
     if not isinstance(raw, dict):
         raise BadSafetensorsError(f"{bad}: its header is not a JSON object; re-download or re-export it")
+    if len(raw) > MAX_HEADER_TENSORS + 1:
+        raise BadSafetensorsError(f"{bad}: its header lists {len(raw)} tensors, more than the {MAX_HEADER_TENSORS} "
+                                  f"hf_probex reads; re-export the checkpoint in shards")
     metadata = raw.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise BadSafetensorsError(f"{bad}: __metadata__ must map strings to strings; re-export it")
@@ -146,7 +184,7 @@ def parse_safetensors_header(data: bytes, file_size: int, file: str, where: str 
         if not isinstance(entry, dict):
             raise BadSafetensorsError(f"{bad}: the entry of tensor {name!r} is not an object; re-export it")
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if dtype not in DTYPES:
+        if not isinstance(dtype, str) or dtype not in DTYPES:
             raise BadSafetensorsError(
                 f"{label}: tensor {name!r} has unknown dtype {dtype!r} (known: {', '.join(DTYPES)}); re-export it "
                 f"with a standard dtype"
@@ -204,15 +242,23 @@ class _Storage(Protocol):
 
 
 class _LocalStorage:
-    """Files under a local folder (or one file), read through memory maps."""
+    """Files under a local folder (or one file), read through memory maps.
 
-    def __init__(self, root: Path, sizes: dict[str, int], description: str) -> None:
+    `refused` maps the files that are links leaving the folder (or broken, or looping) to why: they are
+    listed, so a message can name them, but never read.
+    """
+
+    def __init__(self, root: Path, sizes: dict[str, int], description: str, refused: dict[str, str] | None = None) -> None:
         self.root, self._sizes, self.description = root, sizes, description
+        self._refused = refused or {}
 
     def sizes(self) -> dict[str, int]:
         return self._sizes
 
     def read(self, name: str, start: int, length: int) -> np.ndarray:
+        if name in self._refused:
+            raise BadFileError(f"{self.description}: {name} {self._refused[name]}: refusing to read it; copy the file "
+                               f"into the model's folder")
         if length == 0:
             return np.zeros(0, dtype=np.uint8)
         # A memory map touches only the pages of the requested range, however large the file.
@@ -345,11 +391,16 @@ class WeightSource:
         if text is None:
             return None
         try:
-            value = json.loads(text)
+            value = load_json(text)
+        except TooComplexError as err:
+            raise BadFileError(f"{self.description}: {name} is {err}; fix or re-export it") from None
         except ValueError as err:
             raise BadFileError(f"{self.description}: {name} is not valid JSON ({err}); fix or re-export it") from None
         if not isinstance(value, dict):
             raise BadFileError(f"{self.description}: {name} is not a JSON object; fix or re-export it")
+        problem = config_problem(value)
+        if problem:
+            raise BadFileError(f"{self.description}: {name} {problem}; fix it (transformers would not load it either)")
         return value
 
     def header(self, name: str) -> SafetensorsHeader:
@@ -482,18 +533,38 @@ def looks_like_repo_id(value: object, *, namespaced: bool = True) -> bool:
     return True
 
 
+def _link_problem(file: Path, allowed: tuple[Path, ...]) -> str:
+    """Why the link `file` may not be read ('' when it may): broken, looping, or leading outside `allowed`."""
+    try:
+        target = file.resolve(strict=True)
+    except (OSError, RuntimeError):  # RuntimeError: a loop, on Pythons before 3.13
+        return "is a broken or looping link"
+    if not any(target.is_relative_to(folder) for folder in allowed):
+        return "is a link to a file outside the model's folder"
+    return ""
+
+
 def _local_source(path: Path) -> WeightSource:
-    if path.is_file():
+    if path.is_file():  # one file the user named: theirs to point anywhere
         if not path.name.endswith(".safetensors"):
             raise NoSafetensorsError(str(path), [path.name] if path.name.endswith(PICKLE_SUFFIXES) else [])
         return WeightSource(_LocalStorage(path.parent, {path.name: path.stat().st_size}, str(path)))
+    root = path.resolve()
+    # A huggingface_hub cache snapshot links each file to the repo's blobs: those links stay inside the repo.
+    allowed = (root, root.parent.parent / "blobs") if root.parent.name == "snapshots" else (root,)
     sizes: dict[str, int] = {}
-    for folder, dirs, names in os.walk(path):
+    refused: dict[str, str] = {}
+    for folder, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # .git, .cache/huggingface: not the model
         for name in names:
             file = Path(folder) / name
-            sizes[file.relative_to(path).as_posix()] = file.stat().st_size
-    return WeightSource(_LocalStorage(path, sizes, str(path)))
+            relative = file.relative_to(root).as_posix()
+            problem = _link_problem(file, allowed) if file.is_symlink() else ""
+            if problem:
+                refused[relative], sizes[relative] = problem, 0
+            else:
+                sizes[relative] = file.stat().st_size
+    return WeightSource(_LocalStorage(root, sizes, str(path), refused))
 
 
 def open_source(source: str | os.PathLike[str], *, revision: str | None = None,

@@ -176,8 +176,9 @@ def route(source: WeightSource, adapter: Adapter, registry: ExpertRegistry, *,
                                                      f"inf weights")
     if not found:
         if lineage:
-            return Route(lineage[-1], UNCONFIRMED, walked, declared, lineage,
-                         finding=f"{walked} cannot be checked: no expert of that tree routes by layers of this model's shapes")
+            why = ("its layers that would route it hold NaN or inf weights" if broken else
+                   "no expert of that tree routes by layers of this model's shapes")
+            return Route(lineage[-1], UNCONFIRMED, walked, declared, lineage, finding=f"{walked} cannot be checked: {why}")
         return Route(None, 0.0, "", declared, reason="no expert reads a layer of this model's shape")
     ranked = sorted(found, key=measured.get)
     best = ranked[0]

@@ -58,3 +58,86 @@ def test_experts_pushed_to_the_hub_are_found_by_their_tag(expert_dirs, hub):
     found = {e.location: e for e in ExpertRegistry.from_hub(token=hub.alice).entries}  # the session hub holds others
     assert found[repo_id].tree == "vit" and found[repo_id].inputs == ((VIT_LAYER, (32, 32)),)
     assert repo_id in {e.location for e in ExpertRegistry.default(token=hub.alice).entries}
+
+
+# ---- trust: experts decide what the bot proposes on strangers' repos ------------------------------------------
+
+def _push_with_config(expert_dir, hub, repo_id, token, **changes):
+    """Upload an expert folder as is, its config.json changed by `changes` (None deletes a key)."""
+    import json
+
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id)
+    config = json.loads((expert_dir / "config.json").read_text())
+    config = {k: v for k, v in {**config, **changes}.items() if v is not None}
+    api.upload_folder(folder_path=expert_dir, repo_id=repo_id, ignore_patterns=["config.json"])
+    api.upload_file(path_or_fileobj=json.dumps(config).encode(), path_in_repo="config.json", repo_id=repo_id)
+
+
+def test_hub_experts_come_only_from_trusted_authors(expert_dirs, hub, monkeypatch):
+    from hf_probex.experts.hub import Expert
+    from hf_probex.experts.registry import trusted_authors
+
+    vit, _ = expert_dirs
+    strangers = hub.repo_id("bob")
+    Expert.from_pretrained(vit).push_to_hub(strangers, token=hub.bob)
+    monkeypatch.delenv("HF_PROBEX_TRUSTED_AUTHORS", raising=False)
+    assert trusted_authors(hub.alice) == ["hf-probex", "alice", "acme"] and trusted_authors(False) == ["hf-probex"]
+    assert strangers not in {e.location for e in ExpertRegistry.from_hub(token=hub.alice).entries}
+    assert strangers not in {e.location for e in ExpertRegistry.default(token=hub.alice).entries}
+    monkeypatch.setenv("HF_PROBEX_TRUSTED_AUTHORS", "bob, carol")
+    assert trusted_authors(hub.alice) == ["bob", "carol"]
+    assert strangers in {e.location for e in ExpertRegistry.from_hub(token=hub.alice).entries}
+
+
+BAD_CONFIGS = {
+    "an unknown method": {"method": "pickle"},
+    "an unknown task": {"task": "anything"},
+    "a gigantic hidden size": {"hparams": {"hidden": 10**9}},
+    "a float hyper-parameter": {"hparams": {"hidden": 1.5}},
+    "a gigantic input": {"input_shape": [65_536, 65_536]},
+    "a negative shape": {"input_shape": [-1, 32]},
+    "routing layers of a string shape": {"routing": {"layers": [["w", "32x32"]]}},
+    "a vocabulary of objects": {"vocabulary": [{"a": 1}]},
+    "no layer": {"layer": None},
+}
+
+
+@pytest.mark.parametrize("case", BAD_CONFIGS)
+def test_a_bad_expert_on_the_hub_is_skipped_with_a_warning_and_the_others_stay(expert_dirs, hub, case):
+    from hf_probex.experts.hub import Expert
+
+    vit, _ = expert_dirs
+    good, bad = hub.repo_id(), hub.repo_id()
+    Expert.from_pretrained(vit).push_to_hub(good, token=hub.alice)
+    _push_with_config(vit, hub, bad, hub.alice, **BAD_CONFIGS[case])
+    with pytest.warns(UserWarning, match=f"skipping the expert {bad}: .*not a valid hf_probex expert config"):
+        found = {e.location for e in ExpertRegistry.from_hub(token=hub.alice, authors=["alice"]).entries}
+    assert good in found and bad not in found
+    with pytest.raises(ExpertRegistryError, match="bad "):
+        ExpertRegistry.from_locations([bad])  # named explicitly: an error, not a silent skip
+
+
+def test_experts_load_from_safetensors_only(expert_dirs, hub, tmp_path):
+    """A repo with pytorch_model.bin and no model.safetensors is never unpickled (the mixin would fall back to it)."""
+    import shutil
+
+    import torch
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from hf_probex.experts.hub import Expert
+    from hf_probex.experts.registry import load_expert
+
+    vit, _ = expert_dirs
+    folder = tmp_path / "pickled"
+    shutil.copytree(vit, folder)
+    torch.save(Expert.from_pretrained(vit).state_dict(), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    repo_id = hub.repo_id()
+    _push_with_config(folder, hub, repo_id, hub.alice)
+    with pytest.raises(EntryNotFoundError):
+        load_expert(repo_id)
+    with pytest.raises(FileNotFoundError):
+        Expert.from_pretrained(folder)

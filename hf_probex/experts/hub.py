@@ -36,6 +36,54 @@ from .shaping import load_matrices, stack_inputs
 #: 2: features (delta or gram), routing by several layers with their own root copy (`route_root`).
 FORMAT_VERSION = 2
 TASKS = ("multilabel", "zeroshot")
+#: Bounds of a valid expert config: a hostile one must not make hf_probex allocate gigabytes.
+MAX_DIM = 65_536
+MAX_ELEMENTS = 50_000_000  # of one input or routing layer: far above any hidden layer experts read
+MAX_HPARAM = 4_096
+MAX_VOCABULARY = 100_000
+
+
+def _shape_ok(shape: object) -> bool:
+    return (isinstance(shape, list) and 0 < len(shape) <= 4 and all(type(d) is int and 0 < d <= MAX_DIM for d in shape)
+            and int(np.prod(shape)) <= MAX_ELEMENTS)
+
+
+def _layers_ok(rows: object) -> bool:
+    return isinstance(rows, list) and len(rows) <= 64 and all(
+        isinstance(row, list) and len(row) == 2 and isinstance(row[0], str) and _shape_ok(row[1]) for row in rows)
+
+
+def _check_format(version: object) -> None:
+    if version != FORMAT_VERSION:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        raise ValueError(f"this expert has format version {version}; this hf_probex ({__version__}) reads "
+                         f"version {FORMAT_VERSION}: " + ("upgrade hf_probex" if newer else "train it again with `hf-probex train`"))
+
+
+def check_config(config: object) -> None:
+    """ValueError (one line) unless `config` is an expert config hf_probex can build within bounds: known task
+    and method, the current format, bounded shapes, hyper-parameters and vocabulary. Run before building an
+    expert from a config that came from anywhere (a Hub repo is anyone's)."""
+    if not isinstance(config, dict):
+        raise ValueError("the expert config is not a JSON object")
+    _check_format(config.get("format_version"))
+    problems = {
+        "task": config.get("task") in TASKS,
+        "method": config.get("method") in METHODS,
+        "layer": isinstance(config.get("layer"), str),
+        "input_shape": _shape_ok(config.get("input_shape")) and len(config["input_shape"]) == 2,
+        "inputs": config.get("inputs") is None or _layers_ok(config["inputs"]),
+        "routing": _layers_ok((config.get("routing") or {}).get("layers", [])),
+        "vocabulary": isinstance(config.get("vocabulary"), list) and len(config["vocabulary"]) <= MAX_VOCABULARY
+        and all(isinstance(v, str) for v in config["vocabulary"]),
+        "hparams": isinstance(config.get("hparams", {}), dict) and all(
+            type(v) is int and 0 < v <= MAX_HPARAM for v in config.get("hparams", {}).values()),
+        "text_dim": config.get("text_dim") is None or (type(config["text_dim"]) is int and 0 < config["text_dim"] <= MAX_DIM),
+    }
+    wrong = [key for key, ok in problems.items() if not ok]
+    if wrong:
+        raise ValueError(f"not a valid hf_probex expert config (format {FORMAT_VERSION}): bad {', '.join(wrong)}; "
+                         f"retrain it with this hf_probex, or use another expert")
 
 
 class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["hf-probex", "probex-expert"]):
@@ -69,10 +117,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         package_version: str = __version__,
     ):
         super().__init__()
-        if format_version != FORMAT_VERSION:
-            newer = format_version > FORMAT_VERSION
-            raise ValueError(f"this expert has format version {format_version}; this hf_probex ({__version__}) reads "
-                             f"version {FORMAT_VERSION}: " + ("upgrade hf_probex" if newer else "train it again with `hf-probex train`"))
+        _check_format(format_version)
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
         if task == "zeroshot" and not text_dim:
@@ -203,15 +248,20 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download: bool, local_files_only: bool,
                          token, map_location: str = "cpu", strict: bool = False, **model_kwargs):
-        """As `PyTorchModelHubMixin._from_pretrained`, silent: the mixin prints "Loading weights from local
-        directory" to stdout for a local folder, which would corrupt `hf-probex infer --json` and any
-        caller's own output. Hub repo ids go through the mixin unchanged (it prints nothing for them)."""
+        """As `PyTorchModelHubMixin._from_pretrained`, but the config is validated first (`check_config`), the
+        weights come from model.safetensors only (the mixin falls back to unpickling pytorch_model.bin), and
+        nothing is printed (the mixin prints "Loading weights from local directory" to stdout, which would
+        corrupt `hf-probex infer --json`)."""
+        check_config(model_kwargs)
         if os.path.isdir(model_id):
             model_file = os.path.join(model_id, constants.SAFETENSORS_SINGLE_FILE)
-            return cls._load_as_safetensor(cls(**model_kwargs), model_file, map_location, strict)
-        return super()._from_pretrained(model_id=model_id, revision=revision, cache_dir=cache_dir,
-                                        force_download=force_download, local_files_only=local_files_only, token=token,
-                                        map_location=map_location, strict=strict, **model_kwargs)
+        else:
+            from huggingface_hub import hf_hub_download
+
+            model_file = hf_hub_download(model_id, constants.SAFETENSORS_SINGLE_FILE, revision=revision,
+                                         cache_dir=cache_dir, force_download=force_download, token=token,
+                                         local_files_only=local_files_only)
+        return cls._load_as_safetensor(cls(**model_kwargs), model_file, map_location, strict)
 
     def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
         """As `PyTorchModelHubMixin.save_pretrained`, with the current metrics in config.json."""

@@ -7,7 +7,12 @@ all read from its config.json. `ExpertRegistry` holds entries from
 - a local registry file (JSON, default `<cache>/experts.json`; `hf-probex train --register` and
   `ExpertRegistry.add` write it), and
 - the Hub: models tagged `probex-expert` (every expert's card carries it, plus
-  `hf-probex-tree-<tree>` and `base_model: <root>`), found with `HfApi.list_models`.
+  `hf-probex-tree-<tree>` and `base_model: <root>`), found with `HfApi.list_models`, from trusted
+  authors only (`trusted_authors`): an expert decides what the bot proposes on strangers' repos, so
+  anyone's upload must not become one.
+
+Every expert config is validated before use (`hub.check_config`: known task and method, bounded shapes
+and sizes); an expert found on the Hub that fails is skipped with a warning, never breaking the others.
 
 Loaded experts are kept in memory (one load per location per process); Hub downloads are cached on
 disk by huggingface_hub as usual.
@@ -18,14 +23,22 @@ from __future__ import annotations
 import functools
 import json
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..bounded import load_json
 from ..errors import ProbexError
-from .hub import Expert
+from .hub import Expert, check_config
 
 EXPERT_TAG = "probex-expert"
+#: Comma-separated Hub namespaces whose experts are used; replaces the default (`trusted_authors`).
+TRUSTED_AUTHORS_ENV = "HF_PROBEX_TRUSTED_AUTHORS"
+#: The organisation that publishes hf_probex's own experts: trusted by default.
+DEFAULT_TRUSTED_ORG = "hf-probex"
+#: An expert's config.json is a few KB (a long vocabulary: a few hundred KB).
+MAX_CONFIG_BYTES = 5_000_000
 
 
 class ExpertRegistryError(ProbexError):
@@ -100,12 +113,21 @@ class ExpertRegistry:
                                       f"the experts again with `hf-probex train --register`") from None
 
     @classmethod
-    def from_hub(cls, *, token: str | bool | None = None, limit: int = 1000) -> ExpertRegistry:
-        """Every model on the Hub (HF_ENDPOINT) tagged `probex-expert`."""
+    def from_hub(cls, *, token: str | bool | None = None, authors: Iterable[str] | None = None,
+                 limit: int = 1000) -> ExpertRegistry:
+        """The models on the Hub (HF_ENDPOINT) tagged `probex-expert` whose author is trusted (`authors`, default
+        `trusted_authors(token)`). One that cannot be read or fails validation is skipped with a warning."""
         from huggingface_hub import HfApi
 
-        models = HfApi(token=token).list_models(filter=EXPERT_TAG, limit=limit)
-        return cls.from_locations(model.id for model in models)
+        api = HfApi(token=token)
+        entries = []
+        for author in authors if authors is not None else trusted_authors(token):
+            for model in api.list_models(filter=EXPERT_TAG, author=author, limit=limit):
+                try:
+                    entries.append(ExpertEntry.from_config(model.id, _read_config(model.id)))
+                except ExpertRegistryError as err:
+                    warnings.warn(f"skipping the expert {model.id}: {err}", stacklevel=2)
+        return cls(entries)
 
     @classmethod
     def default(cls, *, token: str | bool | None = None) -> ExpertRegistry:
@@ -117,8 +139,6 @@ class ExpertRegistry:
             try:
                 registry = registry + cls.from_hub(token=token)
             except Exception as err:  # an unreachable Hub or a broken expert there must not hide the local experts
-                import warnings
-
                 warnings.warn(f"could not list experts on the Hub ({type(err).__name__}); using local ones only",
                               stacklevel=2)
         return registry
@@ -155,15 +175,39 @@ def _pairs(rows: list) -> tuple[tuple[str, tuple[int, ...]], ...]:
     return tuple((name, tuple(dims)) for name, dims in rows)
 
 
+def trusted_authors(token: str | bool | None = None) -> list[str]:
+    """The Hub namespaces whose experts `from_hub` uses: $HF_PROBEX_TRUSTED_AUTHORS (comma-separated) when set;
+    else `DEFAULT_TRUSTED_ORG` plus the namespaces of the token's user (their name and organisations)."""
+    configured = os.environ.get(TRUSTED_AUTHORS_ENV)
+    if configured is not None:
+        return [name.strip() for name in configured.split(",") if name.strip()]
+    authors = [DEFAULT_TRUSTED_ORG]
+    if token is not False:
+        from huggingface_hub import HfApi
+
+        try:
+            me = HfApi(token=token).whoami()
+        except Exception:  # anonymous, or a Hub that cannot say: only the default org
+            return authors
+        authors += [me["name"], *(org["name"] for org in me.get("orgs") or [])]
+    return list(dict.fromkeys(authors))
+
+
 def _read_config(location: str) -> dict:
-    """An expert's config.json, from its folder or its Hub repo."""
+    """An expert's config.json, from its folder or its Hub repo, parsed within bounds and validated."""
     folder = Path(location)
     try:
         if folder.is_dir():
-            return json.loads((folder / "config.json").read_text())
-        from huggingface_hub import hf_hub_download
+            path = folder / "config.json"
+        else:
+            from huggingface_hub import hf_hub_download
 
-        return json.loads(Path(hf_hub_download(location, "config.json")).read_text())
+            path = Path(hf_hub_download(location, "config.json"))
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ValueError(f"config.json has {path.stat().st_size} bytes, more than an expert's {MAX_CONFIG_BYTES}")
+        config = load_json(path.read_bytes())
+        check_config(config)
+        return config
     except (OSError, ValueError) as err:
         raise ExpertRegistryError(f"{location} holds no readable expert config.json ({err}); is it an hf_probex "
                                   f"expert (`hf-probex train --out`)?") from None

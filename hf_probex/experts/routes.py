@@ -32,9 +32,10 @@ ROOT_DISTANCE = 1e-5  # cosine distance under which a layer is the root's own (f
 
 
 def cosine_distance(flat: np.ndarray, root: np.ndarray) -> np.ndarray:
-    """1 - cos between flattened weights [..., D] and a flattened root [D]."""
-    norms = np.linalg.norm(flat, axis=-1) * max(float(np.linalg.norm(root)), 1e-12)
-    return 1.0 - (flat @ root) / np.maximum(norms, 1e-12)
+    """1 - cos between flattened weights [..., D] and a flattened root [D]; NaN where the weights hold NaN or inf."""
+    with np.errstate(invalid="ignore", over="ignore"):  # a NaN distance is the answer for such weights: callers abstain
+        norms = np.linalg.norm(flat, axis=-1) * max(float(np.linalg.norm(root)), 1e-12)
+        return 1.0 - (flat @ root) / np.maximum(norms, 1e-12)
 
 
 def _read(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
