@@ -130,16 +130,17 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
     adapter = detect(model)
     registry = _registry(experts, token)
     current = model.read_text("README.md") or ""
+    abstained: dict[str, str] = {}
     try:
         lacking = missing_fields(current)
-    except CardError:
+    except CardError as err:
         lacking = set()  # an unreadable front matter is the owner's to fix: propose nothing into it
+        abstained["card"] = str(err)
     family_evidence = _files_evidence(adapter, model)
     candidates: list[FieldSuggestion] = [
         FieldSuggestion("library_name", adapter.library_name, 1.0, family_evidence),
         FieldSuggestion("pipeline_tag", adapter.pipeline_tag, 1.0, family_evidence),
     ]
-    abstained: dict[str, str] = {}
     found = route(model, adapter, registry, token=token)
     candidates += _routing_fields(adapter, found.declared, found)
     labels = _real_label_names(model)
