@@ -68,6 +68,8 @@ _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 # CommonMark fences: up to 3 spaces, then 3+ backticks (no backtick in the info string) or tildes.
 _FENCE_OPEN = re.compile(r" {0,3}(`{3,}(?=[^`]*$)|~{3,})")
 _FENCE_CLOSE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
+# The start of a block-sequence item's line, up to the item: indentation, the dash, spaces.
+_DASH = re.compile(r"( *)- +")
 # Headings that say what the model was trained on, written by people or by the zoo's cards.
 _DATA_HEADING = re.compile(r"^#{1,6}\s*(training data|training dataset|dataset)\b", re.IGNORECASE | re.MULTILINE)
 
@@ -277,7 +279,12 @@ def _tag_insertion(root: yaml.MappingNode, block: str, new_tags: list[str], newl
     key, node = next(((k, v) for k, v in root.value if isinstance(k, yaml.ScalarNode) and k.value == "tags"),
                      (None, None))  # none when `tags` comes from a merge key (`<<`)
     if isinstance(node, yaml.SequenceNode) and not node.flow_style and node.value:
-        column, at = node.start_mark.column, _line_end(block, node.value[-1].end_mark.index - 1)
+        # New items line up with the dash of the last one, on its own line (`  - x`; not `tags: &t - x`).
+        last = node.value[-1].start_mark
+        dash = _DASH.fullmatch(block, last.index - last.column, last.index)
+        if dash is None:
+            return None
+        column, at = len(dash[1]), _line_end(block, node.value[-1].end_mark.index - 1)
     elif isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null" and node.value == "":
         column, at = key.start_mark.column, _line_end(block, key.start_mark.index)
     else:
@@ -295,6 +302,8 @@ def _with_front_matter(text: str, metadata: dict, keys: dict, new_tags: list[str
         return (newline.join(["---", *_yaml_lines(added, ""), "---", ""]) + text if added else text), added
     block, expected = match.group(2), dict(metadata)
     root = yaml.compose(block)  # within bounds: `_parse` read this block first
+    if not isinstance(root, yaml.MappingNode):  # empty, or a null (`~`): keys after it fail the check
+        root = None
     edits: list[tuple[int, str]] = []  # (index in block, text to insert); on a tie the later one comes first
     if new_tags and "tags" not in metadata:
         keys = {**keys, "tags": new_tags}
@@ -340,14 +349,22 @@ def _keeps_lines(old: str, new: str) -> bool:
     return True
 
 
-def _check(owner: str, new: str, expected: dict, section: str) -> None:
-    """CardError unless `new` is `owner`'s text with lines inserted, its metadata is exactly `expected`
-    (read as huggingface_hub reads it), and `section` is its one section of ours."""
+def _reads_alike(text: str) -> bool:
+    """Whether the card's metadata is the same read as the Hub server and `ModelCard.load` read it (line
+    breaks as they are) and as `metadata_load` reads it (a text file: every line break becomes \n). They
+    differ on a lone \r (`---\r` closes no front matter) and on `---\r\n---`, empty front matter as it is."""
+    return "\r" not in text or repr(_split(text)[1]) == repr(_split(re.sub(r"\r\n?", "\n", text))[1])
+
+
+def _check(old: str, owner: str, new: str, expected: dict, section: str) -> None:
+    """CardError unless `new` is `owner` (`old` without our earlier section) with lines inserted, its
+    metadata is exactly `expected` however huggingface_hub reads it, and `section` is its one section of ours."""
     match, metadata = _split(new)
     span = _our_section(new, match.end() if match else 0)
     if not (_keeps_lines(owner, new) and span is not None and new[span[0]:span[1]] == section
             and metadata.keys() == expected.keys()
-            and all(repr(metadata[key]) == repr(value) for key, value in expected.items())):  # repr: 1 != 1.0 != True
+            and all(repr(metadata[key]) == repr(value) for key, value in expected.items())  # repr: 1 != 1.0 != True
+            and _reads_alike(old) and _reads_alike(new)):
         raise CardError("adding to this card would change what its owner wrote (a line, or a value as "
                         "huggingface_hub reads it): nothing is proposed for it; add the fields by hand")
 
@@ -382,7 +399,7 @@ def apply_suggestions(readme_text: str, fields: Mapping[str, FieldSuggestion] | 
     section = render_section(chosen, newline)
     new = _with_section(text if text or title is None else f"# {title}{newline}", section, newline, span)
     new, expected = _with_front_matter(new, metadata, keys, tags, newline)
-    _check(text[:span[0]] + text[span[1]:] if span else text, new, expected, section)
+    _check(text, text[:span[0]] + text[span[1]:] if span else text, new, expected, section)
     return readme_text[:len(readme_text) - len(text)] + new
 
 

@@ -181,9 +181,10 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
         title = str(source).rstrip("/").split("/")[-1]
         try:
             result.suggested_card = apply_suggestions(current, proposed, title=title)
-        except CardError as err:
+        except CardError as err:  # no suggested card, so no diff (against "" it would delete the owner's card)
             result.abstained["card"] = str(err)
-        result.diff = card_diff(current, result.suggested_card) if result.suggested_card != current else ""
+        else:
+            result.diff = card_diff(current, result.suggested_card) if result.suggested_card != current else ""
     result.bytes_read = model.bytes_read
     return result
 
