@@ -349,14 +349,14 @@ def _keeps_lines(old: str, new: str) -> bool:
     return True
 
 
-def _reads_alike(text: str) -> bool:
-    """Whether the card's metadata is the same read as the Hub server and `ModelCard.load` read it (line
-    breaks as they are) and as `metadata_load` reads it (a text file: every line break becomes \n). They
-    differ on a lone \r (`---\r` closes no front matter) and on `---\r\n---`, empty front matter as it is."""
-    return "\r" not in text or repr(_split(text)[1]) == repr(_split(re.sub(r"\r\n?", "\n", text))[1])
+def _reads_alike(text: str, metadata: dict) -> bool:
+    """Whether `metadata`, the card's as the Hub server and `ModelCard.load` read it (line breaks as they
+    are), is also what `metadata_load` reads (a text file: every line break becomes \n). They differ on a
+    lone \r (`---\r` closes no front matter) and on `---\r\n---` (empty front matter as it is, not as \n)."""
+    return "\r" not in text or repr(metadata) == repr(_split(re.sub(r"\r\n?", "\n", text))[1])
 
 
-def _check(old: str, owner: str, new: str, expected: dict, section: str) -> None:
+def _check(old: str, old_metadata: dict, owner: str, new: str, expected: dict, section: str) -> None:
     """CardError unless `new` is `owner` (`old` without our earlier section) with lines inserted, its
     metadata is exactly `expected` however huggingface_hub reads it, and `section` is its one section of ours."""
     match, metadata = _split(new)
@@ -364,7 +364,7 @@ def _check(old: str, owner: str, new: str, expected: dict, section: str) -> None
     if not (_keeps_lines(owner, new) and span is not None and new[span[0]:span[1]] == section
             and metadata.keys() == expected.keys()
             and all(repr(metadata[key]) == repr(value) for key, value in expected.items())  # repr: 1 != 1.0 != True
-            and _reads_alike(old) and _reads_alike(new)):
+            and _reads_alike(old, old_metadata) and _reads_alike(new, metadata)):
         raise CardError("adding to this card would change what its owner wrote (a line, or a value as "
                         "huggingface_hub reads it): nothing is proposed for it; add the fields by hand")
 
@@ -399,7 +399,7 @@ def apply_suggestions(readme_text: str, fields: Mapping[str, FieldSuggestion] | 
     section = render_section(chosen, newline)
     new = _with_section(text if text or title is None else f"# {title}{newline}", section, newline, span)
     new, expected = _with_front_matter(new, metadata, keys, tags, newline)
-    _check(text, text[:span[0]] + text[span[1]:] if span else text, new, expected, section)
+    _check(text, metadata, text[:span[0]] + text[span[1]:] if span else text, new, expected, section)
     return readme_text[:len(readme_text) - len(text)] + new
 
 
