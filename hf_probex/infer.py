@@ -130,16 +130,17 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
     adapter = detect(model)
     registry = _registry(experts, token)
     current = model.read_text("README.md") or ""
+    abstained: dict[str, str] = {}
     try:
         lacking = missing_fields(current)
-    except CardError:
+    except CardError as err:
         lacking = set()  # an unreadable front matter is the owner's to fix: propose nothing into it
+        abstained["card"] = str(err)
     family_evidence = _files_evidence(adapter, model)
     candidates: list[FieldSuggestion] = [
         FieldSuggestion("library_name", adapter.library_name, 1.0, family_evidence),
         FieldSuggestion("pipeline_tag", adapter.pipeline_tag, 1.0, family_evidence),
     ]
-    abstained: dict[str, str] = {}
     found = route(model, adapter, registry, token=token)
     candidates += _routing_fields(adapter, found.declared, found)
     labels = _real_label_names(model)
@@ -180,9 +181,10 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
         title = str(source).rstrip("/").split("/")[-1]
         try:
             result.suggested_card = apply_suggestions(current, proposed, title=title)
-        except CardError as err:
+        except CardError as err:  # no suggested card, so no diff (against "" it would delete the owner's card)
             result.abstained["card"] = str(err)
-        result.diff = card_diff(current, result.suggested_card) if result.suggested_card != current else ""
+        else:
+            result.diff = card_diff(current, result.suggested_card) if result.suggested_card != current else ""
     result.bytes_read = model.bytes_read
     return result
 

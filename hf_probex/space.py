@@ -165,6 +165,12 @@ def _expert_line(suggestion: CardSuggestion, registry: ExpertRegistry) -> tuple[
     return f"{', '.join(f'{e.location} ({e.method})' for e in entries)}: it abstained", []
 
 
+def _nothing_proposed(suggestion: CardSuggestion) -> str:
+    if "card" in suggestion.abstained:  # a card that cannot be read safely gets no proposal, whatever it lacks
+        return "nothing (see *card* below)"
+    return "nothing (the card has every field inferred)"
+
+
 def _card_for_display(suggestion: CardSuggestion) -> str:
     text = suggestion.suggested_card or suggestion.current_card
     return card_markdown(text) if text else "*This model has no README.md and nothing was inferred for one.*"
@@ -223,7 +229,7 @@ def infer(repo_id: str | None = None, upload: str | os.PathLike | None = None, *
         f"**Tree** {suggestion.tree or 'unknown'} &nbsp;·&nbsp; **family** {suggestion.family or 'unknown'} "
         f"&nbsp;·&nbsp; **read** {suggestion.bytes_read / 1024:,.1f} KiB{revision}",
         f"**Expert** {expert}",
-        f"**Proposed for the card:** {', '.join(suggestion.proposed) or 'nothing (the card has every field inferred)'}",
+        f"**Proposed for the card:** {', '.join(suggestion.proposed) or _nothing_proposed(suggestion)}",
         "\n".join(f"- *not answered:* **{what}**: {why}" for what, why in suggestion.abstained.items()),
         "\n\n".join(f"> ⚠ {w}" for w in warnings),
     ]).rstrip()
@@ -284,7 +290,8 @@ def open_pull_request(suggestion: CardSuggestion | None, token: str | None) -> P
         "already-proposed": "these fields were proposed on this repo before (the owner may have closed that PR)",
         "complete": "the card has every field now",
         "opt-out-card": "the card opts out of hf-probex proposals",
-        "invalid-card": "the card's metadata does not parse, so no safe edit exists",
+        "invalid-card": "the card's metadata does not parse (or is too complex to read safely), so no safe edit exists",
+        "unsafe-edit": "adding to this card would change what its owner wrote (or it quotes hf-probex's section marker)",
         "below-threshold": "no field reaches the confidence threshold",
         "nothing-inferred": "nothing the card lacks was inferred",
     }

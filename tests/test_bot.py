@@ -135,6 +135,25 @@ def test_malformed_metadata_stays_byte_identical_apart_from_added_keys(hub, tmp_
     assert metadata_of(proposed)["model-index"] == [{"name": "x", "results": [{"bogus": True}]}]
 
 
+@pytest.mark.timeout(120)
+def test_hostile_cards_get_no_pull_request(hub, tmp_path):
+    """An alias bomb is an unreadable card, skipped in milliseconds; a card whose front matter holds our
+    start marker (the end one in its body) is skipped too, where the old merge replaced its front matter."""
+    alice = HfApi(endpoint=hub.endpoint, token=hub.alice)
+    bomb, quoted = hub.repo_id(), hub.repo_id()
+    names = "abcdefgh"
+    bomb_card = ("---\na: &a [l,l,l,l,l,l,l,l,l]\n" + "".join(f"{name}: &{name} [{','.join(['*' + prev] * 9)}]\n"
+                                                             for prev, name in zip(names, names[1:]))
+                 + "tags: *h\n---\n# m\n")
+    make_repo(alice, bomb, readme=bomb_card, base_model="acme/root")
+    make_repo(alice, quoted, readme=f"---\nlicense: apache-2.0\n# {INFERRED_START}\n---\n# Card\n\nText.\n{INFERRED_END}\n",
+              base_model="acme/root")
+    with BotState(tmp_path / "bot.sqlite") as state:
+        report = run_bot([bomb, quoted], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state)
+    assert [(o.outcome, o.reason) for o in report.outcomes] == [("skipped", "invalid-card"), ("skipped", "unsafe-edit")]
+    assert bot_prs(alice, bomb) == [] and bot_prs(alice, quoted) == []
+
+
 def test_below_threshold_is_not_proposed(hub, tmp_path):
     alice = HfApi(endpoint=hub.endpoint, token=hub.alice)
     unsure, partly = hub.repo_id(), hub.repo_id()

@@ -57,11 +57,13 @@ def test_adds_only_missing_keys_and_keeps_every_other_byte():
 
 
 def test_flow_tags_crlf_and_bom_are_kept():
+    # Flow-style tags are the owner's line: adding to them would rewrite it, so the section says it alone.
     old = "\ufeff---\r\nlicense: mit\r\ntags: [a, b]\r\n---\r\nBody\r\n"
     new = apply_suggestions(old, FIELDS)
-    assert new.startswith("\ufeff---\r\nlicense: mit\r\ntags: [a, b, 'trained-on:3', 'trained-on:7']\r\n")
+    assert new.startswith("\ufeff---\r\nlicense: mit\r\ntags: [a, b]\r\nbase_model: acme/root\r\n")
     assert "\n" not in new.replace("\r\n", "")  # every added line break is CRLF too
-    assert metadata_of(new)["base_model"] == "acme/root"
+    assert metadata_of(new)["tags"] == ["a", "b"] and "- **trained_on**: 3, 7" in new
+    only_additions(old, new)
 
 
 def test_indented_mapping_and_empty_tags():
@@ -126,9 +128,9 @@ def test_unparseable_front_matter_is_refused(card):
 
 
 def test_an_edit_that_would_change_meaning_is_refused():
-    # A flow sequence with a trailing comma parses, but appending after it would not: refuse, not corrupt.
-    with pytest.raises(CardError):
-        apply_suggestions("---\ntags: [a, ]\n---\n", FIELDS)
+    # Appending to tags that another key aliases would change that key too: refuse, not corrupt.
+    with pytest.raises(CardError, match="would change what its owner wrote"):
+        apply_suggestions("---\ntags: &t\n- a\nalso: *t\n---\n", FIELDS)
 
 
 def test_opt_out():

@@ -213,8 +213,8 @@ class _Worker:
                                max(p.num for p in earlier if p.status in ("open", "draft")))
         try:
             suggested = apply_suggestions(readme, chosen, title=repo_id.split("/")[-1])
-        except CardError:
-            return RepoOutcome(repo_id, "skipped", "invalid-card", revision)
+        except CardError:  # it quotes our section marker, or an addition would change what the owner wrote
+            return RepoOutcome(repo_id, "skipped", "unsafe-edit", revision)
         names = [f.name for f in chosen]
         diff = card_diff(readme, suggested)
         outcome = RepoOutcome(repo_id, "would-propose", None, revision, names, diff=diff)

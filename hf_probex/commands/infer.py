@@ -20,7 +20,9 @@ def format_suggestion(suggestion) -> str:
                      f"{field.evidence}")
     for name, why in suggestion.abstained.items():
         lines.append(f"{name:<20} abstained: {why}")
-    lines.append("\n" + (suggestion.diff or "nothing to propose: the card has every field we can fill"))
+    nothing = ("nothing to propose: see why the card abstained above" if "card" in suggestion.abstained
+               else "nothing to propose: the card has every field we can fill")
+    lines.append("\n" + (suggestion.diff or nothing))
     return "\n".join(lines)
 
 
