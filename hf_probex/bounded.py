@@ -25,8 +25,9 @@ import yaml
 MAX_DEPTH = 64
 #: YAML nodes after expanding aliases: a long model-index stays far below; an alias bomb goes far above.
 MAX_YAML_NODES = 200_000
-#: Bytes of a YAML document (a card's front matter): real ones are a few KB.
-MAX_YAML_BYTES = 1_000_000
+#: Characters of a YAML document (a card's front matter): real ones are a few KB; PyYAML is pure Python, so a
+#: valid 1 MB one still costs seconds (a minute with CRLF) to parse and check.
+MAX_YAML_BYTES = 256_000
 
 
 class TooComplexError(ValueError):
