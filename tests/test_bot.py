@@ -23,6 +23,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from bot_zoo import child_card, ground_truth_infer, make_repo
+from hf_probex.reading import MAX_SMALL_FILE_BYTES
 from hf_probex.bot import BotConfig, BotState, BotStopped, HubClient, run_bot, walk_tree
 from hf_probex.cards import INFERRED_END, INFERRED_START, apply_suggestions, metadata_of
 from hf_probex.cli import main
@@ -148,10 +149,13 @@ def test_hostile_cards_get_no_pull_request(hub, tmp_path):
     make_repo(alice, bomb, readme=bomb_card, base_model="acme/root")
     make_repo(alice, quoted, readme=f"---\nlicense: apache-2.0\n# {INFERRED_START}\n---\n# Card\n\nText.\n{INFERRED_END}\n",
               base_model="acme/root")
+    huge = hub.repo_id()  # larger than any card: refused by its listed size, never downloaded
+    make_repo(alice, huge, readme=b"# big\n" + b"x" * MAX_SMALL_FILE_BYTES, base_model="acme/root")
     with BotState(tmp_path / "bot.sqlite") as state:
-        report = run_bot([bomb, quoted], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state)
-    assert [(o.outcome, o.reason) for o in report.outcomes] == [("skipped", "invalid-card"), ("skipped", "unsafe-edit")]
-    assert bot_prs(alice, bomb) == [] and bot_prs(alice, quoted) == []
+        report = run_bot([bomb, quoted, huge], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state)
+    assert [(o.outcome, o.reason) for o in report.outcomes] == [("skipped", "invalid-card"), ("skipped", "unsafe-edit"),
+                                                                ("skipped", "invalid-card")]
+    assert bot_prs(alice, bomb) == [] and bot_prs(alice, quoted) == [] and bot_prs(alice, huge) == []
 
 
 def test_below_threshold_is_not_proposed(hub, tmp_path):

@@ -21,6 +21,9 @@ from typing import TypeVar
 from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
 
+from ..errors import BadFileError
+from ..reading import MAX_SMALL_FILE_BYTES
+
 __all__ = ["BotStopped", "HubClient", "Proposal", "parse_retry_after"]
 
 T = TypeVar("T")
@@ -126,14 +129,24 @@ class HubClient:
         return self.call(lambda: self.api.model_info(repo_id, expand=["sha"])).sha
 
     def readme(self, repo_id: str, revision: str) -> bytes | None:
-        """README.md at `revision`, byte for byte (None when the repo has none)."""
+        """README.md at `revision`, byte for byte (None when the repo has none).
+
+        Raises:
+            BadFileError: the README is larger than any card (`MAX_SMALL_FILE_BYTES`): it is not downloaded.
+        """
         def read() -> bytes | None:
+            found = self.api.get_paths_info(repo_id, ["README.md"], revision=revision)
+            if not found:
+                return None
+            if (found[0].size or 0) > MAX_SMALL_FILE_BYTES:
+                raise BadFileError(f"{repo_id}: README.md has {found[0].size} bytes, more than a card's "
+                                   f"{MAX_SMALL_FILE_BYTES}: not read")
             try:
                 path = self.api.hf_hub_download(repo_id, "README.md", revision=revision)
             except EntryNotFoundError:
                 return None
             with open(path, "rb") as handle:
-                return handle.read()
+                return handle.read(MAX_SMALL_FILE_BYTES + 1)
         return self.call(read)
 
     def children(self, repo_id: str) -> list[tuple[str, int | None]]:

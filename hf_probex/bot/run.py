@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..cards import CardError, apply_suggestions, card_diff, is_opted_out, missing_fields
+from ..errors import BadFileError
 from ..suggestions import CardSuggestion, FieldSuggestion
 from .client import BotStopped, HubClient, Proposal, marker
 from .state import BotState
@@ -180,13 +181,13 @@ class _Worker:
             return RepoOutcome(repo_id, "unchanged", prior.reason or prior.outcome, revision, list(prior.fields),
                                prior.pr_num)
         skip = functools.partial(RepoOutcome, repo_id, "skipped", revision=revision)
-        raw = self.client.readme(repo_id, revision)
         try:
+            raw = self.client.readme(repo_id, revision)
             readme = raw.decode("utf-8") if raw is not None else ""
             if is_opted_out(readme):
                 return skip("opt-out-card")
             missing = missing_fields(readme)
-        except (UnicodeDecodeError, CardError):
+        except (UnicodeDecodeError, CardError, BadFileError):
             return skip("invalid-card")
         earlier = self.client.proposals(repo_id, self.author)
         if prior is not None and prior.outcome == "pending":
