@@ -75,14 +75,15 @@ def _trained_on(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, threshol
             return None, f"no class reaches confidence {cut:.2f} (best: {best} at {scores[best]:.2f})"
         top = dict(sorted(scores.items(), key=lambda kv: -kv[1])[:10])
         return FieldSuggestion("trained_on", chosen, min(scores[c] for c in chosen), evidence, "expert",
-                               details={"confidence_by_class": top, "threshold": cut}), ""
+                               details={"confidence_by_class": top, "threshold": cut},
+                               floor=expert.calibration["threshold"]), ""
     order = np.argsort(-predictions[0])
     concept, value = expert.vocabulary[order[0]], float(confidence[0])
     top = {expert.vocabulary[i]: float(predictions[0, i]) for i in order[:5]}
     if value < cut:
         return None, f"the best concept, {concept!r}, has confidence {value:.2f} < {cut:.2f}"
     return FieldSuggestion("trained_on", concept, value, evidence, "expert",
-                           details={"cosine_by_concept": top, "threshold": cut}), ""
+                           details={"cosine_by_concept": top, "threshold": cut}, floor=expert.calibration["threshold"]), ""
 
 
 def _routing_fields(adapter: Adapter, declared: list[str], found: Route) -> list[FieldSuggestion]:
@@ -93,15 +94,15 @@ def _routing_fields(adapter: Adapter, declared: list[str], found: Route) -> list
         base = FieldSuggestion("base_model", declared[0], confidence, evidence, "metadata")
     elif found.root and adapter.relation == "finetune" and not found.is_root:
         base = FieldSuggestion("base_model", found.root, found.confidence, found.evidence, "weights",
-                               details={"distances": found.distances})
+                               details={"distances": found.distances}, floor=ROUTING_CONFIDENCE)
     else:
         return []
     fields = [base, FieldSuggestion("base_model_relation", adapter.relation, base.confidence,
                                     f"{adapter.family} family ({'a LoRA adapter' if adapter.relation == 'adapter' else 'full weights'})",
-                                    base.source)]
+                                    base.source, floor=base.floor)]
     if found.finding:
         fields.append(FieldSuggestion("lineage", found.finding, found.confidence, found.evidence, "weights",
-                                      details={"distances": found.distances}))
+                                      details={"distances": found.distances}, floor=ROUTING_CONFIDENCE))
     return fields
 
 

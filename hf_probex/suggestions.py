@@ -13,6 +13,10 @@ from typing import Any
 
 # The card fields hf_probex can propose, in the order they are shown.
 CARD_FIELDS = ("base_model", "base_model_relation", "library_name", "pipeline_tag", "trained_on", "lineage")
+#: Fields a reader of the card gains from. The others the Hub derives by itself (base_model_relation from
+#: base_model and the files) or any reader sees in config.json (library_name, pipeline_tag): a pull request
+#: carrying only those is noise on the owner's repo.
+INFORMATIVE_FIELDS = frozenset({"base_model", "trained_on"})
 
 
 @dataclass
@@ -28,6 +32,9 @@ class FieldSuggestion:
         source: "metadata" (read from a file) or "expert" (predicted from weights) or "weights" (routing).
         missing: whether the repo's current card lacks this field (only missing fields are proposed).
         details: extras for display (per-label scores, top-k concepts, distances to roots).
+        floor: the confidence this value must reach to go into a pull request, whatever threshold it was
+            shown at: an expert's threshold calibrated for 95 % precision, the routing threshold for
+            weights, 1.0 for a value read from a file.
     """
 
     name: str
@@ -37,6 +44,12 @@ class FieldSuggestion:
     source: str = "metadata"
     missing: bool = True
     details: dict = field(default_factory=dict)
+    floor: float = 1.0
+
+    @property
+    def validated(self) -> bool:
+        """At or above its `floor`: fit for a pull request (a lower one was only explored)."""
+        return self.confidence >= self.floor
 
 
 @dataclass
@@ -69,8 +82,15 @@ class CardSuggestion:
 
     @property
     def proposed(self) -> dict[str, FieldSuggestion]:
-        """The fields the current card lacks (what a pull request would add)."""
+        """The fields the current card lacks, at the threshold they were asked at (what `infer` shows)."""
         return {name: f for name, f in self.fields.items() if f.missing}
+
+    @property
+    def pull_request_fields(self) -> dict[str, FieldSuggestion]:
+        """What a pull request may carry: the proposed fields at or above their own `floor`, and only when one
+        of them is informative (`INFORMATIVE_FIELDS`); empty otherwise."""
+        fields = {name: f for name, f in self.proposed.items() if f.validated}
+        return fields if INFORMATIVE_FIELDS & set(fields) else {}
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of everything above."""

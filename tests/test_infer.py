@@ -239,3 +239,23 @@ def test_twin_experts_read_a_shared_routing_layer_once(tiny_zoo, tmp_path):
     routing = {name for entry in registry.entries for name, _ in entry.routing_layers}
     read = header + sum(checkpoint.info(n).nbytes for n in routing | {value, position})  # vit-twin's MLP only if routing reads it
     assert result.bytes_read == read, (result.bytes_read, read)
+
+
+def test_pull_requests_carry_only_validated_informative_fields():
+    """A value shown below its calibrated floor (the Space's slider explores) never goes into a pull request, and a
+    pull request made only of fields the Hub derives or config.json shows is not made at all."""
+    from hf_probex.suggestions import CardSuggestion, FieldSuggestion
+
+    def card(*fields: FieldSuggestion) -> CardSuggestion:
+        return CardSuggestion("a/b", fields={f.name: f for f in fields})
+
+    relation = FieldSuggestion("base_model_relation", "finetune", 1.0, "resnet family")
+    library = FieldSuggestion("library_name", "transformers", 1.0, "config.json")
+    guessed = FieldSuggestion("trained_on", "thick five", 0.16, "expert", "expert", floor=0.9)
+    sure = FieldSuggestion("trained_on", "thin one", 0.97, "expert", "expert", floor=0.9)
+    routed = FieldSuggestion("base_model", "a/root", 0.95, "weights", "weights", floor=0.9)
+    assert card(relation, library).pull_request_fields == {}
+    assert card(relation, guessed).pull_request_fields == {} and not guessed.validated
+    assert set(card(relation, library, sure).pull_request_fields) == {"base_model_relation", "library_name", "trained_on"}
+    assert set(card(routed, relation, guessed).pull_request_fields) == {"base_model", "base_model_relation"}
+    assert card(routed, relation).to_dict()["fields"]["base_model"]["floor"] == 0.9
