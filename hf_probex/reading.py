@@ -146,7 +146,7 @@ def parse_safetensors_header(data: bytes, file_size: int, file: str, where: str 
         if not isinstance(entry, dict):
             raise BadSafetensorsError(f"{bad}: the entry of tensor {name!r} is not an object; re-export it")
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if dtype not in DTYPES:
+        if not isinstance(dtype, str) or dtype not in DTYPES:  # a list or an object is unhashable
             raise BadSafetensorsError(
                 f"{label}: tensor {name!r} has unknown dtype {dtype!r} (known: {', '.join(DTYPES)}); re-export it "
                 f"with a standard dtype"

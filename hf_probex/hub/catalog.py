@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import yaml
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
-from ..bounded import TooComplexError, load_json, load_yaml
+from ..bounded import MAX_YAML_BYTES, TooComplexError, load_json, load_yaml
 from ..errors import BadFileError
 from ..reading import SafetensorsHeader, parse_safetensors_header
 from .errors import BadRequest
@@ -82,11 +82,6 @@ def front_matter(text: str) -> dict:
     return data
 
 
-def parse_card(text: str) -> dict:
-    """The card data a README shows as `cardData`: its front matter, JSON-safe; BadRequest when invalid."""
-    return jsonable(front_matter(text))
-
-
 def card_problems(metadata: dict) -> tuple[list[str], list[str]]:
     """(errors, warnings) of the Hub's metadata rules for a front matter, errors in the Hub's wording."""
     errors, warnings = [], []
@@ -105,6 +100,19 @@ def card_problems(metadata: dict) -> tuple[list[str], list[str]]:
     if metadata.get("license") == "other" and not metadata.get("license_name"):
         warnings.append("license is 'other': name it in license_name (and link it in license_link or a LICENSE file)")
     return errors, warnings
+
+
+def card_data(text: str) -> dict:
+    """What a README shows as `cardData`: its front matter, JSON-safe; {} for a card the Hub would refuse.
+
+    Such a card can only come from storage written around the API (an import, an older hub); served, a
+    `tags: 3` would make huggingface_hub's ModelInfo raise in every listing that includes it.
+    """
+    try:
+        metadata = front_matter(text)
+    except BadRequest:
+        return {}
+    return {} if card_problems(metadata)[0] else jsonable(metadata)
 
 
 def relation_of(card: dict, files: list[str], config: dict | None) -> str:
@@ -205,10 +213,9 @@ class Catalog:
         commit = self.storage.commit(repo_id, commit_id)
         files = sorted(commit.tree)
         readme = commit.tree.get("README.md")
-        try:
-            card = parse_card(self.storage.read_blob(readme["sha256"]).decode("utf-8", "replace")) if readme else {}
-        except BadRequest:
-            card = {}  # an invalid card committed before validation existed shows as no card
+        # Only the head can hold a front matter within load_yaml's bound (UTF-8: up to 4 bytes a character).
+        head = self.storage.read_blob(readme["sha256"], 0, 4 * MAX_YAML_BYTES + 16) if readme else b""
+        card = card_data(head.decode("utf-8", "replace"))
         config = self._json_file(commit, "config.json")
         library = card.get("library_name") if isinstance(card.get("library_name"), str) else None
         pipeline = card.get("pipeline_tag") if isinstance(card.get("pipeline_tag"), str) else None

@@ -75,10 +75,12 @@ register_url_convertor("hubpath", _Rest())
 
 
 class _RawPathAndLimit:
-    """ASGI middleware: route on the raw path, and refuse request bodies over their limit (413).
+    """ASGI middleware: route on the raw path, and stop request bodies at their limit (413) as they stream in.
 
     A commit carries regular files inline, so it may reach the upload limit; any other body is JSON or
-    a form and stops at MAX_JSON_BODY_BYTES. The limit holds for chunked bodies too, which declare no length.
+    a form and stops at MAX_JSON_BODY_BYTES. The limit goes in the scope: a route refuses a declared
+    Content-Length over it (`_check_declared_length`) once it knows the caller may send a body at all,
+    so a stranger learns 401/403/404, not 413. Chunked bodies declare nothing and stop here.
     """
 
     def __init__(self, app, max_upload_bytes: int) -> None:
@@ -97,10 +99,7 @@ class _RawPathAndLimit:
         else:
             limit = MAX_JSON_BODY_BYTES
             message = f"Request body larger than the {limit} bytes this hub accepts here: send a smaller body"
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return await _error_response(PayloadTooLarge(message))(scope, receive, send)
+        scope = {**scope, "hub.body_limit": (limit, message)}
         received = 0
 
         async def limited_receive():
@@ -153,7 +152,7 @@ def create_app(root: str | Path, *, users_file: str | Path | None = None,
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
         # Unknown routes, wrong methods, malformed forms: the Hub's error shape, as for every other error.
-        return _error_response(HubError(f"{err.detail}: check the URL, method and body against the Hub API",
+        return _error_response(HubError(f"{str(err.detail).rstrip('.')}: check the URL, method and body against the Hub API",
                                         headers=dict(err.headers or {}), status=err.status_code))
 
     _add_repo_routes(app, state)
@@ -183,8 +182,17 @@ def _visible_repo(state: HubState, repo_id: str, user: User | None) -> RepoMeta:
     return repo
 
 
+def _check_declared_length(request: Request) -> None:
+    """413 for a declared body over the route's limit, before a byte of it is read."""
+    limit, message = request.scope["hub.body_limit"]
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(message)
+
+
 async def _read_json(request: Request) -> dict:
     """The JSON object in the body. Call it only once the caller may do what the route does."""
+    _check_declared_length(request)
     body = await request.body()
     try:
         data = load_json(body or b"{}")
@@ -512,6 +520,7 @@ def _add_file_routes(app: FastAPI, state: HubState) -> None:
     @app.post("/api/models/{ns:hubseg}/{name:hubseg}/paths-info/{revision:hubseg}")
     async def paths_info(ns: str, name: str, revision: str, request: Request):
         repo_id, commit = locate(ns, name, revision, request)
+        _check_declared_length(request)
         form = await request.form()
         paths = [str(p) for p in form.getlist("paths")]
         expand = _bool_param(str(form.get("expand") or ""))
@@ -621,9 +630,9 @@ def _add_commit_routes(app: FastAPI, state: HubState) -> None:
     def writer(ns: str, name: str, revision: str, request: Request) -> tuple[str, User, bool]:
         """(repo id, committer, create_pr) after the checks every write shares.
 
-        Anyone who can see a repo may open a PR on it (that is how card fixes are proposed on the Hub);
-        pushing to a branch needs write access to the namespace; pushing to `refs/pr/N` is checked
-        against the PR's author when the commit runs.
+        Anyone with a write token who can see a repo may open a PR on it (that is how card fixes are
+        proposed on the Hub); pushing to a branch needs write access to the namespace; pushing to
+        `refs/pr/N` is checked against the PR's author when the commit runs.
         """
         repo_id = f"{ns}/{name}"
         create_pr = _bool_param(request.query_params.get("create_pr"))
@@ -661,6 +670,7 @@ def _add_commit_routes(app: FastAPI, state: HubState) -> None:
     @app.post("/api/models/{ns:hubseg}/{name:hubseg}/commit/{revision:hubseg}")
     async def commit(ns: str, name: str, revision: str, request: Request):
         repo_id, user, create_pr = writer(ns, name, revision, request)
+        _check_declared_length(request)
         header, parsed = _parse_commit_payload(await request.body())
 
         def run() -> tuple[Commit, int | None]:
