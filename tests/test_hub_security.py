@@ -39,7 +39,7 @@ EXPAND = ["safetensors", "cardData", "config", "tags", "baseModels", "childrenMo
 
 
 def alias_bomb_yaml(levels: int = 8, width: int = 9) -> str:
-    """The reviewer's front matter: ~300 bytes whose YAML aliases expand to width**levels (43 million) scalars."""
+    """The reviewer's front matter: 350 bytes whose YAML aliases expand to width**levels (43 million) scalars."""
     lines = [f"a0: &a0 [{','.join(['x'] * width)}]"]
     lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
     return "\n".join(lines) + "\n"
@@ -445,6 +445,7 @@ REFUSED_CARDS = {
     "a key not a string": "1: one",
     "invalid YAML": "tags: [",
     "alias bomb": alias_bomb_yaml(),
+    "1000 levels deep": "x: " + "[" * 1000 + "]" * 1000,
 }
 
 
