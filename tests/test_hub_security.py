@@ -123,6 +123,7 @@ BROKEN_READMES = {
     "a list": "---\n- a\n- b\n---\n",
     "a scalar": "---\njust text\n---\n",
     "keys not strings": "---\n1: a\ntrue: b\n---\n",
+    "keys huggingface_hub reserves": "---\nself: a\nignore_metadata_errors: b\n---\n",
     "dates, binary, sets, NaN": "---\nd: 2024-01-01\nt: 2024-01-01 10:00:00\nb: !!binary aGk=\ns: !!set {a, b}\n"
                                 "n: .nan\ni: -.inf\nnested: {2024-01-02: x}\n---\n",
     "fields of the wrong types": "---\ntags: 3\nlicense: [1, {a: b}]\nbase_model: {x: y}\nbase_model_relation: [a]\n"
@@ -443,6 +444,7 @@ REFUSED_CARDS = {
     "license a mapping": "license: {name: mit}",
     "one license of a list unknown": "license: [mit, my-own]",
     "a key not a string": "1: one",
+    "a key huggingface_hub reserves": "self: me",
     "invalid YAML": "tags: [",
     "alias bomb": alias_bomb_yaml(),
     "1000 levels deep": "x: " + "[" * 1000 + "]" * 1000,

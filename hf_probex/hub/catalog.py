@@ -85,8 +85,12 @@ def front_matter(text: str) -> dict:
 def card_problems(metadata: dict) -> tuple[list[str], list[str]]:
     """(errors, warnings) of the Hub's metadata rules for a front matter, errors in the Hub's wording."""
     errors, warnings = [], []
-    # huggingface_hub passes the metadata as keyword arguments: a key that is not a string breaks ModelCard.load.
+    # huggingface_hub passes the metadata as keyword arguments (ModelCard.load, and ModelInfo for every
+    # listing with cardData): a key that is not a string, or one of ModelCardData's own parameters, makes
+    # it raise. The Hub itself accepts the latter; refused here so no listing of this hub breaks on them.
     errors += [f"key {key!r} must be a string: quote it" for key in metadata if not isinstance(key, str)]
+    errors += [f"key {key!r} is reserved by huggingface_hub's ModelCardData: rename it" for key in metadata
+               if key in ("self", "ignore_metadata_errors")]
     licenses = metadata.get("license")
     for index, item in enumerate(licenses if isinstance(licenses, list) else [licenses]):
         if item is not None and not (isinstance(item, str) and item in LICENSES):
