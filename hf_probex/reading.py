@@ -186,13 +186,13 @@ def parse_safetensors_header(data: bytes, file_size: int, file: str, where: str 
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
         if not isinstance(dtype, str) or dtype not in DTYPES:
             raise BadSafetensorsError(
-                f"{label}: tensor {name!r} has unknown dtype {dtype!r} (known: {', '.join(DTYPES)}); re-export it "
+                f"{label}: tensor {name!r} has unknown dtype {dtype!r:.40} (known: {', '.join(DTYPES)}); re-export it "
                 f"with a standard dtype"
             )
         if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
-            raise BadSafetensorsError(f"{bad}: tensor {name!r} has shape {shape!r}; re-export it")
+            raise BadSafetensorsError(f"{bad}: tensor {name!r} has shape {shape!r:.60}; re-export it")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
-            raise BadSafetensorsError(f"{bad}: tensor {name!r} has data_offsets {offsets!r}; re-export it")
+            raise BadSafetensorsError(f"{bad}: tensor {name!r} has data_offsets {offsets!r:.60}; re-export it")
         begin, end = offsets
         if begin < 0 or end < begin or end > data_size:
             raise BadSafetensorsError(

@@ -10,20 +10,26 @@
       acme: [alice]                              # members
 
 A user may write to their own namespace and to the orgs they belong to. Read tokens can read private
-repos of those namespaces but write nothing. The file is re-read when it changes, so users can be
-added to a running server.
+repos of those namespaces but write nothing: no commit, repo change, discussion, comment or status
+change, as on the Hub. The file is re-read when it changes, so users can be added to a running server;
+an edit that breaks it is logged and the server keeps the users it had, rather than failing every request.
+Messages name users and lines of the file, never a token.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from ..bounded import TooComplexError, load_json, load_yaml
 from .errors import Forbidden, Unauthorized
+
+logger = logging.getLogger("hf_probex.hub")
 
 
 class UsersFileError(ValueError):
@@ -67,9 +73,14 @@ class Users:
         users = data.get("users") or {}
         if not isinstance(orgs, dict) or not isinstance(users, dict):
             raise UsersFileError(f"{source}: 'users' and 'orgs' must be mappings")
+        for org, members in orgs.items():
+            if not isinstance(members or [], list):
+                raise UsersFileError(f"{source}: the members of org {org!r} must be a list of user names")
         result = cls(orgs={str(org): [str(m) for m in members or []] for org, members in orgs.items()})
         for name, entry in users.items():
             entry = entry or {}
+            if not isinstance(entry, dict) or not isinstance(entry.get("tokens", []), list):
+                raise UsersFileError(f"{source}: user {name!r} must be a mapping with 'tokens': a list")
             member_of = tuple(sorted(org for org, members in result.orgs.items() if name in members))
             for token in entry.get("tokens", []):
                 if isinstance(token, dict):
@@ -97,31 +108,62 @@ class Users:
 
 
 class UsersFile:
-    """A users file on disk, re-parsed whenever its modification time changes."""
+    """A users file on disk, re-parsed whenever its modification time changes.
+
+    The first read must succeed (a clear error at start-up); a later one that fails keeps the last
+    good users and logs a warning once per version of the file.
+    """
 
     def __init__(self, path: str | os.PathLike | None) -> None:
         self.path = Path(path) if path else None
         self._stamp: float | None = None
         self._users = Users()
-        self.current()  # fail at start-up, not at the first request, on a bad file
+        if self.path is not None:
+            self._users, self._stamp = self._read()
+
+    def _read(self) -> tuple[Users, float]:
+        """(users, modification time) of the file; UsersFileError, in one line, when it is unusable."""
+        try:
+            stamp = self.path.stat().st_mtime
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UsersFileError(f"users file {self.path} does not exist: create it or point to another") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise UsersFileError(f"users file {self.path} cannot be read ({type(err).__name__}): "
+                                 "check its permissions and that it is UTF-8 text") from None
+        kind = "JSON" if self.path.suffix == ".json" else "YAML"
+        try:
+            data = load_json(text) if kind == "JSON" else load_yaml(text)
+        except (ValueError, yaml.YAMLError) as err:
+            raise UsersFileError(f"users file {self.path} is not valid {kind} ({_where(err)}): fix it") from None
+        return Users.parse(data, f"users file {self.path}"), stamp
 
     def current(self) -> Users:
         if self.path is None:
             return self._users
         try:
             stamp = self.path.stat().st_mtime
-        except FileNotFoundError:
-            raise UsersFileError(f"users file {self.path} does not exist") from None
+        except OSError:
+            stamp = None
         if stamp != self._stamp:
-            text = self.path.read_text()
             try:
-                data = json.loads(text) if self.path.suffix == ".json" else yaml.safe_load(text)
-            except (ValueError, yaml.YAMLError) as err:
-                kind = "JSON" if self.path.suffix == ".json" else "YAML"
-                raise UsersFileError(f"users file {self.path} is not valid {kind}: "
-                                     f"{str(err).splitlines()[0]}") from None
-            self._users, self._stamp = Users.parse(data, str(self.path)), stamp
+                self._users, self._stamp = self._read()
+            except UsersFileError as err:
+                self._stamp = stamp  # warn once per version of the file, not on every request
+                logger.warning("%s; still serving the users of its last valid version", err)
         return self._users
+
+
+def _where(err: Exception) -> str:
+    """Where a parser failed and why, without quoting the file (it holds tokens)."""
+    mark = getattr(err, "problem_mark", None)
+    if mark is not None:  # yaml.MarkedYAMLError
+        return f"line {mark.line + 1}: {getattr(err, 'problem', None) or 'syntax error'}"
+    if isinstance(err, json.JSONDecodeError):
+        return f"line {err.lineno}: {err.msg}"
+    if isinstance(err, TooComplexError):  # sizes and depths, no content
+        return str(err)
+    return type(err).__name__
 
 
 def require_user(user: User | None) -> User:
@@ -131,9 +173,17 @@ def require_user(user: User | None) -> User:
     return user
 
 
+def require_write_token(user: User | None) -> User:
+    """The caller, if their token may write at all (anything beyond reading); 401 without one, 403 if read-only."""
+    user = require_user(user)
+    if user.role != "write":
+        raise Forbidden("This token is read-only: use a token with the write role for this action")
+    return user
+
+
 def require_write(user: User | None, namespace: str) -> User:
     """The caller, if they may write to `namespace`; 401 without a token, 403 otherwise."""
-    user = require_user(user)
+    user = require_write_token(user)
     if not user.can_write(namespace):
         raise Forbidden(f"You don't have the rights to write to the namespace {namespace}")
     return user

@@ -9,32 +9,114 @@ and what the live Hub shows (see ../shared/research/hub-ecosystem.md section 1):
   `adapter` for adapter weights (adapter_config.json, *lora*.safetensors, adapter_model.*),
   `quantized` for GGUF files or a `quantization_config`, else `finetune`.
 Commits are immutable, so everything is computed once per commit id and cached.
+
+Every file here was written by whoever could commit, so each is parsed under `hf_probex.bounded`'s limits
+and a file that fails shows as missing (no card, no config, no safetensors entry). A failure nobody
+foresaw costs that one commit its derived fields, never the listing of every other repo.
 """
 
 from __future__ import annotations
 
+import base64
+import datetime
 import functools
-import json
+import logging
+import math
 import struct
 from dataclasses import dataclass
 
 import yaml
-from huggingface_hub import ModelCard
+from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
+from ..bounded import MAX_YAML_BYTES, TooComplexError, load_json, load_yaml
+from ..errors import BadFileError
+from ..reading import SafetensorsHeader, parse_safetensors_header
 from .errors import BadRequest
+from .licenses import LICENSES
 from .storage import Commit, Storage
 
 RELATIONS = ("adapter", "merge", "quantized", "finetune")
 _SAFETENSORS_MAX_HEADER = 25_000_000
+_MAX_CONFIG_BYTES = 5_000_000
+logger = logging.getLogger("hf_probex.hub")
 
 
-def parse_card(text: str) -> dict:
-    """The YAML front matter of a README as a dict ({} without one); BadRequest when it is invalid."""
+def jsonable(value: object) -> object:
+    """`value` with only JSON types: YAML dates, binary, sets and NaN would otherwise fail the response."""
+    if isinstance(value, dict):
+        return {key if isinstance(key, str) else str(jsonable(key)): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, set | frozenset):
+        return [jsonable(item) for item in sorted(value, key=repr)]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return value
+
+
+def front_matter(text: str) -> dict:
+    """The YAML front matter of a README as parsed ({} without one); BadRequest when it is invalid.
+
+    Found as huggingface_hub finds it (`REGEX_YAML_BLOCK`), so the client loads what the hub accepted.
+    """
+    match = REGEX_YAML_BLOCK.search(text)
+    if match is None:
+        return {}
     try:
-        return ModelCard(text, ignore_metadata_errors=True).data.to_dict()
-    except (yaml.YAMLError, ValueError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise BadRequest(f"Invalid metadata in README.md: {first}") from None
+        data = load_yaml(match.group(2))
+    except TooComplexError as err:
+        raise BadRequest(f"Invalid metadata in README.md: {err}; simplify the YAML front matter") from None
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1} of the front matter)" if mark is not None else ""
+        raise BadRequest(f"Invalid metadata in README.md: {problem}{where}; fix the YAML front matter") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BadRequest("Invalid metadata in README.md: the front matter must be a mapping of key: value lines")
+    return data
+
+
+def card_problems(metadata: dict) -> tuple[list[str], list[str]]:
+    """(errors, warnings) of the Hub's metadata rules for a front matter, errors in the Hub's wording."""
+    errors, warnings = [], []
+    # huggingface_hub passes the metadata as keyword arguments (ModelCard.load, and ModelInfo for every
+    # listing with cardData): a key that is not a string, or one of ModelCardData's own parameters, makes
+    # it raise. The Hub itself accepts the latter; refused here so no listing of this hub breaks on them.
+    errors += [f"key {key!r} must be a string: quote it" for key in metadata if not isinstance(key, str)]
+    errors += [f"key {key!r} is reserved by huggingface_hub's ModelCardData: rename it" for key in metadata
+               if key in ("self", "ignore_metadata_errors")]
+    licenses = metadata.get("license")
+    for index, item in enumerate(licenses if isinstance(licenses, list) else [licenses]):
+        if item is not None and not (isinstance(item, str) and item in LICENSES):
+            where = f'"license[{index}]"' if isinstance(licenses, list) else '"license"'
+            errors.append(f"{where} must be one of [{', '.join(LICENSES)}]")
+    tags = metadata.get("tags")
+    if tags is not None and not isinstance(tags, str | list):
+        errors.append('"tags" must be an array')
+    elif isinstance(tags, list):
+        errors += [f'"tags[{i}]" must be a string' for i, tag in enumerate(tags) if not isinstance(tag, str)]
+    if metadata.get("license") == "other" and not metadata.get("license_name"):
+        warnings.append("license is 'other': name it in license_name (and link it in license_link or a LICENSE file)")
+    return errors, warnings
+
+
+def card_data(text: str) -> dict:
+    """What a README shows as `cardData`: its front matter, JSON-safe; {} for a card the Hub would refuse.
+
+    Such a card can only come from storage written around the API (an import, an older hub); served, a
+    `tags: 3` would make huggingface_hub's ModelInfo raise in every listing that includes it.
+    """
+    try:
+        metadata = front_matter(text)
+    except BadRequest:
+        return {}
+    return {} if card_problems(metadata)[0] else jsonable(metadata)
 
 
 def relation_of(card: dict, files: list[str], config: dict | None) -> str:
@@ -63,16 +145,23 @@ def base_model_ids(card: dict) -> list[str]:
     return []
 
 
-def safetensors_header(storage: Storage, entry: dict) -> dict | None:
-    """The JSON header of a stored .safetensors blob, or None if it is not one."""
+def safetensors_header(storage: Storage, path: str, entry: dict) -> SafetensorsHeader | None:
+    """The header of a stored .safetensors blob, validated as hf_probex reads weights; None if it is not one.
+
+    The JSON goes through `load_json` first: `parse_safetensors_header` would meet deep nesting as a
+    RecursionError, and repeated names as two readings of one file.
+    """
     if entry["size"] < 8:
         return None
-    (length,) = struct.unpack("<Q", storage.read_blob(entry["sha256"], 0, 8))
+    prefix = storage.read_blob(entry["sha256"], 0, 8)
+    (length,) = struct.unpack("<Q", prefix)
     if length > min(_SAFETENSORS_MAX_HEADER, entry["size"] - 8):
         return None
+    data = prefix + storage.read_blob(entry["sha256"], 8, length)
     try:
-        return json.loads(storage.read_blob(entry["sha256"], 8, length))
-    except ValueError:
+        load_json(data[8:], unique_keys=True)
+        return parse_safetensors_header(data, entry["size"], path)
+    except (ValueError, BadFileError):
         return None
 
 
@@ -101,26 +190,36 @@ class Catalog:
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self.summary = functools.lru_cache(maxsize=4096)(self._summary)
+        self.summary = functools.lru_cache(maxsize=4096)(self._isolated_summary)
+
+    def _isolated_summary(self, repo_id: str, commit_id: str) -> RepoSummary:
+        """`_summary`, or an empty one (logged) if it fails: one repo must not break every listing."""
+        try:
+            return self._summary(repo_id, commit_id)
+        except Exception as err:  # a file shape the parsers above did not foresee: cached, so logged once
+            reason = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+            logger.warning("listing %s without its card, config and safetensors fields (commit %s): %s",
+                           repo_id, commit_id, reason)
+            return RepoSummary(card={}, config=None, tags=[], library_name=None, pipeline_tag=None, base_models=[],
+                               relation=None, safetensors=None)
 
     def _json_file(self, commit: Commit, path: str) -> dict | None:
         entry = commit.tree.get(path)
-        if entry is None or entry["size"] > 5_000_000:
+        if entry is None or entry["size"] > _MAX_CONFIG_BYTES:
             return None
         try:
-            data = json.loads(self.storage.read_blob(entry["sha256"]))
-        except ValueError:
+            data = load_json(self.storage.read_blob(entry["sha256"]))
+        except ValueError:  # not JSON, not UTF-8, or beyond the bounds
             return None
-        return data if isinstance(data, dict) else None
+        return jsonable(data) if isinstance(data, dict) else None
 
     def _summary(self, repo_id: str, commit_id: str) -> RepoSummary:
         commit = self.storage.commit(repo_id, commit_id)
         files = sorted(commit.tree)
         readme = commit.tree.get("README.md")
-        try:
-            card = parse_card(self.storage.read_blob(readme["sha256"]).decode("utf-8", "replace")) if readme else {}
-        except BadRequest:
-            card = {}  # an invalid card committed before validation existed shows as no card
+        # Only the head can hold a front matter within load_yaml's bound (UTF-8: up to 4 bytes a character).
+        head = self.storage.read_blob(readme["sha256"], 0, 4 * MAX_YAML_BYTES + 16) if readme else b""
+        card = card_data(head.decode("utf-8", "replace"))
         config = self._json_file(commit, "config.json")
         library = card.get("library_name") if isinstance(card.get("library_name"), str) else None
         pipeline = card.get("pipeline_tag") if isinstance(card.get("pipeline_tag"), str) else None
@@ -148,16 +247,10 @@ class Catalog:
         for path, entry in commit.tree.items():
             if not path.endswith(".safetensors"):
                 continue
-            header = safetensors_header(self.storage, entry)
+            header = safetensors_header(self.storage, path, entry)
             if header is None:
                 continue
             found = True
-            for name, tensor in header.items():
-                if name == "__metadata__" or not isinstance(tensor, dict):
-                    continue
-                count = 1
-                for dim in tensor.get("shape", []):
-                    count *= int(dim)
-                dtype = str(tensor.get("dtype"))
-                parameters[dtype] = parameters.get(dtype, 0) + count
+            for tensor in header.tensors.values():
+                parameters[tensor.dtype] = parameters.get(tensor.dtype, 0) + math.prod(tensor.shape)
         return {"parameters": parameters, "total": sum(parameters.values())} if found else None

@@ -14,10 +14,12 @@ class HubError(Exception):
     status = 400
     code: str | None = None
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
+        if status is not None:  # an error the framework raised (unknown route, wrong method) keeps its status
+            self.status = status
 
 
 class BadRequest(HubError):

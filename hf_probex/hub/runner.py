@@ -27,7 +27,7 @@ from .server import DEFAULT_MAX_UPLOAD_BYTES, create_app
 # A bearer credential, a `token=` / `access_token=` query value, or a Hub-shaped token (hf_ + 30 or more
 # letters and digits, as real tokens are; shorter `hf_` names such as repo ids stay readable).
 _SECRET = re.compile(r"(?i)(bearer\s+|\btoken=|\baccess_token=|\b(?=hf_[A-Za-z0-9]{30,}))[^\s&\"']+")
-_LOGGERS = ("uvicorn", "uvicorn.access", "uvicorn.error")
+_LOGGERS = ("uvicorn", "uvicorn.access", "uvicorn.error", "hf_probex.hub")
 
 
 class RedactTokens(logging.Filter):
@@ -54,11 +54,14 @@ def install_redaction() -> None:
 
 
 def uvicorn_log_config() -> dict:
-    """uvicorn's default logging configuration with RedactTokens on every logger it sets up."""
+    """uvicorn's default logging configuration with RedactTokens on every logger it sets up, the hub's own
+    warnings (a users file that broke, a repo listed without its derived fields) included."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = {**LOGGING_CONFIG, "filters": {"redact": {"()": RedactTokens}}}
     config["handlers"] = {name: {**handler, "filters": ["redact"]} for name, handler in LOGGING_CONFIG["handlers"].items()}
+    config["loggers"] = {**LOGGING_CONFIG["loggers"],
+                         "hf_probex.hub": {"handlers": ["default"], "level": "INFO", "propagate": False}}
     return config
 
 

@@ -5,6 +5,11 @@ preupload and NDJSON commits, pull requests and discussions, whoami, validate-ya
 Only model repos exist. Every error carries the Hub's status and `X-Error-Code`, so the client raises
 its usual exceptions. Paths are routed on the raw (still percent-encoded) request path: the client
 encodes `refs/pr/1` as `refs%2Fpr%2F1`, and a decoded path could not tell it from a folder.
+
+Anyone can send anything: a route identifies the caller and checks the repo and their rights before it
+reads a request body, bodies are bounded (commits by the upload limit, JSON bodies by
+`MAX_JSON_BODY_BYTES`), JSON is parsed under `hf_probex.bounded`'s limits, and a malformed request is a
+4xx in the Hub's error shape, never a 500 or a dropped connection.
 """
 
 from __future__ import annotations
@@ -24,15 +29,21 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .auth import User, UsersFile, require_user, require_write
-from .catalog import Catalog, RepoSummary, parse_card
+from ..bounded import TooComplexError, load_json
+from .auth import User, UsersFile, require_user, require_write, require_write_token
+from .catalog import Catalog, RepoSummary, card_problems, front_matter
 from .discussions import Discussions
 from .errors import (BadRequest, EntryNotFound, Forbidden, HubError, PayloadTooLarge, RangeNotSatisfiable,
                      RepoNotFound)
 from .storage import Commit, Delete, Put, RepoMeta, Storage, check_path, check_repo_id
 
 DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
+#: Every body but a commit's: settings, discussions, preupload lists, a README to validate (the Hub's
+#: READMEs are far smaller; huggingface_hub sends preupload lists in chunks of a few hundred files).
+MAX_JSON_BODY_BYTES = 10 * 1024**2
+_COMMIT_PATH = re.compile(r"^/api/models/[^/]+/[^/]+/commit/[^/]+$")
 _CHUNK = 1 << 20
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _LIST_FIELDS = ("_id", "id", "modelId", "likes", "downloads", "trendingScore", "private", "tags", "pipeline_tag",
@@ -64,11 +75,17 @@ register_url_convertor("hubpath", _Rest())
 
 
 class _RawPathAndLimit:
-    """ASGI middleware: route on the raw path, and refuse request bodies over the upload limit (413)."""
+    """ASGI middleware: route on the raw path, and stop request bodies at their limit (413) as they stream in.
 
-    def __init__(self, app, max_bytes: int) -> None:
+    A commit carries regular files inline, so it may reach the upload limit; any other body is JSON or
+    a form and stops at MAX_JSON_BODY_BYTES. The limit goes in the scope: a route refuses a declared
+    Content-Length over it (`_check_declared_length`) once it knows the caller may send a body at all,
+    so a stranger learns 401/403/404, not 413. Chunked bodies declare nothing and stop here.
+    """
+
+    def __init__(self, app, max_upload_bytes: int) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -76,30 +93,31 @@ class _RawPathAndLimit:
         raw = scope.get("raw_path")
         if raw:
             scope = {**scope, "path": raw.decode("utf-8", "replace")}
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = _error_response(PayloadTooLarge(self._message()))
-            return await response(scope, receive, send)
+        if _COMMIT_PATH.match(scope["path"]):
+            limit = self.max_upload_bytes
+            message = f"Request body larger than this hub's upload limit of {limit} bytes: upload fewer or smaller files"
+        else:
+            limit = MAX_JSON_BODY_BYTES
+            message = f"Request body larger than the {limit} bytes this hub accepts here: send a smaller body"
+        scope = {**scope, "hub.body_limit": (limit, message)}
         received = 0
 
         async def limited_receive():
             nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise PayloadTooLarge(self._message())
-            return message
+            message_ = await receive()
+            received += len(message_.get("body", b""))
+            if received > limit:
+                raise PayloadTooLarge(message)
+            return message_
 
         return await self.app(scope, limited_receive, send)
 
-    def _message(self) -> str:
-        return f"Request body larger than this hub's upload limit of {self.max_bytes} bytes"
-
 
 def _error_response(err: HubError) -> JSONResponse:
-    # Header values must be one latin-1 line; the body keeps the full message.
-    header_message = " ".join(err.message.split()).encode("latin-1", "replace").decode("latin-1")
+    # Header values must be one printable latin-1 line (a NUL from a `%00` in the path would make the
+    # server drop the connection instead of answering); the body keeps the full message.
+    header_message = "".join(c if c.isprintable() else "?" for c in " ".join(err.message.split()))
+    header_message = header_message.encode("latin-1", "replace").decode("latin-1")
     headers = {"X-Error-Message": header_message, **err.headers}
     if err.code:
         headers["X-Error-Code"] = err.code
@@ -125,11 +143,17 @@ def create_app(root: str | Path, *, users_file: str | Path | None = None,
                      users=UsersFile(users_file), max_upload_bytes=max_upload_bytes)
     app = FastAPI(title="hf_probex local hub", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.hub = state
-    app.add_middleware(_RawPathAndLimit, max_bytes=max_upload_bytes)
+    app.add_middleware(_RawPathAndLimit, max_upload_bytes=max_upload_bytes)
 
     @app.exception_handler(HubError)
     async def _hub_error(request: Request, err: HubError) -> JSONResponse:
         return _error_response(err)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        # Unknown routes, wrong methods, malformed forms: the Hub's error shape, as for every other error.
+        return _error_response(HubError(f"{str(err.detail).rstrip('.')}: check the URL, method and body against the Hub API",
+                                        headers=dict(err.headers or {}), status=err.status_code))
 
     _add_repo_routes(app, state)
     _add_file_routes(app, state)
@@ -158,14 +182,26 @@ def _visible_repo(state: HubState, repo_id: str, user: User | None) -> RepoMeta:
     return repo
 
 
+def _check_declared_length(request: Request) -> None:
+    """413 for a declared body over the route's limit, before a byte of it is read."""
+    limit, message = request.scope["hub.body_limit"]
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(message)
+
+
 async def _read_json(request: Request) -> dict:
+    """The JSON object in the body. Call it only once the caller may do what the route does."""
+    _check_declared_length(request)
     body = await request.body()
     try:
-        data = json.loads(body or b"{}")
+        data = load_json(body or b"{}")
+    except TooComplexError as err:
+        raise BadRequest(f"JSON body too complex ({err}): send a flatter object") from None
     except ValueError as err:
-        raise BadRequest(f"Malformed JSON body: {err}") from None
+        raise BadRequest(f"Malformed JSON body ({err}): send a JSON object") from None
     if not isinstance(data, dict):
-        raise BadRequest("Malformed JSON body: expected an object")
+        raise BadRequest("Malformed JSON body: expected a JSON object")
     return data
 
 
@@ -258,8 +294,8 @@ def _add_repo_routes(app: FastAPI, state: HubState) -> None:
 
     @app.post("/api/repos/create")
     async def create_repo(request: Request):
+        user = require_write_token(_caller(state, request))
         body = await _read_json(request)
-        user = require_user(_caller(state, request))
         repo_type = body.get("type") or "model"
         if repo_type != "model":
             raise BadRequest(f"This hub hosts model repos only, not {repo_type}s")
@@ -283,9 +319,9 @@ def _add_repo_routes(app: FastAPI, state: HubState) -> None:
 
     @app.delete("/api/repos/delete")
     async def delete_repo(request: Request):
+        user = require_write_token(_caller(state, request))
         body = await _read_json(request)
-        user = _caller(state, request)
-        repo_id = f"{body.get('organization') or require_user(user).name}/{body.get('name')}"
+        repo_id = f"{body.get('organization') or user.name}/{body.get('name')}"
         _visible_repo(state, repo_id, user)
         require_write(user, repo_id.split("/")[0])
         await run_in_threadpool(storage.delete_repo, repo_id)
@@ -293,11 +329,11 @@ def _add_repo_routes(app: FastAPI, state: HubState) -> None:
 
     @app.put("/api/models/{ns:hubseg}/{name:hubseg}/settings")
     async def update_settings(ns: str, name: str, request: Request):
-        body = await _read_json(request)
         user = _caller(state, request)
         repo_id = f"{ns}/{name}"
         _visible_repo(state, repo_id, user)
         require_write(user, ns)
+        body = await _read_json(request)
         if "private" in body or "visibility" in body:
             private = bool(body["private"]) if "private" in body else body["visibility"] == "private"
             await run_in_threadpool(storage.update_repo, repo_id, private=private)
@@ -355,12 +391,20 @@ def _add_repo_routes(app: FastAPI, state: HubState) -> None:
 
     @app.post("/api/validate-yaml")
     async def validate_yaml(request: Request):
+        """The Hub's answer: 400 with `errors` (ModelCard.validate raises the text, upload_folder the messages),
+        else 200 with `warnings` (upload_folder turns them into Python warnings)."""
         body = await _read_json(request)
+        content = body.get("content", "")
+        if not isinstance(content, str):
+            raise BadRequest("validate-yaml needs 'content': the README text as a string")
         try:
-            parse_card(str(body.get("content", "")))
+            errors, warnings = card_problems(front_matter(content))
         except BadRequest as err:
-            return JSONResponse({"error": err.message, "errors": [{"message": err.message}]}, status_code=400)
-        return {"errors": [], "warnings": []}
+            errors, warnings = [err.message], []
+        if errors:
+            return JSONResponse({"error": f"Invalid metadata in README.md: {'; '.join(errors)}",
+                                 "errors": [{"message": m} for m in errors]}, status_code=400)
+        return {"errors": [], "warnings": [{"message": m} for m in warnings]}
 
 
 # ---- files: resolve, tree, paths-info, refs, commits ---------------------------------------------------
@@ -475,10 +519,11 @@ def _add_file_routes(app: FastAPI, state: HubState) -> None:
 
     @app.post("/api/models/{ns:hubseg}/{name:hubseg}/paths-info/{revision:hubseg}")
     async def paths_info(ns: str, name: str, revision: str, request: Request):
+        repo_id, commit = locate(ns, name, revision, request)
+        _check_declared_length(request)
         form = await request.form()
         paths = [str(p) for p in form.getlist("paths")]
         expand = _bool_param(str(form.get("expand") or ""))
-        repo_id, commit = locate(ns, name, revision, request)
         found = []
         for path in paths:
             path = path.strip("/")
@@ -538,9 +583,9 @@ def _parse_commit_payload(body: bytes) -> tuple[dict, list[tuple[str, str, bytes
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
+            item = load_json(line)
         except ValueError as err:
-            raise BadRequest(f"Malformed NDJSON commit payload, line {number}: {err}") from None
+            raise BadRequest(f"Malformed NDJSON commit payload, line {number}: {err}; send one JSON object a line") from None
         if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
             raise BadRequest(f"Malformed NDJSON commit payload, line {number}: "
                              "expected {\"key\": ..., \"value\": {...}}")
@@ -585,17 +630,15 @@ def _add_commit_routes(app: FastAPI, state: HubState) -> None:
     def writer(ns: str, name: str, revision: str, request: Request) -> tuple[str, User, bool]:
         """(repo id, committer, create_pr) after the checks every write shares.
 
-        Anyone who can see a repo may open a PR on it (that is how card fixes are proposed on the Hub);
-        pushing to a branch needs write access to the namespace; pushing to `refs/pr/N` is checked
-        against the PR's author when the commit runs.
+        Anyone with a write token who can see a repo may open a PR on it (that is how card fixes are
+        proposed on the Hub); pushing to a branch needs write access to the namespace; pushing to
+        `refs/pr/N` is checked against the PR's author when the commit runs.
         """
         repo_id = f"{ns}/{name}"
         create_pr = _bool_param(request.query_params.get("create_pr"))
         user = _caller(state, request)
         _visible_repo(state, repo_id, user)
-        user = require_user(user)
-        if user.role != "write":
-            raise Forbidden("This token is read-only")
+        user = require_write_token(user)
         ref = storage.ref_name(revision)
         if not create_pr and ref is not None and not ref.startswith("refs/pr/"):
             require_write(user, ns)
@@ -603,8 +646,8 @@ def _add_commit_routes(app: FastAPI, state: HubState) -> None:
 
     @app.post("/api/models/{ns:hubseg}/{name:hubseg}/preupload/{revision:hubseg}")
     async def preupload(ns: str, name: str, revision: str, request: Request):
-        body = await _read_json(request)
         repo_id, _, _ = writer(ns, name, revision, request)
+        body = await _read_json(request)
         files = body.get("files")
         if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
             raise BadRequest("preupload needs 'files': a list of {path, size, sample}")
@@ -626,16 +669,18 @@ def _add_commit_routes(app: FastAPI, state: HubState) -> None:
 
     @app.post("/api/models/{ns:hubseg}/{name:hubseg}/commit/{revision:hubseg}")
     async def commit(ns: str, name: str, revision: str, request: Request):
-        body = await request.body()
         repo_id, user, create_pr = writer(ns, name, revision, request)
-        header, parsed = _parse_commit_payload(body)
+        _check_declared_length(request)
+        header, parsed = _parse_commit_payload(await request.body())
 
         def run() -> tuple[Commit, int | None]:
             operations: list[Put | Delete] = []
             for kind, path, content in parsed:
                 if kind == "file":
-                    if path == "README.md":
-                        parse_card(content.decode("utf-8", "replace"))  # the Hub refuses invalid card metadata
+                    if path == "README.md":  # the Hub refuses invalid card metadata
+                        errors, _ = card_problems(front_matter(content.decode("utf-8", "replace")))
+                        if errors:
+                            raise BadRequest(f"Invalid metadata in README.md: {'; '.join(errors)}")
                     operations.append(Put(path, storage.put_blob(content)))
                 else:
                     operations.append(Delete(path, folder=kind == "deletedFolder"))
@@ -704,11 +749,11 @@ def _add_discussion_routes(app: FastAPI, state: HubState) -> None:
 
     @app.post(prefix)
     async def create_discussion(ns: str, name: str, request: Request):
-        body = await _read_json(request)
         repo_id = f"{ns}/{name}"
         user = _caller(state, request)
         _visible_repo(state, repo_id, user)
-        user = require_user(user)
+        user = require_write_token(user)
+        body = await _read_json(request)
         thread = await run_in_threadpool(
             lambda: discussions.create(repo_id, title=str(body.get("title") or ""),
                                        description=str(body.get("description") or ""), author=user.name,
@@ -727,19 +772,19 @@ def _add_discussion_routes(app: FastAPI, state: HubState) -> None:
 
     @app.post(prefix + "/{num:int}/comment")
     async def comment(ns: str, name: str, num: int, request: Request):
-        body = await _read_json(request)
         repo_id, user, _ = thread_of(ns, name, num, request)
-        user = require_user(user)
+        user = require_write_token(user)
+        body = await _read_json(request)
         event = await run_in_threadpool(
             lambda: discussions.comment(repo_id, num, author=user.name, text=str(body.get("comment") or "")))
         return {"newMessage": event}
 
     @app.post(prefix + "/{num:int}/status")
     async def change_status(ns: str, name: str, num: int, request: Request):
-        body = await _read_json(request)
         repo_id, user, thread = thread_of(ns, name, num, request)
-        user = require_user(user)
+        user = require_write_token(user)
         may_moderate(user, ns, thread)
+        body = await _read_json(request)
         event = await run_in_threadpool(
             lambda: discussions.change_status(repo_id, num, author=user.name, status=str(body.get("status")),
                                               comment=body.get("comment")))
@@ -747,19 +792,19 @@ def _add_discussion_routes(app: FastAPI, state: HubState) -> None:
 
     @app.post(prefix + "/{num:int}/title")
     async def rename(ns: str, name: str, num: int, request: Request):
-        body = await _read_json(request)
         repo_id, user, thread = thread_of(ns, name, num, request)
-        user = require_user(user)
+        user = require_write_token(user)
         may_moderate(user, ns, thread)
+        body = await _read_json(request)
         event = await run_in_threadpool(
             lambda: discussions.rename(repo_id, num, author=user.name, title=str(body.get("title") or "")))
         return {"newTitle": event}
 
     @app.post(prefix + "/{num:int}/merge")
     async def merge(ns: str, name: str, num: int, request: Request):
-        body = await _read_json(request)
         repo_id, user, _ = thread_of(ns, name, num, request)
         user = require_write(user, ns)
+        body = await _read_json(request)
         merged = await run_in_threadpool(
             lambda: discussions.merge(repo_id, num, author=user.name, comment=body.get("comment")))
         return {"mergeCommitId": merged.id}
