@@ -5,8 +5,15 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# Property tests try the same inputs on every run (a red CI run is reproducible, never luck); search further
+# locally with HYPOTHESIS_PROFILE=explore, which draws new inputs each time.
+settings.register_profile("hf_probex", derandomize=True, deadline=None)
+settings.register_profile("explore", max_examples=5_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "hf_probex"))
 
 
 @pytest.fixture(scope="session")
