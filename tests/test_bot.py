@@ -23,6 +23,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from bot_zoo import child_card, ground_truth_infer, make_repo
+from hf_probex.hub.storage import Put, Storage
 from hf_probex.reading import MAX_SMALL_FILE_BYTES
 from hf_probex.bot import BotConfig, BotState, BotStopped, HubClient, run_bot, walk_tree
 from hf_probex.cards import INFERRED_END, INFERRED_START, apply_suggestions, metadata_of
@@ -146,7 +147,11 @@ def test_hostile_cards_get_no_pull_request(hub, tmp_path):
     bomb_card = ("---\na: &a [l,l,l,l,l,l,l,l,l]\n" + "".join(f"{name}: &{name} [{','.join(['*' + prev] * 9)}]\n"
                                                              for prev, name in zip(names, names[1:]))
                  + "tags: *h\n---\n# m\n")
-    make_repo(alice, bomb, readme=bomb_card, base_model="acme/root")
+    make_repo(alice, bomb, readme=None, base_model="acme/root")
+    storage = Storage(hub.root)  # the hub refuses the bomb at commit: write it as an older hub could have kept it
+    with storage.lock(bomb):
+        storage.commit_operations(bomb, "refs/heads/main", [Put("README.md", storage.put_blob(bomb_card.encode()))],
+                                  summary="card", description="", author="alice")
     make_repo(alice, quoted, readme=f"---\nlicense: apache-2.0\n# {INFERRED_START}\n---\n# Card\n\nText.\n{INFERRED_END}\n",
               base_model="acme/root")
     huge = hub.repo_id()  # larger than any card: refused by its listed size, never downloaded
