@@ -101,8 +101,12 @@ def _percent(value: float) -> str:
     return f"{value:.0%}"
 
 
-def _display(value: object) -> str:
-    return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+def _display(value: object, most: int | None = None) -> str:
+    """A value as text: a list joined by commas, its first `most` items and how many more when given."""
+    if not isinstance(value, (list, tuple)):
+        return str(value)
+    shown = ", ".join(map(str, value[:most]))
+    return shown + (f" … (+{len(value) - most} more)" if most is not None and len(value) > most else "")
 
 
 def _threshold_text(threshold: float) -> str:
@@ -324,7 +328,8 @@ def scores_chart(reading: dict) -> str:
         return ""
     floor, cut = reading.get("calibrated_threshold", reading.get("threshold", 1.01)), reading.get("threshold", 1.01)
     lines = [(floor, "calibrated")] + ([(cut, "asked")] if cut != floor else [])
-    legend = [f"calibrated threshold: {_threshold_text(floor)}"] + ([f"your minimum: {_percent(cut)}"] if cut != floor else [])
+    legend = [("calibrated" if floor <= 1 else "", f"calibrated threshold: {_threshold_text(floor)}")]
+    legend += [("asked", f"your minimum: {_percent(cut)}")] if cut != floor else []
     if "confidence_by_class" in reading:
         title = "Expert's confidence per class (top 10)"
         rows = [_bar(label, c, 0, 1, _percent(c), lines, strong=c >= floor)
@@ -338,7 +343,8 @@ def scores_chart(reading: dict) -> str:
         rows.append(_bar(f"confidence in “{next(iter(cosines), '')}”", confidence, 0, 1, _percent(confidence), lines,
                          strong=confidence >= floor))
     return (f'<div class="probex-chart"><div class="probex-title">{html.escape(title)}</div>{"".join(rows)}'
-            f'<div class="probex-legend">{html.escape(" · ".join(legend))}</div></div>')
+            '<div class="probex-legend">' + " · ".join(f'<span class="probex-key {kind}"></span>{html.escape(text)}'
+                                                       for kind, text in legend) + "</div></div>")
 
 
 def infer(repo_id: str | None = None, upload: str | os.PathLike | None = None, *, token: str | None = None,
@@ -369,7 +375,7 @@ def infer(repo_id: str | None = None, upload: str | os.PathLike | None = None, *
     suggestion = public.suggestion(found, name)
     expert, warnings = _expert_line(suggestion, registry)
     for_pr = suggestion.pull_request_fields
-    fields = pd.DataFrame([{"field": f.name, "value": _display(f.value), "confidence": _percent(f.confidence),
+    fields = pd.DataFrame([{"field": f.name, "value": _display(f.value, 8), "confidence": _percent(f.confidence),
                             "status": _status(f, for_pr), "source": f.source, "evidence": f.evidence}
                            for f in suggestion.fields.values()], columns=FIELD_COLUMNS)
     revision = f" &nbsp;·&nbsp; **revision** `{suggestion.revision[:10]}`" if suggestion.revision else ""

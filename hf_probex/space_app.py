@@ -59,7 +59,9 @@ CSS = """
 .probex-mark.asked { border-left: 2px dashed var(--body-text-color-subdued); }
 .probex-value { flex: 0 0 4.5em; font-variant-numeric: tabular-nums; }
 .probex-legend { margin-top: 0.5em; font-size: 0.85em; color: var(--body-text-color-subdued); }
-.probex-legend::before { content: "│ "; color: #c2410c; font-weight: 700; }
+.probex-key { display: inline-block; width: 0; height: 0.9em; margin: 0 0.35em -0.1em 0.2em; }
+.probex-key.calibrated { border-left: 2px solid #c2410c; }
+.probex-key.asked { border-left: 2px dashed var(--body-text-color-subdued); }
 """
 HEADER = """\
 # hf-probex &nbsp;<small>model cards from model weights</small>
@@ -238,7 +240,7 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                 chart = gr.HTML(elem_id="probex-chart")
                 fields = gr.Dataframe(pd.DataFrame(columns=FIELD_COLUMNS), label="Fields and evidence", wrap=True,
                                       interactive=False, elem_id="probex-fields",
-                                      column_widths=["12%", "14%", "9%", "20%", "8%", "37%"])
+                                      column_widths=["13%", "15%", "11%", "19%", "9%", "33%"])
                 with gr.Tabs():
                     with gr.Tab("Suggested card"):
                         card = gr.Markdown(elem_id="probex-card", sanitize_html=True)

@@ -96,6 +96,7 @@ def test_a_low_slider_explores_but_a_pull_request_carries_only_validated_fields(
     out = _infer(client, repo_id, min_confidence=0.05, token=space_world.alice)
     fields = {row["field"]: row for row in _rows(out["fields"])}
     assert fields["trained_on"]["status"] == "explored, below the calibrated threshold — not for a PR"
+    assert fields["trained_on"]["value"].endswith("more)")  # 40 classes at 5 %: the first 8 shown, the card has all
     assert "trained_on" not in out["summary"].split("**For a pull request:**")[1].splitlines()[0]
     assert "trained-on:" not in out["diff"] and "+base_model: probex-zoo-vit/vit-root" in out["diff"]
     opened = client.predict(space_world.alice, api_name="/open_pull_request")
