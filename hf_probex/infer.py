@@ -60,30 +60,42 @@ def _expert_for(registry: ExpertRegistry, root: str, task: str) -> ExpertEntry |
     return entries[0] if entries else None
 
 
-def _trained_on(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, threshold: float | None) -> tuple[FieldSuggestion | None, str]:
-    """The expert's trained-on field at its threshold (or `threshold`), or None and why not."""
+def _below(cut: float, asked: bool) -> str:
+    """Why a confidence is not enough, for people: the minimum asked for, the calibrated threshold, or none
+    (a calibrated threshold above 1: no threshold reached the target precision)."""
+    if asked:
+        return f"below the minimum asked ({cut:.2f})"
+    return "the expert never proposes (no threshold reaches 95 % precision)" if cut > 1 else \
+        f"below the expert's calibrated threshold ({cut:.2f})"
+
+
+def _trained_on(expert: Expert, entry: ExpertEntry, matrix: np.ndarray,
+                threshold: float | None) -> tuple[FieldSuggestion | None, str, dict]:
+    """The expert's trained-on field at its threshold (or `threshold`), or None and why not; and what it read
+    (its scores and thresholds), kept whether it answered or not."""
     if not expert.calibration:
-        return None, f"expert {entry.location} has no calibration (trained without cross-validation)"
+        return None, f"expert {entry.location} has no calibration (trained without cross-validation)", {}
     predictions, confidence = expert.confidences(matrix)
-    cut = expert.calibration["threshold"] if threshold is None else threshold
+    floor = expert.calibration["threshold"]
+    cut = floor if threshold is None else threshold
     evidence = f"expert {entry.location} ({entry.method}) on {' + '.join(name for name, _ in entry.inputs)}"
     if expert.task == CLASSES_TASK:
         scores = {label: float(c) for label, c in zip(expert.vocabulary, confidence[0])}
+        top = dict(sorted(scores.items(), key=lambda kv: -kv[1])[:10])
+        details = {"confidence_by_class": top, "threshold": cut, "calibrated_threshold": floor}
         chosen = [label for label, c in scores.items() if c >= cut]
         if not chosen:
             best = max(scores, key=scores.get)
-            return None, f"no class reaches confidence {cut:.2f} (best: {best} at {scores[best]:.2f})"
-        top = dict(sorted(scores.items(), key=lambda kv: -kv[1])[:10])
+            return None, f"no class is confident enough: {_below(cut, threshold is not None)} (best: {best} at {scores[best]:.2f})", details
         return FieldSuggestion("trained_on", chosen, min(scores[c] for c in chosen), evidence, "expert",
-                               details={"confidence_by_class": top, "threshold": cut},
-                               floor=expert.calibration["threshold"]), ""
+                               details=details, floor=floor), "", details
     order = np.argsort(-predictions[0])
     concept, value = expert.vocabulary[order[0]], float(confidence[0])
     top = {expert.vocabulary[i]: float(predictions[0, i]) for i in order[:5]}
+    details = {"cosine_by_concept": top, "confidence": value, "threshold": cut, "calibrated_threshold": floor}
     if value < cut:
-        return None, f"the best concept, {concept!r}, has confidence {value:.2f} < {cut:.2f}"
-    return FieldSuggestion("trained_on", concept, value, evidence, "expert",
-                           details={"cosine_by_concept": top, "threshold": cut}, floor=expert.calibration["threshold"]), ""
+        return None, f"the best concept, {concept!r}, has confidence {value:.2f}: {_below(cut, threshold is not None)}", details
+    return FieldSuggestion("trained_on", concept, value, evidence, "expert", details=details, floor=floor), "", details
 
 
 def _routing_fields(adapter: Adapter, declared: list[str], found: Route) -> list[FieldSuggestion]:
@@ -132,6 +144,7 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
     registry = _registry(experts, token)
     current = model.read_text("README.md") or ""
     abstained: dict[str, str] = {}
+    details: dict[str, dict] = {}
     try:
         lacking = missing_fields(current)
     except CardError as err:
@@ -158,9 +171,10 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
             try:
                 expert = load_expert(entry.location)  # an outdated format raises ValueError
                 matrix = adapter.read_input(model, entry.inputs, expert.config["conv_layout"])
-                suggestion, why = _trained_on(expert, entry, matrix, min_confidence)
+                suggestion, why, read = _trained_on(expert, entry, matrix, min_confidence)
             except (LayerMismatchError, ValueError) as err:  # another shape, NaN / inf: this field only abstains
-                suggestion, why = None, f"the {entry.tree} expert cannot read this model: {err}"
+                suggestion, why, read = None, f"the {entry.tree} expert cannot read this model: {err}", {}
+            details["trained_on"] = read
             candidates += [suggestion] if suggestion else []
             if why:
                 abstained["trained_on"] = why
@@ -176,7 +190,8 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
         field.missing = field.name in lacking
         fields[field.name] = field
     fields = {name: fields[name] for name in CARD_FIELDS if name in fields}
-    result = CardSuggestion(str(source), model.revision, adapter.family, found.root, fields, abstained, current)
+    result = CardSuggestion(str(source), model.revision, adapter.family, found.root, fields, abstained, current,
+                            details={name: read for name, read in details.items() if read})
     proposed = result.proposed
     if proposed:
         title = str(source).rstrip("/").split("/")[-1]

@@ -2,22 +2,30 @@
 
 The Space (`hf_probex.space_app`, `spaces/app.py`) is a thin layer over these. Each function takes
 the user's inputs and returns tables (pandas DataFrames, which Gradio's tables and plots take as
-they are) and Markdown; a bad input raises `SpaceInputError` with a one-line message that the Space
-shows as an error, and results carry `warnings` for things worth saying that are not errors.
+they are) and Markdown; a bad input raises `SpaceInputError` with a one-line message in the Space's
+own words (what to do in the page, never CLI advice), and results carry `warnings` for things worth
+saying that are not errors. No server path is ever shown: an upload is named by its file name, a local
+expert by its tree (`PublicNames`).
 
-- `infer`: `infer_card` on a Hub repo id or an uploaded .safetensors file, laid out for display.
-- `open_pull_request`: the bot's own path (`hf_probex.bot.run_bot`) for one repo and a suggestion
-  already computed, so a PR from the Space gets the bot's checks (opt-out, duplicates, open PRs).
-- `browse_tree`: a model tree from the Hub's `base_model` filter (`hf_probex.bot.walk_tree`), what each
-  model's card lacks (`hf_probex.cards.missing_fields`) and the coverage of each field.
+- `infer`: `infer_card` on a Hub repo id or an uploaded .safetensors file (one of them), laid out for
+  display: every field found at the slider's threshold, and which of them a pull request may carry.
+- `open_pull_request`: the bot's own path (`hf_probex.bot.run_bot`) for one repo, with only the fields
+  validated at their calibrated threshold (`CardSuggestion.pull_request_fields`), so a PR from the Space
+  gets the bot's checks (opt-out, duplicates, open PRs) and never a value the slider only explored.
+- `browse_tree`: a model tree from the Hub's `base_model` filter (`hf_probex.bot.walk_tree`) plus members
+  known otherwise, what each model's card lacks (`hf_probex.cards.missing_fields`) and each field's coverage.
 - `search_loras`: zero-shot search of a LoRA tree: the tree's expert embeds the query with its text
   encoder and ranks the tree's LoRAs by cosine similarity.
-- `experts_table`: the experts found, by tree, with their cross-validated metrics.
+- `experts_table`, `resolve_registry`, `hub_experts`, `tree_examples`: the experts found, by tree, with
+  their cross-validated metrics; found without waiting long on an unreachable Hub; example repos per tree.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,25 +36,33 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 import pandas as pd
 
-from .cards import CardError, metadata_of, missing_fields
-from .errors import ProbexError
+from .cards import CardError, apply_suggestions, card_diff, metadata_of, missing_fields
+from .errors import (
+    AccessDeniedError, BadFileError, HubConnectionError, MissingFileError, NoSafetensorsError, ProbexError,
+    RepoNotFoundError, RepoNotVisibleError, UnknownArchitectureError,
+)
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
-from .suggestions import CARD_FIELDS, CardSuggestion
+from .suggestions import CARD_FIELDS, INFORMATIVE_FIELDS, CardSuggestion, FieldSuggestion
 
 if TYPE_CHECKING:
     from .bot import HubClient
 
 __all__ = [
-    "DEFAULT_MAX_TREE_MODELS", "DEFAULT_MAX_UPLOAD_BYTES", "InferView", "PullRequestView", "SearchView",
-    "SpaceInputError", "TreeView", "browse_tree", "card_markdown", "experts_table", "infer", "open_pull_request",
-    "resolve_registry", "search_loras", "zero_shot_roots",
+    "DEFAULT_MAX_TREE_MODELS", "DEFAULT_MAX_UPLOAD_BYTES", "FIELD_COLUMNS", "HUB_TIMEOUT_S", "InferView", "PublicNames",
+    "PullRequestView", "SearchView", "SpaceInputError", "TreeView", "browse_tree", "card_markdown", "experts_table",
+    "hub_experts", "infer", "open_pull_request", "resolve_registry", "scores_chart", "search_loras", "tree_examples",
+    "zero_shot_roots",
 ]
 
 DEFAULT_MAX_UPLOAD_BYTES = 512 * 2**20
 """Uploads above this are refused: a LoRA is megabytes, and a full model is better read from the Hub."""
 DEFAULT_MAX_TREE_MODELS = 500
 """A tree walk reads one card (browse) or one layer (search) per model: bounded so a request ends."""
+HUB_TIMEOUT_S = 3.0
+"""How long the Space waits for the Hub before listing its experts or examples: a Space without network
+must show its page, not retry for 40 s."""
 READ_THREADS = 4  # reading cards and layers is network-bound: a few at once, not more, on a shared Space
+NEVER = "never proposes (no threshold reaches 95 % precision)"
 
 T = TypeVar("T")
 Progress = Callable[[float, str], None]
@@ -76,16 +92,6 @@ def _hub_api(token: str | None):
     return HfApi(token=_as_token(token))
 
 
-def resolve_registry(experts: ExpertRegistry | Iterable[str | os.PathLike] | None) -> ExpertRegistry:
-    """The experts the Space uses: a registry as given, expert folders / repo ids, or (None) the default
-    registry (the local registry file, plus the Hub's experts when online)."""
-    if experts is None:
-        return ExpertRegistry.default(token=False)
-    if isinstance(experts, ExpertRegistry):
-        return experts
-    return ExpertRegistry.from_locations(str(e) for e in experts)
-
-
 def _one_line(err: BaseException) -> str:
     text = (getattr(err, "server_message", None) or str(err) or type(err).__name__).strip()
     return text.splitlines()[0] if text else type(err).__name__
@@ -95,42 +101,86 @@ def _percent(value: float) -> str:
     return f"{value:.0%}"
 
 
-def _display(value: object) -> str:
-    return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+def _display(value: object, most: int | None = None) -> str:
+    """A value as text: a list joined by commas, its first `most` items and how many more when given."""
+    if not isinstance(value, (list, tuple)):
+        return str(value)
+    shown = ", ".join(map(str, value[:most]))
+    return shown + (f" … (+{len(value) - most} more)" if most is not None and len(value) > most else "")
 
 
-# ---- infer ----------------------------------------------------------------------------------------------
+def _threshold_text(threshold: float) -> str:
+    """A threshold for people: above 1 means calibration found none reaching 95 % precision."""
+    return NEVER if threshold > 1 else f"proposes at {_percent(threshold)}"
 
 
-@dataclass
-class InferView:
-    """One inference laid out for display.
+# ---- server paths never shown --------------------------------------------------------------------------
 
-    Attributes:
-        suggestion: what `infer_card` returned (kept for the pull request).
-        summary: Markdown: the model, its tree, the expert used, what was read, what was not answered.
-        fields: one row per field: field, value, confidence, source, in the card now?, evidence.
-        chart: field, confidence (0..1) and source, for a bar chart.
-        scores: the expert's scores behind `trained_on` (label, score), when it answered.
-        card: the suggested README.md as Markdown for display (the current one when nothing is proposed).
-        diff: the unified diff current -> suggested README.md ("" when nothing is proposed).
-        warnings: things to tell the user that are not errors (no expert for this tree...).
-    """
 
-    suggestion: CardSuggestion
-    summary: str
-    fields: pd.DataFrame
-    chart: pd.DataFrame
-    scores: pd.DataFrame
-    card: str
-    diff: str
-    warnings: list[str] = field(default_factory=list)
+class PublicNames:
+    """Rewrites text for the page: each server path (an upload, a local expert folder, anything under the
+    temporary folders) becomes what the visitor knows it by (the file name, the expert's tree)."""
+
+    def __init__(self, registry: ExpertRegistry | None = None, upload: str | os.PathLike | None = None) -> None:
+        names = {e.location: self.expert(e) for e in (registry.entries if registry is not None else ())}
+        names.update({str(upload): Path(upload).name} if upload else {})
+        # Longest first, so a folder never replaces the start of a path inside it; Hub repo ids stay as they are.
+        self.names = {path: name for path, name in sorted(names.items(), key=lambda kv: -len(kv[0])) if path != name}
+        temp = {tempfile.gettempdir(), os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()}
+        self._temp_path = re.compile("(?:" + "|".join(re.escape(t.rstrip("/")) for t in temp) + r")/[^\s'\"`),;]*")
+
+    @staticmethod
+    def expert(entry: ExpertEntry) -> str:
+        """An expert as the page names it: its Hub repo id, or "the <tree> tree's expert" for a local folder."""
+        from .reading import looks_like_repo_id
+
+        return entry.location if looks_like_repo_id(entry.location) and not Path(entry.location).exists() \
+            else f"the {entry.tree} tree's expert"
+
+    def __call__(self, text: str) -> str:
+        """`text` with every server path replaced by its public name (a path under a temporary folder: its file name)."""
+        for path, name in self.names.items():
+            text = text.replace(f"expert {path}", name).replace(path, name)  # "expert <folder>" reads "the vit tree's expert"
+        return self._temp_path.sub(lambda m: Path(m.group(0)).name, text)
+
+    def suggestion(self, suggestion: CardSuggestion, source: str) -> CardSuggestion:
+        """`suggestion` as the page shows it: named `source`, evidence and reasons without server paths."""
+        fields = {name: dataclasses.replace(f, evidence=self(f.evidence)) for name, f in suggestion.fields.items()}
+        return dataclasses.replace(suggestion, source=source, fields=fields, suggested_card=self(suggestion.suggested_card),
+                                   diff=self(suggestion.diff),
+                                   abstained={name: self(why) for name, why in suggestion.abstained.items()})
+
+
+def _space_message(err: ProbexError, name: str, public: PublicNames) -> str:
+    """A `ProbexError` in the Space's words: what to do in this page (the token box, an upload), not CLI advice."""
+    if isinstance(err, RepoNotVisibleError):
+        return f"{name} was not found: check the name; if it is private or gated, paste a token that can read it"
+    if isinstance(err, RepoNotFoundError):
+        return f"{name} was not found, or the token pasted cannot read it: check the name and the token"
+    if isinstance(err, AccessDeniedError):
+        return (f"the Hub refused access to {name}: paste a token that can read it (if it is gated, accept its "
+                f"conditions on its page first)")
+    if isinstance(err, HubConnectionError):
+        return f"the Hub did not answer for {name}: try again in a moment"
+    if isinstance(err, MissingFileError):
+        return f"a file of {name} could not be fetched (the repo may have just changed): try again"
+    if isinstance(err, NoSafetensorsError):
+        return (f"{name} has no .safetensors weights (pickled .bin/.pt files are never opened): the Hub's "
+                f"safetensors convert Space makes them")
+    if isinstance(err, UnknownArchitectureError):
+        return f"{name} is of no model family hf-probex knows ({', '.join(err.known)})"
+    if isinstance(err, BadFileError):
+        return f"{name} has a damaged file: {public(_one_line(err))}"
+    return public(_one_line(err))
 
 
 def _checked_source(repo_id: str | None, upload: str | os.PathLike | None, max_upload_bytes: int) -> str:
-    """The source to infer from: an uploaded .safetensors file, else a Hub repo id (never a server path)."""
+    """The source to infer from: an uploaded .safetensors file or a Hub repo id, one of them (never a server path)."""
     from .reading import looks_like_repo_id
 
+    repo_id = (repo_id or "").strip()
+    if upload and repo_id:  # which one the visitor meant is theirs to say, never ours to guess
+        raise SpaceInputError("give a repo id or an uploaded file, not both: clear one of them")
     if upload:
         path = Path(upload)
         if path.suffix.lower() != ".safetensors":
@@ -141,13 +191,43 @@ def _checked_source(repo_id: str | None, upload: str | os.PathLike | None, max_u
             raise SpaceInputError(f"{path.name} is {size / 2**20:.3g} MiB, over this Space's upload limit of "
                                   f"{max_upload_bytes / 2**20:.3g} MiB: give its Hub repo id instead (only one layer is read)")
         return str(path)
-    repo_id = (repo_id or "").strip()
     if not repo_id:
         raise SpaceInputError("type a Hub repo id (namespace/name) or upload a .safetensors file")
     # infer_card reads an existing local path before the Hub: in a public Space that would expose the server's files.
     if not looks_like_repo_id(repo_id) or Path(repo_id).exists():
         raise SpaceInputError(f"{repo_id!r} is not a Hub repo id: type it as namespace/name, e.g. google/vit-base-patch16-224")
     return repo_id
+
+
+# ---- infer ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class InferView:
+    """One inference laid out for display.
+
+    Attributes:
+        suggestion: what `infer_card` returned, as the page names things (kept for the pull request).
+        summary: Markdown: the model, its tree, the expert used, what was read, what a PR would carry.
+        fields: one row per field: field, value, confidence, status (for a PR, explored, in the card), source,
+            evidence.
+        chart: HTML: the expert's per-class or per-concept scores with its threshold, answered or not ("" when
+            no expert read the model).
+        card: the README.md a pull request would propose, as Markdown (the current one when nothing qualifies).
+        diff: the unified diff current -> that README.md ("" when nothing qualifies).
+        warnings: things to tell the user that are not errors (no expert for this tree...).
+    """
+
+    suggestion: CardSuggestion
+    summary: str
+    fields: pd.DataFrame
+    chart: str
+    card: str
+    diff: str
+    warnings: list[str] = field(default_factory=list)
+
+
+FIELD_COLUMNS = ["field", "value", "confidence", "status", "source", "evidence"]
 
 
 def _expert_line(suggestion: CardSuggestion, registry: ExpertRegistry) -> tuple[str, list[str]]:
@@ -162,18 +242,50 @@ def _expert_line(suggestion: CardSuggestion, registry: ExpertRegistry) -> tuple[
     if not entries:  # routing finds only trees that have an expert: an unknown tree is a tree without one
         return "none", [f"no expert for this model's tree ({why}): trained_on cannot be inferred; "
                         "the Experts tab lists the trees that have one"]
-    return f"{', '.join(f'{e.location} ({e.method})' for e in entries)}: it abstained", []
+    return f"{', '.join(f'{PublicNames.expert(e)} ({e.method})' for e in entries)}: it abstained", []
 
 
-def _nothing_proposed(suggestion: CardSuggestion) -> str:
+def _status(f: FieldSuggestion, for_pr: dict[str, FieldSuggestion]) -> str:
+    if not f.missing:
+        return "in the card already"
+    if f.name in for_pr:
+        return "for a pull request"
+    if not f.validated:
+        return "explored, below the calibrated threshold — not for a PR"
+    return f"validated, but not for a PR alone (it needs {' or '.join(sorted(INFORMATIVE_FIELDS))} beside it)"
+
+
+def _pull_request_line(suggestion: CardSuggestion) -> str:
+    """What a pull request would carry, or plainly why nothing qualifies."""
+    for_pr = suggestion.pull_request_fields
+    if for_pr:
+        return f"**For a pull request:** {', '.join(for_pr)} (each at or above its calibrated threshold)"
+    return f"**For a pull request:** nothing qualifies: {_why_no_pull_request(suggestion)}"
+
+
+def _why_no_pull_request(suggestion: CardSuggestion) -> str:
     if "card" in suggestion.abstained:  # a card that cannot be read safely gets no proposal, whatever it lacks
-        return "nothing (see *card* below)"
-    return "nothing (the card has every field inferred)"
+        return "the card's metadata cannot be edited safely (see *card* below)"
+    if not suggestion.proposed:
+        return "the card has every field inferred"
+    explored = [name for name, f in suggestion.proposed.items() if not f.validated]
+    if explored and not any(f.validated and name in INFORMATIVE_FIELDS for name, f in suggestion.proposed.items()):
+        return (f"{', '.join(explored)} only explored below the calibrated threshold, and a pull request needs "
+                f"{' or '.join(sorted(INFORMATIVE_FIELDS))} validated")
+    return (f"{', '.join(suggestion.proposed)} alone the Hub derives or config.json states; a pull request needs "
+            f"{' or '.join(sorted(INFORMATIVE_FIELDS))} validated")
 
 
-def _card_for_display(suggestion: CardSuggestion) -> str:
-    text = suggestion.suggested_card or suggestion.current_card
-    return card_markdown(text) if text else "*This model has no README.md and nothing was inferred for one.*"
+def _pull_request_card(suggestion: CardSuggestion) -> tuple[str, str]:
+    """The README.md a pull request would propose (only `pull_request_fields`) and its diff; ("", "") for none."""
+    for_pr = suggestion.pull_request_fields
+    if not for_pr or "card" in suggestion.abstained:
+        return "", ""
+    try:
+        suggested = apply_suggestions(suggestion.current_card, for_pr, title=suggestion.source.rstrip("/").split("/")[-1])
+    except CardError:
+        return "", ""
+    return suggested, card_diff(suggestion.current_card, suggested) if suggested != suggestion.current_card else ""
 
 
 def card_markdown(readme: str) -> str:
@@ -186,55 +298,101 @@ def card_markdown(readme: str) -> str:
     return f"```yaml\n{match.group(2).rstrip()}\n```\n\n{readme[match.end():].lstrip()}"
 
 
-def _scores(suggestion: CardSuggestion) -> pd.DataFrame:
+def _reading(suggestion: CardSuggestion) -> dict:
+    """What the expert read behind `trained_on`, whether it answered or abstained ({} when none read it)."""
     trained_on = suggestion.fields.get("trained_on")
-    details = trained_on.details if trained_on is not None else {}
-    scores = details.get("confidence_by_class") or details.get("cosine_by_concept") or {}
-    return pd.DataFrame({"label": pd.Series(list(scores), dtype=str),
-                         "score": pd.Series([float(v) for v in scores.values()], dtype=float)})
+    return suggestion.details.get("trained_on") or (trained_on.details if trained_on is not None else {})
+
+
+def _bar(label: str, value: float, low: float, high: float, text: str, lines: Iterable[tuple[float, str]] = (),
+         strong: bool = False) -> str:
+    """One row of the chart: a bar from `low` to `value` on [low, high], with vertical marks at `lines`."""
+    def at(x: float) -> float:
+        return 100 * (min(max(x, low), high) - low) / (high - low)
+
+    marks = "".join(f'<span class="probex-mark {kind}" style="left:{at(x):.1f}%"></span>'
+                    for x, kind in lines if low <= x <= high)
+    return (f'<div class="probex-row"><span class="probex-label">{html.escape(label)}</span>'
+            f'<span class="probex-track"><span class="probex-fill{" strong" if strong else ""}" '
+            f'style="width:{at(value):.1f}%"></span>{marks}</span><span class="probex-value">{html.escape(text)}</span></div>')
+
+
+def scores_chart(reading: dict) -> str:
+    """The expert's reading as an HTML bar chart: per-class confidences with the threshold lines, or per-concept
+    cosines and the top concept's confidence against the threshold; "" when no expert read the model.
+
+    The solid line is the calibrated threshold (95 % precision on held-out models: what a pull request needs),
+    the dashed one the slider's minimum when it differs. A threshold above 1 is no line: the expert never proposes.
+    """
+    if not reading:
+        return ""
+    floor, cut = reading.get("calibrated_threshold", reading.get("threshold", 1.01)), reading.get("threshold", 1.01)
+    lines = [(floor, "calibrated")] + ([(cut, "asked")] if cut != floor else [])
+    legend = [("calibrated" if floor <= 1 else "", f"calibrated threshold: {_threshold_text(floor)}")]
+    legend += [("asked", f"your minimum: {_percent(cut)}")] if cut != floor else []
+    if "confidence_by_class" in reading:
+        title = "Expert's confidence per class (top 10)"
+        rows = [_bar(label, c, 0, 1, _percent(c), lines, strong=c >= floor)
+                for label, c in reading["confidence_by_class"].items()]
+    else:
+        cosines = reading.get("cosine_by_concept", {})
+        low, high = min(0.0, *cosines.values()), max(1e-9, *cosines.values())
+        confidence = reading.get("confidence", 0.0)
+        title = "Expert's cosine similarity per concept (top 5), and its confidence in the top one"
+        rows = [_bar(label, c, low, high, f"{c:.3f}") for label, c in cosines.items()]
+        rows.append(_bar(f"confidence in “{next(iter(cosines), '')}”", confidence, 0, 1, _percent(confidence), lines,
+                         strong=confidence >= floor))
+    return (f'<div class="probex-chart"><div class="probex-title">{html.escape(title)}</div>{"".join(rows)}'
+            '<div class="probex-legend">' + " · ".join(f'<span class="probex-key {kind}"></span>{html.escape(text)}'
+                                                       for kind, text in legend) + "</div></div>")
 
 
 def infer(repo_id: str | None = None, upload: str | os.PathLike | None = None, *, token: str | None = None,
           registry: ExpertRegistry, min_confidence: float | None = None,
           max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, progress: Progress = _no_progress) -> InferView:
-    """`infer_card` on a Hub repo id or an uploaded .safetensors file, laid out for display.
+    """`infer_card` on a Hub repo id or an uploaded .safetensors file (one of them), laid out for display.
+
+    `min_confidence` explores: fields down to it are shown, each marked for a pull request only at or above
+    its calibrated threshold (`FieldSuggestion.validated`).
 
     Raises:
-        SpaceInputError: no input, not a repo id, a wrong file type or size, a confidence outside [0, 1],
-            or anything `infer_card` refuses (unknown repo, no access, no safetensors...), in its words.
+        SpaceInputError: no input or both, not a repo id, a wrong file type or size, a confidence outside
+            [0, 1], or anything `infer_card` refuses (unknown repo, no access, no safetensors...), in the Space's words.
     """
     from .infer import infer_card
 
     source = _checked_source(repo_id, upload, max_upload_bytes)
     if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
         raise SpaceInputError(f"the minimum confidence must be between 0 and 1, not {min_confidence}")
+    name = Path(source).name if upload else source
+    public = PublicNames(registry, upload)
     progress(0.1, "reading the model's files and one layer")
     try:
-        suggestion = infer_card(source, token=_as_token(token), experts=registry, min_confidence=min_confidence)
+        found = infer_card(source, token=_as_token(token), experts=registry, min_confidence=min_confidence)
     except ProbexError as err:
-        raise SpaceInputError(_one_line(err)) from None
+        raise SpaceInputError(_space_message(err, name, public)) from None
     progress(0.9, "laying out the card")
+    suggestion = public.suggestion(found, name)
     expert, warnings = _expert_line(suggestion, registry)
-    rows = [{"field": f.name, "confidence": _percent(f.confidence), "in the card": "no: proposed" if f.missing else "yes",
-             "value": _display(f.value), "source": f.source, "evidence": f.evidence}
-            for f in suggestion.fields.values()]
-    fields = pd.DataFrame(rows, columns=["field", "confidence", "in the card", "value", "source", "evidence"])
-    chart = pd.DataFrame({"field": [f.name for f in suggestion.fields.values()],
-                          "confidence": [float(f.confidence) for f in suggestion.fields.values()],
-                          "source": [f.source for f in suggestion.fields.values()]})
-    name = Path(source).name if upload else source
+    for_pr = suggestion.pull_request_fields
+    fields = pd.DataFrame([{"field": f.name, "value": _display(f.value, 8), "confidence": _percent(f.confidence),
+                            "status": _status(f, for_pr), "source": f.source, "evidence": f.evidence}
+                           for f in suggestion.fields.values()], columns=FIELD_COLUMNS)
     revision = f" &nbsp;·&nbsp; **revision** `{suggestion.revision[:10]}`" if suggestion.revision else ""
     summary = "\n\n".join([
         f"### {name}",
         f"**Tree** {suggestion.tree or 'unknown'} &nbsp;·&nbsp; **family** {suggestion.family or 'unknown'} "
         f"&nbsp;·&nbsp; **read** {suggestion.bytes_read / 1024:,.1f} KiB{revision}",
         f"**Expert** {expert}",
-        f"**Proposed for the card:** {', '.join(suggestion.proposed) or _nothing_proposed(suggestion)}",
+        f"**Found for the card:** {', '.join(suggestion.proposed) or 'nothing the card lacks'}",
+        _pull_request_line(suggestion),
         "\n".join(f"- *not answered:* **{what}**: {why}" for what, why in suggestion.abstained.items()),
         "\n\n".join(f"> ⚠ {w}" for w in warnings),
     ]).rstrip()
-    return InferView(suggestion, summary, fields, chart, _scores(suggestion), _card_for_display(suggestion),
-                     suggestion.diff, warnings)
+    suggested, diff = _pull_request_card(suggestion)
+    card = suggested or suggestion.current_card
+    card_text = card_markdown(card) if card else "*This model has no README.md, and nothing qualifies for one.*"
+    return InferView(suggestion, summary, fields, scores_chart(_reading(suggestion)), card_text, diff, warnings)
 
 
 # ---- pull request --------------------------------------------------------------------------------------
@@ -249,13 +407,37 @@ class PullRequestView:
     message: str
 
 
+def _earlier_pull_request(client: HubClient, repo_id: str, num: int) -> str:
+    """Why fields proposed before are not proposed again, by what became of that pull request."""
+    try:
+        status = client.call(lambda: client.api.get_discussion_details(repo_id, num)).status
+    except Exception:  # noqa: BLE001 - the reason stands without the status; the link lets the visitor look
+        return f"these fields were proposed on this repo before, in pull request #{num}"
+    if status in ("open", "draft"):
+        return f"hf-probex's pull request #{num} proposing these fields is still open"
+    return f"these fields were proposed in pull request #{num}, which was {status}: they are not proposed again"
+
+
+PULL_REQUEST_REASONS = {
+    "already-proposed": "these fields were proposed on this repo before",
+    "open-pr": "hf-probex already has an open pull request on this repo",
+    "complete": "the card has every field now",
+    "opt-out-card": "the card opts out of hf-probex proposals",
+    "invalid-card": "the card's metadata does not parse (or is too complex to read safely), so no safe edit exists",
+    "unsafe-edit": "adding to this card would change what its owner wrote (or it quotes hf-probex's section marker)",
+    "below-threshold": "no field reaches its calibrated threshold",
+    "nothing-inferred": "nothing the card lacks was inferred",
+}
+
+
 def open_pull_request(suggestion: CardSuggestion | None, token: str | None) -> PullRequestView:
-    """Open a pull request with `suggestion`'s proposed fields, through the bot (one PR per repo, never a
-    duplicate, never on an opted-out card; fields already proposed there are not proposed again).
+    """Open a pull request with `suggestion`'s validated fields (`pull_request_fields`), through the bot (one
+    PR per repo, never a duplicate, never on an opted-out card; fields proposed there before are not proposed
+    again). Opens nothing, and says why, when no field qualifies.
 
     Raises:
-        SpaceInputError: nothing inferred yet, an uploaded file (no repo), nothing to propose, no token,
-            a token the Hub refuses, or an error on the Hub.
+        SpaceInputError: nothing inferred yet, an uploaded file (no repo), no token, a token the Hub refuses,
+            or an error on the Hub.
     """
     from .bot import BotConfig, BotState, BotStopped, HubClient, run_bot
     from .reading import looks_like_repo_id
@@ -264,19 +446,26 @@ def open_pull_request(suggestion: CardSuggestion | None, token: str | None) -> P
         raise SpaceInputError("infer a card first, then open the pull request")
     if not looks_like_repo_id(suggestion.source):
         raise SpaceInputError("pull requests go to Hub repos: this card was inferred from an uploaded file")
-    if not suggestion.proposed:
-        raise SpaceInputError(f"nothing to propose: the card of {suggestion.source} already has every field inferred")
+    fields = suggestion.pull_request_fields
+    if not fields:
+        return PullRequestView(False, None, f"No pull request opened: nothing qualifies: {_why_no_pull_request(suggestion)}.")
     if not _as_token(token):
         raise SpaceInputError("paste a Hub token with write access to open a pull request")
     client = HubClient(_hub_api(token), max_retries=2, max_wait_s=10.0)
-    # The suggestion holds only fields at or above their thresholds already; the person who clicked saw them.
+    try:
+        client.whoami()
+    except BotStopped:
+        raise SpaceInputError("the Hub does not accept this token: paste a valid one (hf_...) with write access") from None
+    # Only the validated fields reach the bot, so its threshold has nothing left to filter: each passed its own floor.
+    validated = CardSuggestion(suggestion.source, suggestion.revision, suggestion.family, suggestion.tree, dict(fields))
     config = BotConfig(min_confidence=0.0, concurrency=1)
     with tempfile.TemporaryDirectory() as folder:
         state = BotState(Path(folder) / "state.sqlite")  # the Hub's PR markers, not this file, prevent duplicates
         try:
-            report = run_bot([suggestion.source], client, infer=lambda _repo: suggestion, state=state, config=config)
-        except BotStopped as err:
-            raise SpaceInputError(str(err)) from None
+            report = run_bot([suggestion.source], client, infer=lambda _repo: validated, state=state, config=config)
+        except BotStopped:
+            raise SpaceInputError(f"this token may not open pull requests on {suggestion.source}: paste one with "
+                                  "write access") from None
         finally:
             state.close()
     outcome = report.outcomes[0]
@@ -284,18 +473,11 @@ def open_pull_request(suggestion: CardSuggestion | None, token: str | None) -> P
     if outcome.outcome == "proposed":
         return PullRequestView(True, url, f"Opened pull request #{outcome.pr_num} adding {', '.join(outcome.fields)}.")
     if outcome.outcome == "error":
-        raise SpaceInputError(f"the pull request could not be opened: {outcome.reason}")
-    reasons = {
-        "open-pr": "hf-probex already has an open pull request on this repo",
-        "already-proposed": "these fields were proposed on this repo before (the owner may have closed that PR)",
-        "complete": "the card has every field now",
-        "opt-out-card": "the card opts out of hf-probex proposals",
-        "invalid-card": "the card's metadata does not parse (or is too complex to read safely), so no safe edit exists",
-        "unsafe-edit": "adding to this card would change what its owner wrote (or it quotes hf-probex's section marker)",
-        "below-threshold": "no field reaches the confidence threshold",
-        "nothing-inferred": "nothing the card lacks was inferred",
-    }
-    return PullRequestView(False, url, f"No pull request opened: {reasons.get(outcome.reason, outcome.reason)}.")
+        raise SpaceInputError(f"the Hub did not take the pull request ({PublicNames()(outcome.reason or '')}): "
+                              "try again in a moment")
+    reason = _earlier_pull_request(client, outcome.repo_id, outcome.pr_num) \
+        if outcome.reason == "already-proposed" and outcome.pr_num else PULL_REQUEST_REASONS.get(outcome.reason, outcome.reason)
+    return PullRequestView(False, url, f"No pull request opened: {reason}.")
 
 
 # ---- browse a tree --------------------------------------------------------------------------------------
@@ -303,8 +485,8 @@ def open_pull_request(suggestion: CardSuggestion | None, token: str | None) -> P
 
 @dataclass
 class TreeView:
-    """A model tree: `models` (repo, declared base_model, missing fields), `coverage` (field, share of
-    the tree's models whose card states it, count), a Markdown `summary`, and `warnings`."""
+    """A model tree: `models` (repo, declared base_model, missing fields, how it was found), `coverage` (field,
+    share of the tree's models whose card states it, count), a Markdown `summary`, and `warnings`."""
 
     models: pd.DataFrame
     coverage: pd.DataFrame
@@ -312,8 +494,19 @@ class TreeView:
     warnings: list[str] = field(default_factory=list)
 
 
-def _walk(root: str, token: str | None, limit: int, progress: Progress) -> tuple[HubClient, list[str], list[str]]:
-    """The Hub client, the first `limit` repos below `root` (children of children too), and warnings."""
+@dataclass
+class _Tree:
+    """A walked tree: the Hub client, its repos (by cards first, then the others given), how many by cards."""
+
+    client: HubClient
+    repos: list[str]
+    by_cards: int
+    warnings: list[str]
+
+
+def _walk(root: str, token: str | None, limit: int, progress: Progress, members: Iterable[str] | None) -> _Tree:
+    """The first `limit` repos of the tree of `root`: those whose cards name it as base_model (children of
+    children too), then `members` known otherwise; and warnings."""
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
     from .bot import BotStopped, HubClient, walk_tree
@@ -326,15 +519,20 @@ def _walk(root: str, token: str | None, limit: int, progress: Progress) -> tuple
     progress(0.02, f"listing the tree of {root}")
     try:
         client.head(root)
-        repos = walk_tree(client, root)
+        by_cards = walk_tree(client, root)
     except RepositoryNotFoundError:
         raise SpaceInputError(f"{root}: no such model on {client.api.endpoint} (or it is private: paste a token)") from None
-    except (BotStopped, HfHubHTTPError, OSError) as err:
-        raise SpaceInputError(f"the Hub did not answer the tree listing of {root}: {_one_line(err)}") from None
+    except BotStopped:
+        raise SpaceInputError(f"the Hub refused the token for the tree of {root}: paste a valid token, or clear the "
+                              "token box to browse public models") from None
+    except (HfHubHTTPError, OSError):
+        raise SpaceInputError(f"the Hub did not answer the tree listing of {root}: try again in a moment") from None
+    others = [r for r in dict.fromkeys(members or ()) if r != root and r not in set(by_cards)]
+    repos = by_cards + others
     warnings = [] if repos else [f"no model names {root} as its base_model: the tree has only its root"]
     if len(repos) > limit:
         warnings.append(f"the tree has {len(repos)} models; only the first {limit} (breadth first) are shown")
-    return client, repos[:limit], warnings
+    return _Tree(client, repos[:limit], min(len(by_cards), limit), warnings)
 
 
 def _in_parallel(func: Callable[[str], T], repos: list[str], progress: Progress, what: str) -> list[T]:
@@ -347,44 +545,58 @@ def _in_parallel(func: Callable[[str], T], repos: list[str], progress: Progress,
     return results
 
 
+def _found_by(tree: _Tree) -> str:
+    """How the tree's members were found, for the summaries."""
+    others = len(tree.repos) - tree.by_cards
+    return f"**{tree.by_cards}** found by their cards' base_model" + (f", **{others}** otherwise" if others else "")
+
+
 def browse_tree(root: str, *, token: str | None = None, limit: int = DEFAULT_MAX_TREE_MODELS,
-                progress: Progress = _no_progress) -> TreeView:
-    """The models below `root` on the Hub (by `base_model`), what each card lacks, and each field's coverage.
+                members: Iterable[str] | None = None, progress: Progress = _no_progress) -> TreeView:
+    """The models of the tree of `root` on the Hub, what each card lacks, and each field's coverage.
+
+    Args:
+        members: repo ids known to belong to the tree by other means than their card (models without a card,
+            found by their weights: `hf_probex.members`); listed after those whose card names a base_model in it.
 
     Raises:
         SpaceInputError: not a repo id, an unknown root, or a Hub that does not answer the listing.
     """
-    client, repos, warnings = _walk(root, token, limit, progress)
+    tree = _walk(root, token, limit, progress, members)
+    by_cards = set(tree.repos[:tree.by_cards])
 
     def card(repo_id: str) -> dict:
+        found = "card" if repo_id in by_cards else "other"
         try:
-            raw = client.readme(repo_id, "main")
+            raw = tree.client.readme(repo_id, "main")
             readme = raw.decode("utf-8") if raw is not None else ""
             missing = missing_fields(readme)
             base = metadata_of(readme).get("base_model")
-        except (CardError, UnicodeDecodeError):
-            return {"repo": repo_id, "base_model": "", "missing": "(the card's metadata does not parse)", "n_missing": None}
+        except (CardError, BadFileError, UnicodeDecodeError):
+            return {"repo": repo_id, "base_model": "", "missing": "(the card's metadata does not parse)", "n_missing": None,
+                    "found by": found}
         except Exception as err:  # noqa: BLE001 - one repo the Hub fails on must not hide the rest of the tree
-            return {"repo": repo_id, "base_model": "", "missing": f"(not read: {_one_line(err)})", "n_missing": None}
+            return {"repo": repo_id, "base_model": "", "missing": f"(not read: {_one_line(err)})", "n_missing": None,
+                    "found by": found}
         ordered = [name for name in CARD_FIELDS if name in missing]
         return {"repo": repo_id, "base_model": _display(base) if base else "", "missing": ", ".join(ordered) or "nothing",
-                "n_missing": len(ordered), "has_card": raw is not None, "missing_set": missing}
+                "n_missing": len(ordered), "found by": found, "has_card": raw is not None, "missing_set": missing}
 
-    rows = _in_parallel(card, repos, progress, "reading cards") if repos else []
+    rows = _in_parallel(card, tree.repos, progress, "reading cards") if tree.repos else []
     read = [r for r in rows if r["n_missing"] is not None]
     coverage = pd.DataFrame({
         "field": list(CARD_FIELDS),
         "documented": [sum(name not in r["missing_set"] for r in read) / len(read) if read else 0.0 for name in CARD_FIELDS],
         "models": [sum(name not in r["missing_set"] for r in read) for name in CARD_FIELDS],
     })
-    models = pd.DataFrame([{k: r[k] for k in ("repo", "base_model", "missing", "n_missing")} for r in rows],
-                          columns=["repo", "base_model", "missing", "n_missing"])
+    columns = ["repo", "base_model", "missing", "n_missing", "found by"]
+    models = pd.DataFrame([{k: r[k] for k in columns} for r in rows], columns=columns)
     complete = sum(r["n_missing"] == 0 for r in read)
     no_card = sum(not r["has_card"] for r in read)
-    summary = (f"### {root.strip()}\n\n**{len(rows)}** models below the root &nbsp;·&nbsp; **{complete}** with every field "
-               f"&nbsp;·&nbsp; **{no_card}** without a card &nbsp;·&nbsp; **{len(rows) - len(read)}** unreadable"
-               + "".join(f"\n\n> ⚠ {w}" for w in warnings))
-    return TreeView(models, coverage, summary, warnings)
+    summary = (f"### {root.strip()}\n\n**{len(rows)}** models below the root ({_found_by(tree)}) &nbsp;·&nbsp; "
+               f"**{complete}** with every field &nbsp;·&nbsp; **{no_card}** without a card &nbsp;·&nbsp; "
+               f"**{len(rows) - len(read)}** unreadable" + "".join(f"\n\n> ⚠ {w}" for w in tree.warnings))
+    return TreeView(models, coverage, summary, tree.warnings)
 
 
 # ---- search a LoRA tree by text -------------------------------------------------------------------------
@@ -411,7 +623,7 @@ def _zero_shot_expert(registry: ExpertRegistry, root: str) -> ExpertEntry:
 
     entries = registry.for_root(root, CONCEPT_TASK)
     if not entries:
-        known = ", ".join(zero_shot_roots(registry)) or "none yet (train one: hf-probex train --tree ... on a LoRA zoo)"
+        known = ", ".join(zero_shot_roots(registry)) or "none yet"
         raise SpaceInputError(f"no zero-shot expert for the tree of {root}: text search works on the LoRA trees "
                               f"with one: {known}")
     return entries[0]
@@ -429,11 +641,13 @@ def _declared_concept(readme: str | None) -> str:
 
 
 def search_loras(root: str, query: str, *, registry: ExpertRegistry, token: str | None = None, top_k: int = 20,
-                 limit: int = DEFAULT_MAX_TREE_MODELS, progress: Progress = _no_progress) -> SearchView:
-    """Rank the LoRAs below `root` by how well their weights match `query` (zero-shot: any text works).
+                 limit: int = DEFAULT_MAX_TREE_MODELS, members: Iterable[str] | None = None,
+                 progress: Progress = _no_progress) -> SearchView:
+    """Rank the LoRAs of the tree of `root` by how well their weights match `query` (zero-shot: any text works).
 
     The tree's zero-shot expert embeds the query with its own text encoder and prompt, reads its layer
-    of every LoRA in the tree, and scores each by cosine similarity in its weight-text space.
+    of every LoRA in the tree (those whose card names a base_model in it, then `members`, as in `browse_tree`),
+    and scores each by cosine similarity in its weight-text space.
 
     Raises:
         SpaceInputError: an empty query, a tree without a zero-shot expert, an unknown root.
@@ -448,7 +662,8 @@ def search_loras(root: str, query: str, *, registry: ExpertRegistry, token: str 
     entry = _zero_shot_expert(registry, (root or "").strip())
     expert = load_expert(entry.location)
     config = expert.config
-    _, repos, warnings = _walk(root, token, limit, progress)
+    tree = _walk(root, token, limit, progress, members)
+    public = PublicNames(registry)
     progress(0.05, f"embedding the query with {config['text_encoder']}")
     text = encode_texts([config["prompt"].format(query)], config["text_encoder"])
 
@@ -458,11 +673,12 @@ def search_loras(root: str, query: str, *, registry: ExpertRegistry, token: str 
             matrix = detect(source).read_input(source, entry.inputs, config["conv_layout"])
             return matrix, _declared_concept(source.read_text("README.md")), ""
         except ProbexError as err:  # not a LoRA of this tree (a full fine-tune, another format): not ranked
-            return None, "", _one_line(err)
+            return None, "", _space_message(err, repo_id, public)
 
-    read = _in_parallel(layer, repos, progress, "reading LoRA layers") if repos else []
-    found = [(repo, matrix, declared) for repo, (matrix, declared, _) in zip(repos, read) if matrix is not None]
-    skipped = [(repo, why) for repo, (matrix, _, why) in zip(repos, read) if matrix is None]
+    read = _in_parallel(layer, tree.repos, progress, "reading LoRA layers") if tree.repos else []
+    found = [(repo, matrix, declared) for repo, (matrix, declared, _) in zip(tree.repos, read) if matrix is not None]
+    skipped = [(repo, why) for repo, (matrix, _, why) in zip(tree.repos, read) if matrix is None]
+    warnings = list(tree.warnings)
     if skipped:
         warnings.append(f"{len(skipped)} models were not ranked (not LoRAs of this tree's format), "
                         f"e.g. {skipped[0][0]}: {skipped[0][1]}")
@@ -473,12 +689,60 @@ def search_loras(root: str, query: str, *, registry: ExpertRegistry, token: str 
                             "card says": [found[i][2] or "(nothing)" for i in order]},
                            columns=["rank", "repo", "score", "card says"])
     summary = (f"### “{query}” in the tree of {root.strip()}\n\n**{len(found)}** LoRAs ranked by cosine similarity "
-               f"with the expert {entry.location} ({entry.method}, layer `{entry.layer}`, text encoder "
-               f"{config['text_encoder']}, prompt “{config['prompt']}”)" + "".join(f"\n\n> ⚠ {w}" for w in warnings))
+               f"({_found_by(tree)}) with {PublicNames.expert(entry)} ({entry.method}, layer `{entry.layer}`, text "
+               f"encoder {config['text_encoder']}, prompt “{config['prompt']}”)" + "".join(f"\n\n> ⚠ {w}" for w in warnings))
     return SearchView(ranking, summary, warnings)
 
 
 # ---- experts --------------------------------------------------------------------------------------------
+
+
+def hub_experts(*, timeout_s: float = HUB_TIMEOUT_S) -> tuple[ExpertRegistry, str]:
+    """The Hub's experts (trusted authors, tag `probex-expert`; anonymous), and "" or why none were listed:
+    HF_HUB_OFFLINE is set, or the Hub did not answer within `timeout_s` (one try: huggingface_hub's own
+    retries take about 40 s on a machine without network)."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return ExpertRegistry(), "HF_HUB_OFFLINE is set: only this Space's local experts are used"
+    try:
+        get_session().get(f"{constants.ENDPOINT}/api/models", params={"limit": 1}, timeout=timeout_s).raise_for_status()
+        return ExpertRegistry.from_hub(token=False), ""
+    except Exception:  # noqa: BLE001 - no network, a slow or failing Hub: the local experts still work
+        return ExpertRegistry(), (f"the Hub ({constants.ENDPOINT}) did not answer within {timeout_s:g} s: only this "
+                                  "Space's local experts are used; refresh the list to try again")
+
+
+def resolve_registry(experts: ExpertRegistry | Iterable[str | os.PathLike] | None) -> ExpertRegistry:
+    """The experts the Space uses: a registry as given, expert folders / repo ids, or (None) the local registry
+    file plus the Hub's experts when it answers quickly (`hub_experts`)."""
+    if experts is None:
+        return ExpertRegistry.from_file() + hub_experts()[0]
+    if isinstance(experts, ExpertRegistry):
+        return experts
+    return ExpertRegistry.from_locations(str(e) for e in experts)
+
+
+def tree_examples(registry: ExpertRegistry, *, per_tree: int = 2, timeout_s: float = HUB_TIMEOUT_S) -> list[list[str]]:
+    """Example repo ids for the Infer tab, `[repo id, tree]`: a few models whose card names each expert's root as
+    base_model, listed on the Hub (a tree the Hub does not answer for within `timeout_s` gets none)."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    examples: list[list[str]] = []
+    if constants.HF_HUB_OFFLINE:
+        return examples
+    for root in registry.roots:
+        tree = next(e.tree for e in registry.entries if e.root == root)
+        try:
+            response = get_session().get(f"{constants.ENDPOINT}/api/models", timeout=timeout_s,
+                                         params={"filter": f"base_model:{root}", "limit": per_tree})
+            response.raise_for_status()
+            examples += [[model["id"], tree] for model in response.json()[:per_tree]]
+        except Exception:  # noqa: BLE001 - no examples for this tree is better than no page
+            continue
+    return examples
 
 
 def _metric_text(metrics: dict) -> str:
@@ -489,7 +753,8 @@ def _metric_text(metrics: dict) -> str:
 
 
 def experts_table(registry: ExpertRegistry) -> pd.DataFrame:
-    """One row per expert, by tree: root, task, method, layer, CV metrics, proposal threshold, location."""
+    """One row per expert, by tree: root, task, method, layer, CV metrics, proposal threshold, where it comes from
+    (its Hub repo id, or "local")."""
     rows = []
     for entry in sorted(registry.entries, key=lambda e: (e.tree, e.task, e.location)):
         try:
@@ -497,12 +762,14 @@ def experts_table(registry: ExpertRegistry) -> pd.DataFrame:
             metrics, calibration = _metric_text(expert.metrics), expert.calibration or {}
             folds = expert.metrics.get("cv_folds")
         except Exception as err:  # noqa: BLE001 - a broken expert is listed with why, not hiding the others
-            metrics, calibration, folds = f"(cannot load: {_one_line(err)})", {}, None
+            metrics, calibration, folds = f"(cannot load: {PublicNames(registry)(_one_line(err))})", {}, None
         threshold = calibration.get("threshold")
+        public = PublicNames.expert(entry)
         rows.append({"tree": entry.tree, "task": entry.task, "method": entry.method,
                      "metrics (CV %)": metrics + (f" ({folds}-fold)" if folds else ""),
-                     "proposes at": "never (no precise threshold)" if threshold is not None and threshold > 1
-                     else (_percent(threshold) if threshold is not None else "uncalibrated"),
-                     "layer": " + ".join(name for name, _ in entry.inputs), "root": entry.root or "", "location": entry.location})
+                     "proposes at": _threshold_text(threshold).removeprefix("proposes at ") if threshold is not None
+                     else "uncalibrated",
+                     "layer": " + ".join(name for name, _ in entry.inputs), "root": entry.root or "",
+                     "location": public if public == entry.location else "local"})
     return pd.DataFrame(rows, columns=["tree", "task", "method", "metrics (CV %)", "proposes at", "layer", "root",
                                        "location"])

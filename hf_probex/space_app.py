@@ -2,26 +2,33 @@
 
 `spaces/app.py` (the Hub Space) and `hf-probex space` (local) serve the same app from here. Every
 handler is a thin wrapper over `hf_probex.space`: it passes the inputs on, shows `SpaceInputError` as
-a `gr.Error` and each warning as a `gr.Warning`, and reports progress through `gr.Progress`.
+a `gr.Error` and each warning as a `gr.Warning`, and reports progress through `gr.Progress`. A request
+that fails clears what the previous one showed, so no old result stands under an error.
 
-API endpoints (for `gradio_client`): `/infer` (a minimum confidence of 0 means each expert's calibrated
-threshold), `/open_pull_request`, `/browse_tree`, `/search_loras`, `/list_experts`.
+The page shows without waiting on the Hub: the default experts start as the local registry file, and
+the Hub's (and the example repos) are listed in the background with a short timeout.
+
+API endpoints (for `gradio_client`): `/infer` (input "Hub repo id" or "Upload"; a minimum confidence of 0
+means each expert's calibrated threshold), `/open_pull_request`, `/browse_tree`, `/search_loras`, `/list_experts`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import gradio as gr
+import pandas as pd
 
 from . import __version__
 from .experts.registry import ExpertRegistry
 from .space import (
-    DEFAULT_MAX_TREE_MODELS, DEFAULT_MAX_UPLOAD_BYTES, SpaceInputError, browse_tree, experts_table, infer,
-    open_pull_request, resolve_registry, search_loras, zero_shot_roots,
+    DEFAULT_MAX_TREE_MODELS, DEFAULT_MAX_UPLOAD_BYTES, FIELD_COLUMNS, SpaceInputError, browse_tree, experts_table,
+    hub_experts, infer, open_pull_request, resolve_registry, search_loras, tree_examples, zero_shot_roots,
 )
 from .suggestions import CardSuggestion
 
@@ -41,16 +48,31 @@ CSS = """
   background: var(--background-fill-secondary); border-radius: 6px;
 }
 #probex-card { max-height: 520px; overflow-y: auto; }
+.probex-chart { padding: 0.6em 0.9em; border: 1px solid var(--border-color-primary); border-radius: 8px; }
+.probex-title { font-weight: 600; margin-bottom: 0.5em; }
+.probex-row { display: flex; align-items: center; gap: 0.6em; margin: 0.2em 0; font-size: 0.9em; }
+.probex-label { flex: 0 0 15em; text-align: right; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.probex-track { position: relative; flex: 1; height: 1.1em; background: var(--background-fill-secondary); border-radius: 3px; }
+.probex-fill { position: absolute; left: 0; top: 0; bottom: 0; background: var(--neutral-400); border-radius: 3px; }
+.probex-fill.strong { background: var(--color-accent); }
+.probex-mark { position: absolute; top: -0.25em; bottom: -0.25em; border-left: 2px solid #c2410c; }
+.probex-mark.asked { border-left: 2px dashed var(--body-text-color-subdued); }
+.probex-value { flex: 0 0 4.5em; font-variant-numeric: tabular-nums; }
+.probex-legend { margin-top: 0.5em; font-size: 0.85em; color: var(--body-text-color-subdued); }
+.probex-key { display: inline-block; width: 0; height: 0.9em; margin: 0 0.35em -0.1em 0.2em; }
+.probex-key.calibrated { border-left: 2px solid #c2410c; }
+.probex-key.asked { border-left: 2px dashed var(--body-text-color-subdued); }
 """
 HEADER = """\
 # hf-probex &nbsp;<small>model cards from model weights</small>
 
 Most models on the Hub sit in a few **model trees**. Inside a tree, one layer of a model's weights tells
 what it was trained on, and a small **expert** per tree reads it off ([ProbeX, CVPR 2025](https://arxiv.org/abs/2410.19696)).
-Paste a repo id to get the card fields it lacks, each with its confidence and evidence.
+Give a repo id (or upload a LoRA) to get the card fields it lacks, each with its confidence and evidence.
 """
-PR_HINT = "Paste a token with write access above, then open a pull request with the proposed fields."
+PR_HINT = "Paste a token with write access above, then open a pull request with the validated fields."
 TREE_WALK = "tree-walk"  # browse and search share one slot: each walks a whole tree
+REPO, UPLOAD = "Hub repo id", "Upload a .safetensors file"
 
 
 class SpaceBlocks(gr.Blocks):
@@ -82,16 +104,38 @@ def _warn(warnings: Iterable[str]) -> None:
 
 
 class _Experts:
-    """The registry the app uses, shared by every session; `reload` finds experts published since."""
+    """The registry the app uses, shared by every session, and the example repos of its trees.
+
+    Experts given to `create_app` are used as they are. The default ones start as the local registry file;
+    the Hub's are listed in the background (`hub_experts`: a short timeout, nothing when offline), so the page
+    never waits on the Hub; `ready` joins that listing, `reload` starts another.
+    """
 
     def __init__(self, experts: ExpertRegistry | Iterable[str | os.PathLike] | None) -> None:
         self.source = experts
-        self.registry = resolve_registry(experts)
+        self.registry = resolve_registry(experts) if experts is not None else ExpertRegistry.from_file()
+        self.note = ""
+        self.examples: list[list[str]] | None = None
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probex-hub-experts")
+        self._pending: Future | None = self._pool.submit(hub_experts) if experts is None else None
+
+    def ready(self) -> ExpertRegistry:
+        """The registry, with the Hub's experts once listed (waits for the background listing, a few seconds at most)."""
+        with self._lock:
+            if self._pending is not None:
+                hub, self.note = self._pending.result()
+                self.registry, self._pending = ExpertRegistry.from_file() + hub, None
+            if self.examples is None:
+                self.examples = tree_examples(self.registry)
+            return self.registry
 
     def reload(self) -> ExpertRegistry:
-        if self.source is None:  # the default registry can change (new experts on the Hub); a given one cannot
-            self.registry = resolve_registry(None)
-        return self.registry
+        with self._lock:
+            if self.source is None:  # the default registry can change (new experts on the Hub); a given one cannot
+                self._pending = self._pool.submit(hub_experts)
+            self.examples = None
+        return self.ready()
 
 
 def _root_choices(roots: list[str]) -> dict:
@@ -105,7 +149,7 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
 
     Args:
         experts: an `ExpertRegistry`, expert folders / repo ids, or None for the default registry (the
-            local registry file plus the Hub's experts when online), resolved now and on "Refresh".
+            local registry file now, plus the Hub's experts listed in the background), listed again on "Refresh".
         max_upload_bytes: the largest .safetensors upload accepted.
         max_tree_models: the most models one tree walk reads (browse, search).
         concurrency: requests worked on at once per event (tree walks: one at a time); others queue.
@@ -115,16 +159,23 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
 
     experts_ = _Experts(experts)
 
-    def run_infer(repo_id: str, upload: str | None, min_confidence: float, token: str,
+    def run_infer(kind: str, repo_id: str, upload: str | None, min_confidence: float, token: str,
                   progress: gr.Progress = gr.Progress()) -> tuple:
+        from_upload = kind == UPLOAD  # only the chosen input is read: an upload never wins over a typed id
         with _shown_to_user():
-            view = infer(repo_id, upload, token=token, registry=experts_.registry, min_confidence=min_confidence or None,
+            view = infer(None if from_upload else repo_id, upload if from_upload else None, token=token,
+                         registry=experts_.ready(), min_confidence=min_confidence or None,
                          max_upload_bytes=max_upload_bytes, progress=progress)
         _warn(view.warnings)
-        can_propose = bool(view.suggestion.proposed) and not upload
-        return (view.summary, view.chart, gr.update(value=view.scores, visible=not view.scores.empty), view.fields,
-                view.card, view.diff or "(no change proposed)", view.suggestion, gr.update(interactive=can_propose),
-                PR_HINT if can_propose else "")
+        can_propose = bool(view.suggestion.pull_request_fields) and not from_upload
+        return (view.summary, view.chart, view.fields, view.card, view.diff or "(nothing qualifies for a pull request)",
+                view.suggestion, gr.update(interactive=can_propose), PR_HINT if can_propose else "")
+
+    def cleared_infer() -> tuple:
+        return ("", "", pd.DataFrame(columns=FIELD_COLUMNS), "", "", None, gr.update(interactive=False), "")
+
+    def pick(kind: str) -> tuple:
+        return gr.update(visible=kind == REPO), gr.update(visible=kind == UPLOAD)
 
     def run_pull_request(suggestion: CardSuggestion | None, token: str) -> str:
         with _shown_to_user():
@@ -140,19 +191,20 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
 
     def run_search(root: str, query: str, top_k: float, token: str, progress: gr.Progress = gr.Progress()) -> tuple:
         with _shown_to_user():
-            view = search_loras(root, query, registry=experts_.registry, token=token, top_k=int(top_k),
+            view = search_loras(root, query, registry=experts_.ready(), token=token, top_k=int(top_k),
                                 limit=max_tree_models, progress=progress)
         _warn(view.warnings)
         return view.summary, view.ranking, view.ranking
 
     def list_experts() -> tuple:
-        registry = experts_.registry
+        registry = experts_.ready()
         trees = sorted({e.tree for e in registry.entries})
         summary = (f"**{len(registry)}** experts for **{len(trees)}** trees ({', '.join(trees)})" if trees else
-                   "No experts found. Train one with `hf-probex train --zoo ZOO --tree TREE --out DIR --register`, "
-                   "or push one to the Hub (`--push-to-hub`): experts carry the tag `probex-expert`.")
-        return (summary, experts_table(registry), _root_choices(registry.roots),
-                _root_choices(zero_shot_roots(registry)))
+                   "No experts found: this Space infers library, pipeline and declared base models, but no trained_on. "
+                   "Experts are the Hub's models tagged `probex-expert` from trusted authors.")
+        summary += f"\n\n> {experts_.note}" if experts_.note else ""
+        return (summary, experts_table(registry), _root_choices(registry.roots), _root_choices(zero_shot_roots(registry)),
+                gr.update(samples=experts_.examples, visible=bool(experts_.examples)))
 
     def refresh_experts() -> tuple:
         experts_.reload()
@@ -168,36 +220,45 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
         with gr.Tabs():
             with gr.Tab("Infer a card", id="infer"):
                 with gr.Row(equal_height=True):
-                    repo_id = gr.Textbox(label="Hub repo id", placeholder="namespace/name, e.g. google/vit-base-patch16-224",
-                                         max_lines=1, scale=3, elem_id="probex-repo")
-                    upload = gr.File(label=f"…or upload a .safetensors file (≤ {max_upload_bytes / 2**20:.3g} MiB)",
-                                     file_types=[".safetensors"], type="filepath", scale=2, height=120)
-                    with gr.Column(scale=1, min_width=200):
+                    with gr.Column(scale=4):
+                        kind = gr.Radio([REPO, UPLOAD], value=REPO, label="Infer from", elem_id="probex-kind")
+                        repo_id = gr.Textbox(label="Hub repo id", placeholder="namespace/name, e.g. google/vit-base-patch16-224",
+                                             max_lines=1, elem_id="probex-repo")
+                        upload = gr.File(label=f"A .safetensors file (≤ {max_upload_bytes / 2**20:.3g} MiB), e.g. a LoRA",
+                                         file_types=[".safetensors"], type="filepath", height=120, visible=False,
+                                         elem_id="probex-upload")
+                    with gr.Column(scale=1, min_width=220):
                         min_confidence = gr.Slider(0, 1, value=0, step=0.05, label="Minimum confidence",
-                                                   info="0: each expert's calibrated threshold",
+                                                   info="explores: 0 is each expert's calibrated threshold; a pull "
+                                                        "request only ever carries values at or above it",
                                                    elem_id="probex-min-confidence")
                         infer_button = gr.Button("Infer the card", variant="primary", elem_id="probex-infer")
+                examples = gr.Dataset(components=[gr.Textbox(visible=False), gr.Textbox(visible=False)],
+                                      headers=["repo id", "tree"], samples=[], label="Examples from the trees with an expert",
+                                      visible=False, elem_id="probex-examples")
                 summary = gr.Markdown(elem_id="probex-summary")
-                with gr.Row():
-                    chart = gr.BarPlot(x="field", y="confidence", y_lim=[0, 1], label="Confidence per field",
-                                       x_title=" ", x_label_angle=-20, height=300)
-                    scores = gr.BarPlot(x="label", y="score", sort="-y", label="Expert scores behind trained_on",
-                                        x_title=" ", x_label_angle=-20, height=300, visible=False)
-                fields = gr.Dataframe(label="Fields and evidence", wrap=True, interactive=False, elem_id="probex-fields",
-                                      column_widths=["15%", "10%", "10%", "30%", "10%", "25%"])
+                chart = gr.HTML(elem_id="probex-chart")
+                fields = gr.Dataframe(pd.DataFrame(columns=FIELD_COLUMNS), label="Fields and evidence", wrap=True,
+                                      interactive=False, elem_id="probex-fields",
+                                      column_widths=["13%", "15%", "11%", "19%", "9%", "33%"])
                 with gr.Tabs():
                     with gr.Tab("Suggested card"):
                         card = gr.Markdown(elem_id="probex-card", sanitize_html=True)
                     with gr.Tab("Diff of README.md"):
-                        diff = gr.Code(language=None, label="README.md: current → suggested", elem_id="probex-diff")
+                        diff = gr.Code(language=None, label="README.md: current → the pull request's", elem_id="probex-diff")
                 with gr.Row(equal_height=True):
                     pr_button = gr.Button("Open a pull request", interactive=False, scale=1, elem_id="probex-pr")
                     pr_result = gr.Markdown(elem_id="probex-pr-result", container=True)
                 suggestion = gr.State()
-                infer_inputs = [repo_id, upload, min_confidence, token]
-                infer_outputs = [summary, chart, scores, fields, card, diff, suggestion, pr_button, pr_result]
-                infer_button.click(run_infer, infer_inputs, infer_outputs, api_name="infer")
-                repo_id.submit(run_infer, infer_inputs, infer_outputs, api_visibility="private")
+                infer_inputs = [kind, repo_id, upload, min_confidence, token]
+                infer_outputs = [summary, chart, fields, card, diff, suggestion, pr_button, pr_result]
+                kind.change(pick, kind, [repo_id, upload], api_visibility="private")
+                for event, api in ((infer_button.click, {"api_name": "infer"}), (repo_id.submit, {"api_visibility": "private"})):
+                    event(run_infer, infer_inputs, infer_outputs, **api).failure(
+                        cleared_infer, None, infer_outputs, api_visibility="private")
+                examples.click(lambda sample: (REPO, sample[0]), examples, [kind, repo_id], api_visibility="private").then(
+                    run_infer, infer_inputs, infer_outputs, api_visibility="private").failure(
+                    cleared_infer, None, infer_outputs, api_visibility="private")
                 pr_button.click(run_pull_request, [suggestion, token], pr_result, api_name="open_pull_request")
 
             with gr.Tab("Browse a tree", id="browse"):
@@ -209,10 +270,14 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                 browse_summary = gr.Markdown(elem_id="probex-tree-summary")
                 coverage = gr.BarPlot(x="field", y="documented", y_lim=[0, 1], label="Share of the tree's cards that state each field",
                                       y_title="documented", height=260)
-                models = gr.Dataframe(label="Models and what their cards lack", wrap=True, interactive=False,
+                no_models = pd.DataFrame(columns=["repo", "base_model", "missing", "n_missing", "found by"])
+                models = gr.Dataframe(no_models,
+                                      label="Models and what their cards lack", wrap=True, interactive=False,
                                       elem_id="probex-models")
-                browse_button.click(run_browse, [browse_root, token], [browse_summary, coverage, models],
-                                    api_name="browse_tree", concurrency_id=TREE_WALK, concurrency_limit=1)
+                browse_outputs = [browse_summary, coverage, models]
+                browse_button.click(run_browse, [browse_root, token], browse_outputs, api_name="browse_tree",
+                                    concurrency_id=TREE_WALK, concurrency_limit=1).failure(
+                    lambda: ("", None, no_models), None, browse_outputs, api_visibility="private")
 
             with gr.Tab("Search LoRAs by text", id="search"):
                 search_roots = zero_shot_roots(registry)
@@ -228,20 +293,23 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                 search_summary = gr.Markdown(elem_id="probex-search-summary")
                 ranking_plot = gr.BarPlot(x="repo", y="score", sort="-y", label="Cosine similarity", height=260,
                                           x_label_angle=-30)
-                ranking = gr.Dataframe(label="Ranking", interactive=False, elem_id="probex-ranking")
+                no_ranking = pd.DataFrame(columns=["rank", "repo", "score", "card says"])
+                ranking = gr.Dataframe(no_ranking, label="Ranking",
+                                       interactive=False, elem_id="probex-ranking")
                 search_inputs = [search_root, query, top_k, token]
-                search_button.click(run_search, search_inputs, [search_summary, ranking_plot, ranking],
-                                    api_name="search_loras", concurrency_id=TREE_WALK, concurrency_limit=1)
-                query.submit(run_search, search_inputs, [search_summary, ranking_plot, ranking],
-                             api_visibility="private", concurrency_id=TREE_WALK, concurrency_limit=1)
+                search_outputs = [search_summary, ranking_plot, ranking]
+                for event, api in ((search_button.click, {"api_name": "search_loras"}), (query.submit, {"api_visibility": "private"})):
+                    event(run_search, search_inputs, search_outputs, concurrency_id=TREE_WALK, concurrency_limit=1,
+                          **api).failure(lambda: ("", None, no_ranking), None, search_outputs, api_visibility="private")
 
             with gr.Tab("Experts", id="experts"):
                 experts_summary = gr.Markdown()
-                experts = gr.Dataframe(label="Experts by tree (metrics: cross-validated on the tree's models)",
+                experts = gr.Dataframe(experts_table(ExpertRegistry()),
+                                       label="Experts by tree (metrics: cross-validated on the tree's models)",
                                        wrap=True, interactive=False, elem_id="probex-experts",
-                                       column_widths=["6%", "9%", "7%", "30%", "10%", "18%", "10%", "10%"])
+                                       column_widths=["6%", "9%", "7%", "30%", "12%", "18%", "10%", "8%"])
                 refresh = gr.Button("Refresh the list", size="sm")
-                experts_outputs = [experts_summary, experts, browse_root, search_root]
+                experts_outputs = [experts_summary, experts, browse_root, search_root, examples]
                 demo.load(list_experts, None, experts_outputs, api_name="list_experts")
                 refresh.click(refresh_experts, None, experts_outputs, api_visibility="private")
     demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)

@@ -67,6 +67,8 @@ class CardSuggestion:
         suggested_card: README.md with only the missing fields filled ("" if nothing to propose).
         diff: a unified diff of README.md (current -> suggested).
         bytes_read: bytes fetched to answer (headers, one tensor, small metadata files).
+        details: what an expert read, by field, whether it answered or abstained (its per-class or
+            per-concept scores, the threshold asked at and its calibrated one), for display.
     """
 
     source: str
@@ -79,6 +81,7 @@ class CardSuggestion:
     suggested_card: str = ""
     diff: str = ""
     bytes_read: int = 0
+    details: dict[str, dict] = field(default_factory=dict)
 
     @property
     def proposed(self) -> dict[str, FieldSuggestion]:

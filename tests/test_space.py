@@ -13,6 +13,7 @@ import runpy
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,14 +36,23 @@ def client(space_app):
     return Client(space_app, verbose=False)
 
 
-def _infer(client: Client, repo_id: str = "", upload=None, min_confidence=0.0, token: str = ""):
+REPO_INPUT, UPLOAD_INPUT = "Hub repo id", "Upload a .safetensors file"
+SERVER_PATHS = re.compile(r"/tmp/|/pytest-|gradio/|experts/(vit|sd)")  # what a server path would show of itself
+
+
+def _infer(client: Client, repo_id: str = "", upload=None, min_confidence=0.0, token: str = "", kind: str | None = None):
     """/infer's outputs by name (the suggestion is session state, kept by the client for /open_pull_request)."""
-    names = ["summary", "chart", "scores", "fields", "card", "diff", "pr_button_label", "pr_result"]
-    return dict(zip(names, client.predict(repo_id, upload, min_confidence, token, api_name="/infer")))
+    names = ["summary", "chart", "fields", "card", "diff", "pr_button", "pr_result"]
+    kind = kind or (UPLOAD_INPUT if upload else REPO_INPUT)
+    return dict(zip(names, client.predict(kind, repo_id, upload, min_confidence, token, api_name="/infer")))
 
 
 def _rows(table: dict) -> list[dict]:
     return [dict(zip(table["headers"], row)) for row in table["data"]]
+
+
+def _text(out: dict) -> str:
+    return "\n".join(str(value) for value in out.values())
 
 
 def _error(call) -> str:
@@ -55,27 +65,85 @@ def test_every_endpoint_is_in_the_api(client):
     assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ENDPOINTS
 
 
-def test_infer_a_hub_repo_renders_fields_chart_card_and_diff(client):
-    out = _infer(client, "probex-zoo-vit/vit-ft-0001")
-    assert "probex-zoo-vit/vit-root" in out["summary"] and "**Expert**" in out["summary"]
+def test_infer_a_hub_repo_renders_fields_card_and_diff(client):
+    out = _infer(client, "probex-zoo-vit/vit-ft-0005")
+    assert "probex-zoo-vit/vit-root" in out["summary"] and "**Expert** none needed" in out["summary"]
+    assert "**For a pull request:** base_model_relation, trained_on" in out["summary"]
     fields = {row["field"]: row for row in _rows(out["fields"])}
     assert {"library_name", "pipeline_tag", "trained_on"} <= set(fields)
     assert fields["library_name"]["value"] == "transformers" and fields["library_name"]["confidence"] == "100%"
+    assert fields["library_name"]["status"] == "in the card already" and fields["trained_on"]["status"] == "for a pull request"
     assert all(row["evidence"] for row in fields.values())
-    chart = {row[0]: row[1] for row in out["chart"]["data"]}
-    assert set(chart) == set(fields) and all(0 <= c <= 1 for c in chart.values())
+    assert out["chart"] == ""  # config.json named the classes: no expert read the weights
     assert out["card"].startswith("```yaml\n") and "Inferred from weights" in out["card"]
     assert out["diff"].startswith("--- a/README.md") and "+base_model_relation: finetune" in out["diff"]
 
 
+def test_the_chart_shows_the_experts_scores_and_threshold_also_when_it_abstains(client):
+    """The tiny vit expert found no threshold reaching 95 % precision: it abstains, and says so in those words."""
+    out = _infer(client, "probex-zoo-vit/vit-ft-0002")
+    assert "the vit tree's expert (ridge): it abstained" in out["summary"]
+    assert "never proposes (no threshold reaches 95 % precision)" in out["summary"] and "1.01" not in _text(out)
+    assert "confidence per class" in out["chart"] and out["chart"].count('class="probex-row"') == 10
+    assert "calibrated threshold: never proposes" in out["chart"]
+    assert not SERVER_PATHS.search(_text(out))
+
+
+def test_a_low_slider_explores_but_a_pull_request_carries_only_validated_fields(client, space_world):
+    from huggingface_hub import HfApi, hf_hub_download
+
+    repo_id = "probex-zoo-vit/vit-nocard"  # no card: every field is missing, trained_on from the expert alone
+    out = _infer(client, repo_id, min_confidence=0.05, token=space_world.alice)
+    fields = {row["field"]: row for row in _rows(out["fields"])}
+    assert fields["trained_on"]["status"] == "explored, below the calibrated threshold — not for a PR"
+    assert fields["trained_on"]["value"].endswith("more)")  # 40 classes at 5 %: the first 8 shown, the card has all
+    assert "trained_on" not in out["summary"].split("**For a pull request:**")[1].splitlines()[0]
+    assert "trained-on:" not in out["diff"] and "+base_model: probex-zoo-vit/vit-root" in out["diff"]
+    opened = client.predict(space_world.alice, api_name="/open_pull_request")
+    num = int(re.search(r"/discussions/(\d+)\)", opened)[1])
+    assert opened.startswith("✅") and "trained_on" not in opened
+    details = HfApi().get_discussion_details(repo_id, num)
+    assert "trained_on" not in details.title and "trained_on" not in details.events[0].content
+    readme = Path(hf_hub_download(repo_id, "README.md", revision=f"refs/pr/{num}")).read_text()
+    assert "trained-on:" not in readme and "base_model: probex-zoo-vit/vit-root" in readme
+    assert not SERVER_PATHS.search(readme + details.events[0].content)
+
+
+def test_nothing_qualifies_no_pull_request(client, space_world):
+    from huggingface_hub import HfApi
+
+    repo_id = "probex-zoo-vit/vit-ft-0002"  # its card lacks only base_model_relation, which the Hub derives
+    out = _infer(client, repo_id, min_confidence=0.05, token=space_world.alice)
+    assert "nothing qualifies" in out["summary"] and out["diff"] == "(nothing qualifies for a pull request)"
+    said = client.predict(space_world.alice, api_name="/open_pull_request")
+    assert said.startswith("ℹ️ No pull request opened: nothing qualifies")
+    assert not list(HfApi().get_repo_discussions(repo_id, discussion_type="pull_request"))
+
+
 def test_an_uploaded_lora_is_read_by_the_tree_expert(client, space_world):
     """The tiny sd tree has one LoRA per concept, so its expert never named a held-out fold's concept: calibrated
-    on that, it proposes nothing even at the slider's lowest setting, and says which expert abstained."""
+    on that, it proposes nothing even at the slider's lowest setting, and shows what it read."""
     out = _infer(client, upload=handle_file(str(space_world.lora_file)), min_confidence=0.05)
+    assert out["summary"].startswith("### pytorch_lora_weights.safetensors")
     assert "sd-lora" in out["summary"] and "probex-zoo-sd/sd-root" in out["summary"]
-    assert "experts/sd (ridge): it abstained" in out["summary"]
-    assert "**trained_on**: the best concept" in out["summary"] and "< 0.05" in out["summary"]
+    assert "the sd tree's expert (ridge): it abstained" in out["summary"]
+    assert "**trained_on**: the best concept" in out["summary"] and "below the minimum asked (0.05)" in out["summary"]
     assert "trained_on" not in {row["field"] for row in _rows(out["fields"])}
+    assert "cosine similarity per concept" in out["chart"] and "your minimum: 5%" in out["chart"]
+    assert not SERVER_PATHS.search(_text(out))
+    assert "uploaded file" in _error(lambda: client.predict("", api_name="/open_pull_request"))
+
+
+def test_one_input_at_a_time(client, space_world):
+    from hf_probex.space import SpaceInputError, infer
+
+    upload = handle_file(str(space_world.lora_file))
+    by_id = _infer(client, "probex-zoo-vit/vit-ft-0004", upload=upload, kind=REPO_INPUT)
+    assert by_id["summary"].startswith("### probex-zoo-vit/vit-ft-0004")  # the upload beside it is not read
+    by_file = _infer(client, "probex-zoo-vit/vit-ft-0004", upload=upload, kind=UPLOAD_INPUT)
+    assert by_file["summary"].startswith("### pytorch_lora_weights.safetensors")
+    with pytest.raises(SpaceInputError, match="not both"):
+        infer("probex-zoo-vit/vit-ft-0004", space_world.lora_file, registry=space_world.registry)
 
 
 def test_a_model_whose_tree_has_no_expert_says_so(client, space_world):
@@ -86,14 +154,21 @@ def test_a_model_whose_tree_has_no_expert_says_so(client, space_world):
     assert "library_name" in {row["field"] for row in _rows(out["fields"])}
 
 
-def test_bad_inputs_get_one_clear_message(client, tmp_path):
-    assert "not found" in _error(lambda: _infer(client, "nobody/no-such-model"))
+def test_bad_inputs_get_one_clear_message_in_the_spaces_words(client, tmp_path):
+    missing = _error(lambda: _infer(client, "nobody/no-such-model"))
+    assert "nobody/no-such-model was not found: check the name" in missing and "paste a token" in missing
+    assert not re.search(r"hf auth login|HF_TOKEN|--token|token=", missing)
     assert "type a Hub repo id" in _error(lambda: _infer(client, ""))
     assert "not a Hub repo id" in _error(lambda: _infer(client, "/etc"))  # never a path on the server
     assert "maximum value 1" in _error(lambda: _infer(client, "probex-zoo-vit/vit-ft-0001", min_confidence=2))
     text = tmp_path / "weights.txt"
     text.write_text("not weights")
-    assert "safetensors" in _error(lambda: _infer(client, upload=handle_file(str(text))))
+    refused = _error(lambda: _infer(client, upload=handle_file(str(text))))
+    assert ".safetensors" in refused and not SERVER_PATHS.search(refused)  # gradio's check, or ours behind it
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(b"\xff" * 64)
+    said = _error(lambda: _infer(client, upload=handle_file(str(damaged))))
+    assert said.startswith("damaged.safetensors") and not SERVER_PATHS.search(said), said
     big = tmp_path / "big.safetensors"
     big.write_bytes(b"\0" * 200_000)
     with pytest.raises(Exception, match="(?i)size|large|limit"):  # refused by the server at upload
@@ -103,36 +178,57 @@ def test_bad_inputs_get_one_clear_message(client, tmp_path):
 def test_pull_request_through_the_bot(client, space_world):
     from huggingface_hub import HfApi
 
-    repo_id = "probex-zoo-vit/vit-ft-0002"
+    repo_id = "probex-zoo-vit/vit-ft-0003"
     assert "infer a card first" in _error(lambda: Client(client.src, verbose=False).predict(
         "", api_name="/open_pull_request"))
     _infer(client, repo_id, token=space_world.alice)
-    assert "token" in _error(lambda: client.predict("", api_name="/open_pull_request"))
+    assert "paste a Hub token" in _error(lambda: client.predict("", api_name="/open_pull_request"))
+    refused = _error(lambda: client.predict("hf_not_a_token", api_name="/open_pull_request"))
+    assert "the Hub does not accept this token" in refused and "HF_TOKEN" not in refused
     opened = client.predict(space_world.alice, api_name="/open_pull_request")
     match = re.search(r"\((http://[^)]+/discussions/(\d+))\)", opened)
     assert opened.startswith("✅") and match, opened
-    prs = list(HfApi().get_repo_discussions(repo_id, discussion_type="pull_request"))
+    api = HfApi(token=space_world.alice)
+    prs = list(api.get_repo_discussions(repo_id, discussion_type="pull_request"))
     assert [pr.num for pr in prs] == [int(match[2])]
     again = client.predict(space_world.alice, api_name="/open_pull_request")
-    assert "No pull request opened" in again and match[1] in again  # the open one, not a duplicate
-    assert len(list(HfApi().get_repo_discussions(repo_id, discussion_type="pull_request"))) == 1
+    assert "No pull request opened" in again and "is still open" in again and match[1] in again  # not a duplicate
+    assert "closed" not in again
+    api.change_discussion_status(repo_id, int(match[2]), "closed")
+    closed = client.predict(space_world.alice, api_name="/open_pull_request")
+    assert f"#{match[2]}, which was closed" in closed
+    assert len(list(api.get_repo_discussions(repo_id, discussion_type="pull_request"))) == 1
 
 
 def test_browse_a_tree(client, space_world):
     summary, coverage, models = client.predict("probex-zoo-vit/vit-root", "", api_name="/browse_tree")
     rows = _rows(models)
-    assert len(rows) == 6 and all(r["repo"].startswith("probex-zoo-vit/") for r in rows)
+    assert len(rows) == 6 and all(r["repo"].startswith("probex-zoo-vit/vit-ft-") for r in rows)  # cardless: unseen
     parents = {r["base_model"] for r in rows}
     assert "probex-zoo-vit/vit-root" in parents and parents <= {"probex-zoo-vit/vit-root", *(r["repo"] for r in rows)}
     assert len(parents) > 1  # children of children are in the tree too
     share = {row[0]: row[1] for row in coverage["data"]}
     assert share["base_model"] == 1.0 and share["base_model_relation"] == 0.0  # the zoo's cards never state it
-    assert "**6** models below the root" in summary
+    assert "**6** models below the root (**6** found by their cards' base_model)" in summary
     has_children = {s.parent for s in space_world.zoo.specs("vit")}
     childless = next(s.repo_id for s in space_world.zoo.specs("vit") if s.role == "child" and s.name not in has_children)
     leaf, _, empty = client.predict(childless, "", api_name="/browse_tree")
     assert "the tree has only its root" in leaf and empty["data"] == []
     assert "no such model" in _error(lambda: client.predict("nobody/no-root", "", api_name="/browse_tree"))
+
+
+def test_browse_and_search_take_members_no_card_names(space_world):
+    """The hook for `hf_probex.members`: repos known to be in the tree otherwise (by their weights) are listed too."""
+    from hf_probex.space import browse_tree, search_loras
+
+    view = browse_tree("probex-zoo-vit/vit-root", members=["probex-zoo-vit/vit-nocard", "probex-zoo-vit/vit-ft-0001"])
+    rows = {r["repo"]: r for r in view.models.to_dict("records")}
+    assert len(rows) == 7 and rows["probex-zoo-vit/vit-nocard"]["found by"] == "other"
+    assert rows["probex-zoo-vit/vit-ft-0001"]["found by"] == "card"  # a member its card names is not counted twice
+    assert "(**6** found by their cards' base_model, **1** otherwise)" in view.summary and "**1** without a card" in view.summary
+    found = search_loras("probex-zoo-sd/sd-root", "a rotated zero", registry=space_world.registry, top_k=50,
+                         members=["probex-zoo-sd/sd-lora-nocard"])
+    assert "probex-zoo-sd/sd-lora-nocard" in set(found.ranking["repo"]) and "**1** otherwise" in found.summary
 
 
 def test_search_loras_by_unseen_text(client, space_world):
@@ -146,25 +242,87 @@ def test_search_loras_by_unseen_text(client, space_world):
     assert [r["rank"] for r in rows] == [1, 2, 3] and all(r["repo"].startswith("probex-zoo-sd/sd-lora-") for r in rows)
     scores = [r["score"] for r in rows]
     assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0 for s in scores)
-    assert "a purple giraffe" in summary and "LoRAs ranked" in summary
+    assert "a purple giraffe" in summary and "LoRAs ranked" in summary and "the sd tree's expert" in summary
+    assert not SERVER_PATHS.search(summary)
     assert "no zero-shot expert" in _error(lambda: client.predict("probex-zoo-resnet/resnet-root", "a dog", 5, "",
                                                                   api_name="/search_loras"))
     assert "type what the LoRA should draw" in _error(lambda: client.predict("probex-zoo-sd/sd-root", " ", 5, "",
                                                                              api_name="/search_loras"))
 
 
-def test_list_experts(client):
-    summary, table, browse_roots, search_roots = client.predict(api_name="/list_experts")
+def test_list_experts_and_examples(client):
+    summary, table, browse_roots, search_roots, examples = client.predict(api_name="/list_experts")
     rows = {r["tree"]: r for r in _rows(table)}
     assert set(rows) == {"sd", "vit"} and "**2** experts for **2** trees" in summary
     assert rows["vit"]["task"] == "multilabel" and "per_label_acc" in rows["vit"]["metrics (CV %)"]
     assert rows["sd"]["task"] == "zeroshot" and "top1" in rows["sd"]["metrics (CV %)"]
+    assert rows["vit"]["proposes at"] == "never proposes (no threshold reaches 95 % precision)"
+    assert {r["location"] for r in rows.values()} == {"local"}  # never the server's folder
     assert search_roots["value"] == "probex-zoo-sd/sd-root"
+    samples = examples["samples"]
+    assert {tree for _, tree in samples} == {"sd", "vit"} and all(repo.startswith("probex-zoo-") for repo, _ in samples)
 
 
 def test_requests_queue_and_all_finish(client):
-    jobs = [client.submit(f"probex-zoo-vit/vit-ft-000{i}", None, 0, "", api_name="/infer") for i in (3, 4, 5)]
+    jobs = [client.submit(REPO_INPUT, f"probex-zoo-vit/vit-ft-000{i}", None, 0, "", api_name="/infer") for i in (3, 4, 5)]
     assert all(f"vit-ft-000{i}" in job.result(timeout=120)[0] for i, job in zip((3, 4, 5), jobs))
+
+
+def test_public_names_hide_server_paths(space_world, tmp_path):
+    from hf_probex.space import PublicNames
+
+    upload = Path(tempfile.gettempdir()) / "gradio" / "0123abcd" / "my-lora.safetensors"
+    public = PublicNames(space_world.registry, upload)
+    vit = next(e for e in space_world.registry.entries if e.tree == "vit")
+    assert public(f"expert {vit.location} (ridge) on a layer") == "the vit tree's expert (ridge) on a layer"
+    assert public(f"{upload}: header cut short") == "my-lora.safetensors: header cut short"
+    assert public(f"see {tempfile.gettempdir()}/elsewhere/model.safetensors.") == "see model.safetensors."
+    assert public("probex-zoo-vit/vit-root at https://huggingface.co") == "probex-zoo-vit/vit-root at https://huggingface.co"
+
+
+def test_scores_chart_draws_the_thresholds():
+    from hf_probex.space import scores_chart
+
+    assert scores_chart({}) == ""
+    never = scores_chart({"confidence_by_class": {"a": 0.5, "<b>": 0.2}, "threshold": 1.01, "calibrated_threshold": 1.01})
+    assert "never proposes (no threshold reaches 95 % precision)" in never and "probex-mark" not in never
+    assert "&lt;b&gt;" in never and "<b>" not in never
+    explored = scores_chart({"confidence_by_class": {"a": 0.5, "b": 0.2}, "threshold": 0.1, "calibrated_threshold": 0.4})
+    assert explored.count("probex-mark calibrated") == 2 and explored.count("probex-mark asked") == 2
+    assert explored.count("probex-fill strong") == 1 and "your minimum: 10%" in explored  # only a ≥ 0.4
+    concept = scores_chart({"cosine_by_concept": {"dog": 0.3, "cat": -0.1}, "confidence": 0.7, "threshold": 0.6,
+                            "calibrated_threshold": 0.6})
+    assert "confidence in “dog”" in concept and concept.count("probex-mark calibrated") == 1
+
+
+def _silent_server() -> socket.socket:
+    """A port that accepts connections and never answers: a Hub behind a dead network."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    return server
+
+
+def test_without_a_hub_the_space_starts_at_once(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from hf_probex.experts.registry import ExpertRegistry
+    from hf_probex.hub import use_endpoint
+    from hf_probex.space import hub_experts, resolve_registry, tree_examples
+    from hf_probex.space_app import create_app
+
+    monkeypatch.setenv("HF_PROBEX_CACHE", str(tmp_path))  # no registry file: the Hub's experts only
+    registry = ExpertRegistry.from_locations([])
+    with _silent_server() as server, use_endpoint(f"http://127.0.0.1:{server.getsockname()[1]}"):
+        started = time.monotonic()
+        create_app()
+        assert time.monotonic() - started < 5  # the Hub is listed in the background
+        found, note = hub_experts(timeout_s=0.5)
+        assert len(found) == 0 and "did not answer within 0.5 s" in note and time.monotonic() - started < 8
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+        started = time.monotonic()
+        assert "HF_HUB_OFFLINE" in hub_experts()[1] and len(resolve_registry(None)) == 0
+        assert tree_examples(registry) == [] and time.monotonic() - started < 1
 
 
 def test_the_space_folder_is_a_deployable_space(space_world):
@@ -212,7 +370,7 @@ def test_space_command_serves_the_app_on_a_local_hub(space_world, tmp_path):
                 assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
                 time.sleep(0.5)
         assert "**2** experts" in client.predict(api_name="/list_experts")[0]
-        summary = client.predict("probex-zoo-vit/vit-ft-0006", None, 0, "", api_name="/infer")[0]
+        summary = client.predict(REPO_INPUT, "probex-zoo-vit/vit-ft-0006", None, 0, "", api_name="/infer")[0]
         assert "probex-zoo-vit/vit-root" in summary  # read from the local hub the command serves
     finally:
         process.terminate()

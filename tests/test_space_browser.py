@@ -2,15 +2,22 @@
 
 Chromium comes from apt (`.ci/run` installs it) and is launched through `executable_path`; Playwright's
 own browser download (`playwright install`) is never used. Each tab is used as a person would (type,
-click, wait for the result) and saved as a screenshot under test-artifacts/space/ (paths printed).
+click, wait for the result) and saved as a screenshot under test-artifacts/space/ (paths printed; the
+ones docs/space.md shows are copied to docs/img/).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the page fixture skips with the reason
+    expect = None
 
 pytest_plugins = ["space_world"]  # the space_world and space_app fixtures
 pytestmark = pytest.mark.slow
@@ -20,6 +27,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "space"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000
+SERVER_PATHS = re.compile(r"/tmp/|/pytest-|gradio/|experts/(vit|sd)")  # what a server path would show of itself
 
 
 @pytest.fixture(scope="module")
@@ -47,41 +55,97 @@ def _screenshot(page, name: str) -> Path:
 
 
 def _expect_text(locator, text: str) -> None:
-    from playwright.sync_api import expect
-
     expect(locator).to_contain_text(text, timeout=TIMEOUT_MS)
 
 
-def test_infer_a_repo_from_the_local_hub(page):
-    page.locator("#probex-repo").get_by_role("textbox").fill("probex-zoo-vit/vit-ft-0001")
+def _infer(page, repo_id: str, min_confidence: float = 0.0) -> None:
+    page.locator("#probex-kind").get_by_label("Hub repo id").check()
+    page.locator("#probex-repo").get_by_role("textbox").fill(repo_id)
+    page.locator("#probex-min-confidence").locator("input[type=number]").fill(str(min_confidence))
     page.locator("#probex-infer").click()
-    _expect_text(page.locator("#probex-summary"), "probex-zoo-vit/vit-root")
+
+
+def _no_server_path(page) -> None:
+    text = page.locator("body").inner_text()
+    assert not SERVER_PATHS.search(text), SERVER_PATHS.search(text)
+
+
+def test_examples_load_and_infer(page):
+    examples = page.locator("#probex-examples")
+    _expect_text(examples, "probex-zoo-vit/")
+    _expect_text(examples, "probex-zoo-sd/")
+    examples.get_by_text("probex-zoo-sd/", exact=False).first.click()
+    _expect_text(page.locator("#probex-summary"), "probex-zoo-sd/sd-lora-")
+
+
+def test_infer_a_repo_from_the_local_hub(page):
+    _infer(page, "probex-zoo-vit/vit-ft-0005")
+    _expect_text(page.locator("#probex-summary"), "probex-zoo-vit/vit-ft-0005")
+    _expect_text(page.locator("#probex-summary"), "For a pull request: base_model_relation, trained_on")
     fields = page.locator("#probex-fields")
-    for text in ("library_name", "transformers", "trained_on", "100%"):
+    for text in ("library_name", "transformers", "trained_on", "100%", "for a pull request"):
         _expect_text(fields, text)
     _expect_text(page.locator("#probex-card"), "Inferred from weights")
     assert page.locator("#probex-card pre").count() >= 1  # the front matter shown as a code block
-    assert page.locator("#probex-pr").is_enabled()  # something to propose, from a Hub repo
-    assert _screenshot(page, "infer").stat().st_size > 10_000
+    assert page.locator("#probex-pr").is_enabled()  # something validated to propose, on a Hub repo
+    _screenshot(page, "infer")
+
+
+def test_no_pull_request_below_the_threshold(page, space_world):
+    """The slider at 5 % shows the expert's trained_on guess, marked explored; the pull request leaves it out."""
+    _infer(page, "probex-zoo-vit/vit-nocard-2", min_confidence=0.05)
+    fields = page.locator("#probex-fields")
+    _expect_text(fields, "explored, below the calibrated threshold — not for a PR")
+    _expect_text(page.locator("#probex-chart"), "your minimum: 5%")
+    summary = page.locator("#probex-summary")
+    _expect_text(summary, "For a pull request: base_model")
+    assert "trained_on" not in summary.inner_text().split("For a pull request:")[1].splitlines()[0]
+    page.get_by_label("Hub token (optional)").fill(space_world.alice)
+    page.locator("#probex-pr").click()
+    result = page.locator("#probex-pr-result")
+    _expect_text(result, "Opened pull request")
+    assert "trained_on" not in result.inner_text() and "base_model" in result.inner_text()
+    _no_server_path(page)
+    _screenshot(page, "infer-explored")
+    page.get_by_label("Hub token (optional)").fill("")
 
 
 def test_a_lora_read_by_its_tree_expert(page):
-    page.locator("#probex-repo").get_by_role("textbox").fill("probex-zoo-sd/sd-lora-0002")
-    page.locator("#probex-min-confidence").locator("input[type=number]").fill("0.05")
-    page.locator("#probex-infer").click()
-    _expect_text(page.locator("#probex-summary"), "sd-lora")
-    _expect_text(page.locator("#probex-summary"), "experts/sd (ridge)")
-    # The tiny zoo's LoRAs (3 steps each) carry no signal, so its expert's calibration rates every reading near
-    # 0: the Space shows what the expert read and why it abstained, and proposes no trained_on.
-    _expect_text(page.locator("#probex-summary"), "not answered: trained_on: the best concept")
-    assert "trained_on" not in page.locator("#probex-fields").inner_text()
-    _screenshot(page, "infer-lora")
+    _infer(page, "probex-zoo-sd/sd-lora-0002")
+    _expect_text(page.locator("#probex-summary"), "the sd tree's expert (ridge): it abstained")
+    # The tiny zoo's LoRAs (3 steps each) carry no signal, so calibration found no threshold: the Space shows what
+    # the expert read (its cosine per concept) and that it never proposes, and proposes no trained_on.
+    _expect_text(page.locator("#probex-summary"), "never proposes (no threshold reaches 95 % precision)")
+    _expect_text(page.locator("#probex-chart"), "cosine similarity per concept")
+    assert not re.search(r"^\s*trained_on\b", page.locator("#probex-fields").inner_text(), re.M)  # no such row
+    _no_server_path(page)
+    assert _screenshot(page, "infer-lora").stat().st_size > 10_000
 
 
-def test_a_bad_repo_id_shows_an_error(page):
-    page.locator("#probex-repo").get_by_role("textbox").fill("nobody/no-such-model")
+def test_an_upload_is_chosen_explicitly_and_named_by_its_file(page, space_world):
+    page.locator("#probex-repo").get_by_role("textbox").fill("probex-zoo-vit/vit-ft-0005")
+    page.locator("#probex-kind").get_by_label("Upload a .safetensors file").check()
+    expect(page.locator("#probex-repo")).to_be_hidden(timeout=TIMEOUT_MS)  # one input at a time
+    page.locator("#probex-upload").locator("input[type=file]").set_input_files(str(space_world.lora_file))
+    _expect_text(page.locator("#probex-upload"), "pytorch_lora_weights.safetensors")
     page.locator("#probex-infer").click()
-    _expect_text(page.locator("body"), "was not found on")
+    _expect_text(page.locator("#probex-summary"), "pytorch_lora_weights.safetensors")
+    _expect_text(page.locator("#probex-summary"), "probex-zoo-sd/sd-root")
+    _no_server_path(page)
+    page.locator("#probex-kind").get_by_label("Hub repo id").check()
+
+
+def test_an_error_clears_the_previous_results(page):
+    _infer(page, "probex-zoo-vit/vit-ft-0005")
+    _expect_text(page.locator("#probex-summary"), "probex-zoo-vit/vit-ft-0005")
+    _infer(page, "nobody/no-such-model")
+    _expect_text(page.locator("body"), "nobody/no-such-model was not found: check the name")
+    expect(page.locator("#probex-summary")).not_to_contain_text("vit-ft-0005", timeout=TIMEOUT_MS)
+    assert "transformers" not in page.locator("#probex-fields").inner_text()
+    assert "Inferred from weights" not in page.locator("#probex-card").inner_text()
+    assert not page.locator("#probex-pr").is_enabled()  # no pull request for the model shown before
+    body = page.locator("body").inner_text()
+    assert not re.search(r"hf auth login|HF_TOKEN|--token", body)
     _screenshot(page, "infer-error")
     page.reload()  # a fresh page for the next tabs, without the error popup
     page.get_by_text("model cards from model weights").wait_for()
