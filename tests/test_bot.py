@@ -46,9 +46,9 @@ def readme_at(api: HfApi, repo_id: str, revision: str) -> bytes:
     return Path(api.hf_hub_download(repo_id, "README.md", revision=revision)).read_bytes()
 
 
-def expected_readme(repo_id: str, readme: str, min_confidence: float = 0.9) -> str:
-    """What the bot should propose: the oracle's confident missing fields applied to the card."""
-    fields = [f for f in ground_truth_infer(repo_id).fields.values() if f.missing and f.confidence >= min_confidence]
+def expected_readme(repo_id: str, readme: str) -> str:
+    """What the bot should propose: what the oracle's suggestion lets a pull request carry, applied to the card."""
+    fields = ground_truth_infer(repo_id).pull_request_fields
     return apply_suggestions(readme, fields, title=repo_id.split("/")[-1])
 
 
@@ -158,17 +158,24 @@ def test_hostile_cards_get_no_pull_request(hub, tmp_path):
     assert bot_prs(alice, bomb) == [] and bot_prs(alice, quoted) == [] and bot_prs(alice, huge) == []
 
 
-def test_below_threshold_is_not_proposed(hub, tmp_path):
+def test_below_threshold_and_derivable_only_are_not_proposed(hub, tmp_path):
+    """A value below its floor never goes into a PR, whatever --min-confidence says; the fields left (config.json's
+    library and task) are derivable: no PR for them alone. A PR with one informative field carries them too."""
     alice = HfApi(endpoint=hub.endpoint, token=hub.alice)
-    unsure, partly = hub.repo_id(), hub.repo_id()
+    unsure, partly, derivable, informative = (hub.repo_id() for _ in range(4))
     make_repo(alice, unsure, readme=child_card("a/b", extra="library_name: transformers\npipeline_tag: image-classification\n"
                                                "base_model_relation: finetune\n"), confidence=0.5)
     make_repo(alice, partly, readme=child_card("a/b"), confidence=0.5)
+    make_repo(alice, derivable, readme=child_card("a/b", extra="tags: [trained-on:3]\n"))
+    make_repo(alice, informative, readme=child_card("a/b"))
+    repos = [unsure, partly, derivable, informative]
     with BotState(tmp_path / "bot.sqlite") as state:
-        report = run_bot([unsure, partly], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state)
-    first, second = report.outcomes
-    assert (first.outcome, first.reason) == ("skipped", "below-threshold") and bot_prs(alice, unsure) == []
-    assert second.outcome == "proposed" and "trained_on" not in second.fields
+        report = run_bot(repos, bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state,
+                         config=BotConfig(min_confidence=0.0))
+    assert [(o.outcome, o.reason) for o in report.outcomes] == [
+        ("skipped", "below-threshold"), ("skipped", "below-threshold"), ("skipped", "derivable-only"), ("proposed", None)]
+    assert [len(bot_prs(alice, r)) for r in repos] == [0, 0, 0, 1]
+    assert report.outcomes[-1].fields == ["library_name", "pipeline_tag", "trained_on"]
 
 
 def test_opt_out_by_tag_key_and_list(hub, tmp_path):
@@ -202,6 +209,22 @@ def test_dry_run_writes_nothing(hub, tree, tmp_path, capsys):
     assert main(["bot", "run", "--tree", ids["root"], "--dry-run", "--limit", "1", "--token", hub.bob,
                  "--infer", "bot_zoo:ground_truth_infer", "--quiet"]) == 0
     assert "\n1 repos in " in capsys.readouterr().out
+
+
+def test_title_and_description_say_where_each_value_comes_from():
+    from hf_probex.bot import pr_description, pr_title
+    from hf_probex.suggestions import FieldSuggestion
+
+    declared = FieldSuggestion("base_model", "acme/root", 1.0, "adapter_config.json base_model_name_or_path", "lineage")
+    library = FieldSuggestion("library_name", "peft", 1.0, "adapter_config.json")
+    expert = FieldSuggestion("trained_on", "corgi", 0.97, "expert acme/expert-sd (mvprobe)", "expert", floor=0.8)
+    assert pr_title([declared, library]) == ("hf-probex: add base_model, library_name to the model card, from declared "
+                                             "lineage and the model's files")
+    assert pr_title([declared, expert]).endswith("from declared lineage and an expert")
+    files_only = pr_description([declared, library], "abc", "+x\n")
+    assert "hf-probex read this model's files," in files_only and 'section "Read from the model\'s files"' in files_only
+    assert "| `base_model` | acme/root | declared lineage | 100% |" in files_only
+    assert 'section "Inferred from weights"' in pr_description([declared, expert], "abc", "+x\n")
 
 
 # ---- crashes and resumes ----------------------------------------------------------------------------------
