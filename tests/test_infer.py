@@ -259,3 +259,24 @@ def test_pull_requests_carry_only_validated_informative_fields():
     assert set(card(relation, library, sure).pull_request_fields) == {"base_model_relation", "library_name", "trained_on"}
     assert set(card(routed, relation, guessed).pull_request_fields) == {"base_model", "base_model_relation"}
     assert card(routed, relation).to_dict()["fields"]["base_model"]["floor"] == 0.9
+
+
+def test_an_adapter_gets_base_model_from_its_files_or_its_tree(tiny_zoo, experts, tmp_path):
+    """A LoRA's base: the one its files declare (cited, exact), else the tree routing found by its modules' shapes:
+    shown with that evidence, below the routing floor (shapes cannot tell a base from its same-shaped fine-tunes),
+    so never in a pull request."""
+    lora = next(s for s in tiny_zoo.specs("sd") if s.role == "child")
+    folder = tmp_path / "lora"
+    shutil.copytree(tiny_zoo.model_dir("sd", lora.name), folder)
+    (folder / "README.md").unlink(missing_ok=True)
+    routed = infer_card(folder, experts=experts, min_confidence=0.3)
+    base = routed.fields["base_model"]
+    assert (base.value, base.source, base.validated) == ("probex-zoo-sd/sd-root", "weights", False)
+    assert "shapes" in base.evidence and "base_model" not in routed.pull_request_fields
+    assert "confidence 0.50 < 0.90" in infer_card(folder, experts=experts).abstained["base_model"]
+    (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "probex-zoo-sd/sd-root"}))
+    declared = infer_card(folder, experts=experts)
+    base = declared.fields["base_model"]
+    assert (base.value, base.confidence, base.source) == ("probex-zoo-sd/sd-root", 1.0, "lineage")
+    assert base.evidence == "declared by adapter_config.json base_model_name_or_path" and base.origin == "declared lineage"
+    assert set(declared.pull_request_fields) >= {"base_model", "base_model_relation"}
