@@ -445,3 +445,45 @@ def test_bad_input_is_one_error_line(tmp_path, capsys):
     assert main(["bot", "run", "--repos", "x", "--min-confidence", "2"]) == 2
     assert main(["bot", "run", "--repos", "x", "--infer", "no_such_module:f"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 3
+
+
+def test_no_token_is_one_error_line_not_a_traceback(hub, tmp_path):
+    """The installed `hf-probex`, as a user runs it: no HF_TOKEN, no stored login."""
+    (tmp_path / "repos.txt").write_text("alice/anything\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env.update(HF_ENDPOINT=hub.endpoint, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf-home"))
+    done = subprocess.run([str(Path(sys.executable).parent / "hf-probex"), "bot", "run", "--repos",
+                           str(tmp_path / "repos.txt"), "--state", str(tmp_path / "bot.sqlite"), "--quiet"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        "error: no Hub token: pass --token, set HF_TOKEN, or log in with `hf auth login`"]
+
+
+def test_an_unreachable_hub_is_one_error_line(tmp_path, capsys):
+    from hf_probex.hub import use_endpoint
+
+    (tmp_path / "repos.txt").write_text("alice/anything\n")
+    with use_endpoint("http://127.0.0.1:9"):  # nothing listens on the discard port
+        code = main(["bot", "run", "--repos", str(tmp_path / "repos.txt"), "--state", str(tmp_path / "bot.sqlite"),
+                     "--token", "hf_x", "--max-retries", "0", "--quiet"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: cannot reach the Hub at http://127.0.0.1:9")
+
+
+def test_bot_errors_are_one_line_and_exit_2(hub, tmp_path, capsys):
+    """A misspelt root is not an empty tree; members options need a tree; a state that is not one is refused."""
+    runs = [
+        ["bot", "run", "--tree", "nobody/nothing", "--dry-run", "--token", hub.bob, "--quiet"],
+        ["bot", "run", "--tree", "nobody/nothing", "--state", str(tmp_path / "bot.sqlite"), "--token", hub.bob],
+        ["bot", "run", "--repos", "x", "--author", "alice", "--dry-run"],
+        ["bot", "run", "--repos", "x", "--state", str(tmp_path), "--token", hub.bob],  # a folder, not a database
+    ]
+    (tmp_path / "not-a-db.sqlite").write_text("hello\n" * 200)
+    for argv in runs:
+        assert main(argv) == 2, argv
+    assert main(["bot", "status", "--state", str(tmp_path / "not-a-db.sqlite")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 5 and all(line.startswith("error: ") for line in err)
+    assert "the tree root nobody/nothing was not found" in err[0] and "check the repo id" in err[1]
+    assert "--author and --search look for members of a tree" in err[2]
+    assert err[3].startswith(f"error: cannot open the bot state {tmp_path}") and "not-a-db.sqlite" in err[4]

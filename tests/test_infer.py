@@ -16,25 +16,11 @@ from hf_probex import CardSuggestion, ProbexError, infer_card
 from hf_probex.adapters import detect
 from hf_probex.cards import missing_fields
 from hf_probex.cli import main
-from hf_probex.demo import demo_experts, format_demo, held_out, run_demo
+from hf_probex.demo import format_demo, held_out, run_demo
 from hf_probex.errors import RepoNotFoundError
 from hf_probex.reading import open_source
 from hf_probex.routing import route
 from hf_probex.zoo import Zoo
-
-
-@pytest.fixture(scope="module")
-def experts(tiny_zoo, tmp_path_factory):
-    """One calibrated expert per tree of the tiny zoo, trained on its train and val splits as the demo trains."""
-    return demo_experts(tiny_zoo, tmp_path_factory.mktemp("experts"), progress=lambda line: None)
-
-
-@pytest.fixture
-def zoo_hub(hub, tiny_zoo):
-    from hf_probex.hub.importer import import_zoo
-
-    import_zoo(tiny_zoo.root, hub.root)
-    return hub
 
 
 def _children(zoo: Zoo, tree: str):

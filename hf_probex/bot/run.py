@@ -30,7 +30,7 @@ from .client import BotStopped, HubClient, Proposal, marker
 from .state import BotState
 
 __all__ = ["DEFAULT_MIN_CONFIDENCE", "BotConfig", "BotReport", "RepoOutcome", "pr_description", "pr_title",
-           "run_bot", "walk_tree"]
+           "run_bot"]
 
 DEFAULT_MIN_CONFIDENCE = 0.9
 """Precision over recall: a PR nobody asked for must be right."""
@@ -84,25 +84,6 @@ class BotReport:
     def counts(self) -> Counter:
         """Repos by outcome."""
         return Counter(o.outcome for o in self.outcomes)
-
-
-def walk_tree(client: HubClient, root: str) -> list[str]:
-    """Every repo below `root` in its model tree (children of children too), breadth first, root excluded.
-
-    Uses the `base_model:<id>` tag filter of `list_models`, and skips listing repos the Hub says have no
-    children.
-    """
-    seen, order, queue = {root}, [], [root]
-    while queue:
-        node = queue.pop(0)
-        for repo_id, children in client.children(node):
-            if repo_id in seen:
-                continue
-            seen.add(repo_id)
-            order.append(repo_id)
-            if children != 0:
-                queue.append(repo_id)
-    return order
 
 
 def pr_title(fields: list[FieldSuggestion]) -> str:
@@ -246,7 +227,7 @@ def run_bot(repos: Iterable[str], client: HubClient, *, infer: Infer | None = No
     """Process `repos` (at most `config.concurrency` at once); the report of what was done.
 
     Args:
-        repos: repo ids, e.g. from `walk_tree` or a file.
+        repos: repo ids, e.g. from `hf_probex.members.tree_members` or a file.
         client: the Hub client; its token is checked first (`whoami`; a dry run may go on without one).
         infer: repo id -> CardSuggestion; by default `hf_probex.infer.infer_card` with the client's token.
         state: where outcomes are remembered; required unless `config.dry_run` (a dry run uses none).
