@@ -222,7 +222,7 @@ def test_title_and_description_say_where_each_value_comes_from():
                                              "lineage and the model's files")
     assert pr_title([declared, expert]).endswith("from declared lineage and an expert")
     files_only = pr_description([declared, library], "abc", "+x\n")
-    assert "hf-probex read this model's files," in files_only and 'section "Read from the model\'s files"' in files_only
+    assert "hf-probex read this model's files,\n" in files_only and 'section "Read from the model\'s files"' in files_only
     assert "| `base_model` | acme/root | declared lineage | 100% |" in files_only
     assert 'section "Inferred from weights"' in pr_description([declared, expert], "abc", "+x\n")
 

@@ -97,9 +97,10 @@ def pr_description(fields: list[FieldSuggestion], revision: str | None, diff: st
                      for f in fields)
     read = ("this model's files and a few of its weights" if inferred_from_weights(fields) else "this model's files")
     return f"""\
-hf-probex read {read}, and found card fields that the model card does not state. This pull request
-proposes them; it changes README.md only: it adds the missing metadata keys (nothing else in the
-metadata is touched) and a section "{section_heading(fields)}" that lists them.
+hf-probex read {read},
+and found card fields that the model card does not state. This pull request proposes them; it changes
+README.md only: it adds the missing metadata keys (nothing else in the metadata is touched) and a
+section "{section_heading(fields)}" that lists them.
 
 | field | proposed value | from | confidence | evidence |
 |---|---|---|---|---|
