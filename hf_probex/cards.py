@@ -5,9 +5,10 @@ kinds of additions, and nothing else:
 
 - YAML keys the front matter lacks: `base_model`, `base_model_relation`, `library_name`,
   `pipeline_tag`, and `tags` for what the model was trained on (`trained-on:<class or concept>`);
-- an "Inferred from weights" section rendered from MODEL_CARD_TEMPLATE.md (Jinja, as
-  `ModelCard.from_template` does), between two HTML comment lines so that a later proposal replaces it
-  instead of appending a second one.
+- a section rendered from MODEL_CARD_TEMPLATE.md (Jinja, as `ModelCard.from_template` does) that says
+  where each value comes from, headed "Inferred from weights" only when a value was (else "Read from the
+  model's files"), between two HTML comment lines so that a later proposal replaces it instead of
+  appending a second one.
 
 Cards are untrusted input, read as huggingface_hub reads them (its `REGEX_YAML_BLOCK`, the Hub server's,
 after a UTF-8 BOM), with the YAML parsed under `bounded.load_yaml`'s limits: an alias bomb or deep nesting
@@ -41,12 +42,12 @@ import yaml
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
 from .bounded import TooComplexError, load_yaml
-from .suggestions import CARD_FIELDS, FieldSuggestion
+from .suggestions import CARD_FIELDS, FieldSuggestion, inferred_from_weights
 
 __all__ = [
     "CardError", "INFERRED_END", "INFERRED_START", "MARKER_TAG", "OPT_OUT_TAG", "TRAINED_ON_TAG_PREFIX",
     "apply_suggestions", "card_diff", "is_opted_out", "metadata_of", "missing_fields", "render_section",
-    "template_text",
+    "section_heading", "template_text",
 ]
 
 OPT_OUT_TAG = "hf-probex-opt-out"
@@ -100,11 +101,20 @@ def _one_line(value: Any) -> str:
     return " ".join(text.split())
 
 
+def section_heading(fields: Iterable[FieldSuggestion]) -> str:
+    """Our section's heading: "Inferred from weights" only when a value was (routing or an expert), else
+    "Read from the model's files"."""
+    return "Inferred from weights" if inferred_from_weights(fields) else "Read from the model's files"
+
+
 def render_section(fields: Iterable[FieldSuggestion], newline: str = "\n") -> str:
-    """The "Inferred from weights" section for these fields, between the INFERRED_START/END marker lines."""
+    """Our section for these fields (`section_heading`; each value with where it comes from, its confidence and
+    evidence), between the INFERRED_START/END marker lines."""
+    fields = _ordered(fields)
     views = [SimpleNamespace(name=f.name, value=_one_line(f.value), confidence=float(f.confidence),
-                             evidence=_one_line(f.evidence)) for f in _ordered(fields)]
-    body = _template().render(fields=views).strip("\n")
+                             evidence=_one_line(f.evidence), origin=f.origin) for f in fields]
+    body = _template().render(fields=views, heading=section_heading(fields),
+                              from_weights=inferred_from_weights(fields)).strip("\n")
     text = f"{INFERRED_START}\n{body}\n{INFERRED_END}\n"
     return text.replace("\n", newline)
 
@@ -375,8 +385,8 @@ def apply_suggestions(readme_text: str, fields: Mapping[str, FieldSuggestion] | 
 
     Only fields the card lacks (see `missing_fields`) are written, whatever their `missing` flag says;
     choosing by confidence is the caller's job. Keys go into the front matter (a new front matter block
-    is prepended when there is none), `trained_on` values are appended to a block-style `tags`, and the
-    "Inferred from weights" section lists the added fields (replacing our earlier one, so applying twice
+    is prepended when there is none), `trained_on` values are appended to a block-style `tags`, and our
+    section (`render_section`) lists the added fields (replacing our earlier one, so applying twice
     changes nothing more). An empty `readme_text` is a repo without a card: the new card gets the
     front matter, a `# title` heading when `title` is given, and the section. Returns `readme_text`
     itself when nothing is missing.

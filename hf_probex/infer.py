@@ -98,13 +98,19 @@ def _trained_on(expert: Expert, entry: ExpertEntry, matrix: np.ndarray,
     return FieldSuggestion("trained_on", concept, value, evidence, "expert", details=details, floor=floor), "", details
 
 
-def _routing_fields(adapter: Adapter, declared: list[str], found: Route) -> list[FieldSuggestion]:
-    """base_model, base_model_relation and the lineage finding, from the files or the route."""
+def _routing_fields(adapter: Adapter, declared: dict[str, str], found: Route) -> list[FieldSuggestion]:
+    """base_model, base_model_relation and the lineage finding, from the files or the route.
+
+    A declared base cites the file that declares it. Otherwise the tree found is the base: a full fine-tune's by
+    its weights; an adapter's too (a LoRA's update cannot be compared with a root, so it is placed by its modules'
+    shapes, which never reaches the routing floor on its own: shown, never put in a pull request).
+    """
     if declared:  # a declared base the weights contradict or cannot confirm is worth less than one they confirm
-        confidence, evidence = (UNCONFIRMED, f"declared by the model's files; {found.finding}") if found.finding else \
-            (1.0, "declared by the model's files")
-        base = FieldSuggestion("base_model", declared[0], confidence, evidence, "metadata")
-    elif found.root and adapter.relation == "finetune" and not found.is_root:
+        base_id, where = next(iter(declared.items()))
+        confidence, evidence = (UNCONFIRMED, f"declared by {where}; {found.finding}") if found.finding else \
+            (1.0, f"declared by {where}")
+        base = FieldSuggestion("base_model", base_id, confidence, evidence, "lineage")
+    elif found.root and not found.is_root:
         base = FieldSuggestion("base_model", found.root, found.confidence, found.evidence, "weights",
                                details={"distances": found.distances}, floor=ROUTING_CONFIDENCE)
     else:

@@ -45,7 +45,7 @@ class Route:
     root: str | None
     confidence: float
     evidence: str
-    declared: list[str] = field(default_factory=list)  # the direct bases the files declare
+    declared: dict[str, str] = field(default_factory=dict)  # the direct bases the files declare -> where
     lineage: list[str] = field(default_factory=list)  # declared base -> ... -> root, as walked
     distances: dict[str, float] = field(default_factory=dict)  # root -> cosine distance on its routing layers
     finding: str | None = None  # a declared lineage the weights contradict or cannot confirm
@@ -65,9 +65,12 @@ def card_bases(readme: str | None) -> list[str]:
     return [v for v in values if looks_like_repo_id(v)]
 
 
-def declared_bases(source: WeightSource, adapter: Adapter) -> list[str]:
-    """The direct bases the model declares: its card first, then its adapter / config files."""
-    return list(dict.fromkeys([*card_bases(source.read_text("README.md")), *adapter.declared_bases(source)]))
+def declared_bases(source: WeightSource, adapter: Adapter) -> dict[str, str]:
+    """The direct bases the model declares, each with where: its card first, then its adapter / config files."""
+    declared = dict.fromkeys(card_bases(source.read_text("README.md")), "README.md base_model")
+    for base, where in adapter.declared_bases(source).items():
+        declared.setdefault(base, where)
+    return declared
 
 
 def walk_lineage(base: str, roots: set[str], *, token: str | bool | None = None) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
 # The card fields hf_probex can propose, in the order they are shown.
@@ -17,6 +18,12 @@ CARD_FIELDS = ("base_model", "base_model_relation", "library_name", "pipeline_ta
 #: base_model and the files) or any reader sees in config.json (library_name, pipeline_tag): a pull request
 #: carrying only those is noise on the owner's repo.
 INFORMATIVE_FIELDS = frozenset({"base_model", "trained_on"})
+#: Where a value comes from, for people (pull request titles and descriptions, the card section), by
+#: `FieldSuggestion.source`.
+ORIGINS = {"metadata": "the model's files", "lineage": "declared lineage", "weights": "weights routing",
+           "expert": "an expert"}
+#: The sources that read the weights themselves: only a value from one of them is "inferred from weights".
+WEIGHT_SOURCES = frozenset({"weights", "expert"})
 
 
 @dataclass
@@ -29,7 +36,8 @@ class FieldSuggestion:
         confidence: in [0, 1]; exact evidence from files is 1.0, an expert's is calibrated on validation models.
         evidence: where it comes from, for people: "adapter_config.json base_model_name_or_path",
             "expert hf-probex/expert-vit (probex) on vit.encoder.layer.0.attention.attention.value.weight".
-        source: "metadata" (read from a file) or "expert" (predicted from weights) or "weights" (routing).
+        source: where the value comes from (`ORIGINS`): "metadata" (read from a file of the model), "lineage"
+            (a base the model's files declare), "weights" (routing by weights) or "expert" (predicted from weights).
         missing: whether the repo's current card lacks this field (only missing fields are proposed).
         details: extras for display (per-label scores, top-k concepts, distances to roots).
         floor: the confidence this value must reach to go into a pull request, whatever threshold it was
@@ -50,6 +58,31 @@ class FieldSuggestion:
     def validated(self) -> bool:
         """At or above its `floor`: fit for a pull request (a lower one was only explored)."""
         return self.confidence >= self.floor
+
+    @property
+    def origin(self) -> str:
+        """Where the value comes from, for people: "the model's files", "declared lineage", "weights routing",
+        "an expert"."""
+        return ORIGINS.get(self.source, self.source)
+
+
+def pull_request_choice(fields: Iterable[FieldSuggestion], min_confidence: float = 0.0) -> list[FieldSuggestion]:
+    """What a pull request may carry of `fields`: those at or above their own `floor` and `min_confidence`, and
+    only when one of them is informative (`INFORMATIVE_FIELDS`); [] otherwise. The one rule the bot and the
+    Space's pull requests follow."""
+    chosen = [f for f in fields if f.validated and f.confidence >= min_confidence]
+    return chosen if any(f.name in INFORMATIVE_FIELDS for f in chosen) else []
+
+
+def origins(fields: Iterable[FieldSuggestion]) -> str:
+    """Where these values come from, as a phrase: "the model's files and an expert"."""
+    names = list(dict.fromkeys(f.origin for f in fields))
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
+def inferred_from_weights(fields: Iterable[FieldSuggestion]) -> bool:
+    """Whether any of these values was inferred from the weights (routing or an expert), not read from files."""
+    return any(f.source in WEIGHT_SOURCES for f in fields)
 
 
 @dataclass
@@ -92,8 +125,7 @@ class CardSuggestion:
     def pull_request_fields(self) -> dict[str, FieldSuggestion]:
         """What a pull request may carry: the proposed fields at or above their own `floor`, and only when one
         of them is informative (`INFORMATIVE_FIELDS`); empty otherwise."""
-        fields = {name: f for name, f in self.proposed.items() if f.validated}
-        return fields if INFORMATIVE_FIELDS & set(fields) else {}
+        return {f.name: f for f in pull_request_choice(self.proposed.values())}
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of everything above."""

@@ -65,7 +65,8 @@ def ground_truth_infer(repo_id: str) -> CardSuggestion:
         FieldSuggestion("library_name", "transformers", 1.0, f"config.json architectures {arch}"),
         FieldSuggestion("pipeline_tag", "image-classification", 1.0, f"config.json architectures {arch}"),
         FieldSuggestion("trained_on", ast.literal_eval(meta["dataset_chosen_targets"]),
-                        float(meta["oracle_confidence"]), "ground truth in the safetensors metadata", source="expert"),
+                        float(meta["oracle_confidence"]), "ground truth in the safetensors metadata", source="expert",
+                        floor=0.9),  # as an expert's calibrated threshold
     ]
     if meta["base_model"]:
         fields.insert(0, FieldSuggestion("base_model", meta["base_model"], 1.0, "safetensors metadata base_model"))

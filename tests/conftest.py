@@ -53,6 +53,14 @@ def small_experts(small_zoo, small_cache):
     return demo_experts(small_zoo, small_cache / "demo" / "experts", progress=lambda line: None)  # reused, not retrained
 
 
+@pytest.fixture(scope="session")
+def experts(tiny_zoo, tmp_path_factory):
+    """One calibrated expert per tree of the tiny zoo, trained on its train and val splits as the demo trains."""
+    from hf_probex.demo import demo_experts
+
+    return demo_experts(tiny_zoo, tmp_path_factory.mktemp("experts"), progress=lambda line: None)
+
+
 # ---- the local hub (tests/test_hub*.py) ----------------------------------------------------------------
 
 HUB_USERS_YAML = """\
@@ -108,3 +116,12 @@ def hub(hub_server, tmp_path, monkeypatch):
             alice="hf_alice_write_token", bob="hf_bob_write_token", carol="hf_carol_read_token",
             repo_id=lambda namespace="alice": f"{namespace}/m-{uuid.uuid4().hex[:10]}",
         )
+
+
+@pytest.fixture
+def zoo_hub(hub, tiny_zoo):
+    """`hub` with the tiny zoo imported: one public repo per model, cards (or none) as the zoo wrote them."""
+    from hf_probex.hub.importer import import_zoo
+
+    import_zoo(tiny_zoo.root, hub.root)
+    return hub

@@ -226,8 +226,8 @@ def test_vit_mae_config_selects_the_value_layer(tmp_path, vit_dir):
 def test_declared_bases_from_config(tmp_path, vit_dir):
     config = json.loads((vit_dir / "config.json").read_text())
     (tmp_path / "model.safetensors").write_bytes((vit_dir / "model.safetensors").read_bytes())
-    for name_or_path, expected in (("google/vit-base-patch16-224", ["google/vit-base-patch16-224"]),
-                                   ("./outputs/checkpoint-500", []), ("/home/me/vit", [])):
+    for name_or_path, expected in (("google/vit-base-patch16-224", {"google/vit-base-patch16-224": "config.json _name_or_path"}),
+                                   ("./outputs/checkpoint-500", {}), ("/home/me/vit", {})):
         (tmp_path / "config.json").write_text(json.dumps({**config, "_name_or_path": name_or_path}))
         assert ADAPTERS["vit"].declared_bases(open_source(tmp_path)) == expected
 
@@ -277,9 +277,11 @@ def test_sd_lora_default_layer_and_bases(sd):
     names = adapter.candidate_layers(adapter.checkpoint(source))
     assert adapter.target_layer(CONCEPT_TASK, names=names) == \
         "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_q"
-    assert adapter.declared_bases(source) == []
-    assert adapter.declared_bases(open_source(sd["formats"]["peft"])) == [SD_BASE]
-    assert adapter.declared_bases(open_source(sd["formats"]["kohya"])) == [SD_BASE]  # not the local file name
+    assert adapter.declared_bases(source) == {}
+    peft = adapter.declared_bases(open_source(sd["formats"]["peft"]))
+    assert peft == {SD_BASE: "adapter_config.json base_model_name_or_path"}
+    kohya = adapter.declared_bases(open_source(sd["formats"]["kohya"]))  # not ss_sd_model_name, a local file name
+    assert kohya == {SD_BASE: "my_lora.safetensors metadata pretrained_model_name_or_path"}
     assert adapter.normalise("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_q.alpha") is None
     assert adapter.normalise("lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight") is None
 
@@ -295,7 +297,7 @@ def test_peft_llm_lora(llama_lora):
     flat, shape = adapter.read_layer(source, layer)
     assert shape == (32, 32)
     np.testing.assert_allclose(flat, update.ravel(), rtol=1e-6, atol=1e-6)
-    assert adapter.declared_bases(source) == ["meta-llama/Llama-3.2-1B"]
+    assert adapter.declared_bases(source) == {"meta-llama/Llama-3.2-1B": "adapter_config.json base_model_name_or_path"}
 
 
 def test_lora_layer_reads_only_its_two_factors_from_the_hub(hub, sd):

@@ -47,9 +47,9 @@ def readme_at(api: HfApi, repo_id: str, revision: str) -> bytes:
     return Path(api.hf_hub_download(repo_id, "README.md", revision=revision)).read_bytes()
 
 
-def expected_readme(repo_id: str, readme: str, min_confidence: float = 0.9) -> str:
-    """What the bot should propose: the oracle's confident missing fields applied to the card."""
-    fields = [f for f in ground_truth_infer(repo_id).fields.values() if f.missing and f.confidence >= min_confidence]
+def expected_readme(repo_id: str, readme: str) -> str:
+    """What the bot should propose: what the oracle's suggestion lets a pull request carry, applied to the card."""
+    fields = ground_truth_infer(repo_id).pull_request_fields
     return apply_suggestions(readme, fields, title=repo_id.split("/")[-1])
 
 
@@ -163,17 +163,24 @@ def test_hostile_cards_get_no_pull_request(hub, tmp_path):
     assert bot_prs(alice, bomb) == [] and bot_prs(alice, quoted) == [] and bot_prs(alice, huge) == []
 
 
-def test_below_threshold_is_not_proposed(hub, tmp_path):
+def test_below_threshold_and_derivable_only_are_not_proposed(hub, tmp_path):
+    """A value below its floor never goes into a PR, whatever --min-confidence says; the fields left (config.json's
+    library and task) are derivable: no PR for them alone. A PR with one informative field carries them too."""
     alice = HfApi(endpoint=hub.endpoint, token=hub.alice)
-    unsure, partly = hub.repo_id(), hub.repo_id()
+    unsure, partly, derivable, informative = (hub.repo_id() for _ in range(4))
     make_repo(alice, unsure, readme=child_card("a/b", extra="library_name: transformers\npipeline_tag: image-classification\n"
                                                "base_model_relation: finetune\n"), confidence=0.5)
     make_repo(alice, partly, readme=child_card("a/b"), confidence=0.5)
+    make_repo(alice, derivable, readme=child_card("a/b", extra="tags: [trained-on:3]\n"))
+    make_repo(alice, informative, readme=child_card("a/b"))
+    repos = [unsure, partly, derivable, informative]
     with BotState(tmp_path / "bot.sqlite") as state:
-        report = run_bot([unsure, partly], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state)
-    first, second = report.outcomes
-    assert (first.outcome, first.reason) == ("skipped", "below-threshold") and bot_prs(alice, unsure) == []
-    assert second.outcome == "proposed" and "trained_on" not in second.fields
+        report = run_bot(repos, bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state,
+                         config=BotConfig(min_confidence=0.0))
+    assert [(o.outcome, o.reason) for o in report.outcomes] == [
+        ("skipped", "below-threshold"), ("skipped", "below-threshold"), ("skipped", "derivable-only"), ("proposed", None)]
+    assert [len(bot_prs(alice, r)) for r in repos] == [0, 0, 0, 1]
+    assert report.outcomes[-1].fields == ["library_name", "pipeline_tag", "trained_on"]
 
 
 def test_opt_out_by_tag_key_and_list(hub, tmp_path):
@@ -207,6 +214,22 @@ def test_dry_run_writes_nothing(hub, tree, tmp_path, capsys):
     assert main(["bot", "run", "--tree", ids["root"], "--dry-run", "--limit", "1", "--token", hub.bob,
                  "--infer", "bot_zoo:ground_truth_infer", "--quiet"]) == 0
     assert "\n1 repos in " in capsys.readouterr().out
+
+
+def test_title_and_description_say_where_each_value_comes_from():
+    from hf_probex.bot import pr_description, pr_title
+    from hf_probex.suggestions import FieldSuggestion
+
+    declared = FieldSuggestion("base_model", "acme/root", 1.0, "adapter_config.json base_model_name_or_path", "lineage")
+    library = FieldSuggestion("library_name", "peft", 1.0, "adapter_config.json")
+    expert = FieldSuggestion("trained_on", "corgi", 0.97, "expert acme/expert-sd (mvprobe)", "expert", floor=0.8)
+    assert pr_title([declared, library]) == ("hf-probex: add base_model, library_name to the model card, from declared "
+                                             "lineage and the model's files")
+    assert pr_title([declared, expert]).endswith("from declared lineage and an expert")
+    files_only = pr_description([declared, library], "abc", "+x\n")
+    assert "hf-probex read this model's files,\n" in files_only and 'section "Read from the model\'s files"' in files_only
+    assert "| `base_model` | acme/root | declared lineage | 100% |" in files_only
+    assert 'section "Inferred from weights"' in pr_description([declared, expert], "abc", "+x\n")
 
 
 # ---- crashes and resumes ----------------------------------------------------------------------------------
@@ -427,3 +450,45 @@ def test_bad_input_is_one_error_line(tmp_path, capsys):
     assert main(["bot", "run", "--repos", "x", "--min-confidence", "2"]) == 2
     assert main(["bot", "run", "--repos", "x", "--infer", "no_such_module:f"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 3
+
+
+def test_no_token_is_one_error_line_not_a_traceback(hub, tmp_path):
+    """The installed `hf-probex`, as a user runs it: no HF_TOKEN, no stored login."""
+    (tmp_path / "repos.txt").write_text("alice/anything\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env.update(HF_ENDPOINT=hub.endpoint, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf-home"))
+    done = subprocess.run([str(Path(sys.executable).parent / "hf-probex"), "bot", "run", "--repos",
+                           str(tmp_path / "repos.txt"), "--state", str(tmp_path / "bot.sqlite"), "--quiet"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        "error: no Hub token: pass --token, set HF_TOKEN, or log in with `hf auth login`"]
+
+
+def test_an_unreachable_hub_is_one_error_line(tmp_path, capsys):
+    from hf_probex.hub import use_endpoint
+
+    (tmp_path / "repos.txt").write_text("alice/anything\n")
+    with use_endpoint("http://127.0.0.1:9"):  # nothing listens on the discard port
+        code = main(["bot", "run", "--repos", str(tmp_path / "repos.txt"), "--state", str(tmp_path / "bot.sqlite"),
+                     "--token", "hf_x", "--max-retries", "0", "--quiet"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: cannot reach the Hub at http://127.0.0.1:9")
+
+
+def test_bot_errors_are_one_line_and_exit_2(hub, tmp_path, capsys):
+    """A misspelt root is not an empty tree; members options need a tree; a state that is not one is refused."""
+    runs = [
+        ["bot", "run", "--tree", "nobody/nothing", "--dry-run", "--token", hub.bob, "--quiet"],
+        ["bot", "run", "--tree", "nobody/nothing", "--state", str(tmp_path / "bot.sqlite"), "--token", hub.bob],
+        ["bot", "run", "--repos", "x", "--author", "alice", "--dry-run"],
+        ["bot", "run", "--repos", "x", "--state", str(tmp_path), "--token", hub.bob],  # a folder, not a database
+    ]
+    (tmp_path / "not-a-db.sqlite").write_text("hello\n" * 200)
+    for argv in runs:
+        assert main(argv) == 2, argv
+    assert main(["bot", "status", "--state", str(tmp_path / "not-a-db.sqlite")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 5 and all(line.startswith("error: ") for line in err)
+    assert "the tree root nobody/nothing was not found" in err[0] and "check the repo id" in err[1]
+    assert "--author and --search look for members of a tree" in err[2]
+    assert err[3].startswith(f"error: cannot open the bot state {tmp_path}") and "not-a-db.sqlite" in err[4]

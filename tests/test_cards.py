@@ -9,7 +9,7 @@ import yaml
 
 from hf_probex.cards import (
     INFERRED_END, INFERRED_START, CardError, apply_suggestions, card_diff, is_opted_out, metadata_of, missing_fields,
-    render_section, template_text,
+    render_section, section_heading, template_text,
 )
 from hf_probex.suggestions import FieldSuggestion
 
@@ -37,8 +37,19 @@ def test_section_renders_the_template():
     section = render_section(FIELDS)
     assert section.startswith(INFERRED_START + "\n## Inferred from weights\n")
     assert section.endswith(INFERRED_END + "\n")
-    assert "- **trained_on**: 3, 7 (confidence 97%; evidence: expert hf-probex/expert-vit (probex))" in section
+    assert ("- **trained_on**: 3, 7 (from an expert; confidence 97%; evidence: expert hf-probex/expert-vit (probex))"
+            in section)
+    assert "- **base_model**: acme/root (from the model's files; confidence 100%;" in section
     assert "hf-probex-opt-out" in section
+
+
+def test_section_says_inferred_from_weights_only_when_a_value_was():
+    """Values read from config.json or adapter_config.json are not inferred: the heading says where they come from."""
+    from_files = render_section(FIELDS[:3])
+    assert section_heading(FIELDS[:3]) == "Read from the model's files" and "## Read from the model's files\n" in from_files
+    assert "weights" not in from_files.split(INFERRED_START)[1].split("- **")[0]  # the heading and the intro
+    routed = FieldSuggestion("base_model", "acme/root", 0.95, "weights: cosine distance 0.01", source="weights")
+    assert section_heading([routed, *FIELDS[1:3]]) == "Inferred from weights"
 
 
 def test_adds_only_missing_keys_and_keeps_every_other_byte():
@@ -99,7 +110,8 @@ def test_idempotent_and_section_replaced_not_duplicated():
     # The owner removed our pipeline_tag: a new proposal replaces the section instead of adding a second.
     edited = once.replace("pipeline_tag: image-classification\n", "")
     again = apply_suggestions(edited, FIELDS)
-    assert again.count(INFERRED_START) == 1 and again.count("## Inferred from weights") == 1
+    assert again.count(INFERRED_START) == 1 and again.count("\n## ") == 1  # pipeline_tag alone: from the files
+    assert "## Inferred from weights" not in again and "## Read from the model's files" in again
     assert "- **pipeline_tag**" in again and "- **base_model**" not in again
 
 

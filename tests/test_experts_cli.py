@@ -91,3 +91,15 @@ def test_train_on_some_splits_calibrates_its_confidence(tiny_zoo, tmp_path, caps
     predictions, confidence = expert.confidences(data.x)
     assert confidence.shape == predictions.shape and np.all((confidence > 0) & (confidence < 1))
     assert 0 < expert.calibration["threshold"] <= 1.01 and expert.calibration["decisions"] == data.y.size
+
+
+def test_an_expert_that_never_proposes_says_so():
+    """Calibration marks "no threshold reaches the target" with a threshold above 1 and a NaN precision: `train`
+    says what it means instead of printing "precision nan %"."""
+    from hf_probex.commands.expert import describe_calibration
+
+    never = {"threshold": 1.01, "precision_target": 0.95, "oof_precision": float("nan"), "oof_recall": 0.0, "decisions": 60}
+    assert describe_calibration(never) == "never proposes: no threshold reaches 95 % precision out of fold (60 decisions)"
+    some = {**never, "threshold": 0.8, "oof_precision": 0.96, "oof_recall": 0.5}
+    assert describe_calibration(some) == ("proposes at confidence >= 0.80: out-of-fold precision 96.0 % (target 95 % "
+                                          "precision), recall 50.0 % of 60 decisions")

@@ -16,25 +16,11 @@ from hf_probex import CardSuggestion, ProbexError, infer_card
 from hf_probex.adapters import detect
 from hf_probex.cards import missing_fields
 from hf_probex.cli import main
-from hf_probex.demo import demo_experts, format_demo, held_out, run_demo
+from hf_probex.demo import format_demo, held_out, run_demo
 from hf_probex.errors import RepoNotFoundError
 from hf_probex.reading import open_source
 from hf_probex.routing import route
 from hf_probex.zoo import Zoo
-
-
-@pytest.fixture(scope="module")
-def experts(tiny_zoo, tmp_path_factory):
-    """One calibrated expert per tree of the tiny zoo, trained on its train and val splits as the demo trains."""
-    return demo_experts(tiny_zoo, tmp_path_factory.mktemp("experts"), progress=lambda line: None)
-
-
-@pytest.fixture
-def zoo_hub(hub, tiny_zoo):
-    from hf_probex.hub.importer import import_zoo
-
-    import_zoo(tiny_zoo.root, hub.root)
-    return hub
 
 
 def _children(zoo: Zoo, tree: str):
@@ -259,3 +245,24 @@ def test_pull_requests_carry_only_validated_informative_fields():
     assert set(card(relation, library, sure).pull_request_fields) == {"base_model_relation", "library_name", "trained_on"}
     assert set(card(routed, relation, guessed).pull_request_fields) == {"base_model", "base_model_relation"}
     assert card(routed, relation).to_dict()["fields"]["base_model"]["floor"] == 0.9
+
+
+def test_an_adapter_gets_base_model_from_its_files_or_its_tree(tiny_zoo, experts, tmp_path):
+    """A LoRA's base: the one its files declare (cited, exact), else the tree routing found by its modules' shapes:
+    shown with that evidence, below the routing floor (shapes cannot tell a base from its same-shaped fine-tunes),
+    so never in a pull request."""
+    lora = next(s for s in tiny_zoo.specs("sd") if s.role == "child")
+    folder = tmp_path / "lora"
+    shutil.copytree(tiny_zoo.model_dir("sd", lora.name), folder)
+    (folder / "README.md").unlink(missing_ok=True)
+    routed = infer_card(folder, experts=experts, min_confidence=0.3)
+    base = routed.fields["base_model"]
+    assert (base.value, base.source, base.validated) == ("probex-zoo-sd/sd-root", "weights", False)
+    assert "shapes" in base.evidence and "base_model" not in routed.pull_request_fields
+    assert "confidence 0.50 < 0.90" in infer_card(folder, experts=experts).abstained["base_model"]
+    (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "probex-zoo-sd/sd-root"}))
+    declared = infer_card(folder, experts=experts)
+    base = declared.fields["base_model"]
+    assert (base.value, base.confidence, base.source) == ("probex-zoo-sd/sd-root", 1.0, "lineage")
+    assert base.evidence == "declared by adapter_config.json base_model_name_or_path" and base.origin == "declared lineage"
+    assert set(declared.pull_request_fields) >= {"base_model", "base_model_relation"}

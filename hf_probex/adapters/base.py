@@ -96,13 +96,14 @@ class Adapter(abc.ABC):
     def matches(self, source: WeightSource) -> bool:
         """True if `source` is a model of this family (from its small files and tensor names only)."""
 
-    def declared_bases(self, source: WeightSource) -> list[str]:
-        """Base repo ids the files declare; default: config.json `_name_or_path` when it looks like a repo id.
+    def declared_bases(self, source: WeightSource) -> dict[str, str]:
+        """Base repo ids the files declare, each with where (the evidence a card field cites); default: config.json
+        `_name_or_path` when it looks like a repo id.
 
         Only older configs keep `_name_or_path`, and it may be stale: the router checks it against the weights.
         """
         name = (source.read_json("config.json") or {}).get("_name_or_path")
-        return [name] if looks_like_repo_id(name) else []
+        return {name: "config.json _name_or_path"} if looks_like_repo_id(name) else {}
 
     @abc.abstractmethod
     def default_layer(self, root_id: str | None, source: WeightSource | None = None) -> LayerChoice:
@@ -212,10 +213,10 @@ class LoraAdapter(Adapter):
     relation = "adapter"
     priority = 10
 
-    def declared_bases(self, source: WeightSource) -> list[str]:
+    def declared_bases(self, source: WeightSource) -> dict[str, str]:
         """adapter_config.json `base_model_name_or_path` (peft writes it in every adapter) when it is a repo id."""
         base = (source.read_json("adapter_config.json") or {}).get("base_model_name_or_path")
-        return [base] if looks_like_repo_id(base) else []
+        return {base: "adapter_config.json base_model_name_or_path"} if looks_like_repo_id(base) else {}
 
     @abc.abstractmethod
     def normalise(self, key: str) -> str | None:

@@ -57,14 +57,22 @@ class SDLoraAdapter(LoraAdapter):
     def matches(self, source: WeightSource) -> bool:
         return bool(self.module_pairs(self.checkpoint(source)))
 
-    def declared_bases(self, source: WeightSource) -> list[str]:
-        metadata = self.checkpoint(source).metadata
-        found = [metadata.get(k) for k in BASE_METADATA_KEYS]
+    def declared_bases(self, source: WeightSource) -> dict[str, str]:
+        """The bases the LoRA file's safetensors metadata names (`BASE_METADATA_KEYS`, diffusers' peft config),
+        then adapter_config.json's."""
+        checkpoint = self.checkpoint(source)
+        metadata = checkpoint.metadata
+        found = [(metadata.get(k), f"{checkpoint.name} metadata {k}") for k in BASE_METADATA_KEYS]
         try:  # diffusers stores the peft config of each component under `lora_adapter_metadata`
-            found.append(json.loads(metadata.get("lora_adapter_metadata", "{}")).get("unet.base_model_name_or_path"))
+            found.append((json.loads(metadata.get("lora_adapter_metadata", "{}")).get("unet.base_model_name_or_path"),
+                          f"{checkpoint.name} metadata lora_adapter_metadata unet.base_model_name_or_path"))
         except (ValueError, AttributeError):
             pass
-        return list(dict.fromkeys([*(b for b in found if looks_like_repo_id(b)), *super().declared_bases(source)]))
+        declared: dict[str, str] = {}
+        for base, where in [*found, *super().declared_bases(source).items()]:
+            if looks_like_repo_id(base):
+                declared.setdefault(base, where)  # where it is named first
+        return declared
 
     def default_layer(self, root_id: str | None, source: WeightSource | None = None) -> LayerChoice:
         return MODEL_J_LAYER

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from huggingface_hub import CommitOperationAdd, HfApi
-from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalTokenNotFoundError, RepositoryNotFoundError
 
 from ..errors import BadFileError
 from ..reading import MAX_SMALL_FILE_BYTES
@@ -34,7 +34,8 @@ MARKER = re.compile(r"<!-- hf-probex-bot fields=(?P<fields>[\w,]*) revision=(?P<
 
 
 class BotStopped(RuntimeError):
-    """The Hub refused the bot's token or permissions (401/403): the run stops, with this message."""
+    """There is no token, or the Hub refused the bot's token or permissions (401/403): the run stops, with
+    this message."""
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -121,8 +122,11 @@ class HubClient:
     # ---- reading --------------------------------------------------------------------------------------
 
     def whoami(self) -> str:
-        """The token's user name (checks the token before any work)."""
-        return self.call(lambda: self.api.whoami())["name"]
+        """The token's user name (checks the token before any work); `BotStopped` when there is none."""
+        try:
+            return self.call(lambda: self.api.whoami())["name"]
+        except LocalTokenNotFoundError:
+            raise BotStopped("no Hub token: pass --token, set HF_TOKEN, or log in with `hf auth login`") from None
 
     def head(self, repo_id: str) -> str:
         """The commit id of the repo's main branch now."""
@@ -154,6 +158,10 @@ class HubClient:
         models = self.call(lambda: list(self.api.list_models(filter=f"base_model:{repo_id}",
                                                              expand=["childrenModelCount"])))
         return [(m.id, m.children_model_count) for m in models]
+
+    def list_repos(self, *, author: str | None = None, search: str | None = None) -> list[str]:
+        """The ids of the models of `author` (a user or organisation) and / or whose name contains `search`."""
+        return self.call(lambda: [m.id for m in self.api.list_models(author=author, search=search)])
 
     def proposals(self, repo_id: str, author: str | None) -> list[Proposal]:
         """The pull requests the bot (`author`; any author when None) opened on the repo, any status."""

@@ -3,9 +3,11 @@
 Per repo, cheapest checks first: the opt-out list (no request at all), main's head revision (a repo
 already settled at that revision is not read again), README.md (opt-out tag or key, unparseable
 metadata, nothing missing), then the bot's own earlier pull requests on the Hub (the record that
-survives a lost state file), then inference, then the choice of fields: missing from the card, at or
-above the threshold, never proposed before on this repo (open, merged or closed). An open PR of the
-bot blocks any new one. The intent is committed to the state before the PR is opened and the outcome
+survives a lost state file), then inference, then the choice of fields (`suggestions.pull_request_choice`):
+missing from the card, at or above the confidence their source was validated at and the run's own
+threshold, never proposed before on this repo (open, merged or closed), and only when one of them is
+informative (base_model, trained_on): a PR of fields the Hub derives is noise. An open PR of the bot
+blocks any new one. The intent is committed to the state before the PR is opened and the outcome
 after; a run that finds an intent reconciles it with the repo's PRs first (see `state`).
 """
 
@@ -19,14 +21,16 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ..cards import CardError, apply_suggestions, card_diff, is_opted_out, missing_fields
+from ..cards import CardError, apply_suggestions, card_diff, is_opted_out, missing_fields, section_heading
 from ..errors import BadFileError
-from ..suggestions import CardSuggestion, FieldSuggestion
+from ..suggestions import (
+    INFORMATIVE_FIELDS, CardSuggestion, FieldSuggestion, inferred_from_weights, origins, pull_request_choice,
+)
 from .client import BotStopped, HubClient, Proposal, marker
 from .state import BotState
 
 __all__ = ["DEFAULT_MIN_CONFIDENCE", "BotConfig", "BotReport", "RepoOutcome", "pr_description", "pr_title",
-           "run_bot", "walk_tree"]
+           "run_bot"]
 
 DEFAULT_MIN_CONFIDENCE = 0.9
 """Precision over recall: a PR nobody asked for must be right."""
@@ -39,7 +43,8 @@ class BotConfig:
     """How a run behaves.
 
     Attributes:
-        min_confidence: fields below it are never proposed.
+        min_confidence: fields below it are never proposed (on top of each field's own floor, which a
+            lower value cannot lower: see `suggestions.pull_request_choice`).
         dry_run: decide and print, write nothing (no PR, no state).
         concurrency: repos processed at once (I/O bound: reading weights and cards over the network).
         opt_out: repo ids never to touch (from `--opt-out-list`).
@@ -81,44 +86,30 @@ class BotReport:
         return Counter(o.outcome for o in self.outcomes)
 
 
-def walk_tree(client: HubClient, root: str) -> list[str]:
-    """Every repo below `root` in its model tree (children of children too), breadth first, root excluded.
-
-    Uses the `base_model:<id>` tag filter of `list_models`, and skips listing repos the Hub says have no
-    children.
-    """
-    seen, order, queue = {root}, [], [root]
-    while queue:
-        node = queue.pop(0)
-        for repo_id, children in client.children(node):
-            if repo_id in seen:
-                continue
-            seen.add(repo_id)
-            order.append(repo_id)
-            if children != 0:
-                queue.append(repo_id)
-    return order
-
-
 def pr_title(fields: list[FieldSuggestion]) -> str:
-    """The pull request's title: which fields it adds."""
-    return f"hf-probex: add {', '.join(f.name for f in fields)} inferred from the weights to the model card"
+    """The pull request's title: which fields it adds, and where their values come from."""
+    return f"hf-probex: add {', '.join(f.name for f in fields)} to the model card, from {origins(fields)}"
 
 
 def pr_description(fields: list[FieldSuggestion], revision: str | None, diff: str) -> str:
-    """The pull request's description: what, from what evidence, how sure, how to refuse, the marker."""
-    rows = "\n".join(f"| `{f.name}` | {_cell(f.value)} | {f.confidence:.0%} | {_cell(f.evidence)} |" for f in fields)
+    """The pull request's description: what, from where and what evidence, how sure, how to refuse, the marker."""
+    rows = "\n".join(f"| `{f.name}` | {_cell(f.value)} | {f.origin} | {f.confidence:.0%} | {_cell(f.evidence)} |"
+                     for f in fields)
+    read = ("this model's files and a few of its weights" if inferred_from_weights(fields) else "this model's files")
     return f"""\
-hf-probex read this model's files and one layer of its weights, and found card fields that the model
-card does not state. This pull request proposes them; it changes README.md only: it adds the missing
-metadata keys (nothing else in the metadata is touched) and an "Inferred from weights" section.
+hf-probex read {read},
+and found card fields that the model card does not state. This pull request proposes them; it changes
+README.md only: it adds the missing metadata keys (nothing else in the metadata is touched) and a
+section "{section_heading(fields)}" that lists them.
 
-| field | proposed value | confidence | evidence |
-|---|---|---|---|
+| field | proposed value | from | confidence | evidence |
+|---|---|---|---|---|
 {rows}
 
-Values from a file (such as `adapter_config.json`) are exact; values from the weights are predictions
-of an expert trained on other models of the same model tree, with their validated confidence.
+A value is proposed here only at or above the confidence its source was validated at: a value read from
+the model's files or its declared lineage is exact; one from weights routing must reach the routing
+threshold; an expert's (trained on other models of the same model tree) must reach the threshold at which
+it was 95 % precise on models it had not seen.
 
 - **Wrong, or not wanted?** Close this pull request: these fields will not be proposed again here.
 - **No more proposals at all?** Add the tag `hf-probex-opt-out` to the card's `tags` (or the metadata
@@ -202,11 +193,13 @@ class _Worker:
                  earlier: list[Proposal]) -> RepoOutcome:
         suggestion = self.infer(repo_id)
         candidates = [f for f in suggestion.fields.values() if f.missing and f.name in missing]
-        confident = [f for f in candidates if f.confidence >= self.config.min_confidence]
         before = {name for p in earlier for name in p.fields}
-        chosen = [f for f in confident if f.name not in before]
+        chosen = pull_request_choice([f for f in candidates if f.name not in before], self.config.min_confidence)
         if not chosen:
-            reason = ("already-proposed" if confident else "below-threshold" if candidates else "nothing-inferred")
+            confident = pull_request_choice(candidates, self.config.min_confidence)
+            reason = ("already-proposed" if confident else
+                      "below-threshold" if any(f.name in INFORMATIVE_FIELDS for f in candidates) else
+                      "derivable-only" if candidates else "nothing-inferred")
             pr_num = max((p.num for p in earlier), default=None) if confident else None
             return RepoOutcome(repo_id, "skipped", reason, revision, [f.name for f in confident], pr_num)
         if any(p.status in ("open", "draft") for p in earlier):
@@ -235,7 +228,7 @@ def run_bot(repos: Iterable[str], client: HubClient, *, infer: Infer | None = No
     """Process `repos` (at most `config.concurrency` at once); the report of what was done.
 
     Args:
-        repos: repo ids, e.g. from `walk_tree` or a file.
+        repos: repo ids, e.g. from `hf_probex.members.tree_members` or a file.
         client: the Hub client; its token is checked first (`whoami`; a dry run may go on without one).
         infer: repo id -> CardSuggestion; by default `hf_probex.infer.infer_card` with the client's token.
         state: where outcomes are remembered; required unless `config.dry_run` (a dry run uses none).

@@ -42,28 +42,59 @@ def _print_outcome(outcome, dry_run: bool) -> None:
         print(f"{outcome.repo_id}: {outcome.outcome} ({outcome.reason})")
 
 
-def _bot_run(args: argparse.Namespace) -> int:
-    from huggingface_hub import HfApi
+def _open_state(path: str | Path):
+    """The bot's state database; a path that is not one is a UserError."""
+    import sqlite3
 
-    from ..bot import BotConfig, BotState, BotStopped, HubClient, default_state_path, run_bot, walk_tree
+    from ..bot import BotState
+
+    try:
+        return BotState(path)
+    except (sqlite3.Error, OSError) as err:
+        raise UserError(f"cannot open the bot state {path} ({err}): pass another --state, or delete that file to "
+                        "start over") from None
+
+
+def _bot_run(args: argparse.Namespace) -> int:
+    import httpx2
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    from ..bot import BotConfig, BotStopped, HubClient, default_state_path, run_bot
+    from ..members import tree_members
 
     if not 0.0 <= args.min_confidence <= 1.0:
         raise UserError("--min-confidence must be between 0 and 1")
     if args.concurrency < 1 or (args.limit is not None and args.limit < 0) or args.prs_per_minute <= 0:
         raise UserError("--concurrency and --prs-per-minute must be positive, --limit not negative")
+    if (args.author or args.search) and not args.tree:
+        raise UserError("--author and --search look for members of a tree: give its root with --tree")
     infer = _load_infer(args.infer) if args.infer else None
     opt_out = frozenset(_lines(args.opt_out_list, "opt-out list")) if args.opt_out_list else frozenset()
     client = HubClient(HfApi(token=args.token), prs_per_minute=args.prs_per_minute, max_retries=args.max_retries)
     config = BotConfig(min_confidence=args.min_confidence, dry_run=args.dry_run, concurrency=args.concurrency,
                        opt_out=opt_out)
-    state = None if args.dry_run else BotState(args.state or default_state_path())
+    state = None if args.dry_run else _open_state(args.state or default_state_path())
     try:
-        repos = walk_tree(client, args.tree) if args.tree else _lines(args.repos, "repos file")
+        if not args.dry_run:
+            client.whoami()  # no token, or a refused one: say so before a long tree listing
+        if args.tree:
+            members = tree_members(client, args.tree, authors=args.author or (), search=args.search,
+                                   concurrency=args.concurrency)
+            by_weights = [m for m in members if m.found_by == "weights"]
+            print(f"tree {args.tree}: {len(members)} members, {len(members) - len(by_weights)} found by cards, "
+                  f"{len(by_weights)} by weights")
+            repos = [m.repo_id for m in members]
+        else:
+            repos = _lines(args.repos, "repos file")
         repos = repos[: args.limit] if args.limit is not None else repos
         report = run_bot(repos, client, infer=infer, state=state, config=config, progress=not args.quiet,
                          on_outcome=lambda o: _print_outcome(o, args.dry_run))
     except BotStopped as err:
         raise UserError(str(err)) from None
+    except (OfflineModeIsEnabled, httpx2.HTTPError) as err:
+        raise UserError(f"cannot reach the Hub at {client.api.endpoint} ({type(err).__name__}): check the network and "
+                        "HF_ENDPOINT, and unset HF_HUB_OFFLINE") from None
     finally:
         if state is not None:
             state.close()
@@ -73,13 +104,18 @@ def _bot_run(args: argparse.Namespace) -> int:
 
 
 def _bot_status(args: argparse.Namespace) -> int:
-    from ..bot import BotState, default_state_path
+    import sqlite3
+
+    from ..bot import default_state_path
 
     path = Path(args.state) if args.state else default_state_path()
     if not path.is_file():
         raise UserError(f"no bot state at {path} (run `hf-probex bot run` first, or pass --state)")
-    with BotState(path) as state:
-        summary = state.summary()
+    with _open_state(path) as state:
+        try:
+            summary = state.summary()
+        except sqlite3.Error as err:
+            raise UserError(f"{path} is not a bot state ({err}): pass the --state that `bot run` wrote") from None
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -110,14 +146,22 @@ def register(commands: argparse._SubParsersAction) -> None:
     bot_commands = bot.add_subparsers(dest="bot_command", metavar="SUBCOMMAND", required=True)
     run = bot_commands.add_parser(
         "run", help="scan a model tree or a list of repos and open pull requests",
-        description="Scan every repo below --tree (children of children too) or listed in --repos, infer the "
-                    "missing card fields, and open one pull request per repo (never a commit to main, never a "
-                    "second PR for the same fields). Resumable: rerun the same command after a crash. The "
+        description="Scan every repo below --tree (children of children too, and with --author / --search the "
+                    "models routed into the tree by their weights) or listed in --repos, infer the missing card "
+                    "fields, and open one pull request per repo that adds an informative field (never a commit to "
+                    "main, never a second PR for the same fields). Resumable: rerun the same command after a crash. The "
                     "token (HF_TOKEN or --token) must be able to open pull requests.",
     )
     source = run.add_mutually_exclusive_group(required=True)
-    source.add_argument("--tree", metavar="ROOT_ID", help="the root repo of a model tree")
+    source.add_argument("--tree", metavar="ROOT_ID",
+                        help="the root repo of a model tree: every repo whose card names a base in it, plus those "
+                             "--author and --search find and routing places in it by their weights")
     source.add_argument("--repos", metavar="FILE", help="a file of repo ids, one a line (# comments)")
+    run.add_argument("--author", action="append", metavar="NAME",
+                     help="with --tree: route the repos of this user or organisation by their weights and keep those "
+                          "in the tree (reaches models without a card; repeatable)")
+    run.add_argument("--search", metavar="TEXT",
+                     help="with --tree: route the repos a Hub search for TEXT finds, and keep those in the tree")
     run.add_argument("--dry-run", action="store_true", help="print what would be proposed; write nothing")
     run.add_argument("--limit", type=int, help="process at most N repos")
     run.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,

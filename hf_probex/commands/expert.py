@@ -113,6 +113,17 @@ def _resolve_layer(args: argparse.Namespace) -> None:
           f"zoo records families)")
 
 
+def describe_calibration(calibration: dict) -> str:
+    """An expert's calibration in one line: the confidence it proposes at, with its out-of-fold precision and
+    recall, or that it never proposes (calibration marks that with a threshold above 1)."""
+    target = f"{calibration['precision_target'] * 100:.0f} % precision"
+    if calibration["threshold"] > 1:
+        return f"never proposes: no threshold reaches {target} out of fold ({calibration['decisions']} decisions)"
+    return (f"proposes at confidence >= {calibration['threshold']:.2f}: out-of-fold precision "
+            f"{calibration['oof_precision'] * 100:.1f} % (target {target}), recall {calibration['oof_recall'] * 100:.1f} % "
+            f"of {calibration['decisions']} decisions")
+
+
 def _train(args: argparse.Namespace) -> int:
     from ..experts import launch
     from ..experts.harness import train_expert
@@ -138,9 +149,7 @@ def _train(args: argparse.Namespace) -> int:
     for name, stat in (report or {}).get("metrics", {}).items():
         print(f"  {name}: {stat['mean']:.1f} +- {stat['se']:.1f} ({cv})")
     if expert.calibration:
-        c = expert.calibration
-        print(f"  proposes at confidence >= {c['threshold']:.2f}: out-of-fold precision {c['oof_precision'] * 100:.1f} %, "
-              f"recall {c['oof_recall'] * 100:.1f} % of {c['decisions']} decisions")
+        print(f"  {describe_calibration(expert.calibration)}")
     if args.register:
         from ..experts.registry import ExpertRegistry
 
