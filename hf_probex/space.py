@@ -27,6 +27,7 @@ import html
 import os
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -496,43 +497,53 @@ class TreeView:
 
 @dataclass
 class _Tree:
-    """A walked tree: the Hub client, its repos (by cards first, then the others given), how many by cards."""
+    """A walked tree: the Hub client, its repos (by cards first, then by weights, then the others given) and how
+    each was found ("card", "weights" or "other")."""
 
     client: HubClient
     repos: list[str]
-    by_cards: int
+    found_by: dict[str, str]
     warnings: list[str]
 
 
-def _walk(root: str, token: str | None, limit: int, progress: Progress, members: Iterable[str] | None) -> _Tree:
-    """The first `limit` repos of the tree of `root`: those whose cards name it as base_model (children of
-    children too), then `members` known otherwise; and warnings."""
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+def _walk(root: str, token: str | None, limit: int, progress: Progress, members: Iterable[str] | None,
+          authors: Iterable[str] = (), registry: ExpertRegistry | None = None) -> _Tree:
+    """The first `limit` repos of the tree of `root` (`hf_probex.members.tree_members`): those whose cards name it
+    as base_model (children of children too), then the repos of `authors` that `registry`'s experts route into
+    the tree by their weights, then `members` known otherwise; and warnings."""
+    from huggingface_hub.errors import HfHubHTTPError
 
-    from .bot import BotStopped, HubClient, walk_tree
+    from .bot import BotStopped, HubClient
+    from .members import tree_members, weight_router
     from .reading import looks_like_repo_id
 
     root = (root or "").strip()
     if not looks_like_repo_id(root):
         raise SpaceInputError(f"{root!r} is not a Hub repo id: type the tree's root as namespace/name")
+    authors = [a.strip() for a in authors if a.strip()]
+    if not all(looks_like_repo_id(a, namespaced=False) for a in authors):
+        raise SpaceInputError(f"{', '.join(authors)}: type user or organisation names, separated by commas")
     client = HubClient(_hub_api(token), max_retries=2, max_wait_s=10.0)
-    progress(0.02, f"listing the tree of {root}")
+    progress(0.02, f"listing the tree of {root}" + (f" and routing the models of {', '.join(authors)}" if authors else ""))
+    router = weight_router(registry, token=_as_token(token)) if authors else None
     try:
-        client.head(root)
-        by_cards = walk_tree(client, root)
-    except RepositoryNotFoundError:
+        listed = tree_members(client, root, authors=authors, router=router)
+    except RepoNotFoundError:
         raise SpaceInputError(f"{root}: no such model on {client.api.endpoint} (or it is private: paste a token)") from None
     except BotStopped:
         raise SpaceInputError(f"the Hub refused the token for the tree of {root}: paste a valid token, or clear the "
                               "token box to browse public models") from None
     except (HfHubHTTPError, OSError):
         raise SpaceInputError(f"the Hub did not answer the tree listing of {root}: try again in a moment") from None
-    others = [r for r in dict.fromkeys(members or ()) if r != root and r not in set(by_cards)]
-    repos = by_cards + others
+    found_by = {m.repo_id: m.found_by for m in listed}
+    for repo_id in dict.fromkeys(members or ()):
+        found_by.setdefault(repo_id, "other")
+    found_by.pop(root, None)
+    repos = list(found_by)
     warnings = [] if repos else [f"no model names {root} as its base_model: the tree has only its root"]
     if len(repos) > limit:
-        warnings.append(f"the tree has {len(repos)} models; only the first {limit} (breadth first) are shown")
-    return _Tree(client, repos[:limit], min(len(by_cards), limit), warnings)
+        warnings.append(f"the tree has {len(repos)} models; only the first {limit} (by cards first) are shown")
+    return _Tree(client, repos[:limit], {r: found_by[r] for r in repos[:limit]}, warnings)
 
 
 def _in_parallel(func: Callable[[str], T], repos: list[str], progress: Progress, what: str) -> list[T]:
@@ -547,26 +558,28 @@ def _in_parallel(func: Callable[[str], T], repos: list[str], progress: Progress,
 
 def _found_by(tree: _Tree) -> str:
     """How the tree's members were found, for the summaries."""
-    others = len(tree.repos) - tree.by_cards
-    return f"**{tree.by_cards}** found by their cards' base_model" + (f", **{others}** otherwise" if others else "")
+    counts = Counter(tree.found_by.values())
+    words = {"card": "found by their cards' base_model", "weights": "by their weights", "other": "otherwise"}
+    return ", ".join(f"**{counts[kind]}** {words[kind]}" for kind in words if counts[kind] or kind == "card")
 
 
 def browse_tree(root: str, *, token: str | None = None, limit: int = DEFAULT_MAX_TREE_MODELS,
+                authors: Iterable[str] = (), registry: ExpertRegistry | None = None,
                 members: Iterable[str] | None = None, progress: Progress = _no_progress) -> TreeView:
     """The models of the tree of `root` on the Hub, what each card lacks, and each field's coverage.
 
     Args:
-        members: repo ids known to belong to the tree by other means than their card (models without a card,
-            found by their weights: `hf_probex.members`); listed after those whose card names a base_model in it.
+        authors: users or organisations whose repos are routed by their weights (with `registry`'s experts;
+            default the local and trusted Hub experts): those in the tree are listed though no card names it.
+        members: repo ids known to belong to the tree by other means than their card; listed last.
 
     Raises:
         SpaceInputError: not a repo id, an unknown root, or a Hub that does not answer the listing.
     """
-    tree = _walk(root, token, limit, progress, members)
-    by_cards = set(tree.repos[:tree.by_cards])
+    tree = _walk(root, token, limit, progress, members, authors, registry)
 
     def card(repo_id: str) -> dict:
-        found = "card" if repo_id in by_cards else "other"
+        found = tree.found_by[repo_id]
         try:
             raw = tree.client.readme(repo_id, "main")
             readme = raw.decode("utf-8") if raw is not None else ""
@@ -641,12 +654,13 @@ def _declared_concept(readme: str | None) -> str:
 
 
 def search_loras(root: str, query: str, *, registry: ExpertRegistry, token: str | None = None, top_k: int = 20,
-                 limit: int = DEFAULT_MAX_TREE_MODELS, members: Iterable[str] | None = None,
-                 progress: Progress = _no_progress) -> SearchView:
+                 limit: int = DEFAULT_MAX_TREE_MODELS, authors: Iterable[str] = (),
+                 members: Iterable[str] | None = None, progress: Progress = _no_progress) -> SearchView:
     """Rank the LoRAs of the tree of `root` by how well their weights match `query` (zero-shot: any text works).
 
     The tree's zero-shot expert embeds the query with its own text encoder and prompt, reads its layer
-    of every LoRA in the tree (those whose card names a base_model in it, then `members`, as in `browse_tree`),
+    of every LoRA in the tree (those whose card names a base_model in it, then those of `authors` routed into it,
+    then `members`, as in `browse_tree`),
     and scores each by cosine similarity in its weight-text space.
 
     Raises:
@@ -662,7 +676,7 @@ def search_loras(root: str, query: str, *, registry: ExpertRegistry, token: str 
     entry = _zero_shot_expert(registry, (root or "").strip())
     expert = load_expert(entry.location)
     config = expert.config
-    tree = _walk(root, token, limit, progress, members)
+    tree = _walk(root, token, limit, progress, members, authors, registry)
     public = PublicNames(registry)
     progress(0.05, f"embedding the query with {config['text_encoder']}")
     text = encode_texts([config["prompt"].format(query)], config["text_encoder"])

@@ -138,6 +138,13 @@ class _Experts:
         return self.ready()
 
 
+def _authors_box(elem_id: str) -> gr.Textbox:
+    """Where members without a card are looked for: the Hub lists a tree only from cards that name its root."""
+    return gr.Textbox(label="Also route the models of (users or organisations, comma-separated)", max_lines=1,
+                      placeholder="e.g. probex-zoo-sd", elem_id=elem_id,
+                      info="models whose card names no base_model are found by their weights (optional)")
+
+
 def _root_choices(roots: list[str]) -> dict:
     return gr.update(choices=roots, value=roots[0] if roots else None)
 
@@ -183,16 +190,18 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
         link = f" [{result.url}]({result.url})" if result.url else ""
         return f"{'✅' if result.opened else 'ℹ️'} {result.message}{link}"
 
-    def run_browse(root: str, token: str, progress: gr.Progress = gr.Progress()) -> tuple:
+    def run_browse(root: str, authors: str, token: str, progress: gr.Progress = gr.Progress()) -> tuple:
         with _shown_to_user():
-            view = browse_tree(root, token=token, limit=max_tree_models, progress=progress)
+            view = browse_tree(root, token=token, limit=max_tree_models, authors=(authors or "").split(","),
+                               registry=experts_.ready(), progress=progress)
         _warn(view.warnings)
         return view.summary, view.coverage, view.models
 
-    def run_search(root: str, query: str, top_k: float, token: str, progress: gr.Progress = gr.Progress()) -> tuple:
+    def run_search(root: str, query: str, top_k: float, authors: str, token: str,
+                   progress: gr.Progress = gr.Progress()) -> tuple:
         with _shown_to_user():
             view = search_loras(root, query, registry=experts_.ready(), token=token, top_k=int(top_k),
-                                limit=max_tree_models, progress=progress)
+                                limit=max_tree_models, authors=(authors or "").split(","), progress=progress)
         _warn(view.warnings)
         return view.summary, view.ranking, view.ranking
 
@@ -267,6 +276,7 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                                               label="Tree root (repo id)", allow_custom_value=True, scale=4, elem_id="probex-browse-root",
                                               info="every model naming it as base_model, children of children too")
                     browse_button = gr.Button("Browse the tree", variant="primary", scale=1)
+                browse_authors = _authors_box("probex-browse-authors")
                 browse_summary = gr.Markdown(elem_id="probex-tree-summary")
                 coverage = gr.BarPlot(x="field", y="documented", y_lim=[0, 1], label="Share of the tree's cards that state each field",
                                       y_title="documented", height=260)
@@ -275,7 +285,7 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                                       label="Models and what their cards lack", wrap=True, interactive=False,
                                       elem_id="probex-models")
                 browse_outputs = [browse_summary, coverage, models]
-                browse_button.click(run_browse, [browse_root, token], browse_outputs, api_name="browse_tree",
+                browse_button.click(run_browse, [browse_root, browse_authors, token], browse_outputs, api_name="browse_tree",
                                     concurrency_id=TREE_WALK, concurrency_limit=1).failure(
                     lambda: ("", None, no_models), None, browse_outputs, api_visibility="private")
 
@@ -288,6 +298,7 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                                        max_lines=1, scale=3, elem_id="probex-query")
                     top_k = gr.Slider(1, 100, value=20, step=1, label="Show the top", scale=1)
                     search_button = gr.Button("Search", variant="primary", scale=1)
+                search_authors = _authors_box("probex-search-authors")
                 gr.Markdown("Zero-shot: the tree's expert embeds your text with its text encoder and compares it with "
                             "each LoRA's weights, so concepts no expert was trained on can be found too.")
                 search_summary = gr.Markdown(elem_id="probex-search-summary")
@@ -296,7 +307,7 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                 no_ranking = pd.DataFrame(columns=["rank", "repo", "score", "card says"])
                 ranking = gr.Dataframe(no_ranking, label="Ranking",
                                        interactive=False, elem_id="probex-ranking")
-                search_inputs = [search_root, query, top_k, token]
+                search_inputs = [search_root, query, top_k, search_authors, token]
                 search_outputs = [search_summary, ranking_plot, ranking]
                 for event, api in ((search_button.click, {"api_name": "search_loras"}), (query.submit, {"api_visibility": "private"})):
                     event(run_search, search_inputs, search_outputs, concurrency_id=TREE_WALK, concurrency_limit=1,

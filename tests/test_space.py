@@ -75,7 +75,7 @@ def test_infer_a_hub_repo_renders_fields_card_and_diff(client):
     assert fields["library_name"]["status"] == "in the card already" and fields["trained_on"]["status"] == "for a pull request"
     assert all(row["evidence"] for row in fields.values())
     assert out["chart"] == ""  # config.json named the classes: no expert read the weights
-    assert out["card"].startswith("```yaml\n") and "Inferred from weights" in out["card"]
+    assert out["card"].startswith("```yaml\n") and "Read from the model's files" in out["card"]
     assert out["diff"].startswith("--- a/README.md") and "+base_model_relation: finetune" in out["diff"]
 
 
@@ -201,7 +201,7 @@ def test_pull_request_through_the_bot(client, space_world):
 
 
 def test_browse_a_tree(client, space_world):
-    summary, coverage, models = client.predict("probex-zoo-vit/vit-root", "", api_name="/browse_tree")
+    summary, coverage, models = client.predict("probex-zoo-vit/vit-root", "", "", api_name="/browse_tree")
     rows = _rows(models)
     assert len(rows) == 6 and all(r["repo"].startswith("probex-zoo-vit/vit-ft-") for r in rows)  # cardless: unseen
     parents = {r["base_model"] for r in rows}
@@ -212,23 +212,28 @@ def test_browse_a_tree(client, space_world):
     assert "**6** models below the root (**6** found by their cards' base_model)" in summary
     has_children = {s.parent for s in space_world.zoo.specs("vit")}
     childless = next(s.repo_id for s in space_world.zoo.specs("vit") if s.role == "child" and s.name not in has_children)
-    leaf, _, empty = client.predict(childless, "", api_name="/browse_tree")
+    leaf, _, empty = client.predict(childless, "", "", api_name="/browse_tree")
     assert "the tree has only its root" in leaf and empty["data"] == []
-    assert "no such model" in _error(lambda: client.predict("nobody/no-root", "", api_name="/browse_tree"))
+    assert "no such model" in _error(lambda: client.predict("nobody/no-root", "", "", api_name="/browse_tree"))
 
 
-def test_browse_and_search_take_members_no_card_names(space_world):
-    """The hook for `hf_probex.members`: repos known to be in the tree otherwise (by their weights) are listed too."""
-    from hf_probex.space import browse_tree, search_loras
+def test_browse_and_search_find_members_no_card_names(space_world):
+    """Models without a card are reached through their author's repos, routed into the tree by their weights
+    (`hf_probex.members`), and counted apart from those their cards name; repos given explicitly are listed too."""
+    from hf_probex.space import SpaceInputError, browse_tree, search_loras
 
-    view = browse_tree("probex-zoo-vit/vit-root", members=["probex-zoo-vit/vit-nocard", "probex-zoo-vit/vit-ft-0001"])
+    view = browse_tree("probex-zoo-vit/vit-root", authors=["probex-zoo-vit"], registry=space_world.registry)
     rows = {r["repo"]: r for r in view.models.to_dict("records")}
-    assert len(rows) == 7 and rows["probex-zoo-vit/vit-nocard"]["found by"] == "other"
+    assert rows["probex-zoo-vit/vit-nocard"]["found by"] == "weights" and rows["probex-zoo-vit/vit-nocard-2"]["found by"] == "weights"
     assert rows["probex-zoo-vit/vit-ft-0001"]["found by"] == "card"  # a member its card names is not counted twice
-    assert "(**6** found by their cards' base_model, **1** otherwise)" in view.summary and "**1** without a card" in view.summary
+    assert "(**6** found by their cards' base_model, **2** by their weights)" in view.summary
+    given = browse_tree("probex-zoo-vit/vit-root", members=["probex-zoo-vit/vit-nocard", "probex-zoo-vit/vit-ft-0001"])
+    assert "(**6** found by their cards' base_model, **1** otherwise)" in given.summary and "**1** without a card" in given.summary
     found = search_loras("probex-zoo-sd/sd-root", "a rotated zero", registry=space_world.registry, top_k=50,
-                         members=["probex-zoo-sd/sd-lora-nocard"])
-    assert "probex-zoo-sd/sd-lora-nocard" in set(found.ranking["repo"]) and "**1** otherwise" in found.summary
+                         authors=["probex-zoo-sd"])
+    assert "probex-zoo-sd/sd-lora-nocard" in set(found.ranking["repo"]) and "by their weights" in found.summary
+    with pytest.raises(SpaceInputError, match="type user or organisation names"):
+        browse_tree("probex-zoo-vit/vit-root", authors=["not a name!"])
 
 
 def test_search_loras_by_unseen_text(client, space_world):
@@ -236,7 +241,7 @@ def test_search_loras_by_unseen_text(client, space_world):
 
     expert = next(e for e in space_world.registry.entries if e.tree == "sd")
     assert "giraffe" not in " ".join(load_expert(expert.location).vocabulary)  # a concept no expert saw
-    summary, plot, ranking = client.predict("probex-zoo-sd/sd-root", "a purple giraffe", 3, "",
+    summary, plot, ranking = client.predict("probex-zoo-sd/sd-root", "a purple giraffe", 3, "", "",
                                             api_name="/search_loras")
     rows = _rows(ranking)
     assert [r["rank"] for r in rows] == [1, 2, 3] and all(r["repo"].startswith("probex-zoo-sd/sd-lora-") for r in rows)
@@ -244,9 +249,9 @@ def test_search_loras_by_unseen_text(client, space_world):
     assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0 for s in scores)
     assert "a purple giraffe" in summary and "LoRAs ranked" in summary and "the sd tree's expert" in summary
     assert not SERVER_PATHS.search(summary)
-    assert "no zero-shot expert" in _error(lambda: client.predict("probex-zoo-resnet/resnet-root", "a dog", 5, "",
+    assert "no zero-shot expert" in _error(lambda: client.predict("probex-zoo-resnet/resnet-root", "a dog", 5, "", "",
                                                                   api_name="/search_loras"))
-    assert "type what the LoRA should draw" in _error(lambda: client.predict("probex-zoo-sd/sd-root", " ", 5, "",
+    assert "type what the LoRA should draw" in _error(lambda: client.predict("probex-zoo-sd/sd-root", " ", 5, "", "",
                                                                              api_name="/search_loras"))
 
 

@@ -85,7 +85,7 @@ def test_infer_a_repo_from_the_local_hub(page):
     fields = page.locator("#probex-fields")
     for text in ("library_name", "transformers", "trained_on", "100%", "for a pull request"):
         _expect_text(fields, text)
-    _expect_text(page.locator("#probex-card"), "Inferred from weights")
+    _expect_text(page.locator("#probex-card"), "Read from the model's files")
     assert page.locator("#probex-card pre").count() >= 1  # the front matter shown as a code block
     assert page.locator("#probex-pr").is_enabled()  # something validated to propose, on a Hub repo
     _screenshot(page, "infer")
@@ -142,7 +142,7 @@ def test_an_error_clears_the_previous_results(page):
     _expect_text(page.locator("body"), "nobody/no-such-model was not found: check the name")
     expect(page.locator("#probex-summary")).not_to_contain_text("vit-ft-0005", timeout=TIMEOUT_MS)
     assert "transformers" not in page.locator("#probex-fields").inner_text()
-    assert "Inferred from weights" not in page.locator("#probex-card").inner_text()
+    assert "Read from the model's files" not in page.locator("#probex-card").inner_text()
     assert not page.locator("#probex-pr").is_enabled()  # no pull request for the model shown before
     body = page.locator("body").inner_text()
     assert not re.search(r"hf auth login|HF_TOKEN|--token", body)
@@ -167,6 +167,22 @@ def test_search_loras_by_text(page):
     _expect_text(page.locator("#probex-search-summary"), "LoRAs ranked")
     _expect_text(page.locator("#probex-ranking"), "probex-zoo-sd/sd-lora-")
     _screenshot(page, "search")
+
+
+def test_a_cardless_lora_is_found_by_browse_and_search(page):
+    """No card names its base, so the Hub's tree listing misses it; routing its author's models finds it."""
+    page.get_by_role("tab", name="Browse a tree").click()
+    page.locator("#probex-browse-root").get_by_role("combobox").fill("probex-zoo-sd/sd-root")
+    page.locator("#probex-browse-authors").get_by_role("textbox").fill("probex-zoo-sd")
+    page.get_by_role("button", name="Browse the tree").click()
+    _expect_text(page.locator("#probex-tree-summary"), "by their weights")
+    _expect_text(page.locator("#probex-models"), "probex-zoo-sd/sd-lora-nocard")
+    page.get_by_role("tab", name="Search LoRAs by text").click()
+    page.locator("#probex-search-authors").get_by_role("textbox").fill("probex-zoo-sd")
+    page.locator("#probex-query").get_by_role("textbox").fill("a rotated zero")
+    page.get_by_role("button", name="Search", exact=True).click()
+    _expect_text(page.locator("#probex-search-summary"), "by their weights")
+    _expect_text(page.locator("#probex-ranking"), "probex-zoo-sd/sd-lora-nocard")
 
 
 def test_experts(page):
