@@ -152,27 +152,29 @@ class PublicNames:
                                    abstained={name: self(why) for name, why in suggestion.abstained.items()})
 
 
+#: ProbexErrors in the Space's words: what to do in this page (the token box, an upload), not CLI advice. The first
+#: matching class wins, so subclasses come before their bases.
+_SPACE_WORDS: tuple[tuple[type[ProbexError], str], ...] = (
+    (RepoNotVisibleError, "{name} was not found: check the name; if it is private or gated, paste a token that can read it"),
+    (RepoNotFoundError, "{name} was not found, or the token pasted cannot read it: check the name and the token"),
+    (AccessDeniedError, "the Hub refused access to {name}: paste a token that can read it (if it is gated, accept its "
+                        "conditions on its page first)"),
+    (HubConnectionError, "the Hub did not answer for {name}: try again in a moment"),
+    (MissingFileError, "a file of {name} could not be fetched (the repo may have just changed): try again"),
+    (NoSafetensorsError, "{name} has no .safetensors weights (pickled .bin/.pt files are never opened): the Hub's "
+                         "safetensors convert Space makes them"),
+    (UnknownArchitectureError, "{name} is of no model family hf-probex knows ({known})"),
+    (BadFileError, "{name} has a damaged file: {detail}"),
+)
+
+
 def _space_message(err: ProbexError, name: str, public: PublicNames) -> str:
-    """A `ProbexError` in the Space's words: what to do in this page (the token box, an upload), not CLI advice."""
-    if isinstance(err, RepoNotVisibleError):
-        return f"{name} was not found: check the name; if it is private or gated, paste a token that can read it"
-    if isinstance(err, RepoNotFoundError):
-        return f"{name} was not found, or the token pasted cannot read it: check the name and the token"
-    if isinstance(err, AccessDeniedError):
-        return (f"the Hub refused access to {name}: paste a token that can read it (if it is gated, accept its "
-                f"conditions on its page first)")
-    if isinstance(err, HubConnectionError):
-        return f"the Hub did not answer for {name}: try again in a moment"
-    if isinstance(err, MissingFileError):
-        return f"a file of {name} could not be fetched (the repo may have just changed): try again"
-    if isinstance(err, NoSafetensorsError):
-        return (f"{name} has no .safetensors weights (pickled .bin/.pt files are never opened): the Hub's "
-                f"safetensors convert Space makes them")
-    if isinstance(err, UnknownArchitectureError):
-        return f"{name} is of no model family hf-probex knows ({', '.join(err.known)})"
-    if isinstance(err, BadFileError):
-        return f"{name} has a damaged file: {public(_one_line(err))}"
-    return public(_one_line(err))
+    """A `ProbexError` in the Space's words (`_SPACE_WORDS`), without server paths."""
+    detail = public(_one_line(err))
+    for kind, words in _SPACE_WORDS:
+        if isinstance(err, kind):
+            return words.format(name=name, detail=detail, known=", ".join(getattr(err, "known", ())))
+    return detail
 
 
 def _checked_source(repo_id: str | None, upload: str | os.PathLike | None, max_upload_bytes: int) -> str:
