@@ -41,8 +41,11 @@ def test_an_organisation_scan_adds_the_models_cards_do_not_reach(client, tiny_zo
 def test_routing_keeps_out_the_models_of_another_tree(client, tiny_zoo, experts):
     """vit and vit-twin share the architecture: a scan of both organisations keeps only vit's models, by weights."""
     root = tiny_zoo.trees["vit"]["root_repo_id"]
-    members = tree_members(client, root, authors=["probex-zoo-vit", "probex-zoo-vit-twin"], router=weight_router(experts))
-    assert {m.repo_id for m in members} == {s.repo_id for s in children(tiny_zoo, "vit")}
+    scanned = ("probex-zoo-vit", "probex-zoo-vit-twin")
+    members = tree_members(client, root, authors=scanned, router=weight_router(experts))
+    # The session hub also holds other tests' repos whose cards name this root: only the scanned ones matter here.
+    assert {m.repo_id for m in members if m.repo_id.split("/")[0] in scanned} == \
+        {s.repo_id for s in children(tiny_zoo, "vit")}
 
 
 def test_a_search_or_a_list_of_ids_finds_a_model_without_its_base(client, tiny_zoo, experts):
