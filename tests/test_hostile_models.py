@@ -18,16 +18,10 @@ from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
 
 from hf_probex import infer_card
-from hf_probex.demo import demo_experts
 from hf_probex.errors import BadFileError, BadSafetensorsError
 from hf_probex.reading import DTYPES, MAX_HEADER_BYTES, MAX_HEADER_TENSORS, open_source, parse_safetensors_header
 
 SECRET = "SECRET-OUTSIDE-THE-MODEL"
-
-
-@pytest.fixture(scope="module")
-def experts(tiny_zoo, tmp_path_factory):
-    return demo_experts(tiny_zoo, tmp_path_factory.mktemp("experts"), progress=lambda line: None)
 
 
 @pytest.fixture

@@ -580,7 +580,7 @@ def test_tokens_never_reach_error_answers(hub):
 # ---- property-based: any input, never a 5xx --------------------------------------------------------------------------
 
 
-hub_settings = settings(max_examples=40, deadline=None, derandomize=True,
+hub_settings = settings(max_examples=20, deadline=None, derandomize=True,
                         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
