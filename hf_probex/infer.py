@@ -74,11 +74,12 @@ def _trained_on(expert: Expert, entry: ExpertEntry, matrix: np.ndarray,
     """The expert's trained-on field at its threshold (or `threshold`), or None and why not; and what it read
     (its scores and thresholds), kept whether it answered or not."""
     if not expert.calibration:
-        return None, f"expert {entry.location} has no calibration (trained without cross-validation)", {}
+        return None, f"{entry.public_name} has no calibration (trained without cross-validation)", {}
     predictions, confidence = expert.confidences(matrix)
     floor = expert.calibration["threshold"]
     cut = floor if threshold is None else threshold
-    evidence = f"expert {entry.location} ({entry.method}) on {' + '.join(name for name, _ in entry.inputs)}"
+    named = entry.public_name if entry.public_name != entry.location else f"expert {entry.location}"
+    evidence = f"{named} ({entry.method}) on {' + '.join(name for name, _ in entry.inputs)}"
     if expert.task == CLASSES_TASK:
         scores = {label: float(c) for label, c in zip(expert.vocabulary, confidence[0])}
         top = dict(sorted(scores.items(), key=lambda kv: -kv[1])[:10])

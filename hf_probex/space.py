@@ -123,20 +123,12 @@ class PublicNames:
     temporary folders) becomes what the visitor knows it by (the file name, the expert's tree)."""
 
     def __init__(self, registry: ExpertRegistry | None = None, upload: str | os.PathLike | None = None) -> None:
-        names = {e.location: self.expert(e) for e in (registry.entries if registry is not None else ())}
+        names = {e.location: e.public_name for e in (registry.entries if registry is not None else ())}
         names.update({str(upload): Path(upload).name} if upload else {})
         # Longest first, so a folder never replaces the start of a path inside it; Hub repo ids stay as they are.
         self.names = {path: name for path, name in sorted(names.items(), key=lambda kv: -len(kv[0])) if path != name}
         temp = {tempfile.gettempdir(), os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()}
         self._temp_path = re.compile("(?:" + "|".join(re.escape(t.rstrip("/")) for t in temp) + r")/[^\s'\"`),;]*")
-
-    @staticmethod
-    def expert(entry: ExpertEntry) -> str:
-        """An expert as the page names it: its Hub repo id, or "the <tree> tree's expert" for a local folder."""
-        from .reading import looks_like_repo_id
-
-        return entry.location if looks_like_repo_id(entry.location) and not Path(entry.location).exists() \
-            else f"the {entry.tree} tree's expert"
 
     def __call__(self, text: str) -> str:
         """`text` with every server path replaced by its public name (a path under a temporary folder: its file name)."""
@@ -245,7 +237,7 @@ def _expert_line(suggestion: CardSuggestion, registry: ExpertRegistry) -> tuple[
     if not entries:  # routing finds only trees that have an expert: an unknown tree is a tree without one
         return "none", [f"no expert for this model's tree ({why}): trained_on cannot be inferred; "
                         "the Experts tab lists the trees that have one"]
-    return f"{', '.join(f'{PublicNames.expert(e)} ({e.method})' for e in entries)}: it abstained", []
+    return f"{', '.join(f'{e.public_name} ({e.method})' for e in entries)}: it abstained", []
 
 
 def _status(f: FieldSuggestion, for_pr: dict[str, FieldSuggestion]) -> str:
@@ -705,7 +697,7 @@ def search_loras(root: str, query: str, *, registry: ExpertRegistry, token: str 
                             "card says": [found[i][2] or "(nothing)" for i in order]},
                            columns=["rank", "repo", "score", "card says"])
     summary = (f"### “{query}” in the tree of {root.strip()}\n\n**{len(found)}** LoRAs ranked by cosine similarity "
-               f"({_found_by(tree)}) with {PublicNames.expert(entry)} ({entry.method}, layer `{entry.layer}`, text "
+               f"({_found_by(tree)}) with {entry.public_name} ({entry.method}, layer `{entry.layer}`, text "
                f"encoder {config['text_encoder']}, prompt “{config['prompt']}”)" + "".join(f"\n\n> ⚠ {w}" for w in warnings))
     return SearchView(ranking, summary, warnings)
 
@@ -780,7 +772,7 @@ def experts_table(registry: ExpertRegistry) -> pd.DataFrame:
         except Exception as err:  # noqa: BLE001 - a broken expert is listed with why, not hiding the others
             metrics, calibration, folds = f"(cannot load: {PublicNames(registry)(_one_line(err))})", {}, None
         threshold = calibration.get("threshold")
-        public = PublicNames.expert(entry)
+        public = entry.public_name
         rows.append({"tree": entry.tree, "task": entry.task, "method": entry.method,
                      "metrics (CV %)": metrics + (f" ({folds}-fold)" if folds else ""),
                      "proposes at": _threshold_text(threshold).removeprefix("proposes at ") if threshold is not None

@@ -266,3 +266,22 @@ def test_an_adapter_gets_base_model_from_its_files_or_its_tree(tiny_zoo, experts
     assert (base.value, base.confidence, base.source) == ("probex-zoo-sd/sd-root", 1.0, "lineage")
     assert base.evidence == "declared by adapter_config.json base_model_name_or_path" and base.origin == "declared lineage"
     assert set(declared.pull_request_fields) >= {"base_model", "base_model_relation"}
+
+
+def test_a_local_experts_folder_never_reaches_evidence_or_the_card(tiny_zoo, experts, tmp_path):
+    """Evidence goes into pull requests on other people's repos: a local expert is named by its tree, a Hub one
+    by its repo id."""
+    from hf_probex.experts.registry import ExpertEntry
+
+    folder = tmp_path / "undocumented"
+    shutil.copytree(tiny_zoo.model_dir("resnet", _children(tiny_zoo, "resnet")[0].name), folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"] = {str(i): f"LABEL_{i}" for i in range(len(config["id2label"]))}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "README.md").unlink()
+    result = infer_card(folder, experts=experts, min_confidence=0.0)
+    entry = next(e for e in experts.entries if e.tree == "resnet")
+    assert result.fields["trained_on"].evidence.startswith("the resnet tree's expert (")
+    assert entry.location not in result.to_json() and entry.location not in result.suggested_card
+    hub_entry = ExpertEntry("hf-probex/expert-vit", "vit", "a/root", "multilabel", "w", None, "ridge", ())
+    assert hub_entry.public_name == "hf-probex/expert-vit" and entry.public_name == "the resnet tree's expert"

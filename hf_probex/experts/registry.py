@@ -59,6 +59,15 @@ class ExpertEntry:
     inputs: tuple[tuple[str, tuple[int, ...]], ...]  # every layer it reads (several: stacked), with stored shapes
     routing_layers: tuple[tuple[str, tuple[int, ...]], ...] = ()  # the layers routing compares with the root
 
+    @property
+    def public_name(self) -> str:
+        """How text that others read names it: its Hub repo id, or "the <tree> tree's expert" for a local folder
+        (whose path is nobody's business on a pull request or a public page)."""
+        from ..reading import looks_like_repo_id
+
+        return self.location if looks_like_repo_id(self.location) and not Path(self.location).exists() \
+            else f"the {self.tree} tree's expert"
+
     @classmethod
     def from_config(cls, location: str, config: dict) -> ExpertEntry:
         # configs written before stacked experts name one layer and no inputs
