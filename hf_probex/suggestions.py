@@ -8,8 +8,8 @@ now, the card we would propose (only missing fields filled) and the unified diff
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # The card fields hf_probex can propose, in the order they are shown.

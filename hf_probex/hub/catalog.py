@@ -22,7 +22,6 @@ import datetime
 import functools
 import logging
 import math
-import struct
 from dataclasses import dataclass
 
 import yaml
@@ -30,13 +29,12 @@ from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
 from ..bounded import MAX_YAML_BYTES, TooComplexError, load_json, load_yaml
 from ..errors import BadFileError
-from ..reading import SafetensorsHeader, parse_safetensors_header
+from ..reading import SafetensorsHeader, header_length, parse_safetensors_header
 from .errors import BadRequest
 from .licenses import LICENSES
 from .storage import Commit, Storage
 
 RELATIONS = ("adapter", "merge", "quantized", "finetune")
-_SAFETENSORS_MAX_HEADER = 25_000_000
 _MAX_CONFIG_BYTES = 5_000_000
 logger = logging.getLogger("hf_probex.hub")
 
@@ -146,22 +144,13 @@ def base_model_ids(card: dict) -> list[str]:
 
 
 def safetensors_header(storage: Storage, path: str, entry: dict) -> SafetensorsHeader | None:
-    """The header of a stored .safetensors blob, validated as hf_probex reads weights; None if it is not one.
-
-    The JSON goes through `load_json` first: `parse_safetensors_header` would meet deep nesting as a
-    RecursionError, and repeated names as two readings of one file.
-    """
-    if entry["size"] < 8:
-        return None
-    prefix = storage.read_blob(entry["sha256"], 0, 8)
-    (length,) = struct.unpack("<Q", prefix)
-    if length > min(_SAFETENSORS_MAX_HEADER, entry["size"] - 8):
-        return None
-    data = prefix + storage.read_blob(entry["sha256"], 8, length)
+    """The header of a stored .safetensors blob, validated as hf_probex reads weights (`reading`'s bounds:
+    header size, tensor count, nesting, duplicate names); None if it is not one."""
+    prefix = storage.read_blob(entry["sha256"], 0, min(8, entry["size"]))
     try:
-        load_json(data[8:], unique_keys=True)
-        return parse_safetensors_header(data, entry["size"], path)
-    except (ValueError, BadFileError):
+        length = header_length(prefix, entry["size"], path)
+        return parse_safetensors_header(prefix + storage.read_blob(entry["sha256"], 8, length), entry["size"], path)
+    except BadFileError:
         return None
 
 
