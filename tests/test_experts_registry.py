@@ -141,3 +141,15 @@ def test_experts_load_from_safetensors_only(expert_dirs, hub, tmp_path):
         load_expert(repo_id)
     with pytest.raises(FileNotFoundError):
         Expert.from_pretrained(folder)
+
+
+def test_an_expert_on_stacked_layers_wider_than_one_dimension_bound_loads(tmp_path):
+    """Stacked layers are one [1, D] row (D: every layer's size summed); two 3x3 convolutions of 128 channels
+    make D = 221,184, above the per-dimension bound, and such an expert must still load."""
+    from hf_probex.experts.hub import Expert
+
+    inputs = [("a.weight", (128, 128, 3, 3)), ("b.weight", (128, 64, 3, 3))]
+    Expert(method="ridge", task="multilabel", input_shape=[1, 221_184], vocabulary=["x", "y"], layer="a.weight",
+           inputs=inputs, features="gram").save_pretrained(tmp_path / "stacked")
+    entry = ExpertRegistry.from_locations([tmp_path / "stacked"]).entries[0]
+    assert entry.inputs == tuple(inputs)

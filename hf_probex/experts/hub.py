@@ -43,8 +43,8 @@ MAX_HPARAM = 4_096
 MAX_VOCABULARY = 100_000
 
 
-def _shape_ok(shape: object) -> bool:
-    return (isinstance(shape, list) and 0 < len(shape) <= 4 and all(type(d) is int and 0 < d <= MAX_DIM for d in shape)
+def _shape_ok(shape: object, max_dim: int = MAX_DIM) -> bool:
+    return (isinstance(shape, list) and 0 < len(shape) <= 4 and all(type(d) is int and 0 < d <= max_dim for d in shape)
             and int(np.prod(shape)) <= MAX_ELEMENTS)
 
 
@@ -71,7 +71,8 @@ def check_config(config: object) -> None:
         "task": config.get("task") in TASKS,
         "method": config.get("method") in METHODS,
         "layer": isinstance(config.get("layer"), str),
-        "input_shape": _shape_ok(config.get("input_shape")) and len(config["input_shape"]) == 2,
+        # stacked layers are one [1, D] row, D the sum of their sizes: only the element count bounds it
+        "input_shape": _shape_ok(config.get("input_shape"), MAX_ELEMENTS) and len(config["input_shape"]) == 2,
         "inputs": config.get("inputs") is None or _layers_ok(config["inputs"]),
         "routing": _layers_ok((config.get("routing") or {}).get("layers", [])),
         "vocabulary": isinstance(config.get("vocabulary"), list) and len(config["vocabulary"]) <= MAX_VOCABULARY
