@@ -19,6 +19,7 @@ import numpy as np
 from .adapters import CLASSES_TASK, CONCEPT_TASK, Adapter, detect
 from .cards import CardError, apply_suggestions, card_diff, missing_fields
 from .errors import LayerMismatchError, ProbexError
+from .experts.head_rows import read_head
 from .experts.hub import Expert
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
 from .reading import WeightSource, open_source
@@ -69,17 +70,22 @@ def _below(cut: float, asked: bool) -> str:
         f"below the expert's calibrated threshold ({cut:.2f})"
 
 
-def _trained_on(expert: Expert, entry: ExpertEntry, matrix: np.ndarray,
+def _trained_on(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, head: np.ndarray | None,
                 threshold: float | None) -> tuple[FieldSuggestion | None, str, dict]:
     """The expert's trained-on field at its threshold (or `threshold`), or None and why not; and what it read
-    (its scores and thresholds), kept whether it answered or not."""
+    (its scores and thresholds), kept whether it answered or not. `head`: the model's classification head
+    rows where the expert reads them (`experts.head_rows`), else None."""
     if not expert.calibration:
         return None, f"{entry.public_name} has no calibration (trained without cross-validation)", {}
-    predictions, confidence = expert.confidences(matrix)
-    floor = expert.calibration["threshold"]
+    predictions, confidence = expert.confidences(matrix, heads=[head])
+    calibration = expert.calibration_for(head)
+    floor = calibration["threshold"]
     cut = floor if threshold is None else threshold
     named = entry.public_name if entry.public_name != entry.location else f"expert {entry.location}"
-    evidence = f"{named} ({entry.method}) on {' + '.join(name for name, _ in entry.inputs)}"
+    layers = [name for name, _ in entry.inputs]
+    if calibration is not expert.calibration:
+        layers.append(f"{expert.row_reader.layer} (its rows, as a set)")
+    evidence = f"{named} ({entry.method}) on {' + '.join(layers)}"
     if expert.task == CLASSES_TASK:
         scores = {label: float(c) for label, c in zip(expert.vocabulary, confidence[0])}
         top = dict(sorted(scores.items(), key=lambda kv: -kv[1])[:10])
@@ -178,7 +184,9 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
             try:
                 expert = load_expert(entry.location)  # an outdated format raises ValueError
                 matrix = adapter.read_input(model, entry.inputs, expert.config["conv_layout"])
-                suggestion, why, read = _trained_on(expert, entry, matrix, min_confidence)
+                reader = expert.row_reader
+                head = read_head(adapter, model, reader.layer) if reader else None
+                suggestion, why, read = _trained_on(expert, entry, matrix, head, min_confidence)
             except (LayerMismatchError, ValueError) as err:  # another shape, NaN / inf: this field only abstains
                 suggestion, why, read = None, f"the {entry.tree} expert cannot read this model: {err}", {}
             details["trained_on"] = read

@@ -38,6 +38,7 @@ class WeightRecord:
     path: Path  # the model's folder or its .safetensors file (read through hf_probex.reading: any dtype, shards)
     kind: str  # "classifier" | "lora"
     group: str | None = None  # the recipe family it was trained with, where known (zoos; hf_probex.zoo.recipes)
+    head_order: bool = False  # `labels` are in the order of the classification head's rows (zoos; experts.head_rows)
 
 
 @dataclass
@@ -81,7 +82,7 @@ def _from_zoo(root: Path) -> WeightSet:
             labels = (spec.concept["name"],) if is_lora else tuple(spec.labels)
             records.append(
                 WeightRecord(tree, spec.repo_id, spec.split, labels, weights, "lora" if is_lora else "classifier",
-                             spec.recipe or None)
+                             spec.recipe or None, head_order=not is_lora)
             )
     vocabularies = {tree: list(info["vocabulary"]) for tree, info in zoo.trees.items()}
     return WeightSet(str(root), records, vocabularies, roots)

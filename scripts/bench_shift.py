@@ -10,8 +10,9 @@ predictions, routing fitted on them and the other roots. Then every model of fam
 - read by its tree's expert: the classes it proposes at the calibrated threshold (class subsets) or the
   concept (LoRA trees; held-out concepts excluded), each a decision that is right or wrong; for LoRA
   trees also the top-1 concept whatever its confidence (the `top-1 %` column); for class subsets also how
-  well the expert's scores rank the model's own classes first, whatever the threshold (`AP %`: average
-  precision per model, mean over models; chance is the share of the vocabulary a model was trained on).
+  well the expert's confidences rank the model's own classes first, whatever the threshold (`AP %`: average
+  precision per model, mean over models; chance is the share of the vocabulary a model was trained on), and
+  whether it read the model's head as a set of rows (`head read`, experts.head_rows).
 
 Printed per tree and family: models, routing, proposals, precision, recall (of every true class), and
 the same pooled by storage, generation, head and class order (each model scored by the expert that
@@ -51,6 +52,7 @@ def make_expert(zoo_dir: Path, tree: str, families: tuple[str, ...], out: Path, 
 def evaluate_family(zoo, family: str, experts: dict, registry) -> list[dict]:
     """One row per model of `family` (every tree): where it routes and what its tree's expert proposes."""
     from hf_probex.adapters import detect
+    from hf_probex.experts.head_rows import read_head
     from hf_probex.reading import open_source
     from hf_probex.routing import route
 
@@ -73,11 +75,13 @@ def evaluate_family(zoo, family: str, experts: dict, registry) -> list[dict]:
                 row["holdout"] = True  # concepts the expert never saw: measured by the zero-shot issue, not here
             elif expert.calibration:
                 matrix = adapter.read_input(source, entry.inputs, expert.config["conv_layout"])
-                predictions, confidence = expert.confidences(matrix)
-                threshold = expert.calibration["threshold"]
+                head = read_head(adapter, source, expert.row_reader.layer) if expert.row_reader else None
+                predictions, confidence = expert.confidences(matrix, heads=[head])
+                threshold = expert.calibration_for(head)["threshold"]
+                row["head_read"] = expert.calibration_for(head) is not expert.calibration
                 if expert.task == "multilabel":
                     row["proposed"] = [v for v, c in zip(expert.vocabulary, confidence[0]) if c >= threshold]
-                    row["ap"] = _average_precision(expert.vocabulary, predictions[0], truth)
+                    row["ap"] = _average_precision(expert.vocabulary, confidence[0], truth)
                     row["ap_chance"] = len(set(truth) & set(expert.vocabulary)) / len(expert.vocabulary)
                 else:
                     row["top1"] = expert.vocabulary[int(np.argmax(predictions[0]))]
@@ -102,7 +106,7 @@ def summarise(rows: list[dict]) -> dict:
     scored = [r for r in rows if "ap" in r]
     ap = float(np.mean([r["ap"] for r in scored])) if scored else float("nan")
     chance = float(np.mean([r["ap_chance"] for r in scored])) if scored else float("nan")
-    return {"top1": top1, "ap": ap, "ap_chance": chance, "models": len(rows), "routed_right": sum(r["root_right"] for r in rows),
+    return {"head_read": sum(bool(r.get("head_read")) for r in rows), "top1": top1, "ap": ap, "ap_chance": chance, "models": len(rows), "routed_right": sum(r["root_right"] for r in rows),
             "wrong_tree": sum(r["routed"] and not r["root_right"] for r in rows), "proposed": proposed, "right": right,
             "precision": right / proposed if proposed else float("nan"), "recall": right / truths if truths else float("nan"),
             "models_with_proposal": sum(bool(r["proposed"]) for r in rows)}
@@ -114,12 +118,12 @@ def _pct(value: float) -> str:
 
 def table(title: str, groups: dict[str, list[dict]]) -> str:
     lines = [f"### {title}", "", "| held out | models | routed right | wrong tree | proposed | right | precision % | "
-             "recall % | models with a proposal | top-1 % | AP % (chance) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "recall % | models with a proposal | head read | top-1 % | AP % (chance) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, rows in groups.items():
         s = summarise(rows)
         lines.append(f"| {name} | {s['models']} | {s['routed_right']} ({_pct(s['routed_right'] / max(s['models'], 1))} %) | "
                      f"{s['wrong_tree']} | {s['proposed']} | {s['right']} | {_pct(s['precision'])} | {_pct(s['recall'])} | "
-                     f"{s['models_with_proposal']} | {_pct(s['top1'])} | {_pct(s['ap'])} ({_pct(s['ap_chance'])}) |")
+                     f"{s['models_with_proposal']} | {s['head_read']} | {_pct(s['top1'])} | {_pct(s['ap'])} ({_pct(s['ap_chance'])}) |")
     return "\n".join(lines)
 
 

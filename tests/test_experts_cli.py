@@ -84,8 +84,11 @@ def test_train_on_some_splits_calibrates_its_confidence(tiny_zoo, tmp_path, caps
     assert "tree 'vit' has no models in splits nosuchsplit" in capsys.readouterr().err
     assert main(["train", "--zoo", str(tiny_zoo.root), "--tree", "vit", "--layer", LAYER, "--splits", "train,val",
                  "--folds", "2", "--out", str(out)]) == 0
-    assert "proposes at confidence >=" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "proposes at confidence >=" in printed
+    assert "with the head classifier.weight read as a set of rows: " in printed  # the children's heads, in label order
     expert = Expert.from_pretrained(out)
+    assert expert.row_reader.layer == "classifier.weight" and expert.head_calibration["head"] != 0
     data = load_layer_data(tiny_zoo.root, "vit", LAYER, splits=("train", "val"))
     assert expert.metrics["cv_models"] == len(data.y)
     predictions, confidence = expert.confidences(data.x)

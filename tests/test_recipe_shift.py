@@ -46,25 +46,72 @@ def _expert_answer(result):
 
 def test_other_class_counts_and_orders_change_nothing_the_expert_reads(small_zoo, small_experts, original, tmp_path):
     """The expert reads hidden layers as Grams: a head with 5 or 15 classes, or its rows in another order with
-    id2label in that order (the same function), leaves every field from the weights as it was."""
+    id2label in that order (the same function), leaves every field from the weights as it was. (The small
+    tree's heads do not pass the out-of-family check, so this expert reads no head: see the next test.)"""
+    from hf_probex.experts.registry import load_expert
+
+    assert load_expert(next(iter(small_experts.entries)).location).row_reader is None
     baseline = infer_card(_undocumented(small_zoo, original, tmp_path / "original"), experts=small_experts)
     assert baseline.tree == ROOT and baseline.fields["base_model"].value == ROOT
     for classes in (5, 15):
-        model = _load(small_zoo, original)
-        model.classifier[1] = torch.nn.Linear(model.classifier[1].in_features, classes)
-        model.config.num_labels = classes  # a fresh head, LABEL_i names: nothing in the files names a class
-        model.save_pretrained(tmp_path / f"classes-{classes}")
-        result = infer_card(tmp_path / f"classes-{classes}", experts=small_experts)
+        result = infer_card(_fresh_head(small_zoo, original, classes, tmp_path), experts=small_experts)
         assert result.tree == ROOT and result.fields["base_model"].value == ROOT
         assert _expert_answer(result) == _expert_answer(baseline)
-    model = _load(small_zoo, original)
+    permuted = infer_card(_permuted_head(small_zoo, original, tmp_path), experts=small_experts)
+    assert permuted.tree == ROOT and _expert_answer(permuted) == _expert_answer(baseline)
+
+
+def _fresh_head(small_zoo, spec, classes: int, tmp_path):
+    model = _load(small_zoo, spec)
+    model.classifier[1] = torch.nn.Linear(model.classifier[1].in_features, classes)
+    model.config.num_labels = classes  # a fresh head, LABEL_i names: nothing in the files names a class
+    model.save_pretrained(tmp_path / f"classes-{classes}")
+    return tmp_path / f"classes-{classes}"
+
+
+def _permuted_head(small_zoo, spec, tmp_path):
+    model = _load(small_zoo, spec)
     order = torch.randperm(model.config.num_labels, generator=torch.Generator().manual_seed(0))
     head = model.classifier[1]
     head.weight.data, head.bias.data = head.weight.data[order], head.bias.data[order]
     model.config.id2label = {i: f"LABEL_{i}" for i in range(len(order))}
     model.save_pretrained(tmp_path / "permuted")
-    permuted = infer_card(tmp_path / "permuted", experts=small_experts)
-    assert permuted.tree == ROOT and _expert_answer(permuted) == _expert_answer(baseline)
+    return tmp_path / "permuted"
+
+
+def test_an_expert_that_reads_heads_reads_them_in_any_order_and_count(small_zoo, small_experts, original, tmp_path):
+    """An expert that reads the head as a set of rows too (taught here on the small tree's training heads, its
+    joint calibration the layers' plus the row score): infer_card reads the head whatever its row order (same
+    confidences) and class count, and says so in the evidence; a head of one class is not a set, so the
+    layers answer alone, at their own threshold."""
+    import shutil
+
+    from hf_probex.experts.head_rows import RowReader, read_heads
+    from hf_probex.experts.hub import Expert
+    from hf_probex.experts.registry import ExpertRegistry
+    from hf_probex.weightsets import open_weight_set
+
+    folder = tmp_path / "expert"
+    shutil.copytree(next(iter(small_experts.entries)).location, folder)
+    expert = Expert.from_pretrained(folder)
+    records = open_weight_set(small_zoo.root).for_tree("resnet", ("train", "val"))
+    reader = RowReader.fit("classifier.1.weight", read_heads(records, "classifier.1.weight"),
+                           [r.labels for r in records], expert.vocabulary)
+    expert.set_head(reader, {**expert.calibration, "head": 1.0, "threshold": 0.5})
+    expert.save_pretrained(folder)
+    registry = ExpertRegistry.from_locations([folder])
+
+    baseline = infer_card(_undocumented(small_zoo, original, tmp_path / "original"), experts=registry)
+    read = baseline.details["trained_on"]
+    assert read["calibrated_threshold"] == 0.5 and baseline.fields["trained_on"].confidence >= 0.5
+    assert "classifier.1.weight (its rows, as a set)" in baseline.fields["trained_on"].evidence
+    permuted = infer_card(_permuted_head(small_zoo, original, tmp_path), experts=registry)
+    assert permuted.details["trained_on"]["confidence_by_class"] == pytest.approx(read["confidence_by_class"])
+    for classes in (5, 15):
+        result = infer_card(_fresh_head(small_zoo, original, classes, tmp_path), experts=registry)
+        assert result.tree == ROOT and result.details["trained_on"]["calibrated_threshold"] == 0.5
+    single = infer_card(_fresh_head(small_zoo, original, 1, tmp_path), experts=registry)
+    assert single.details["trained_on"]["calibrated_threshold"] == expert.calibration["threshold"]
 
 
 def test_half_precision_and_shards_route_and_read_as_the_original(small_zoo, small_experts, original, tmp_path):

@@ -150,6 +150,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"  {name}: {stat['mean']:.1f} +- {stat['se']:.1f} ({cv})")
     if expert.calibration:
         print(f"  {describe_calibration(expert.calibration)}")
+    if expert.head_calibration:
+        print(f"  with the head {expert.row_reader.layer} read as a set of rows: {describe_calibration(expert.head_calibration)}")
     if args.register:
         from ..experts.registry import ExpertRegistry
 

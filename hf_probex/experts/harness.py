@@ -363,6 +363,31 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
     } | ({"predictions": out_of_fold} if keep_predictions else {})
 
 
+def _read_heads_too(expert: Expert, data: LayerData, predictions: np.ndarray, groups: np.ndarray | None,
+                    splits: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Teach `expert` to read the classification head as a set of rows too (`head_rows`), where the models have
+    one in their labels' order: the row reader fitted on every model, the joint calibration on the out-of-fold
+    row scores (the same folds as `predictions`) of the models whose head a reader could read; and only when
+    that calibration, fitted without each recipe family, held on it (`calibration.holds_out_of_family`)."""
+    from .calibration import fit_calibration, holds_out_of_family
+    from .head_rows import RowReader, find_head_layer, out_of_fold_scores, read_heads
+
+    found = find_head_layer(data.records, [layer_shapes(r.path, r.kind) for r in data.records]) if data.records else None
+    if found is None:
+        return
+    layer, _ = found
+    heads, labels = read_heads(data.records, layer), [r.labels for r in data.records]
+    row_scores = out_of_fold_scores(layer, heads, labels, data.vocabulary, splits)
+    readable = ~np.isnan(row_scores).any(axis=1)
+    if readable.sum() < 2:
+        return
+    decisions = (data.task, predictions[readable], data.y[readable], None if groups is None else groups[readable])
+    if not holds_out_of_family(*decisions, head_scores=row_scores[readable]):
+        return  # rows that name classes on some recipes and mislead on others: the hidden layers answer alone
+    joint = fit_calibration(*decisions, head_scores=row_scores[readable])
+    expert.set_head(RowReader.fit(layer, heads, labels, data.vocabulary), joint.to_dict())
+
+
 def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0, hparams: dict | None = None,
                  centre: bool = True, config: TrainConfig = TrainConfig(), temperature: float = 1.0,
                  features: str | None = None, by_group: bool = True) -> tuple[Expert, dict | None]:
@@ -381,8 +406,11 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
     expert, history = fit_expert(data, method, np.arange(len(data.y)), **settings)
     if report:
         groups = data.groups if report["cv"] != "k-fold" else None
-        expert.calibration = fit_calibration(data.task, np.array(report.pop("predictions")), data.y, groups).to_dict()
+        predictions = np.array(report.pop("predictions"))
+        expert.calibration = fit_calibration(data.task, predictions, data.y, groups).to_dict()
         expert.metrics = {**report["metrics"], "cv": report["cv"], "cv_folds": report["folds"], "cv_models": report["models"]}
+        if data.task == "multilabel":
+            _read_heads_too(expert, data, predictions, groups, cv_splits(data, folds, seed, by_group))
     expert.metrics["train_seconds"] = history["train_seconds"]
     root = data.roots.get(data.tree)
     if root is not None and data.task == "multilabel" and data.records:

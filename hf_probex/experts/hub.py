@@ -5,6 +5,9 @@ data (the root-centring offset and scale, as buffers), the network of its method
 and its task:
 
 - `multilabel` (class subsets of discriminative trees): logits over the tree's label vocabulary;
+  A class-subset expert can also read the model's classification head as a set of rows (`head`: the
+  layer and its width; the row classifier's weights as the `head_coef` / `head_intercept` buffers,
+  `head_rows`), calibrated jointly with the layers (`head_calibration`);
 - `zeroshot` (concepts of LoRA trees): the weight representation and a projected text embedding meet
   in one space, both L2-normalised; scores are cosine similarities, so any concept written as text can
   be scored. The vocabulary's text embeddings are kept as a buffer, so scoring the training concepts
@@ -30,6 +33,7 @@ from torch import nn
 from .. import __version__
 from ..weightsets import WeightRecord
 from .features import feature_shape, gram
+from .head_rows import RowReader
 from .models import METHODS, as_tensor, build_net, count_parameters
 from .shaping import load_matrices, stack_inputs
 
@@ -80,6 +84,8 @@ def check_config(config: object) -> None:
         "hparams": isinstance(config.get("hparams", {}), dict) and all(
             type(v) is int and 0 < v <= MAX_HPARAM for v in config.get("hparams", {}).values()),
         "text_dim": config.get("text_dim") is None or (type(config["text_dim"]) is int and 0 < config["text_dim"] <= MAX_DIM),
+        "head": config.get("head") is None or (isinstance(config["head"], dict) and isinstance(config["head"].get("layer"), str)
+                                               and type(config["head"].get("width")) is int and 0 < config["head"]["width"] <= MAX_DIM),
     }
     wrong = [key for key, ok in problems.items() if not ok]
     if wrong:
@@ -114,6 +120,8 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         routing: dict | None = None,
         inputs: list | None = None,
         features: str = "delta",
+        head: dict | None = None,
+        head_calibration: dict | None = None,
         format_version: int = FORMAT_VERSION,
         package_version: str = __version__,
     ):
@@ -130,13 +138,14 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
             method=method, task=task, input_shape=list(input_shape), vocabulary=list(vocabulary), layer=layer,
             layer_shape=list(layer_shape or input_shape), tree=tree, root=root, adapter=adapter, hparams=dict(hparams or {}),
             centred=centred, conv_layout=conv_layout, text_encoder=text_encoder, text_dim=text_dim, prompt=prompt,
-            temperature=temperature, routing=dict(routing or {}), features=features,
+            temperature=temperature, routing=dict(routing or {}), features=features, head=dict(head) if head else None,
             inputs=[[name, list(shape)] for name, shape in inputs] if inputs else [[layer, list(layer_shape or input_shape)]],
             format_version=FORMAT_VERSION,
             package_version=package_version,
         )
         self.metrics = dict(metrics or {})
         self.calibration = dict(calibration) if calibration else None
+        self.head_calibration = dict(head_calibration) if head_calibration else None
         self.register_buffer("offset", torch.zeros(self.input_shape))
         self.register_buffer("scale", torch.ones(()))
         # the root's copy of the layers routing compares (`routing.layers`), flattened and concatenated
@@ -152,11 +161,15 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         if task == "zeroshot":
             self.text_proj = nn.Identity() if closed_form else nn.Linear(text_dim, self.net.out_dim)
             self.register_buffer("concept_text", torch.zeros(len(vocabulary), text_dim))
+        if head:
+            self.register_buffer("head_coef", torch.zeros(len(vocabulary), head["width"]))
+            self.register_buffer("head_intercept", torch.zeros(len(vocabulary)))
 
     @property
     def config(self) -> dict:
         """What config.json holds: the constructor's arguments, the current metrics and calibration."""
-        return {**self._config, "metrics": self.metrics, "calibration": self.calibration}
+        return {**self._config, "metrics": self.metrics, "calibration": self.calibration,
+                "head_calibration": self.head_calibration}
 
     @property
     def routing(self) -> dict:
@@ -170,6 +183,26 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         """Record what `routes.fit_routing` measured, and the root's copy of the routing layers (flattened)."""
         self._config["routing"] = dict(routing)
         self.route_root = as_tensor(root_layers).reshape(-1).clone()
+
+    @property
+    def row_reader(self) -> RowReader | None:
+        """The classification head's row reader (`head_rows`), or None: this expert reads hidden layers only."""
+        head = self._config["head"]
+        if not head:
+            return None
+        return RowReader(head["layer"], self.head_coef.numpy(), self.head_intercept.numpy())
+
+    def set_head(self, reader: RowReader, calibration: dict) -> None:
+        """Read the classification head too: `reader`'s rows, with the calibration fitted jointly with the layers."""
+        self._config["head"] = {"layer": reader.layer, "width": reader.width}
+        self.register_buffer("head_coef", as_tensor(reader.coef).clone())
+        self.register_buffer("head_intercept", as_tensor(reader.intercept).clone())
+        self.head_calibration = dict(calibration)
+
+    def calibration_for(self, head: np.ndarray | None) -> dict:
+        """The calibration a model is read with: the joint one when its `head` ([k, d] rows, or None) is readable."""
+        reader = self.row_reader
+        return self.head_calibration if reader is not None and reader.can_read(head) else self.calibration
 
     @property
     def n_parameters(self) -> int:
@@ -220,9 +253,12 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         out = self.logits(as_tensor(matrices), None if text is None else as_tensor(text))
         return torch.sigmoid(out).numpy() if self.task == "multilabel" else (out * self.temperature).numpy()
 
-    def confidences(self, matrices: np.ndarray, text: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def confidences(self, matrices: np.ndarray, text: np.ndarray | None = None,
+                    heads: list[np.ndarray | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(predictions as `predict`, calibrated confidence of each decision): per (model, label) for class
-        subsets [n, n_labels], of the top-1 concept for zero-shot [n] (see `calibration`).
+        subsets [n, n_labels], of the top-1 concept for zero-shot [n] (see `calibration`). `heads`: each
+        model's classification head rows (or None); a model whose head the expert reads is calibrated with
+        it (`calibration_for`: compare its confidences with that calibration's threshold).
 
         Raises:
             ValueError: the expert was saved without a calibration (train it with cross-validation).
@@ -232,7 +268,13 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         if not self.calibration:
             raise ValueError("this expert has no calibration: train it with cross-validation (--folds >= 2)")
         predictions = self.predict(matrices, text)
-        return predictions, Calibration(**self.calibration).confidences(self.task, predictions)
+        heads = heads if heads is not None else [None] * len(predictions)
+        reader, confidence = self.row_reader, []
+        for prediction, head in zip(predictions, heads):
+            calibration = Calibration(**self.calibration_for(head))
+            rows = reader.scores(head)[None] if calibration.reads_head else None
+            confidence.append(calibration.confidences(self.task, prediction[None], rows)[0])
+        return predictions, np.stack(confidence) if confidence else np.zeros_like(predictions)
 
     def predict_files(self, paths: list[str | Path], text: np.ndarray | None = None) -> np.ndarray:
         """`predict` on weight files (safetensors of models of this tree, or their LoRA files): reads and
