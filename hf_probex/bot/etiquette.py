@@ -79,7 +79,7 @@ def priority(fields: Iterable[FieldSuggestion], downloads: int = 0, likes: int =
 
 
 class Gate:
-    """Admits contacts one at a time within the budgets, and waits out the spacing between two.
+    """Says whether the budgets allow a contact now (`held`), and waits out the spacing between two (`wait`).
 
     Args:
         ledger: the state whose contacts are counted (a dry run passes a scratch one).
@@ -90,10 +90,10 @@ class Gate:
     def __init__(self, ledger: BotState, budgets: Budgets, sleep: Callable[[float], None] | None) -> None:
         self.ledger, self.budgets, self.sleep = ledger, budgets, sleep
 
-    def admit(self, owner: str, *, requested: bool = False) -> str | None:
-        """None when a contact with `owner` may be opened now (after waiting for the spacing), else the budget that
-        holds it back: "daily-budget", "owner-open-budget" or "owner-daily-budget". A contact the owner
-        `requested` (accepted in a digest) is held back by the daily budget and the spacing only."""
+    def held(self, owner: str, *, requested: bool = False) -> str | None:
+        """The budget that holds back a contact with `owner` now ("daily-budget", "owner-open-budget",
+        "owner-daily-budget"), or None. A contact the owner `requested` (accepted in a digest) is held back by
+        the daily budget only."""
         now, budgets = self.ledger.clock(), self.budgets
         if self.ledger.new_since(now - DAY_S) >= budgets.max_new_per_day:
             return "daily-budget"
@@ -102,11 +102,14 @@ class Gate:
                 return "owner-open-budget"
             if self.ledger.new_since(now - DAY_S, owner) >= budgets.max_new_per_owner_per_day:
                 return "owner-daily-budget"
+        return None
+
+    def wait(self) -> None:
+        """Wait until `minutes_between` have passed since the latest contact, whichever run opened it."""
         last = self.ledger.last_opened_at()
-        wait = 0.0 if last is None else last + budgets.minutes_between * 60.0 - now
+        wait = 0.0 if last is None else last + self.budgets.minutes_between * 60.0 - self.ledger.clock()
         if wait > 0 and self.sleep is not None:
             self.sleep(wait)
-        return None
 
 
 def opted_out_by_list(repo_id: str, opt_out: frozenset[str]) -> bool:

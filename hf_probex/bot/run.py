@@ -124,12 +124,18 @@ class BotReport:
 
 @dataclass
 class _Candidate:
-    """A repo with a proposal ready, waiting for its turn within the budgets."""
+    """A repo with a proposal, waiting for its turn within the budgets.
+
+    `read` is False for a repo that waited for budget at this same revision before: it is not read again (card,
+    threads, inference) unless its turn comes, so a long queue costs one request per repo and run; `fields` and
+    `suggested` are then empty and `outcome` holds what the state remembers.
+    """
 
     outcome: RepoOutcome
     fields: list[FieldSuggestion]
     suggested: str
     requested: bool
+    read: bool = True
 
 
 def _default_infer(token: str | None) -> Infer:
@@ -154,13 +160,13 @@ class _Worker:
         """Write a settled outcome to the state (nothing in a dry run)."""
         if self.state is not None and outcome.outcome in ("proposed", "skipped", "deferred", "error"):
             self.state.put(outcome.repo_id, revision=outcome.revision, outcome=outcome.outcome,
-                           reason=outcome.reason, fields=outcome.fields, pr_num=outcome.pr_num)
+                           reason=outcome.reason, fields=outcome.fields, pr_num=outcome.pr_num, priority=outcome.priority)
         return outcome
 
-    def decide(self, repo_id: str, requested: bool) -> RepoOutcome | _Candidate:
-        """The repo's outcome, or its proposal ready for the budgets."""
+    def decide(self, repo_id: str, requested: bool, *, reread: bool = False) -> RepoOutcome | _Candidate:
+        """The repo's outcome, or its proposal for the budgets (`reread`: read it even if it waited at this revision)."""
         try:
-            decided = self._decide(repo_id, requested)
+            decided = self._decide(repo_id, requested, reread)
         except BotStopped:
             raise
         except Exception as err:  # noqa: BLE001 - one repo's failure (gone, 5xx after retries, inference) is not the run's
@@ -171,7 +177,7 @@ class _Worker:
         message = (getattr(err, "server_message", None) or str(err) or "").splitlines()
         return RepoOutcome(repo_id, "error", f"{type(err).__name__}: {message[0] if message else ''}", revision)
 
-    def _decide(self, repo_id: str, requested: bool) -> RepoOutcome | _Candidate:
+    def _decide(self, repo_id: str, requested: bool, reread: bool) -> RepoOutcome | _Candidate:
         if opted_out_by_list(repo_id, self.config.opt_out):
             return RepoOutcome(repo_id, "skipped", "opt-out-list")
         owner = self.owners.view(owner_of(repo_id))
@@ -185,6 +191,9 @@ class _Worker:
                 and prior.outcome in ("proposed", "skipped", "digested")):
             return RepoOutcome(repo_id, "unchanged", prior.reason or prior.outcome, revision, list(prior.fields),
                                prior.pr_num)
+        if prior is not None and prior.revision == revision and prior.outcome == "deferred" and not (requested or reread):
+            return _Candidate(RepoOutcome(repo_id, "would-propose", None, revision, list(prior.fields),
+                                          priority=prior.priority), [], "", requested, read=False)
         skip = functools.partial(RepoOutcome, repo_id, "skipped", revision=revision)
         try:
             raw = self.client.readme(repo_id, revision)
@@ -246,12 +255,26 @@ class _Proposer:
         config = worker.config
         self.gate = Gate(ledger, config.budgets, None if config.dry_run else worker.client.sleep)
 
+    def _read(self, candidate: _Candidate) -> RepoOutcome | _Candidate:
+        """The candidate read afresh if it was not read this run (its turn came): a proposal, or what became of it."""
+        if candidate.read:
+            return candidate
+        return self.worker.decide(candidate.outcome.repo_id, candidate.requested, reread=True)
+
+    def _defer(self, candidate: _Candidate, reason: str) -> RepoOutcome:
+        candidate.outcome.outcome, candidate.outcome.reason = "deferred", reason
+        return self.worker.record(candidate.outcome)
+
     def pull_request(self, candidate: _Candidate) -> RepoOutcome:
-        outcome, worker = candidate.outcome, self.worker
-        held = self.gate.admit(owner_of(outcome.repo_id), requested=candidate.requested)
+        worker = self.worker
+        held = self.gate.held(owner_of(candidate.outcome.repo_id), requested=candidate.requested)
         if held:
-            outcome.outcome, outcome.reason = "deferred", held
-            return worker.record(outcome)
+            return self._defer(candidate, held)
+        candidate = self._read(candidate)
+        if not isinstance(candidate, _Candidate):
+            return candidate
+        outcome = candidate.outcome
+        self.gate.wait()
         self.ledger.reserve_pr(outcome.repo_id, revision=outcome.revision, fields=outcome.fields)
         if worker.config.dry_run:
             return outcome
@@ -269,20 +292,24 @@ class _Proposer:
 
     def digest(self, owner: str, candidates: list[_Candidate]) -> tuple[DigestView | None, list[RepoOutcome]]:
         """One digest for `owner` listing the best of `candidates` (best first), if the budgets allow it now."""
-        held = self.gate.admit(owner)
+        held = self.gate.held(owner)
+        if held:
+            return None, [self._defer(c, held) for c in candidates]
+        fresh = [self._read(c) for c in candidates]
+        ready = [c for c in fresh if isinstance(c, _Candidate)]
         listed: list[_Candidate] = []
         entries: list[DigestEntry] = []
-        for candidate in candidates if not held else ():
+        for candidate in ready:
             trial = [*entries, DigestEntry(candidate.outcome.repo_id, candidate.fields)]
             if len(trial) > MAX_DIGEST_REPOS or (entries and len(digest_description(owner, trial)) > MAX_DIGEST_CHARS):
                 break
             listed.append(candidate)
             entries = trial
-        for candidate in candidates[len(listed):]:
-            candidate.outcome.outcome, candidate.outcome.reason = "deferred", held or "digest-full"
-        waiting = [self.worker.record(c.outcome) for c in candidates[len(listed):]]
+        waiting = [c for c in fresh if not isinstance(c, _Candidate)] + \
+            [self._defer(c, "digest-full") for c in ready[len(listed):]]
         if not listed:
             return None, waiting
+        self.gate.wait()
         ids = [c.outcome.repo_id for c in listed]
         view = DigestView(owner, ids[0], None, tuple(ids), digest_title(owner, len(ids)), digest_description(owner, entries))
         contact = self.ledger.reserve_digest(owner, view.repo_id, [

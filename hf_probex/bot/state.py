@@ -55,6 +55,7 @@ _OWNER_OF = "substr(repo_id, 1, instr(repo_id, '/') - 1)"
 _MIGRATIONS = {
     1: [
         "ALTER TABLE repos ADD COLUMN requested INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE repos ADD COLUMN priority REAL",
         """CREATE TABLE contacts (
             id        INTEGER PRIMARY KEY,
             owner     TEXT NOT NULL,
@@ -102,6 +103,7 @@ class RepoRecord:
         updated_at: when the row was written (UTC, ISO 8601).
         requested: the owner asked for a pull request (accepted it in a digest); cleared once one is
             opened or the repo is skipped.
+        priority: a deferred proposal's `etiquette.priority`, when it was computed.
     """
 
     repo_id: str
@@ -112,6 +114,7 @@ class RepoRecord:
     pr_num: int | None
     updated_at: str
     requested: bool = False
+    priority: float | None = None
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,7 @@ class BotState:
         return None if row is None else _record(row)
 
     def put(self, repo_id: str, *, revision: str | None, outcome: str, reason: str | None = None,
-            fields: tuple[str, ...] | list[str] = (), pr_num: int | None = None) -> None:
+            fields: tuple[str, ...] | list[str] = (), pr_num: int | None = None, priority: float | None = None) -> None:
         """Replace the repo's row (committed before this returns), and keep the ledger in step with it.
 
         A "proposed" row turns the repo's pending contact into the open pull request `pr_num` (or records that
@@ -224,12 +227,12 @@ class BotState:
         """
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO repos (repo_id, revision, outcome, reason, fields, pr_num, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (repo_id) DO UPDATE SET revision = excluded.revision, "
+                "INSERT INTO repos (repo_id, revision, outcome, reason, fields, pr_num, updated_at, priority) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (repo_id) DO UPDATE SET revision = excluded.revision, "
                 "outcome = excluded.outcome, reason = excluded.reason, fields = excluded.fields, "
-                "pr_num = excluded.pr_num, updated_at = excluded.updated_at, "
+                "pr_num = excluded.pr_num, updated_at = excluded.updated_at, priority = excluded.priority, "
                 "requested = CASE WHEN excluded.outcome IN ('proposed', 'skipped') THEN 0 ELSE repos.requested END",
-                (repo_id, revision, outcome, reason, json.dumps(list(fields)), pr_num, self._now_iso()))
+                (repo_id, revision, outcome, reason, json.dumps(list(fields)), pr_num, self._now_iso(), priority))
             if outcome == "pending":
                 return
             if outcome == "proposed" and pr_num is not None:
@@ -414,13 +417,14 @@ class BotState:
         }
 
 
-_REPO_COLUMNS = "repo_id, revision, outcome, reason, fields, pr_num, updated_at, requested"
+_REPO_COLUMNS = "repo_id, revision, outcome, reason, fields, pr_num, updated_at, requested, priority"
 _CONTACT_COLUMNS = "id, owner, repo_id, kind, num, status, opened_at, listed, accepted"
 
 
 def _record(row: tuple) -> RepoRecord:
-    repo_id, revision, outcome, reason, fields, pr_num, updated_at, requested = row
-    return RepoRecord(repo_id, revision, outcome, reason, tuple(json.loads(fields)), pr_num, updated_at, bool(requested))
+    repo_id, revision, outcome, reason, fields, pr_num, updated_at, requested, priority = row
+    return RepoRecord(repo_id, revision, outcome, reason, tuple(json.loads(fields)), pr_num, updated_at, bool(requested),
+                      priority)
 
 
 def _contact(row: tuple) -> Contact:
