@@ -249,10 +249,11 @@ def test_pending_intent_is_reconciled_with_the_hub(hub, tmp_path):
     with BotState(tmp_path / "bot.sqlite") as state:
         (first,) = run_bot([repo_id], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state, config=free()).outcomes
         # As if the process died after opening the PR and before recording it.
-        state.put(repo_id, revision=first.revision, outcome="pending", fields=first.fields)
+        state.reserve_pr(repo_id, revision=first.revision, fields=first.fields)
         (again,) = run_bot([repo_id], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state, config=free()).outcomes
         assert (again.outcome, again.reason, again.pr_num) == ("proposed", "reconciled", first.pr_num)
         assert state.get(repo_id).outcome == "proposed"
+        assert [(c.num, c.status) for c in state.contacts()] == [(first.pr_num, "open")]  # counted once by the budgets
     assert len(bot_prs(alice, repo_id)) == 1
 
 

@@ -201,9 +201,11 @@ class HubClient:
                 for m in models]
 
     def org_members(self, owner: str) -> frozenset[str] | None:
-        """The members of organisation `owner`, or None when `owner` is a user (the Hub answers 404)."""
+        """The members of organisation `owner` the Hub shows the bot, or None when `owner` is a user (404)."""
         try:
             return frozenset(u.username for u in self.call(lambda: list(self.api.list_organization_members(owner))))
+        except BotStopped:  # the token was checked at the start: a refusal here is about the members list only
+            return frozenset()
         except HfHubHTTPError as err:
             if err.response is not None and err.response.status_code == 404:
                 return None

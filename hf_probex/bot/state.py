@@ -235,12 +235,12 @@ class BotState:
                 (repo_id, revision, outcome, reason, json.dumps(list(fields)), pr_num, self._now_iso(), priority))
             if outcome == "pending":
                 return
-            if outcome == "proposed" and pr_num is not None:
+            known = db.execute("SELECT 1 FROM contacts WHERE repo_id = ? AND kind = 'pr' AND num = ?",
+                               (repo_id, pr_num)).fetchone()
+            if outcome == "proposed" and pr_num is not None and known is None:  # not adopted from the Hub already
                 opened = db.execute("UPDATE contacts SET status = 'open', num = ? WHERE repo_id = ? AND kind = 'pr' "
                                     "AND status = 'pending'", (pr_num, repo_id)).rowcount
-                known = db.execute("SELECT 1 FROM contacts WHERE repo_id = ? AND kind = 'pr' AND num = ?",
-                                   (repo_id, pr_num)).fetchone()
-                if not opened and known is None:
+                if not opened:
                     db.execute("INSERT INTO contacts (owner, repo_id, kind, num, status, opened_at) "
                                "VALUES (?, ?, 'pr', ?, 'open', ?)", (owner_of(repo_id), repo_id, pr_num, self.clock()))
             db.execute("DELETE FROM contacts WHERE repo_id = ? AND kind = 'pr' AND status = 'pending'", (repo_id,))
