@@ -245,6 +245,23 @@ def test_closing_prs_without_merging_any_refuses_the_owner(hub, tmp_path, capsys
     assert "alice: refused: closed 2 of hf-probex's pull requests and merged none" in capsys.readouterr().out
 
 
+def test_budget_and_refusal_options_reach_the_run(hub, tmp_path, capsys):
+    alice = HfApi(endpoint=hub.endpoint, token=hub.alice)
+    repos = [hub.repo_id() for _ in range(3)]
+    publish(hub, repos)
+    (tmp_path / "repos.txt").write_text("\n".join(repos) + "\n")
+    command = ["bot", "run", "--repos", str(tmp_path / "repos.txt"), "--state", str(tmp_path / "bot.sqlite"), "--token",
+               hub.bob, "--infer", "test_bot_etiquette:infer_base", "--quiet", "--minutes-between-prs", "0"]
+    assert main([*command, "--max-open-per-owner", "5", "--max-per-owner-per-day", "5", "--max-per-day", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"{repos[2]}: waits for budget (daily-budget): base_model" in out and "2 proposed" in out
+    alice.change_discussion_status(repos[0], 1, "closed")  # one closed PR is a refusal when the operator says so
+    assert main([*command, "--refuse-after-closed", "1", "--max-per-day", "10"]) == 0
+    assert "3 repos in" in capsys.readouterr().out and bot_threads(alice, repos[2]) == []
+    with BotState(tmp_path / "bot.sqlite") as state:
+        assert {r.reason for r in state.records()} == {"owner-refused"}
+
+
 # ---- digests -----------------------------------------------------------------------------------------------------
 
 

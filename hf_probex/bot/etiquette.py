@@ -26,7 +26,7 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from ..suggestions import FieldSuggestion
 from .client import BotStopped, HubClient
-from .state import DAY_S, BotState, Contact
+from .state import DAY_S, BotState, Contact, owner_of
 from .wording import read_commands
 
 __all__ = ["DEFAULT_REFUSE_AFTER_CLOSED", "FIELD_GAIN", "LIKE_WEIGHT", "Budgets", "Gate", "OwnerView", "Owners",
@@ -106,15 +106,16 @@ class Gate:
 
     def wait(self) -> None:
         """Wait until `minutes_between` have passed since the latest contact, whichever run opened it."""
-        last = self.ledger.last_opened_at()
-        wait = 0.0 if last is None else last + self.budgets.minutes_between * 60.0 - self.ledger.clock()
+        last, spacing = self.ledger.last_opened_at(), self.budgets.minutes_between * 60.0
+        # At most one spacing: a contact dated ahead of this clock (another machine's, the Hub's) must not stall the run.
+        wait = 0.0 if last is None else min(spacing, last + spacing - self.ledger.clock())
         if wait > 0 and self.sleep is not None:
             self.sleep(wait)
 
 
 def opted_out_by_list(repo_id: str, opt_out: frozenset[str]) -> bool:
     """Whether the operator's list names the repo, or its owner (`owner/*`)."""
-    return repo_id in opt_out or f"{repo_id.split('/', 1)[0]}/*" in opt_out
+    return repo_id in opt_out or f"{owner_of(repo_id)}/*" in opt_out
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ To take some only, name them: `{COMMAND_PREFIX} accept {example}`.
 **Not wanted?** Reply `{COMMAND_PREFIX} refuse`, or close this discussion: hf-probex will not propose anything
 on {owner}'s models again.
 
-hf-probex reads the replies of {owner} (of an organisation: its members) when it next runs.
+hf-probex acts on replies from {owner} or, for an organisation, its members, when it next runs.
 
 {digest_marker([e.repo_id for e in entries])}
 """
