@@ -45,13 +45,16 @@ from .bounded import TooComplexError, load_yaml
 from .suggestions import CARD_FIELDS, FieldSuggestion, inferred_from_weights
 
 __all__ = [
-    "CardError", "INFERRED_END", "INFERRED_START", "MARKER_TAG", "OPT_OUT_TAG", "TRAINED_ON_TAG_PREFIX",
-    "apply_suggestions", "card_diff", "is_opted_out", "metadata_of", "missing_fields", "render_section",
-    "section_heading", "template_text",
+    "CardError", "INFERRED_END", "INFERRED_START", "MARKER_TAG", "OPT_OUT_OWNER_TAG", "OPT_OUT_TAG",
+    "TRAINED_ON_TAG_PREFIX", "apply_suggestions", "card_diff", "is_opted_out", "metadata_of", "missing_fields",
+    "opts_out_owner", "render_section", "section_heading", "template_text",
 ]
 
 OPT_OUT_TAG = "hf-probex-opt-out"
 """A card with this tag (or the metadata `hf_probex: {opt_out: true}`) gets no proposals."""
+OPT_OUT_OWNER_TAG = "hf-probex-opt-out-owner"
+"""This tag on any one card of a user or organisation (or the metadata `hf_probex: {opt_out: owner}`): no proposals
+on any of their repos."""
 TRAINED_ON_TAG_PREFIX = "trained-on:"
 """Tags that carry the training classes or the LoRA concept (`trained-on:3`, `trained-on:corgi`)."""
 MARKER_TAG = "hf-probex:inferred-from-weights"
@@ -189,7 +192,8 @@ def missing_fields(readme_text: str) -> set[str]:
 
 
 def is_opted_out(readme_text: str) -> bool:
-    """Whether the owner asked for no proposals: the tag `hf-probex-opt-out` or `hf_probex: {opt_out: true}`.
+    """Whether the owner asked for no proposals on this repo: the tag `hf-probex-opt-out` or `hf_probex: {opt_out:
+    true}`, or the owner-wide ones (`opts_out_owner`).
 
     A card whose front matter cannot be read counts as opted out when the tag appears in it at all:
     when in doubt, stay away.
@@ -198,9 +202,18 @@ def is_opted_out(readme_text: str) -> bool:
         metadata = metadata_of(readme_text)
     except CardError:
         match = _front_matter(readme_text.removeprefix(_BOM))
-        return match is not None and OPT_OUT_TAG in match.group(2)
+        return match is not None and OPT_OUT_TAG in match.group(2)  # the owner-wide tag starts with it too
     setting = metadata.get("hf_probex")
-    return OPT_OUT_TAG in _tags(metadata) or (isinstance(setting, dict) and setting.get("opt_out") is True)
+    return (OPT_OUT_TAG in _tags(metadata) or (isinstance(setting, dict) and setting.get("opt_out") is True)
+            or opts_out_owner(metadata))
+
+
+def opts_out_owner(metadata: Mapping, tags: Iterable[str] = ()) -> bool:
+    """Whether a card asks for no proposals on any repo of its owner: the tag `hf-probex-opt-out-owner` in its
+    metadata or in `tags` (the Hub's listing of the repo), or `hf_probex: {opt_out: owner}`."""
+    setting = metadata.get("hf_probex")
+    return (OPT_OUT_OWNER_TAG in (*_tags(metadata), *tags)
+            or (isinstance(setting, dict) and setting.get("opt_out") == "owner"))
 
 
 def _our_section(text: str, body: int) -> tuple[int, int] | None:

@@ -418,6 +418,7 @@ PULL_REQUEST_REASONS = {
     "open-pr": "hf-probex already has an open pull request on this repo",
     "complete": "the card has every field now",
     "opt-out-card": "the card opts out of hf-probex proposals",
+    "opt-out-owner": "the repo's owner opted out of hf-probex proposals on all their repos",
     "invalid-card": "the card's metadata does not parse (or is too complex to read safely), so no safe edit exists",
     "unsafe-edit": "adding to this card would change what its owner wrote (or it quotes hf-probex's section marker)",
     "below-threshold": "no field reaches its calibrated threshold",

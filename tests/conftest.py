@@ -68,8 +68,11 @@ users:
   alice: {tokens: [hf_alice_write_token]}
   bob: {tokens: [hf_bob_write_token]}
   carol: {tokens: [{token: hf_carol_read_token, role: read}]}
+  dave: {tokens: [hf_dave_write_token]}
 orgs:
   acme: [alice]
+  quiet-lab: [dave]     # tests/test_bot_etiquette.py: opts out of the bot for all its repos
+  tuning-lab: [dave]    # tests/test_bot_etiquette.py: answers a digest
 """
 
 
@@ -77,7 +80,8 @@ orgs:
 def hub_server(tmp_path_factory):
     """One local hub for the whole session: uvicorn on 127.0.0.1 (a free port), a temporary root.
 
-    Users: alice (write token, member of org `acme`), bob (write token), carol (read-only token).
+    Users: alice (write token, member of org `acme`), bob (write token), carol (read-only token), dave (write
+    token, member of `quiet-lab` and `tuning-lab`, which the bot's etiquette tests use alone).
     Tests share it, so each test names its repos uniquely (see `hub.repo_id`).
     """
     from hf_probex.hub import LocalHub
@@ -114,6 +118,7 @@ def hub(hub_server, tmp_path, monkeypatch):
         yield SimpleNamespace(
             server=hub_server, endpoint=hub_server.endpoint, root=hub_server.root, cache=tmp_path / "hf-cache",
             alice="hf_alice_write_token", bob="hf_bob_write_token", carol="hf_carol_read_token",
+            dave="hf_dave_write_token",
             repo_id=lambda namespace="alice": f"{namespace}/m-{uuid.uuid4().hex[:10]}",
         )
 

@@ -6,26 +6,23 @@ Inference is `bot_zoo.ground_truth_infer`, which reads the ground truth the test
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from difflib import SequenceMatcher
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from huggingface_hub import HfApi
 
 from bot_zoo import child_card, ground_truth_infer, make_repo
+from hub_proxy import FaultProxy
 from hf_probex.hub.storage import Put, Storage
 from hf_probex.reading import MAX_SMALL_FILE_BYTES
-from hf_probex.bot import BotConfig, BotState, BotStopped, HubClient, run_bot, walk_tree
+from hf_probex.bot import BotConfig, BotState, BotStopped, Budgets, HubClient, run_bot, walk_tree
 from hf_probex.cards import INFERRED_END, INFERRED_START, apply_suggestions, metadata_of
 from hf_probex.cli import main
 
@@ -36,7 +33,17 @@ TESTS = Path(__file__).resolve().parent
 
 
 def bot_client(endpoint: str, token: str, **kwargs) -> HubClient:
-    return HubClient(HfApi(endpoint=endpoint, token=token), prs_per_minute=kwargs.pop("prs_per_minute", 6000), **kwargs)
+    return HubClient(HfApi(endpoint=endpoint, token=token), **kwargs)
+
+
+def free(**kwargs) -> BotConfig:
+    """A run without budgets: these tests are about each repo's proposal (the budgets: tests/test_bot_etiquette.py)."""
+    return BotConfig(budgets=Budgets.unlimited(), **kwargs)
+
+
+#: The same on the command line.
+FREE = ["--max-open-per-owner", "1000", "--max-per-owner-per-day", "1000", "--max-per-day", "1000",
+        "--minutes-between-prs", "0"]
 
 
 def bot_prs(api: HfApi, repo_id: str) -> list:
@@ -88,7 +95,7 @@ def test_prs_have_exactly_the_expected_readme_and_rerun_adds_none(hub, tree, tmp
     repos = [ids[n] for n in ("complete", "partial", "grandchild", "bare", "nobase")]
     heads = {r: alice.model_info(r).sha for r in repos}
     with BotState(tmp_path / "bot.sqlite") as state:
-        report = run_bot(repos, bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state)
+        report = run_bot(repos, bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state, config=free())
     by_repo = {o.repo_id: o for o in report.outcomes}
     assert by_repo[ids["complete"]].outcome == "skipped" and by_repo[ids["complete"]].reason == "complete"
     for name in ("partial", "grandchild", "bare", "nobase"):
@@ -107,11 +114,11 @@ def test_prs_have_exactly_the_expected_readme_and_rerun_adds_none(hub, tree, tmp
     assert "trained_on" in by_repo[ids["partial"]].fields and "base_model" in by_repo[ids["nobase"]].fields
     # A rerun with the state: nothing redone. Without it (lost cache): the Hub's PRs prevent duplicates.
     with BotState(tmp_path / "bot.sqlite") as state:
-        again = run_bot(repos, bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state)
+        again = run_bot(repos, bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state, config=free())
     assert {o.outcome for o in again.outcomes} == {"unchanged"}
     alice.change_discussion_status(ids["partial"], by_repo[ids["partial"]].pr_num, "closed")  # the owner refuses
     with BotState(tmp_path / "fresh.sqlite") as state:
-        fresh = run_bot(repos, bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state)
+        fresh = run_bot(repos, bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state, config=free())
     assert {o.outcome for o in fresh.outcomes} == {"skipped"}
     assert {o.reason for o in fresh.outcomes if o.repo_id != ids["complete"]} == {"already-proposed"}
     assert all(len(bot_prs(alice, r)) == (r != ids["complete"]) for r in repos)
@@ -124,7 +131,7 @@ def test_malformed_metadata_stays_byte_identical_apart_from_added_keys(hub, tmp_
               "- name: x\r\n  results: [{bogus: true}]\r\n---\r\n# Card\r\n\r\nWritten by hand.\r\n").encode()
     make_repo(alice, repo_id, readme=readme, base_model="acme/root")
     with BotState(tmp_path / "bot.sqlite") as state:
-        (outcome,) = run_bot([repo_id], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state).outcomes
+        (outcome,) = run_bot([repo_id], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state, config=free()).outcomes
     proposed = readme_at(alice, repo_id, f"refs/pr/{outcome.pr_num}").decode()
     assert proposed == expected_readme(repo_id, readme.decode())
     old_lines, new_lines = readme.decode().splitlines(keepends=True), proposed.splitlines(keepends=True)
@@ -157,7 +164,7 @@ def test_hostile_cards_get_no_pull_request(hub, tmp_path):
     huge = hub.repo_id()  # larger than any card: refused by its listed size, never downloaded
     make_repo(alice, huge, readme=b"# big\n" + b"x" * MAX_SMALL_FILE_BYTES, base_model="acme/root")
     with BotState(tmp_path / "bot.sqlite") as state:
-        report = run_bot([bomb, quoted, huge], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state)
+        report = run_bot([bomb, quoted, huge], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state, config=free())
     assert [(o.outcome, o.reason) for o in report.outcomes] == [("skipped", "invalid-card"), ("skipped", "unsafe-edit"),
                                                                 ("skipped", "invalid-card")]
     assert bot_prs(alice, bomb) == [] and bot_prs(alice, quoted) == [] and bot_prs(alice, huge) == []
@@ -176,7 +183,7 @@ def test_below_threshold_and_derivable_only_are_not_proposed(hub, tmp_path):
     repos = [unsure, partly, derivable, informative]
     with BotState(tmp_path / "bot.sqlite") as state:
         report = run_bot(repos, bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state,
-                         config=BotConfig(min_confidence=0.0))
+                         config=free(min_confidence=0.0))
     assert [(o.outcome, o.reason) for o in report.outcomes] == [
         ("skipped", "below-threshold"), ("skipped", "below-threshold"), ("skipped", "derivable-only"), ("proposed", None)]
     assert [len(bot_prs(alice, r)) for r in repos] == [0, 0, 0, 1]
@@ -205,7 +212,7 @@ def test_dry_run_writes_nothing(hub, tree, tmp_path, capsys):
     ids, _, alice = tree
     state = tmp_path / "bot.sqlite"
     code = main(["bot", "run", "--tree", ids["root"], "--dry-run", "--state", str(state), "--token", hub.bob,
-                 "--infer", "bot_zoo:ground_truth_infer", "--quiet"])
+                 "--infer", "bot_zoo:ground_truth_infer", "--quiet", *FREE])
     out = capsys.readouterr().out
     assert code == 0 and not state.exists()
     assert f"{ids['partial']}: would propose" in out and "+pipeline_tag: image-classification" in out
@@ -240,12 +247,13 @@ def test_pending_intent_is_reconciled_with_the_hub(hub, tmp_path):
     repo_id = hub.repo_id()
     make_repo(alice, repo_id, readme=child_card(None))
     with BotState(tmp_path / "bot.sqlite") as state:
-        (first,) = run_bot([repo_id], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state).outcomes
+        (first,) = run_bot([repo_id], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state, config=free()).outcomes
         # As if the process died after opening the PR and before recording it.
-        state.put(repo_id, revision=first.revision, outcome="pending", fields=first.fields)
-        (again,) = run_bot([repo_id], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state).outcomes
+        state.reserve_pr(repo_id, revision=first.revision, fields=first.fields)
+        (again,) = run_bot([repo_id], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state, config=free()).outcomes
         assert (again.outcome, again.reason, again.pr_num) == ("proposed", "reconciled", first.pr_num)
         assert state.get(repo_id).outcome == "proposed"
+        assert [(c.num, c.status) for c in state.contacts()] == [(first.pr_num, "open")]  # counted once by the budgets
     assert len(bot_prs(alice, repo_id)) == 1
 
 
@@ -260,8 +268,9 @@ def test_kill_9_in_the_middle_then_resume_gives_one_pr_per_repo(hub, tmp_path):
     command = [sys.executable, "-m", "hf_probex.cli", "bot", "run", "--repos", str(tmp_path / "repos.txt"),
                "--state", str(tmp_path / "bot.sqlite"), "--infer", "bot_zoo:ground_truth_infer", "--concurrency", "1",
                "--quiet"]
-    process = subprocess.Popen([*command, "--prs-per-minute", "30"], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+    budgets = ["--max-open-per-owner", "10", "--max-per-owner-per-day", "10"]
+    process = subprocess.Popen([*command, *budgets, "--minutes-between-prs", "0.05"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)  # 3 s between PRs: the kill lands between two
     deadline = time.monotonic() + 60
     while not bot_prs(alice, repos[0]) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -269,7 +278,8 @@ def test_kill_9_in_the_middle_then_resume_gives_one_pr_per_repo(hub, tmp_path):
     process.wait()
     opened = sum(len(bot_prs(alice, r)) for r in repos)
     assert 1 <= opened < len(repos), "the kill should land after the first PR and before the last"
-    done = subprocess.run([*command, "--prs-per-minute", "600"], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*command, *budgets, "--minutes-between-prs", "0"], env=env, capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 0, done.stderr
     assert [len(bot_prs(alice, r)) for r in repos] == [1] * len(repos)
     with BotState(tmp_path / "bot.sqlite") as state:
@@ -278,84 +288,6 @@ def test_kill_9_in_the_middle_then_resume_gives_one_pr_per_repo(hub, tmp_path):
 
 
 # ---- manners: 429 / 5xx, 401 / 403 ------------------------------------------------------------------------
-
-
-class FaultProxy:
-    """A real HTTP proxy in front of the hub that answers chosen requests with an error first.
-
-    `faults`: (method, path fragment, status, Retry-After, forward) tuples, each used once; with `forward`
-    the request reaches the hub and only the answer is replaced (the work is done, the client sees 5xx).
-    """
-
-    def __init__(self, target: str, faults: list[tuple[str, str, int, str | None, bool]]) -> None:
-        self.target = urlsplit(target)
-        self.faults = list(faults)
-        self.injected: list[tuple[str, str, int]] = []
-        self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def take(self, method: str, path: str):
-        with self._lock:
-            for fault in self.faults:
-                if fault[0] == method and fault[1] in path:
-                    self.faults.remove(fault)
-                    self.injected.append((method, path, fault[2]))
-                    return fault
-        return None
-
-    def _handler(self):
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _body(self) -> bytes | None:
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    chunks = []
-                    while (size := int(self.rfile.readline().strip(), 16)):
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                    self.rfile.readline()
-                    return b"".join(chunks)
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else None
-
-            def _answer(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
-                self.send_response(status)
-                for key, value in headers:
-                    if key.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
-                        self.send_header(key, value)
-                length = dict((k.lower(), v) for k, v in headers).get("content-length", str(len(data)))
-                self.send_header("Content-Length", length if self.command == "HEAD" else str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            def _handle(self) -> None:
-                body = self._body()
-                fault = proxy.take(self.command, self.path)
-                if fault is not None and not fault[4]:
-                    return self._answer(fault[2], [("Retry-After", fault[3])] if fault[3] else [], b"{}")
-                upstream = http.client.HTTPConnection(proxy.target.hostname, proxy.target.port, timeout=30)
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("host", "connection", "transfer-encoding", "content-length")}
-                upstream.request(self.command, self.path, body=body, headers=headers)
-                response = upstream.getresponse()
-                data = response.read()
-                if fault is not None:
-                    return self._answer(fault[2], [], b"{}")
-                self._answer(response.status, response.getheaders(), data)
-
-            do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _handle
-
-        return Handler
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_429_and_5xx_are_retried_without_duplicates(hub, tmp_path):
@@ -371,7 +303,7 @@ def test_429_and_5xx_are_retried_without_duplicates(hub, tmp_path):
         client = bot_client(proxy.endpoint, hub.bob, max_wait_s=5)
         started = time.monotonic()
         with BotState(tmp_path / "bot.sqlite") as state:
-            (outcome,) = run_bot([repo_id], client, infer=ground_truth_infer, state=state).outcomes
+            (outcome,) = run_bot([repo_id], client, infer=ground_truth_infer, state=state, config=free()).outcomes
         elapsed = time.monotonic() - started
     finally:
         proxy.close()
@@ -410,9 +342,9 @@ def test_403_stops_the_run_and_a_resume_finishes_it(hub, tmp_path):
     with BotState(tmp_path / "bot.sqlite") as state:
         with pytest.raises(BotStopped, match="403"):  # carol's token is read-only: PRs are refused
             run_bot(repos, bot_client(hub.endpoint, hub.carol), infer=ground_truth_infer, state=state,
-                    config=BotConfig(concurrency=1))
+                    config=free(concurrency=1))
         assert [r.outcome for r in state.records()] == ["pending"]
-        report = run_bot(repos, bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state)
+        report = run_bot(repos, bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer, state=state, config=free())
     assert [o.outcome for o in report.outcomes] == ["proposed"] * 3
     assert [len(bot_prs(alice, r)) for r in repos] == [1, 1, 1]
 

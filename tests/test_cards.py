@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from hf_probex.cards import (
-    INFERRED_END, INFERRED_START, CardError, apply_suggestions, card_diff, is_opted_out, metadata_of, missing_fields,
+    INFERRED_END, INFERRED_START, CardError, apply_suggestions, card_diff, is_opted_out, metadata_of, missing_fields, opts_out_owner,
     render_section, section_heading, template_text,
 )
 from hf_probex.suggestions import FieldSuggestion
@@ -151,6 +151,12 @@ def test_opt_out():
     assert is_opted_out("---\ntags: [hf-probex-opt-out\n---\n")  # unparseable, but the wish is clear
     assert not is_opted_out("---\nhf_probex: {opt_out: false}\n---\n")
     assert not is_opted_out("# hf-probex-opt-out in prose is not a tag\n")
+
+
+def test_owner_wide_opt_out_covers_the_card_it_is_on():
+    assert is_opted_out("---\ntags: [hf-probex-opt-out-owner]\n---\n") and is_opted_out("---\nhf_probex: {opt_out: owner}\n---\n")
+    assert opts_out_owner({"hf_probex": {"opt_out": "owner"}}) and opts_out_owner({}, tags=["hf-probex-opt-out-owner"])
+    assert not opts_out_owner({"tags": ["hf-probex-opt-out"], "hf_probex": {"opt_out": True}})  # this repo only
 
 
 def test_added_yaml_is_valid_for_odd_values():

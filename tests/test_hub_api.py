@@ -262,6 +262,37 @@ def test_list_models_filters_sorts_and_expands(hub):
     assert full.card_data["base_model"] == root and full.sha is not None
 
 
+def test_downloads_likes_and_organisation_members(hub, model_repo):
+    """What a bot ranks repos by (downloads and likes in listings) and who speaks for an organisation."""
+    repo_id, _ = model_repo
+    api = HfApi(token=hub.alice)
+    other = hub.repo_id("acme")
+    api.create_repo(other)
+    api.upload_file(path_or_fileobj=b"x", path_in_repo="model.safetensors", repo_id=other)  # no config.json
+    for _ in range(3):  # a download of a model with a config is a GET of config.json: HEADs and ranges are not
+        hf_hub_download(repo_id, "config.json", cache_dir=hub.cache, force_download=True)
+    hf_hub_download(repo_id, "README.md", cache_dir=hub.cache, force_download=True)
+    HfApi().get_safetensors_metadata(repo_id)  # range reads of the header
+    hf_hub_download(other, "model.safetensors", cache_dir=hub.cache)
+    for token in (hub.alice, hub.bob, hub.bob):  # the Hub's like route (huggingface_hub has no like() any more)
+        hf_raise_for_status(get_session().post(f"{hub.endpoint}/api/models/{repo_id}/like",
+                                               headers={"authorization": f"Bearer {token}"}))
+    info = api.model_info(repo_id, expand=["downloads", "likes"])
+    assert (info.downloads, info.likes) == (3, 2)
+    assert sorted(u.username for u in api.list_repo_likers(repo_id)) == ["alice", "bob"]
+    HfApi(token=hub.bob).unlike(repo_id)
+    listed = {m.id: (m.downloads, m.likes) for m in api.list_models(author="acme", cardData=True) if m.id in (repo_id, other)}
+    assert listed == {repo_id: (3, 1), other: (1, 0)}
+    assert [m.id for m in api.list_models(author="acme", sort="downloads") if m.id in (repo_id, other)] == [repo_id, other]
+    with pytest.raises(HfHubHTTPError) as err:  # read tokens write nothing, likes included
+        HfApi(token=hub.carol).unlike(repo_id)
+    assert err.value.response.status_code == 403
+    assert [u.username for u in api.list_organization_members("acme")] == ["alice"]
+    with pytest.raises(HfHubHTTPError) as err:  # a user is not an organisation
+        list(api.list_organization_members("bob"))
+    assert err.value.response.status_code == 404
+
+
 # ---- writing, pull requests, discussions ---------------------------------------------------------------
 
 

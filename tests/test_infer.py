@@ -151,18 +151,19 @@ def test_demo_reads_undocumented_held_out_models_from_their_weights(small_cache,
 
 def test_the_bot_proposes_what_infer_card_finds_once(zoo_hub, tiny_zoo, experts, tmp_path, monkeypatch):
     """The card bot with the real infer_card (experts from the local registry) over the imported vit tree."""
-    from hf_probex.bot import BotState, HubClient, run_bot, walk_tree
+    from hf_probex.bot import BotConfig, BotState, Budgets, HubClient, run_bot, walk_tree
     from hf_probex.cards import metadata_of
 
     experts.save(tmp_path / "experts.json")
     monkeypatch.setenv("HF_PROBEX_CACHE", str(tmp_path))
     api = HfApi(endpoint=zoo_hub.endpoint, token=zoo_hub.bob)
-    client = HubClient(api, prs_per_minute=6000)
+    client = HubClient(api)
+    every = BotConfig(budgets=Budgets.unlimited())  # every proposal checked here, not the first within budget
     repos = walk_tree(client, "probex-zoo-vit/vit-root")
     declared = {s.repo_id for s in _children(tiny_zoo, "vit") if s.card not in ("none", "no_base_model")}
     assert declared <= set(repos)  # the Hub's base_model filter only knows repos whose cards declare it
     state = BotState(tmp_path / "bot.sqlite")
-    report = run_bot(repos, client, state=state)
+    report = run_bot(repos, client, state=state, config=every)
     proposed = [o for o in report.outcomes if o.outcome == "proposed"]
     assert proposed, report.counts()
     for outcome in proposed:
@@ -174,7 +175,7 @@ def test_the_bot_proposes_what_infer_card_finds_once(zoo_hub, tiny_zoo, experts,
             assert added["base_model_relation"] == "finetune"
         if "trained_on" in outcome.fields:
             assert {t.removeprefix("trained-on:") for t in added["tags"] if t.startswith("trained-on:")} <= set(spec.labels)
-    again = run_bot(repos, client, state=BotState(tmp_path / "fresh.sqlite"))  # even without the local state
+    again = run_bot(repos, client, state=BotState(tmp_path / "fresh.sqlite"), config=every)  # even without the local state
     assert not [o for o in again.outcomes if o.outcome == "proposed"]
 
 

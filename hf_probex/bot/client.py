@@ -3,34 +3,38 @@
 - 401 / 403 stop the whole run (`BotStopped`): a bad token or a refused permission is not going to get
   better by trying the next thousand repos.
 - 429 and 5xx are retried a bounded number of times, waiting what `Retry-After` says (capped), else an
-  exponential backoff. Opening a pull request after a 5xx is retried only once the repo's pull requests
-  show it was not opened (the server may have done the work before failing).
-- Pull requests are spaced by a rate limit shared by all threads.
+  exponential backoff. Opening a pull request or a digest after a 5xx is retried only once the repo's
+  threads show it was not opened (the server may have done the work before failing).
+- The bot's threads carry an invisible marker (`MARKER` for a pull request, `DIGEST_MARKER` for a digest),
+  so the Hub's own record tells what the bot proposed there, whatever its state file says.
+
+How often the bot may open anything is not decided here but by the budgets (`etiquette`).
 """
 
 from __future__ import annotations
 
 import email.utils
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import CommitOperationAdd, DiscussionWithDetails, HfApi
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalTokenNotFoundError, RepositoryNotFoundError
 
+from ..cards import opts_out_owner
 from ..errors import BadFileError
 from ..reading import MAX_SMALL_FILE_BYTES
 
-__all__ = ["BotStopped", "HubClient", "Proposal", "parse_retry_after"]
+__all__ = ["BotStopped", "HubClient", "ListedModel", "Proposal", "digest_marker", "marker", "parse_retry_after"]
 
 T = TypeVar("T")
 
 # The marker that makes the bot's pull requests recognisable in the repo's own history (state can be
 # lost; the Hub's record cannot): an HTML comment in the PR description, invisible when rendered.
 MARKER = re.compile(r"<!-- hf-probex-bot fields=(?P<fields>[\w,]*) revision=(?P<revision>\S*) -->")
+DIGEST_MARKER = re.compile(r"<!-- hf-probex-digest repos=(?P<repos>[\w./,-]*) -->")
 
 
 class BotStopped(RuntimeError):
@@ -57,37 +61,62 @@ def marker(fields: list[str], revision: str | None) -> str:
     return f"<!-- hf-probex-bot fields={','.join(fields)} revision={revision or ''} -->"
 
 
+def digest_marker(repos: list[str]) -> str:
+    """The marker line for a digest that lists `repos`."""
+    return f"<!-- hf-probex-digest repos={','.join(repos)} -->"
+
+
 @dataclass(frozen=True)
 class Proposal:
-    """A pull request the bot opened earlier on a repo, as the Hub remembers it."""
+    """A pull request or digest the bot opened earlier on a repo, as the Hub remembers it.
+
+    Attributes:
+        num: its number on the repo.
+        status: the Hub's status ("open", "draft", "merged", "closed").
+        fields: a pull request's fields.
+        revision: the revision a pull request was made for.
+        kind: "pr" or "digest".
+        listed: the repos a digest lists.
+        created_at: when it was opened (seconds since the epoch).
+    """
 
     num: int
     status: str
     fields: tuple[str, ...]
     revision: str
+    kind: str = "pr"
+    listed: tuple[str, ...] = ()
+    created_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ListedModel:
+    """A model as the Hub lists its owner's models: downloads, likes, and whether its card opts the owner out
+    (`cards.opts_out_owner`)."""
+
+    repo_id: str
+    downloads: int
+    likes: int
+    opts_out_owner: bool
 
 
 class HubClient:
-    """The Hub calls the bot makes, with retries, the stop rule and the PR rate limit.
+    """The Hub calls the bot makes, with retries and the stop rule.
 
     Args:
         api: the client (its endpoint and token are used).
         max_retries: retries of one call after 429 / 5xx.
         max_wait_s: the longest single wait, whatever `Retry-After` asks.
-        prs_per_minute: at most this many pull requests a minute, across threads.
-        sleep: how to wait (tests may pass a recorder).
+        sleep: how to wait, here and for the budgets' spacing (tests pass a fake clock's).
     """
 
     def __init__(self, api: HfApi, *, max_retries: int = 5, max_wait_s: float = 60.0,
-                 prs_per_minute: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.api = api
         self.max_retries = max_retries
         self.max_wait_s = max_wait_s
-        self.pr_interval = 60.0 / prs_per_minute if prs_per_minute > 0 else 0.0
         self.sleep = sleep
         self.retries = 0  # how many times a call was retried (reported by the run)
-        self._pr_lock = threading.Lock()
-        self._next_pr_at = 0.0
 
     # ---- the retry rule -------------------------------------------------------------------------------
 
@@ -163,18 +192,45 @@ class HubClient:
         """The ids of the models of `author` (a user or organisation) and / or whose name contains `search`."""
         return self.call(lambda: [m.id for m in self.api.list_models(author=author, search=search)])
 
+    def owner_models(self, owner: str) -> list[ListedModel]:
+        """Every model of a user or organisation, with its downloads, likes and owner-wide opt-out (one listing
+        with card data: no request to the repos themselves)."""
+        models = self.call(lambda: list(self.api.list_models(author=owner, cardData=True)))
+        return [ListedModel(m.id, m.downloads or 0, m.likes or 0,
+                            opts_out_owner(m.card_data.to_dict() if m.card_data else {}, m.tags or ()))
+                for m in models]
+
+    def org_members(self, owner: str) -> frozenset[str] | None:
+        """The members of organisation `owner` the Hub shows the bot, or None when `owner` is a user (404)."""
+        try:
+            return frozenset(u.username for u in self.call(lambda: list(self.api.list_organization_members(owner))))
+        except BotStopped:  # the token was checked at the start: a refusal here is about the members list only
+            return frozenset()
+        except HfHubHTTPError as err:
+            if err.response is not None and err.response.status_code == 404:
+                return None
+            raise
+
+    def thread(self, repo_id: str, num: int) -> DiscussionWithDetails:
+        """A pull request or discussion with its events (comments, status changes)."""
+        return self.call(lambda: self.api.get_discussion_details(repo_id, num))
+
     def proposals(self, repo_id: str, author: str | None) -> list[Proposal]:
-        """The pull requests the bot (`author`; any author when None) opened on the repo, any status."""
+        """The pull requests and digests the bot (`author`; any author when None) opened on the repo, any status."""
         found = []
         threads = self.call(lambda: list(self.api.get_repo_discussions(
-            repo_id, author=author, discussion_type="pull_request", discussion_status="all")))
+            repo_id, author=author, discussion_type="all", discussion_status="all")))
         for thread in threads:
-            details = self.call(lambda num=thread.num: self.api.get_discussion_details(repo_id, num))
+            details = self.thread(repo_id, thread.num)
             first = next((e for e in details.events if e.type == "comment"), None)
-            match = MARKER.search(getattr(first, "content", "") or "")
-            if match:
+            text = getattr(first, "content", "") or ""
+            opened = thread.created_at.timestamp() if thread.created_at else None
+            if thread.is_pull_request and (match := MARKER.search(text)):
                 fields = tuple(f for f in match["fields"].split(",") if f)
-                found.append(Proposal(thread.num, thread.status, fields, match["revision"]))
+                found.append(Proposal(thread.num, thread.status, fields, match["revision"], created_at=opened))
+            elif not thread.is_pull_request and (match := DIGEST_MARKER.search(text)):
+                listed = tuple(r for r in match["repos"].split(",") if r)
+                found.append(Proposal(thread.num, thread.status, (), "", "digest", listed, opened))
         return found
 
     # ---- writing --------------------------------------------------------------------------------------
@@ -183,11 +239,9 @@ class HubClient:
                 author: str | None, fields: list[str]) -> int:
         """Open one pull request changing only README.md, forked from `revision`; its number.
 
-        Waits for the PR rate limit first. A 5xx may hide a PR that was opened anyway, so before each
-        retry the repo's PRs are checked for this one's marker.
+        A 5xx may hide a PR that was opened anyway, so before each retry the repo's PRs are checked for this
+        one's marker.
         """
-        self._wait_for_pr_slot()
-
         def create() -> int:
             return int(self.api.create_commit(repo_id, [CommitOperationAdd("README.md", readme)],
                                               commit_message=title, commit_description=description,
@@ -196,15 +250,22 @@ class HubClient:
         def already_opened(status: int) -> int | None:
             if status < 500:
                 return None  # 429: refused, not done
-            done = [p for p in self.proposals(repo_id, author) if p.revision == revision and list(p.fields) == fields]
+            done = [p for p in self.proposals(repo_id, author)
+                    if p.kind == "pr" and p.revision == revision and list(p.fields) == fields]
             return done[0].num if done else None
 
         return self.call(create, recover=already_opened)
 
-    def _wait_for_pr_slot(self) -> None:
-        with self._pr_lock:
-            now = time.monotonic()
-            start = max(now, self._next_pr_at)
-            self._next_pr_at = start + self.pr_interval
-        if start > now:
-            self.sleep(start - now)
+    def open_digest(self, repo_id: str, *, title: str, description: str, author: str | None, listed: list[str]) -> int:
+        """Open a digest: a discussion (not a pull request) on `repo_id`; its number. A 5xx is retried only once
+        the repo's threads show no digest listing the same repos."""
+        def create() -> int:
+            return self.api.create_discussion(repo_id, title=title, description=description).num
+
+        def already_opened(status: int) -> int | None:
+            if status < 500:
+                return None
+            done = [p for p in self.proposals(repo_id, author) if p.kind == "digest" and list(p.listed) == listed]
+            return done[0].num if done else None
+
+        return self.call(create, recover=already_opened)

@@ -19,6 +19,19 @@ def _lines(path: str, what: str) -> list[str]:
     return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
 
 
+def _opt_out_list(path: str) -> frozenset[str]:
+    """The operator's opt-out list: repo ids (`owner/name`) and owners (`owner/*`), one a line."""
+    from ..reading import looks_like_repo_id
+
+    entries = _lines(path, "opt-out list")
+    for entry in entries:
+        owner, _, name = entry.partition("/")
+        if not (looks_like_repo_id(entry) or (name == "*" and looks_like_repo_id(owner, namespaced=False))):
+            raise UserError(f"--opt-out-list {path}: {entry!r} is neither a repo id (owner/name) nor an owner "
+                            "(owner/* for all their repos): fix that line")
+    return frozenset(entries)
+
+
 def _load_infer(spec: str):
     """`module:function` -> the function (a repo id -> CardSuggestion callable)."""
     module, _, name = spec.partition(":")
@@ -38,8 +51,19 @@ def _print_outcome(outcome, dry_run: bool) -> None:
         print(f"{outcome.repo_id}: would propose {', '.join(outcome.fields)}\n{outcome.diff}")
     elif outcome.outcome == "error":
         print(f"{outcome.repo_id}: error: {outcome.reason}")
-    elif dry_run:
+    elif outcome.outcome == "deferred":
+        print(f"{outcome.repo_id}: {'would wait' if dry_run else 'waits'} for budget ({outcome.reason}): "
+              f"{', '.join(outcome.fields)}")
+    elif dry_run and outcome.outcome != "would-digest":
         print(f"{outcome.repo_id}: {outcome.outcome} ({outcome.reason})")
+
+
+def _print_digest(digest, dry_run: bool) -> None:
+    if dry_run:
+        print(f"would open a digest for {digest.owner} on {digest.repo_id}: {len(digest.listed)} models\n"
+              f"title: {digest.title}\n{digest.description}")
+    else:
+        print(f"{digest.owner}: opened digest #{digest.num} on {digest.repo_id} ({len(digest.listed)} models)")
 
 
 def _open_state(path: str | Path):
@@ -60,20 +84,27 @@ def _bot_run(args: argparse.Namespace) -> int:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import OfflineModeIsEnabled
 
-    from ..bot import BotConfig, BotStopped, HubClient, default_state_path, run_bot
+    from ..bot import BotConfig, BotStopped, Budgets, HubClient, default_state_path, run_bot
     from ..members import tree_members
 
     if not 0.0 <= args.min_confidence <= 1.0:
         raise UserError("--min-confidence must be between 0 and 1")
-    if args.concurrency < 1 or (args.limit is not None and args.limit < 0) or args.prs_per_minute <= 0:
-        raise UserError("--concurrency and --prs-per-minute must be positive, --limit not negative")
+    if args.concurrency < 1 or (args.limit is not None and args.limit < 0):
+        raise UserError("--concurrency must be positive, --limit not negative")
+    if min(args.max_open_per_owner, args.max_per_owner_per_day, args.max_per_day, args.refuse_after_closed) < 1:
+        raise UserError("--max-open-per-owner, --max-per-owner-per-day, --max-per-day and --refuse-after-closed must be "
+                        "at least 1 (to open nothing, use --dry-run)")
+    if not args.minutes_between_prs >= 0:
+        raise UserError("--minutes-between-prs must be 0 or more")
     if (args.author or args.search) and not args.tree:
         raise UserError("--author and --search look for members of a tree: give its root with --tree")
     infer = _load_infer(args.infer) if args.infer else None
-    opt_out = frozenset(_lines(args.opt_out_list, "opt-out list")) if args.opt_out_list else frozenset()
-    client = HubClient(HfApi(token=args.token), prs_per_minute=args.prs_per_minute, max_retries=args.max_retries)
+    opt_out = _opt_out_list(args.opt_out_list) if args.opt_out_list else frozenset()
+    client = HubClient(HfApi(token=args.token), max_retries=args.max_retries)
+    budgets = Budgets(max_open_per_owner=args.max_open_per_owner, max_new_per_owner_per_day=args.max_per_owner_per_day,
+                      max_new_per_day=args.max_per_day, minutes_between=args.minutes_between_prs)
     config = BotConfig(min_confidence=args.min_confidence, dry_run=args.dry_run, concurrency=args.concurrency,
-                       opt_out=opt_out)
+                       opt_out=opt_out, budgets=budgets, digest=args.digest, refuse_after_closed=args.refuse_after_closed)
     state = None if args.dry_run else _open_state(args.state or default_state_path())
     try:
         if not args.dry_run:
@@ -98,6 +129,8 @@ def _bot_run(args: argparse.Namespace) -> int:
     finally:
         if state is not None:
             state.close()
+    for digest in report.digests:
+        _print_digest(digest, args.dry_run)
     counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.counts().items())) or "nothing to do"
     print(f"{len(report.outcomes)} repos in {report.seconds:.1f}s: {counts}; {report.retries} calls retried")
     return 0
@@ -128,16 +161,34 @@ def _bot_status(args: argparse.Namespace) -> int:
     print(f"  skipped: {outcomes.get('skipped', 0)}")
     for reason, n in sorted(summary["skipped"].items()):
         print(f"    {reason}: {n}")
+    print(f"  in digests: {outcomes.get('digested', 0)}")
+    print(f"  waiting for budget: {outcomes.get('deferred', 0)}")
+    for reason, n in sorted(summary["waiting"].items()):
+        print(f"    {reason}: {n}")
     print(f"  errors: {outcomes.get('error', 0)}")
     for repo_id, message in summary["errors"].items():
         print(f"    {repo_id}: {message}")
     if summary["pending"]:
         print(f"  pending (reconciled on the next run): {', '.join(summary['pending'])}")
+    print(f"proposals in the last 24 h: {summary['new_24h']} (the latest at {summary['last_opened_at'] or 'never'})")
+    if summary["owners"]:
+        print("owners:")
+    for owner, entry in summary["owners"].items():
+        if entry["refused"]:
+            print(f"  {owner}: refused: {entry['refused']}")
+            continue
+        parts = [f"{len(entry['open'])} open", f"{entry['new_24h']} new in 24 h", f"{entry['waiting']} waiting for budget"]
+        if entry["requested"]:
+            parts.append(f"{entry['requested']} asked for in a digest")
+        opened = ", ".join(f"{'digest' if c['kind'] == 'digest' else 'PR'} #{c['num'] or '?'} on {c['repo_id']} ({c['status']})"
+                           for c in entry["open"])
+        print(f"  {owner}: {', '.join(parts)}" + (f": {opened}" if opened else ""))
     return 0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add this group's commands to the `hf-probex` parser."""
+    from ..bot.etiquette import DEFAULT_REFUSE_AFTER_CLOSED, Budgets
     from ..bot.run import DEFAULT_MIN_CONFIDENCE
 
     bot = commands.add_parser("bot", help="propose model-card pull requests with inferred fields",
@@ -149,8 +200,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Scan every repo below --tree (children of children too, and with --author / --search the "
                     "models routed into the tree by their weights) or listed in --repos, infer the missing card "
                     "fields, and open one pull request per repo that adds an informative field (never a commit to "
-                    "main, never a second PR for the same fields). Resumable: rerun the same command after a crash. The "
-                    "token (HF_TOKEN or --token) must be able to open pull requests.",
+                    "main, never a second PR for the same fields), the most useful first, within budgets per owner "
+                    "and per day (the rest wait for a later run); with --digest, one discussion per owner instead. "
+                    "Resumable: rerun the same command after a crash. The token (HF_TOKEN or --token) must be able to "
+                    "open pull requests and discussions.",
     )
     source = run.add_mutually_exclusive_group(required=True)
     source.add_argument("--tree", metavar="ROOT_ID",
@@ -168,18 +221,35 @@ def register(commands: argparse._SubParsersAction) -> None:
                      help=f"propose only fields at least this confident (default: {DEFAULT_MIN_CONFIDENCE})")
     run.add_argument("--state", metavar="DB", help="state database (default: bot.sqlite in the hf_probex cache)")
     run.add_argument("--concurrency", type=int, default=4, help="repos processed at once (default: 4)")
-    run.add_argument("--opt-out-list", metavar="FILE", help="repo ids never to touch, one a line")
-    run.add_argument("--prs-per-minute", type=float, default=30.0,
-                     help="rate limit on opened pull requests (default: 30)")
+    run.add_argument("--opt-out-list", metavar="FILE",
+                     help="repo ids never to touch, and owners none of whose repos to touch (owner/*), one a line")
+    run.add_argument("--digest", action="store_true",
+                     help="one discussion per owner listing every proposal (with how to accept or refuse them) instead "
+                          "of one pull request per repo; pull requests follow for the repos the owner accepts")
+    defaults = Budgets()
+    run.add_argument("--max-open-per-owner", type=int, default=defaults.max_open_per_owner, metavar="N",
+                     help="at most N pull requests or digests of one owner waiting for an answer "
+                          f"(default: {defaults.max_open_per_owner})")
+    run.add_argument("--max-per-owner-per-day", type=int, default=defaults.max_new_per_owner_per_day, metavar="N",
+                     help=f"at most N new for one owner in 24 hours (default: {defaults.max_new_per_owner_per_day})")
+    run.add_argument("--max-per-day", type=int, default=defaults.max_new_per_day, metavar="N",
+                     help=f"at most N new in 24 hours, all owners together (default: {defaults.max_new_per_day})")
+    run.add_argument("--minutes-between-prs", type=float, default=defaults.minutes_between, metavar="M",
+                     help="wait at least M minutes between two pull requests or digests, across runs "
+                          f"(default: {defaults.minutes_between:g}; 0 only for a local hub)")
+    run.add_argument("--refuse-after-closed", type=int, default=DEFAULT_REFUSE_AFTER_CLOSED, metavar="N",
+                     help="an owner who closed N of the bot's pull requests and merged none is never proposed to again "
+                          f"(default: {DEFAULT_REFUSE_AFTER_CLOSED})")
     run.add_argument("--max-retries", type=int, default=5, help="retries of a call after 429/5xx (default: 5)")
     run.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
     run.add_argument("--infer", metavar="MODULE:FUNCTION",
                      help="a repo id -> CardSuggestion callable to use instead of hf_probex.infer_card")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_bot_run)
-    status = bot_commands.add_parser("status", help="summarise the bot's state: scanned, proposed, skipped, errors",
+    status = bot_commands.add_parser("status", help="summarise the bot's state: scanned, proposed, skipped, waiting, errors",
                                      description="Summarise the state database: repos scanned, pull requests "
-                                                 "opened, repos skipped by reason, errors.")
+                                                 "opened, repos skipped by reason, waiting for budget, errors, and per "
+                                                 "owner what is open, new in 24 hours, waiting or refused.")
     status.add_argument("--state", metavar="DB", help="state database (default: bot.sqlite in the hf_probex cache)")
     status.add_argument("--json", action="store_true", help="print the summary as JSON")
     status.set_defaults(func=_bot_status)

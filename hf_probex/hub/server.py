@@ -1,6 +1,7 @@
 """The HTTP face of the local hub: a FastAPI app speaking the subset of the Hub API that
 `huggingface_hub` uses (repos, model info and listing, resolve with ranges, tree and paths-info,
-preupload and NDJSON commits, pull requests and discussions, whoami, validate-yaml).
+preupload and NDJSON commits, pull requests and discussions, likes and download counts, organisation
+members, whoami, validate-yaml).
 
 Only model repos exist. Every error carries the Hub's status and `X-Error-Code`, so the client raises
 its usual exceptions. Paths are routed on the raw (still percent-encoded) request path: the client
@@ -35,7 +36,7 @@ from ..bounded import TooComplexError, load_json
 from .auth import User, UsersFile, require_user, require_write, require_write_token
 from .catalog import Catalog, RepoSummary, card_problems, front_matter
 from .discussions import Discussions
-from .errors import (BadRequest, EntryNotFound, Forbidden, HubError, PayloadTooLarge, RangeNotSatisfiable,
+from .errors import (BadRequest, EntryNotFound, Forbidden, HubError, NotFound, PayloadTooLarge, RangeNotSatisfiable,
                      RepoNotFound)
 from .storage import Commit, Delete, Put, RepoMeta, Storage, check_path, check_repo_id
 
@@ -50,6 +51,8 @@ _LIST_FIELDS = ("_id", "id", "modelId", "likes", "downloads", "trendingScore", "
                 "library_name", "createdAt")
 _FULL_FIELDS = _LIST_FIELDS + ("author", "sha", "lastModified", "gated", "disabled", "siblings")
 _SORT_KEYS = {"lastModified", "createdAt", "downloads", "likes", "trendingScore", "id"}
+#: What a download of a model is, for a repo without config.json: a GET of one of its weights files.
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".h5", ".msgpack")
 
 
 class _Segment(Convertor):
@@ -159,6 +162,7 @@ def create_app(root: str | Path, *, users_file: str | Path | None = None,
     _add_file_routes(app, state)
     _add_commit_routes(app, state)
     _add_discussion_routes(app, state)
+    _add_community_routes(app, state)
     return app
 
 
@@ -236,6 +240,7 @@ def _model_json(state: HubState, repo: RepoMeta, commit: Commit, *, blobs: bool 
     `children` (from `_children_counts`) saves a listing from recounting for every repo.
     """
     summary: RepoSummary = state.catalog.summary(repo.repo_id, commit.id)
+    stats = state.storage.stats(repo.repo_id)
     wanted = set(fields) | {"_id", "id"} if fields is not None else None
 
     def want(key: str) -> bool:
@@ -244,7 +249,8 @@ def _model_json(state: HubState, repo: RepoMeta, commit: Commit, *, blobs: bool 
     data: dict = {"_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id,
                   "modelId": repo.repo_id, "author": repo.repo_id.split("/")[0], "sha": commit.id,
                   "lastModified": commit.date, "createdAt": repo.created_at, "private": repo.private,
-                  "gated": False, "disabled": False, "downloads": 0, "likes": 0, "trendingScore": 0,
+                  "gated": False, "disabled": False, "downloads": stats.downloads, "likes": len(stats.likers),
+                  "trendingScore": 0,
                   "tags": summary.tags, "library_name": summary.library_name, "pipeline_tag": summary.pipeline_tag,
                   "spaces": [], "usedStorage": sum(e["size"] for e in commit.tree.values())}
     if want("siblings"):
@@ -373,7 +379,9 @@ def _add_repo_routes(app: FastAPI, state: HubState) -> None:
         sort = params.get("sort")
         if sort is not None and sort not in _SORT_KEYS:
             raise BadRequest(f"sort must be one of {', '.join(sorted(_SORT_KEYS))}")
-        key = {"lastModified": lambda r: r[1].date, "createdAt": lambda r: r[0].created_at}.get(sort or "id")
+        key = {"lastModified": lambda r: r[1].date, "createdAt": lambda r: r[0].created_at,
+               "downloads": lambda r: storage.stats(r[0].repo_id).downloads,
+               "likes": lambda r: len(storage.stats(r[0].repo_id).likers)}.get(sort or "id")
         rows.sort(key=lambda r: r[0].repo_id)  # ties (equal downloads, likes...) stay in id order
         if key is not None:
             rows.sort(key=key, reverse=params.get("direction") != "1")
@@ -408,6 +416,44 @@ def _add_repo_routes(app: FastAPI, state: HubState) -> None:
 
 
 # ---- files: resolve, tree, paths-info, refs, commits ---------------------------------------------------
+
+
+def _add_community_routes(app: FastAPI, state: HubState) -> None:
+    """Likes (the Hub's `like` route, `unlike`, `list_repo_likers`) and organisation members."""
+    storage = state.storage
+
+    async def like(ns: str, name: str, request: Request, liked: bool):
+        repo_id = f"{ns}/{name}"
+        user = _caller(state, request)
+        _visible_repo(state, repo_id, user)
+        user = require_write_token(user)
+        await run_in_threadpool(storage.set_like, repo_id, user.name, liked)
+        return {}
+
+    @app.post("/api/models/{ns:hubseg}/{name:hubseg}/like")
+    async def like_repo(ns: str, name: str, request: Request):
+        return await like(ns, name, request, True)
+
+    @app.delete("/api/models/{ns:hubseg}/{name:hubseg}/like")
+    async def unlike_repo(ns: str, name: str, request: Request):
+        return await like(ns, name, request, False)
+
+    @app.get("/api/models/{ns:hubseg}/{name:hubseg}/likers")
+    def likers(ns: str, name: str, request: Request):
+        repo_id = f"{ns}/{name}"
+        _visible_repo(state, repo_id, _caller(state, request))
+        return _paged(request, [_user_json(u) for u in storage.stats(repo_id).likers], 1000)
+
+    @app.get("/api/organizations/{org:hubseg}/members")
+    def organization_members(org: str, request: Request):
+        members = state.users.current().orgs.get(org)
+        if members is None:
+            raise NotFound(f"Organization {org} not found")
+        return _paged(request, [_user_json(m) for m in sorted(members)], 500)
+
+
+def _user_json(name: str) -> dict:
+    return {"user": name, "fullname": name, "avatarUrl": "", "type": "user", "isPro": False}
 
 
 def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -454,6 +500,14 @@ def _last_commit(state: HubState, repo_id: str, head: Commit, path: str) -> dict
     return {"id": found.id, "title": found.summary, "date": found.date}
 
 
+def _counts_as_download(path: str, commit: Commit) -> bool:
+    """Whether a whole-file GET of `path` counts as a download of the model, as the Hub counts them: config.json,
+    or a weights file in a repo without one. A HEAD or a range read (a header, a few layers) is not a download."""
+    if "config.json" in commit.tree:
+        return path == "config.json"
+    return path.endswith(_WEIGHT_SUFFIXES)
+
+
 def _add_file_routes(app: FastAPI, state: HubState) -> None:
     storage = state.storage
 
@@ -480,6 +534,8 @@ def _add_file_routes(app: FastAPI, state: HubState) -> None:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers)
+        if span is None and _counts_as_download(path, commit):
+            storage.count_download(repo_id)
         return StreamingResponse(_stream(storage.blob_path(entry["sha256"]), start, end), status_code=status,
                                  headers=headers)
 

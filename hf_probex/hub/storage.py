@@ -4,6 +4,7 @@
     ROOT/objects/commits/<aa>/<sha1>.json    immutable commits, named by the sha1 of their canonical JSON
     ROOT/repos/models/<ns>/<name>/repo.json  repo settings (private, creation date)
     ROOT/repos/models/<ns>/<name>/refs/...   refs/heads/<branch> and refs/pr/<N>: one commit id per file
+    ROOT/repos/models/<ns>/<name>/stats.json downloads counted and the users who like the repo
     ROOT/repos/models/<ns>/<name>/.lock      flock()ed while a commit, ref move or discussion edit runs
 
 A commit writes its blobs and its commit object first and moves the ref last, with one atomic
@@ -22,7 +23,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -137,6 +138,15 @@ class RepoMeta:
 
 
 @dataclass(frozen=True)
+class RepoStats:
+    """What the Hub counts about a repo: `downloads` (every one since the repo was created; the Hub shows the
+    last 30 days) and `likers` (user names, sorted)."""
+
+    downloads: int = 0
+    likers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Put:
     """Commit operation: set `path` to a stored blob."""
 
@@ -225,6 +235,29 @@ class Storage:
         with self.lock(repo_id):
             os.rename(folder, trash)  # atomic: readers see the repo or nothing
         shutil.rmtree(trash, ignore_errors=True)
+
+    def stats(self, repo_id: str) -> RepoStats:
+        """The repo's downloads and likers (zero and none for a repo nobody downloaded or liked)."""
+        try:
+            data = json.loads((self.repo_dir(repo_id) / "stats.json").read_text())
+        except FileNotFoundError:
+            return RepoStats()
+        return RepoStats(downloads=int(data["downloads"]), likers=tuple(data["likers"]))
+
+    def count_download(self, repo_id: str) -> None:
+        """Add one download to the repo's count."""
+        self._update_stats(repo_id, lambda stats: RepoStats(stats.downloads + 1, stats.likers))
+
+    def set_like(self, repo_id: str, user: str, liked: bool) -> None:
+        """Record that `user` likes the repo (or no longer does); liking twice counts once, as on the Hub."""
+        self._update_stats(repo_id, lambda stats: RepoStats(
+            stats.downloads, tuple(sorted(set(stats.likers) | {user} if liked else set(stats.likers) - {user}))))
+
+    def _update_stats(self, repo_id: str, change: Callable[[RepoStats], RepoStats]) -> None:
+        with self.lock(repo_id):  # read-modify-write: two downloads at once must both count
+            stats = change(self.stats(repo_id))
+            write_atomic(self.repo_dir(repo_id) / "stats.json",
+                         canonical_json({"downloads": stats.downloads, "likers": list(stats.likers)}))
 
     @contextlib.contextmanager
     def lock(self, repo_id: str) -> Iterator[None]:
