@@ -28,7 +28,7 @@ def main() -> None:
     from bot_zoo import child_card, ground_truth_infer, make_repo
     from huggingface_hub import HfApi
 
-    from hf_probex.bot import BotConfig, BotState, HubClient, run_bot
+    from hf_probex.bot import BotConfig, BotState, Budgets, HubClient, run_bot
     from hf_probex.hub import LocalHub, use_endpoint
 
     results = {}
@@ -43,10 +43,10 @@ def main() -> None:
                     make_repo(owner, repo_id, readme=child_card("owner/root"), base_model="owner/root")
 
                 def run(state_name: str):
-                    client = HubClient(HfApi(token="hf_bot"), prs_per_minute=1e6)
+                    client = HubClient(HfApi(token="hf_bot"))
                     with BotState(tmp / state_name) as state:
                         return run_bot(repos, client, infer=ground_truth_infer, state=state,
-                                       config=BotConfig(concurrency=concurrency))
+                                       config=BotConfig(concurrency=concurrency, budgets=Budgets.unlimited()))
 
                 first = run(f"c{concurrency}.sqlite")
                 rerun = run(f"c{concurrency}-fresh.sqlite")  # state lost: only the Hub's PRs prevent duplicates

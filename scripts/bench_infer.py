@@ -174,7 +174,7 @@ def hub_bytes(zoo, trees, registry, scratch: Path, per_tree: int, split: str) ->
     from huggingface_hub import HfApi
 
     from hf_probex import infer_card
-    from hf_probex.bot import BotState, HubClient, run_bot
+    from hf_probex.bot import BotConfig, BotState, Budgets, HubClient, run_bot
     from hf_probex.cards import TRAINED_ON_TAG_PREFIX, metadata_of
     from hf_probex.demo import truth_of
     from hf_probex.hub import LocalHub, use_endpoint
@@ -197,7 +197,8 @@ def hub_bytes(zoo, trees, registry, scratch: Path, per_tree: int, split: str) ->
                 rows.append([tree, repo_id, f"{result.bytes_read:,}", f"{size:,}", _pct(result.bytes_read, size)])
         bot = HfApi(endpoint=server.endpoint, token="hf_bot_write_token")
         start = time.perf_counter()
-        report = run_bot(list(uploaded), HubClient(bot, prs_per_minute=100_000), state=BotState(scratch / "bot.sqlite"),
+        unlimited = BotConfig(budgets=Budgets.unlimited())  # a benchmark of reading, not of the bot's manners
+        report = run_bot(list(uploaded), HubClient(bot), state=BotState(scratch / "bot.sqlite"), config=unlimited,
                          infer=lambda repo_id: infer_card(repo_id, experts=registry))
         minutes = (time.perf_counter() - start) / 60
         proposed = right = 0
@@ -215,7 +216,7 @@ def hub_bytes(zoo, trees, registry, scratch: Path, per_tree: int, split: str) ->
                     proposed, right = proposed + len(values), right + sum(v in true for v in values)
                 elif name in truth:
                     proposed, right = proposed + 1, right + (added.get(name) == truth[name])
-        again = run_bot(list(uploaded), HubClient(bot, prs_per_minute=100_000), state=BotState(scratch / "fresh.sqlite"),
+        again = run_bot(list(uploaded), HubClient(bot), state=BotState(scratch / "fresh.sqlite"), config=unlimited,
                         infer=lambda repo_id: infer_card(repo_id, experts=registry))
         summary = [f"bot over {len(uploaded)} repos: {dict(report.counts())}, {len(uploaded) / minutes:.0f} repos/min",
                    f"PR content: {right} of {proposed} proposed values right ({_pct(right, proposed)})",

@@ -106,7 +106,8 @@ def summarise(rows: list[dict]) -> dict:
     scored = [r for r in rows if "ap" in r]
     ap = float(np.mean([r["ap"] for r in scored])) if scored else float("nan")
     chance = float(np.mean([r["ap_chance"] for r in scored])) if scored else float("nan")
-    return {"head_read": sum(bool(r.get("head_read")) for r in rows), "top1": top1, "ap": ap, "ap_chance": chance, "models": len(rows), "routed_right": sum(r["root_right"] for r in rows),
+    return {"head_read": sum(bool(r.get("head_read")) for r in rows), "top1": top1, "ap": ap, "ap_chance": chance,
+            "models": len(rows), "routed_right": sum(r["root_right"] for r in rows),
             "wrong_tree": sum(r["routed"] and not r["root_right"] for r in rows), "proposed": proposed, "right": right,
             "precision": right / proposed if proposed else float("nan"), "recall": right / truths if truths else float("nan"),
             "models_with_proposal": sum(bool(r["proposed"]) for r in rows)}
@@ -118,7 +119,7 @@ def _pct(value: float) -> str:
 
 def table(title: str, groups: dict[str, list[dict]]) -> str:
     lines = [f"### {title}", "", "| held out | models | routed right | wrong tree | proposed | right | precision % | "
-             "recall % | models with a proposal | head read | top-1 % | AP % (chance) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "recall % | models with a proposal | head read | top-1 % | AP % (chance) |", "|---" * 12 + "|"]
     for name, rows in groups.items():
         s = summarise(rows)
         lines.append(f"| {name} | {s['models']} | {s['routed_right']} ({_pct(s['routed_right'] / max(s['models'], 1))} %) | "

@@ -25,7 +25,7 @@ def main() -> None:
 
     from huggingface_hub import HfApi
 
-    from hf_probex.bot import BotState, HubClient, run_bot
+    from hf_probex.bot import BotConfig, BotState, Budgets, HubClient, run_bot
     from hf_probex.demo import demo_experts
     from hf_probex.hub import LocalHub, use_endpoint
     from hf_probex.hub.importer import import_zoo
@@ -41,7 +41,7 @@ def main() -> None:
         (tmp / "users.yaml").write_text("users:\n  probex-bot: {tokens: [hf_bot]}\n")
         with LocalHub(tmp / "root", users_file=tmp / "users.yaml") as hub, use_endpoint(hub.endpoint):
             import_zoo(zoo.root, hub.root)
-            client = HubClient(HfApi(token="hf_bot"), prs_per_minute=1e6)
+            client = HubClient(HfApi(token="hf_bot"))
             prs, found_by = [], Counter()
             with BotState(tmp / "bot.sqlite") as state:
                 for tree in zoo.trees.values():
@@ -49,6 +49,7 @@ def main() -> None:
                                            router=weight_router(experts))
                     found_by.update(m.found_by for m in members)
                     report = run_bot([m.repo_id for m in members], client, state=state,
+                                     config=BotConfig(budgets=Budgets.unlimited()),  # every member's PR, to show them
                                      infer=lambda repo_id: infer_card(repo_id, token="hf_bot", experts=experts))
                     prs += [o for o in report.outcomes if o.outcome == "proposed"]
                     print(f"{tree['root_repo_id']}: {len(members)} members ({sum(m.found_by == 'card' for m in members)} "
