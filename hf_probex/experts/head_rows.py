@@ -28,8 +28,8 @@ import numpy as np
 
 from ..weightsets import WeightRecord
 
-#: The inverse regularisation of the row classifier: the strongest setting measured stable across held-out
-#: recipe families (C = 1: 95.4 % pooled precision at 8.5 % recall, vs 97.0 % at 6.0 % for C = 100).
+#: The inverse regularisation of the row classifier, chosen on the bench ResNet tree's held-out recipe families
+#: (docs/benchmarks.md, scripts/bench_head_rows.py).
 ROW_C = 1.0
 _FLOOR = 1e-6  # the probability of a class no row is assigned to (its score is this logit)
 
@@ -117,8 +117,9 @@ class RowReader:
         """Whether `head` is a set of rows this reader reads (2-D, its width, two rows or more, finite)."""
         return head is not None and np.ndim(head) == 2 and np.shape(head)[1] == self.width and row_features(head) is not None
 
-    def scores(self, head: np.ndarray) -> np.ndarray:
-        """[n_labels] logit of each class's assigned row probability (`_FLOOR` for a class no row is assigned to).
+    def assign(self, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """([k, n_labels] P(class | row) of each row, [k] the class each row is assigned to: distinct classes, the
+        assignment of highest joint probability).
 
         Raises:
             ValueError: a head this reader cannot read (`can_read`).
@@ -132,8 +133,17 @@ class RowReader:
         logits -= logits.max(1, keepdims=True)
         probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
         rows, classes = linear_sum_assignment(-np.log(np.clip(probs, 1e-12, 1.0)))
+        return probs, classes[np.argsort(rows)]
+
+    def scores(self, head: np.ndarray) -> np.ndarray:
+        """[n_labels] logit of each class's assigned row probability (`_FLOOR` for a class no row is assigned to).
+
+        Raises:
+            ValueError: a head this reader cannot read (`can_read`).
+        """
+        probs, classes = self.assign(head)
         assigned = np.full(self.coef.shape[0], _FLOOR)
-        assigned[classes] = np.clip(probs[rows, classes], _FLOOR, 1 - _FLOOR)
+        assigned[classes] = np.clip(probs[np.arange(len(classes)), classes], _FLOOR, 1 - _FLOOR)
         return np.log(assigned / (1 - assigned))
 
     def to_arrays(self) -> dict[str, np.ndarray]:
