@@ -102,6 +102,7 @@ BAD_CONFIGS = {
     "routing layers of a string shape": {"routing": {"layers": [["w", "32x32"]]}},
     "a vocabulary of objects": {"vocabulary": [{"a": 1}]},
     "no layer": {"layer": None},
+    "a head without its calibration": {"head": {"layer": "classifier.weight", "width": 8}},
 }
 
 

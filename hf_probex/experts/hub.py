@@ -4,10 +4,10 @@ An expert reads one layer of a model in one tree. It holds the input shaping tha
 data (the root-centring offset and scale, as buffers), the network of its method (`models.METHODS`),
 and its task:
 
-- `multilabel` (class subsets of discriminative trees): logits over the tree's label vocabulary;
-  A class-subset expert can also read the model's classification head as a set of rows (`head`: the
-  layer and its width; the row classifier's weights as the `head_coef` / `head_intercept` buffers,
-  `head_rows`), calibrated jointly with the layers (`head_calibration`);
+- `multilabel` (class subsets of discriminative trees): logits over the tree's label vocabulary; such an
+  expert may also read the model's classification head as a set of rows (`head`: the layer and its
+  width; the row classifier's weights as the `head_coef` / `head_intercept` buffers, `head_rows`),
+  calibrated jointly with the layers (`head_calibration`);
 - `zeroshot` (concepts of LoRA trees): the weight representation and a projected text embedding meet
   in one space, both L2-normalised; scores are cosine similarities, so any concept written as text can
   be scored. The vocabulary's text embeddings are kept as a buffer, so scoring the training concepts
@@ -85,7 +85,8 @@ def check_config(config: object) -> None:
             type(v) is int and 0 < v <= MAX_HPARAM for v in config.get("hparams", {}).values()),
         "text_dim": config.get("text_dim") is None or (type(config["text_dim"]) is int and 0 < config["text_dim"] <= MAX_DIM),
         "head": config.get("head") is None or (isinstance(config["head"], dict) and isinstance(config["head"].get("layer"), str)
-                                               and type(config["head"].get("width")) is int and 0 < config["head"]["width"] <= MAX_DIM),
+                                               and type(config["head"].get("width")) is int and 0 < config["head"]["width"] <= MAX_DIM
+                                               and isinstance(config.get("head_calibration"), dict)),
     }
     wrong = [key for key, ok in problems.items() if not ok]
     if wrong:
