@@ -202,8 +202,9 @@ def test_a_stacked_expert_reads_the_same_input_from_a_model_folder(tiny_zoo, tmp
 
 def test_twin_experts_read_a_shared_routing_layer_once(tiny_zoo, tmp_path):
     """vit and vit-twin experts route by layers the twin roots share: a layer both compare is read once, then
-    only the winner's inputs are read, and nothing else."""
+    only the winner's inputs (and its head, where its expert reads one) are read, and nothing else."""
     from hf_probex.experts.harness import load_layer_data, train_expert
+    from hf_probex.experts.hub import Expert
     from hf_probex.experts.registry import ExpertRegistry
 
     value, position, mlp = ("vit.encoder.layer.0.attention.attention.value.weight", "vit.embeddings.position_embeddings",
@@ -224,7 +225,9 @@ def test_twin_experts_read_a_shared_routing_layer_once(tiny_zoo, tmp_path):
     checkpoint = open_source(bare).checkpoint()
     header = open_source(bare).header(bare.name).nbytes
     routing = {name for entry in registry.entries for name, _ in entry.routing_layers}
-    read = header + sum(checkpoint.info(n).nbytes for n in routing | {value, position})  # vit-twin's MLP only if routing reads it
+    reader = Expert.from_pretrained(folders[0]).row_reader
+    head = {reader.layer} if reader else set()  # the head's rows, where the winner's expert reads them
+    read = header + sum(checkpoint.info(n).nbytes for n in routing | {value, position} | head)  # vit-twin's MLP only if routing reads it
     assert result.bytes_read == read, (result.bytes_read, read)
 
 
