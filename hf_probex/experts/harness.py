@@ -65,6 +65,7 @@ class LayerData:
     holdout_y: np.ndarray | None = None
     holdout_vocabulary: list[str] = field(default_factory=list)
     holdout_text: np.ndarray | None = None
+    other_concepts: list[str] = field(default_factory=list)  # concepts the weight set names but no model here has
     inputs: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)  # stacked layers: (name, stored shape)
     groups: np.ndarray | None = None  # each model's recipe family, where the weight set knows it
     records: list[WeightRecord] = field(default_factory=list)  # the models, in order (what routing is fitted on)
@@ -203,6 +204,8 @@ def _load_one(weights: WeightSet, tree: str, layer: str, *, conv_layout: str, te
                      conv_layout=conv_layout, text_encoder=text_encoder, prompt=prompt,
                      text=_encode(vocabulary, text_encoder, prompt), groups=_groups(seen), records=seen,
                      roots=dict(weights.roots))
+    named = set(vocabulary) | {r.labels[0] for r in held}
+    data.other_concepts = sorted(set(weights.vocabularies.get(tree, [])) - named)  # e.g. the test split's held-out ones
     if held:
         data.holdout_x = load_matrices(held, layer, conv_layout)[0]
         data.holdout_vocabulary = sorted({r.labels[0] for r in held})
@@ -212,10 +215,13 @@ def _load_one(weights: WeightSet, tree: str, layer: str, *, conv_layout: str, te
 
 
 def open_vocabulary(data: LayerData) -> tuple[list[str], np.ndarray]:
-    """A zero-shot tree's open vocabulary: its training concepts, then the held-out ones (names, text embeddings)."""
-    if data.holdout_text is None:
-        return list(data.vocabulary), data.text
-    return list(data.vocabulary) + list(data.holdout_vocabulary), np.concatenate([data.text, data.holdout_text])
+    """A zero-shot tree's open vocabulary (names, text embeddings): its training concepts, the held-out ones, then
+    the other concepts its weight set names (their names only: no model of them was read)."""
+    names = list(data.vocabulary) + list(data.holdout_vocabulary)
+    texts = [data.text] + ([data.holdout_text] if data.holdout_text is not None else [])
+    if data.other_concepts:
+        texts.append(_encode(data.other_concepts, data.text_encoder, data.prompt))
+    return names + list(data.other_concepts), np.concatenate(texts)
 
 
 #: The group of held-out concepts' decisions in the open calibration: the threshold must hold on them too.
