@@ -62,8 +62,9 @@ def _expert_for(registry: ExpertRegistry, root: str, task: str, model: WeightSou
     """The tree's expert of `task`; of several (a LoRA tree's experts of different modules), the first whose layers
     the model has: a LoRA of cross-attention only is read by an expert of a cross-attention module."""
     entries = registry.for_root(root, task)
-    readable = [e for e in entries if has_layers(model, adapter, e.inputs)]
-    return (readable or entries or [None])[0]
+    if len(entries) > 1:  # only then is a header worth consulting
+        entries = [e for e in entries if has_layers(model, adapter, e.inputs)] or entries
+    return entries[0] if entries else None
 
 
 def _below(cut: float, asked: bool) -> str:
