@@ -21,9 +21,11 @@ from .cards import CardError, apply_suggestions, card_diff, missing_fields
 from .errors import LayerMismatchError, ProbexError
 from .experts.head_rows import read_head
 from .experts.hub import Expert
+from .experts.calibration import Calibration
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
+from .experts.vocabulary import vocabulary_for
 from .reading import WeightSource, open_source
-from .routing import UNCONFIRMED, Route, route
+from .routing import UNCONFIRMED, Route, has_layers, route
 from .suggestions import CARD_FIELDS, CardSuggestion, FieldSuggestion
 
 #: Confidence needed for fields that come from routing by weights (the experts carry calibrated thresholds).
@@ -56,8 +58,12 @@ def _files_evidence(adapter: Adapter, source: WeightSource) -> str:
     return f"{adapter.family} family, recognised from its files ({', '.join(source.safetensors_files[:2])})"
 
 
-def _expert_for(registry: ExpertRegistry, root: str, task: str) -> ExpertEntry | None:
+def _expert_for(registry: ExpertRegistry, root: str, task: str, model: WeightSource, adapter: Adapter) -> ExpertEntry | None:
+    """The tree's expert of `task`; of several (a LoRA tree's experts of different modules), the first whose layers
+    the model has: a LoRA of cross-attention only is read by an expert of a cross-attention module."""
     entries = registry.for_root(root, task)
+    if len(entries) > 1:  # only then is a header worth consulting
+        entries = [e for e in entries if has_layers(model, adapter, e.inputs)] or entries
     return entries[0] if entries else None
 
 
@@ -71,37 +77,62 @@ def _below(cut: float, asked: bool) -> str:
 
 
 def _trained_on(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, head: np.ndarray | None,
-                threshold: float | None) -> tuple[FieldSuggestion | None, str, dict]:
+                threshold: float | None, candidates: Iterable[str] | None = None) -> tuple[FieldSuggestion | None, str, dict]:
     """The expert's trained-on field at its threshold (or `threshold`), or None and why not; and what it read
     (its scores and thresholds), kept whether it answered or not. `head`: the model's classification head
-    rows where the expert reads them (`experts.head_rows`), else None."""
+    rows where the expert reads them (`experts.head_rows`), else None. `candidates`: the concepts a zero-shot
+    expert ranks (`_named_concept`)."""
     if not expert.calibration:
         return None, f"{entry.public_name} has no calibration (trained without cross-validation)", {}
+    if expert.task == CONCEPT_TASK:
+        return _named_concept(expert, entry, matrix, threshold, candidates)
     predictions, confidence = expert.confidences(matrix, heads=[head])
     calibration = expert.calibration_for(head)
     floor = calibration["threshold"]
     cut = floor if threshold is None else threshold
-    named = entry.public_name if entry.public_name != entry.location else f"expert {entry.location}"
     layers = [name for name, _ in entry.inputs]
     if calibration is not expert.calibration:
         layers.append(f"{expert.row_reader.layer} (its rows, as a set)")
-    evidence = f"{named} ({entry.method}) on {' + '.join(layers)}"
-    if expert.task == CLASSES_TASK:
-        scores = {label: float(c) for label, c in zip(expert.vocabulary, confidence[0])}
-        top = dict(sorted(scores.items(), key=lambda kv: -kv[1])[:10])
-        details = {"confidence_by_class": top, "threshold": cut, "calibrated_threshold": floor}
-        chosen = [label for label, c in scores.items() if c >= cut]
-        if not chosen:
-            best = max(scores, key=scores.get)
-            return None, f"no class is confident enough: {_below(cut, threshold is not None)} (best: {best} at {scores[best]:.2f})", details
-        return FieldSuggestion("trained_on", chosen, min(scores[c] for c in chosen), evidence, "expert",
-                               details=details, floor=floor), "", details
+    evidence = _evidence(entry, layers)
+    scores = {label: float(c) for label, c in zip(expert.vocabulary, confidence[0])}
+    top = dict(sorted(scores.items(), key=lambda kv: -kv[1])[:10])
+    details = {"confidence_by_class": top, "threshold": cut, "calibrated_threshold": floor}
+    chosen = [label for label, c in scores.items() if c >= cut]
+    if not chosen:
+        best = max(scores, key=scores.get)
+        return None, f"no class is confident enough: {_below(cut, threshold is not None)} (best: {best} at {scores[best]:.2f})", details
+    return FieldSuggestion("trained_on", chosen, min(scores[c] for c in chosen), evidence, "expert",
+                           details=details, floor=floor), "", details
+
+
+def _evidence(entry: ExpertEntry, layers: list[str]) -> str:
+    named = entry.public_name if entry.public_name != entry.location else f"expert {entry.location}"
+    return f"{named} ({entry.method}) on {' + '.join(layers)}"
+
+
+def _named_concept(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, threshold: float | None,
+                   candidates: Iterable[str] | None) -> tuple[FieldSuggestion | None, str, dict]:
+    """A zero-shot expert's concept: the top of the vocabulary it ranks (`experts.vocabulary`: the `candidates`,
+    else its default open vocabulary), its confidence from the margin over the runner-up, calibrated for that
+    vocabulary; the details name the vocabulary, the runner-up and the margin."""
+    vocabulary = vocabulary_for(expert, candidates)
+    predictions = expert.predict(matrix, vocabulary.text)
+    calibration = Calibration(**vocabulary.calibration)
+    floor = calibration.threshold
+    cut = floor if threshold is None else threshold
     order = np.argsort(-predictions[0])
-    concept, value = expert.vocabulary[order[0]], float(confidence[0])
-    top = {expert.vocabulary[i]: float(predictions[0, i]) for i in order[:5]}
-    details = {"cosine_by_concept": top, "confidence": value, "threshold": cut, "calibrated_threshold": floor}
+    concept, value = vocabulary.names[order[0]], float(calibration.confidences(CONCEPT_TASK, predictions)[0])
+    runner_up = vocabulary.names[order[1]] if len(order) > 1 else None
+    margin = float(calibration.scores(CONCEPT_TASK, predictions)[0])
+    details = {"vocabulary": vocabulary.description, "cosine_by_concept": {vocabulary.names[i]: float(predictions[0, i])
+                                                                           for i in order[:5]},
+               "runner_up": runner_up, "margin": margin, "confidence": value, "threshold": cut,
+               "calibrated_threshold": floor, "calibrated_on": vocabulary.calibrated_on}
     if value < cut:
-        return None, f"the best concept, {concept!r}, has confidence {value:.2f}: {_below(cut, threshold is not None)}", details
+        return None, (f"the best concept of {vocabulary.description}, {concept!r} (runner-up {runner_up!r}, margin "
+                      f"{margin:.3f}), has confidence {value:.2f}: {_below(cut, threshold is not None)}"), details
+    evidence = _evidence(entry, [name for name, _ in entry.inputs]) + \
+        f", ranking {vocabulary.description}; runner-up {runner_up!r}, margin {margin:.3f}"
     return FieldSuggestion("trained_on", concept, value, evidence, "expert", details=details, floor=floor), "", details
 
 
@@ -132,7 +163,8 @@ def _routing_fields(adapter: Adapter, declared: dict[str, str], found: Route) ->
 
 
 def infer_card(source: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None,
-               experts: Experts = None, min_confidence: float | None = None) -> CardSuggestion:
+               experts: Experts = None, min_confidence: float | None = None,
+               candidates: Iterable[str] | None = None) -> CardSuggestion:
     """Infer the missing model-card fields of a model from its small files and a few of its weights.
 
     Args:
@@ -143,6 +175,9 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
             for the local registry file plus the Hub's experts (tag `probex-expert`) when online.
         min_confidence: propose fields at or above this confidence; None (default) uses each expert's
             threshold calibrated on held-out models (95 % precision) and 0.9 for routing by weights.
+        candidates: the concepts a LoRA's concept is chosen from (any text; the zero-shot expert embeds them
+            with its text encoder). None: the expert's default vocabulary, its training concepts and the
+            held-out ones its weight set names. Class-subset experts ignore it (their classes are fixed).
 
     Returns:
         A `CardSuggestion`: the fields at or above the threshold (each with confidence and evidence),
@@ -164,20 +199,20 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
         lacking = set()  # an unreadable front matter is the owner's to fix: propose nothing into it
         abstained["card"] = str(err)
     family_evidence = _files_evidence(adapter, model)
-    candidates: list[FieldSuggestion] = [
+    answers: list[FieldSuggestion] = [
         FieldSuggestion("library_name", adapter.library_name, 1.0, family_evidence),
         FieldSuggestion("pipeline_tag", adapter.pipeline_tag, 1.0, family_evidence),
     ]
     found = route(model, adapter, registry, token=token)
-    candidates += _routing_fields(adapter, found.declared, found)
+    answers += _routing_fields(adapter, found.declared, found)
     labels = _real_label_names(model)
     if labels:
-        candidates.append(FieldSuggestion("trained_on", labels, 1.0, "config.json id2label"))
+        answers.append(FieldSuggestion("trained_on", labels, 1.0, "config.json id2label"))
     elif found.root is None:
         abstained["trained_on"] = f"no known tree: {found.reason}"
     else:
         task = CONCEPT_TASK if adapter.relation == "adapter" else CLASSES_TASK
-        entry = _expert_for(registry, found.root, task)
+        entry = _expert_for(registry, found.root, task, model, adapter)
         if entry is None:
             abstained["trained_on"] = f"no {task} expert for the tree of {found.root}"
         else:
@@ -186,18 +221,18 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
                 matrix = adapter.read_input(model, entry.inputs, expert.config["conv_layout"])
                 reader = expert.row_reader
                 head = read_head(adapter, model, reader.layer) if reader else None
-                suggestion, why, read = _trained_on(expert, entry, matrix, head, min_confidence)
+                suggestion, why, read = _trained_on(expert, entry, matrix, head, min_confidence, candidates)
             except (LayerMismatchError, ValueError) as err:  # another shape, NaN / inf: this field only abstains
                 suggestion, why, read = None, f"the {entry.tree} expert cannot read this model: {err}", {}
             details["trained_on"] = read
-            candidates += [suggestion] if suggestion else []
+            answers += [suggestion] if suggestion else []
             if why:
                 abstained["trained_on"] = why
     if found.root is None and found.reason and not found.declared:
         abstained.setdefault("base_model", found.reason)
 
     fields: dict[str, FieldSuggestion] = {}
-    for field in candidates:
+    for field in answers:
         needed = min_confidence if min_confidence is not None else (ROUTING_CONFIDENCE if field.source == "weights" else 0.0)
         if field.source != "expert" and field.confidence < needed:
             abstained[field.name] = f"confidence {field.confidence:.2f} < {needed:.2f} ({field.evidence})"

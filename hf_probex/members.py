@@ -38,7 +38,7 @@ class Member:
         repo_id: the repo.
         found_by: "card" (its card names a base in the tree) or "weights" (routed into the tree by its weights).
         evidence: for people: "card base_model: acme/root", or routing's evidence (distances, declared lineage,
-            "the only known LoRA tree whose modules have these shapes").
+            "the only known LoRA tree whose base has every module it targets, in these shapes").
         confidence: 1.0 for a card; routing's confidence for weights (a LoRA placed by its shapes alone: 0.5).
     """
 

@@ -11,7 +11,10 @@
    when the model is within that tree's reach. The confidence is `CERTAIN` as near as the tree's
    training models, falling to `UNCONFIRMED` at its reach. Routing layers equal to the root's mean the
    model is the root itself. LoRA weights are updates, not weights, so they cannot be compared with a
-   root: a LoRA routes by declared lineage, or by being the only known LoRA tree with its modules' shapes.
+   root: a LoRA routes by declared lineage, checked against its modules' shapes, or by being the only
+   known LoRA tree whose base has every module it targets in the shape it has there (the expert's
+   `routing.modules`, `experts.routes.fit_lora_modules`): a LoRA of self-attention only, of
+   cross-attention only or of every projection routes alike, whichever module the expert reads.
 
 A declared lineage the weights contradict, or cannot confirm (beyond every reach, or no expert routes
 by this model's shapes), and a declared base hf_probex cannot place while the weights sit in a known
@@ -88,13 +91,35 @@ def walk_lineage(base: str, roots: set[str], *, token: str | bool | None = None)
     return chain
 
 
-def _layer_matches(source: WeightSource, adapter: Adapter, layers) -> bool:
+def has_layers(source: WeightSource, adapter: Adapter, layers) -> bool:
     """Whether the model has every one of `layers` ((name, shape) pairs) in the same shape (from the header only)."""
     try:
         checkpoint = adapter.checkpoint(source)
         return all(adapter.layer_shape(checkpoint, name) == tuple(shape) for name, shape in layers)
     except LayerMismatchError:
         return False
+
+
+def lora_targets(source: WeightSource, adapter: Adapter) -> dict[str, tuple[int, ...]]:
+    """The linear modules a LoRA targets and the shape of each update (the base's shape of that module), from the
+    header only. Modules whose factors are not a linear pair (a convolution LoRA) reveal no shape and are left out."""
+    checkpoint = adapter.checkpoint(source)
+    targets = {}
+    for name in adapter.candidate_layers(checkpoint):
+        try:
+            targets[name] = adapter.layer_shape(checkpoint, name)
+        except LayerMismatchError:
+            continue
+    return targets
+
+
+def fits_lora_tree(source: WeightSource, adapter: Adapter, entry: ExpertEntry) -> bool:
+    """Whether a LoRA fits the tree of `entry`: every module it targets is one of the base's, in the same shape
+    (`entry.modules`); an expert without them (trained before routing by modules) checks the modules it reads."""
+    if not entry.modules:
+        return has_layers(source, adapter, entry.inputs)
+    targets, known = lora_targets(source, adapter), dict(entry.modules)
+    return bool(targets) and all(known.get(name) == shape for name, shape in targets.items())
 
 
 @dataclass(frozen=True)
@@ -120,7 +145,7 @@ def weight_distances(source: WeightSource, adapter: Adapter, entries: list[Exper
     for entry in entries:
         if entry.root is None or entry.root in found or not entry.routing_layers:
             continue
-        if not _layer_matches(source, adapter, entry.routing_layers):
+        if not has_layers(source, adapter, entry.routing_layers):
             continue
         try:
             expert = load_expert(entry.location)
@@ -161,12 +186,16 @@ def route(source: WeightSource, adapter: Adapter, registry: ExpertRegistry, *,
                    [])
     walked = f"declared lineage {' -> '.join(lineage)}"
     if kind == "lora":
+        shaped = sorted({e.root for e in entries if e.root and fits_lora_tree(source, adapter, e)})
         if lineage:
-            return Route(lineage[-1], 1.0, walked, declared, lineage)
-        shaped = sorted({e.root for e in entries if e.root and _layer_matches(source, adapter, e.inputs)})
+            if lineage[-1] in shaped:
+                return Route(lineage[-1], 1.0, walked, declared, lineage)
+            return Route(lineage[-1], UNCONFIRMED, walked, declared, lineage,
+                         finding=f"{walked}, but the modules it targets do not have the shapes they have in that base")
         if len(shaped) == 1:
-            return Route(shaped[0], 0.5, "the only known LoRA tree whose modules have these shapes", declared)
-        why = "no LoRA tree expert reads modules of these shapes" if not shaped else \
+            return Route(shaped[0], 0.5, "the only known LoRA tree whose base has every module it targets, in "
+                                         "these shapes", declared)
+        why = "no known LoRA tree's base has the modules it targets in these shapes" if not shaped else \
             f"several LoRA trees fit its shapes ({', '.join(shaped)}) and it declares no base"
         return Route(None, 0.0, "", declared, reason=why)
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 from huggingface_hub import HfApi
 from safetensors.numpy import save_file
-from safetensors.torch import save_file as save_torch_file
 
 from hf_probex.adapters import (ADAPTERS, CLASSES_TASK, CONCEPT_TASK, FullModelAdapter, LayerChoice, detect,
                                 get_adapter, register)
@@ -18,7 +17,7 @@ from hf_probex.errors import LayerMismatchError, NoSafetensorsError, UnknownArch
 from hf_probex.experts.shaping import to_matrices
 from hf_probex.reading import open_source
 
-SD_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+from lora_files import FORMATS, SD_BASE, lora_state, save_lora, save_root, tiny_unet
 
 
 # ---- models (tiny, real) ------------------------------------------------------------------------------------
@@ -50,39 +49,10 @@ def resnet_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sd(tmp_path_factory):
     """A tiny UNet root (diffusers pipeline layout) and one peft LoRA of it saved in all three formats."""
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
-    from diffusers.utils import convert_state_dict_to_diffusers, convert_state_dict_to_kohya
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(16, 32),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8,
-    )
-    root = tmp_path_factory.mktemp("sd-root")
-    unet.save_pretrained(root / "unet")
-    (root / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline",
-                                                        "unet": ["diffusers", "UNet2DConditionModel"]}))
-    unet.add_adapter(LoraConfig(r=2, lora_alpha=4, init_lora_weights="gaussian",
-                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
-    with torch.no_grad():  # peft starts B at zero; give the update a value
-        for name, param in unet.named_parameters():
-            if "lora_B" in name:
-                param.normal_()
-    peft_state = {k: v.contiguous() for k, v in get_peft_model_state_dict(unet).items()}
-
-    formats = {name: tmp_path_factory.mktemp(f"lora-{name}") for name in ("diffusers", "peft", "kohya")}
-    StableDiffusionPipeline.save_lora_weights(formats["diffusers"],
-                                              unet_lora_layers=convert_state_dict_to_diffusers(peft_state))
-    save_torch_file({f"base_model.model.{k}": v for k, v in peft_state.items()},
-                    str(formats["peft"] / "adapter_model.safetensors"))
-    (formats["peft"] / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4,
-                                                                      "base_model_name_or_path": SD_BASE}))
-    kohya = convert_state_dict_to_kohya({f"unet.{k}": v for k, v in peft_state.items()})
-    save_torch_file({k: v.contiguous().float() for k, v in kohya.items()}, str(formats["kohya"] / "my_lora.safetensors"),
-                    metadata={"ss_sd_model_name": "v1-5-pruned.safetensors", "pretrained_model_name_or_path": SD_BASE})
+    unet = tiny_unet()
+    root = save_root(unet, tmp_path_factory.mktemp("sd-root"))
+    peft_state = lora_state(unet, ["to_q", "to_k", "to_v", "to_out.0"])
+    formats = {fmt: save_lora(peft_state, fmt, tmp_path_factory.mktemp(f"lora-{fmt}")) for fmt in FORMATS}
     updates = {k.removesuffix(".lora_A.weight"): (peft_state[k.replace("lora_A", "lora_B")] @ v).numpy()
                for k, v in peft_state.items() if k.endswith("lora_A.weight")}
     return {"root": root, "formats": formats, "updates": updates}

@@ -15,8 +15,9 @@ SEEN = ["dog", "cat", "car", "airplane", "apple", "guitar", "mountain", "river",
 HELD = ["bicycle", "castle", "violin", "banana"]
 
 
-def write_planted_loras(root) -> None:
-    """Model-J SD layout: each LoRA's update B @ A is a fixed linear image of its concept's text embedding, plus noise.
+def write_planted_loras(root, module: str = "blk.to_q") -> None:
+    """Model-J SD layout: each LoRA's update B @ A of `module` is a fixed linear image of its concept's text
+    embedding, plus noise.
 
     A linear map from weights back to text then exists for every concept, so an expert that learns it on
     the seen concepts also ranks held-out concepts it never trained on.
@@ -32,8 +33,8 @@ def write_planted_loras(root) -> None:
                 folder = root / split / f"model_idx_{idx:04d}"
                 folder.mkdir(parents=True)
                 idx += 1
-                save_file({"blk.to_q.lora.down.weight": np.eye(8, dtype=np.float32),
-                           "blk.to_q.lora.up.weight": update.astype(np.float32)},
+                save_file({f"{module}.lora.down.weight": np.eye(8, dtype=np.float32),
+                           f"{module}.lora.up.weight": update.astype(np.float32)},
                           str(folder / "pytorch_lora_weights.safetensors"), metadata={"imagenet_class_id": concept})
 
 

@@ -223,6 +223,11 @@ class LoraAdapter(Adapter):
         """A tensor name -> the same name in the family's one naming, ending `.lora_A.weight` / `.lora_B.weight`
         (None for tensors that are not LoRA factors: alphas, biases, text-encoder LoRAs the family ignores)."""
 
+    def base_module(self, weight: str) -> str | None:
+        """The module name this family's LoRAs give the base's weight tensor `weight` (None: not a module's weight).
+        Routing records a tree base's modules under these names (`experts.routes.fit_lora_modules`)."""
+        return weight.removesuffix(".weight") if weight.endswith(".weight") else None
+
     def module_pairs(self, checkpoint: Checkpoint) -> dict[str, tuple[str, str]]:
         """Normalised module name -> (A/down key, B/up key) as stored in the checkpoint."""
         stored = {}

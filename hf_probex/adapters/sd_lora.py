@@ -54,6 +54,11 @@ class SDLoraAdapter(LoraAdapter):
         (key,) = convert_unet_state_dict_to_peft({key: None})
         return key if key.endswith((".lora_A.weight", ".lora_B.weight")) else None
 
+    def base_module(self, weight: str) -> str | None:
+        """A UNet weight (`down_blocks.0...to_q.weight`, with or without `unet.`) -> `unet.down_blocks.0...to_q`."""
+        module = super().base_module(weight)
+        return None if module is None else "unet." + module.removeprefix("unet.")
+
     def matches(self, source: WeightSource) -> bool:
         return bool(self.module_pairs(self.checkpoint(source)))
 

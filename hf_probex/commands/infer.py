@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import default_cache_dir
+from .common import UserError, default_cache_dir
 
 
 def format_suggestion(suggestion) -> str:
@@ -27,10 +27,17 @@ def format_suggestion(suggestion) -> str:
 
 
 def _infer(args: argparse.Namespace) -> int:
+    from ..experts.vocabulary import read_candidates
     from ..infer import infer_card
 
+    candidates = None
+    if args.candidates:
+        try:
+            candidates = read_candidates(args.candidates)
+        except ValueError as err:
+            raise UserError(str(err)) from None
     suggestion = infer_card(args.source, revision=args.revision, experts=args.expert or None,
-                            min_confidence=args.min_confidence)
+                            min_confidence=args.min_confidence, candidates=candidates)
     print(suggestion.to_json(indent=2) if args.json else format_suggestion(suggestion))
     return 0
 
@@ -56,6 +63,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="use this expert (repeatable; default: the local registry and, online, the Hub's experts)")
     infer.add_argument("--min-confidence", type=float,
                        help="propose fields at or above this confidence (default: each expert's calibrated threshold)")
+    infer.add_argument("--candidates", metavar="FILE",
+                       help="a LoRA's concept is chosen among these (a text file, one concept per line, any text; "
+                            "default: the zero-shot expert's own vocabulary, its training and held-out concepts)")
     infer.add_argument("--json", action="store_true", help="print the full result as JSON")
     infer.set_defaults(func=_infer)
 

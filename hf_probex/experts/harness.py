@@ -10,6 +10,9 @@ predictions averaged (late fusion: a classification head read as a set next to a
 
 LoRA trees are zero-shot: each fold's expert ranks all in-distribution concepts (top-1/top-5), and
 also the held-out concepts (splits ending in `_holdout`, never trained on) for the held-out models.
+The expert `train_expert` publishes also ranks an open vocabulary by default (`open_vocabulary`: the
+training and held-out concepts), calibrated on every fold's decisions against it, held-out LoRAs included
+(`open_calibration`).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class LayerData:
     holdout_y: np.ndarray | None = None
     holdout_vocabulary: list[str] = field(default_factory=list)
     holdout_text: np.ndarray | None = None
+    other_concepts: list[str] = field(default_factory=list)  # concepts the weight set names but no model here has
     inputs: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)  # stacked layers: (name, stored shape)
     groups: np.ndarray | None = None  # each model's recipe family, where the weight set knows it
     records: list[WeightRecord] = field(default_factory=list)  # the models, in order (what routing is fitted on)
@@ -200,12 +204,42 @@ def _load_one(weights: WeightSet, tree: str, layer: str, *, conv_layout: str, te
                      conv_layout=conv_layout, text_encoder=text_encoder, prompt=prompt,
                      text=_encode(vocabulary, text_encoder, prompt), groups=_groups(seen), records=seen,
                      roots=dict(weights.roots))
+    named = set(vocabulary) | {r.labels[0] for r in held}
+    data.other_concepts = sorted(set(weights.vocabularies.get(tree, [])) - named)  # e.g. the test split's held-out ones
     if held:
         data.holdout_x = load_matrices(held, layer, conv_layout)[0]
         data.holdout_vocabulary = sorted({r.labels[0] for r in held})
         data.holdout_y = np.array([data.holdout_vocabulary.index(r.labels[0]) for r in held])
         data.holdout_text = _encode(data.holdout_vocabulary, text_encoder, prompt)
     return data
+
+
+def open_vocabulary(data: LayerData) -> tuple[list[str], np.ndarray]:
+    """A zero-shot tree's open vocabulary (names, text embeddings): its training concepts, the held-out ones, then
+    the other concepts its weight set names (their names only: no model of them was read)."""
+    names = list(data.vocabulary) + list(data.holdout_vocabulary)
+    texts = [data.text] + ([data.holdout_text] if data.holdout_text is not None else [])
+    if data.other_concepts:
+        texts.append(_encode(data.other_concepts, data.text_encoder, data.prompt))
+    return names + list(data.other_concepts), np.concatenate(texts)
+
+
+#: The group of held-out concepts' decisions in the open calibration: the threshold must hold on them too.
+HELD_OUT_CONCEPTS = "held-out concepts"
+
+
+def _open_calibration(data: LayerData, seen: np.ndarray, held: np.ndarray, groups: np.ndarray | None) -> dict:
+    """The calibration of the open vocabulary (`open_vocabulary`): fitted on the out-of-fold decisions of the
+    in-vocabulary models (`seen`, [n, V_open]) and every fold's decisions on the held-out models (`held`,
+    [folds * n_held, V_open]: each from an expert that never saw those concepts), the threshold holding within
+    each recipe family and on the held-out concepts as a group (`calibration.fit_calibration`)."""
+    from .calibration import fit_calibration
+
+    repeats = len(held) // len(data.holdout_y)
+    y = np.concatenate([data.y, len(data.vocabulary) + np.tile(data.holdout_y, repeats)])
+    seen_groups = groups.astype(str) if groups is not None else np.full(len(seen), "in vocabulary")
+    labels = np.concatenate([seen_groups, np.full(len(held), HELD_OUT_CONCEPTS)])
+    return fit_calibration(data.task, np.concatenate([seen, held]), y, labels).to_dict()
 
 
 def _groups(records: list[WeightRecord]) -> np.ndarray | None:
@@ -255,6 +289,14 @@ def predict(experts: list[Expert], members: list[LayerData], idx: np.ndarray) ->
     if members[0].holdout_x is None:
         return seen, None
     return seen, np.mean([e.predict(d.holdout_x, d.holdout_text) for e, d in zip(experts, members)], axis=0)
+
+
+def predict_open(experts: list[Expert], members: list[LayerData], idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-shot predictions against the open vocabulary (`open_vocabulary`) for the in-distribution models `idx`
+    and every held-out model, averaged over `experts` as `predict`."""
+    text = open_vocabulary(members[0])[1]
+    seen = np.mean([e.predict(d.x[idx], text) for e, d in zip(experts, members)], axis=0)
+    return seen, np.mean([e.predict(d.holdout_x, text) for e, d in zip(experts, members)], axis=0)
 
 
 def metrics_of(data: LayerData, seen: np.ndarray, held: np.ndarray | None, idx: np.ndarray) -> dict[str, float]:
@@ -311,7 +353,9 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
     random folds; the report's `cv` says which, and `by_group` holds each held-out family's metrics.
     `members` are (layer data, method, hyper-parameters); each fold trains one expert per member on the
     same models. With `keep_predictions` the report also holds `predictions`: every in-distribution
-    model's out-of-fold prediction (a list per model, in model order; what calibration is fitted on).
+    model's out-of-fold prediction (a list per model, in model order; what calibration is fitted on), and for
+    zero-shot trees with held-out concepts `open_predictions` (the same against the open vocabulary) and
+    `holdout_open_predictions` (every fold's predictions of the held-out models against it, fold after fold).
     One member is plain `cross_validate`; a classification head read as a set next to a
     hidden layer is the combination this exists for. With several members, the report's `centred` and
     `hparams` are lists (one entry per member).
@@ -329,6 +373,9 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
     settings = dict(centre=centre, config=config, temperature=temperature, features=features)
     scores, shuffled_scores, seconds, predict_ms = [], [], [], []
     out_of_fold: list = [None] * len(data.y)
+    opened = keep_predictions and data.task == "zeroshot" and data.holdout_x is not None
+    open_out_of_fold: list = [None] * len(data.y)
+    held_open: list = []
     for train_idx, test_idx in splits:
         fitted = [fit_expert(d, method, train_idx, hparams=hp, **settings) for d, method, hp in members]
         experts = [expert for expert, _ in fitted]
@@ -338,6 +385,11 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
         scores.append(metrics_of(data, seen, held, test_idx))
         for i, row in zip(test_idx, seen.tolist()):
             out_of_fold[i] = row
+        if opened:
+            seen_open, held_now = predict_open(experts, datas, test_idx)
+            for i, row in zip(test_idx, seen_open.tolist()):
+                open_out_of_fold[i] = row
+            held_open += held_now.tolist()
         seconds.append(sum(history["train_seconds"] for _, history in fitted))
         if shuffled:
             y = data.y.copy()
@@ -360,7 +412,8 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
         "metrics": summarise(scores), "shuffled": summarise(shuffled_scores) if shuffled else None,
         "references": refs, "chance": _chance(data), "parameters": sum(e.n_parameters for e in experts),
         "train_seconds": mean_se(seconds), "predict_ms_per_model": float(np.mean(predict_ms)),
-    } | ({"predictions": out_of_fold} if keep_predictions else {})
+    } | ({"predictions": out_of_fold} if keep_predictions else {}) | (
+        {"open_predictions": open_out_of_fold, "holdout_open_predictions": held_open} if opened else {})
 
 
 def _read_heads_too(expert: Expert, data: LayerData, predictions: np.ndarray, groups: np.ndarray | None,
@@ -393,12 +446,14 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
                  features: str | None = None, by_group: bool = True) -> tuple[Expert, dict | None]:
     """The expert `hf-probex train` publishes: cross-validated for its metrics and calibration (out-of-fold
     predictions: leave-one-recipe-family-out where the families are known, `cv_splits`; the threshold must
-    hold in every family), then trained on every model of `data`, with what routing needs (`routes.fit_routing`)
-    when the tree has a root. `folds=0` skips cross-validation (no metrics, no calibration: such an expert
-    cannot propose fields). Returns (expert, CV report or None).
+    hold in every family), then trained on every model of `data`, with what routing needs (`routes.fit_routing`
+    when the tree has a root; a LoRA tree's base modules, `routes.fit_lora_modules`). A zero-shot expert also
+    gets its open vocabulary, calibrated on held-out concepts where `data` has them (`_open_calibration`).
+    `folds=0` skips cross-validation (no metrics, no calibration: such an expert cannot propose fields).
+    Returns (expert, CV report or None).
     """
     from .calibration import fit_calibration
-    from .routes import fit_routing
+    from .routes import fit_lora_modules, fit_routing
 
     settings = {"hparams": hparams, "centre": centre, "config": config, "temperature": temperature, "features": features}
     report = cross_validate(data, method, folds=folds, seed=seed, keep_predictions=True, by_group=by_group,
@@ -411,9 +466,16 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
         expert.metrics = {**report["metrics"], "cv": report["cv"], "cv_folds": report["folds"], "cv_models": report["models"]}
         if data.task == "multilabel":
             _read_heads_too(expert, data, predictions, groups, cv_splits(data, folds, seed, by_group))
+    if data.task == "zeroshot":
+        held = report.pop("holdout_open_predictions", None) if report else None
+        seen = report.pop("open_predictions", None) if report else None
+        calibration = _open_calibration(data, np.array(seen), np.array(held), groups) if held else None
+        expert.set_open_vocabulary(*open_vocabulary(data), calibration)
     expert.metrics["train_seconds"] = history["train_seconds"]
     root = data.roots.get(data.tree)
-    if root is not None and data.task == "multilabel" and data.records:
+    if data.adapter == "lora" and data.records:  # a LoRA routes by its modules' shapes: no root copy to compare
+        expert.set_routing(fit_lora_modules(data.records, root), np.zeros(0, dtype=np.float32))
+    elif root is not None and data.task == "multilabel" and data.records:
         others = [path for tree, path in data.roots.items() if tree != data.tree and path is not None]
         expert.set_routing(*fit_routing(data.records, root, others))
     return expert, report

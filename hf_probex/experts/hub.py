@@ -11,7 +11,9 @@ and its task:
 - `zeroshot` (concepts of LoRA trees): the weight representation and a projected text embedding meet
   in one space, both L2-normalised; scores are cosine similarities, so any concept written as text can
   be scored. The vocabulary's text embeddings are kept as a buffer, so scoring the training concepts
-  needs no text encoder.
+  needs no text encoder; so are those of its default open vocabulary (`open_vocabulary`: the training
+  concepts and the held-out ones the weight set names), with their own calibration, fitted on held-out
+  concepts (`open_calibration`; `experts.vocabulary` picks what a model is ranked against).
 
 `save_pretrained` writes `model.safetensors`, `config.json` (tree, root, adapter, layer name and shape,
 task, vocabulary, text encoder, method and hyper-parameters, metrics, format and package versions) and
@@ -45,6 +47,7 @@ MAX_DIM = 65_536
 MAX_ELEMENTS = 50_000_000  # of one input or routing layer: far above any hidden layer experts read
 MAX_HPARAM = 4_096
 MAX_VOCABULARY = 100_000
+MAX_MODULES = 10_000  # a LoRA tree's base modules (routing.modules): SD 1.5's UNet has about 700 linear ones
 
 
 def _shape_ok(shape: object, max_dim: int = MAX_DIM) -> bool:
@@ -52,9 +55,13 @@ def _shape_ok(shape: object, max_dim: int = MAX_DIM) -> bool:
             and int(np.prod(shape)) <= MAX_ELEMENTS)
 
 
-def _layers_ok(rows: object) -> bool:
-    return isinstance(rows, list) and len(rows) <= 64 and all(
+def _layers_ok(rows: object, limit: int = 64) -> bool:
+    return isinstance(rows, list) and len(rows) <= limit and all(
         isinstance(row, list) and len(row) == 2 and isinstance(row[0], str) and _shape_ok(row[1]) for row in rows)
+
+
+def _names_ok(names: object) -> bool:
+    return isinstance(names, list) and len(names) <= MAX_VOCABULARY and all(isinstance(v, str) for v in names)
 
 
 def _check_format(version: object) -> None:
@@ -78,9 +85,10 @@ def check_config(config: object) -> None:
         # stacked layers are one [1, D] row, D the sum of their sizes: only the element count bounds it
         "input_shape": _shape_ok(config.get("input_shape"), MAX_ELEMENTS) and len(config["input_shape"]) == 2,
         "inputs": config.get("inputs") is None or _layers_ok(config["inputs"]),
-        "routing": _layers_ok((config.get("routing") or {}).get("layers", [])),
-        "vocabulary": isinstance(config.get("vocabulary"), list) and len(config["vocabulary"]) <= MAX_VOCABULARY
-        and all(isinstance(v, str) for v in config["vocabulary"]),
+        "routing": _layers_ok((config.get("routing") or {}).get("layers", []))
+        and _layers_ok((config.get("routing") or {}).get("modules", []), MAX_MODULES),
+        "vocabulary": _names_ok(config.get("vocabulary")),
+        "open_vocabulary": config.get("open_vocabulary") is None or _names_ok(config["open_vocabulary"]),
         "hparams": isinstance(config.get("hparams", {}), dict) and all(
             type(v) is int and 0 < v <= MAX_HPARAM for v in config.get("hparams", {}).values()),
         "text_dim": config.get("text_dim") is None or (type(config["text_dim"]) is int and 0 < config["text_dim"] <= MAX_DIM),
@@ -123,6 +131,8 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         features: str = "delta",
         head: dict | None = None,
         head_calibration: dict | None = None,
+        open_vocabulary: list[str] | None = None,
+        open_calibration: dict | None = None,
         format_version: int = FORMAT_VERSION,
         package_version: str = __version__,
     ):
@@ -141,12 +151,14 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
             centred=centred, conv_layout=conv_layout, text_encoder=text_encoder, text_dim=text_dim, prompt=prompt,
             temperature=temperature, routing=dict(routing or {}), features=features, head=dict(head) if head else None,
             inputs=[[name, list(shape)] for name, shape in inputs] if inputs else [[layer, list(layer_shape or input_shape)]],
+            open_vocabulary=list(open_vocabulary or []),
             format_version=FORMAT_VERSION,
             package_version=package_version,
         )
         self.metrics = dict(metrics or {})
         self.calibration = dict(calibration) if calibration else None
         self.head_calibration = dict(head_calibration) if head_calibration else None
+        self.open_calibration = dict(open_calibration) if open_calibration else None
         self.register_buffer("offset", torch.zeros(self.input_shape))
         self.register_buffer("scale", torch.ones(()))
         # the root's copy of the layers routing compares (`routing.layers`), flattened and concatenated
@@ -162,6 +174,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         if task == "zeroshot":
             self.text_proj = nn.Identity() if closed_form else nn.Linear(text_dim, self.net.out_dim)
             self.register_buffer("concept_text", torch.zeros(len(vocabulary), text_dim))
+            self.register_buffer("open_text", torch.zeros(len(open_vocabulary or []), text_dim))
         if head:
             self.register_buffer("head_coef", torch.zeros(len(vocabulary), head["width"]))
             self.register_buffer("head_intercept", torch.zeros(len(vocabulary)))
@@ -170,14 +183,15 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
     def config(self) -> dict:
         """What config.json holds: the constructor's arguments, the current metrics and calibration."""
         return {**self._config, "metrics": self.metrics, "calibration": self.calibration,
-                "head_calibration": self.head_calibration}
+                "head_calibration": self.head_calibration, "open_calibration": self.open_calibration}
 
     @property
     def routing(self) -> dict:
         """What routing needs to know about the tree (hf_probex.experts.routes): `layers`, the [name, shape] pairs
         it compares with the root (whose copies are the `route_root` buffer), `max_distance`, the farthest
         training model's distance on them, `nearest_other`, the nearest other known root's, and `reach`, the
-        distance beyond which a model is not of this tree. Empty for trees without a root (LoRA trees)."""
+        distance beyond which a model is not of this tree. LoRA trees have `modules` instead: the base's linear
+        modules and their shapes (`routes.fit_lora_modules`)."""
         return self._config["routing"]
 
     def set_routing(self, routing: dict, root_layers: np.ndarray) -> None:
@@ -204,6 +218,17 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         """The calibration a model is read with: the joint one when its `head` ([k, d] rows, or None) is readable."""
         reader = self.row_reader
         return self.head_calibration if reader is not None and reader.can_read(head) else self.calibration
+
+    @property
+    def open_vocabulary(self) -> list[str]:
+        """The concepts a zero-shot expert ranks by default (`open_text` their embeddings); empty: only its training ones."""
+        return self._config["open_vocabulary"]
+
+    def set_open_vocabulary(self, names: list[str], text: np.ndarray, calibration: dict | None = None) -> None:
+        """Rank `names` (text embeddings `text`) by default, with `calibration` (fitted on held-out concepts) or none."""
+        self._config["open_vocabulary"] = list(names)
+        self.open_text = as_tensor(text).clone()
+        self.open_calibration = dict(calibration) if calibration else None
 
     @property
     def n_parameters(self) -> int:

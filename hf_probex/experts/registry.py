@@ -58,6 +58,7 @@ class ExpertEntry:
     method: str
     inputs: tuple[tuple[str, tuple[int, ...]], ...]  # every layer it reads (several: stacked), with stored shapes
     routing_layers: tuple[tuple[str, tuple[int, ...]], ...] = ()  # the layers routing compares with the root
+    modules: tuple[tuple[str, tuple[int, ...]], ...] = ()  # a LoRA tree's base modules and shapes (routes.fit_lora_modules)
 
     @property
     def public_name(self) -> str:
@@ -72,9 +73,10 @@ class ExpertEntry:
     def from_config(cls, location: str, config: dict) -> ExpertEntry:
         # configs written before stacked experts name one layer and no inputs
         stored = config.get("inputs") or [[config["layer"], config.get("layer_shape") or config["input_shape"]]]
-        routing = (config.get("routing") or {}).get("layers") or []
+        routing = config.get("routing") or {}
         return cls(location, config.get("tree", ""), config.get("root"), config["task"], config["layer"],
-                   config.get("adapter"), config["method"], _pairs(stored), _pairs(routing))
+                   config.get("adapter"), config["method"], _pairs(stored), _pairs(routing.get("layers") or []),
+                   _pairs(routing.get("modules") or []))
 
 
 def default_registry_path() -> Path:
@@ -116,7 +118,8 @@ class ExpertRegistry:
         try:
             rows = json.loads(path.read_text())["experts"]
             return cls(ExpertEntry(**{**row, "inputs": _pairs(row["inputs"]),
-                                      "routing_layers": _pairs(row.get("routing_layers", []))}) for row in rows)
+                                      "routing_layers": _pairs(row.get("routing_layers", [])),
+                                      "modules": _pairs(row.get("modules", []))}) for row in rows)
         except (ValueError, KeyError, TypeError) as err:
             raise ExpertRegistryError(f"the expert registry {path} is damaged ({err}); delete it and register "
                                       f"the experts again with `hf-probex train --register`") from None

@@ -14,6 +14,12 @@ routing layers all equal the root's is taken for the root itself). Without anoth
 `INDEPENDENT`, the distance of independently initialised weights. The tree's `reach` is the geometric
 mean of the farthest model's distance and the nearest other root's: halfway, on a log scale, between
 what the tree's own models did and where another tree begins.
+
+LoRA trees route by another fact: a LoRA's update cannot be compared with a root, but every module it
+targets reveals the shape that module has in its base. `fit_lora_modules` records every linear module of
+the tree's base with its shape (`modules`: the root's 2-D weights under the LoRA adapter's module names,
+and every module a training LoRA targets), so that a LoRA targeting any subset of them (self-attention
+only, cross-attention only, with or without `to_out`) routes to the tree, whatever layer the expert reads.
 """
 
 from __future__ import annotations
@@ -51,6 +57,23 @@ def layer_distances(records: list[WeightRecord], root: dict[str, np.ndarray]) ->
         layers = _read(record.path, names)
         out[i] = [cosine_distance(layers[name], root[name]) for name in names]
     return out
+
+
+def fit_lora_modules(records: list[WeightRecord], root: Path | None) -> dict:
+    """The `routing` config of a LoRA tree: `modules`, every linear module of its base as [name, [out, in]]
+    (from the root's weights where known, named as the LoRAs' adapter names modules, and every module a
+    training LoRA targets), sorted by name."""
+    adapter, _ = layer_reader(records[0].path, "lora")
+    modules: dict[str, tuple[int, ...]] = {}
+    if root is not None:  # the base's own weights name every module a LoRA could target
+        for name, shape in layer_shapes(root, "classifier").items():
+            module = adapter.base_module(name)
+            if len(shape) == 2 and module is not None:
+                modules[module] = shape
+    for record in records:  # and what the LoRAs target, should the root name a module otherwise
+        for name, shape in layer_shapes(record.path, "lora").items():
+            modules.setdefault(name, shape)
+    return {"metric": "module shapes", "modules": [[name, list(shape)] for name, shape in sorted(modules.items())]}
 
 
 def fit_routing(records: list[WeightRecord], root: Path, other_roots: Iterable[Path] = ()) -> tuple[dict, np.ndarray]:

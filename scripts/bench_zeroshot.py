@@ -1,0 +1,218 @@
+"""Measure zero-shot naming and LoRA routing on a zoo's LoRA tree: in- and out-of-vocabulary, through infer_card.
+
+1. Experts: one per method (--method, default mvprobe and ridge) on --layer, trained as `hf-probex train
+   --splits train,val,val_holdout` trains them (leave-one-recipe-family-out CV, calibration of the training
+   vocabulary, and of the default open vocabulary on held-out concepts: the val_holdout LoRAs); the test and
+   test_holdout splits stay unseen. With --sizes, also on the first N training LoRAs (the learning curve).
+2. Naming through `infer_card` (the LoRA folders as the zoo wrote them), per split: top-1 / top-5 of the
+   vocabulary ranked, proposals at the calibrated threshold and their precision; for the test LoRAs (concepts
+   trained on) and the test_holdout LoRAs (concepts never trained on), against the expert's default vocabulary
+   and, for test_holdout, against those concepts only as `candidates`.
+3. Text search over the test pool (test + test_holdout LoRAs): each concept's name as the query, the LoRAs ranked
+   by cosine; hit@5 / hit@10 (a LoRA of that concept among the first k), in and out of the training vocabulary.
+4. Routing by target-module set: every test LoRA rewritten with its self-attention modules only, its
+   cross-attention ones only, without `to_out`, or as written, in its own key format (diffusers, peft, kohya);
+   share routed to the tree's root, by module routing and by the expert's one layer (what routing did before).
+
+    python scripts/bench_zeroshot.py ZOO --out DIR [--tree sd] [--layer L] [--method mvprobe --method ridge]
+                                             [--sizes 40,80]
+
+The zoo is only read; experts and rewritten LoRAs go under --out (reused when there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+TRAIN_SPLITS = ("train", "val", "val_holdout")
+DEFAULT_LAYER = "unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_k"
+#: Target-module sets a LoRA is rewritten to (a regex over the module names it keeps).
+MODULE_SETS = {"attn1 only": r"\.attn1\.", "attn2 only": r"\.attn2\.", "q/k/v, no to_out": r"\.to_[qkv]$",
+               "as written": r""}
+
+
+def train(zoo: Path, tree: str, layer: str, method: str, out: Path, limit: int | None) -> Path:
+    """The expert of `method` on the first `limit` training LoRAs (all: None), trained once into `out`."""
+    from hf_probex.experts.harness import load_layer_data, train_expert
+    from hf_probex.weightsets import open_weight_set
+
+    folder = out / "experts" / f"{method}-{limit or 'all'}"
+    if (folder / "config.json").is_file():
+        return folder
+    weights = open_weight_set(zoo)
+    seen = [r for r in weights.for_tree(tree, TRAIN_SPLITS) if not r.split.endswith("_holdout")]
+    exclude = {r.model_id for r in seen[limit:]} if limit else set()
+    data = load_layer_data(weights, tree, layer, splits=TRAIN_SPLITS, exclude=exclude)
+    expert, _ = train_expert(data, method)
+    expert.save_pretrained(folder)
+    return folder
+
+
+def naming(folders: list[Path], truths: list[str], expert: Path, candidates: list[str] | None = None) -> dict:
+    """infer_card on each LoRA folder: top-1, top-5, proposals and their precision (percent)."""
+    from hf_probex.infer import infer_card
+
+    top1 = top5 = proposed = right = 0
+    for folder, truth in zip(folders, truths):
+        result = infer_card(folder, experts=[expert], candidates=candidates)
+        ranked = list(result.details.get("trained_on", {}).get("cosine_by_concept", {}))
+        top1 += ranked[:1] == [truth]
+        top5 += truth in ranked[:5]
+        field = result.fields.get("trained_on")
+        proposed += field is not None
+        right += field is not None and field.value == truth
+    n = len(folders)
+    return {"n": n, "top1": 100 * top1 / n, "top5": 100 * top5 / n, "proposed": proposed,
+            "precision": 100 * right / proposed if proposed else float("nan")}
+
+
+def search(x: np.ndarray, truths: list[str], expert_dir: Path, trained: set[str]) -> dict[str, dict]:
+    """Text search over the pool `x`: each concept's name as the query; hit@5 / hit@10 and the median rank of the
+    first LoRA of that concept, for concepts in and out of the training vocabulary."""
+    from hf_probex.experts.registry import load_expert
+    from hf_probex.text import encode_texts
+
+    expert = load_expert(str(expert_dir))
+    concepts = sorted(set(truths))
+    text = encode_texts([expert.config["prompt"].format(c) for c in concepts], expert.config["text_encoder"])
+    scores = expert.predict(x, text)  # [n LoRAs, n concepts]
+    rows: dict[str, list] = {"in vocabulary": [], "out of vocabulary": []}
+    for j, concept in enumerate(concepts):
+        order = np.argsort(-scores[:, j])
+        rank = 1 + min(i for i, k in enumerate(order) if truths[k] == concept)
+        rows["in vocabulary" if concept in trained else "out of vocabulary"].append(rank)
+    return {kind: {"concepts": len(ranks), "hit@5": 100 * np.mean([r <= 5 for r in ranks]),
+                   "hit@10": 100 * np.mean([r <= 10 for r in ranks]), "median rank": statistics.median(ranks)}
+            for kind, ranks in rows.items() if ranks}
+
+
+def rewrite(folder: Path, keep: str, out: Path) -> Path | None:
+    """The LoRA in `folder` with only the modules whose name matches `keep` (its own key format and files); None when
+    it targets no such module."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from hf_probex.adapters import detect
+    from hf_probex.adapters.sd_lora import BASE_METADATA_KEYS
+    from hf_probex.reading import open_source
+
+    source = open_source(folder)
+    adapter = detect(source)
+    checkpoint = adapter.checkpoint(source)
+    kept = {m for m in adapter.module_pairs(checkpoint) if re.search(keep, m)}
+    if not kept:
+        return None
+    stored = {key for m, pair in adapter.module_pairs(checkpoint).items() if m in kept for key in pair}
+    stems = {key.split(".")[0] for key in stored if key.startswith("lora_unet_")}  # kohya alphas go with their module
+    path = folder / checkpoint.name
+    tensors = load_file(str(path))
+    keys = [k for k in tensors if k in stored or (k.endswith(".alpha") and k.split(".")[0] in stems)]
+    out.mkdir(parents=True, exist_ok=True)
+    for extra in folder.iterdir():  # adapter_config.json without its base; no card: nothing declares a base
+        if extra.is_file() and extra.suffix == ".json":
+            config = json.loads(extra.read_text())
+            config.pop("base_model_name_or_path", None)
+            (out / extra.name).write_text(json.dumps(config))
+    with safe_open(str(path), framework="np") as handle:
+        metadata = {k: v for k, v in (handle.metadata() or {}).items()
+                    if k not in (*BASE_METADATA_KEYS, "lora_adapter_metadata")}
+    save_file({k: tensors[k] for k in keys}, str(out / checkpoint.name), metadata=metadata)
+    return out
+
+
+def routing(folders: list[Path], families: list[str], expert: Path, out: Path) -> list[tuple]:
+    """Share of LoRAs routed to the tree per (module set, recipe family): by the base's modules, and by the expert's
+    one layer (an entry without `modules`, what routing did before)."""
+    from dataclasses import replace
+
+    from hf_probex.adapters import detect
+    from hf_probex.experts.registry import ExpertRegistry
+    from hf_probex.reading import open_source
+    from hf_probex.routing import route
+
+    entry = ExpertRegistry.from_locations([expert]).entries[0]
+    old = ExpertRegistry([replace(entry, modules=())])
+    new = ExpertRegistry([entry])
+    rows = []
+    for name, keep in MODULE_SETS.items():
+        for family in sorted(set(families)):
+            counts = [0, 0, 0]
+            for folder in (f for f, fam in zip(folders, families) if fam == family):
+                variant = rewrite(folder, keep, out / re.sub(r"\W+", "-", name) / folder.name)
+                if variant is None:
+                    continue
+                source = open_source(variant)
+                adapter = detect(source)
+                counts[0] += 1
+                counts[1] += route(source, adapter, new).root == entry.root
+                counts[2] += route(source, adapter, old).root == entry.root
+            rows.append((name, family, *counts))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("zoo", type=Path, help="a built zoo (only read)")
+    parser.add_argument("--out", type=Path, required=True, help="where experts and rewritten LoRAs go")
+    parser.add_argument("--tree", default="sd", help="the LoRA tree (default: sd)")
+    parser.add_argument("--layer", default=DEFAULT_LAYER, help=f"the expert's layer (default: {DEFAULT_LAYER})")
+    parser.add_argument("--method", action="append", help="expert methods (repeatable; default: mvprobe and ridge)")
+    parser.add_argument("--sizes", default="", help="learning curve: also train on the first N training LoRAs, "
+                                                    "comma-separated (e.g. 40,80)")
+    args = parser.parse_args()
+
+    from hf_probex.experts.shaping import load_matrices
+    from hf_probex.weightsets import open_weight_set
+
+    weights = open_weight_set(args.zoo)
+    test = weights.for_tree(args.tree, ("test",))
+    held = weights.for_tree(args.tree, ("test_holdout",))
+    trained = {r.labels[0] for r in weights.for_tree(args.tree, ("train", "val"))}
+    held_names = sorted({r.labels[0] for r in held})
+    sizes = [None] + [int(s) for s in args.sizes.split(",") if s]
+    print(f"zoo {args.zoo}, tree {args.tree}, layer {args.layer}; test LoRAs {len(test)} (in vocabulary), "
+          f"test_holdout LoRAs {len(held)} ({len(held_names)} concepts never trained on)\n")
+    print("| method | training LoRAs | LoRAs named | vocabulary | n | top-1 | top-5 | proposed | precision |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    results = {}
+    for method in args.method or ["mvprobe", "ridge"]:
+        for size in sizes:
+            expert = train(args.zoo, args.tree, args.layer, method, args.out, size)
+            config = json.loads((expert / "config.json").read_text())
+            n_train = config["metrics"].get("cv_models", "?")
+            vocabulary = len(config["open_vocabulary"])
+            cases = [("test (in vocabulary)", test, None, f"default ({vocabulary})"),
+                     ("test_holdout (never trained on)", held, None, f"default ({vocabulary})"),
+                     ("test_holdout (never trained on)", held, held_names, f"candidates ({len(held_names)})")]
+            for what, records, candidates, vocab in cases:
+                row = naming([r.path for r in records], [r.labels[0] for r in records], expert, candidates)
+                results[method, size, what, vocab] = row
+                print(f"| {method} | {n_train} | {what} | {vocab} | {row['n']} | {row['top1']:.1f} | {row['top5']:.1f} "
+                      f"| {row['proposed']} | {row['precision']:.1f} |")
+            print(f"|  | | calibration: training vocabulary threshold {config['calibration']['threshold']:.3f}, "
+                  f"open vocabulary threshold {(config['open_calibration'] or {}).get('threshold', float('nan')):.3f} "
+                  f"(out-of-fold recall {100 * (config['open_calibration'] or {}).get('oof_recall', float('nan')):.1f} %) "
+                  f"| | | | | | |")
+    pool = test + held
+    expert = train(args.zoo, args.tree, args.layer, (args.method or ["mvprobe"])[0], args.out, None)
+    x = load_matrices(pool, args.layer, json.loads((expert / "config.json").read_text())["conv_layout"])[0]
+    print(f"\ntext search over the {len(pool)} test LoRAs ({expert.name})\n")
+    print("| concepts | n | hit@5 | hit@10 | median rank |\n|---|---|---|---|---|")
+    for kind, row in search(x, [r.labels[0] for r in pool], expert, trained).items():
+        print(f"| {kind} | {row['concepts']} | {row['hit@5']:.1f} | {row['hit@10']:.1f} | {row['median rank']:g} |")
+    print("\nrouting of the test LoRAs rewritten to each target-module set (no card, no declared base)\n")
+    print("| modules | recipe family (format) | LoRAs | routed by the base's modules | by the expert's layer |")
+    print("|---|---|---|---|---|")
+    rows = routing([r.path for r in pool], [r.group for r in pool], expert, args.out / "routing")
+    for name, family, n, new, old in rows:
+        print(f"| {name} | {family} | {n} | {100 * new / max(n, 1):.0f} % | {100 * old / max(n, 1):.0f} % |")
+
+
+if __name__ == "__main__":
+    main()
