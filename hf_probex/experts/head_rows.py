@@ -55,7 +55,7 @@ def find_head_layer(records: Sequence[WeightRecord], shapes: Sequence[dict[str, 
     for record, layers in zip(records, shapes):
         here = {(name, shape[1]) for name, shape in layers.items() if len(shape) == 2 and shape[0] == len(record.labels)}
         fits = here if fits is None else fits & here
-    return sorted(fits)[-1] if fits else None
+    return sorted(fits)[-1] if fits else None  # several fit only by coincidence of sizes; the last name, as heads come last
 
 
 def read_head(adapter, source, layer: str) -> np.ndarray | None:
