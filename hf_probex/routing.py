@@ -113,12 +113,14 @@ def lora_targets(source: WeightSource, adapter: Adapter) -> dict[str, tuple[int,
     return targets
 
 
-def fits_lora_tree(source: WeightSource, adapter: Adapter, entry: ExpertEntry) -> bool:
-    """Whether a LoRA fits the tree of `entry`: every module it targets is one of the base's, in the same shape
-    (`entry.modules`); an expert without them (trained before routing by modules) checks the modules it reads."""
+def fits_lora_tree(source: WeightSource, adapter: Adapter, entry: ExpertEntry,
+                   targets: dict[str, tuple[int, ...]]) -> bool:
+    """Whether a LoRA (`targets`: its modules and their shapes, `lora_targets`) fits the tree of `entry`: every
+    module it targets is one of the base's, in the same shape (`entry.modules`); an expert without them
+    (trained before routing by modules) checks the modules it reads."""
     if not entry.modules:
         return has_layers(source, adapter, entry.inputs)
-    targets, known = lora_targets(source, adapter), dict(entry.modules)
+    known = dict(entry.modules)
     return bool(targets) and all(known.get(name) == shape for name, shape in targets.items())
 
 
@@ -186,7 +188,8 @@ def route(source: WeightSource, adapter: Adapter, registry: ExpertRegistry, *,
                    [])
     walked = f"declared lineage {' -> '.join(lineage)}"
     if kind == "lora":
-        shaped = sorted({e.root for e in entries if e.root and fits_lora_tree(source, adapter, e)})
+        targets = lora_targets(source, adapter) if roots else {}  # read once, compared with every LoRA tree's modules
+        shaped = sorted({e.root for e in entries if e.root and fits_lora_tree(source, adapter, e, targets)})
         if lineage:
             if lineage[-1] in shaped:
                 return Route(lineage[-1], 1.0, walked, declared, lineage)

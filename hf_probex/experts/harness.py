@@ -459,8 +459,8 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
     report = cross_validate(data, method, folds=folds, seed=seed, keep_predictions=True, by_group=by_group,
                             **settings) if folds else None
     expert, history = fit_expert(data, method, np.arange(len(data.y)), **settings)
+    groups = data.groups if report and report["cv"] != "k-fold" else None
     if report:
-        groups = data.groups if report["cv"] != "k-fold" else None
         predictions = np.array(report.pop("predictions"))
         expert.calibration = fit_calibration(data.task, predictions, data.y, groups).to_dict()
         expert.metrics = {**report["metrics"], "cv": report["cv"], "cv_folds": report["folds"], "cv_models": report["models"]}
