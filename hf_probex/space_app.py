@@ -244,7 +244,7 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                                                    elem_id="probex-min-confidence")
                         infer_button = gr.Button("Infer the card", variant="primary", elem_id="probex-infer")
                 with gr.Accordion("LoRAs: the concepts to choose from (optional)", open=False):
-                    candidates = gr.Textbox(label="Candidate concepts, one per line or comma-separated", lines=3,
+                    candidates = gr.Textbox("", label="Candidate concepts, one per line or comma-separated", lines=3,
                                             placeholder="e.g. a corgi, a watercolour city, a thick eight; blank: "
                                                         "the expert's own vocabulary", elem_id="probex-candidates")
                 examples = gr.Dataset(components=[gr.Textbox(visible=False), gr.Textbox(visible=False)],
