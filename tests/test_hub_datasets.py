@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 
 import httpx
 import pytest
@@ -158,6 +159,29 @@ def test_dataset_writes_need_the_namespace(hub, dataset_repo):
     assert pr.pr_url == f"{hub.endpoint}/datasets/{dataset_repo}/discussions/{pr.pr_num}"
     HfApi(token=hub.alice).merge_pull_request(dataset_repo, pr.pr_num, repo_type="dataset")
     assert "fix.txt" in HfApi().list_repo_files(dataset_repo, repo_type="dataset")
+
+
+def test_dataset_names_and_paths_stay_in_bounds(hub, dataset_repo):
+    """The checks model repos have: no id in the reserved `datasets` namespace (it would shadow dataset URLs), no
+    path leaving the repo, private datasets invisible in every call, refs included."""
+    api = HfApi(token=hub.alice)
+    with pytest.raises(BadRequestError):
+        api.create_repo("datasets/shadow")
+    head = api.dataset_info(dataset_repo).sha
+    for path in ("../evil", "/etc/passwd", "a/./b", "a\\b"):
+        line = {"key": "file", "value": {"path": path, "content": "YQ==", "encoding": "base64"}}
+        body = b"".join(json.dumps(item).encode() + b"\n" for item in ({"key": "header", "value": {"summary": "s"}}, line))
+        response = httpx.post(f"{hub.endpoint}/api/datasets/{dataset_repo}/commit/main", content=body,
+                              headers={"Authorization": f"Bearer {hub.alice}", "Content-Type": "application/x-ndjson"})
+        assert response.status_code == 400 and response.json()["error"], path
+    assert api.dataset_info(dataset_repo).sha == head
+    hidden = api.create_repo(hub.repo_id("acme"), repo_type="dataset", private=True).repo_id
+    api.create_branch(hidden, branch="dev", repo_type="dataset")
+    for call in (lambda other: other.list_repo_refs(hidden, repo_type="dataset"),
+                 lambda other: other.list_repo_files(hidden, repo_type="dataset", revision="dev"),
+                 lambda other: other.create_branch(hidden, branch="x", repo_type="dataset")):
+        with pytest.raises(RepositoryNotFoundError):
+            call(HfApi(token=hub.bob))
 
 
 # ---- branches and tags ---------------------------------------------------------------------------------------

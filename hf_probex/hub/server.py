@@ -442,11 +442,12 @@ def _add_repo_routes(app: FastAPI, state: HubState) -> None:
         return {"private": repos.storage.repo(repo_id).private}
 
     def repo_info(kind: str, ns: str, name: str, revision: str, request: Request):
-        repos, repo_id, _ = _target(state, kind, ns, name, request)
+        repos, repo_id = state.repos[kind], f"{ns}/{name}"
+        repo = _visible_repo(repos, repo_id, _caller(state, request))
         commit = repos.storage.resolve(repo_id, revision)
         expand = request.query_params.getlist("expand") or request.query_params.getlist("expand[]")
-        return _repo_json(state, repos, repos.storage.repo(repo_id), commit,
-                          blobs=_bool_param(request.query_params.get("blobs")), fields=tuple(expand) if expand else None)
+        return _repo_json(state, repos, repo, commit, blobs=_bool_param(request.query_params.get("blobs")),
+                          fields=tuple(expand) if expand else None)
 
     @app.get("/api/{kind:hubtype}/{ns:hubseg}/{name:hubseg}")
     def repo_info_main(kind: str, ns: str, name: str, request: Request):
