@@ -159,6 +159,11 @@ def test_dataset_writes_need_the_namespace(hub, dataset_repo):
     assert pr.pr_url == f"{hub.endpoint}/datasets/{dataset_repo}/discussions/{pr.pr_num}"
     HfApi(token=hub.alice).merge_pull_request(dataset_repo, pr.pr_num, repo_type="dataset")
     assert "fix.txt" in HfApi().list_repo_files(dataset_repo, repo_type="dataset")
+    liked = httpx.post(f"{hub.endpoint}/api/datasets/{dataset_repo}/like", headers={"Authorization": f"Bearer {hub.bob}"})
+    assert liked.status_code == 200 and [u.username for u in HfApi().list_repo_likers(dataset_repo, repo_type="dataset")] == ["bob"]
+    assert HfApi().dataset_info(dataset_repo, expand=["likes"]).likes == 1
+    HfApi(token=hub.bob).unlike(dataset_repo, repo_type="dataset")
+    assert HfApi().dataset_info(dataset_repo, expand=["likes"]).likes == 0
 
 
 def test_dataset_names_and_paths_stay_in_bounds(hub, dataset_repo):
