@@ -371,3 +371,5 @@ def test_gitattributes_rules_follow_git():
     assert not rules.tracks("keep/x.parquet")  # the last matching line wins
     assert rules.tracks("saved_model/a/b/c.pb") and not rules.tracks("other/saved_model/x")
     assert rules.tracks("x.tar.gz") and not rules.tracks("notes.txt")
+    macro = LfsRules.parse("[attr]big filter=lfs diff=lfs merge=lfs -text\n/models/*.dat big\n")
+    assert macro.tracks("models/a.dat") and not macro.tracks("x/models/a.dat") and not macro.tracks("big")

@@ -267,6 +267,29 @@ def test_alias_bomb_card_costs_milliseconds(hub):
     assert time.monotonic() - started < 5
 
 
+HOSTILE_GITATTRIBUTES = {
+    "5,000 long wildcard patterns": "\n".join("[a]*" * 60 + f"b{i} filter=lfs" for i in range(5000)),
+    "deep ** patterns": "\n".join("/".join(["*a*"] * 7) + "/**/" + "/".join(["*a*"] * 7) + f"/b{i} filter=lfs"
+                                   for i in range(5000)),
+    "macro expansions": "[attr]m " + "filter=lfs " * 500 + "\n" + ("*a* " + "m " * 500 + "\n") * 200,
+    "a 2 MB line": "*" * 2_000_000 + " filter=lfs",
+}
+
+
+@pytest.mark.parametrize("attributes", list(HOSTILE_GITATTRIBUTES.values()), ids=list(HOSTILE_GITATTRIBUTES))
+def test_a_hostile_gitattributes_costs_its_repo_little(hub, attributes):
+    """Every file listed is matched against its commit's .gitattributes (is it an LFS file?): bounded work."""
+    api = HfApi(token=hub.alice)
+    repo_id = api.create_repo(hub.repo_id()).repo_id
+    files = {".gitattributes": attributes.encode()}
+    files.update({f"{'a/' * 200}{'a' * 200}{i}": b"x" for i in range(300)})  # deep paths, long names
+    assert _post_commit(hub.endpoint, repo_id, files, hub.alice).status_code == 200
+    started = time.monotonic()
+    listed = [f for f in HfApi().list_repo_tree(repo_id, recursive=True) if f.path != ".gitattributes"
+              and hasattr(f, "lfs")]
+    assert len(listed) == 300 and time.monotonic() - started < 10  # under a second here
+
+
 # ---- bodies: nothing is read before the caller is known to be allowed ------------------------------------------
 
 

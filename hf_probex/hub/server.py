@@ -24,7 +24,7 @@ import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -261,8 +261,9 @@ def _bool_param(value: str | None) -> bool:
     return value is not None and value.lower() in ("1", "true", "yes")
 
 
-def _paged(request: Request, items: list, page_size: int) -> JSONResponse:
-    """One page of `items` with a GitHub-style `Link: <...>; rel="next"` header, as the client paginates."""
+def _paged(request: Request, items: list, page_size: int, render: Callable[[object], object] | None = None) -> JSONResponse:
+    """One page of `items` with a GitHub-style `Link: <...>; rel="next"` header, as the client paginates;
+    `render` turns each item of the page (only) into what is sent."""
     try:
         start = max(0, int(request.query_params.get("cursor") or 0))
     except ValueError:
@@ -270,7 +271,8 @@ def _paged(request: Request, items: list, page_size: int) -> JSONResponse:
     headers = {}
     if start + page_size < len(items):
         headers["Link"] = f'<{request.url.include_query_params(cursor=start + page_size)}>; rel="next"'
-    return JSONResponse(items[start:start + page_size], headers=headers)
+    page = items[start:start + page_size]
+    return JSONResponse(page if render is None else [render(item) for item in page], headers=headers)
 
 
 # ---- repos, repo info, listing -----------------------------------------------------------------------
@@ -659,14 +661,23 @@ def _add_file_routes(app: FastAPI, state: HubState) -> None:
             depth = len(parts) if recursive else 1
             for i in range(1, min(depth, len(parts) - 1) + 1):
                 folder = prefix + "/".join(parts[:i])
-                entries.setdefault(folder, _folder_entry(folder, commit))
+                entries.setdefault(folder, {"type": "directory", "path": folder})
             if recursive or len(parts) == 1:
-                entries[file_path] = state.lfs.tree_entry(commit, file_path)
+                entries[file_path] = {"type": "file", "path": file_path}
         items = sorted(entries.values(), key=lambda e: (e["type"] != "directory", e["path"]))
-        if _bool_param(request.query_params.get("expand")):
-            for item in items:
+        expand = _bool_param(request.query_params.get("expand"))
+
+        def render(item: dict) -> dict:
+            # Only the page sent gets its entries' ids, LFS rules and last commits: a tree may list 10^5 files.
+            if item["type"] == "file":
+                item = state.lfs.tree_entry(commit, item["path"])
+            else:
+                item = _folder_entry(item["path"], commit)
+            if expand:
                 item["lastCommit"] = _last_commit(repos, repo_id, commit, item["path"])
-        return _paged(request, items, 1000)
+            return item
+
+        return _paged(request, items, 1000, render)
 
     @app.get("/api/{kind:hubtype}/{ns:hubseg}/{name:hubseg}/tree/{revision:hubseg}")
     def tree_root(kind: str, ns: str, name: str, revision: str, request: Request):

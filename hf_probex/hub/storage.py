@@ -44,7 +44,7 @@ GITATTRIBUTES = b"""*.bin filter=lfs diff=lfs merge=lfs -text
 *.zip filter=lfs diff=lfs merge=lfs -text
 """
 
-#: What `git lfs track` writes for the Hub's dataset repos on top of the model patterns: tables and archives.
+#: What the Hub's default `.gitattributes` of a dataset tracks beyond the model patterns: tables and archives.
 DATASET_GITATTRIBUTES = GITATTRIBUTES + b"""*.arrow filter=lfs diff=lfs merge=lfs -text
 *.gz filter=lfs diff=lfs merge=lfs -text
 *.npy filter=lfs diff=lfs merge=lfs -text
@@ -400,6 +400,8 @@ class Storage:
         Conflict if a branch or a tag already has that name: a short revision must name one ref only.
         """
         kind, _, name = ref.removeprefix("refs/").partition("/")
+        if kind not in ("heads", "tags"):
+            raise ValueError(f"create_ref makes branches and tags, not {ref}")
         check_ref_name(name, "tag" if kind == "tags" else "branch")
         with self.lock(repo_id):
             self.commit(repo_id, commit_id)
