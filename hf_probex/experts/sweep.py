@@ -82,14 +82,15 @@ def select_stack(zoo: str | Path, tree: str, out: Path, *, method: str = "ridge"
 
 
 def select_inputs(zoo: str | Path, tree: str, method: str, out: Path, **options) -> list[str] | str:
-    """What an expert of `method` should read in `tree`: ridge reads a stack (`select_stack`); on a LoRA tree a
-    network reads several modules, one network each (`hub.Expert.fused`), chosen the same way with that network;
-    elsewhere the networks, which read one layer as a matrix, read the single best layer (`select_layer`)."""
+    """What an expert of `method` should read in `tree`: ridge reads a stack (`select_stack`), and so does a network
+    on a LoRA tree, one network per module (`hub.Expert.fused`; the modules chosen by the fast tuned ridge too: a
+    greedy search that trains the network for every trial took hours on 2 cores); elsewhere the networks, which read
+    one layer as a matrix, read the single best layer (`select_layer`)."""
     from .harness import tree_task
 
     if method == "ridge":
         return select_stack(zoo, tree, out, **options)
     if tree_task(zoo, tree) == "zeroshot":
-        chosen = select_stack(zoo, tree, out, method=method, **options)
+        chosen = select_stack(zoo, tree, out, **options)
         return chosen if len(chosen) > 1 else chosen[0]
     return select_layer(zoo, tree, out, **options)
