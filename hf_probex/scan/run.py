@@ -26,8 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__
+from ..errors import RepoNotFoundError
 from ..infer import Experts, expert_registry
 from ..members import candidate_repos, card_members, check_root
+from ..reading import looks_like_repo_id
 from .embedding import DEFAULT_SKETCH_DIM, DEFAULT_SKETCH_SEED
 from .engines import make_engine
 from .folder import DEFAULT_FLUSH_EVERY, ScanFolder
@@ -157,6 +159,9 @@ def scan_tree(root_id: str, *, to: str | None = None, out: str | os.PathLike[str
     from ..bot.client import HubClient
 
     started = time.monotonic()
+    if not looks_like_repo_id(root_id) or (to is not None and not looks_like_repo_id(to)):
+        raise RepoNotFoundError(f"{root_id if not looks_like_repo_id(root_id) else to!r} is not a Hub repo id "
+                                f"(namespace/name)")
     runner = make_engine(engine, workers=workers, address=ray_address)  # a missing Ray says so before any listing
     token = token if token is not None else (get_token() or False)  # resolved once: workers never look for one
     client = HubClient(HfApi(token=token or None))
