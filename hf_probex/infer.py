@@ -59,12 +59,20 @@ def _files_evidence(adapter: Adapter, source: WeightSource) -> str:
     return f"{adapter.family} family, recognised from its files ({', '.join(source.safetensors_files[:2])})"
 
 
+def _reads(entry: ExpertEntry, model: WeightSource, adapter: Adapter) -> bool:
+    """Whether the expert can read the model: it has the expert's layers (for an expert that fuses modules, one of
+    them is enough)."""
+    if entry.fused:
+        return any(has_layers(model, adapter, [pair]) for pair in entry.inputs)
+    return has_layers(model, adapter, entry.inputs)
+
+
 def expert_for(registry: ExpertRegistry, root: str, task: str, model: WeightSource, adapter: Adapter) -> ExpertEntry | None:
-    """The tree's expert of `task`; of several (a LoRA tree's experts of different modules), the first whose layers
-    the model has: a LoRA of cross-attention only is read by an expert of a cross-attention module."""
+    """The tree's expert of `task`; of several (a LoRA tree's experts of different modules), the first that reads the
+    model (`_reads`): a LoRA of cross-attention only is read by an expert of cross-attention modules."""
     entries = registry.for_root(root, task)
     if len(entries) > 1:  # only then is a header worth consulting
-        entries = [e for e in entries if has_layers(model, adapter, e.inputs)] or entries
+        entries = [e for e in entries if _reads(e, model, adapter)] or entries
     return entries[0] if entries else None
 
 
@@ -118,7 +126,8 @@ def _named_concept(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, thres
     vocabulary; the details name the vocabulary, the runner-up and the margin."""
     vocabulary = vocabulary_for(expert, candidates)
     predictions = expert.predict(matrix, vocabulary.text)
-    calibration = Calibration(**vocabulary.calibration)
+    present = expert.present_modules(matrix)  # a LoRA may target only some of a fused expert's modules
+    calibration = Calibration(**vocabulary.calibration).for_modules(present)
     floor = calibration.threshold
     cut = floor if threshold is None else threshold
     order = np.argsort(-predictions[0])
@@ -128,11 +137,12 @@ def _named_concept(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, thres
     details = {"vocabulary": vocabulary.description, "cosine_by_concept": {vocabulary.names[i]: float(predictions[0, i])
                                                                            for i in order[:5]},
                "runner_up": runner_up, "margin": margin, "confidence": value, "threshold": cut,
-               "calibrated_threshold": floor, "calibrated_on": vocabulary.calibrated_on}
+               "calibrated_threshold": floor, "calibrated_on": vocabulary.calibrated_on,
+               "modules_read": [entry.inputs[k][0] for k in present]}
     if value < cut:
         return None, (f"the best concept of {vocabulary.description}, {concept!r} (runner-up {runner_up!r}, margin "
                       f"{margin:.3f}), has confidence {value:.2f}: {_below(cut, threshold is not None)}"), details
-    evidence = _evidence(entry, [name for name, _ in entry.inputs]) + \
+    evidence = _evidence(entry, details["modules_read"]) + \
         f", ranking {vocabulary.description}; runner-up {runner_up!r}, margin {margin:.3f}"
     return FieldSuggestion("trained_on", concept, value, evidence, "expert", details=details, floor=floor), "", details
 
@@ -219,7 +229,7 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
         else:
             try:
                 expert = load_expert(entry.location)  # an outdated format raises ValueError
-                matrix = adapter.read_input(model, entry.inputs, expert.config["conv_layout"])
+                matrix = adapter.read_input(model, entry.inputs, expert.config["conv_layout"], allow_missing=expert.fused)
                 reader = expert.row_reader
                 head = read_head(adapter, model, reader.layer) if reader else None
                 suggestion, why, read = _trained_on(expert, entry, matrix, head, min_confidence, candidates)

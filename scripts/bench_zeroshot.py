@@ -1,6 +1,8 @@
 """Measure zero-shot naming and LoRA routing on a zoo's LoRA tree: in- and out-of-vocabulary, through infer_card.
 
-1. Experts: one per method (--method, default mvprobe and ridge) on --layer, trained as `hf-probex train
+1. Experts: one per method (--method, default mvprobe and ridge) on --layer (repeatable: several modules, which a
+   network reads one each, fusing the modules a LoRA has; default auto: what `hf-probex train --layer auto` picks on
+   the training splits, i.e. modules added greedily while MVProbe's cross-validated top-1 rises), trained as `hf-probex train
    --splits train,val,val_holdout` trains them (leave-one-recipe-family-out CV, calibration of the training
    vocabulary, and of the default open vocabulary on held-out concepts: the val_holdout LoRAs); the test and
    test_holdout splits stay unseen. With --sizes, also on the first N training LoRAs (the learning curve).
@@ -10,11 +12,15 @@
    and, for test_holdout, against those concepts only as `candidates`.
 3. Text search over the test pool (test + test_holdout LoRAs): each concept's name as the query, the LoRAs ranked
    by cosine; hit@5 / hit@10 (a LoRA of that concept among the first k), in and out of the training vocabulary.
-4. Routing by target-module set: every test LoRA rewritten with its self-attention modules only, its
+4. Routing and reading by target-module set: every test LoRA rewritten with its self-attention modules only, its
    cross-attention ones only, without `to_out`, or as written, in its own key format (diffusers, peft, kohya);
-   share routed to the tree's root, by module routing and by the expert's one layer (what routing did before).
+   share routed to the tree's root, by module routing and by the expert's one layer (what routing did before), and
+   share read by the first method's expert through `infer_card` (its top-1 right, its proposals and their precision).
+5. LoRAs trained on fewer modules (--trained N): the first N test LoRAs trained again by the zoo's own trainer, same
+   concept, seed and recipe, but targeting only the self-attention or only the cross-attention projections (peft
+   `target_modules`); routed and read as in 4.
 
-    python scripts/bench_zeroshot.py ZOO --out DIR [--tree sd] [--layer L] [--method mvprobe --method ridge]
+    python scripts/bench_zeroshot.py ZOO --out DIR [--tree sd] [--layer L ...] [--method mvprobe --method ridge]
                                              [--sizes 40,80]
 
 The zoo is only read; experts and rewritten LoRAs go under --out (reused when there).
@@ -31,13 +37,15 @@ from pathlib import Path
 import numpy as np
 
 TRAIN_SPLITS = ("train", "val", "val_holdout")
-DEFAULT_LAYER = "unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_k"
 #: Target-module sets a LoRA is rewritten to (a regex over the module names it keeps).
 MODULE_SETS = {"attn1 only": r"\.attn1\.", "attn2 only": r"\.attn2\.", "q/k/v, no to_out": r"\.to_[qkv]$",
                "as written": r""}
+#: Target modules LoRAs are trained on again (peft matches them as name suffixes).
+TRAINED_SETS = {"trained on attn1 only": ["attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0"],
+                "trained on attn2 only": ["attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0"]}
 
 
-def train(zoo: Path, tree: str, layer: str, method: str, out: Path, limit: int | None) -> Path:
+def train(zoo: Path, tree: str, layer: list[str], method: str, out: Path, limit: int | None) -> Path:
     """The expert of `method` on the first `limit` training LoRAs (all: None), trained once into `out`."""
     from hf_probex.experts.harness import load_layer_data, train_expert
     from hf_probex.weightsets import open_weight_set
@@ -48,7 +56,7 @@ def train(zoo: Path, tree: str, layer: str, method: str, out: Path, limit: int |
     weights = open_weight_set(zoo)
     seen = [r for r in weights.for_tree(tree, TRAIN_SPLITS) if not r.split.endswith("_holdout")]
     exclude = {r.model_id for r in seen[limit:]} if limit else set()
-    data = load_layer_data(weights, tree, layer, splits=TRAIN_SPLITS, exclude=exclude)
+    data = load_layer_data(weights, tree, layer if len(layer) > 1 else layer[0], splits=TRAIN_SPLITS, exclude=exclude)
     expert, _ = train_expert(data, method)
     expert.save_pretrained(folder)
     return folder
@@ -72,16 +80,16 @@ def naming(folders: list[Path], truths: list[str], expert: Path, candidates: lis
             "precision": 100 * right / proposed if proposed else float("nan")}
 
 
-def search(x: np.ndarray, truths: list[str], expert_dir: Path, trained: set[str]) -> dict[str, dict]:
-    """Text search over the pool `x`: each concept's name as the query; hit@5 / hit@10 and the median rank of the
-    first LoRA of that concept, for concepts in and out of the training vocabulary."""
+def search(paths: list[Path], truths: list[str], expert_dir: Path, trained: set[str]) -> dict[str, dict]:
+    """Text search over the LoRA files `paths`: each concept's name as the query; hit@5 / hit@10 and the median rank
+    of the first LoRA of that concept, for concepts in and out of the training vocabulary."""
     from hf_probex.experts.registry import load_expert
     from hf_probex.text import encode_texts
 
     expert = load_expert(str(expert_dir))
     concepts = sorted(set(truths))
     text = encode_texts([expert.config["prompt"].format(c) for c in concepts], expert.config["text_encoder"])
-    scores = expert.predict(x, text)  # [n LoRAs, n concepts]
+    scores = expert.predict_files(paths, text)  # [n LoRAs, n concepts]
     rows: dict[str, list] = {"in vocabulary": [], "out of vocabulary": []}
     for j, concept in enumerate(concepts):
         order = np.argsort(-scores[:, j])
@@ -126,9 +134,11 @@ def rewrite(folder: Path, keep: str, out: Path) -> Path | None:
     return out
 
 
-def routing(folders: list[Path], families: list[str], expert: Path, out: Path) -> list[tuple]:
-    """Share of LoRAs routed to the tree per (module set, recipe family): by the base's modules, and by the expert's
-    one layer (an entry without `modules`, what routing did before)."""
+def routing(folders: list[Path], families: list[str], truths: list[str], expert: Path, out: Path) -> list[tuple]:
+    """Per (module set, recipe family): LoRAs, routed to the tree by the base's modules, by the expert's layers (an
+    entry without `modules`, what routing did before), read by the expert through `infer_card`, top-1 right,
+    proposed, proposed right."""
+    from hf_probex.infer import infer_card
     from dataclasses import replace
 
     from hf_probex.adapters import detect
@@ -142,8 +152,8 @@ def routing(folders: list[Path], families: list[str], expert: Path, out: Path) -
     rows = []
     for name, keep in MODULE_SETS.items():
         for family in sorted(set(families)):
-            counts = [0, 0, 0]
-            for folder in (f for f, fam in zip(folders, families) if fam == family):
+            counts = [0] * 7
+            for folder, truth in ((f, t) for f, fam, t in zip(folders, families, truths) if fam == family):
                 variant = rewrite(folder, keep, out / re.sub(r"\W+", "-", name) / folder.name)
                 if variant is None:
                     continue
@@ -152,8 +162,66 @@ def routing(folders: list[Path], families: list[str], expert: Path, out: Path) -
                 counts[0] += 1
                 counts[1] += route(source, adapter, new).root == entry.root
                 counts[2] += route(source, adapter, old).root == entry.root
+                result = infer_card(variant, experts=[expert])
+                ranked = list(result.details.get("trained_on", {}).get("cosine_by_concept", {}))
+                proposed = result.fields.get("trained_on")
+                counts[3:] = [counts[3] + bool(ranked), counts[4] + (ranked[:1] == [truth]),
+                              counts[5] + (proposed is not None), counts[6] + (proposed is not None and proposed.value == truth)]
             rows.append((name, family, *counts))
     return rows
+
+
+def retrain(zoo: Path, tree: str, records: list, targets: list[str], out: Path) -> list[Path]:
+    """The LoRAs of `records` trained again by the zoo's trainer on `targets` only (kept in `out`: reused when there)."""
+    from dataclasses import replace
+
+    from hf_probex.zoo.presets import get_preset
+    from hf_probex.zoo.store import Zoo
+    from hf_probex.zoo.trees import FAMILIES
+
+    built = Zoo.open(zoo)
+    preset = get_preset(built.plan["preset"]).trees[tree]
+    folders = []
+    for record in records:
+        folder = out / Path(record.path).name
+        if not folder.is_dir():
+            spec = built.spec(tree, folder.name)
+            spec = replace(spec, hparams={**spec.hparams, "lora_targets": targets})
+            work = out / f".{folder.name}.tmp"
+            work.mkdir(parents=True, exist_ok=True)
+            FAMILIES[preset.family].build_child(spec, preset, built.model_dir(tree, spec.parent), work)
+            work.rename(folder)
+        folders.append(folder)
+    return folders
+
+
+def trained_subsets(zoo: Path, tree: str, records: list, expert: Path, out: Path) -> list[tuple]:
+    """Per module set of `TRAINED_SETS`: LoRAs, routed to the tree, read, top-1 right, proposed, proposed right."""
+    from hf_probex.adapters import detect
+    from hf_probex.experts.registry import ExpertRegistry
+    from hf_probex.infer import infer_card
+    from hf_probex.reading import open_source
+    from hf_probex.routing import route
+
+    registry = ExpertRegistry.from_locations([expert])
+    root = registry.entries[0].root
+    rows = []
+    for name, targets in TRAINED_SETS.items():
+        counts = [0] * 6
+        for folder, record in zip(retrain(zoo, tree, records, targets, out / re.sub(r"\W+", "-", name)), records):
+            source = open_source(folder)
+            result = infer_card(folder, experts=[expert])
+            ranked = list(result.details.get("trained_on", {}).get("cosine_by_concept", {}))
+            proposed = result.fields.get("trained_on")
+            counts = [counts[0] + 1, counts[1] + (route(source, detect(source), registry).root == root),
+                      counts[2] + bool(ranked), counts[3] + (ranked[:1] == [record.labels[0]]),
+                      counts[4] + (proposed is not None), counts[5] + (proposed is not None and proposed.value == record.labels[0])]
+        rows.append((name, *counts))
+    return rows
+
+
+def _share(count: int, n: int) -> str:
+    return f"{100 * count / max(n, 1):.0f} %"
 
 
 def main() -> None:
@@ -161,13 +229,15 @@ def main() -> None:
     parser.add_argument("zoo", type=Path, help="a built zoo (only read)")
     parser.add_argument("--out", type=Path, required=True, help="where experts and rewritten LoRAs go")
     parser.add_argument("--tree", default="sd", help="the LoRA tree (default: sd)")
-    parser.add_argument("--layer", default=DEFAULT_LAYER, help=f"the expert's layer (default: {DEFAULT_LAYER})")
+    parser.add_argument("--layer", action="append", help="a layer the experts read (repeatable: modules fused; default: "
+                                                         "auto, as `hf-probex train --layer auto`)")
     parser.add_argument("--method", action="append", help="expert methods (repeatable; default: mvprobe and ridge)")
+    parser.add_argument("--trained", type=int, default=0, help="also train the first N test LoRAs again on the "
+                                                                 "self- or cross-attention projections only, and read them")
     parser.add_argument("--sizes", default="", help="learning curve: also train on the first N training LoRAs, "
                                                     "comma-separated (e.g. 40,80)")
     args = parser.parse_args()
 
-    from hf_probex.experts.shaping import load_matrices
     from hf_probex.weightsets import open_weight_set
 
     weights = open_weight_set(args.zoo)
@@ -176,7 +246,13 @@ def main() -> None:
     trained = {r.labels[0] for r in weights.for_tree(args.tree, ("train", "val"))}
     held_names = sorted({r.labels[0] for r in held})
     sizes = [None] + [int(s) for s in args.sizes.split(",") if s]
-    print(f"zoo {args.zoo}, tree {args.tree}, layer {args.layer}; test LoRAs {len(test)} (in vocabulary), "
+    if not args.layer:
+        from hf_probex.experts.sweep import select_inputs
+
+        chosen = select_inputs(args.zoo, args.tree, (args.method or ["mvprobe"])[0], args.out / "select.jsonl",
+                               splits=TRAIN_SPLITS, workers=2)
+        args.layer = chosen if isinstance(chosen, list) else [chosen]
+    print(f"zoo {args.zoo}, tree {args.tree}, layers {' + '.join(args.layer)}; test LoRAs {len(test)} (in vocabulary), "
           f"test_holdout LoRAs {len(held)} ({len(held_names)} concepts never trained on)\n")
     print("| method | training LoRAs | LoRAs named | vocabulary | n | top-1 | top-5 | proposed | precision |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -201,17 +277,26 @@ def main() -> None:
                   f"| | | | | | |")
     pool = test + held
     expert = train(args.zoo, args.tree, args.layer, (args.method or ["mvprobe"])[0], args.out, None)
-    x = load_matrices(pool, args.layer, json.loads((expert / "config.json").read_text())["conv_layout"])[0]
     print(f"\ntext search over the {len(pool)} test LoRAs ({expert.name})\n")
     print("| concepts | n | hit@5 | hit@10 | median rank |\n|---|---|---|---|---|")
-    for kind, row in search(x, [r.labels[0] for r in pool], expert, trained).items():
+    for kind, row in search([r.path for r in pool], [r.labels[0] for r in pool], expert, trained).items():
         print(f"| {kind} | {row['concepts']} | {row['hit@5']:.1f} | {row['hit@10']:.1f} | {row['median rank']:g} |")
     print("\nrouting of the test LoRAs rewritten to each target-module set (no card, no declared base)\n")
-    print("| modules | recipe family (format) | LoRAs | routed by the base's modules | by the expert's layer |")
-    print("|---|---|---|---|---|")
-    rows = routing([r.path for r in pool], [r.group for r in pool], expert, args.out / "routing")
-    for name, family, n, new, old in rows:
-        print(f"| {name} | {family} | {n} | {100 * new / max(n, 1):.0f} % | {100 * old / max(n, 1):.0f} % |")
+    print("| modules | recipe family (format) | LoRAs | routed by the base's modules | by the expert's layers "
+          "| read | top-1 | proposed (right) |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = routing([r.path for r in pool], [r.group for r in pool], [r.labels[0] for r in pool], expert,
+                   args.out / "routing")
+    for name, family, n, new, old, read, top1, proposed, right in rows:
+        print(f"| {name} | {family} | {n} | {_share(new, n)} | {_share(old, n)} | {_share(read, n)} | {_share(top1, n)} "
+              f"| {proposed} ({right}) |")
+
+    if args.trained:
+        print(f"\nthe first {args.trained} test LoRAs trained again on fewer modules (zoo trainer, same concept and seed)\n")
+        print("| modules | LoRAs | routed | read | top-1 | proposed (right) |\n|---|---|---|---|---|---|")
+        for name, n, routed, read, top1, proposed, right in trained_subsets(args.zoo, args.tree, test[:args.trained],
+                                                                             expert, args.out / "trained"):
+            print(f"| {name} | {n} | {_share(routed, n)} | {_share(read, n)} | {_share(top1, n)} | {proposed} ({right}) |")
 
 
 if __name__ == "__main__":

@@ -15,27 +15,30 @@ SEEN = ["dog", "cat", "car", "airplane", "apple", "guitar", "mountain", "river",
 HELD = ["bicycle", "castle", "violin", "banana"]
 
 
-def write_planted_loras(root, module: str = "blk.to_q") -> None:
-    """Model-J SD layout: each LoRA's update B @ A of `module` is a fixed linear image of its concept's text
-    embedding, plus noise.
+def write_planted_loras(root, module: str = "blk.to_q", *others: str) -> None:
+    """Model-J SD layout: each LoRA's update B @ A of `module` (and of each of `others`) is a fixed linear image of
+    its concept's text embedding (one image per module), plus noise.
 
     A linear map from weights back to text then exists for every concept, so an expert that learns it on
     the seen concepts also ranks held-out concepts it never trained on.
     """
     rng = np.random.default_rng(0)
-    image = rng.normal(size=(64, 384)).astype(np.float32)
+    images = {name: rng.normal(size=(64, 384)).astype(np.float32) for name in (module, *others)}
     embeddings = dict(zip(SEEN + HELD, encode_texts(SEEN + HELD)))
     idx = 0
     for split, concepts, per_concept in (("train", SEEN, 6), ("val_holdout", HELD, 3)):
         for concept in concepts:
             for _ in range(per_concept):
-                update = (image @ embeddings[concept]).reshape(8, 8) + 0.3 * rng.normal(size=(8, 8))
                 folder = root / split / f"model_idx_{idx:04d}"
                 folder.mkdir(parents=True)
                 idx += 1
-                save_file({f"{module}.lora.down.weight": np.eye(8, dtype=np.float32),
-                           f"{module}.lora.up.weight": update.astype(np.float32)},
-                          str(folder / "pytorch_lora_weights.safetensors"), metadata={"imagenet_class_id": concept})
+                tensors = {}
+                for name, image in images.items():
+                    update = (image @ embeddings[concept]).reshape(8, 8) + 0.3 * rng.normal(size=(8, 8))
+                    tensors |= {f"{name}.lora.down.weight": np.eye(8, dtype=np.float32),
+                                f"{name}.lora.up.weight": update.astype(np.float32)}
+                save_file(tensors, str(folder / "pytorch_lora_weights.safetensors"),
+                          metadata={"imagenet_class_id": concept})
 
 
 @pytest.fixture(scope="module")

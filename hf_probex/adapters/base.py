@@ -157,12 +157,27 @@ class Adapter(abc.ABC):
         return to_matrices(flat.reshape(1, -1), shape, conv_layout)
 
     def read_input(self, source: WeightSource, inputs: Sequence[tuple[str, tuple[int, ...]]],
-                   conv_layout: str = "probex") -> np.ndarray:
+                   conv_layout: str = "probex", allow_missing: bool = False) -> np.ndarray:
         """What an expert reading `inputs` ((layer, stored shape) pairs) takes: one layer as `read_matrix`
-        gives it, several stacked into one [1, 1, D] vector (`experts.shaping.stack_inputs`)."""
+        gives it, several stacked into one [1, 1, D] vector (`experts.shaping.stack_inputs`). With `allow_missing`
+        (an expert that fuses modules, `Expert.fused`) a layer the model lacks is NaN; one in another shape still
+        raises."""
         if len(inputs) == 1:
             return self.read_matrix(source, inputs[0][0], inputs[0][1], conv_layout)
-        return stack_inputs([self.read_layer(source, name, shape)[0][None] for name, shape in inputs])
+        return stack_inputs([self._read_or_missing(source, name, shape, allow_missing)[None] for name, shape in inputs])
+
+    def _read_or_missing(self, source: WeightSource, name: str, shape: tuple[int, ...], allow_missing: bool) -> np.ndarray:
+        if allow_missing and not self.has_layer(source, name):
+            return np.full(int(np.prod(shape)), np.nan, dtype=np.float32)
+        return self.read_layer(source, name, shape)[0]
+
+    def has_layer(self, source: WeightSource, name: str) -> bool:
+        """Whether the model stores the layer `name` (in any shape; from the header only)."""
+        try:
+            self.layer_shape(self.checkpoint(source), name)
+        except LayerMismatchError:
+            return False
+        return True
 
     def _missing(self, checkpoint: Checkpoint, name: str) -> LayerMismatchError:
         shown = self.candidate_layers(checkpoint)

@@ -25,6 +25,11 @@ decision, the row score of the label; the two are calibrated jointly (a logistic
 target precision (default 95 %) on the pooled out-of-fold predictions and in every group (recipe
 family) that has at least `min_support` decisions there: a threshold that only holds on average over
 families would not hold on the family of a stranger's recipe. Below it hf_probex abstains.
+
+An expert that fuses several modules of a LoRA (`hub.Expert.fused`) is calibrated on its decisions with every
+module present, and once more for each proper subset of its modules (`subsets`, keyed "0,2": the out-of-fold
+scores averaged over those modules only): a LoRA that targets fewer modules is read with the calibration of
+the ones it has (`for_modules`).
 """
 
 from __future__ import annotations
@@ -65,10 +70,26 @@ class Calibration:
     label_mean: list[float] = field(default_factory=list)
     groups: int = 0  # recipe families the threshold was checked on (0: none known)
     head: float = 0.0  # the weight of the row score (`head_rows`) when fitted jointly with it, else 0
+    modules: int = 0  # fused experts: how many modules it reads (0: one input)
+    subsets: dict = field(default_factory=dict)  # fused experts: "0,2" -> the calibration of those modules alone
 
     @property
     def reads_head(self) -> bool:
         return self.head != 0.0
+
+    def for_modules(self, present: tuple[int, ...]) -> "Calibration":
+        """The calibration of a model that has the modules `present` (indices): this one when it has them all (or
+        the expert reads one input), that subset's otherwise.
+
+        Raises:
+            ValueError: no calibration for that subset (an expert trained before it fused modules).
+        """
+        if len(present) >= self.modules:
+            return self
+        key = subset_key(present)
+        if key not in self.subsets:
+            raise ValueError(f"no calibration for the modules {key} of this expert: train it again")
+        return Calibration(**self.subsets[key])
 
     def scores(self, task: str, predictions: np.ndarray) -> np.ndarray:
         """The calibrated score of each decision (see the module docstring): [n, n_labels] or [n]."""
@@ -90,6 +111,11 @@ class Calibration:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def subset_key(present: tuple[int, ...]) -> str:
+    """How `Calibration.subsets` names a subset of a fused expert's modules: "0,2"."""
+    return ",".join(str(k) for k in sorted(present))
 
 
 def decision_outcomes(task: str, predictions: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from ..text import DEFAULT_TEXT_ENCODER
 from ..weightsets import WeightRecord, WeightSet, open_weight_set
 from .evaluation import concept_metrics, kfold, label_matrix, mean_se, multilabel_metrics, references, summarise
 from .hub import Expert
+from .models import METHODS
 from .shaping import centring, layer_shapes, load_matrices, root_matrix, stack_inputs
 from .training import TrainConfig, train
 
@@ -248,14 +249,17 @@ def _groups(records: list[WeightRecord]) -> np.ndarray | None:
 
 def make_expert(data: LayerData, method: str, *, hparams: dict | None = None, centre: bool = True,
                 temperature: float = 1.0, features: str | None = None) -> Expert:
-    """An untrained expert for `data`'s tree, layer and task (`features`: default the task's, `DEFAULT_FEATURES`)."""
+    """An untrained expert for `data`'s tree, layer and task (`features`: default the task's, `DEFAULT_FEATURES`).
+    A zero-shot expert of several layers (LoRA modules) reads each with its own network (`Expert.fused`), unless its
+    method fits one closed form over them all (ridge stacks them)."""
+    fuse = data.task == "zeroshot" and len(data.inputs) > 1 and method in METHODS and not METHODS[method].closed_form
     return Expert(
         method=method, task=data.task, input_shape=list(data.x.shape[1:]), vocabulary=data.vocabulary, layer=data.layer,
         layer_shape=list(data.layer_shape), tree=data.tree, root=data.root_id, adapter=data.adapter, hparams=hparams,
         centred=centre and data.root is not None and data.root.shape == data.x.shape[1:], conv_layout=data.conv_layout,
         text_encoder=data.text_encoder, text_dim=None if data.text is None else int(data.text.shape[1]),
         prompt=data.prompt, temperature=temperature, inputs=[[name, list(shape)] for name, shape in data.inputs],
-        features=features or DEFAULT_FEATURES[data.task],
+        features=features or DEFAULT_FEATURES[data.task], fusion="modules" if fuse else None,
     )
 
 
@@ -297,6 +301,31 @@ def predict_open(experts: list[Expert], members: list[LayerData], idx: np.ndarra
     text = open_vocabulary(members[0])[1]
     seen = np.mean([e.predict(d.x[idx], text) for e, d in zip(experts, members)], axis=0)
     return seen, np.mean([e.predict(d.holdout_x, text) for e, d in zip(experts, members)], axis=0)
+
+
+def _by_module(expert: Expert, data: LayerData, idx: np.ndarray, opened: bool) -> dict[str, list]:
+    """A fused expert's predictions module by module ([n, k, C] each, `Expert.predict_members`) for the models `idx`
+    (against its vocabulary; with `opened`, also against the open one, and of every held-out model)."""
+    out = {"module_predictions": expert.predict_members(data.x[idx]).tolist()}
+    if opened:
+        text = open_vocabulary(data)[1]
+        out["open_module_predictions"] = expert.predict_members(data.x[idx], text).tolist()
+        out["holdout_open_module_predictions"] = expert.predict_members(data.holdout_x, text).tolist()
+    return out
+
+
+def _subset_calibrations(calibrate: Callable[[list[np.ndarray]], dict], modules: list[np.ndarray]) -> dict:
+    """A fused expert's calibration (`calibrate` applied to its decisions' scores, each a [n, k, C] array of
+    module scores averaged over the modules kept) for all its modules, with `modules` and `subsets`: the same for
+    every proper subset of them (`calibration.Calibration.for_modules`)."""
+    from itertools import combinations
+
+    from .calibration import subset_key
+
+    k = modules[0].shape[1]
+    subsets = {subset_key(kept): calibrate([m[:, list(kept)].mean(axis=1) for m in modules])
+               for size in range(1, k) for kept in combinations(range(k), size)}
+    return {**calibrate([m.mean(axis=1) for m in modules]), "modules": k, "subsets": subsets}
 
 
 def metrics_of(data: LayerData, seen: np.ndarray, held: np.ndarray | None, idx: np.ndarray) -> dict[str, float]:
@@ -376,6 +405,10 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
     opened = keep_predictions and data.task == "zeroshot" and data.holdout_x is not None
     open_out_of_fold: list = [None] * len(data.y)
     held_open: list = []
+    by_module = keep_predictions and make_expert(data, members[0][1]).fused
+    module_out: list = [None] * len(data.y)
+    open_module_out: list = [None] * len(data.y)
+    held_module: list = []
     for train_idx, test_idx in splits:
         fitted = [fit_expert(d, method, train_idx, hparams=hp, **settings) for d, method, hp in members]
         experts = [expert for expert, _ in fitted]
@@ -390,6 +423,13 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
             for i, row in zip(test_idx, seen_open.tolist()):
                 open_out_of_fold[i] = row
             held_open += held_now.tolist()
+        if by_module:
+            fold = _by_module(experts[0], data, test_idx, opened)
+            for i, row in zip(test_idx, fold["module_predictions"]):
+                module_out[i] = row
+            for i, row in zip(test_idx, fold.get("open_module_predictions", [])):
+                open_module_out[i] = row
+            held_module += fold.get("holdout_open_module_predictions", [])
         seconds.append(sum(history["train_seconds"] for _, history in fitted))
         if shuffled:
             y = data.y.copy()
@@ -413,7 +453,10 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
         "references": refs, "chance": _chance(data), "parameters": sum(e.n_parameters for e in experts),
         "train_seconds": mean_se(seconds), "predict_ms_per_model": float(np.mean(predict_ms)),
     } | ({"predictions": out_of_fold} if keep_predictions else {}) | (
-        {"open_predictions": open_out_of_fold, "holdout_open_predictions": held_open} if opened else {})
+        {"open_predictions": open_out_of_fold, "holdout_open_predictions": held_open} if opened else {}) | (
+        {"module_predictions": module_out} if by_module else {}) | (
+        {"open_module_predictions": open_module_out, "holdout_open_module_predictions": held_module}
+        if by_module and opened else {})
 
 
 def _read_heads_too(expert: Expert, data: LayerData, predictions: np.ndarray, groups: np.ndarray | None,
@@ -462,14 +505,22 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
     groups = data.groups if report and report["cv"] != "k-fold" else None
     if report:
         predictions = np.array(report.pop("predictions"))
-        expert.calibration = fit_calibration(data.task, predictions, data.y, groups).to_dict()
+        expert.calibration = _subset_calibrations(
+            lambda scores: fit_calibration(data.task, scores[0], data.y, groups).to_dict(),
+            [np.array(report.pop("module_predictions"))],
+        ) if expert.fused else fit_calibration(data.task, predictions, data.y, groups).to_dict()
         expert.metrics = {**report["metrics"], "cv": report["cv"], "cv_folds": report["folds"], "cv_models": report["models"]}
         if data.task == "multilabel":
             _read_heads_too(expert, data, predictions, groups, cv_splits(data, folds, seed, by_group))
     if data.task == "zeroshot":
         held = report.pop("holdout_open_predictions", None) if report else None
         seen = report.pop("open_predictions", None) if report else None
-        calibration = _open_calibration(data, np.array(seen), np.array(held), groups) if held else None
+        calibration = None
+        if held and expert.fused:
+            calibration = _subset_calibrations(lambda scores: _open_calibration(data, *scores, groups), [
+                np.array(report.pop("open_module_predictions")), np.array(report.pop("holdout_open_module_predictions"))])
+        elif held:
+            calibration = _open_calibration(data, np.array(seen), np.array(held), groups)
         expert.set_open_vocabulary(*open_vocabulary(data), calibration)
     expert.metrics["train_seconds"] = history["train_seconds"]
     root = data.roots.get(data.tree)

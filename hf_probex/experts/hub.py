@@ -15,6 +15,10 @@ and its task:
   concepts and the held-out ones the weight set names), with their own calibration, fitted on held-out
   concepts (`open_calibration`; `experts.vocabulary` picks what a model is ranked against).
 
+  A zero-shot expert may read several modules of a LoRA (`fusion` "modules", `models.ModuleFusion`): one
+  network and text projection per module, a model's cosines averaged over the modules it has, so a LoRA that
+  targets only some of them is still read; each subset of modules has its own calibration (`Calibration.subsets`).
+
 `save_pretrained` writes `model.safetensors`, `config.json` (tree, root, adapter, layer name and shape,
 task, vocabulary, text encoder, method and hyper-parameters, metrics, format and package versions) and
 a README.md model card; `from_pretrained` rebuilds the same expert. `push_to_hub` works against any
@@ -36,8 +40,8 @@ from .. import __version__
 from ..weightsets import WeightRecord
 from .features import feature_shape, gram
 from .head_rows import RowReader
-from .models import METHODS, as_tensor, build_net, count_parameters
-from .shaping import load_matrices, stack_inputs
+from .models import METHODS, ModuleFusion, as_tensor, build_net, count_parameters
+from .shaping import load_matrices, matrix_shape, stack_inputs
 
 #: 2: features (delta or gram), routing by several layers with their own root copy (`route_root`).
 FORMAT_VERSION = 2
@@ -48,6 +52,9 @@ MAX_ELEMENTS = 50_000_000  # of one input or routing layer: far above any hidden
 MAX_HPARAM = 4_096
 MAX_VOCABULARY = 100_000
 MAX_MODULES = 10_000  # a LoRA tree's base modules (routing.modules): SD 1.5's UNet has about 700 linear ones
+#: How an expert combines several layers: stacked into one input (None), or one network per module ("modules").
+FUSIONS = (None, "modules")
+MAX_FUSED = 4  # modules a fused expert reads at most (each subset of them is calibrated: 2^4 - 1 calibrations)
 
 
 def _shape_ok(shape: object, max_dim: int = MAX_DIM) -> bool:
@@ -92,6 +99,9 @@ def check_config(config: object) -> None:
         "hparams": isinstance(config.get("hparams", {}), dict) and all(
             type(v) is int and 0 < v <= MAX_HPARAM for v in config.get("hparams", {}).values()),
         "text_dim": config.get("text_dim") is None or (type(config["text_dim"]) is int and 0 < config["text_dim"] <= MAX_DIM),
+        "fusion": config.get("fusion") is None or (
+            config["fusion"] in FUSIONS and config.get("task") == "zeroshot" and isinstance(config.get("inputs"), list)
+            and 2 <= len(config["inputs"]) <= MAX_FUSED and all(len(shape) == 2 for _, shape in config["inputs"])),
         "head": config.get("head") is None or (isinstance(config["head"], dict) and isinstance(config["head"].get("layer"), str)
                                                and type(config["head"].get("width")) is int and 0 < config["head"]["width"] <= MAX_DIM
                                                and isinstance(config.get("head_calibration"), dict)),
@@ -133,6 +143,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         head_calibration: dict | None = None,
         open_vocabulary: list[str] | None = None,
         open_calibration: dict | None = None,
+        fusion: str | None = None,
         format_version: int = FORMAT_VERSION,
         package_version: str = __version__,
     ):
@@ -142,6 +153,8 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
             raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
         if task == "zeroshot" and not text_dim:
             raise ValueError("a zero-shot expert needs text_dim (the text encoder's embedding size)")
+        if fusion not in FUSIONS or (fusion and (task != "zeroshot" or not inputs or len(inputs) < 2)):
+            raise ValueError(f"fusion {fusion!r}: only a zero-shot expert of several layers fuses them (\"modules\")")
         self.task, self.vocabulary = task, list(vocabulary)
         self.input_shape = tuple(input_shape)
         self.temperature = temperature
@@ -151,7 +164,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
             centred=centred, conv_layout=conv_layout, text_encoder=text_encoder, text_dim=text_dim, prompt=prompt,
             temperature=temperature, routing=dict(routing or {}), features=features, head=dict(head) if head else None,
             inputs=[[name, list(shape)] for name, shape in inputs] if inputs else [[layer, list(layer_shape or input_shape)]],
-            open_vocabulary=list(open_vocabulary or []),
+            open_vocabulary=list(open_vocabulary or []), fusion=fusion,
             format_version=FORMAT_VERSION,
             package_version=package_version,
         )
@@ -170,9 +183,17 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
             n_out = len(vocabulary)
         else:  # Adam-trained nets output a representation; a closed-form one regresses the text embedding itself
             n_out = text_dim if closed_form else None
-        self.net = build_net(method, net_shape, n_out, **(hparams or {}))
-        if task == "zeroshot":
+        if fusion:
+            if closed_form:
+                raise ValueError(f"{method} fits one closed form over its input: it cannot fuse modules")
+            shapes = [matrix_shape(tuple(shape), conv_layout) for _, shape in self._config["inputs"]]
+            self.net = ModuleFusion(method, shapes, **(hparams or {}))
+            self.text_proj = nn.ModuleList(nn.Linear(text_dim, self.net.out_dim) for _ in shapes)
+        else:
+            self.net = build_net(method, net_shape, n_out, **(hparams or {}))
+        if task == "zeroshot" and not fusion:
             self.text_proj = nn.Identity() if closed_form else nn.Linear(text_dim, self.net.out_dim)
+        if task == "zeroshot":
             self.register_buffer("concept_text", torch.zeros(len(vocabulary), text_dim))
             self.register_buffer("open_text", torch.zeros(len(open_vocabulary or []), text_dim))
         if head:
@@ -239,12 +260,37 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         self.offset.copy_(as_tensor(offset))
         self.scale.fill_(scale)
 
+    @property
+    def fused(self) -> bool:
+        """Whether it reads several modules, each by its own network, and combines the ones a model has."""
+        return self._config["fusion"] == "modules"
+
+    def present(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, k] which of a fused expert's modules each model of the batch has (a missing one is all NaN,
+        `Adapter.read_input(..., allow_missing=True)`); one column, all True, for an expert of one input."""
+        if not self.fused:
+            return torch.ones(len(x), 1, dtype=torch.bool)
+        blocks = [part.isfinite().flatten(1) for part in self.net.split(x)]
+        partial = [b.any(1) & ~b.all(1) for b in blocks]
+        if any(p.any() for p in partial):
+            raise ValueError("input weights hold NaN or inf")
+        present = torch.stack([b.all(1) for b in blocks], dim=1)
+        if not present.any(1).all():
+            raise ValueError(f"the model has none of the modules this expert reads ({self._describe_layers()})")
+        return present
+
+    def _describe_layers(self) -> str:
+        return ", ".join(name for name, _ in self._config["inputs"])
+
     def shape_input(self, x: torch.Tensor) -> torch.Tensor:
         """Check a batch [B, H, W] against the expert and compute its features (`features`: the centred change,
-        or its Gram)."""
+        or its Gram). A fused expert's missing modules (`present`) become zeros: their members' outputs are not used."""
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"input of shape {list(x.shape[1:])} does not match this expert's layer "
                              f"{self._config['layer'] or '?'} of shape {list(self.input_shape)} (wrong tree or family?)")
+        if self.fused:
+            self.present(x)  # raises on partly non-finite modules
+            x = torch.nan_to_num(x, nan=0.0)
         if not torch.isfinite(x).all():
             raise ValueError("input weights hold NaN or inf")
         if self.features == "gram":
@@ -252,25 +298,46 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         return (x - self.offset) / self.scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """multilabel: logits [B, n_labels]; zeroshot: unit-norm weight embeddings [B, D]."""
+        """multilabel: logits [B, n_labels]; zeroshot: unit-norm weight embeddings [B, D] (fused: one per module,
+        [B, k, D])."""
         out = self.net(self.shape_input(x))
         return out if self.task == "multilabel" else nn.functional.normalize(out, dim=-1)
 
     def embed_text(self, text: torch.Tensor) -> torch.Tensor:
-        """Text encoder embeddings [C, text_dim] -> unit-norm vectors in the weight embedding space."""
+        """Text encoder embeddings [C, text_dim] -> unit-norm vectors in the weight embedding space (fused: one
+        space per module, [k, C, D])."""
+        if self.fused:
+            return torch.stack([nn.functional.normalize(proj(text), dim=-1) for proj in self.text_proj])
         return nn.functional.normalize(self.text_proj(text), dim=-1)
 
+    def member_cosines(self, x: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """A zero-shot expert's cosines [B, k, C] against `text` (default: vocabulary) by each of its k modules, NaN
+        where the model lacks the module (k = 1 unless fused)."""
+        text = self.embed_text(self.concept_text if text is None else text)
+        if not self.fused:
+            return (self(x) @ text.T)[:, None]
+        cosines = torch.einsum("bkd,kcd->bkc", self(x), text)
+        return cosines.masked_fill(~self.present(x)[..., None], float("nan"))
+
     def logits(self, x: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
-        """multilabel: label logits; zeroshot: cosine similarities / temperature against `text` (default: vocabulary)."""
+        """multilabel: label logits; zeroshot: cosine similarities / temperature against `text` (default:
+        vocabulary), averaged over the modules the model has when fused."""
         if self.task == "multilabel":
             return self(x)
-        return self(x) @ self.embed_text(self.concept_text if text is None else text).T / self.temperature
+        return self.member_cosines(x, text).nanmean(dim=1) / self.temperature
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """BCE over labels (y: 0/1 [B, n_labels]) or cross-entropy over the vocabulary (y: concept indices [B])."""
+        """BCE over labels (y: 0/1 [B, n_labels]) or cross-entropy over the vocabulary (y: concept indices [B]);
+        fused: each module's own cross-entropy on the models that have it, averaged (every module learns to read
+        alone, as it must for a LoRA that targets only it)."""
         if self.task == "multilabel":
             return nn.functional.binary_cross_entropy_with_logits(self.logits(x), y)
-        return nn.functional.cross_entropy(self.logits(x), y.long())
+        if not self.fused:
+            return nn.functional.cross_entropy(self.logits(x), y.long())
+        cosines, present = self.member_cosines(x) / self.temperature, self.present(x)
+        losses = [nn.functional.cross_entropy(cosines[present[:, k], k], y[present[:, k]].long())
+                  for k in range(cosines.shape[1]) if present[:, k].any()]
+        return torch.stack(losses).mean()
 
     @torch.no_grad()
     def predict(self, matrices: np.ndarray, text: np.ndarray | None = None) -> np.ndarray:
@@ -278,6 +345,16 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         self.eval()
         out = self.logits(as_tensor(matrices), None if text is None else as_tensor(text))
         return torch.sigmoid(out).numpy() if self.task == "multilabel" else (out * self.temperature).numpy()
+
+    @torch.no_grad()
+    def predict_members(self, matrices: np.ndarray, text: np.ndarray | None = None) -> np.ndarray:
+        """A zero-shot expert's cosine scores by module [n, k, n_concepts] (NaN: the model lacks that module)."""
+        self.eval()
+        return self.member_cosines(as_tensor(matrices), None if text is None else as_tensor(text)).numpy()
+
+    def present_modules(self, matrices: np.ndarray) -> tuple[int, ...]:
+        """Which of its modules (indices into `config["inputs"]`) one model ([1, ...]) has; all for an unfused expert."""
+        return tuple(int(k) for k in torch.nonzero(self.present(as_tensor(matrices))[0]).flatten())
 
     def confidences(self, matrices: np.ndarray, text: np.ndarray | None = None,
                     heads: list[np.ndarray | None] | None = None) -> tuple[np.ndarray, np.ndarray]:

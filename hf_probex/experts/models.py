@@ -17,6 +17,9 @@ that needs training-set statistics (StatNN's feature standardisation) overrides 
 - `headset`: a classification head read as a permutation-invariant set of class prototypes
   (DeepSets: a shared row encoder, mean and max pooling, a head); the rows are the H axis.
 
+`ModuleFusion` holds one network of a method per layer, for an expert that reads several modules of a LoRA
+and combines what each says (`Expert`'s fusion "modules").
+
 The constructors' defaults are small (fast on 2 CPU cores); `PAPER` holds the papers' sizes.
 """
 
@@ -218,6 +221,34 @@ class HeadSet(ExpertNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = self.row_encoder(x)  # [B, n_rows, hidden]
         return self.head(self.pooled(torch.cat([rows.mean(1), rows.amax(1)], dim=1)))
+
+
+class ModuleFusion(ExpertNet):
+    """One network of `method` per layer: the input is the layers flattened and concatenated [B, 1, D] (2-D
+    layers, `shapes` [H, W] each, in order); each member reads its own layer as a matrix. Output [B, k, out_dim]:
+    one representation per layer, so the `Expert` holding it can combine the layers a model has."""
+
+    def __init__(self, method: str, shapes: list[tuple[int, int]], **hparams):
+        super().__init__((1, sum(h * w for h, w in shapes)), None)
+        self.shapes = [tuple(s) for s in shapes]
+        self.members = nn.ModuleList(build_net(method, s, None, **hparams) for s in self.shapes)
+
+    @property
+    def out_dim(self) -> int:
+        return self.members[0].out_dim
+
+    def split(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[B, 1, D] -> each layer as [B, H, W]."""
+        flat = x.reshape(len(x), -1)
+        sizes = [h * w for h, w in self.shapes]
+        return [part.reshape(len(x), *shape) for part, shape in zip(flat.split(sizes, dim=1), self.shapes)]
+
+    def prepare(self, x_train: torch.Tensor) -> None:
+        for member, part in zip(self.members, self.split(x_train)):
+            member.prepare(part)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(part) for member, part in zip(self.members, self.split(x))], dim=1)
 
 
 METHODS: dict[str, type[ExpertNet]] = {

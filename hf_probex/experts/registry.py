@@ -59,6 +59,7 @@ class ExpertEntry:
     inputs: tuple[tuple[str, tuple[int, ...]], ...]  # every layer it reads (several: stacked), with stored shapes
     routing_layers: tuple[tuple[str, tuple[int, ...]], ...] = ()  # the layers routing compares with the root
     modules: tuple[tuple[str, tuple[int, ...]], ...] = ()  # a LoRA tree's base modules and shapes (routes.fit_lora_modules)
+    fused: bool = False  # reads each of `inputs` by its own network, and a model with only some of them (Expert.fused)
 
     @property
     def public_name(self) -> str:
@@ -76,7 +77,7 @@ class ExpertEntry:
         routing = config.get("routing") or {}
         return cls(location, config.get("tree", ""), config.get("root"), config["task"], config["layer"],
                    config.get("adapter"), config["method"], _pairs(stored), _pairs(routing.get("layers") or []),
-                   _pairs(routing.get("modules") or []))
+                   _pairs(routing.get("modules") or []), config.get("fusion") == "modules")
 
 
 def default_registry_path() -> Path:

@@ -82,8 +82,14 @@ def select_stack(zoo: str | Path, tree: str, out: Path, *, method: str = "ridge"
 
 
 def select_inputs(zoo: str | Path, tree: str, method: str, out: Path, **options) -> list[str] | str:
-    """What an expert of `method` should read in `tree`: ridge reads a stack (`select_stack`), the
-    networks, which read one layer as a matrix, the single best layer (`select_layer`)."""
+    """What an expert of `method` should read in `tree`: ridge reads a stack (`select_stack`); on a LoRA tree a
+    network reads several modules, one network each (`hub.Expert.fused`), chosen the same way with that network;
+    elsewhere the networks, which read one layer as a matrix, read the single best layer (`select_layer`)."""
+    from .harness import tree_task
+
     if method == "ridge":
         return select_stack(zoo, tree, out, **options)
+    if tree_task(zoo, tree) == "zeroshot":
+        chosen = select_stack(zoo, tree, out, method=method, **options)
+        return chosen if len(chosen) > 1 else chosen[0]
     return select_layer(zoo, tree, out, **options)

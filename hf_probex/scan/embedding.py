@@ -2,7 +2,10 @@
 
 - LoRA trees with a zero-shot expert: `Expert.forward` on the expert's input layer(s) as the expert reads
   them (`Adapter.read_input`), a unit-norm vector in the expert's weight-text space: a text query embedded
-  with `Expert.embed_text` is scored against it by a dot product (the search of issue 15).
+  with `Expert.embed_text` is scored against it by a dot product (the search of issue 15). An expert that
+  fuses k modules (`Expert.fused`) gives k unit-norm blocks, one per module in that module's own space,
+  concatenated in the order of `embedding_layers`; a module the LoRA lacks is a block of zeros (the
+  expert's score is the mean of the blocks' cosines over the modules present).
 - Every other member: a **count sketch** of the expert's input layers (of the family's default layer
   when the tree has no expert), centred as the expert centres them (minus the root's copy, divided by
   its scale, for a root-centred expert; as stored otherwise). The count sketch is a fixed sparse random
@@ -79,12 +82,17 @@ def member_embedding(source: WeightSource, adapter: Adapter, root: str, registry
         return Embedding(count_sketch(flat, dim, seed), f"count-sketch {dim} seed {seed}", [layer])
     expert = load_expert(entry.location)
     layers = [name for name, _ in entry.inputs]
-    matrix = adapter.read_input(source, entry.inputs, expert.config["conv_layout"])
+    matrix = adapter.read_input(source, entry.inputs, expert.config["conv_layout"], allow_missing=expert.fused)
     x = torch.as_tensor(matrix, dtype=torch.float32)
     with torch.no_grad():
         if task == CONCEPT_TASK:  # forward checks the shape and refuses NaN / inf (ValueError)
-            vector = expert.eval()(x)[0].numpy().astype(np.float32)
-            return Embedding(vector, f"zero-shot expert {entry.public_name}", layers)
+            out = expert.eval()(x)[0]
+            if not expert.fused:
+                return Embedding(out.numpy().astype(np.float32), f"zero-shot expert {entry.public_name}", layers)
+            blocks = out * expert.present(x)[0, :, None]  # a module the LoRA lacks: a block of zeros
+            return Embedding(blocks.flatten().numpy().astype(np.float32),
+                             f"zero-shot expert {entry.public_name}, {blocks.shape[0]} fused modules x {blocks.shape[1]}",
+                             layers)
         if not torch.isfinite(x).all():
             raise ValueError("its layers hold NaN or inf weights")
         centred = (x - expert.offset) / expert.scale  # the expert's root centring (identity for an uncentred one)
