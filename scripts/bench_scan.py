@@ -1,11 +1,12 @@
 """Benchmark `scan_tree` on a zoo imported into a local hub: repos/min with 1 and 2 local workers and with Ray,
 bytes read per repo against what the reads need, and a rerun with nothing changed (listings only).
 
-    python scripts/bench_scan.py [--zoo DIR] [--preset tiny] [--trees sd,vit] [--work DIR]
+    python scripts/bench_scan.py [--zoo DIR] [--preset tiny] [--trees sd,vit] [--work DIR] [--experts REGISTRY]
 
 The zoo (built if DIR holds none), its experts (trained as the demo trains them) and the local hub live under
 --work. Every scan reads the tree's members by card plus the tree organisation's repos routed by weights
-(`--author`), through the real huggingface_hub client and HTTP. Requests are counted from the hub's own access
+(`--author`), through the real huggingface_hub client and HTTP; an untimed scan first loads the experts (in the
+Ray workers too), so the timings are of reading, not of start-up. Requests are counted from the hub's own access
 log. "Needed" bytes per repo are computed independently from the zoo's files: the small files present
 (README.md, config.json, adapter_config.json, model_index.json), the safetensors header (8 + its length), and the
 tensors of the layers the reads use (the expert's inputs, the routing layers, a LoRA's two factors per module).
@@ -60,11 +61,11 @@ def needed_bytes(folder: Path, tensors: set[str]) -> int:
 
 
 def tensors_read(row: dict, registry, folder: Path) -> set[str]:
-    """The stored tensor names a row's reads needed: routing layers and embedding layers (a LoRA module's factors)."""
+    """The stored tensor names a row's reads needed: embedding layers (a LoRA module's factors) and the routing layers
+    of every expert (routing compares a full model with each known root whose routing layers it has: twin trees)."""
     layers = set(row["embedding_layers"] or [])
     for entry in registry.entries:
-        if entry.root == row["route_root"] and entry.routing_layers:
-            layers |= {name for name, _ in entry.routing_layers}
+        layers |= {name for name, _ in entry.routing_layers}
     names = set()
     for weights in folder.rglob("*.safetensors"):
         raw = weights.read_bytes()
@@ -82,11 +83,13 @@ def main() -> None:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--trees", default="sd,vit")
     parser.add_argument("--work", default=None, help="work folder (default: a temporary one)")
+    parser.add_argument("--experts", help="a registry file of the zoo's experts (default: train them as the demo does)")
     args = parser.parse_args()
 
     import ray
 
     from hf_probex.demo import demo_experts
+    from hf_probex.experts.registry import ExpertRegistry
     from hf_probex.hub import LocalHub, use_endpoint
     from hf_probex.hub.importer import import_zoo
     from hf_probex.scan import scan_tree
@@ -94,7 +97,8 @@ def main() -> None:
 
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-scan-"))
     zoo = Zoo.open(args.zoo) if args.zoo else build_zoo(work / "zoo", args.preset, seed=0, workers=2, progress=False)
-    registry = demo_experts(zoo, work / "experts", progress=lambda line: None)
+    registry = ExpertRegistry.from_file(args.experts) if args.experts else \
+        demo_experts(zoo, work / "experts", progress=lambda line: None)
     shutil.rmtree(work / "hub", ignore_errors=True)
     import_zoo(zoo.root, work / "hub")
     log = RequestLog()
@@ -111,9 +115,9 @@ def main() -> None:
             for engine, workers in (("local", 1), ("local", 2), ("ray", 2)):
                 out = work / "scans" / f"{tree}-{engine}-{workers}"
                 shutil.rmtree(out, ignore_errors=True)
-                if engine == "ray":  # a first Ray scan warms the workers (imports); the timed one is the second
+                if workers == 1 or engine == "ray":  # an untimed scan first loads the experts (Ray: in its workers)
                     scan_tree(root, out=work / "scans" / "warm", experts=registry, token=False, authors=[org],
-                              engine="ray", workers=workers)
+                              engine=engine, workers=workers)
                     shutil.rmtree(work / "scans" / "warm")
                 log.kinds.clear()
                 result = scan_tree(root, out=out, experts=registry, token=False, authors=[org], engine=engine,
