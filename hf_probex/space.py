@@ -342,13 +342,26 @@ def scores_chart(reading: dict) -> str:
                                                        for kind, text in legend) + "</div></div>")
 
 
+def _candidates(text: str | None) -> list[str] | None:
+    """Candidate concepts typed in the Space (one per line, or comma-separated); None when blank."""
+    from .experts.vocabulary import clean_candidates
+
+    if not (text or "").strip():
+        return None
+    try:
+        return clean_candidates(re.split(r"[\n,]", text))
+    except ValueError as err:
+        raise SpaceInputError(f"candidate concepts: {err}") from None
+
+
 def infer(repo_id: str | None = None, upload: str | os.PathLike | None = None, *, token: str | None = None,
-          registry: ExpertRegistry, min_confidence: float | None = None,
+          registry: ExpertRegistry, min_confidence: float | None = None, candidates: str | None = None,
           max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, progress: Progress = _no_progress) -> InferView:
     """`infer_card` on a Hub repo id or an uploaded .safetensors file (one of them), laid out for display.
 
     `min_confidence` explores: fields down to it are shown, each marked for a pull request only at or above
-    its calibrated threshold (`FieldSuggestion.validated`).
+    its calibrated threshold (`FieldSuggestion.validated`). `candidates`: the concepts a LoRA's is chosen from, one
+    per line or comma-separated (blank: the expert's default vocabulary; `infer_card(..., candidates=)`).
 
     Raises:
         SpaceInputError: no input or both, not a repo id, a wrong file type or size, a confidence outside
@@ -359,11 +372,13 @@ def infer(repo_id: str | None = None, upload: str | os.PathLike | None = None, *
     source = _checked_source(repo_id, upload, max_upload_bytes)
     if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
         raise SpaceInputError(f"the minimum confidence must be between 0 and 1, not {min_confidence}")
+    concepts = _candidates(candidates)
     name = Path(source).name if upload else source
     public = PublicNames(registry, upload)
     progress(0.1, "reading the model's files and one layer")
     try:
-        found = infer_card(source, token=_as_token(token), experts=registry, min_confidence=min_confidence)
+        found = infer_card(source, token=_as_token(token), experts=registry, min_confidence=min_confidence,
+                           candidates=concepts)
     except ProbexError as err:
         raise SpaceInputError(_space_message(err, name, public)) from None
     progress(0.9, "laying out the card")
@@ -653,10 +668,10 @@ def search_loras(root: str, query: str, *, registry: ExpertRegistry, token: str 
                  members: Iterable[str] | None = None, progress: Progress = _no_progress) -> SearchView:
     """Rank the LoRAs of the tree of `root` by how well their weights match `query` (zero-shot: any text works).
 
-    The tree's zero-shot expert embeds the query with its own text encoder and prompt, reads its layer
-    of every LoRA in the tree (those whose card names a base_model in it, then those of `authors` routed into it,
-    then `members`, as in `browse_tree`),
-    and scores each by cosine similarity in its weight-text space.
+    The tree's zero-shot expert embeds the query with its own text encoder and prompt, reads its layers (of an
+    expert that fuses modules, those a LoRA has) of every LoRA in the tree (those whose card names a base_model in
+    it, then those of `authors` routed into it, then `members`, as in `browse_tree`), and scores each by cosine
+    similarity in its weight-text space.
 
     Raises:
         SpaceInputError: an empty query, a tree without a zero-shot expert, an unknown root.
@@ -679,7 +694,7 @@ def search_loras(root: str, query: str, *, registry: ExpertRegistry, token: str 
     def layer(repo_id: str) -> tuple[np.ndarray | None, str, str]:
         try:
             source = open_source(repo_id, token=_as_token(token))
-            matrix = detect(source).read_input(source, entry.inputs, config["conv_layout"])
+            matrix = detect(source).read_input(source, entry.inputs, config["conv_layout"], allow_missing=expert.fused)
             return matrix, _declared_concept(source.read_text("README.md")), ""
         except ProbexError as err:  # not a LoRA of this tree (a full fine-tune, another format): not ranked
             return None, "", _space_message(err, repo_id, public)

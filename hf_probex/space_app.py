@@ -9,7 +9,8 @@ The page shows without waiting on the Hub: the default experts start as the loca
 the Hub's (and the example repos) are listed in the background with a short timeout.
 
 API endpoints (for `gradio_client`): `/infer` (input "Hub repo id" or "Upload"; a minimum confidence of 0
-means each expert's calibrated threshold), `/open_pull_request`, `/browse_tree`, `/search_loras`, `/list_experts`.
+means each expert's calibrated threshold; candidate concepts for a LoRA, blank for the expert's own),
+`/open_pull_request`, `/browse_tree`, `/search_loras`, `/list_experts`.
 """
 
 from __future__ import annotations
@@ -166,12 +167,12 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
 
     experts_ = _Experts(experts)
 
-    def run_infer(kind: str, repo_id: str, upload: str | None, min_confidence: float, token: str,
+    def run_infer(kind: str, repo_id: str, upload: str | None, min_confidence: float, token: str, candidates: str = "",
                   progress: gr.Progress = gr.Progress()) -> tuple:
         from_upload = kind == UPLOAD  # only the chosen input is read: an upload never wins over a typed id
         with _shown_to_user():
             view = infer(None if from_upload else repo_id, upload if from_upload else None, token=token,
-                         registry=experts_.ready(), min_confidence=min_confidence or None,
+                         registry=experts_.ready(), min_confidence=min_confidence or None, candidates=candidates,
                          max_upload_bytes=max_upload_bytes, progress=progress)
         _warn(view.warnings)
         can_propose = bool(view.suggestion.pull_request_fields) and not from_upload
@@ -242,6 +243,10 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                                                         "request only ever carries values at or above it",
                                                    elem_id="probex-min-confidence")
                         infer_button = gr.Button("Infer the card", variant="primary", elem_id="probex-infer")
+                with gr.Accordion("LoRAs: the concepts to choose from (optional)", open=False):
+                    candidates = gr.Textbox("", label="Candidate concepts, one per line or comma-separated", lines=3,
+                                            placeholder="e.g. a corgi, a watercolour city, a thick eight; blank: "
+                                                        "the expert's own vocabulary", elem_id="probex-candidates")
                 examples = gr.Dataset(components=[gr.Textbox(visible=False), gr.Textbox(visible=False)],
                                       headers=["repo id", "tree"], samples=[], label="Examples from the trees with an expert",
                                       visible=False, elem_id="probex-examples")
@@ -259,7 +264,7 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                     pr_button = gr.Button("Open a pull request", interactive=False, scale=1, elem_id="probex-pr")
                     pr_result = gr.Markdown(elem_id="probex-pr-result", container=True)
                 suggestion = gr.State()
-                infer_inputs = [kind, repo_id, upload, min_confidence, token]
+                infer_inputs = [kind, repo_id, upload, min_confidence, token, candidates]
                 infer_outputs = [summary, chart, fields, card, diff, suggestion, pr_button, pr_result]
                 kind.change(pick, kind, [repo_id, upload], api_visibility="private")
                 for event, api in ((infer_button.click, {"api_name": "infer"}), (repo_id.submit, {"api_visibility": "private"})):

@@ -50,6 +50,8 @@ def test_the_expert_reads_each_module_by_its_own_network_and_calibrates_every_su
     assert expert.fused and [name for name, _ in expert.config["inputs"]] == [SELF, CROSS]
     for calibration in (expert.calibration, expert.open_calibration):
         assert calibration["modules"] == 2 and set(calibration["subsets"]) == {"0", "1"}
+    card = (fused["folder"] / "README.md").read_text()
+    assert "2 modules, each by its own network (a LoRA is read by those it targets)" in card
     reloaded = load_expert(str(fused["folder"]))
     x = load_layer_data(fused["train"][0].parent.parent, "SD_toy", [SELF, CROSS]).x[:4]
     assert np.allclose(reloaded.predict(x), expert.predict(x), atol=1e-6)

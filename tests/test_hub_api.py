@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -166,7 +167,10 @@ def test_downloads_and_file_metadata(hub, model_repo, tmp_path):
     assert open(path, "rb").read() == weights
     assert f"snapshots/{sha}/" in path.replace("\\", "/")  # cached under the commit the server reported
     meta = get_hf_file_metadata(hf_hub_url(repo_id, "model.safetensors"), token=hub.alice)
-    assert meta.commit_hash == sha and meta.size == len(weights) and len(meta.etag) == 40
+    # As on the Hub: an LFS file's ETag is its sha256 (.gitattributes tracks *.safetensors), a regular one's its git blob id.
+    assert meta.commit_hash == sha and meta.size == len(weights) and meta.etag == hashlib.sha256(weights).hexdigest()
+    config = get_hf_file_metadata(hf_hub_url(repo_id, "config.json"))
+    assert config.etag == HfApi().get_paths_info(repo_id, ["config.json"])[0].blob_id and len(config.etag) == 40
     folder = snapshot_download(repo_id, token=hub.alice, local_dir=tmp_path / "snap")
     assert (tmp_path / "snap" / "unet" / "notes.txt").read_text() == "nested file\n"
     assert (tmp_path / "snap" / "model.safetensors").read_bytes() == weights and str(tmp_path / "snap") == folder

@@ -267,6 +267,29 @@ def test_alias_bomb_card_costs_milliseconds(hub):
     assert time.monotonic() - started < 5
 
 
+HOSTILE_GITATTRIBUTES = {
+    "5,000 long wildcard patterns": "\n".join("[a]*" * 60 + f"b{i} filter=lfs" for i in range(5000)),
+    "deep ** patterns": "\n".join("/".join(["*a*"] * 7) + "/**/" + "/".join(["*a*"] * 7) + f"/b{i} filter=lfs"
+                                   for i in range(5000)),
+    "macro expansions": "[attr]m " + "filter=lfs " * 500 + "\n" + ("*a* " + "m " * 500 + "\n") * 200,
+    "a 2 MB line": "*" * 2_000_000 + " filter=lfs",
+}
+
+
+@pytest.mark.parametrize("attributes", list(HOSTILE_GITATTRIBUTES.values()), ids=list(HOSTILE_GITATTRIBUTES))
+def test_a_hostile_gitattributes_costs_its_repo_little(hub, attributes):
+    """Every file listed is matched against its commit's .gitattributes (is it an LFS file?): bounded work."""
+    api = HfApi(token=hub.alice)
+    repo_id = api.create_repo(hub.repo_id()).repo_id
+    files = {".gitattributes": attributes.encode()}
+    files.update({f"{'a/' * 200}{'a' * 200}{i}": b"x" for i in range(300)})  # deep paths, long names
+    assert _post_commit(hub.endpoint, repo_id, files, hub.alice).status_code == 200
+    started = time.monotonic()
+    listed = [f for f in HfApi().list_repo_tree(repo_id, recursive=True) if f.path != ".gitattributes"
+              and hasattr(f, "lfs")]
+    assert len(listed) == 300 and time.monotonic() - started < 10  # under a second here
+
+
 # ---- bodies: nothing is read before the caller is known to be allowed ------------------------------------------
 
 
@@ -330,6 +353,10 @@ EARLY_ANSWERS = {
     "discussion over 10 MB": ("POST", "/api/models/{repo}/discussions", {"Authorization": f"Bearer {ALICE}"}, 413),
     "paths-info over 10 MB": ("POST", "/api/models/{repo}/paths-info/main",
                               {"Content-Type": "application/x-www-form-urlencoded"}, (413, 400)),  # 400: a field over 1 MB
+    "commit to a dataset with a model's id": ("POST", "/api/datasets/{repo}/commit/main",
+                                              {"Authorization": f"Bearer {ALICE}"}, 404),
+    "branch with a read token": ("POST", "/api/models/{repo}/branch/b", {"Authorization": f"Bearer {CAROL}"}, 403),
+    "tag by a stranger": ("POST", "/api/models/{repo}/tag/main", {"Authorization": f"Bearer {BOB}"}, 403),
 }
 
 
@@ -353,7 +380,8 @@ JSON_ROUTES = [("post", "/api/repos/create"), ("delete", "/api/repos/delete"), (
                ("post", "/api/models/{repo}/preupload/main"), ("post", "/api/models/{repo}/discussions"),
                ("post", "/api/models/{repo}/discussions/1/comment"), ("post", "/api/models/{repo}/discussions/1/status"),
                ("post", "/api/models/{repo}/discussions/1/title"), ("post", "/api/validate-yaml"),
-               ("post", "/api/models/{repo}/commit/main")]
+               ("post", "/api/models/{repo}/commit/main"), ("post", "/api/models/{repo}/branch/fuzzed"),
+               ("post", "/api/models/{repo}/tag/main")]
 MALFORMED_BODIES = {"100,000 levels deep": DEEP_JSON, "not UTF-8": b'{"name": "\xff"}', "not JSON": b"{oops",
                     "an array": b"[1]", "NUL bytes": b"\0\0\0", "a 5000-digit number": b'{"name": ' + b"9" * 5000 + b"}"}
 
@@ -380,7 +408,9 @@ MALFORMED_PATHS = ["/{repo}/resolve/main/a%00b", "/{repo}/resolve/ma%00in/x", "/
                    "/{repo}/resolve/main/%ff%fe", "/{repo}/resolve/main/%zz", "/{repo}/resolve/main/a%0d%0aSet-Cookie:x",
                    "/api/models/{repo}/tree/main/a%00b", "/api/models/{repo}/revision/%00",
                    "/api/models/{repo}/commits/%0a", "/api/models/al%00ice/x", "/api/models/{repo}/tree/main/" + "a/" * 2000,
-                   "/api/models/{repo}/discussions/99999999999999999999999", "/api/no-such-route", "/%00"]
+                   "/api/models/{repo}/discussions/99999999999999999999999", "/api/no-such-route", "/%00",
+                   "/datasets/{repo}/resolve/main/a%00b", "/api/datasets/{repo}/tree/main/%ff", "/api/spaces/{repo}",
+                   "/api/models/{repo}/branch/%00"]
 
 
 @pytest.mark.parametrize("path", MALFORMED_PATHS)
@@ -419,6 +449,11 @@ READ_TOKEN_WRITES = {
     "close": lambda api, repo, pr: api.change_discussion_status(repo, pr, "closed"),
     "rename": lambda api, repo, pr: api.rename_discussion(repo, pr, "new title"),
     "merge": lambda api, repo, pr: api.merge_pull_request(repo, pr),
+    "create a dataset": lambda api, repo, pr: api.create_repo("carol/new-dataset", repo_type="dataset"),
+    "create a branch": lambda api, repo, pr: api.create_branch(repo, branch="b"),
+    "delete a branch": lambda api, repo, pr: api.delete_branch(repo, branch="main"),
+    "create a tag": lambda api, repo, pr: api.create_tag(repo, tag="t"),
+    "delete a tag": lambda api, repo, pr: api.delete_tag(repo, tag="t"),
 }
 
 

@@ -125,6 +125,48 @@ def test_storage_survives_a_new_instance(storage):
     assert [r.repo_id for r in reopened.list_repos()] == ["acme/model"]
 
 
+def test_each_repo_type_has_its_own_repos_over_shared_objects(storage):
+    datasets = storage.of("dataset")
+    datasets.create_repo("acme/model", private=True, author="alice")  # the model's id, another repo
+    assert b"*.parquet filter=lfs" in datasets.read_blob(datasets.resolve("acme/model", "main").tree[".gitattributes"]["sha256"])
+    assert datasets.repo("acme/model").private and not storage.repo("acme/model").private
+    assert datasets.repo_dir("acme/model") != storage.repo_dir("acme/model")
+    assert datasets.put_blob(b"shared").sha256 == storage.put_blob(b"shared").sha256
+    assert storage.blob_path(storage.put_blob(b"shared").sha256).is_file()
+    datasets.delete_repo("acme/model")
+    assert [r.repo_id for r in storage.list_repos()] == ["acme/model"] and datasets.list_repos() == []
+    with pytest.raises(ValueError, match="unknown repo type"):
+        storage.of("space")
+
+
+def test_branches_and_tags(storage):
+    main = storage.resolve("acme/model", "main")
+    storage.create_ref("acme/model", "refs/tags/v1", main.id)
+    storage.create_ref("acme/model", "refs/heads/dev", main.id)
+    with storage.lock("acme/model"):
+        moved = storage.commit_operations("acme/model", "refs/heads/dev", [_put(storage, "a", b"1")], summary="1",
+                                          description="", author="alice")
+    assert storage.resolve("acme/model", "v1") == main and storage.resolve("acme/model", "refs/tags/v1") == main
+    assert storage.resolve("acme/model", "dev") == moved
+    assert storage.find_ref("acme/model", "v1") == "refs/tags/v1" and storage.find_ref("acme/model", "dev") == "refs/heads/dev"
+    for ref in ("refs/heads/v1", "refs/tags/dev", "refs/tags/v1"):  # one name, one ref
+        with pytest.raises(errors.Conflict):
+            storage.create_ref("acme/model", ref, main.id)
+    for name in ("a/b", "..", "a..b", "0" * 40, "-x", ""):
+        with pytest.raises(errors.BadRequest):
+            storage.create_ref("acme/model", f"refs/heads/{name}", main.id)
+    with pytest.raises(errors.RevisionNotFound):  # a commit of no repo
+        storage.create_ref("acme/model", "refs/tags/v2", "f" * 40)
+    with pytest.raises(errors.Forbidden):
+        storage.delete_ref("acme/model", "refs/heads/main")
+    storage.delete_ref("acme/model", "refs/tags/v1")
+    with pytest.raises(errors.RevisionNotFound):
+        storage.delete_ref("acme/model", "refs/tags/v1")
+    with pytest.raises(errors.RevisionNotFound):
+        storage.resolve("acme/model", "v1")
+    assert set(storage.refs("acme/model")) == {"refs/heads/main", "refs/heads/dev"}
+
+
 @pytest.mark.parametrize("path", ["../x", "a/../b", "/etc/passwd", "a\x00b", "a//b", "./a", "a\\b", ""])
 def test_bad_paths_are_rejected(path):
     with pytest.raises(errors.BadRequest):

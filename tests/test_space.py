@@ -40,11 +40,12 @@ REPO_INPUT, UPLOAD_INPUT = "Hub repo id", "Upload a .safetensors file"
 SERVER_PATHS = re.compile(r"/tmp/|/pytest-|gradio/|experts/(vit|sd)")  # what a server path would show of itself
 
 
-def _infer(client: Client, repo_id: str = "", upload=None, min_confidence=0.0, token: str = "", kind: str | None = None):
+def _infer(client: Client, repo_id: str = "", upload=None, min_confidence=0.0, token: str = "", kind: str | None = None,
+           candidates: str = ""):
     """/infer's outputs by name (the suggestion is session state, kept by the client for /open_pull_request)."""
     names = ["summary", "chart", "fields", "card", "diff", "pr_button", "pr_result"]
     kind = kind or (UPLOAD_INPUT if upload else REPO_INPUT)
-    return dict(zip(names, client.predict(kind, repo_id, upload, min_confidence, token, api_name="/infer")))
+    return dict(zip(names, client.predict(kind, repo_id, upload, min_confidence, token, candidates, api_name="/infer")))
 
 
 def _rows(table: dict) -> list[dict]:
@@ -118,6 +119,16 @@ def test_nothing_qualifies_no_pull_request(client, space_world):
     said = client.predict(space_world.alice, api_name="/open_pull_request")
     assert said.startswith("ℹ️ No pull request opened: nothing qualifies")
     assert not list(HfApi().get_repo_discussions(repo_id, discussion_type="pull_request"))
+
+
+def test_a_lora_is_ranked_against_the_candidate_concepts_typed(client, space_world):
+    out = _infer(client, upload=handle_file(str(space_world.lora_file)), min_confidence=0.05,
+                 candidates="a giraffe on stilts\na watercolour city, a thick eight")
+    assert "the candidates vocabulary (3 concepts" in out["summary"]
+    assert re.search(r"the best concept of the candidates vocabulary \(3 concepts[^)]*\), '(a giraffe on stilts|a "
+                     r"watercolour city|a thick eight)'", out["summary"])
+    assert "candidate concepts: the candidate list is empty" in _error(
+        lambda: _infer(client, upload=handle_file(str(space_world.lora_file)), candidates=" ,\n,"))
 
 
 def test_an_uploaded_lora_is_read_by_the_tree_expert(client, space_world):

@@ -51,7 +51,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add this group's commands to the `hf-probex` parser."""
     hub = commands.add_parser("hub", help="a local Hub-API-compatible server (for tests and offline use)",
                               description="A local server speaking the Hugging Face Hub API that huggingface_hub "
-                                          "uses: repos, downloads with ranges, commits, pull requests, discussions. "
+                                          "uses: model and dataset repos, downloads with ranges and ETags, commits, branches and "
+                                          "tags, pull requests, discussions. "
                                           "See docs/local-hub.md.")
     hub_commands = hub.add_subparsers(dest="hub_command", metavar="SUBCOMMAND", required=True)
     serve = hub_commands.add_parser(

@@ -425,7 +425,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
                     else f"which concept a LoRA was trained on, scored against text (zero-shot; text encoder {c['text_encoder']})")
         return ModelCard.from_template(
             card_data, template_str=_expert_template(), tree=c["tree"], layer=c["layer"], method=c["method"],
-            inputs=_describe_inputs(c["inputs"]), adapter=c["adapter"], root=c["root"], predicts=predicts,
+            inputs=_describe_inputs(c["inputs"], self.fused), adapter=c["adapter"], root=c["root"], predicts=predicts,
             centred=c["centred"], n_labels=len(c["vocabulary"]), n_parameters=self.n_parameters,
             metrics=[(name, _fmt_metric(value)) for name, value in sorted(self.metrics.items())],
             package_version=c["package_version"], hparams=c["hparams"],
@@ -436,10 +436,13 @@ def _expert_template() -> str:
     return resources.files("hf_probex").joinpath("templates/EXPERT_CARD_TEMPLATE.md").read_text(encoding="utf-8")
 
 
-def _describe_inputs(inputs: list) -> str:
+def _describe_inputs(inputs: list, fused: bool) -> str:
     if len(inputs) == 1:
         return f"one layer, `{inputs[0][0]}` (shape {inputs[0][1]})"
-    return f"{len(inputs)} layers stacked into one vector: " + ", ".join(f"`{name}` {shape}" for name, shape in inputs)
+    layers = ", ".join(f"`{name}` {shape}" for name, shape in inputs)
+    if fused:
+        return f"{len(inputs)} modules, each by its own network (a LoRA is read by those it targets): {layers}"
+    return f"{len(inputs)} layers stacked into one vector: {layers}"
 
 
 def _fmt_metric(value) -> str:

@@ -2,9 +2,12 @@
 
 The Hub computes these server-side and its rules are not published; the ones here follow the hub docs
 and what the live Hub shows (see ../shared/research/hub-ecosystem.md section 1):
-- tags: the card's `tags`, `library_name`, `pipeline_tag`, `license:<id>`, `dataset:<id>`, languages,
+- model tags: the card's `tags`, `library_name`, `pipeline_tag`, `license:<id>`, `dataset:<id>`, languages,
   `safetensors` when a .safetensors file exists, and per base model `base_model:<id>` and
   `base_model:<relation>:<id>`;
+- dataset tags: the card's `tags`, and `task_categories:`, `task_ids:`, `language:`, `license:`,
+  `size_categories:` prefixed values of those card keys, plus `format:<name>` for the data files'
+  formats (parquet, csv, json, arrow); a dataset has no config, base models or safetensors summary;
 - relation: `base_model_relation` from the card if valid, else `merge` for several base models,
   `adapter` for adapter weights (adapter_config.json, *lora*.safetensors, adapter_model.*),
   `quantized` for GGUF files or a `quantization_config`, else `finetune`.
@@ -35,6 +38,9 @@ from .licenses import LICENSES
 from .storage import Commit, Storage
 
 RELATIONS = ("adapter", "merge", "quantized", "finetune")
+#: Data file formats the Hub names in a dataset's `format:` tags, by file suffix.
+_DATA_FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".arrow": "arrow"}
+_DATASET_CARD_TAGS = ("task_categories", "task_ids", "language", "license", "size_categories")
 _MAX_CONFIG_BYTES = 5_000_000
 logger = logging.getLogger("hf_probex.hub")
 
@@ -160,6 +166,15 @@ def _as_list(value: object) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
+def dataset_tags(card: dict, files: list[str]) -> list[str]:
+    """A dataset's tags as the Hub derives them from its card and data files (see the module docstring)."""
+    tags = _as_list(card.get("tags"))
+    tags += [f"{key}:{value}" for key in _DATASET_CARD_TAGS for value in _as_list(card.get(key))]
+    tags += sorted({f"format:{_DATA_FORMATS[suffix]}" for f in files
+                    for suffix in _DATA_FORMATS if f.lower().endswith(suffix)})
+    return list(dict.fromkeys(tags))
+
+
 @dataclass(frozen=True)
 class RepoSummary:
     """What the hub reports about one commit of a repo."""
@@ -175,7 +190,7 @@ class RepoSummary:
 
 
 class Catalog:
-    """Per-commit summaries, cached by commit id (commits never change)."""
+    """Per-commit summaries of one repo type's repos (its `Storage`), cached by commit id (commits never change)."""
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
@@ -209,6 +224,9 @@ class Catalog:
         # Only the head can hold a front matter within load_yaml's bound (UTF-8: up to 4 bytes a character).
         head = self.storage.read_blob(readme["sha256"], 0, 4 * MAX_YAML_BYTES + 16) if readme else b""
         card = card_data(head.decode("utf-8", "replace"))
+        if self.storage.repo_type == "dataset":
+            return RepoSummary(card=card, config=None, tags=dataset_tags(card, files), library_name=None,
+                               pipeline_tag=None, base_models=[], relation=None, safetensors=None)
         config = self._json_file(commit, "config.json")
         library = card.get("library_name") if isinstance(card.get("library_name"), str) else None
         pipeline = card.get("pipeline_tag") if isinstance(card.get("pipeline_tag"), str) else None

@@ -134,9 +134,10 @@ class Discussions:
         Returns the commit and the PR number when one was opened. `may_write_revision` says whether the
         caller may push to the branch itself; without it only PRs (new ones, or their own) are allowed.
         """
-        ref = self.storage.ref_name(revision)
-        if ref is None:
-            raise BadRequest(f"Cannot commit to a commit id ({revision}); commit to a branch or refs/pr/N")
+        ref = self.storage.find_ref(repo_id, revision)
+        if ref is None or ref.startswith("refs/tags/"):
+            what = "a commit id" if ref is None else "a tag"
+            raise BadRequest(f"Cannot commit to {what} ({revision}); commit to a branch or refs/pr/N")
         with self.storage.lock(repo_id):
             head = self.storage.read_ref(repo_id, ref)
             if head is None:

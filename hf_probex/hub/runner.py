@@ -6,7 +6,9 @@ and builds the module-level `HfApi()` behind `upload_file`, `create_commit`... (
 `ModelCard.push_to_hub`) with that endpoint. The mixins and `ModelCard.validate` accept no per-call
 endpoint, so they follow those values only. `use_endpoint` patches exactly those (and the environment,
 for subprocesses) for the duration of a `with` block, then restores them, which also works when
-huggingface_hub was imported earlier with HF_HUB_OFFLINE=1.
+huggingface_hub was imported earlier with HF_HUB_OFFLINE=1. The `datasets` library copies the same two
+settings into `datasets.config` at its import; when it is already imported, those copies are patched too,
+so `load_dataset` reads the local hub's dataset repos.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -118,33 +121,50 @@ class LocalHub:
         self.stop()
 
 
-@contextlib.contextmanager
-def use_endpoint(endpoint: str) -> Iterator[None]:
-    """Point huggingface_hub (already imported or not) at `endpoint`, online, inside the block."""
-    from huggingface_hub import constants, hf_api
+def _module_patches(endpoint: str) -> list[tuple[object, dict[str, object]]]:
+    """(module, {attribute: value}) for each already-imported module holding a copy of the endpoint settings."""
+    from huggingface_hub import constants
 
-    endpoint = endpoint.rstrip("/")
-    patches = {
+    hub = {
         "ENDPOINT": endpoint,
         "HUGGINGFACE_CO_URL_TEMPLATE": endpoint + "/{repo_id}/resolve/{revision}/{filename}",
         "HF_HUB_OFFLINE": False,
     }
     if hasattr(constants, "HF_URL_HOSTS"):  # huggingface_hub 2.x: hosts whose URLs and redirects are trusted
-        patches["HF_URL_HOSTS"] = constants.HF_URL_HOSTS | {urlsplit(endpoint).hostname}
-    saved = {name: getattr(constants, name) for name in patches}
+        hub["HF_URL_HOSTS"] = constants.HF_URL_HOSTS | {urlsplit(endpoint).hostname}
+    patches: list[tuple[object, dict[str, object]]] = [(constants, hub)]
+    datasets_config = sys.modules.get("datasets.config")
+    if datasets_config is not None:
+        wanted = {"HF_ENDPOINT": endpoint, "HUB_DATASETS_URL": endpoint + "/datasets/{repo_id}/resolve/{revision}/{path}",
+                  "HF_HUB_OFFLINE": False, "HF_DATASETS_OFFLINE": False}
+        patches.append((datasets_config, {k: v for k, v in wanted.items() if hasattr(datasets_config, k)}))
+    return patches
+
+
+@contextlib.contextmanager
+def use_endpoint(endpoint: str) -> Iterator[None]:
+    """Point huggingface_hub (already imported or not), and `datasets` if imported, at `endpoint`, online, inside
+    the block."""
+    from huggingface_hub import hf_api
+
+    endpoint = endpoint.rstrip("/")
+    patches = _module_patches(endpoint)
+    saved = [(module, {name: getattr(module, name) for name in values}) for module, values in patches]
     saved_env = {name: os.environ.get(name) for name in ("HF_ENDPOINT", "HF_HUB_OFFLINE")}
     saved_api_endpoint = hf_api.api.endpoint
     try:
-        for name, value in patches.items():
-            setattr(constants, name, value)
+        for module, values in patches:
+            for name, value in values.items():
+                setattr(module, name, value)
         hf_api.api.endpoint = endpoint
         os.environ["HF_ENDPOINT"] = endpoint
         os.environ["HF_HUB_OFFLINE"] = "0"
         yield
     finally:
         hf_api.api.endpoint = saved_api_endpoint
-        for name, value in saved.items():
-            setattr(constants, name, value)
+        for module, values in saved:
+            for name, value in values.items():
+                setattr(module, name, value)
         for name, value in saved_env.items():
             if value is None:
                 os.environ.pop(name, None)

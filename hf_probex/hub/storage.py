@@ -2,10 +2,13 @@
 
     ROOT/objects/blobs/<aa>/<sha256>         file contents, named by their sha256 (shared by all repos)
     ROOT/objects/commits/<aa>/<sha1>.json    immutable commits, named by the sha1 of their canonical JSON
-    ROOT/repos/models/<ns>/<name>/repo.json  repo settings (private, creation date)
-    ROOT/repos/models/<ns>/<name>/refs/...   refs/heads/<branch> and refs/pr/<N>: one commit id per file
-    ROOT/repos/models/<ns>/<name>/stats.json downloads counted and the users who like the repo
-    ROOT/repos/models/<ns>/<name>/.lock      flock()ed while a commit, ref move or discussion edit runs
+    ROOT/repos/<type>s/<ns>/<name>/repo.json  repo settings (private, creation date)
+    ROOT/repos/<type>s/<ns>/<name>/refs/...   refs/heads/<branch>, refs/tags/<tag>, refs/pr/<N>: a commit id each
+    ROOT/repos/<type>s/<ns>/<name>/stats.json downloads counted and the users who like the repo
+    ROOT/repos/<type>s/<ns>/<name>/.lock      flock()ed while a commit, ref move or discussion edit runs
+
+`<type>` is `model` or `dataset`: a model and a dataset may share an id, as on the Hub, so each type has
+its own folder of repos (one `Storage` per type, `Storage.of`); the object store is shared.
 
 A commit writes its blobs and its commit object first and moves the ref last, with one atomic
 `os.replace`; a crash at any point leaves the ref on the previous commit (and at worst some unreferenced
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import BadRequest, Conflict, EntryNotFound, RepoNotFound, RevisionNotFound, StaleParent
+from .errors import BadRequest, Conflict, EntryNotFound, Forbidden, RepoNotFound, RevisionNotFound, StaleParent
 
 GITATTRIBUTES = b"""*.bin filter=lfs diff=lfs merge=lfs -text
 *.ckpt filter=lfs diff=lfs merge=lfs -text
@@ -41,9 +44,22 @@ GITATTRIBUTES = b"""*.bin filter=lfs diff=lfs merge=lfs -text
 *.zip filter=lfs diff=lfs merge=lfs -text
 """
 
+#: What the Hub's default `.gitattributes` of a dataset tracks beyond the model patterns: tables and archives.
+DATASET_GITATTRIBUTES = GITATTRIBUTES + b"""*.arrow filter=lfs diff=lfs merge=lfs -text
+*.gz filter=lfs diff=lfs merge=lfs -text
+*.npy filter=lfs diff=lfs merge=lfs -text
+*.npz filter=lfs diff=lfs merge=lfs -text
+*.parquet filter=lfs diff=lfs merge=lfs -text
+*.tar filter=lfs diff=lfs merge=lfs -text
+*.zst filter=lfs diff=lfs merge=lfs -text
+"""
+#: The repo types this hub hosts and the `.gitattributes` of a new repo of each.
+REPO_TYPES = {"model": GITATTRIBUTES, "dataset": DATASET_GITATTRIBUTES}
+
 # The Hub's repo name rule: letters, digits, '-', '_', '.'; no '--' or '..'; no leading/trailing '-' or '.'.
 _NAME = re.compile(r"^(?!.*(--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
-_BRANCH = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# Branch and tag names: one path segment, and never 40 hex digits, which would read as a commit id.
+_REF_NAME = re.compile(r"^(?!.*\.\.)(?![0-9a-f]{40}$)[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _PR_REF = re.compile(r"^refs/pr/([1-9][0-9]{0,8})$")
 _COMMIT_ID = re.compile(r"^[0-9a-f]{40}$")
 RESERVED_NAMESPACES = {"api", "datasets", "spaces", "models", "kernels", "buckets", "docs", "settings"}
@@ -162,20 +178,36 @@ class Delete:
     folder: bool = False
 
 
-class Storage:
-    """The hub's repos and objects under one root folder."""
+def check_ref_name(name: str, kind: str = "branch") -> str:
+    """A branch or tag name the Hub accepts (one segment of letters, digits, '.', '-', '_'), or BadRequest."""
+    if not _REF_NAME.match(name):
+        raise BadRequest(f"invalid {kind} name {name!r}: use letters, digits, '.', '-' and '_' (no '/', no '..', "
+                         "not a 40-character commit id)")
+    return name
 
-    def __init__(self, root: str | os.PathLike) -> None:
+
+class Storage:
+    """The repos of one type (`model` or `dataset`) and the shared objects under one root folder."""
+
+    def __init__(self, root: str | os.PathLike, repo_type: str = "model") -> None:
+        if repo_type not in REPO_TYPES:
+            raise ValueError(f"unknown repo type {repo_type!r}: expected one of {', '.join(REPO_TYPES)}")
         self.root = Path(root)
+        self.repo_type = repo_type
+        self.repos_root = self.root / "repos" / f"{repo_type}s"
         (self.root / "objects" / "blobs").mkdir(parents=True, exist_ok=True)
         (self.root / "objects" / "commits").mkdir(parents=True, exist_ok=True)
-        (self.root / "repos" / "models").mkdir(parents=True, exist_ok=True)
+        self.repos_root.mkdir(parents=True, exist_ok=True)
+
+    def of(self, repo_type: str) -> "Storage":
+        """The storage of another repo type under the same root (the same objects, other repos)."""
+        return self if repo_type == self.repo_type else Storage(self.root, repo_type)
 
     # ---- repos -------------------------------------------------------------------------------------
 
     def repo_dir(self, repo_id: str) -> Path:
         namespace, name = check_repo_id(repo_id)
-        return self.root / "repos" / "models" / namespace / name
+        return self.repos_root / namespace / name
 
     def repo(self, repo_id: str) -> RepoMeta:
         """The repo's settings; raises RepoNotFound."""
@@ -189,7 +221,7 @@ class Storage:
     def list_repos(self) -> list[RepoMeta]:
         """Every repo, sorted by id."""
         found = []
-        for meta in sorted((self.root / "repos" / "models").glob("*/*/repo.json")):
+        for meta in sorted(self.repos_root.glob("*/*/repo.json")):
             with contextlib.suppress(RepoNotFound, BadRequest):
                 found.append(self.repo(f"{meta.parent.parent.name}/{meta.parent.name}"))
         return found
@@ -203,7 +235,7 @@ class Storage:
         staging.mkdir()
         try:
             uid, created = uuid.uuid4().hex, now_iso()
-            blob = self.put_blob(GITATTRIBUTES)
+            blob = self.put_blob(REPO_TYPES[self.repo_type])
             commit = self._write_commit(uid, {".gitattributes": blob.entry()}, [], "initial commit", "", author)
             write_atomic(staging / "refs" / "heads" / "main", commit.id.encode())
             write_atomic(staging / "repo.json", canonical_json({"id": repo_id, "uid": uid, "private": private,
@@ -212,7 +244,7 @@ class Storage:
                 os.rename(staging, folder)
             except OSError:
                 if folder.exists():
-                    raise Conflict(f"You already created this model repo: {repo_id}") from None
+                    raise Conflict(f"You already created this {self.repo_type} repo: {repo_id}") from None
                 raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -317,17 +349,29 @@ class Storage:
     # ---- refs and revisions ------------------------------------------------------------------------
 
     def _ref_path(self, repo_id: str, ref: str) -> Path:
-        if not (ref.startswith("refs/heads/") and _BRANCH.match(ref[len("refs/heads/"):])) and not _PR_REF.match(ref):
+        kind, _, name = ref.removeprefix("refs/").partition("/")
+        if not (kind in ("heads", "tags") and _REF_NAME.match(name)) and not _PR_REF.match(ref):
             raise RevisionNotFound(f"Invalid rev id: {ref}")
         return self.repo_dir(repo_id) / ref
 
     def ref_name(self, revision: str) -> str | None:
-        """The ref a revision names (`main` -> refs/heads/main, refs/pr/3 as is), or None for a commit id."""
-        if _PR_REF.match(revision) or revision.startswith("refs/heads/"):
+        """The ref a revision names by its form (`main` -> refs/heads/main; refs/pr/3, refs/tags/v1 as they
+        are), or None for a commit id. `find_ref` also knows which names are tags."""
+        if _PR_REF.match(revision) or revision.startswith(("refs/heads/", "refs/tags/")):
             return revision
         if _COMMIT_ID.match(revision):
             return None
         return f"refs/heads/{revision}"
+
+    def find_ref(self, repo_id: str, revision: str) -> str | None:
+        """The ref a revision names in this repo: a short name is its branch, else its tag (a name is never
+        both: `create_ref` refuses that), else the branch it would be; None for a commit id."""
+        ref = self.ref_name(revision)
+        if ref is not None and ref.startswith("refs/heads/") and self.read_ref(repo_id, ref) is None:
+            tag = "refs/tags/" + ref.removeprefix("refs/heads/")
+            if self.read_ref(repo_id, tag) is not None:
+                return tag
+        return ref
 
     def read_ref(self, repo_id: str, ref: str) -> str | None:
         try:
@@ -336,23 +380,50 @@ class Storage:
             return None
 
     def refs(self, repo_id: str) -> dict[str, str]:
-        """Every ref of the repo: {"refs/heads/main": commit id, "refs/pr/1": ..., ...}."""
+        """Every ref of the repo: {"refs/heads/main": commit id, "refs/tags/v1": ..., "refs/pr/1": ..., ...}."""
         self.repo(repo_id)
         folder = self.repo_dir(repo_id)
         found = {}
         for path in sorted((folder / "refs").glob("*/*")):
             if not path.name.startswith("."):
-                found[str(path.relative_to(folder))] = path.read_text().strip()
+                with contextlib.suppress(FileNotFoundError):  # a branch or tag deleted while listing
+                    found[str(path.relative_to(folder))] = path.read_text().strip()
         return found
 
     def set_ref(self, repo_id: str, ref: str, commit_id: str) -> None:
         """Point `ref` at `commit_id` atomically; the caller holds the repo lock."""
         write_atomic(self._ref_path(repo_id, ref), commit_id.encode())
 
+    def create_ref(self, repo_id: str, ref: str, commit_id: str) -> None:
+        """Create a branch (`refs/heads/X`) or tag (`refs/tags/X`) at a commit of this repo.
+
+        Conflict if a branch or a tag already has that name: a short revision must name one ref only.
+        """
+        kind, _, name = ref.removeprefix("refs/").partition("/")
+        if kind not in ("heads", "tags"):
+            raise ValueError(f"create_ref makes branches and tags, not {ref}")
+        check_ref_name(name, "tag" if kind == "tags" else "branch")
+        with self.lock(repo_id):
+            self.commit(repo_id, commit_id)
+            for existing in (f"refs/heads/{name}", f"refs/tags/{name}"):
+                if self.read_ref(repo_id, existing) is not None:
+                    raise Conflict(f"Reference already exists: {existing} in {repo_id}")
+            self.set_ref(repo_id, ref, commit_id)
+
+    def delete_ref(self, repo_id: str, ref: str) -> None:
+        """Delete a branch or tag; RevisionNotFound if it does not exist. `main` stays: every repo has it."""
+        if ref == "refs/heads/main":
+            raise Forbidden("main is the default branch and cannot be deleted")
+        with self.lock(repo_id):
+            try:
+                self._ref_path(repo_id, ref).unlink()
+            except FileNotFoundError:
+                raise RevisionNotFound(f"Invalid rev id: {ref.split('/', 2)[-1]}") from None
+
     def resolve(self, repo_id: str, revision: str) -> Commit:
-        """The commit a branch, `refs/pr/N` or commit id names; raises RepoNotFound / RevisionNotFound."""
+        """The commit a branch, tag, `refs/pr/N` or commit id names; raises RepoNotFound / RevisionNotFound."""
         self.repo(repo_id)
-        ref = self.ref_name(revision)
+        ref = self.find_ref(repo_id, revision)
         commit_id = revision if ref is None else self.read_ref(repo_id, ref)
         if commit_id is None:
             raise RevisionNotFound(f"Invalid rev id: {revision}")
