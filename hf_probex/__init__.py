@@ -3,6 +3,8 @@
     from hf_probex import infer_card
     suggestion = infer_card("user/model")          # or a local folder, or a .safetensors file
     suggestion.fields, suggestion.diff
+    from hf_probex import scan_tree
+    scan_tree("acme/root", to="acme/root-tree-table")   # a model tree's table, published as a Hub dataset
 
 The public names are imported on first use, so `import hf_probex` (and the CLI's `--help`) stay fast.
 """
@@ -21,14 +23,18 @@ _LAZY = {
     "ProbexError": "hf_probex.errors",
     "Expert": "hf_probex.experts.hub",
     "ExpertRegistry": "hf_probex.experts.registry",
+    "scan_tree": "hf_probex.scan",
+    "ScanResult": "hf_probex.scan",
 }
-__all__ = ["CardSuggestion", "Expert", "ExpertRegistry", "FieldSuggestion", "ProbexError", "__version__", "infer_card"]
+__all__ = ["CardSuggestion", "Expert", "ExpertRegistry", "FieldSuggestion", "ProbexError", "ScanResult", "__version__",
+           "infer_card", "scan_tree"]
 
 if TYPE_CHECKING:
     from .errors import ProbexError
     from .experts.hub import Expert
     from .experts.registry import ExpertRegistry
     from .infer import infer_card
+    from .scan import ScanResult, scan_tree
     from .suggestions import CardSuggestion, FieldSuggestion
 
 

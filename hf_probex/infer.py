@@ -36,7 +36,8 @@ _PLACEHOLDER_LABEL = re.compile(r"^(LABEL_\d+|\d+)$")
 Experts = ExpertRegistry | Iterable[str | os.PathLike] | None
 
 
-def _registry(experts: Experts, token: str | bool | None) -> ExpertRegistry:
+def expert_registry(experts: Experts, token: str | bool | None) -> ExpertRegistry:
+    """The registry `experts` names (see `Experts`); None: the default one (local file, plus the Hub's when online)."""
     if experts is None:
         return ExpertRegistry.default(token=token)
     if isinstance(experts, ExpertRegistry):
@@ -44,7 +45,7 @@ def _registry(experts: Experts, token: str | bool | None) -> ExpertRegistry:
     return ExpertRegistry.from_locations(str(e) for e in experts)
 
 
-def _real_label_names(source: WeightSource) -> list[str]:
+def real_label_names(source: WeightSource) -> list[str]:
     """config.json id2label names when they are real class names (not LABEL_0, LABEL_1...)."""
     id2label = (source.read_json("config.json") or {}).get("id2label") or {}
     names = [str(v) for _, v in sorted(id2label.items(), key=lambda kv: int(kv[0]))]
@@ -66,7 +67,7 @@ def _reads(entry: ExpertEntry, model: WeightSource, adapter: Adapter) -> bool:
     return has_layers(model, adapter, entry.inputs)
 
 
-def _expert_for(registry: ExpertRegistry, root: str, task: str, model: WeightSource, adapter: Adapter) -> ExpertEntry | None:
+def expert_for(registry: ExpertRegistry, root: str, task: str, model: WeightSource, adapter: Adapter) -> ExpertEntry | None:
     """The tree's expert of `task`; of several (a LoRA tree's experts of different modules), the first that reads the
     model (`_reads`): a LoRA of cross-attention only is read by an expert of cross-attention modules."""
     entries = registry.for_root(root, task)
@@ -199,7 +200,7 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
     """
     model = open_source(source, revision=revision, token=token)
     adapter = detect(model)
-    registry = _registry(experts, token)
+    registry = expert_registry(experts, token)
     current = model.read_text("README.md") or ""
     abstained: dict[str, str] = {}
     details: dict[str, dict] = {}
@@ -215,14 +216,14 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
     ]
     found = route(model, adapter, registry, token=token)
     answers += _routing_fields(adapter, found.declared, found)
-    labels = _real_label_names(model)
+    labels = real_label_names(model)
     if labels:
         answers.append(FieldSuggestion("trained_on", labels, 1.0, "config.json id2label"))
     elif found.root is None:
         abstained["trained_on"] = f"no known tree: {found.reason}"
     else:
         task = CONCEPT_TASK if adapter.relation == "adapter" else CLASSES_TASK
-        entry = _expert_for(registry, found.root, task, model, adapter)
+        entry = expert_for(registry, found.root, task, model, adapter)
         if entry is None:
             abstained["trained_on"] = f"no {task} expert for the tree of {found.root}"
         else:

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from .experts.registry import ExpertRegistry
     from .routing import Route
 
-__all__ = ["Member", "Router", "tree_members", "walk_tree", "weight_router"]
+__all__ = ["Member", "Router", "candidate_repos", "card_members", "check_root", "member_by_weights", "tree_members",
+           "walk_tree", "weight_router"]
 
 #: repo id -> where routing places it (`hf_probex.routing.Route`); raises ProbexError for a repo it cannot read.
 Router = Callable[[str], "Route"]
@@ -40,25 +41,30 @@ class Member:
         evidence: for people: "card base_model: acme/root", or routing's evidence (distances, declared lineage,
             "the only known LoRA tree whose base has every module it targets, in these shapes").
         confidence: 1.0 for a card; routing's confidence for weights (a LoRA placed by its shapes alone: 0.5).
+        sha: the commit of its main branch when the Hub listed it (None: the listing did not say, or the repo was
+            given by id); what a scan compares to know whether a repo changed.
     """
 
     repo_id: str
     found_by: Literal["card", "weights"]
     evidence: str
     confidence: float = 1.0
+    sha: str | None = None
 
 
-def _walk(client: HubClient, root: str) -> dict[str, str]:
-    """Every repo below `root` by the cards' base_model (children of children too), breadth first -> its parent."""
-    parents, queue = {root: ""}, [root]
+def _walk(client: HubClient, root: str) -> dict[str, tuple[str, str | None]]:
+    """Every repo below `root` by the cards' base_model (children of children too), breadth first -> (its parent,
+    its commit as listed)."""
+    parents: dict[str, tuple[str, str | None]] = {root: ("", None)}
+    queue = [root]
     while queue:
         node = queue.pop(0)
-        for repo_id, children in client.children(node):
-            if repo_id in parents:
+        for child in client.children(node):
+            if child.repo_id in parents:
                 continue
-            parents[repo_id] = node
-            if children != 0:  # the Hub says it has none: no listing to make
-                queue.append(repo_id)
+            parents[child.repo_id] = (node, child.sha)
+            if child.children != 0:  # the Hub says it has none: no listing to make
+                queue.append(child.repo_id)
     del parents[root]
     return parents
 
@@ -69,6 +75,36 @@ def walk_tree(client: HubClient, root: str) -> list[str]:
     repos the Hub says have no children. Models whose card does not name their base are not reached: see
     `tree_members`."""
     return list(_walk(client, root))
+
+
+def card_members(client: HubClient, root: str) -> list[Member]:
+    """The members of the tree of `root` the Hub lists from cards (`walk_tree`), breadth first, each with the
+    commit the listing showed."""
+    return [Member(repo_id, "card", f"card base_model: {parent}", 1.0, sha)
+            for repo_id, (parent, sha) in _walk(client, root).items()]
+
+
+def candidate_repos(client: HubClient, *, authors: Iterable[str] = (), search: str | None = None,
+                    candidates: Iterable[str] = (), known: Iterable[str] = ()) -> dict[str, str | None]:
+    """The repos to route by weights, in order: those of each of `authors`, those a Hub `search` finds, then
+    `candidates`; less the `known` ones (the root, the members by cards). Each maps to the commit its listing
+    showed (None for a repo given by id)."""
+    listed = [m for author in authors for m in client.listing(author=author)]
+    listed += client.listing(search=search) if search else []
+    skip = set(known)
+    found: dict[str, str | None] = {}
+    for repo_id, sha in [*((m.repo_id, m.sha) for m in listed), *((c, None) for c in candidates)]:
+        if repo_id not in skip:
+            found.setdefault(repo_id, sha)
+    return found
+
+
+def member_by_weights(repo_id: str, found: Route | None, root: str, sha: str | None = None) -> Member | None:
+    """The member a routed candidate is (found by weights), or None when its route does not lead into the tree
+    of `root` (another tree, no route, the root itself, or unreadable: `found` None)."""
+    if found is None or found.root != root or found.is_root:
+        return None
+    return Member(repo_id, "weights", found.evidence, found.confidence, sha)
 
 
 def weight_router(registry: ExpertRegistry | None = None, *, token: str | bool | None = None) -> Router:
@@ -86,6 +122,15 @@ def weight_router(registry: ExpertRegistry | None = None, *, token: str | bool |
         return route(source, detect(source), experts, token=token)
 
     return router
+
+
+def check_root(client: HubClient, root: str) -> str:
+    """The commit of the tree root's main branch; RepoNotFoundError when the client cannot see the root."""
+    try:
+        return client.head(root)
+    except RepositoryNotFoundError:
+        raise RepoNotFoundError(f"the tree root {root} was not found on {client.api.endpoint} (or the token cannot "
+                                f"see it): check the repo id") from None
 
 
 def tree_members(client: HubClient, root: str, *, authors: Iterable[str] = (), search: str | None = None,
@@ -110,16 +155,10 @@ def tree_members(client: HubClient, root: str, *, authors: Iterable[str] = (), s
     Raises:
         RepoNotFoundError: `root` is not a repo the client can see.
     """
-    try:
-        client.head(root)
-    except RepositoryNotFoundError:
-        raise RepoNotFoundError(f"the tree root {root} was not found on {client.api.endpoint} (or the token cannot "
-                                f"see it): check the repo id") from None
-    members = [Member(repo_id, "card", f"card base_model: {parent}") for repo_id, parent in _walk(client, root).items()]
-    known = {root, *(m.repo_id for m in members)}
-    listed = [repo_id for author in authors for repo_id in client.list_repos(author=author)]
-    listed += client.list_repos(search=search) if search else []
-    unknown = [repo_id for repo_id in dict.fromkeys([*listed, *candidates]) if repo_id not in known]
+    check_root(client, root)
+    members = card_members(client, root)
+    unknown = candidate_repos(client, authors=authors, search=search, candidates=candidates,
+                              known=[root, *(m.repo_id for m in members)])
     if not unknown:
         return members
     router = router or weight_router(token=client.api.token)
@@ -132,6 +171,5 @@ def tree_members(client: HubClient, root: str, *, authors: Iterable[str] = (), s
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         routes = list(pool.map(place, unknown))
-    return members + [Member(repo_id, "weights", found.evidence, found.confidence)
-                      for repo_id, found in zip(unknown, routes)
-                      if found is not None and found.root == root and not found.is_root]
+    found = (member_by_weights(repo_id, route, root, sha) for (repo_id, sha), route in zip(unknown.items(), routes))
+    return members + [member for member in found if member is not None]

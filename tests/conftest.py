@@ -61,6 +61,17 @@ def experts(tiny_zoo, tmp_path_factory):
     return demo_experts(tiny_zoo, tmp_path_factory.mktemp("experts"), progress=lambda line: None)
 
 
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One real local Ray cluster for the whole session (starting one takes seconds): 2 CPUs, no dashboard, workers'
+    logs kept out of the test output. Code under test finds it with `ray.is_initialized()` and leaves it running."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
 # ---- the local hub (tests/test_hub*.py) ----------------------------------------------------------------
 
 HUB_USERS_YAML = """\

@@ -53,7 +53,8 @@ def test_a_search_or_a_list_of_ids_finds_a_model_without_its_base(client, tiny_z
     lost = [s for s in children(tiny_zoo, "resnet") if s.card not in NAMES_ITS_BASE]
     router = weight_router(experts)
     found = tree_members(client, root, search=lost[0].repo_id.split("/")[1], router=router)
-    assert Member(lost[0].repo_id, "weights", found[-1].evidence, found[-1].confidence) in found
+    assert Member(lost[0].repo_id, "weights", found[-1].evidence, found[-1].confidence, found[-1].sha) in found
+    assert found[-1].sha == client.head(lost[0].repo_id)  # the commit the search listing showed
     listed = tree_members(client, root, candidates=[s.repo_id for s in lost] + ["probex-zoo-vit/vit-root", root],
                           router=router)
     assert [m.repo_id for m in listed if m.found_by == "weights"] == [s.repo_id for s in lost]

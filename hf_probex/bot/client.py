@@ -27,7 +27,7 @@ from ..cards import opts_out_owner
 from ..errors import BadFileError
 from ..reading import MAX_SMALL_FILE_BYTES
 
-__all__ = ["BotStopped", "HubClient", "ListedModel", "Proposal", "digest_marker", "marker", "parse_retry_after"]
+__all__ = ["BotStopped", "HubClient", "Listed", "ListedModel", "Proposal", "digest_marker", "marker", "parse_retry_after"]
 
 T = TypeVar("T")
 
@@ -87,6 +87,16 @@ class Proposal:
     kind: str = "pr"
     listed: tuple[str, ...] = ()
     created_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A repo as a Hub listing shows it: its id, the commit of its main branch then (None when the Hub left it
+    out), and how many repos name it as their base (None unless asked, or unknown)."""
+
+    repo_id: str
+    sha: str | None = None
+    children: int | None = None
 
 
 @dataclass(frozen=True)
@@ -182,15 +192,21 @@ class HubClient:
                 return handle.read(MAX_SMALL_FILE_BYTES + 1)
         return self.call(read)
 
-    def children(self, repo_id: str) -> list[tuple[str, int | None]]:
-        """The repos naming `repo_id` as a base model: (id, how many children each has, None if unknown)."""
+    def children(self, repo_id: str) -> list[Listed]:
+        """The repos naming `repo_id` as a base model, each with its commit and how many children it has."""
         models = self.call(lambda: list(self.api.list_models(filter=f"base_model:{repo_id}",
-                                                             expand=["childrenModelCount"])))
-        return [(m.id, m.children_model_count) for m in models]
+                                                             expand=["childrenModelCount", "sha"])))
+        return [Listed(m.id, m.sha, m.children_model_count) for m in models]
+
+    def listing(self, *, author: str | None = None, search: str | None = None) -> list[Listed]:
+        """The models of `author` (a user or organisation) and / or whose name contains `search`, each with its
+        commit (one listing: no request to the repos themselves)."""
+        return self.call(lambda: [Listed(m.id, m.sha) for m in self.api.list_models(author=author, search=search,
+                                                                                    expand=["sha"])])
 
     def list_repos(self, *, author: str | None = None, search: str | None = None) -> list[str]:
         """The ids of the models of `author` (a user or organisation) and / or whose name contains `search`."""
-        return self.call(lambda: [m.id for m in self.api.list_models(author=author, search=search)])
+        return [listed.repo_id for listed in self.listing(author=author, search=search)]
 
     def owner_models(self, owner: str) -> list[ListedModel]:
         """Every model of a user or organisation, with its downloads, likes and owner-wide opt-out (one listing
