@@ -2,7 +2,7 @@
 
 1. Experts: one per method (--method, default mvprobe and ridge) on --layer (repeatable: several modules, which a
    network reads one each, fusing the modules a LoRA has; default auto: what `hf-probex train --layer auto` picks on
-   the training splits: modules added greedily while the tuned ridge's cross-validated top-1 rises), trained as `hf-probex train
+   the training splits: the four best single modules by the tuned ridge's cross-validated top-1), trained as `hf-probex train
    --splits train,val,val_holdout` trains them (leave-one-recipe-family-out CV, calibration of the training
    vocabulary, and of the default open vocabulary on held-out concepts: the val_holdout LoRAs); the test and
    test_holdout splits stay unseen. With --sizes, also on the first N training LoRAs (the learning curve).

@@ -111,3 +111,4 @@ def test_runs_and_layer_selection_can_see_only_some_splits(tiny_zoo, tmp_path, c
             "--out", str(tmp_path / "expert")]
     assert main(argv) == 0
     assert "(best tuned-ridge cross-validated score on splits train;" in capsys.readouterr().out
+

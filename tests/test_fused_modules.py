@@ -31,7 +31,7 @@ def fused(tmp_path_factory):
     expert, _ = train_expert(data, "mvprobe", folds=3, config=TrainConfig(epochs=15, batch_size=32))
     folder = tmp_path_factory.mktemp("expert")
     expert.save_pretrained(folder)
-    return {"expert": expert, "folder": folder, "train": sorted((root / "train").iterdir())[::6]}
+    return {"expert": expert, "folder": folder, "train": sorted((root / "train").iterdir())[::6], "root": root}
 
 
 def _keep(folder, module: str | None, out):
@@ -108,3 +108,13 @@ def test_only_a_zero_shot_expert_of_two_to_four_2d_layers_fuses(fused):
                 {"fusion": "stacked"}):
         with pytest.raises(ValueError, match="bad .*fusion"):
             check_config({**config, **bad})
+
+
+def test_a_network_on_a_lora_tree_reads_its_best_modules_fused(fused, tmp_path):
+    """`--layer auto` for a network on a LoRA tree: the best single modules by the tuned ridge (`select_modules`, at
+    most `MAX_STACKED`), each read on its own; ridge itself stacks layers only while its score rises."""
+    from hf_probex.experts.sweep import MAX_STACKED, select_inputs
+
+    chosen = select_inputs(fused["root"], "SD_toy", "mvprobe", tmp_path / "modules.jsonl", folds=2, splits=("train",))
+    assert sorted(chosen) == sorted([SELF, CROSS]) and MAX_STACKED == 4
+

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from .models import METHODS
 from .runs import Run, run_all
 from .training import TrainConfig
 
@@ -82,15 +83,28 @@ def select_stack(zoo: str | Path, tree: str, out: Path, *, method: str = "ridge"
 
 
 def select_inputs(zoo: str | Path, tree: str, method: str, out: Path, **options) -> list[str] | str:
-    """What an expert of `method` should read in `tree`: ridge reads a stack (`select_stack`), and so does a network
-    on a LoRA tree, one network per module (`hub.Expert.fused`; the modules chosen by the fast tuned ridge too: a
-    greedy search that trains the network for every trial took hours on 2 cores); elsewhere the networks, which read
-    one layer as a matrix, read the single best layer (`select_layer`)."""
+    """What an expert of `method` should read in `tree`: ridge reads a stack (`select_stack`); a network on a LoRA
+    tree reads several modules, one network each (`select_modules`, `hub.Expert.fused`); elsewhere the networks,
+    which read one layer as a matrix, read the single best layer (`select_layer`)."""
     from .harness import tree_task
 
     if method == "ridge":
         return select_stack(zoo, tree, out, **options)
-    if tree_task(zoo, tree) == "zeroshot":
-        chosen = select_stack(zoo, tree, out, **options)
-        return chosen if len(chosen) > 1 else chosen[0]
+    if method in METHODS and not METHODS[method].closed_form and tree_task(zoo, tree) == "zeroshot":
+        return select_modules(zoo, tree, out, **options)
     return select_layer(zoo, tree, out, **options)
+
+
+def select_modules(zoo: str | Path, tree: str, out: Path, **options) -> list[str]:
+    """The modules a LoRA tree's fused expert reads: the `MAX_STACKED` best single modules by the tuned ridge's
+    cross-validated score. Not greedily stacked as `select_stack`: a fused expert reads each module on its own and
+    averages what the modules a LoRA has say, so every module that reads well helps, and reads the LoRAs that target
+    only it (on the bench sd tree, leave-one-family-out, the ridge's per-family spread was larger than any gain a
+    stack showed; training the network for every greedy trial instead took hours on 2 cores).
+
+    Options as `sweep`; reports are kept in `out` (resumable).
+    """
+    from .harness import routable_layers
+
+    ranked = sweep(zoo, tree, ["ridge"], out, layers=routable_layers(zoo, tree), **options)
+    return [r["layer"] for r in ranked[:MAX_STACKED]]
