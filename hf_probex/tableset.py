@@ -33,7 +33,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +110,7 @@ class TableWeightSet(WeightSet):
     sources: tuple[str, ...] = ()  # the label sources that counted as documentation
     label_sources: dict[str, str] = field(default_factory=dict)  # repo id -> the source of its labels
     undocumented: list[ScanRow] = field(default_factory=list)  # readable members without documentation
+    metadata_only: int = 0  # of them, those whose only labels are a weights file's metadata (never documentation)
     excluded: dict[str, int] = field(default_factory=dict)  # why rows were left out -> how many
 
     @property
@@ -123,7 +124,7 @@ class TableWeightSet(WeightSet):
         left = ", ".join(f"{n} {why}" for why, n in sorted(self.excluded.items()))
         return (f"{self.table}@{self.commit[:12]} (tree of {self.root}): {self.documented} documented members "
                 f"({splits.get('train', 0)} train, {splits.get('test', 0)} held out), {len(self.undocumented)} "
-                f"undocumented" + (f"; left out: {left}" if left else ""))
+                f"undocumented ({self.metadata_only} labelled only by file metadata)" + (f"; left out: {left}" if left else ""))
 
 
 def _kind(rows: list[ScanRow]) -> str:
@@ -158,7 +159,7 @@ def _download(api, repo_id: str, sha: str | None, kind: str, max_bytes: int) -> 
 
 def open_table_weight_set(table: str, tree: str, *, revision: str | None = None, token: str | bool | None = None,
                           sources: Iterable[str] | None = None, held_out: float = 0.2, seed: int = 0,
-                          groups: Mapping[str, str] | None = None, workers: int = 4,
+                          groups: Mapping[str, str] | None = None, exclude: Collection[str] = (), workers: int = 4,
                           max_model_bytes: int = MAX_MODEL_BYTES) -> TableWeightSet:
     """The documented members of the tree table published at `table` (a dataset repo) as a weight set of tree `tree`.
 
@@ -172,6 +173,7 @@ def open_table_weight_set(table: str, tree: str, *, revision: str | None = None,
         held_out: share of documented members kept out of training as `test` (`table_split`).
         seed: seeds the held-out choice.
         groups: recipe families known from elsewhere, repo id -> family (default: those cards name, `RECIPE_TAGS`).
+        exclude: repo ids left out entirely (models kept for a measurement of one's own).
         workers: downloads at once.
         max_model_bytes: a member whose expert files are larger is left out.
 
@@ -200,7 +202,11 @@ def open_table_weight_set(table: str, tree: str, *, revision: str | None = None,
     excluded: Counter[str] = Counter()
     documented: list[tuple[ScanRow, tuple[str, ...], str]] = []
     undocumented: list[ScanRow] = []
+    metadata_only = 0
     for row in rows:
+        if row.repo_id in exclude:
+            excluded["excluded by the caller"] += 1
+            continue
         if row.error is not None or row.family is None:
             excluded["unreadable"] += 1
             continue
@@ -210,8 +216,7 @@ def open_table_weight_set(table: str, tree: str, *, revision: str | None = None,
         labels, source = documented_labels(row, kind, chosen)
         if source is None:
             undocumented.append(row)
-            if any(is_file_metadata(label.source) for label in row.labels):
-                excluded["documented only by file metadata (undocumented)"] += 1
+            metadata_only += any(is_file_metadata(label.source) for label in row.labels)
         else:
             documented.append((row, labels, source))
     if not documented:
@@ -243,5 +248,5 @@ def open_table_weight_set(table: str, tree: str, *, revision: str | None = None,
         roots={tree: root_path}, root_ids={tree: published.root}, table=table, commit=published.commit,
         root=published.root, kind=kind, sources=chosen,
         label_sources={row.repo_id: source for row, _, source in documented},
-        undocumented=undocumented, excluded={k: v for k, v in excluded.items() if v},
+        undocumented=undocumented, metadata_only=metadata_only, excluded={k: v for k, v in excluded.items() if v},
     )

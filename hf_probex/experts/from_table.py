@@ -16,7 +16,7 @@ commit the table read: what `hf-probex infer` (and the bot) would propose for it
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,7 +112,8 @@ def measure_proposals(expert: Expert, records: Sequence[WeightRecord]) -> dict:
 
 def train_from_table(table: str, tree: str, out: str | Path, *, layer: str | list[str] = "auto", method: str = "auto",
                      revision: str | None = None, token: str | bool | None = None, sources: Iterable[str] | None = None,
-                     held_out: float = 0.2, groups: Mapping[str, str] | None = None, folds: int = 5, seed: int = 0,
+                     held_out: float = 0.2, groups: Mapping[str, str] | None = None, exclude: Collection[str] = (),
+                     folds: int = 5, seed: int = 0,
                      hparams: dict | None = None, config: TrainConfig | None = None,
                      text_encoder: str = DEFAULT_TEXT_ENCODER, prompt: str = "{}", workers: int = 4,
                      progress: Callable[[str], None] | None = None) -> TableTraining:
@@ -126,8 +127,9 @@ def train_from_table(table: str, tree: str, out: str | Path, *, layer: str | lis
         method: an expert method, or "auto": the benchmark's best for the tree's task (`harness.DEFAULT_METHODS`).
         revision: the table's branch, tag or commit (default main).
         token: a Hub token (default: the saved one or HF_TOKEN; False sends none). Never logged.
-        sources, held_out, groups: which label sources document a member, the share of documented members held out
-            to measure the expert, recipe families known from elsewhere (`tableset.open_table_weight_set`).
+        sources, held_out, groups, exclude: which label sources document a member, the share of documented members
+            held out to measure the expert, recipe families known from elsewhere, repo ids left out entirely
+            (`tableset.open_table_weight_set`).
         folds, seed, hparams, config: cross-validation and training, as `hf-probex train`.
         text_encoder, prompt: zero-shot (LoRA) trees: how concepts are embedded.
         workers: downloads at once.
@@ -144,7 +146,7 @@ def train_from_table(table: str, tree: str, out: str | Path, *, layer: str | lis
 
     say = progress or (lambda line: None)
     weights = open_table_weight_set(table, tree, revision=revision, token=token, sources=sources, held_out=held_out,
-                                    seed=seed, groups=groups, workers=workers)
+                                    seed=seed, groups=groups, exclude=exclude, workers=workers)
     say(weights.summary())
     trained = weights.for_tree(tree, ("train",))
     if len(trained) < 2:
