@@ -81,7 +81,7 @@ def is_file_metadata(source: str) -> bool:
 def documented_labels(row: ScanRow, kind: str, sources: Iterable[str] | None = None) -> tuple[tuple[str, ...], str | None]:
     """(labels, source) of a row: those of the first of `sources` (default `DOCUMENTING_SOURCES[kind]`) it has any of
     (a LoRA's: the first one), or ((), None) for an undocumented row. File metadata never counts."""
-    for source in [s for s in (sources or DOCUMENTING_SOURCES[kind]) if not is_file_metadata(s)]:
+    for source in [s for s in (DOCUMENTING_SOURCES[kind] if sources is None else sources) if not is_file_metadata(s)]:
         values = list(dict.fromkeys(label.value for label in row.labels if label.source == source))
         if values:
             return (tuple(values[:1]) if kind == "lora" else tuple(values)), source
@@ -198,7 +198,7 @@ def open_table_weight_set(table: str, tree: str, *, revision: str | None = None,
         raise BadFileError(f"{table} holds {len(published.rows):,} rows, more than {MAX_ROWS:,}")
     rows = published.rows
     kind = _kind(rows)
-    chosen = tuple(s for s in (sources or DOCUMENTING_SOURCES[kind]) if not is_file_metadata(s))
+    chosen = tuple(s for s in (DOCUMENTING_SOURCES[kind] if sources is None else sources) if not is_file_metadata(s))
     excluded: Counter[str] = Counter()
     documented: list[tuple[ScanRow, tuple[str, ...], str]] = []
     undocumented: list[ScanRow] = []
@@ -221,7 +221,8 @@ def open_table_weight_set(table: str, tree: str, *, revision: str | None = None,
             documented.append((row, labels, source))
     if not documented:
         raise NoDocumentedMembersError(
-            f"{table} has no member documented by {', '.join(chosen) or 'any source'} ({len(rows)} rows, "
+            f"{table} has no member documented by {', '.join(chosen) or 'the sources given (file metadata never counts)'} "
+            f"({len(rows)} rows, "
             f"{len(undocumented)} undocumented): nothing to train an expert on")
     known = dict(groups or {})
 
