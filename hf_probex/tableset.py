@@ -23,7 +23,7 @@ free training data for the undocumented ones. `open_table_weight_set` reads a pu
 - **Weights**: only the files an expert reads (config.json, the safetensors files and their index, a LoRA's
   adapter_config.json), each pinned to the commit the row was read at, downloaded through huggingface_hub into
   its cache; sizes are checked against the listing before any download (`MAX_MODEL_BYTES`); never a pickle.
-  The tree's root comes the same way (centring and routing), for class-subset trees.
+  The tree's root comes the same way, at the commit the scan read it (centring and routing), for class-subset trees.
 
 Undocumented members stay in `TableWeightSet.undocumented`: what the trained expert proposes for.
 """
@@ -242,7 +242,14 @@ def open_table_weight_set(table: str, tree: str, *, revision: str | None = None,
     excluded["weights not downloadable"] += len(fetched) - len(records)
     if not records:
         raise NoDocumentedMembersError(f"{table}: no documented member's weights could be downloaded ({fetched[0]})")
-    root_path = _download(api, published.root, None, "classifier", max_model_bytes) if kind == "classifier" else None
+    root_path = None
+    if kind == "classifier":  # the root the table read (its card's `root_sha`); without it experts read uncentred layers
+        root_sha = published.described.get("root_sha")
+        try:
+            root_path = _download(api, published.root, root_sha if isinstance(root_sha, str) else None, kind,
+                                  max_model_bytes)
+        except ProbexError:
+            excluded["root weights not downloadable (layers read uncentred)"] += 1
     vocabulary = sorted({label for r in records for label in r.labels})
     return TableWeightSet(
         source=f"table {table}@{published.commit}", records=records, vocabularies={tree: vocabulary},
