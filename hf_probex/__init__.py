@@ -5,6 +5,8 @@
     suggestion.fields, suggestion.diff
     from hf_probex import scan_tree
     scan_tree("acme/root", to="acme/root-tree-table")   # a model tree's table, published as a Hub dataset
+    from hf_probex import train_from_table
+    train_from_table("acme/root-tree-table", "root", "experts/root")   # an expert from its documented members
 
 The public names are imported on first use, so `import hf_probex` (and the CLI's `--help`) stay fast.
 """
@@ -25,12 +27,14 @@ _LAZY = {
     "ExpertRegistry": "hf_probex.experts.registry",
     "scan_tree": "hf_probex.scan",
     "ScanResult": "hf_probex.scan",
+    "train_from_table": "hf_probex.experts.from_table",
 }
 __all__ = ["CardSuggestion", "Expert", "ExpertRegistry", "FieldSuggestion", "ProbexError", "ScanResult", "__version__",
-           "infer_card", "scan_tree"]
+           "infer_card", "scan_tree", "train_from_table"]
 
 if TYPE_CHECKING:
     from .errors import ProbexError
+    from .experts.from_table import train_from_table
     from .experts.hub import Expert
     from .experts.registry import ExpertRegistry
     from .infer import infer_card

@@ -49,6 +49,7 @@ class WeightSet:
     records: list[WeightRecord]
     vocabularies: dict[str, list[str]] = field(default_factory=dict)
     roots: dict[str, Path | None] = field(default_factory=dict)
+    root_ids: dict[str, str] = field(default_factory=dict)  # each tree's root Hub repo id, where known without a zoo plan
 
     @property
     def trees(self) -> list[str]:

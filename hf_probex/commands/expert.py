@@ -124,25 +124,8 @@ def describe_calibration(calibration: dict) -> str:
             f"of {calibration['decisions']} decisions")
 
 
-def _train(args: argparse.Namespace) -> int:
-    from ..experts import launch
-    from ..experts.harness import train_expert
-
-    if launch.is_distributed():
-        raise UserError("hf-probex train runs in one process on one device; launch `hf-probex bench` or "
-                        "`hf-probex expert sweep` with accelerate to spread runs over several GPUs")
-    _resolve_layer(args)
-    _check_methods([args.method])
-    data = _expert_data(args)
-    hparams, config = _expert_settings(args, args.method)
-    try:
-        expert, report = train_expert(data, args.method, folds=args.folds, seed=args.seed, hparams=hparams,
-                                      centre=not args.no_centre, config=config, temperature=args.temperature)
-    except ValueError as err:
-        raise UserError(str(err)) from None
-    expert.save_pretrained(args.out)
-    print(f"trained {args.method} on {len(data.y)} models of {args.tree} / {data.layer} in "
-          f"{expert.metrics['train_seconds']:.1f} s; saved to {args.out}")
+def _report(expert, report: dict | None, args: argparse.Namespace) -> None:
+    """What `train` prints after saving an expert (both sources): CV metrics, calibration; then registers, pushes."""
     from ..experts.report import describe_cv
 
     cv = describe_cv(report) if report else ""
@@ -160,6 +143,75 @@ def _train(args: argparse.Namespace) -> int:
         print(f"registered in {registry.save()}")
     if args.push_to_hub:
         print(f"pushed: {expert.push_to_hub(args.push_to_hub)}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..experts import launch
+    from ..experts.harness import train_expert
+
+    if launch.is_distributed():
+        raise UserError("hf-probex train runs in one process on one device; launch `hf-probex bench` or "
+                        "`hf-probex expert sweep` with accelerate to spread runs over several GPUs")
+    if args.from_table:
+        return _train_from_table(args)
+    for option in ("held_out", "label_source", "propose", "revision"):
+        if getattr(args, option) not in (None, False):
+            raise UserError(f"--{option.replace('_', '-')} goes with --from-table")
+    _resolve_layer(args)
+    _check_methods([args.method])
+    data = _expert_data(args)
+    hparams, config = _expert_settings(args, args.method)
+    try:
+        expert, report = train_expert(data, args.method, folds=args.folds, seed=args.seed, hparams=hparams,
+                                      centre=not args.no_centre, config=config, temperature=args.temperature)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    expert.save_pretrained(args.out)
+    print(f"trained {args.method} on {len(data.y)} models of {args.tree} / {data.layer} in "
+          f"{expert.metrics['train_seconds']:.1f} s; saved to {args.out}")
+    _report(expert, report, args)
+    return 0
+
+
+def _train_from_table(args: argparse.Namespace) -> int:
+    """`train --from-table`: an expert from a tree table's documented members (`experts.from_table`)."""
+    import torch
+
+    from ..experts.from_table import propose_for_undocumented, train_from_table
+
+    if args.splits:
+        raise UserError("--splits names a zoo's splits; with --from-table the held-out share is --held-out")
+    if args.method != "auto":
+        _check_methods([args.method])
+    if args.prompt.count("{}") != 1:
+        raise UserError(f"--prompt must hold {{}} once, where the concept goes (e.g. 'a photo of a {{}}'), got {args.prompt!r}")
+    torch.set_num_threads(args.threads)
+    hparams, config = _expert_settings(args, args.method)
+    held_out = 0.2 if args.held_out is None else args.held_out
+    try:
+        made = train_from_table(args.from_table, args.tree, args.out, layer=args.layer, method=args.method,
+                                revision=args.revision, token=args.token, sources=args.label_source,
+                                held_out=held_out, folds=args.folds, seed=args.seed, hparams=hparams or None,
+                                config=config, text_encoder=args.text_encoder, prompt=args.prompt, progress=print)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    expert, weights = made.expert, made.weights
+    layer = " + ".join(made.layer) if isinstance(made.layer, list) else made.layer
+    print(f"trained {made.method} on {expert.trained_from['trained']} documented members of {args.tree} / {layer} "
+          f"(labels from {', '.join(weights.sources)}) in {expert.metrics['train_seconds']:.1f} s; saved to {args.out}")
+    _report(expert, made.report, args)
+    if made.held_out:
+        m = made.held_out
+        proposals = (f"{m['proposed']} proposed, {m['precision']:.1f} % right" if m["proposed"]
+                     else "none proposed")
+        print(f"  on {m['models']} held-out documented members: top-1 {m['top1']:.1f} %; at the calibrated threshold "
+              f"{proposals} (recall {m['recall']:.1f} %)")
+    if args.propose:
+        proposals = propose_for_undocumented(args.out, weights, token=args.token)
+        named = sum(p.value is not None for p in proposals)
+        print(f"proposals for the {len(proposals)} undocumented members ({named} proposed, the rest abstain):")
+        for proposal in proposals:
+            print(f"  {proposal.line()}")
     return 0
 
 
@@ -234,7 +286,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     def add_expert_options(sub: argparse.ArgumentParser, zoo_option: bool = False) -> None:
         if zoo_option:
-            sub.add_argument("--zoo", required=True, help="zoo folder (from `hf-probex zoo build`) or Model-J folder")
+            source = sub.add_mutually_exclusive_group(required=True)
+            source.add_argument("--zoo", help="zoo folder (from `hf-probex zoo build`) or Model-J folder")
+            source.add_argument("--from-table", metavar="REPO_ID",
+                                help="a tree table on the Hub (`hf-probex scan ROOT --to REPO_ID`): train on its documented "
+                                     "members' labels, hold out --held-out of them to measure (docs/scan.md)")
             sub.add_argument("--layer", default="auto",
                              help="layer name, or auto (default): for ridge, the layers stacked while the cross-validated "
                                   "score rises; for other methods, the layer where the tuned ridge cross-validates best")
@@ -287,7 +343,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser(
         "train", help="train one expert for a tree (after cross-validating it) and save it as a Hub model",
         description="Cross-validate one method on one (tree, layer) for its metrics, then train it on every "
-                    "in-distribution model and save it (config.json, model.safetensors, README.md). See docs/experts.md.",
+                    "in-distribution model and save it (config.json, model.safetensors, README.md). See docs/experts.md. "
+                    "With --from-table, the models are the documented members of a tree table on the Hub (docs/scan.md).",
     )
     add_expert_options(train, zoo_option=True)
     train.add_argument("--method", default="auto",
@@ -297,6 +354,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, help="folder to save the expert in")
     train.add_argument("--splits", help="train only on models of these splits, comma-separated (e.g. train,val; "
                                         "default: every in-distribution model)")
+    train.add_argument("--held-out", type=float, metavar="SHARE",
+                       help="--from-table: share of the documented members kept out of training and calibration to "
+                            "measure the expert (default: 0.2; chosen by a hash of the seed and the repo id)")
+    train.add_argument("--label-source", action="append", metavar="SOURCE",
+                       help="--from-table: a label source that documents a member (repeatable, in order of trust; "
+                            "default: config.json id2label, card trained-on tag, card datasets for classifiers; card "
+                            "instance_prompt, card trained-on tag, card widget for LoRAs). A weights file's metadata "
+                            "never counts")
+    train.add_argument("--revision", help="--from-table: the table's branch, tag or commit (default: main)")
+    train.add_argument("--token", default=None, help="--from-table: a Hub token (default: the saved one or HF_TOKEN)")
+    train.add_argument("--propose", action="store_true",
+                       help="--from-table: then list what the expert proposes for each undocumented member (as "
+                            "`hf-probex infer` would, at the commit the table read)")
     train.add_argument("--register", action="store_true",
                        help="add it to the local expert registry (<cache>/experts.json), where infer_card looks")
     train.add_argument("--push-to-hub", metavar="REPO", help="also push it to this Hub repo (HF_ENDPOINT, HF_TOKEN)")

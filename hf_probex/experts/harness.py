@@ -135,10 +135,12 @@ def routable_layers(weights: WeightSet | str | Path, tree: str) -> list[str]:
 
 
 def _root_repo_id(weights: WeightSet, tree: str) -> str | None:
-    """The tree root's Hub repo id where the weight set knows it (a zoo's plan), else None."""
+    """The tree root's Hub repo id where the weight set knows it (`WeightSet.root_ids`, a zoo's plan), else None."""
     from ..zoo import Zoo
     from ..zoo.store import PLAN_FILE
 
+    if tree in weights.root_ids:
+        return weights.root_ids[tree]
     if not (Path(weights.source) / PLAN_FILE).is_file():
         return None
     return Zoo.open(weights.source).trees[tree].get("root_repo_id")

@@ -71,6 +71,14 @@ def _names_ok(names: object) -> bool:
     return isinstance(names, list) and len(names) <= MAX_VOCABULARY and all(isinstance(v, str) for v in names)
 
 
+def _trained_from_ok(value: object) -> bool:
+    """A `trained_from` record (`experts.from_table`): a small JSON object of strings, numbers and string lists."""
+    def ok(v: object) -> bool:
+        return (v is None or type(v) in (int, float, bool) or (isinstance(v, str) and len(v) <= 1_000)
+                or (isinstance(v, list) and len(v) <= 64 and all(isinstance(x, str) and len(x) <= 1_000 for x in v)))
+    return isinstance(value, dict) and len(value) <= 32 and all(isinstance(k, str) and ok(v) for k, v in value.items())
+
+
 def _check_format(version: object) -> None:
     if version != FORMAT_VERSION:
         newer = isinstance(version, int) and version > FORMAT_VERSION
@@ -102,6 +110,7 @@ def check_config(config: object) -> None:
         "fusion": config.get("fusion") is None or (
             config["fusion"] in FUSIONS and config.get("task") == "zeroshot" and isinstance(config.get("inputs"), list)
             and 2 <= len(config["inputs"]) <= MAX_FUSED and all(len(shape) == 2 for _, shape in config["inputs"])),
+        "trained_from": config.get("trained_from") is None or _trained_from_ok(config["trained_from"]),
         "head": config.get("head") is None or (isinstance(config["head"], dict) and isinstance(config["head"].get("layer"), str)
                                                and type(config["head"].get("width")) is int and 0 < config["head"]["width"] <= MAX_DIM
                                                and isinstance(config.get("head_calibration"), dict)),
@@ -144,6 +153,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         open_vocabulary: list[str] | None = None,
         open_calibration: dict | None = None,
         fusion: str | None = None,
+        trained_from: dict | None = None,
         format_version: int = FORMAT_VERSION,
         package_version: str = __version__,
     ):
@@ -165,6 +175,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
             temperature=temperature, routing=dict(routing or {}), features=features, head=dict(head) if head else None,
             inputs=[[name, list(shape)] for name, shape in inputs] if inputs else [[layer, list(layer_shape or input_shape)]],
             open_vocabulary=list(open_vocabulary or []), fusion=fusion,
+            trained_from=dict(trained_from) if trained_from else None,
             format_version=FORMAT_VERSION,
             package_version=package_version,
         )
@@ -206,6 +217,16 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         """What config.json holds: the constructor's arguments, the current metrics and calibration."""
         return {**self._config, "metrics": self.metrics, "calibration": self.calibration,
                 "head_calibration": self.head_calibration, "open_calibration": self.open_calibration}
+
+    @property
+    def trained_from(self) -> dict | None:
+        """Where its training data came from when not a weight set folder: a tree table (`experts.from_table`):
+        `table`, `commit`, `root`, `documented`, `trained`, `held_out`, `undocumented`, `sources`."""
+        return self._config.get("trained_from")
+
+    def set_trained_from(self, record: dict) -> None:
+        """Record where its training data came from (see `trained_from`); config.json and the card show it."""
+        self._config["trained_from"] = dict(record)
 
     @property
     def routing(self) -> dict:
@@ -450,7 +471,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
             inputs=_describe_inputs(c["inputs"], self.fused), adapter=c["adapter"], root=c["root"], predicts=predicts,
             centred=c["centred"], n_labels=len(c["vocabulary"]), n_parameters=self.n_parameters,
             metrics=[(name, _fmt_metric(value)) for name, value in sorted(self.metrics.items())],
-            package_version=c["package_version"], hparams=c["hparams"],
+            package_version=c["package_version"], hparams=c["hparams"], trained_from=c.get("trained_from"),
         )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..weightsets import WeightSet
 from .training import TrainConfig
 
 
@@ -51,7 +52,13 @@ class Run:
                            *splits, *groups, *features])
 
 
-def _execute(zoo: str, run: Run, folds: int, seed: int, config: dict, threads: int | None = 1) -> dict:
+def _portable(zoo: str | Path | WeightSet) -> str | WeightSet:
+    """What a run is given: a folder's path as a string, or an open weight set as it is (a weight set from a tree
+    table has no folder to open again; it pickles to worker processes as plain data)."""
+    return zoo if isinstance(zoo, WeightSet) else str(zoo)
+
+
+def _execute(zoo: str | WeightSet, run: Run, folds: int, seed: int, config: dict, threads: int | None = 1) -> dict:
     import torch
 
     from .harness import cross_validate_combined, load_layer_data
@@ -86,7 +93,7 @@ def _drop_partial_line(path: Path) -> None:
         path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
-def run_all(zoo: str | Path, runs: Sequence[Run], out: Path, *, workers: int = 1, folds: int = 5, seed: int = 0,
+def run_all(zoo: str | Path | WeightSet, runs: Sequence[Run], out: Path, *, workers: int = 1, folds: int = 5, seed: int = 0,
             config: TrainConfig | None = None, progress: Callable[[str], None] | None = None) -> list[dict]:
     """Cross-validate every run not yet in `out`; returns the reports of `runs`, in their order.
 
@@ -119,10 +126,10 @@ def run_all(zoo: str | Path, runs: Sequence[Run], out: Path, *, workers: int = 1
         # workers <= 1 runs everything itself (starting a worker, torch import included, costs more than a ridge run)
         if launch.is_distributed() or workers <= 1:
             for run in launch.share(todo):
-                record(run, _execute(str(zoo), run, folds, seed, asdict(config), threads=None))
+                record(run, _execute(_portable(zoo), run, folds, seed, asdict(config), threads=None))
         elif todo:
             with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-                futures = {pool.submit(_execute, str(zoo), run, folds, seed, asdict(config)): run for run in todo}
+                futures = {pool.submit(_execute, _portable(zoo), run, folds, seed, asdict(config)): run for run in todo}
                 for future in as_completed(futures):
                     record(futures[future], future.result())
     if launch.is_distributed():  # the other processes' reports

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from ..weightsets import WeightSet
 from .models import METHODS
 from .runs import Run, run_all
 from .training import TrainConfig
@@ -18,7 +19,7 @@ MAX_STACKED = 4  # layers a stacked expert reads at most
 STACK_CANDIDATES = 8  # the best single layers tried as additions
 
 
-def sweep(zoo: str | Path, tree: str, methods: list[str], out: Path, *, layers: list[str] | None = None,
+def sweep(zoo: str | Path | WeightSet, tree: str, methods: list[str], out: Path, *, layers: list[str] | None = None,
           splits: tuple[str, ...] = (), groups: tuple[str, ...] = (), workers: int = 1, folds: int = 5, seed: int = 0,
           config: TrainConfig | None = None, progress: Callable[[str], None] | None = None) -> list[dict]:
     """Cross-validate every method on every layer of `tree` (or `layers`), appending reports to `out`; on
@@ -43,7 +44,7 @@ def sweep(zoo: str | Path, tree: str, methods: list[str], out: Path, *, layers: 
     return sorted(reports, key=lambda r: -next(iter(r["metrics"].values()))["mean"])
 
 
-def select_layer(zoo: str | Path, tree: str, out: Path, *, method: str = "ridge", **options) -> str:
+def select_layer(zoo: str | Path | WeightSet, tree: str, out: Path, *, method: str = "ridge", **options) -> str:
     """The layer of `tree` where `method` (default: the fast tuned ridge) cross-validates best, among the
     layers models can also be routed by (`harness.routable_layers`: the root has them in the same shape).
 
@@ -54,7 +55,7 @@ def select_layer(zoo: str | Path, tree: str, out: Path, *, method: str = "ridge"
     return sweep(zoo, tree, [method], out, layers=routable_layers(zoo, tree), **options)[0]["layer"]
 
 
-def select_stack(zoo: str | Path, tree: str, out: Path, *, method: str = "ridge", splits: tuple[str, ...] = (),
+def select_stack(zoo: str | Path | WeightSet, tree: str, out: Path, *, method: str = "ridge", splits: tuple[str, ...] = (),
                  groups: tuple[str, ...] = (), **options) -> list[str]:
     """Layers of `tree` to stack into one input, chosen greedily: the best single routable layer, then
     each of the next best single layers in turn, kept when it raises the cross-validated score by more
@@ -82,7 +83,7 @@ def select_stack(zoo: str | Path, tree: str, out: Path, *, method: str = "ridge"
     return chosen
 
 
-def select_inputs(zoo: str | Path, tree: str, method: str, out: Path, **options) -> list[str] | str:
+def select_inputs(zoo: str | Path | WeightSet, tree: str, method: str, out: Path, **options) -> list[str] | str:
     """What an expert of `method` should read in `tree`: ridge reads a stack (`select_stack`); a network on a LoRA
     tree reads several modules, one network each (`select_modules`, `hub.Expert.fused`); elsewhere the networks,
     which read one layer as a matrix, read the single best layer (`select_layer`)."""

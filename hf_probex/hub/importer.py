@@ -10,7 +10,7 @@ root; rerunning it commits only models whose files changed.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,12 +48,15 @@ def _folder_files(folder: Path) -> dict[str, Path]:
 
 
 def import_zoo(zoo_dir: str | os.PathLike, root: str | os.PathLike,
-               progress: Callable[[str], None] | None = None) -> ImportReport:
-    """Publish every finished model of the zoo at `zoo_dir` into the hub root `root`."""
+               progress: Callable[[str], None] | None = None, trees: Collection[str] | None = None) -> ImportReport:
+    """Publish every finished model of the zoo at `zoo_dir` (of the trees named in `trees`: default all) into the
+    hub root `root`."""
     zoo = Zoo.open(zoo_dir)
     storage = Storage(root)
     report = ImportReport()
     for spec in zoo.specs():
+        if trees is not None and spec.tree not in trees:
+            continue
         if not zoo.is_finished(spec):
             report.skipped += 1
             continue

@@ -4,9 +4,10 @@
 `datasets.load_dataset(repo_id)` loads the table), the tree, date, counts, hf_probex version and scan
 settings under `hf_probex:`, and the columns (from `table.COLUMNS`). `publish_table` creates the dataset
 repo if needed (`HfApi.create_repo(repo_type="dataset", exist_ok=True)`) and uploads the table folder in
-one commit (`upload_folder`), deleting shards the new table no longer has. `published_rows` reads a
-published table back (the shards its listing names, each name checked to stay in `data/`), so a scan
-with an empty working folder compares the Hub's repos with the published rows and reads only what changed.
+one commit (`upload_folder`), deleting shards the new table no longer has. `read_table` reads a
+published table back (the shards its listing names, each name checked to stay in `data/`): `train --from-table`
+learns from it, and `published_rows` keeps it when it is a table of the same tree and settings, so a scan with an
+empty working folder compares the Hub's repos with the published rows and reads only what changed.
 Calls go through `HubClient.call`: 429 and 5xx are retried with Retry-After or an exponential backoff.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -25,7 +27,7 @@ from ..errors import BadFileError, hub_errors
 from ..reading import MAX_SMALL_FILE_BYTES, safe_relpath
 from .table import COLUMNS, ScanRow, read_rows
 
-__all__ = ["DATA_FILES", "dataset_card", "publish_table", "published_rows"]
+__all__ = ["DATA_FILES", "PublishedTable", "dataset_card", "publish_table", "published_rows", "read_table"]
 
 #: Where a table's shards live in its dataset repo.
 DATA_FILES = "data/*.parquet"
@@ -91,20 +93,39 @@ def publish_table(client: HubClient, table_dir: Path, repo_id: str, *, root: str
     return info.oid
 
 
-def published_rows(client: HubClient, repo_id: str, *, root: str, settings: str) -> list[ScanRow] | None:
-    """The rows of the table published at `repo_id` when it is a table of `root` read with the same `settings`;
-    None when there is no such repo, it holds another tree's table, or older settings' (then every repo is read).
+@dataclass
+class PublishedTable:
+    """A tree table read back from its dataset repo: the commit read, what its card says under `hf_probex:`
+    (`scan_of`: the root; `settings`, `scanned_at`, ...), and its rows."""
+
+    repo_id: str
+    commit: str
+    described: dict
+    rows: list[ScanRow]
+
+    @property
+    def root(self) -> str | None:
+        """The root of the tree the table is of (its card's `scan_of`)."""
+        root = self.described.get("scan_of")
+        return root if isinstance(root, str) else None
+
+
+def read_table(client: HubClient, repo_id: str, *, revision: str | None = None) -> PublishedTable | None:
+    """The tree table published at `repo_id` (at `revision`, default main): None when there is no such dataset repo,
+    no card, or a card without the `hf_probex:` block scans write.
 
     Raises:
         BadFileError: a file of the repo is too large, or named outside `data/`.
+        ProbexError: the Hub refused or could not be reached (one line, `errors.hub_errors`).
     """
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
     api = client.api
-    try:
-        info = client.call(lambda: api.dataset_info(repo_id, files_metadata=True))
-    except RepositoryNotFoundError:
-        return None
+    with hub_errors(repo_id, revision, authenticated=bool(api.token), endpoint=api.endpoint):
+        try:
+            info = client.call(lambda: api.dataset_info(repo_id, revision=revision, files_metadata=True))
+        except RepositoryNotFoundError:
+            return None
     sizes = {safe_relpath(s.rfilename, f"the listing of {repo_id}"): s.size or 0 for s in info.siblings or []}
     if sizes.get("README.md", 0) > MAX_SMALL_FILE_BYTES:
         raise BadFileError(f"{repo_id}: README.md has {sizes['README.md']} bytes, more than a card's")
@@ -117,11 +138,24 @@ def published_rows(client: HubClient, repo_id: str, *, root: str, settings: str)
             described = metadata_of(card.read_text(encoding="utf-8")).get("hf_probex") or {}
         except CardError:
             return None
-        if not isinstance(described, dict) or described.get("scan_of") != root or described.get("settings") != settings:
+        if not isinstance(described, dict) or not described.get("scan_of"):
             return None
         shards = sorted(name for name in sizes if fnmatch.fnmatch(name, DATA_FILES) and name.count("/") == 1)
         for name in shards:
             if sizes[name] > MAX_SHARD_BYTES:
                 raise BadFileError(f"{repo_id}: {name} has {sizes[name]} bytes, more than a table shard's")
         paths = [Path(api.hf_hub_download(repo_id, name, repo_type="dataset", revision=info.sha)) for name in shards]
-    return read_rows(paths)
+    return PublishedTable(repo_id, info.sha, described, read_rows(paths))
+
+
+def published_rows(client: HubClient, repo_id: str, *, root: str, settings: str) -> list[ScanRow] | None:
+    """The rows of the table published at `repo_id` when it is a table of `root` read with the same `settings`;
+    None when there is no such repo, it holds another tree's table, or older settings' (then every repo is read).
+
+    Raises:
+        BadFileError: a file of the repo is too large, or named outside `data/`.
+    """
+    table = read_table(client, repo_id)
+    if table is None or table.root != root or table.described.get("settings") != settings:
+        return None
+    return table.rows
