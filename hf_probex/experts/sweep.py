@@ -96,7 +96,7 @@ def select_inputs(zoo: str | Path | WeightSet, tree: str, method: str, out: Path
     return select_layer(zoo, tree, out, **options)
 
 
-def select_modules(zoo: str | Path, tree: str, out: Path, **options) -> list[str]:
+def select_modules(zoo: str | Path | WeightSet, tree: str, out: Path, **options) -> list[str]:
     """The modules a LoRA tree's fused expert reads: the `MAX_STACKED` best single modules by the tuned ridge's
     cross-validated score. Not greedily stacked as `select_stack`: a fused expert reads each module on its own and
     averages what the modules a LoRA has say, so every module that reads well helps, and reads the LoRAs that target
