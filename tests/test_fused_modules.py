@@ -57,6 +57,16 @@ def test_the_expert_reads_each_module_by_its_own_network_and_calibrates_every_su
     assert np.allclose(reloaded.predict(x), expert.predict(x), atol=1e-6)
 
 
+def test_search_vectors_give_the_expert_scores_as_inner_products(fused):
+    expert = fused["expert"]
+    x = load_layer_data(fused["train"][0].parent.parent, "SD_toy", [SELF, CROSS]).x[:5].copy()
+    x[0, 0, :64] = np.nan  # a LoRA of the cross-attention module only
+    text = expert.open_text.numpy()
+    models, texts = expert.search_vectors(x), expert.search_vectors(text=text)
+    assert models.shape == (5, 2 * expert.net.out_dim) and texts.shape == (len(text), 2 * expert.net.out_dim)
+    assert np.allclose(models @ texts.T, expert.predict(x, text), atol=1e-5)
+
+
 @pytest.mark.parametrize("module", [SELF, CROSS])
 def test_a_lora_of_one_module_is_read_by_that_module(fused, module, tmp_path):
     right = 0

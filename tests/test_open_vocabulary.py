@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from test_experts_zeroshot import HELD, SEEN, write_planted_loras
 
@@ -83,3 +84,12 @@ def test_infer_candidates_bad_file_is_one_line(planted, tmp_path, capsys, conten
     assert main(["infer", str(planted["held"][0]), "--expert", str(planted["folder"]), "--candidates", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_search_vectors_of_an_expert_of_one_layer_give_its_scores(planted):
+    expert = planted["expert"]
+    x = load_layer_data(planted["held"][0].parent.parent, "SD_toy", MODULE).x[:4]
+    text = expert.open_text.numpy()
+    assert np.allclose(expert.search_vectors(x) @ expert.search_vectors(text=text).T, expert.predict(x, text), atol=1e-5)
+    with pytest.raises(ValueError, match="one of them"):
+        expert.search_vectors()

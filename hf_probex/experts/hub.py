@@ -188,12 +188,13 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
                 raise ValueError(f"{method} fits one closed form over its input: it cannot fuse modules")
             shapes = [matrix_shape(tuple(shape), conv_layout) for _, shape in self._config["inputs"]]
             self.net = ModuleFusion(method, shapes, **(hparams or {}))
-            self.text_proj = nn.ModuleList(nn.Linear(text_dim, self.net.out_dim) for _ in shapes)
         else:
             self.net = build_net(method, net_shape, n_out, **(hparams or {}))
-        if task == "zeroshot" and not fusion:
-            self.text_proj = nn.Identity() if closed_form else nn.Linear(text_dim, self.net.out_dim)
         if task == "zeroshot":
+            if fusion:  # each module's representation has its own text space
+                self.text_proj = nn.ModuleList(nn.Linear(text_dim, self.net.out_dim) for _ in self.net.members)
+            else:
+                self.text_proj = nn.Identity() if closed_form else nn.Linear(text_dim, self.net.out_dim)
             self.register_buffer("concept_text", torch.zeros(len(vocabulary), text_dim))
             self.register_buffer("open_text", torch.zeros(len(open_vocabulary or []), text_dim))
         if head:
@@ -318,6 +319,27 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
             return (self(x) @ text.T)[:, None]
         cosines = torch.einsum("bkd,kcd->bkc", self(x), text)
         return cosines.masked_fill(~self.present(x)[..., None], float("nan"))
+
+    @torch.no_grad()
+    def search_vectors(self, matrices: np.ndarray | None = None, text: np.ndarray | None = None) -> np.ndarray:
+        """A zero-shot expert's vectors for a nearest-neighbour index: of models (`matrices`) or of texts (`text`,
+        encoder embeddings), such that a model's inner product with a text is its cosine score (`predict`). For a
+        fused expert a model's vector is its modules' embeddings side by side, divided by how many it has (zeros
+        for the others) and a text's is its embedding in each module's space side by side, so the inner product is
+        the average over the modules the model has. [n, k * D] float32."""
+        self.eval()
+        if (matrices is None) == (text is None):
+            raise ValueError("give the models' matrices or the texts' embeddings, one of them")
+        if text is not None:
+            vectors = self.embed_text(as_tensor(text))
+            return (vectors.transpose(0, 1).flatten(1) if self.fused else vectors).numpy()
+        x = as_tensor(matrices)
+        embedded = self(x)
+        if not self.fused:
+            return embedded.numpy()
+        present = self.present(x)
+        weights = present / present.sum(dim=1, keepdim=True)
+        return (embedded * weights[..., None]).flatten(1).numpy()
 
     def logits(self, x: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         """multilabel: label logits; zeroshot: cosine similarities / temperature against `text` (default:
