@@ -5,6 +5,8 @@
     suggestion.fields, suggestion.diff
     from hf_probex import scan_tree
     scan_tree("acme/root", to="acme/root-tree-table")   # a model tree's table, published as a Hub dataset
+    from hf_probex import search
+    search("a corgi in the snow", tree="acme/root")      # its LoRAs by text, from that table
 
 The public names are imported on first use, so `import hf_probex` (and the CLI's `--help`) stay fast.
 """
@@ -25,9 +27,11 @@ _LAZY = {
     "ExpertRegistry": "hf_probex.experts.registry",
     "scan_tree": "hf_probex.scan",
     "ScanResult": "hf_probex.scan",
+    "search": "hf_probex.search",
+    "SearchHit": "hf_probex.search",
 }
-__all__ = ["CardSuggestion", "Expert", "ExpertRegistry", "FieldSuggestion", "ProbexError", "ScanResult", "__version__",
-           "infer_card", "scan_tree"]
+__all__ = ["CardSuggestion", "Expert", "ExpertRegistry", "FieldSuggestion", "ProbexError", "ScanResult", "SearchHit",
+           "__version__", "infer_card", "scan_tree", "search"]
 
 if TYPE_CHECKING:
     from .errors import ProbexError
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
     from .experts.registry import ExpertRegistry
     from .infer import infer_card
     from .scan import ScanResult, scan_tree
+    from .search import SearchHit, search
     from .suggestions import CardSuggestion, FieldSuggestion
 
 
