@@ -296,7 +296,9 @@ def _load_cached(folder: Path, kind: str | None) -> tuple[VectorIndex, pa.Table,
 
     try:
         meta = load_json((folder / "meta.json").read_bytes(), max_bytes=10_000)
-        if not isinstance(meta, dict) or meta.get("format") != _INDEX_FORMAT or meta.get("kind") not in INDEX_KINDS or kind not in (None, meta["kind"]):
+        if not isinstance(meta, dict) or meta.get("format") != _INDEX_FORMAT or meta.get("kind") not in INDEX_KINDS:
+            return None
+        if kind not in (None, meta["kind"]):
             return None
         index, rows = load_index(folder, meta["kind"]), pq.read_table(folder / "rows.parquet")
         if len(rows) != len(index) or rows.column_names != _ROW_COLUMNS:

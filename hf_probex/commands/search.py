@@ -21,7 +21,8 @@ def _search(args: argparse.Namespace) -> int:
     if not 1 <= args.top_k <= MAX_TOP_K:
         raise UserError(f"--top-k must be from 1 to {MAX_TOP_K}")
     try:
-        index = open_tree_index(args.tree, table=args.table, token=args.token, experts=args.expert or None)
+        token = False if args.token == "" else args.token  # --token "": send none (not the stored login)
+        index = open_tree_index(args.tree, table=args.table, token=token, experts=args.expert or None)
         hits = index.search(args.text, args.top_k)
     except BotStopped as err:
         raise UserError(str(err)) from None
