@@ -27,9 +27,10 @@ __all__ = ["EXACT_MAX_ROWS", "HNSW_DTYPE", "INDEX_KINDS", "ExactIndex", "HnswInd
 #: Below this many rows the exact index answers; from it on, HNSW. Measured with scripts/bench_search.py on the
 #: 2-core machine shared with other jobs (docs/benchmarks.md#text-search, 2026-11-30, 256-wide unit vectors): exact
 #: numpy takes ~16 ms median (18 ms p95) per query at 10^5 rows and ~150 ms (220 ms p95) at 10^6, linear in the rows,
-#: so it reaches the 50 ms target near 3 x 10^5 rows; HNSW answers in ~4 ms at any size but costs a build (26 s at
-#: 10^5 rows) and recall (0.65 @10 at 10^5 on uniform random vectors, its worst case). Exact is exact and builds
-#: nothing, so it answers up to 2 x 10^5 rows (~30 ms, a p95 margin under the target) and HNSW from there.
+#: so it reaches the 50 ms target near 3 x 10^5 rows; HNSW answers in ~4 ms at 10^5 and ~17 ms at 10^6 but costs a
+#: build (26 s at 10^5 rows, ~42 min at 10^6) and recall (0.65 @10 at 10^5, 0.16 at 10^6 on uniform random vectors,
+#: its worst case). Exact is exact and builds nothing, so it answers up to 2 x 10^5 rows (~30 ms, a p95 margin under
+#: the target) and HNSW from there.
 EXACT_MAX_ROWS = 200_000
 #: HNSW vectors stored as int8: unit vectors fit [-1, 1]; build ~2.5x faster than float32 and a quarter of the memory,
 #: at the recall@10 measured in docs/benchmarks.md#text-search.
