@@ -7,6 +7,8 @@
     scan_tree("acme/root", to="acme/root-tree-table")   # a model tree's table, published as a Hub dataset
     from hf_probex import train_from_table
     train_from_table("acme/root-tree-table", "root", "experts/root")   # an expert from its documented members
+    from hf_probex import search
+    search("a corgi in the snow", tree="acme/root")      # its LoRAs by text, from that table
 
 The public names are imported on first use, so `import hf_probex` (and the CLI's `--help`) stay fast.
 """
@@ -28,9 +30,11 @@ _LAZY = {
     "scan_tree": "hf_probex.scan",
     "ScanResult": "hf_probex.scan",
     "train_from_table": "hf_probex.experts.from_table",
+    "search": "hf_probex.search",
+    "SearchHit": "hf_probex.search",
 }
-__all__ = ["CardSuggestion", "Expert", "ExpertRegistry", "FieldSuggestion", "ProbexError", "ScanResult", "__version__",
-           "infer_card", "scan_tree", "train_from_table"]
+__all__ = ["CardSuggestion", "Expert", "ExpertRegistry", "FieldSuggestion", "ProbexError", "ScanResult", "SearchHit",
+           "__version__", "infer_card", "scan_tree", "search", "train_from_table"]
 
 if TYPE_CHECKING:
     from .errors import ProbexError
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
     from .experts.registry import ExpertRegistry
     from .infer import infer_card
     from .scan import ScanResult, scan_tree
+    from .search import SearchHit, search
     from .suggestions import CardSuggestion, FieldSuggestion
 
 

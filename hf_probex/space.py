@@ -15,7 +15,8 @@ expert by its tree (`PublicNames`).
 - `browse_tree`: a model tree from the Hub's `base_model` filter (`hf_probex.bot.walk_tree`) plus members
   known otherwise, what each model's card lacks (`hf_probex.cards.missing_fields`) and each field's coverage.
 - `search_loras`: zero-shot search of a LoRA tree: the tree's expert embeds the query with its text
-  encoder and ranks the tree's LoRAs by cosine similarity.
+  encoder and ranks the tree's LoRAs by cosine similarity, from the tree's table when it has one
+  (`hf_probex.search`: a cached vector index, no LoRA read), else by reading every LoRA's layers.
 - `experts_table`, `resolve_registry`, `hub_experts`, `tree_examples`: the experts found, by tree, with
   their cross-validated metrics; found without waiting long on an unreachable Hub; example repos per tree.
 """
@@ -665,25 +666,75 @@ def _declared_concept(readme: str | None) -> str:
 
 def search_loras(root: str, query: str, *, registry: ExpertRegistry, token: str | None = None, top_k: int = 20,
                  limit: int = DEFAULT_MAX_TREE_MODELS, authors: Iterable[str] = (),
-                 members: Iterable[str] | None = None, progress: Progress = _no_progress) -> SearchView:
+                 members: Iterable[str] | None = None, table: str | None = None,
+                 progress: Progress = _no_progress) -> SearchView:
     """Rank the LoRAs of the tree of `root` by how well their weights match `query` (zero-shot: any text works).
 
-    The tree's zero-shot expert embeds the query with its own text encoder and prompt, reads its layers (of an
-    expert that fuses modules, those a LoRA has) of every LoRA in the tree (those whose card names a base_model in
-    it, then those of `authors` routed into it, then `members`, as in `browse_tree`), and scores each by cosine
-    similarity in its weight-text space.
+    The tree's zero-shot expert embeds the query with its own text encoder and prompt. When the tree has a tree
+    table (`table`, or one `hf_probex.search.find_table` finds: the default scan folder, a trusted author's on the
+    Hub) made with this expert, the LoRAs are ranked from its vectors through the cached index (`hf_probex.search`)
+    and no LoRA is read; otherwise the expert reads its layers (of an expert that fuses modules, those a LoRA has)
+    of every LoRA in the tree (those whose card names a base_model in it, then those of `authors` routed into it,
+    then `members`, as in `browse_tree`) and scores each by cosine similarity in its weight-text space. The summary
+    says which of the two answered (and why not the table, when one was found but could not be used).
 
     Raises:
         SpaceInputError: an empty query, a tree without a zero-shot expert, an unknown root.
     """
-    from .adapters import detect
-    from .reading import open_source
-    from .text import encode_texts
-
     query = (query or "").strip()
     if not query:
         raise SpaceInputError("type what the LoRA should draw, e.g. 'a corgi in the snow'")
     entry = _zero_shot_expert(registry, (root or "").strip())
+    view, why_not = _search_table(root.strip(), query, entry, registry, token, top_k, table, progress)
+    if view is not None:
+        return view
+    return _search_layers(root, query, entry, registry, token, top_k, limit, authors, members, progress,
+                          [why_not] if why_not else [])
+
+
+def _search_table(root: str, query: str, entry: ExpertEntry, registry: ExpertRegistry, token: str | None, top_k: int,
+                  table: str | None, progress: Progress) -> tuple[SearchView | None, str]:
+    """The search answered from the tree's table, or (None, why it was not: "" when the tree has none)."""
+    from .search import SearchError, TableNotFoundError, open_tree_index
+
+    progress(0.02, f"looking for the tree table of {root}")
+    try:
+        index = open_tree_index(root, table=table, token=_as_token(token),
+                                experts=ExpertRegistry([entry, *(e for e in registry.entries if e != entry)]))
+    except TableNotFoundError:
+        return None, ""
+    except SearchError as err:
+        return None, f"the tree table was not used ({_one_line(err)}): every LoRA's layers were read instead"
+    except Exception as err:  # noqa: BLE001 - a Hub that fails on the table: the layers still answer
+        return None, f"the tree table could not be read ({_one_line(err)}): every LoRA's layers were read instead"
+    progress(0.5, f"searching {len(index.index)} LoRAs of the tree table")
+    hits = index.search(query, max(1, min(top_k, len(index.index) or 1)))
+    ranking = pd.DataFrame({"rank": np.arange(1, len(hits) + 1), "repo": [h.repo_id for h in hits],
+                            "score": [round(h.score, 4) for h in hits],
+                            "card says": [", ".join(dict.fromkeys(label.value for label in h.labels
+                                                                  if label.source.startswith("card"))) or "(nothing)"
+                                          for h in hits]},
+                           columns=["rank", "repo", "score", "card says"])
+    config = index.expert.config
+    source = (f"the tree table {index.table.location}@{index.table.commit[:8]}" if index.table.commit
+              else "this Space's tree table")
+    summary = (f"### “{query}” in the tree of {root}\n\n**{len(index.index)}** LoRAs ranked by cosine similarity "
+               f"from {source} ({index.index.kind} index; no LoRA read now) with {index.entry.public_name} "
+               f"({index.entry.method}, layer `{index.entry.layer}`, text encoder {config['text_encoder']}, prompt "
+               f"“{config['prompt']}”)")
+    warnings = [f"{index.unindexed} members of the table have no vector of this expert (not LoRAs of its modules, or "
+                "unreadable) and are not ranked"] if index.unindexed else []
+    return SearchView(ranking, summary + "".join(f"\n\n> ⚠ {w}" for w in warnings), warnings), ""
+
+
+def _search_layers(root: str, query: str, entry: ExpertEntry, registry: ExpertRegistry, token: str | None, top_k: int,
+                   limit: int, authors: Iterable[str], members: Iterable[str] | None, progress: Progress,
+                   warnings: list[str]) -> SearchView:
+    """The search answered by reading every LoRA's layers now (a tree without a usable table)."""
+    from .adapters import detect
+    from .reading import open_source
+    from .text import encode_texts
+
     expert = load_expert(entry.location)
     config = expert.config
     tree = _walk(root, token, limit, progress, members, authors, registry)
@@ -702,7 +753,7 @@ def search_loras(root: str, query: str, *, registry: ExpertRegistry, token: str 
     read = _in_parallel(layer, tree.repos, progress, "reading LoRA layers") if tree.repos else []
     found = [(repo, matrix, declared) for repo, (matrix, declared, _) in zip(tree.repos, read) if matrix is not None]
     skipped = [(repo, why) for repo, (matrix, _, why) in zip(tree.repos, read) if matrix is None]
-    warnings = list(tree.warnings)
+    warnings = [*warnings, *tree.warnings]
     if skipped:
         warnings.append(f"{len(skipped)} models were not ranked (not LoRAs of this tree's format), "
                         f"e.g. {skipped[0][0]}: {skipped[0][1]}")
@@ -713,8 +764,9 @@ def search_loras(root: str, query: str, *, registry: ExpertRegistry, token: str 
                             "card says": [found[i][2] or "(nothing)" for i in order]},
                            columns=["rank", "repo", "score", "card says"])
     summary = (f"### “{query}” in the tree of {root.strip()}\n\n**{len(found)}** LoRAs ranked by cosine similarity "
-               f"({_found_by(tree)}) with {entry.public_name} ({entry.method}, layer `{entry.layer}`, text "
-               f"encoder {config['text_encoder']}, prompt “{config['prompt']}”)" + "".join(f"\n\n> ⚠ {w}" for w in warnings))
+               f"({_found_by(tree)}; no tree table: every LoRA's layers read now) with {entry.public_name} "
+               f"({entry.method}, layer `{entry.layer}`, text encoder {config['text_encoder']}, prompt "
+               f"“{config['prompt']}”)" + "".join(f"\n\n> ⚠ {w}" for w in warnings))
     return SearchView(ranking, summary, warnings)
 
 

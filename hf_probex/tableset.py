@@ -185,18 +185,20 @@ def open_table_weight_set(table: str, tree: str, *, revision: str | None = None,
     from huggingface_hub import HfApi
 
     from .bot.client import HubClient
-    from .scan.publish import read_table
+    from .scan.publish import published_table
+    from .scan.table import read_rows
 
     if not 0 <= held_out < 1:
         raise ValueError(f"held_out is a share of the documented members, in [0, 1): got {held_out}")
     api = HfApi(token=token)
-    published = read_table(HubClient(api), table, revision=revision)
-    if published is None or published.root is None:
+    published = published_table(HubClient(api), table, revision=revision)
+    root = published.described.get("scan_of") if published else None
+    if published is None or not isinstance(root, str):
         raise RepoNotFoundError(f"{table} is not a tree table on {api.endpoint}: no dataset repo of that name, or no "
                                 f"hf_probex scan card in it (make one with `hf-probex scan ROOT_ID --to {table}`)")
-    if len(published.rows) > MAX_ROWS:
-        raise BadFileError(f"{table} holds {len(published.rows):,} rows, more than {MAX_ROWS:,}")
-    rows = published.rows
+    rows = read_rows(published.shards())
+    if len(rows) > MAX_ROWS:
+        raise BadFileError(f"{table} holds {len(rows):,} rows, more than {MAX_ROWS:,}")
     kind = _kind(rows)
     chosen = tuple(s for s in (DOCUMENTING_SOURCES[kind] if sources is None else sources) if not is_file_metadata(s))
     excluded: Counter[str] = Counter()
@@ -246,15 +248,15 @@ def open_table_weight_set(table: str, tree: str, *, revision: str | None = None,
     if kind == "classifier":  # the root the table read (its card's `root_sha`); without it experts read uncentred layers
         root_sha = published.described.get("root_sha")
         try:
-            root_path = _download(api, published.root, root_sha if isinstance(root_sha, str) else None, kind,
+            root_path = _download(api, root, root_sha if isinstance(root_sha, str) else None, kind,
                                   max_model_bytes)
         except ProbexError:
             excluded["root weights not downloadable (layers read uncentred)"] += 1
     vocabulary = sorted({label for r in records for label in r.labels})
     return TableWeightSet(
         source=f"table {table}@{published.commit}", records=records, vocabularies={tree: vocabulary},
-        roots={tree: root_path}, root_ids={tree: published.root}, table=table, commit=published.commit,
-        root=published.root, kind=kind, sources=chosen,
+        roots={tree: root_path}, root_ids={tree: root}, table=table, commit=published.commit,
+        root=root, kind=kind, sources=chosen,
         label_sources={row.repo_id: source for row, _, source in documented},
         undocumented=undocumented, metadata_only=metadata_only, excluded={k: v for k, v in excluded.items() if v},
     )

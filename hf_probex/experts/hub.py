@@ -27,6 +27,7 @@ Hub endpoint huggingface_hub is pointed at.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from importlib import resources
 from pathlib import Path
@@ -361,6 +362,17 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         present = self.present(x)
         weights = present / present.sum(dim=1, keepdim=True)
         return (embedded * weights[..., None]).flatten(1).numpy()
+
+    def fingerprint(self) -> str:
+        """16 hex digits of a SHA-256 over the expert's weights and buffers (names, shapes, dtypes, bytes): what makes
+        its `search_vectors`, so a table of search vectors records it and search refuses vectors of another expert
+        (another training run, another version), wherever either copy was loaded from."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            flat = tensor.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{name} {tuple(tensor.shape)} {tensor.dtype}\n".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+        return digest.hexdigest()[:16]
 
     def logits(self, x: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         """multilabel: label logits; zeroshot: cosine similarities / temperature against `text` (default:

@@ -1,11 +1,13 @@
 """A member's embedding in the tree table: the zero-shot expert's for LoRA trees, a count sketch otherwise.
 
-- LoRA trees with a zero-shot expert: `Expert.forward` on the expert's input layer(s) as the expert reads
-  them (`Adapter.read_input`), a unit-norm vector in the expert's weight-text space: a text query embedded
-  with `Expert.embed_text` is scored against it by a dot product (the search of issue 15). An expert that
-  fuses k modules (`Expert.fused`) gives k unit-norm blocks, one per module in that module's own space,
-  concatenated in the order of `embedding_layers`; a module the LoRA lacks is a block of zeros (the
-  expert's score is the mean of the blocks' cosines over the modules present).
+- LoRA trees with a zero-shot expert: the expert's `search_vectors` of the input layer(s) as the expert reads
+  them (`Adapter.read_input`): a text's `search_vectors(text=...)` scores it by an inner product that is the
+  expert's own cosine score (`Expert.predict`), so a vector index answers text search (`hf_probex.search`). An
+  expert of one module gives a unit-norm vector; one that fuses k modules (`Expert.fused`) gives k blocks, one
+  per module in that module's own space, in the order of `embedding_layers`, each unit-norm divided by how many
+  modules the LoRA has, and zeros for a module it lacks (so the inner product is the mean of the present
+  modules' cosines). `embedding_kind` names the expert and its `Expert.fingerprint` in brackets: search uses
+  only vectors of the expert it embeds the query with (`expert_kind`, `kind_fingerprint`).
 - Every other member: a **count sketch** of the expert's input layers (of the family's default layer
   when the tree has no expert), centred as the expert centres them (minus the root's copy, divided by
   its scale, for a root-centred expert; as stored otherwise). The count sketch is a fixed sparse random
@@ -21,18 +23,23 @@ Reads only the expert's layers (those routing did not read already: a source rea
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..adapters import CLASSES_TASK, CONCEPT_TASK, Adapter
+from ..experts.hub import Expert
 from ..experts.registry import ExpertRegistry, load_expert
 from ..infer import expert_for
 from ..reading import WeightSource
 
-__all__ = ["DEFAULT_SKETCH_DIM", "Embedding", "count_sketch", "member_embedding"]
+__all__ = ["DEFAULT_SKETCH_DIM", "EMBEDDING_FORMAT", "Embedding", "count_sketch", "expert_kind", "kind_fingerprint", "member_embedding"]
 
 DEFAULT_SKETCH_DIM = 128
+#: How LoRA embeddings are made (part of the scan's settings digest: rows of an older format are read again).
+#: 2: `Expert.search_vectors`, with the expert's fingerprint in `embedding_kind`.
+EMBEDDING_FORMAT = 2
 DEFAULT_SKETCH_SEED = 0
 
 
@@ -43,6 +50,28 @@ class Embedding:
     vector: np.ndarray
     kind: str
     layers: list[str] = field(default_factory=list)
+
+
+#: `embedding_kind` of a zero-shot expert's search vectors: "zero-shot expert NAME [FINGERPRINT]..." (`expert_kind`).
+_FINGERPRINT = re.compile(r"^zero-shot expert .*\[([0-9a-f]{16})\]")
+
+
+def expert_kind(expert: Expert, name: str) -> str:
+    """The `embedding_kind` of `expert`'s search vectors: its public name, fingerprint and, fused, its modules."""
+    fused = f", {len(expert.config['inputs'])} fused modules x {expert.net.out_dim}" if expert.fused else ""
+    return f"zero-shot expert {name} [{expert.fingerprint()}]{fused}"
+
+
+@functools.lru_cache(maxsize=16)
+def _loaded_expert_kind(location: str, name: str) -> str:
+    """`expert_kind` of the expert `load_expert` keeps for `location`: hashed once per process, not once per member."""
+    return expert_kind(load_expert(location), name)
+
+
+def kind_fingerprint(kind: str | None) -> str | None:
+    """The expert fingerprint an `embedding_kind` names (None: a count sketch, or a table older than fingerprints)."""
+    found = _FINGERPRINT.match(kind or "")
+    return found[1] if found else None
 
 
 @functools.lru_cache(maxsize=16)
@@ -84,15 +113,10 @@ def member_embedding(source: WeightSource, adapter: Adapter, root: str, registry
     layers = [name for name, _ in entry.inputs]
     matrix = adapter.read_input(source, entry.inputs, expert.config["conv_layout"], allow_missing=expert.fused)
     x = torch.as_tensor(matrix, dtype=torch.float32)
+    if task == CONCEPT_TASK:  # the expert's forward checks the shape and refuses NaN / inf (ValueError)
+        return Embedding(expert.search_vectors(matrix)[0].astype(np.float32),
+                         _loaded_expert_kind(entry.location, entry.public_name), layers)
     with torch.no_grad():
-        if task == CONCEPT_TASK:  # forward checks the shape and refuses NaN / inf (ValueError)
-            out = expert.eval()(x)[0]
-            if not expert.fused:
-                return Embedding(out.numpy().astype(np.float32), f"zero-shot expert {entry.public_name}", layers)
-            blocks = out * expert.present(x)[0, :, None]  # a module the LoRA lacks: a block of zeros
-            return Embedding(blocks.flatten().numpy().astype(np.float32),
-                             f"zero-shot expert {entry.public_name}, {blocks.shape[0]} fused modules x {blocks.shape[1]}",
-                             layers)
         if not torch.isfinite(x).all():
             raise ValueError("its layers hold NaN or inf weights")
         centred = (x - expert.offset) / expert.scale  # the expert's root centring (identity for an uncentred one)

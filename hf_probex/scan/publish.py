@@ -4,18 +4,23 @@
 `datasets.load_dataset(repo_id)` loads the table), the tree, date, counts, hf_probex version and scan
 settings under `hf_probex:`, and the columns (from `table.COLUMNS`). `publish_table` creates the dataset
 repo if needed (`HfApi.create_repo(repo_type="dataset", exist_ok=True)`) and uploads the table folder in
-one commit (`upload_folder`), deleting shards the new table no longer has. `read_table` reads a
-published table back (the shards its listing names, each name checked to stay in `data/`): `train --from-table`
-learns from it, and `published_rows` keeps it when it is a table of the same tree and settings, so a scan with an
-empty working folder compares the Hub's repos with the published rows and reads only what changed.
+one commit (`upload_folder`), deleting shards the new table no longer has. `published_table` finds a
+published table's card and shards (each name checked to stay in `data/`, each size bounded; downloaded into
+huggingface_hub's cache at the repo's commit), `folder_table` a table on disk, and `published_rows` reads a
+published table's rows back, so a scan with an empty working folder compares the Hub's repos with the published
+rows and reads only what changed; text search (`hf_probex.search`) and `train --from-table`
+(`hf_probex.tableset`) read tables through the first two.
 Calls go through `HubClient.call`: 429 and 5xx are retried with Retry-After or an exponential backoff.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
+import os
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -27,12 +32,15 @@ from ..errors import BadFileError, hub_errors
 from ..reading import MAX_SMALL_FILE_BYTES, safe_relpath
 from .table import COLUMNS, ScanRow, read_rows
 
-__all__ = ["DATA_FILES", "PublishedTable", "dataset_card", "publish_table", "published_rows", "read_table"]
+__all__ = ["DATA_FILES", "TableFiles", "dataset_card", "folder_table", "publish_table", "published_rows",
+           "published_table"]
 
 #: Where a table's shards live in its dataset repo.
 DATA_FILES = "data/*.parquet"
 #: A published shard larger than this is not one hf_probex wrote (ROWS_PER_SHARD rows of a wide embedding: ~80 MB).
 MAX_SHARD_BYTES = 1_000_000_000
+#: More shards than this is not a table hf_probex wrote (10^7 rows at ROWS_PER_SHARD rows a shard is 200).
+MAX_SHARDS = 1_000
 
 
 def dataset_card(root: str, root_sha: str | None, members: list[ScanRow], *, settings: str, scanned_at: str) -> str:
@@ -93,59 +101,90 @@ def publish_table(client: HubClient, table_dir: Path, repo_id: str, *, root: str
     return info.oid
 
 
-@dataclass
-class PublishedTable:
-    """A tree table read back from its dataset repo: the commit read, what its card says under `hf_probex:`
-    (`scan_of`: the root; `settings`, `scanned_at`, ...), and its rows."""
+@dataclass(frozen=True)
+class TableFiles:
+    """A tree table on this machine: where it is from (`location`: a dataset repo id or a folder), the dataset repo's
+    commit (None for a folder), its card's `hf_probex:` metadata (`described`; {} when the card has none) and its
+    shards (downloaded on first use by `shards`)."""
 
-    repo_id: str
-    commit: str
+    location: str
+    commit: str | None
     described: dict
-    rows: list[ScanRow]
+    _shards: Callable[[], list[Path]] = field(repr=False, compare=False)
 
-    @property
-    def root(self) -> str | None:
-        """The root of the tree the table is of (its card's `scan_of`)."""
-        root = self.described.get("scan_of")
-        return root if isinstance(root, str) else None
+    def shards(self) -> list[Path]:
+        """The parquet shards, in name order (from a repo: downloaded into huggingface_hub's cache at `commit`)."""
+        return self._shards()
 
 
-def read_table(client: HubClient, repo_id: str, *, revision: str | None = None) -> PublishedTable | None:
-    """The tree table published at `repo_id` (at `revision`, default main): None when there is no such dataset repo,
-    no card, or a card without the `hf_probex:` block scans write.
+def _described(card_text: str) -> dict:
+    try:
+        described = metadata_of(card_text).get("hf_probex") or {}
+    except CardError:
+        return {}
+    return described if isinstance(described, dict) else {}
+
+
+def _checked_shards(sizes: dict[str, int], where: str) -> list[str]:
+    """The shard names of a table (`data/*.parquet`, directly in data/), each checked to be a shard's size."""
+    shards = sorted(name for name in sizes if fnmatch.fnmatch(name, DATA_FILES) and name.count("/") == 1)
+    if len(shards) > MAX_SHARDS:
+        raise BadFileError(f"{where}: {len(shards)} shards, more than a table hf_probex writes")
+    for name in shards:
+        if sizes[name] > MAX_SHARD_BYTES:
+            raise BadFileError(f"{where}: {name} has {sizes[name]} bytes, more than a table shard's")
+    return shards
+
+
+def published_table(client: HubClient, repo_id: str, *, revision: str | None = None) -> TableFiles | None:
+    """The table published at the dataset repo `repo_id`, at `revision` (default: its current commit): its card
+    read, its shards checked
+    (names in `data/`, sizes bounded) and downloaded when asked; None when there is no such repo or it has no card.
 
     Raises:
         BadFileError: a file of the repo is too large, or named outside `data/`.
-        ProbexError: the Hub refused or could not be reached (one line, `errors.hub_errors`).
+        ProbexError: the Hub refused the download (`hub_errors`).
     """
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
     api = client.api
-    with hub_errors(repo_id, revision, authenticated=bool(api.token), endpoint=api.endpoint):
-        try:
-            info = client.call(lambda: api.dataset_info(repo_id, revision=revision, files_metadata=True))
-        except RepositoryNotFoundError:
-            return None
+    try:
+        info = client.call(lambda: api.dataset_info(repo_id, revision=revision, files_metadata=True))
+    except RepositoryNotFoundError:
+        return None
     sizes = {safe_relpath(s.rfilename, f"the listing of {repo_id}"): s.size or 0 for s in info.siblings or []}
     if sizes.get("README.md", 0) > MAX_SMALL_FILE_BYTES:
         raise BadFileError(f"{repo_id}: README.md has {sizes['README.md']} bytes, more than a card's")
-    with hub_errors(repo_id, info.sha, authenticated=bool(api.token), endpoint=api.endpoint):
+    shards = _checked_shards(sizes, repo_id)
+    errors = functools.partial(hub_errors, repo_id, info.sha, authenticated=bool(api.token), endpoint=api.endpoint)
+    with errors():
         try:
             card = Path(api.hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=info.sha))
         except EntryNotFoundError:
             return None
-        try:
-            described = metadata_of(card.read_text(encoding="utf-8")).get("hf_probex") or {}
-        except CardError:
-            return None
-        if not isinstance(described, dict) or not described.get("scan_of"):
-            return None
-        shards = sorted(name for name in sizes if fnmatch.fnmatch(name, DATA_FILES) and name.count("/") == 1)
-        for name in shards:
-            if sizes[name] > MAX_SHARD_BYTES:
-                raise BadFileError(f"{repo_id}: {name} has {sizes[name]} bytes, more than a table shard's")
-        paths = [Path(api.hf_hub_download(repo_id, name, repo_type="dataset", revision=info.sha)) for name in shards]
-    return PublishedTable(repo_id, info.sha, described, read_rows(paths))
+
+    def download() -> list[Path]:
+        with errors():
+            return [Path(api.hf_hub_download(repo_id, name, repo_type="dataset", revision=info.sha)) for name in shards]
+
+    return TableFiles(repo_id, info.sha, _described(card.read_text(encoding="utf-8", errors="replace")),
+                      functools.cache(download))
+
+
+def folder_table(folder: str | os.PathLike[str]) -> TableFiles | None:
+    """The table in a local folder: a scan's working folder (its `table/`) or a table folder (README.md and
+    `data/*.parquet`, as published); None when the folder holds neither. Shards are size-checked as a download's."""
+    path = Path(folder)
+    table = path / "table" if (path / "table" / "README.md").is_file() else path
+    card = table / "README.md"
+    if not card.is_file() or not (table / "data").is_dir():
+        return None
+    if card.stat().st_size > MAX_SMALL_FILE_BYTES:
+        raise BadFileError(f"{card}: {card.stat().st_size} bytes, more than a card's")
+    sizes = {f"data/{p.name}": p.stat().st_size for p in (table / "data").iterdir() if p.is_file() and not p.is_symlink()}
+    shards = [table / name for name in _checked_shards(sizes, str(table))]
+    return TableFiles(str(table), None, _described(card.read_text(encoding="utf-8", errors="replace")),
+                      lambda: list(shards))
 
 
 def published_rows(client: HubClient, repo_id: str, *, root: str, settings: str) -> list[ScanRow] | None:
@@ -155,7 +194,7 @@ def published_rows(client: HubClient, repo_id: str, *, root: str, settings: str)
     Raises:
         BadFileError: a file of the repo is too large, or named outside `data/`.
     """
-    table = read_table(client, repo_id)
-    if table is None or table.root != root or table.described.get("settings") != settings:
+    table = published_table(client, repo_id)
+    if table is None or table.described.get("scan_of") != root or table.described.get("settings") != settings:
         return None
-    return table.rows
+    return read_rows(table.shards())

@@ -30,7 +30,7 @@ from ..errors import RepoNotFoundError
 from ..infer import Experts, expert_registry
 from ..members import candidate_repos, card_members, check_root
 from ..reading import looks_like_repo_id
-from .embedding import DEFAULT_SKETCH_DIM, DEFAULT_SKETCH_SEED
+from .embedding import DEFAULT_SKETCH_DIM, DEFAULT_SKETCH_SEED, EMBEDDING_FORMAT
 from .engines import make_engine
 from .folder import DEFAULT_FLUSH_EVERY, ScanFolder
 from .member import MemberJob, ScanSettings
@@ -98,8 +98,9 @@ def default_scan_folder(root: str) -> Path:
 
 
 def _settings_key(settings: ScanSettings) -> str:
-    """A digest of what the rows depend on besides the repo: hf_probex's version, the experts, the sketch."""
-    described = {"version": __version__, "sketch": [settings.sketch_dim, settings.sketch_seed],
+    """A digest of what the rows depend on besides the repo: hf_probex's version, how embeddings are made, the
+    experts, the sketch."""
+    described = {"version": __version__, "embedding": EMBEDDING_FORMAT, "sketch": [settings.sketch_dim, settings.sketch_seed],
                  "experts": sorted([e.location, e.task, e.root or "", json.dumps(e.inputs)]
                                    for e in settings.registry.entries)}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]

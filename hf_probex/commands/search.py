@@ -1,0 +1,70 @@
+"""`hf-probex search`: LoRAs of a tree found by text, answered from its tree table (docs/scan.md#search)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .common import UserError
+
+
+def _search(args: argparse.Namespace) -> int:
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    from ..bot import BotStopped
+    from ..search import MAX_TOP_K, open_tree_index
+
+    if not args.text.strip():
+        raise UserError("the query is empty: type what the LoRA should draw, e.g. hf-probex search \"a corgi in the "
+                        "snow\" --tree ROOT_ID")
+    if not 1 <= args.top_k <= MAX_TOP_K:
+        raise UserError(f"--top-k must be from 1 to {MAX_TOP_K}")
+    try:
+        token = False if args.token == "" else args.token  # --token "": send none (not the stored login)
+        index = open_tree_index(args.tree, table=args.table, token=token, experts=args.expert or None)
+        hits = index.search(args.text, args.top_k)
+    except BotStopped as err:
+        raise UserError(str(err)) from None
+    except (OfflineModeIsEnabled, httpx2.HTTPError) as err:
+        raise UserError(f"cannot reach the Hub ({type(err).__name__}): check the network and HF_ENDPOINT, unset "
+                        "HF_HUB_OFFLINE, or pass --table with a local table folder") from None
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else "?"
+        raise UserError(f"the Hub answered HTTP {status}: {err.server_message or str(err).splitlines()[0]}") from None
+    if args.json:
+        print(json.dumps({"query": args.text.strip(), "tree": args.tree, "table": index.table.location,
+                          "commit": index.table.commit, "index": index.index.kind, "rows": len(index.index),
+                          "expert": index.entry.public_name, "hits": [hit.as_dict() for hit in hits]}, indent=1))
+        return 0
+    print(f"\u201c{args.text.strip()}\u201d in the tree of {args.tree}: {index.describe()}")
+    for rank, hit in enumerate(hits, start=1):
+        said = "; ".join(dict.fromkeys(label.value for label in hit.labels)) or "(its files and card say nothing)"
+        print(f"{rank:>3}. {hit.score:+.4f}  {hit.repo_id}  {said}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add this group's command to the `hf-probex` parser."""
+    search = commands.add_parser(
+        "search", help="find the LoRAs of a tree by text, from its tree table (hf-probex scan)",
+        description="Rank the LoRAs of the model tree of --tree by how well their weights match TEXT (any text: "
+                    "the tree's zero-shot expert scores it, as infer does). Answers from the tree table `hf-probex "
+                    "scan` published (one vector per LoRA), through a vector index cached by the table's commit: no "
+                    "LoRA is read at query time. Without --table, the table of the default scan folder of the tree "
+                    "is used, else the latest on the Hub from a trusted author. See docs/scan.md#search.",
+        epilog="example: hf-probex scan acme/sd-root --to acme/sd-root-tree-table && "
+               "hf-probex search \"a corgi in the snow\" --tree acme/sd-root --table acme/sd-root-tree-table",
+    )
+    search.add_argument("text", metavar="TEXT", help="what the LoRA should draw, e.g. \"a corgi in the snow\"")
+    search.add_argument("--tree", required=True, metavar="ROOT_ID", help="the root repo of the LoRA tree")
+    search.add_argument("--table", metavar="REPO_ID_OR_FOLDER",
+                        help="the tree table: a dataset repo id (hf-probex scan --to) or a folder (hf-probex scan --out, "
+                             "or a table folder with README.md and data/*.parquet)")
+    search.add_argument("--top-k", type=int, default=10, metavar="N", help="how many LoRAs to show (default: 10)")
+    search.add_argument("--json", action="store_true", help="print the hits as JSON")
+    search.add_argument("--expert", action="append", metavar="DIR_OR_REPO",
+                        help="use this expert (repeatable; default: the local registry and, online, the Hub's experts); "
+                             "it must be the one the table was scanned with")
+    search.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login); never printed")
+    search.set_defaults(func=_search)

@@ -1,0 +1,397 @@
+"""Text search over a LoRA tree, answered from its published tree table with a vector index (issue 15, item 4).
+
+    from hf_probex import search
+    for hit in search("a corgi in the snow", tree="acme/sd-root", table="acme/sd-root-tree-table"):
+        print(hit.repo_id, hit.score, hit.labels, hit.sha)
+
+This module owns the read side of a tree table for search: finding the table (`find_table`), checking that its
+vectors are those of the expert that embeds the query, the index over them cached by the table's commit
+(`open_tree_index`), and the hits (`SearchHit`). It reuses the scan's readers (`scan.publish.published_table`,
+`folder_table`: bounded listings and downloads), the expert registry, the text encoders (`text.encode_texts`) and
+the indexes of `vector_index`.
+
+How a query is answered: the tree's zero-shot expert embeds it with its own text encoder and prompt
+(`Expert.search_vectors(text=...)`); the table's rows carry `Expert.search_vectors` of each LoRA (the scan wrote
+them, with the expert's fingerprint in `embedding_kind`), so an inner product is the expert's own cosine score
+and the index returns the best rows. Rows of another expert (another training run or version) are never mixed
+in: a table without rows of this expert is refused ("rescan").
+
+The index is kept in `<cache>/search/<table>/<commit>-<expert fingerprint>-<kind>/` (cache: `HF_PROBEX_CACHE` or
+the user cache folder): the float32 vectors (`.npy`, read with `allow_pickle=False`), usearch's graph file for
+large tables, and the rows' ids, commits and labels (parquet). A table at a new commit gets a new index; a
+local table folder is keyed by a digest of its files instead of a commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import ProbexError
+from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
+from .scan.table import Label
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .experts.hub import Expert
+    from .infer import Experts
+    from .scan.publish import TableFiles
+    from .vector_index import VectorIndex
+
+__all__ = ["DEFAULT_TOP_K", "MAX_QUERY_CHARS", "MAX_TOP_K", "SearchError", "SearchHit", "TableNotFoundError",
+           "TreeIndex", "find_table", "open_tree_index", "search"]
+
+DEFAULT_TOP_K = 10
+MAX_TOP_K = 1_000
+#: A query is a description, not a document: text encoders read a few dozen tokens.
+MAX_QUERY_CHARS = 1_000
+#: The tag every tree table's dataset card carries (`scan.publish.dataset_card`): how tables are found on the Hub.
+TREE_TABLE_TAG = "hf-probex-tree-table"
+#: The table columns search reads (the embedding only when building an index).
+_ROW_COLUMNS = ["repo_id", "sha", "family", "labels"]
+_INDEX_FORMAT = 1
+
+
+class SearchError(ProbexError):
+    """A search that cannot be answered: a bad query, a tree without a zero-shot expert, an unusable table."""
+
+
+class TableNotFoundError(SearchError):
+    """No tree table of the tree was found (nothing given, none in the scan folder, none on the Hub)."""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One LoRA found: its repo, its score (the expert's cosine score for the query), what its files and card say
+    it was trained on (the scan's harvested labels, each with its source), the commit read, its family."""
+
+    repo_id: str
+    score: float
+    labels: tuple[Label, ...] = ()
+    sha: str | None = None
+    family: str | None = None
+
+    def as_dict(self) -> dict:
+        """The hit as JSON takes it."""
+        return {**asdict(self), "labels": [asdict(label) for label in self.labels]}
+
+
+@dataclass
+class TreeIndex:
+    """A tree table's index for one expert, ready to answer queries (see the module docstring).
+
+    Attributes:
+        tree: the tree's root; `entry`, `expert`: its zero-shot expert.
+        table: where the table came from (`location`, `commit`).
+        index: the vector index; `rows`: repo_id, sha, family, labels of each indexed row, in index order.
+        folder: the index's cache folder; `built`: True when this call built it, False when it was read back.
+        unindexed: members of the table without a vector of this expert (not LoRAs, unreadable, no module).
+    """
+
+    tree: str
+    entry: ExpertEntry
+    expert: Expert
+    table: TableFiles
+    index: VectorIndex
+    rows: pa.Table
+    folder: Path
+    built: bool
+    unindexed: int = 0
+    _query_cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def query_vector(self, text: str) -> np.ndarray:
+        """`text` as the expert scores it: its text encoder on its prompt, then `search_vectors(text=...)`."""
+        from .text import encode_texts
+
+        text = _checked_query(text)
+        if text not in self._query_cache:
+            config = self.expert.config
+            encoded = encode_texts([config["prompt"].format(text)], config["text_encoder"])
+            self._query_cache[text] = self.expert.search_vectors(text=encoded)[0]
+        return self._query_cache[text]
+
+    def search(self, text: str, top_k: int = DEFAULT_TOP_K) -> list[SearchHit]:
+        """The `top_k` LoRAs whose weights match `text` best, best first."""
+        _checked_top_k(top_k)
+        found, scores = self.index.search(self.query_vector(text), top_k)
+        rows = self.rows.take(found).to_pylist() if len(found) else []
+        return [SearchHit(row["repo_id"], float(score), tuple(Label(**label) for label in row["labels"] or []),
+                          row["sha"], row["family"]) for row, score in zip(rows, scores)]
+
+    def describe(self) -> str:
+        """One line for people: how many LoRAs, from which table at which commit, which index, which expert."""
+        commit = f"@{self.table.commit[:8]}" if self.table.commit else " (a local folder)"
+        location = self.table.location if self.table.commit else "the tree table"
+        return (f"{len(self.index)} LoRAs from {location}{commit}, {self.index.kind} index, expert "
+                f"{self.entry.public_name}")
+
+
+def _checked_query(text: str) -> str:
+    text = (text or "").strip() if isinstance(text, str) else ""
+    if not text:
+        raise SearchError("the query is empty: type what the LoRA should draw, e.g. 'a corgi in the snow'")
+    if len(text) > MAX_QUERY_CHARS:
+        raise SearchError(f"the query has {len(text)} characters; describe the concept in at most {MAX_QUERY_CHARS}")
+    return text
+
+
+def _checked_top_k(top_k: int) -> None:
+    if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+        raise SearchError(f"top_k must be a whole number from 1 to {MAX_TOP_K}, not {top_k!r}")
+
+
+def _zero_shot_entries(registry: ExpertRegistry, tree: str) -> list[ExpertEntry]:
+    from .adapters import CONCEPT_TASK
+
+    entries = registry.for_root(tree, CONCEPT_TASK)
+    if not entries:
+        known = sorted({e.root for e in registry.entries if e.task == CONCEPT_TASK and e.root})
+        raise SearchError(f"no zero-shot expert for the tree of {tree}: text search works on LoRA trees with one "
+                          f"({', '.join(known) or 'none known here'}); pass --expert, or train one with `hf-probex "
+                          f"train --tree ... --register`")
+    return entries
+
+
+def _hub_tables(client, tree: str, token: str | bool | None) -> TableFiles | None:
+    """The most recently changed tree table of `tree` on the Hub from a trusted author (as experts are trusted: a
+    table decides what a search shows), or None."""
+    from .experts.registry import trusted_authors
+    from .scan.publish import published_table
+
+    for author in trusted_authors(token):
+        listed = client.call(lambda author=author: list(client.api.list_datasets(
+            filter=TREE_TABLE_TAG, author=author, sort="lastModified", limit=100)))
+        for dataset in listed:
+            table = published_table(client, dataset.id)
+            if table is not None and table.described.get("scan_of") == tree:
+                return table
+    return None
+
+
+def find_table(tree: str, table: str | os.PathLike[str] | None = None, *, token: str | bool | None = None) -> TableFiles:
+    """The tree table to search `tree` in: `table` (a dataset repo id, a scan's working folder or a table folder);
+    without it, the table of the scan folder `hf-probex scan` uses by default for `tree`, else the latest table of
+    `tree` on the Hub from a trusted author (`experts.registry.trusted_authors`; not when HF_HUB_OFFLINE is set).
+
+    Raises:
+        TableNotFoundError: no table was given or found.
+        SearchError: the table given cannot be read, or is another tree's.
+    """
+    from huggingface_hub import HfApi, constants
+
+    from .bot.client import HubClient
+    from .reading import looks_like_repo_id
+    from .scan.publish import folder_table, published_table
+    from .scan.run import default_scan_folder
+
+    client = HubClient(HfApi(token=token))
+    if table is not None:
+        if Path(table).exists():
+            found = folder_table(table)
+            if found is None:
+                raise SearchError(f"{table} holds no tree table (README.md and data/*.parquet): pass the folder "
+                                  f"`hf-probex scan --out` wrote, or a dataset repo id")
+        elif looks_like_repo_id(str(table)):
+            found = published_table(client, str(table))
+            if found is None:
+                raise TableNotFoundError(f"{table}: no tree table on {client.api.endpoint}: publish one with "
+                                         f"`hf-probex scan {tree} --to {table}`")
+        else:
+            raise SearchError(f"--table {table!r} is neither a folder nor a dataset repo id (namespace/name)")
+    else:
+        found = folder_table(default_scan_folder(tree))
+        if found is None and not constants.HF_HUB_OFFLINE:
+            found = _hub_tables(client, tree, token)
+        if found is None:
+            raise TableNotFoundError(f"no tree table of {tree} was found (no scan in {default_scan_folder(tree)}, none "
+                                     f"on the Hub from a trusted author): run `hf-probex scan {tree} --to OWNER/NAME`, "
+                                     f"then pass --table OWNER/NAME")
+    scan_of = found.described.get("scan_of")
+    if scan_of != tree:
+        raise SearchError(f"{found.location} is the table of {scan_of or 'no tree hf_probex scanned'}, not of {tree}: "
+                          f"pass the table of {tree}" + (f", or --tree {scan_of}" if scan_of else ""))
+    return found
+
+
+def _location_key(table: TableFiles) -> str:
+    if table.commit is not None:
+        return table.location.replace("/", "--")
+    return "folder-" + hashlib.sha256(str(Path(table.location).resolve()).encode()).hexdigest()[:16]
+
+
+def _table_version(table: TableFiles) -> str:
+    """The dataset repo's commit; for a local folder, a digest of its shards' bytes (a rescan changes it)."""
+    if table.commit is not None:
+        return table.commit
+    digest = hashlib.sha256()
+    for path in table.shards():
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return "local-" + digest.hexdigest()[:24]
+
+
+def _read_vectors(table: TableFiles, expert: Expert, tree: str) -> tuple[pa.Table, np.ndarray, int]:
+    """(rows, vectors [n, width], members without a vector of `expert`) from the table's shards: the rows whose
+    `embedding_kind` names `expert`'s fingerprint and that have an embedding.
+
+    Raises:
+        SearchError: the table lacks the columns, holds no vectors of this expert, or vectors of the wrong width.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from .scan.embedding import kind_fingerprint
+
+    wanted = [*_ROW_COLUMNS, "embedding", "embedding_kind"]
+    parts = []
+    for path in table.shards():
+        try:
+            parts.append(pq.read_table(path, columns=wanted))
+        except (pa.ArrowInvalid, KeyError, OSError) as err:
+            raise SearchError(f"{table.location}: {path.name} is not a tree table shard hf_probex can read "
+                              f"({str(err).splitlines()[0]}): rescan with `hf-probex scan {tree}`") from None
+    if not parts:
+        raise SearchError(f"{table.location} holds no rows: rescan with `hf-probex scan {tree}`")
+    rows = pa.concat_tables(parts)
+    fingerprint = expert.fingerprint()
+    kinds = [k for k in rows["embedding_kind"].unique().to_pylist() if k is not None]
+    ours = [k for k in kinds if kind_fingerprint(k) == fingerprint]
+    if not ours:
+        if any(k.startswith("zero-shot expert") for k in kinds):
+            raise SearchError(f"the table was scanned with another expert; rescan ({table.location} has vectors of "
+                              f"{kinds[0].split(',')[0]}, the tree's expert is [{fingerprint}]: `hf-probex scan "
+                              f"{tree} --to ...` with it)")
+        raise SearchError(f"{table.location} has no LoRA vectors of a zero-shot expert (its rows were scanned "
+                          f"without one): rescan with `hf-probex scan {tree} --expert ...`")
+    mask = pc.and_(pc.is_in(rows["embedding_kind"], value_set=pa.array(ours)), pc.is_valid(rows["embedding"]))
+    kept = rows.filter(mask)
+    width = expert.search_vectors(text=np.zeros((1, expert.config["text_dim"]), np.float32)).shape[1]
+    embedding = kept["embedding"].combine_chunks()
+    if len(kept) and pc.any(pc.not_equal(pc.list_value_length(embedding), width)).as_py():
+        raise SearchError(f"{table.location}: vectors of another width than the expert's {width}: rescan")
+    vectors = embedding.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, width)
+    if not np.isfinite(vectors).all():
+        raise SearchError(f"{table.location}: vectors hold NaN or inf: rescan")
+    return kept.select(_ROW_COLUMNS), vectors, len(rows) - len(kept)
+
+
+def _load_cached(folder: Path, kind: str | None) -> tuple[VectorIndex, pa.Table, int] | None:
+    """The index kept in `folder`, or None when it is missing, damaged or of another kind than asked."""
+    import pyarrow.parquet as pq
+
+    from .bounded import load_json
+    from .vector_index import INDEX_KINDS, load_index
+
+    try:
+        meta = load_json((folder / "meta.json").read_bytes(), max_bytes=10_000)
+        if not isinstance(meta, dict) or meta.get("format") != _INDEX_FORMAT or meta.get("kind") not in INDEX_KINDS:
+            return None
+        if kind not in (None, meta["kind"]):
+            return None
+        index, rows = load_index(folder, meta["kind"]), pq.read_table(folder / "rows.parquet")
+        if len(rows) != len(index) or rows.column_names != _ROW_COLUMNS:
+            return None
+        return index, rows, int(meta.get("unindexed", 0))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _save(folder: Path, index: VectorIndex, rows: pa.Table, unindexed: int) -> None:
+    """Write the index's folder whole: into a temporary folder beside it, then renamed into place."""
+    import pyarrow.parquet as pq
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        index.save(staging)
+        pq.write_table(rows, staging / "rows.parquet")
+        (staging / "meta.json").write_text(json.dumps({"format": _INDEX_FORMAT, "kind": index.kind, "rows": len(rows),
+                                                       "unindexed": unindexed}))
+        shutil.rmtree(folder, ignore_errors=True)  # a damaged one (a loaded one is never replaced)
+        os.replace(staging, folder)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)  # a read-only cache: the index still answers from memory
+
+
+def open_tree_index(tree: str, *, table: str | os.PathLike[str] | None = None, token: str | bool | None = None,
+                    experts: Experts = None, kind: str | None = None,
+                    cache_dir: str | os.PathLike[str] | None = None) -> TreeIndex:
+    """The index of the tree table of `tree` for its zero-shot expert: read back from the cache when this table
+    commit was indexed before, built (and cached) otherwise.
+
+    Args:
+        tree: the tree's root repo id.
+        table: a dataset repo id, a scan's working folder or a table folder (default: see `find_table`).
+        token: a Hub token (default: the saved one or HF_TOKEN; False sends none).
+        experts: an `ExpertRegistry`, expert folders or Hub repo ids (default: the local registry and the Hub's).
+        kind: "exact" or "usearch" (default: by the row count, `vector_index.choose_index_kind`).
+        cache_dir: where indexes are kept (default `<hf_probex cache>/search`).
+
+    Raises:
+        SearchError: no zero-shot expert for the tree, no usable table (`TableNotFoundError`: none found).
+    """
+    from .commands.common import default_cache_dir
+    from .infer import expert_registry
+    from .reading import looks_like_repo_id
+    from .vector_index import INDEX_KINDS, build_index
+
+    tree = (tree or "").strip()
+    if not looks_like_repo_id(tree):
+        raise SearchError(f"--tree {tree!r} is not a Hub repo id: give the tree's root as namespace/name")
+    if kind not in (None, *INDEX_KINDS):
+        raise SearchError(f"unknown index kind {kind!r}: one of {', '.join(INDEX_KINDS)}")
+    entries = _zero_shot_entries(expert_registry(experts, token), tree)
+    found = find_table(tree, table, token=token)
+    version = _table_version(found)
+    base = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "search"
+    refusal = None
+    for entry in entries:  # usually one; a table scanned with one of several experts of the tree uses that one
+        expert = load_expert(entry.location)
+        folder = base / _location_key(found) / f"{version}-{expert.fingerprint()}-{kind or 'auto'}"
+        cached = _load_cached(folder, kind)
+        if cached is not None:
+            return TreeIndex(tree, entry, expert, found, cached[0], cached[1], folder, built=False, unindexed=cached[2])
+        try:
+            rows, vectors, unindexed = _read_vectors(found, expert, tree)
+        except SearchError as err:
+            refusal = refusal or err
+            continue
+        index = build_index(vectors, kind)
+        _save(folder, index, rows, unindexed)
+        return TreeIndex(tree, entry, expert, found, index, rows, folder, built=True, unindexed=unindexed)
+    raise refusal
+
+
+def search(text: str, *, tree: str, table: str | os.PathLike[str] | None = None, top_k: int = DEFAULT_TOP_K,
+           token: str | bool | None = None, experts: Experts = None) -> list[SearchHit]:
+    """The LoRAs of the tree of `tree` whose weights match `text` best, from its tree table (see the module docstring).
+
+    Args:
+        text: what the LoRA should draw ("a corgi in the snow"); any text, not only the expert's vocabulary.
+        tree: the tree's root repo id.
+        table: the tree table: a dataset repo id, a scan's working folder or a table folder (default: `find_table`).
+        top_k: how many hits (1 to `MAX_TOP_K`).
+        token: a Hub token (default: the saved one or HF_TOKEN; False sends none).
+        experts: an `ExpertRegistry`, expert folders or Hub repo ids (default: the local registry and the Hub's).
+
+    Returns:
+        Up to `top_k` hits, best first: repo id, score (the expert's cosine score), harvested labels, commit.
+
+    Raises:
+        SearchError: an empty query, a tree without a zero-shot expert, no table, a table of another expert.
+    """
+    _checked_query(text)
+    _checked_top_k(top_k)
+    return open_tree_index(tree, table=table, token=token, experts=experts).search(text, top_k)
