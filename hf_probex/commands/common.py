@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
 class UserError(Exception):
     """A bad input: printed as one `error:` line, exit status 2."""
+
+
+@contextlib.contextmanager
+def hub_errors_as_user_errors(offline_hint: str = "") -> Iterator[None]:
+    """What the Hub says (unreachable, offline mode, an HTTP error, the bot's stop) as one `UserError` line;
+    `offline_hint` adds what else to try when the Hub cannot be reached."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    from ..bot import BotStopped
+
+    try:
+        yield
+    except BotStopped as err:
+        raise UserError(str(err)) from None
+    except (OfflineModeIsEnabled, httpx2.HTTPError) as err:
+        raise UserError(f"cannot reach the Hub ({type(err).__name__}): check the network and HF_ENDPOINT, and unset "
+                        f"HF_HUB_OFFLINE{offline_hint}") from None
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else "?"
+        raise UserError(f"the Hub answered HTTP {status}: {err.server_message or str(err).splitlines()[0]}") from None
 
 
 def default_cache_dir() -> Path:

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from .common import UserError
+from .common import UserError, hub_errors_as_user_errors
 
 
 def _scan(args: argparse.Namespace) -> int:
-    import httpx2
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-
-    from ..bot import BotStopped
     from ..reading import looks_like_repo_id
     from ..scan import scan_tree
 
@@ -22,19 +18,11 @@ def _scan(args: argparse.Namespace) -> int:
         raise UserError("--workers and --flush-every must be at least 1")
     if args.ray_address and args.engine != "ray":
         raise UserError("--ray-address needs --engine ray")
-    try:
+    with hub_errors_as_user_errors():
         result = scan_tree(args.root, to=args.to, out=args.out, engine=args.engine, workers=args.workers,
                            ray_address=args.ray_address, experts=args.expert or None, token=args.token,
                            authors=args.author or (), search=args.search, private=args.private,
                            flush_every=args.flush_every, progress=not args.quiet)
-    except BotStopped as err:
-        raise UserError(str(err)) from None
-    except (OfflineModeIsEnabled, httpx2.HTTPError) as err:
-        raise UserError(f"cannot reach the Hub ({type(err).__name__}): check the network and HF_ENDPOINT, and unset "
-                        "HF_HUB_OFFLINE") from None
-    except HfHubHTTPError as err:
-        status = err.response.status_code if err.response is not None else "?"
-        raise UserError(f"the Hub answered HTTP {status}: {err.server_message or str(err).splitlines()[0]}") from None
     print(result.summary())
     print(f"table: {result.table_files[0].parent.parent}")
     return 0

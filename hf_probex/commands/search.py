@@ -5,14 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import UserError
+from .common import UserError, hub_errors_as_user_errors
 
 
 def _search(args: argparse.Namespace) -> int:
-    import httpx2
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-
-    from ..bot import BotStopped
     from ..search import MAX_TOP_K, open_tree_index
 
     if not args.text.strip():
@@ -20,18 +16,10 @@ def _search(args: argparse.Namespace) -> int:
                         "snow\" --tree ROOT_ID")
     if not 1 <= args.top_k <= MAX_TOP_K:
         raise UserError(f"--top-k must be from 1 to {MAX_TOP_K}")
-    try:
+    with hub_errors_as_user_errors(", or pass --table with a local table folder"):
         token = False if args.token == "" else args.token  # --token "": send none (not the stored login)
         index = open_tree_index(args.tree, table=args.table, token=token, experts=args.expert or None)
         hits = index.search(args.text, args.top_k)
-    except BotStopped as err:
-        raise UserError(str(err)) from None
-    except (OfflineModeIsEnabled, httpx2.HTTPError) as err:
-        raise UserError(f"cannot reach the Hub ({type(err).__name__}): check the network and HF_ENDPOINT, unset "
-                        "HF_HUB_OFFLINE, or pass --table with a local table folder") from None
-    except HfHubHTTPError as err:
-        status = err.response.status_code if err.response is not None else "?"
-        raise UserError(f"the Hub answered HTTP {status}: {err.server_message or str(err).splitlines()[0]}") from None
     if args.json:
         print(json.dumps({"query": args.text.strip(), "tree": args.tree, "table": index.table.location,
                           "commit": index.table.commit, "index": index.index.kind, "rows": len(index.index),
