@@ -118,3 +118,16 @@ def test_a_network_on_a_lora_tree_reads_its_best_modules_fused(fused, tmp_path):
     chosen = select_inputs(fused["root"], "SD_toy", "mvprobe", tmp_path / "modules.jsonl", folds=2, splits=("train",))
     assert sorted(chosen) == sorted([SELF, CROSS]) and MAX_STACKED == 4
 
+
+
+def test_without_held_out_concepts_no_subset_of_modules_proposes_from_candidates(fused):
+    from hf_probex.experts.calibration import Calibration
+    from hf_probex.experts.vocabulary import NEVER, vocabulary_for
+
+    expert = fused["expert"]
+    kept, expert.open_calibration = expert.open_calibration, None
+    try:
+        calibration = Calibration(**vocabulary_for(expert, ["a dog", "a cat"]).calibration)
+        assert {calibration.for_modules(present).threshold for present in [(0,), (1,), (0, 1)]} == {NEVER}
+    finally:
+        expert.open_calibration = kept

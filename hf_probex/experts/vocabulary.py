@@ -104,5 +104,6 @@ def vocabulary_for(expert: Expert, candidates=None) -> Vocabulary:
 def _open_calibration(expert: Expert) -> tuple[dict, str]:
     if expert.open_calibration:
         return expert.open_calibration, "out-of-fold decisions on in-vocabulary LoRAs and LoRAs of held-out concepts"
-    return ({**expert.calibration, "threshold": NEVER},
-            "the training concepts only (no held-out concepts to calibrate on): proposes only at a minimum asked for")
+    never = {**expert.calibration, "threshold": NEVER,  # for every subset of a fused expert's modules too
+             "subsets": {key: {**sub, "threshold": NEVER} for key, sub in expert.calibration.get("subsets", {}).items()}}
+    return never, "the training concepts only (no held-out concepts to calibrate on): proposes only at a minimum asked for"
