@@ -249,19 +249,23 @@ def _groups(records: list[WeightRecord]) -> np.ndarray | None:
     return np.array([r.group for r in records]) if all(r.group for r in records) else None
 
 
+def _fuses(data: LayerData, method: str) -> bool:
+    """Whether an expert of `method` on `data` reads each layer by its own network (`Expert.fused`): a zero-shot expert
+    of several layers (LoRA modules), unless its method fits one closed form over them all (ridge stacks them)."""
+    return data.task == "zeroshot" and len(data.inputs) > 1 and method in METHODS and not METHODS[method].closed_form
+
+
 def make_expert(data: LayerData, method: str, *, hparams: dict | None = None, centre: bool = True,
                 temperature: float = 1.0, features: str | None = None) -> Expert:
-    """An untrained expert for `data`'s tree, layer and task (`features`: default the task's, `DEFAULT_FEATURES`).
-    A zero-shot expert of several layers (LoRA modules) reads each with its own network (`Expert.fused`), unless its
-    method fits one closed form over them all (ridge stacks them)."""
-    fuse = data.task == "zeroshot" and len(data.inputs) > 1 and method in METHODS and not METHODS[method].closed_form
+    """An untrained expert for `data`'s tree, layer and task (`features`: default the task's, `DEFAULT_FEATURES`),
+    fusing its layers where `_fuses`."""
     return Expert(
         method=method, task=data.task, input_shape=list(data.x.shape[1:]), vocabulary=data.vocabulary, layer=data.layer,
         layer_shape=list(data.layer_shape), tree=data.tree, root=data.root_id, adapter=data.adapter, hparams=hparams,
         centred=centre and data.root is not None and data.root.shape == data.x.shape[1:], conv_layout=data.conv_layout,
         text_encoder=data.text_encoder, text_dim=None if data.text is None else int(data.text.shape[1]),
         prompt=data.prompt, temperature=temperature, inputs=[[name, list(shape)] for name, shape in data.inputs],
-        features=features or DEFAULT_FEATURES[data.task], fusion="modules" if fuse else None,
+        features=features or DEFAULT_FEATURES[data.task], fusion="modules" if _fuses(data, method) else None,
     )
 
 
@@ -407,7 +411,7 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
     opened = keep_predictions and data.task == "zeroshot" and data.holdout_x is not None
     open_out_of_fold: list = [None] * len(data.y)
     held_open: list = []
-    by_module = keep_predictions and make_expert(data, members[0][1]).fused
+    by_module = keep_predictions and _fuses(data, members[0][1])
     module_out: list = [None] * len(data.y)
     open_module_out: list = [None] * len(data.y)
     held_module: list = []
