@@ -6,6 +6,8 @@ never in that list, and those are the models that most need a card. `tree_member
 (an author's or organisation's repos, a Hub search, a list of repo ids), routes each by its weights
 (`hf_probex.routing.route`, the experts' routing layers and roots) and keeps those routed into the tree.
 The bot uses it (`hf-probex bot run --tree ROOT --author NAME --search TEXT`); the Space and a tree scan can.
+A tree scanned before (`hf-probex scan`, `hf_probex.scan`) has its members in its table: `table_members` reads
+them back (cards and weights alike, each at the commit read) without a listing or a routing.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ if TYPE_CHECKING:
     from .bot.client import HubClient
     from .experts.registry import ExpertRegistry
     from .routing import Route
+    from .scan.publish import TableFiles
 
-__all__ = ["Member", "Router", "candidate_repos", "card_members", "check_root", "member_by_weights", "tree_members",
+__all__ = ["Member", "Router", "candidate_repos", "card_members", "check_root", "member_by_weights", "table_members", "tree_members",
            "walk_tree", "weight_router"]
 
 #: repo id -> where routing places it (`hf_probex.routing.Route`); raises ProbexError for a repo it cannot read.
@@ -173,3 +176,16 @@ def tree_members(client: HubClient, root: str, *, authors: Iterable[str] = (), s
         routes = list(pool.map(place, unknown))
     found = (member_by_weights(repo_id, route, root, sha) for (repo_id, sha), route in zip(unknown.items(), routes))
     return members + [member for member in found if member is not None]
+
+
+def table_members(table: TableFiles) -> list[Member]:
+    """The members of a tree table, in table order, each as the scan found it (card or weights) at the commit it
+    read; rows the scan could not read are members all the same. Reads five columns of the table.
+
+    Raises:
+        TableError: the table's shards cannot be read, or lack the columns.
+    """
+    rows = table.read_columns(["repo_id", "sha", "found_by", "member_evidence", "member_confidence"]).to_pylist()
+    return [Member(row["repo_id"], "weights" if row["found_by"] == "weights" else "card", row["member_evidence"] or "",
+                   row["member_confidence"] if row["member_confidence"] is not None else 1.0, row["sha"])
+            for row in rows]

@@ -4,11 +4,10 @@
     for hit in search("a corgi in the snow", tree="acme/sd-root", table="acme/sd-root-tree-table"):
         print(hit.repo_id, hit.score, hit.labels, hit.sha)
 
-This module owns the read side of a tree table for search: finding the table (`find_table`), checking that its
-vectors are those of the expert that embeds the query, the index over them cached by the table's commit
-(`open_tree_index`), and the hits (`SearchHit`). It reuses the scan's readers (`scan.publish.published_table`,
-`folder_table`: bounded listings and downloads), the expert registry, the text encoders (`text.encode_texts`) and
-the indexes of `vector_index`.
+This module owns the read side of a tree table for search: checking that its vectors are those of the expert that
+embeds the query, the index over them cached by the table's commit (`open_tree_index`), and the hits
+(`SearchHit`). It reuses the scan's readers (`scan.publish.find_table`, `TableFiles.read_columns`: bounded listings
+and downloads), the expert registry, the text encoders (`text.encode_texts`) and the indexes of `vector_index`.
 
 How a query is answered: the tree's zero-shot expert embeds it with its own text encoder and prompt
 (`Expert.search_vectors(text=...)`); the table's rows carry `Expert.search_vectors` of each LoRA (the scan wrote
@@ -37,6 +36,7 @@ import numpy as np
 
 from .errors import ProbexError
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
+from .scan.publish import TableError, TableNotFoundError, find_table
 from .scan.table import Label
 
 if TYPE_CHECKING:
@@ -47,15 +47,13 @@ if TYPE_CHECKING:
     from .scan.publish import TableFiles
     from .vector_index import VectorIndex
 
-__all__ = ["DEFAULT_TOP_K", "MAX_QUERY_CHARS", "MAX_TOP_K", "SearchError", "SearchHit", "TableNotFoundError",
+__all__ = ["DEFAULT_TOP_K", "MAX_QUERY_CHARS", "MAX_TOP_K", "SearchError", "SearchHit", "TableError", "TableNotFoundError",
            "TreeIndex", "find_table", "open_tree_index", "search"]
 
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 1_000
 #: A query is a description, not a document: text encoders read a few dozen tokens.
 MAX_QUERY_CHARS = 1_000
-#: The tag every tree table's dataset card carries (`scan.publish.dataset_card`): how tables are found on the Hub.
-TREE_TABLE_TAG = "hf-probex-tree-table"
 #: The table columns search reads (the embedding only when building an index).
 _ROW_COLUMNS = ["repo_id", "sha", "family", "labels"]
 _INDEX_FORMAT = 1
@@ -63,10 +61,6 @@ _INDEX_FORMAT = 1
 
 class SearchError(ProbexError):
     """A search that cannot be answered: a bad query, a tree without a zero-shot expert, an unusable table."""
-
-
-class TableNotFoundError(SearchError):
-    """No tree table of the tree was found (nothing given, none in the scan folder, none on the Hub)."""
 
 
 @dataclass(frozen=True)
@@ -161,67 +155,6 @@ def _zero_shot_entries(registry: ExpertRegistry, tree: str) -> list[ExpertEntry]
     return entries
 
 
-def _hub_tables(client, tree: str, token: str | bool | None) -> TableFiles | None:
-    """The most recently changed tree table of `tree` on the Hub from a trusted author (as experts are trusted: a
-    table decides what a search shows), or None."""
-    from .experts.registry import trusted_authors
-    from .scan.publish import published_table
-
-    for author in trusted_authors(token):
-        listed = client.call(lambda author=author: list(client.api.list_datasets(
-            filter=TREE_TABLE_TAG, author=author, sort="lastModified", limit=100)))
-        for dataset in listed:
-            table = published_table(client, dataset.id)
-            if table is not None and table.described.get("scan_of") == tree:
-                return table
-    return None
-
-
-def find_table(tree: str, table: str | os.PathLike[str] | None = None, *, token: str | bool | None = None) -> TableFiles:
-    """The tree table to search `tree` in: `table` (a dataset repo id, a scan's working folder or a table folder);
-    without it, the table of the scan folder `hf-probex scan` uses by default for `tree`, else the latest table of
-    `tree` on the Hub from a trusted author (`experts.registry.trusted_authors`; not when HF_HUB_OFFLINE is set).
-
-    Raises:
-        TableNotFoundError: no table was given or found.
-        SearchError: the table given cannot be read, or is another tree's.
-    """
-    from huggingface_hub import HfApi, constants
-
-    from .bot.client import HubClient
-    from .reading import looks_like_repo_id
-    from .scan.publish import folder_table, published_table
-    from .scan.run import default_scan_folder
-
-    client = HubClient(HfApi(token=token))
-    if table is not None:
-        if Path(table).exists():
-            found = folder_table(table)
-            if found is None:
-                raise SearchError(f"{table} holds no tree table (README.md and data/*.parquet): pass the folder "
-                                  f"`hf-probex scan --out` wrote, or a dataset repo id")
-        elif looks_like_repo_id(str(table)):
-            found = published_table(client, str(table))
-            if found is None:
-                raise TableNotFoundError(f"{table}: no tree table on {client.api.endpoint}: publish one with "
-                                         f"`hf-probex scan {tree} --to {table}`")
-        else:
-            raise SearchError(f"--table {table!r} is neither a folder nor a dataset repo id (namespace/name)")
-    else:
-        found = folder_table(default_scan_folder(tree))
-        if found is None and not constants.HF_HUB_OFFLINE:
-            found = _hub_tables(client, tree, token)
-        if found is None:
-            raise TableNotFoundError(f"no tree table of {tree} was found (no scan in {default_scan_folder(tree)}, none "
-                                     f"on the Hub from a trusted author): run `hf-probex scan {tree} --to OWNER/NAME`, "
-                                     f"then pass --table OWNER/NAME")
-    scan_of = found.described.get("scan_of")
-    if scan_of != tree:
-        raise SearchError(f"{found.location} is the table of {scan_of or 'no tree hf_probex scanned'}, not of {tree}: "
-                          f"pass the table of {tree}" + (f", or --tree {scan_of}" if scan_of else ""))
-    return found
-
-
 def _location_key(table: TableFiles) -> str:
     if table.commit is not None:
         return table.location.replace("/", "--")
@@ -246,25 +179,15 @@ def _read_vectors(table: TableFiles, expert: Expert, tree: str) -> tuple[pa.Tabl
     `embedding_kind` names `expert`'s fingerprint and that have an embedding.
 
     Raises:
-        SearchError: the table lacks the columns, holds no vectors of this expert, or vectors of the wrong width.
+        SearchError: the table holds no vectors of this expert, or vectors of the wrong width.
+        TableError: the table's shards cannot be read, or lack the columns.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from .scan.embedding import kind_fingerprint
 
-    wanted = [*_ROW_COLUMNS, "embedding", "embedding_kind"]
-    parts = []
-    for path in table.shards():
-        try:
-            parts.append(pq.read_table(path, columns=wanted))
-        except (pa.ArrowInvalid, KeyError, OSError) as err:
-            raise SearchError(f"{table.location}: {path.name} is not a tree table shard hf_probex can read "
-                              f"({str(err).splitlines()[0]}): rescan with `hf-probex scan {tree}`") from None
-    if not parts:
-        raise SearchError(f"{table.location} holds no rows: rescan with `hf-probex scan {tree}`")
-    rows = pa.concat_tables(parts)
+    rows = table.read_columns([*_ROW_COLUMNS, "embedding", "embedding_kind"])
     fingerprint = expert.fingerprint()
     kinds = [k for k in rows["embedding_kind"].unique().to_pylist() if k is not None]
     ours = [k for k in kinds if kind_fingerprint(k) == fingerprint]
@@ -340,7 +263,8 @@ def open_tree_index(tree: str, *, table: str | os.PathLike[str] | None = None, t
         cache_dir: where indexes are kept (default `<hf_probex cache>/search`).
 
     Raises:
-        SearchError: no zero-shot expert for the tree, no usable table (`TableNotFoundError`: none found).
+        SearchError: no zero-shot expert for the tree, a table without its vectors.
+        TableError: no usable table (`TableNotFoundError`: none found).
     """
     from .commands.common import default_cache_dir
     from .infer import expert_registry
@@ -390,7 +314,8 @@ def search(text: str, *, tree: str, table: str | os.PathLike[str] | None = None,
         Up to `top_k` hits, best first: repo id, score (the expert's cosine score), harvested labels, commit.
 
     Raises:
-        SearchError: an empty query, a tree without a zero-shot expert, no table, a table of another expert.
+        SearchError: an empty query, a tree without a zero-shot expert, a table of another expert.
+        TableError: no usable table (`TableNotFoundError`: none found).
     """
     _checked_query(text)
     _checked_top_k(top_k)

@@ -574,39 +574,117 @@ def _found_by(tree: _Tree) -> str:
     return ", ".join(f"**{counts[kind]}** {words[kind]}" for kind in words if counts[kind] or kind == "card")
 
 
+def _from_table(root: str, table: str | None, token: str | None, limit: int, members: Iterable[str] | None,
+                progress: Progress) -> tuple[list[dict], _Tree, str] | None:
+    """The tree's rows from its tree table (`table`, or the one `scan.publish.find_table` finds) as `browse_tree`
+    shows them, the tree they make, and a line saying which table, scanned when.
+
+    Raises:
+        TableError: no table (`TableNotFoundError`), or one that cannot be used; BadFileError: an oversized file.
+    """
+    from .bot import HubClient
+    from .scan.publish import find_table
+
+    progress(0.02, f"looking for the tree table of {root}")
+    found = find_table(root, table, token=_as_token(token))
+    columns = ["repo_id", "found_by", "has_card", "card_base_model", "card_missing", "error"]
+    rows = found.read_columns(columns).to_pylist()
+    found_by = {row["repo_id"]: row["found_by"] for row in rows if row["repo_id"] != root}
+    for repo_id in dict.fromkeys(members or ()):
+        found_by.setdefault(repo_id, "other")
+    repos = list(found_by)
+    warnings = [] if repos else [f"the tree table of {root} holds no model below the root"]
+    if len(repos) > limit:
+        warnings.append(f"the tree has {len(repos)} models; only the first {limit} (by cards first) are shown")
+    tree = _Tree(HubClient(_hub_api(token), max_retries=2, max_wait_s=10.0), repos[:limit],
+                 {r: found_by[r] for r in repos[:limit]}, warnings)
+    shown = []
+    for row in rows:
+        if row["repo_id"] not in tree.found_by:
+            continue
+        missing = row["card_missing"]
+        if row["error"] is not None or missing is None:
+            why = f"(not read: {row['error']})" if row["error"] else "(the card's metadata does not parse)"
+            shown.append({"repo": row["repo_id"], "base_model": "", "missing": why, "n_missing": None,
+                          "found by": row["found_by"]})
+            continue
+        shown.append(_card_row(row["repo_id"], row["found_by"], row["card_base_model"] or None, set(missing),
+                               bool(row["has_card"])))
+    at = f"@{found.commit[:8]}" if found.commit else ""
+    scanned = found.described.get("scanned_at") or "at an unknown date"
+    source = (f"from the tree table {found.location}{at}, scanned {scanned}: cards edited since show after the next "
+              f"`hf-probex scan {root}`")
+    return shown, tree, source
+
+
+def _card_row(repo_id: str, found_by: str, base: object, missing: set[str], has_card: bool) -> dict:
+    """One model of the browse table: its declared base_model and the fields its card lacks."""
+    ordered = [name for name in CARD_FIELDS if name in missing]
+    return {"repo": repo_id, "base_model": _display(base) if base else "", "missing": ", ".join(ordered) or "nothing",
+            "n_missing": len(ordered), "found by": found_by, "has_card": has_card, "missing_set": missing}
+
+
 def browse_tree(root: str, *, token: str | None = None, limit: int = DEFAULT_MAX_TREE_MODELS,
                 authors: Iterable[str] = (), registry: ExpertRegistry | None = None,
-                members: Iterable[str] | None = None, progress: Progress = _no_progress) -> TreeView:
+                members: Iterable[str] | None = None, table: str | None = None,
+                progress: Progress = _no_progress) -> TreeView:
     """The models of the tree of `root` on the Hub, what each card lacks, and each field's coverage.
+
+    The tree's table (`hf-probex scan`) answers when there is one: `table`, else the one `scan.publish.find_table`
+    finds (the default scan folder, a trusted author's on the Hub); it was read at its scan, so the summary says
+    when. Without one (or with `authors`, which asks for routing now), the tree is listed and each card read now.
 
     Args:
         authors: users or organisations whose repos are routed by their weights (with `registry`'s experts;
             default the local and trusted Hub experts): those in the tree are listed though no card names it.
         members: repo ids known to belong to the tree by other means than their card; listed last.
+        table: a tree table (dataset repo id or scan folder) to read the tree from.
 
     Raises:
-        SpaceInputError: not a repo id, an unknown root, or a Hub that does not answer the listing.
+        SpaceInputError: not a repo id, an unknown root, a Hub that does not answer the listing, a `table` given
+            that cannot be used.
     """
-    tree = _walk(root, token, limit, progress, members, authors, registry)
+    from .reading import looks_like_repo_id
+    from .scan.publish import TableError, TableNotFoundError
 
-    def card(repo_id: str) -> dict:
-        found = tree.found_by[repo_id]
+    authors = [a.strip() for a in authors if a.strip()]
+    root = (root or "").strip()
+    from_table, why_not = None, ""
+    if not authors and looks_like_repo_id(root):
         try:
-            raw = tree.client.readme(repo_id, "main")
-            readme = raw.decode("utf-8") if raw is not None else ""
-            missing = missing_fields(readme)
-            base = metadata_of(readme).get("base_model")
-        except (CardError, BadFileError, UnicodeDecodeError):
-            return {"repo": repo_id, "base_model": "", "missing": "(the card's metadata does not parse)", "n_missing": None,
-                    "found by": found}
-        except Exception as err:  # noqa: BLE001 - one repo the Hub fails on must not hide the rest of the tree
-            return {"repo": repo_id, "base_model": "", "missing": f"(not read: {_one_line(err)})", "n_missing": None,
-                    "found by": found}
-        ordered = [name for name in CARD_FIELDS if name in missing]
-        return {"repo": repo_id, "base_model": _display(base) if base else "", "missing": ", ".join(ordered) or "nothing",
-                "n_missing": len(ordered), "found by": found, "has_card": raw is not None, "missing_set": missing}
+            from_table = _from_table(root, table, token, limit, members, progress)
+        except TableNotFoundError:
+            if table:
+                raise SpaceInputError(f"{table}: no tree table of {root} there: browse without a table") from None
+        except (TableError, BadFileError) as err:
+            if table:
+                raise SpaceInputError(_one_line(err)) from None
+            why_not = f"the tree table was not used ({_one_line(err)}): the cards were read now"
+        except Exception as err:  # noqa: BLE001 - a Hub that fails on the table: the walk still answers
+            why_not = f"the tree table could not be read ({_one_line(err)}): the cards were read now"
+    if from_table is not None:
+        rows, tree, source = from_table
+    else:
+        tree = _walk(root, token, limit, progress, members, authors, registry)
+        tree.warnings += [why_not] if why_not else []
 
-    rows = _in_parallel(card, tree.repos, progress, "reading cards") if tree.repos else []
+        def card(repo_id: str) -> dict:
+            found = tree.found_by[repo_id]
+            try:
+                raw = tree.client.readme(repo_id, "main")
+                readme = raw.decode("utf-8") if raw is not None else ""
+                missing = missing_fields(readme)
+                base = metadata_of(readme).get("base_model")
+            except (CardError, BadFileError, UnicodeDecodeError):
+                return {"repo": repo_id, "base_model": "", "missing": "(the card's metadata does not parse)",
+                        "n_missing": None, "found by": found}
+            except Exception as err:  # noqa: BLE001 - one repo the Hub fails on must not hide the rest of the tree
+                return {"repo": repo_id, "base_model": "", "missing": f"(not read: {_one_line(err)})", "n_missing": None,
+                        "found by": found}
+            return _card_row(repo_id, found, base, missing, raw is not None)
+
+        rows = _in_parallel(card, tree.repos, progress, "reading cards") if tree.repos else []
+        source = "listed on the Hub, each card read now"
     read = [r for r in rows if r["n_missing"] is not None]
     coverage = pd.DataFrame({
         "field": list(CARD_FIELDS),
@@ -617,9 +695,10 @@ def browse_tree(root: str, *, token: str | None = None, limit: int = DEFAULT_MAX
     models = pd.DataFrame([{k: r[k] for k in columns} for r in rows], columns=columns)
     complete = sum(r["n_missing"] == 0 for r in read)
     no_card = sum(not r["has_card"] for r in read)
-    summary = (f"### {root.strip()}\n\n**{len(rows)}** models below the root ({_found_by(tree)}) &nbsp;·&nbsp; "
+    summary = (f"### {root}\n\n**{len(rows)}** models below the root ({_found_by(tree)}) &nbsp;·&nbsp; "
                f"**{complete}** with every field &nbsp;·&nbsp; **{no_card}** without a card &nbsp;·&nbsp; "
-               f"**{len(rows) - len(read)}** unreadable" + "".join(f"\n\n> ⚠ {w}" for w in tree.warnings))
+               f"**{len(rows) - len(read)}** unreadable\n\n{source[0].upper()}{source[1:]}."
+               + "".join(f"\n\n> ⚠ {w}" for w in tree.warnings))
     return TreeView(models, coverage, summary, tree.warnings)
 
 

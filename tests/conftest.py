@@ -16,6 +16,16 @@ settings.register_profile("explore", max_examples=5_000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "hf_probex"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def probex_cache(tmp_path_factory):
+    """hf_probex's cache (expert registry file, scan folders, search indexes) in a folder of this session, so that a
+    developer's own registry or scans never reach a test; tests that need an empty one set HF_PROBEX_CACHE again."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HF_PROBEX_CACHE", str(tmp_path_factory.mktemp("probex-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory):
     from hf_probex.zoo import build_zoo

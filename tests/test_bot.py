@@ -422,5 +422,5 @@ def test_bot_errors_are_one_line_and_exit_2(hub, tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 5 and all(line.startswith("error: ") for line in err)
     assert "the tree root nobody/nothing was not found" in err[0] and "check the repo id" in err[1]
-    assert "--author and --search look for members of a tree" in err[2]
+    assert "--author, --search, --table and --walk look for members of a tree" in err[2]
     assert err[3].startswith(f"error: cannot open the bot state {tmp_path}") and "not-a-db.sqlite" in err[4]

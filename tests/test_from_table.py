@@ -1,7 +1,8 @@
 """`train --from-table` (issue 15, item 3): the tiny zoo's LoRA tree in a local hub of this module's own, scanned and
 published as a tree table through the real huggingface_hub client, then an expert trained by the CLI on the table's
 documented members only: rows documented by their card's instance_prompt, never by the LoRA file's metadata (where the
-zoo writes its truth for every member). The config and card record the table; bad inputs are one-line errors."""
+zoo writes its truth for every member); and a classifier tree's expert from the members whose config.json names their
+classes. The config, card and JSON report record the table; bad inputs are one-line errors."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from hf_probex.tableset import DOCUMENTING_SOURCES, documented_labels, is_file_m
 
 TOKEN = "hf_tables_write_token"
 TABLE = "tables/sd-tree-table"
+VIT_TABLE = "tables/vit-tree-table"
 #: Card styles of the zoo (hf_probex.zoo.plan.CARD_STYLES) whose LoRA card carries the instance_prompt.
 DOCUMENTED_STYLES = ("complete", "no_base_model")
 METADATA = "pytorch_lora_weights.safetensors metadata instance_prompt"
@@ -41,7 +43,8 @@ def test_only_what_owners_wrote_documents_a_member():
 
 @pytest.fixture(scope="module")
 def table_hub(tiny_zoo, experts, tmp_path_factory):
-    """A local hub of this module's own with the tiny zoo's sd tree imported and its tree table published at TABLE."""
+    """A local hub of this module's own with the tiny zoo's sd and vit trees imported and their tree tables published at
+    TABLE and VIT_TABLE."""
     from huggingface_hub import constants
 
     from hf_probex.hub import LocalHub, use_endpoint
@@ -50,7 +53,7 @@ def table_hub(tiny_zoo, experts, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("table-hub")
     (folder / "users.yaml").write_text(HUB_USERS_YAML.replace("users:\n", f"users:\n  tables: {{tokens: [{TOKEN}]}}\n"))
-    import_zoo(tiny_zoo.root, folder / "root", trees=["sd"])
+    import_zoo(tiny_zoo.root, folder / "root", trees=["sd", "vit"])
     cache, token_path = constants.HF_HUB_CACHE, constants.HF_TOKEN_PATH
     constants.HF_HUB_CACHE, constants.HF_TOKEN_PATH = str(folder / "hf-cache"), str(folder / "no-token")
     try:
@@ -58,6 +61,8 @@ def table_hub(tiny_zoo, experts, tmp_path_factory):
             sd = tiny_zoo.trees["sd"]
             scan_tree(sd["root_repo_id"], to=TABLE, out=folder / "scan", experts=experts, token=TOKEN,
                       authors=[sd["org"]])
+            scan_tree(tiny_zoo.trees["vit"]["root_repo_id"], to=VIT_TABLE, out=folder / "vit-scan", experts=experts,
+                      token=TOKEN)
             yield server
     finally:
         constants.HF_HUB_CACHE, constants.HF_TOKEN_PATH = cache, token_path
@@ -65,7 +70,8 @@ def table_hub(tiny_zoo, experts, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(table_hub, tmp_path_factory):
-    """`hf-probex train --from-table TABLE --propose`, once for the module: (exit status, stdout, expert folder)."""
+    """`hf-probex train --from-table TABLE --propose --json`, once for the module: (exit status, stdout, expert folder,
+    weight set); the JSON report is `report.json` beside the expert folder."""
     import contextlib
     import io
 
@@ -78,7 +84,7 @@ def trained(table_hub, tmp_path_factory):
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         status = main(["train", "--from-table", TABLE, "--tree", "sd", "--layer", layer, "--folds", "2", "--epochs", "5",
-                       "--out", str(out), "--token", TOKEN, "--propose"])
+                       "--out", str(out), "--token", TOKEN, "--propose", "--json", str(out.parent / "report.json")])
     return status, stdout.getvalue(), out, weights
 
 
@@ -114,13 +120,41 @@ def test_the_expert_records_its_table_and_proposes_for_the_undocumented(trained,
     assert f"trained mvprobe on {record['trained']} documented members of sd" in out
     assert f"proposals for the {len(weights.undocumented)} undocumented members" in out
     assert all(f"  {row.repo_id}: " in out for row in weights.undocumented)
+    report = json.loads((folder.parent / "report.json").read_text())
+    assert report["trained_from"] == record and report["calibration"] == config["calibration"]
+    assert report["held_out"]["models"] == record["held_out"]
+    assert {p["repo_id"] for p in report["proposals"]} == {row.repo_id for row in weights.undocumented}
+    for proposal in report["proposals"]:
+        assert proposal["reason"] and (proposal["value"] is None) == (proposal["confidence"] is None)
+        assert f"  {proposal['repo_id']}: " + ("abstains" if proposal["value"] is None else "trained_on") in out
+
+
+def test_a_classifier_tree_trains_on_the_members_whose_config_names_their_classes(table_hub, tiny_zoo, tmp_path, capsys):
+    from hf_probex.experts.harness import candidate_layers
+    from hf_probex.tableset import open_table_weight_set
+
+    specs = {s.repo_id: s for s in tiny_zoo.specs("vit") if s.role == "child"}
+    weights = open_table_weight_set(VIT_TABLE, "vit", token=TOKEN, held_out=0.0)
+    named = {r for r, s in specs.items() if s.named_labels}
+    assert {r.model_id for r in weights.records} == named and weights.kind == "classifier"
+    for record in weights.records:  # the class names, in config.json's order, and the files an expert reads
+        assert record.labels == tuple(specs[record.model_id].labels) and (record.path / "config.json").is_file()
+    out = tmp_path / "vit"
+    layer = next(iter(candidate_layers(weights, "vit")))
+    assert main(["train", "--from-table", VIT_TABLE, "--tree", "vit", "--layer", layer, "--method", "ridge",
+                 "--folds", "2", "--held-out", "0", "--out", str(out), "--token", TOKEN,
+                 "--json", str(tmp_path / "vit.json")]) == 0, capsys.readouterr()
+    record = json.loads((tmp_path / "vit.json").read_text())["trained_from"]
+    assert (record["table"], record["trained"], record["sources"][0]) == (VIT_TABLE, len(named), "config.json id2label")
+    assert json.loads((out / "config.json").read_text())["trained_from"] == record
 
 
 def test_train_help_names_the_table_options(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = capsys.readouterr().out
-    assert all(option in help_text for option in ("--from-table REPO_ID", "--held-out", "--label-source", "--propose"))
+    assert all(option in help_text for option in ("--from-table REPO_ID", "--held-out", "--label-source", "--propose",
+                                                  "--json FILE"))
 
 
 def test_bad_tables_are_one_line_errors(table_hub, tmp_path, capsys):
@@ -134,4 +168,5 @@ def test_bad_tables_are_one_line_errors(table_hub, tmp_path, capsys):
     assert "tables/nothing is not a tree table" in error("--from-table", "tables/nothing")
     assert "no member documented" in error("--from-table", TABLE, "--label-source", METADATA)
     assert "--propose goes with --from-table" in error("--zoo", str(tmp_path), "--propose")
+    assert "--json goes with --from-table" in error("--zoo", str(tmp_path), "--json", str(tmp_path / "r.json"))
     assert not (tmp_path / "e").exists()

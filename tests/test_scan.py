@@ -19,6 +19,7 @@ import pytest
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
 from conftest import HUB_USERS_YAML
+from hf_probex.cards import missing_fields
 from hf_probex.cli import main
 from hf_probex.scan import ScanEngineError, scan_tree
 
@@ -86,6 +87,8 @@ def test_a_lora_tree_table_has_every_member_with_its_labels_and_embedding(hub, t
         assert row["sha"] == api.model_info(repo_id).sha and row["family"] == "sd-lora"
         assert row["route_root"] == tiny_zoo.trees["sd"]["root_repo_id"] and row["error"] is None
         assert row["has_card"] == (spec.card != "none")
+        readme = tiny_zoo.model_dir("sd", spec.name) / "README.md"
+        assert set(row["card_missing"]) == missing_fields(readme.read_text() if readme.exists() else "")
         labels = {(label["value"], label["source"]) for label in row["labels"]}
         assert (spec.concept["prompt"], "pytorch_lora_weights.safetensors metadata instance_prompt") in labels
         assert ((spec.concept["prompt"], "card instance_prompt") in labels) == (spec.card in ("complete", "no_base_model"))

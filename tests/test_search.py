@@ -1,7 +1,8 @@
-"""Text search (`hf_probex.search`, `hf-probex search`) on the tiny zoo's LoRA tree, scanned into the local hub of
-tests/test_scan.py and published as a dataset repo through the real huggingface_hub client: the table's vectors are
-the expert's `search_vectors`, a LoRA is found by its own concept, exact numpy and usearch agree, the index is cached
-by the table's commit, and bad inputs are one-line errors."""
+"""Readers of a published tree table, on the tiny zoo's LoRA tree scanned into the local hub of tests/test_scan.py
+and published as a dataset repo through the real huggingface_hub client. Text search (`hf_probex.search`, `hf-probex
+search`): the table's vectors are the expert's `search_vectors`, a LoRA is found by its own concept, exact numpy and
+usearch agree, the index is cached by the table's commit, and bad inputs are one-line errors. The bot and the
+Space's browse tab take the tree's members from the table, cardless ones included."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import pytest
 from huggingface_hub import HfApi
 from test_scan import SCANNER, hub, lora_children, scan_hub  # noqa: F401 - fixtures: the scan tests' own local hub
 
+from hf_probex.cards import missing_fields
 from hf_probex.cli import main
 from hf_probex.experts.registry import ExpertRegistry, load_expert
-from hf_probex.search import SearchError, TableNotFoundError, open_tree_index, search
+from hf_probex.scan.publish import TableError, find_table
+from hf_probex.search import TableNotFoundError, open_tree_index, search
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +177,30 @@ def test_bad_inputs_are_one_line_errors(hub, sd_table, tiny_zoo, experts, cache,
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and expected in err[0], (expected, err)
     vit = tiny_zoo.trees["vit"]["root_repo_id"]
-    with pytest.raises(SearchError, match=f"is the table of {sd_table['root']}, not of {vit}"):
-        from hf_probex.search import find_table
-
+    with pytest.raises(TableError, match=f"is the table of {sd_table['root']}, not of {vit}"):
         find_table(vit, sd_table["repo_id"], token=False)
+
+
+def test_the_bot_and_the_browse_tab_take_the_tree_from_its_table(hub, sd_table, tiny_zoo, capsys):  # noqa: F811
+    from hf_probex.space import SpaceInputError, browse_tree
+
+    root, repo_id = sd_table["root"], sd_table["repo_id"]
+    loras = {s.repo_id: s for s in lora_children(tiny_zoo)}
+    by_weights = sum(row["found_by"] == "weights" for row in sd_table["result"].table().to_pylist())
+    assert 0 < by_weights < len(loras)
+    bot = ["bot", "run", "--tree", root, "--dry-run", "--limit", "0", "--quiet"]
+    assert main([*bot, "--table", repo_id]) == 0
+    assert (f"tree {root}: {len(loras)} members from the tree table {repo_id}@" in capsys.readouterr().out)
+    assert main([*bot, "--walk"]) == 0  # the Hub's listing finds members by their cards only
+    assert f"tree {root}: {len(loras) - by_weights} members listed on the Hub" in capsys.readouterr().out
+
+    view = browse_tree(root, table=repo_id)
+    assert f"from the tree table {repo_id}@" in view.summary.lower()
+    assert set(view.models["repo"]) == set(loras)
+    assert (view.models["found by"] == "weights").sum() == by_weights
+    for row in view.models.to_dict("records"):
+        readme = tiny_zoo.model_dir("sd", loras[row["repo"]].name) / "README.md"
+        missing = missing_fields(readme.read_text() if readme.exists() else "")
+        assert row["n_missing"] == len(missing) and set(filter(None, row["missing"].split(", "))) <= missing | {"nothing"}
+    with pytest.raises(SpaceInputError, match="no tree table"):
+        browse_tree(root, table="scanner/no-such-table")

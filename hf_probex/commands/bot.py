@@ -79,13 +79,38 @@ def _open_state(path: str | Path):
                         "start over") from None
 
 
+def _tree_members(args: argparse.Namespace, client) -> tuple[list, str]:
+    """The members of --tree and where they were listed from: the tree table (--table, or the one `find_table`
+    finds when neither --walk, --author nor --search asks for a listing now), else the Hub's listing."""
+    from ..members import table_members, tree_members
+    from ..scan.publish import TableError, TableNotFoundError, find_table
+
+    if not (args.walk or args.author or args.search):
+        try:
+            table = find_table(args.tree, args.table, token=args.token)
+            members = table_members(table)
+        except TableNotFoundError:
+            if args.table:
+                raise
+        except TableError as err:
+            if args.table:
+                raise
+            print(f"the tree table of {args.tree} was not used ({err}): listing the tree on the Hub")
+        else:
+            at = f"@{table.commit[:8]}" if table.commit else ""
+            scanned = table.described.get("scanned_at") or "an unknown date"
+            return members, f"from the tree table {table.location}{at} (scanned {scanned}; --walk lists the Hub now)"
+    members = tree_members(client, args.tree, authors=args.author or (), search=args.search,
+                           concurrency=args.concurrency)
+    return members, "listed on the Hub"
+
+
 def _bot_run(args: argparse.Namespace) -> int:
     import httpx2
     from huggingface_hub import HfApi
     from huggingface_hub.errors import OfflineModeIsEnabled
 
     from ..bot import BotConfig, BotStopped, Budgets, HubClient, default_state_path, run_bot
-    from ..members import tree_members
 
     if not 0.0 <= args.min_confidence <= 1.0:
         raise UserError("--min-confidence must be between 0 and 1")
@@ -96,8 +121,11 @@ def _bot_run(args: argparse.Namespace) -> int:
                         "at least 1 (to open nothing, use --dry-run)")
     if not args.minutes_between_prs >= 0:
         raise UserError("--minutes-between-prs must be 0 or more")
-    if (args.author or args.search) and not args.tree:
-        raise UserError("--author and --search look for members of a tree: give its root with --tree")
+    if (args.author or args.search or args.table or args.walk) and not args.tree:
+        raise UserError("--author, --search, --table and --walk look for members of a tree: give its root with --tree")
+    if args.table and (args.walk or args.author or args.search):
+        raise UserError("--table takes the members from a tree table; --walk, --author and --search list them from "
+                        "the Hub now: choose one")
     infer = _load_infer(args.infer) if args.infer else None
     opt_out = _opt_out_list(args.opt_out_list) if args.opt_out_list else frozenset()
     client = HubClient(HfApi(token=args.token), max_retries=args.max_retries)
@@ -110,11 +138,10 @@ def _bot_run(args: argparse.Namespace) -> int:
         if not args.dry_run:
             client.whoami()  # no token, or a refused one: say so before a long tree listing
         if args.tree:
-            members = tree_members(client, args.tree, authors=args.author or (), search=args.search,
-                                   concurrency=args.concurrency)
+            members, listed_from = _tree_members(args, client)
             by_weights = [m for m in members if m.found_by == "weights"]
-            print(f"tree {args.tree}: {len(members)} members, {len(members) - len(by_weights)} found by cards, "
-                  f"{len(by_weights)} by weights")
+            print(f"tree {args.tree}: {len(members)} members {listed_from}, {len(members) - len(by_weights)} found by "
+                  f"cards, {len(by_weights)} by weights")
             repos = [m.repo_id for m in members]
         else:
             repos = _lines(args.repos, "repos file")
@@ -198,7 +225,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     run = bot_commands.add_parser(
         "run", help="scan a model tree or a list of repos and open pull requests",
         description="Scan every repo below --tree (children of children too, and with --author / --search the "
-                    "models routed into the tree by their weights) or listed in --repos, infer the missing card "
+                    "models routed into the tree by their weights; from its tree table when `hf-probex scan` "
+                    "published one) or listed in --repos, infer the missing card "
                     "fields, and open one pull request per repo that adds an informative field (never a commit to "
                     "main, never a second PR for the same fields), the most useful first, within budgets per owner "
                     "and per day (the rest wait for a later run); with --digest, one discussion per owner instead. "
@@ -215,6 +243,12 @@ def register(commands: argparse._SubParsersAction) -> None:
                           "in the tree (reaches models without a card; repeatable)")
     run.add_argument("--search", metavar="TEXT",
                      help="with --tree: route the repos a Hub search for TEXT finds, and keep those in the tree")
+    run.add_argument("--table", metavar="REPO_OR_FOLDER",
+                     help="with --tree: take the members from this tree table (`hf-probex scan`: a dataset repo id or "
+                          "a scan folder). Default: the tree's table when one is found (the scan folder, or a trusted "
+                          "author's on the Hub), else the Hub's listing")
+    run.add_argument("--walk", action="store_true",
+                     help="with --tree: list the tree on the Hub now, even when a tree table exists")
     run.add_argument("--dry-run", action="store_true", help="print what would be proposed; write nothing")
     run.add_argument("--limit", type=int, help="process at most N repos")
     run.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,

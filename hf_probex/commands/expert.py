@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from ..text import DEFAULT_TEXT_ENCODER
@@ -66,8 +67,6 @@ def _expert_layers(args: argparse.Namespace) -> int:
 
 
 def _expert_eval(args: argparse.Namespace) -> int:
-    import json
-
     from ..experts.harness import cross_validate
     from ..experts.report import format_reports
 
@@ -84,7 +83,7 @@ def _expert_eval(args: argparse.Namespace) -> int:
             raise UserError(f"{method}: {err}") from None
     print(format_reports(reports))
     if args.json:
-        Path(args.json).write_text(json.dumps(reports, indent=2))
+        _write_json(args.json, reports)
     return 0
 
 
@@ -154,7 +153,7 @@ def _train(args: argparse.Namespace) -> int:
                         "`hf-probex expert sweep` with accelerate to spread runs over several GPUs")
     if args.from_table:
         return _train_from_table(args)
-    for option in ("held_out", "label_source", "propose", "revision"):
+    for option in ("held_out", "label_source", "propose", "revision", "json"):
         if getattr(args, option) not in (None, False):
             raise UserError(f"--{option.replace('_', '-')} goes with --from-table")
     _resolve_layer(args)
@@ -206,13 +205,34 @@ def _train_from_table(args: argparse.Namespace) -> int:
                      else "none proposed")
         print(f"  on {m['models']} held-out documented members: top-1 {m['top1']:.1f} %; at the calibrated threshold "
               f"{proposals} (recall {m['recall']:.1f} %)")
-    if args.propose:
-        proposals = propose_for_undocumented(args.out, weights, token=args.token)
+    proposals = propose_for_undocumented(args.out, weights, token=args.token) if args.propose else None
+    if proposals is not None:
         named = sum(p.value is not None for p in proposals)
         print(f"proposals for the {len(proposals)} undocumented members ({named} proposed, the rest abstain):")
         for proposal in proposals:
             print(f"  {proposal.line()}")
+    if args.json:
+        _write_json(args.json, {
+            "expert": str(Path(args.out).resolve()), "tree": args.tree, "method": made.method, "layer": made.layer,
+            "trained_from": expert.trained_from, "metrics": (made.report or {}).get("metrics", {}),
+            "calibration": expert.calibration, "held_out": made.held_out,
+            "proposals": None if proposals is None else [dataclasses.asdict(p) for p in proposals]})
+        print(f"wrote {args.json}")
     return 0
+
+
+def _write_json(path: str, report: dict | list) -> None:
+    """`report` as JSON at `path`, whole or not at all (a temporary file beside it, then a rename)."""
+    import json
+    import os
+
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as err:
+        raise UserError(f"cannot write {path} ({err.strerror}): pass another --json path") from None
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -367,6 +387,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--propose", action="store_true",
                        help="--from-table: then list what the expert proposes for each undocumented member (as "
                             "`hf-probex infer` would, at the commit the table read)")
+    train.add_argument("--json", metavar="FILE",
+                       help="--from-table: also write what was trained (table, commit, metrics, calibration, held-out "
+                            "scores) and, with --propose, the proposals to this JSON file")
     train.add_argument("--register", action="store_true",
                        help="add it to the local expert registry (<cache>/experts.json), where infer_card looks")
     train.add_argument("--push-to-hub", metavar="REPO", help="also push it to this Hub repo (HF_ENDPOINT, HF_TOKEN)")

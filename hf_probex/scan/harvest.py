@@ -5,7 +5,8 @@ reads what the owners wrote, from what the scan has already read (README.md, con
 file's safetensors header), never more:
 
 - the card's front matter (`cards.metadata_of`, bounded YAML): base_model, datasets, tags, pipeline_tag,
-  library_name, license, language;
+  library_name, license, language, and the fields it lacks (`cards.missing_fields`: what the Space's browse
+  tab and the bot look for);
 - labels, each with its source: config.json `id2label` when the names are real (`infer.real_label_names`),
   the card's `instance_prompt` and `widget` texts (what diffusers' LoRA training scripts write), its
   `trained-on:` tags (what hf_probex proposes), its `datasets`, and a LoRA file's safetensors metadata
@@ -17,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..adapters import Adapter, LoraAdapter
-from ..cards import TRAINED_ON_TAG_PREFIX, CardError, metadata_of
+from ..cards import TRAINED_ON_TAG_PREFIX, CardError, metadata_of, missing_fields
+from ..suggestions import CARD_FIELDS
 from ..errors import ProbexError
 from ..infer import real_label_names
 from ..reading import WeightSource
@@ -58,6 +60,7 @@ class CardFields:
     language: list[str] = field(default_factory=list)
     instance_prompt: str | None = None
     widget_texts: list[str] = field(default_factory=list)
+    missing: list[str] | None = field(default_factory=lambda: list(CARD_FIELDS))  # None: the card cannot be read
     problem: str | None = None  # why the front matter could not be read
 
 
@@ -67,8 +70,9 @@ def card_fields(readme: str | None) -> CardFields:
         return CardFields()
     try:
         metadata = metadata_of(readme)
+        missing = missing_fields(readme)
     except CardError as err:
-        return CardFields(has_card=True, problem=f"the card's front matter cannot be read: {err}")
+        return CardFields(has_card=True, missing=None, problem=f"the card's front matter cannot be read: {err}")
     widget = metadata.get("widget")
     texts = [_string(item.get("text")) for item in widget if isinstance(item, dict)] if isinstance(widget, list) else []
     return CardFields(
@@ -76,7 +80,7 @@ def card_fields(readme: str | None) -> CardFields:
         tags=_strings(metadata.get("tags")), pipeline_tag=_string(metadata.get("pipeline_tag")),
         library_name=_string(metadata.get("library_name")), license=_string(metadata.get("license")),
         language=_strings(metadata.get("language")), instance_prompt=_string(metadata.get("instance_prompt")),
-        widget_texts=[t for t in texts if t][:MAX_WIDGET_TEXTS],
+        widget_texts=[t for t in texts if t][:MAX_WIDGET_TEXTS], missing=[name for name in CARD_FIELDS if name in missing],
     )
 
 

@@ -100,7 +100,7 @@ def _read_once(job: MemberJob, settings: ScanSettings) -> ScanRow:
         row.has_card, row.card_base_model, row.card_datasets, row.card_tags = (card.has_card, card.base_model,
                                                                               card.datasets, card.tags)
         row.card_pipeline_tag, row.card_library_name = card.pipeline_tag, card.library_name
-        row.card_license, row.card_language = card.license, card.language
+        row.card_license, row.card_language, row.card_missing = card.license, card.language, card.missing
         row.notes += [card.problem] if card.problem else []
         row.labels = harvest_labels(source, adapter, card)
         try:

@@ -8,8 +8,10 @@ one commit (`upload_folder`), deleting shards the new table no longer has. `publ
 published table's card and shards (each name checked to stay in `data/`, each size bounded; downloaded into
 huggingface_hub's cache at the repo's commit), `folder_table` a table on disk, and `published_rows` reads a
 published table's rows back, so a scan with an empty working folder compares the Hub's repos with the published
-rows and reads only what changed; text search (`hf_probex.search`) and `train --from-table`
-(`hf_probex.tableset`) read tables through the first two.
+rows and reads only what changed. `find_table` finds the table of a tree (a repo or folder given, the default scan
+folder, else a trusted author's on the Hub) and `TableFiles.read_columns` reads the columns a consumer needs: text
+search (`hf_probex.search`), `train --from-table` (`hf_probex.tableset`), the Space's browse tab and the bot
+(`members.table_members`) read tables this way.
 Calls go through `HubClient.call`: 429 and 5xx are retried with Retry-After or an exponential backoff.
 """
 
@@ -22,18 +24,22 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from .. import __version__
 from ..bot.client import HubClient
 from ..cards import CardError, metadata_of
-from ..errors import BadFileError, hub_errors
-from ..reading import MAX_SMALL_FILE_BYTES, safe_relpath
+from ..errors import BadFileError, ProbexError, hub_errors
+from ..reading import MAX_SMALL_FILE_BYTES, looks_like_repo_id, safe_relpath
 from .table import COLUMNS, ScanRow, read_rows
 
-__all__ = ["DATA_FILES", "TableFiles", "dataset_card", "folder_table", "publish_table", "published_rows",
-           "published_table"]
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["DATA_FILES", "TREE_TABLE_TAG", "TableError", "TableFiles", "TableNotFoundError", "dataset_card",
+           "find_table", "folder_table", "publish_table", "published_rows", "published_table"]
 
 #: Where a table's shards live in its dataset repo.
 DATA_FILES = "data/*.parquet"
@@ -41,6 +47,16 @@ DATA_FILES = "data/*.parquet"
 MAX_SHARD_BYTES = 1_000_000_000
 #: More shards than this is not a table hf_probex wrote (10^7 rows at ROWS_PER_SHARD rows a shard is 200).
 MAX_SHARDS = 1_000
+#: The tag every tree table's dataset card carries (`dataset_card`): how tables are found on the Hub.
+TREE_TABLE_TAG = "hf-probex-tree-table"
+
+
+class TableError(ProbexError):
+    """A tree table that cannot be used: given but unreadable, of another tree, or of an older format."""
+
+
+class TableNotFoundError(TableError):
+    """No tree table of the tree was found (nothing given, none in the scan folder, none on the Hub)."""
 
 
 def dataset_card(root: str, root_sha: str | None, members: list[ScanRow], *, settings: str, scanned_at: str) -> str:
@@ -52,7 +68,7 @@ def dataset_card(root: str, root_sha: str | None, members: list[ScanRow], *, set
     families = ", ".join(f"{name} {n}" for name, n in sorted(Counter(r.family or "unread" for r in members).items()))
     metadata = {
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": DATA_FILES}]}],
-        "tags": ["hf-probex", "hf-probex-tree-table", "model-tree"],
+        "tags": ["hf-probex", TREE_TABLE_TAG, "model-tree"],
         "pretty_name": f"Model tree table of {root}",
         "hf_probex": {"scan_of": root, "root_sha": root_sha, "scanned_at": scanned_at, "version": __version__,
                       "rows": len(members), "settings": settings},
@@ -115,6 +131,28 @@ class TableFiles:
     def shards(self) -> list[Path]:
         """The parquet shards, in name order (from a repo: downloaded into huggingface_hub's cache at `commit`)."""
         return self._shards()
+
+    def read_columns(self, columns: list[str]) -> pa.Table:
+        """These columns of every row, as one Arrow table (only they are read from the shards).
+
+        Raises:
+            TableError: a shard is not a table hf_probex can read, lacks a column (an older format), or there is
+                no shard.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tree = self.described.get("scan_of") or "ROOT"
+        parts = []
+        for path in self.shards():
+            try:
+                parts.append(pq.read_table(path, columns=columns))
+            except (pa.ArrowInvalid, KeyError, OSError) as err:
+                raise TableError(f"{self.location}: {path.name} is not a tree table shard this hf_probex can read "
+                                 f"({str(err).splitlines()[0]}): rescan with `hf-probex scan {tree}`") from None
+        if not parts:
+            raise TableError(f"{self.location} holds no rows: rescan with `hf-probex scan {tree}`")
+        return pa.concat_tables(parts)
 
 
 def _described(card_text: str) -> dict:
@@ -198,3 +236,61 @@ def published_rows(client: HubClient, repo_id: str, *, root: str, settings: str)
     if table is None or table.described.get("scan_of") != root or table.described.get("settings") != settings:
         return None
     return read_rows(table.shards())
+
+
+def _hub_tables(client, tree: str, token: str | bool | None) -> TableFiles | None:
+    """The most recently changed tree table of `tree` on the Hub from a trusted author (as experts are trusted: a
+    table decides what a search shows), or None."""
+    from ..experts.registry import trusted_authors
+
+    for author in trusted_authors(token):
+        listed = client.call(lambda author=author: list(client.api.list_datasets(
+            filter=TREE_TABLE_TAG, author=author, sort="lastModified", limit=100)))
+        for dataset in listed:
+            table = published_table(client, dataset.id)
+            if table is not None and table.described.get("scan_of") == tree:
+                return table
+    return None
+
+
+def find_table(tree: str, table: str | os.PathLike[str] | None = None, *, token: str | bool | None = None) -> TableFiles:
+    """The tree table to search `tree` in: `table` (a dataset repo id, a scan's working folder or a table folder);
+    without it, the table of the scan folder `hf-probex scan` uses by default for `tree`, else the latest table of
+    `tree` on the Hub from a trusted author (`experts.registry.trusted_authors`; not when HF_HUB_OFFLINE is set).
+
+    Raises:
+        TableNotFoundError: no table was given or found.
+        TableError: the table given cannot be read, or is another tree's.
+        BadFileError: a file of the table is too large, or named outside `data/`.
+    """
+    from huggingface_hub import HfApi, constants
+
+    from .run import default_scan_folder
+
+    client = HubClient(HfApi(token=token))
+    if table is not None:
+        if Path(table).exists():
+            found = folder_table(table)
+            if found is None:
+                raise TableError(f"{table} holds no tree table (README.md and data/*.parquet): pass the folder "
+                                  f"`hf-probex scan --out` wrote, or a dataset repo id")
+        elif looks_like_repo_id(str(table)):
+            found = published_table(client, str(table))
+            if found is None:
+                raise TableNotFoundError(f"{table}: no tree table on {client.api.endpoint}: publish one with "
+                                         f"`hf-probex scan {tree} --to {table}`")
+        else:
+            raise TableError(f"--table {table!r} is neither a folder nor a dataset repo id (namespace/name)")
+    else:
+        found = folder_table(default_scan_folder(tree))
+        if found is None and not constants.HF_HUB_OFFLINE:
+            found = _hub_tables(client, tree, token)
+        if found is None:
+            raise TableNotFoundError(f"no tree table of {tree} was found (no scan in {default_scan_folder(tree)}, none "
+                                     f"on the Hub from a trusted author): run `hf-probex scan {tree} --to OWNER/NAME`, "
+                                     f"then pass --table OWNER/NAME")
+    scan_of = found.described.get("scan_of")
+    if scan_of != tree:
+        raise TableError(f"{found.location} is the table of {scan_of or 'no tree hf_probex scanned'}, not of {tree}: "
+                          f"pass the table of {tree}" + (f", or --tree {scan_of}" if scan_of else ""))
+    return found

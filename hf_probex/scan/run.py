@@ -35,7 +35,7 @@ from .engines import make_engine
 from .folder import DEFAULT_FLUSH_EVERY, ScanFolder
 from .member import MemberJob, ScanSettings
 from .publish import dataset_card, publish_table, published_rows
-from .table import ScanRow
+from .table import TABLE_FORMAT, ScanRow
 
 __all__ = ["RETRIED_ERRORS", "ScanResult", "default_scan_folder", "scan_tree"]
 
@@ -98,9 +98,10 @@ def default_scan_folder(root: str) -> Path:
 
 
 def _settings_key(settings: ScanSettings) -> str:
-    """A digest of what the rows depend on besides the repo: hf_probex's version, how embeddings are made, the
-    experts, the sketch."""
-    described = {"version": __version__, "embedding": EMBEDDING_FORMAT, "sketch": [settings.sketch_dim, settings.sketch_seed],
+    """A digest of what the rows depend on besides the repo: hf_probex's version, the columns, how embeddings are
+    made, the experts, the sketch."""
+    described = {"version": __version__, "table": TABLE_FORMAT, "embedding": EMBEDDING_FORMAT,
+                 "sketch": [settings.sketch_dim, settings.sketch_seed],
                  "experts": sorted([e.location, e.task, e.root or "", json.dumps(e.inputs)]
                                    for e in settings.registry.entries)}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]

@@ -20,11 +20,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["COLUMNS", "PART_SCHEMA", "SCHEMA", "Label", "ScanRow", "read_rows", "rows_to_table", "write_parquet"]
+__all__ = ["COLUMNS", "PART_SCHEMA", "SCHEMA", "TABLE_FORMAT", "Label", "ScanRow", "read_rows", "rows_to_table", "write_parquet"]
 
 _LABEL = pa.struct([("value", pa.string()), ("source", pa.string())])
 _STRINGS = pa.list_(pa.string())
 
+#: The columns' version (part of the scan's settings digest: rows of an older format are read again).
+TABLE_FORMAT = 2
 #: (column, Arrow type, meaning), in table order.
 COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("repo_id", pa.string(), "the model repo"),
@@ -47,6 +49,8 @@ COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("card_library_name", pa.string(), "card `library_name`"),
     ("card_license", pa.string(), "card `license`"),
     ("card_language", _STRINGS, "card `language`"),
+    ("card_missing", _STRINGS, "the card fields hf_probex fills that the card lacks (`base_model`, `trained_on`, ...: "
+                               "`cards.missing_fields`; all of them without a card); null when the card cannot be read"),
     ("labels", pa.list_(_LABEL), "what it was trained on, harvested from files and cards: {value, source} (source: "
                                  "`config.json id2label`, `card instance_prompt`, `card widget`, `card trained-on tag`, "
                                  "`card datasets`, `<file> metadata <key>`)"),
@@ -95,6 +99,7 @@ class ScanRow:
     card_library_name: str | None = None
     card_license: str | None = None
     card_language: list[str] = field(default_factory=list)
+    card_missing: list[str] | None = None
     labels: list[Label] = field(default_factory=list)
     embedding: np.ndarray | None = None
     embedding_kind: str | None = None
@@ -123,6 +128,8 @@ class ScanRow:
         for name in ("declared_bases", "card_base_model", "card_datasets", "card_tags", "card_language",
                      "embedding_layers", "notes"):
             values[name] = list(values.get(name) or [])
+        if values.get("card_missing") is not None:
+            values["card_missing"] = list(values["card_missing"])
         values.setdefault("in_tree", True)
         return cls(**values)
 
