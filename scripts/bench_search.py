@@ -1,9 +1,12 @@
 """Text search's vector index at scale: latency per query, memory, build time and recall, exact numpy vs usearch HNSW.
 
-    python scripts/bench_search.py [--rows 10000 100000 1000000] [--widths 256 384] [--queries 200]
+    python scripts/bench_search.py [--rows 10000 100000 1000000] [--widths 256 384] [--queries 200] [--clusters N]
 
 Rows are synthetic unit vectors of the real width (a fused MVProbe of 2-4 LoRA modules x 64 gives search vectors of
-128-256 numbers; 384 for a wider expert), drawn with a fixed seed; queries are fresh unit vectors. Each index is
+128-256 numbers; 384 for a wider expert), drawn with a fixed seed; queries are fresh unit vectors. With
+`--clusters N` rows and queries are drawn around N concept centres instead, as a tree's LoRAs gather by concept
+and a query names one: each is the unit vector of a centre plus Gaussian noise of norm ~`--spread` (1.0: a member
+has cosine ~0.7 with its centre, ~0.5 with another member of its concept). Each index is
 built by `hf_probex.vector_index.build_index` as search builds it, then queried one vector at a time (as a user's
 query comes). recall@10: the share of exact numpy's top 10 that usearch also returns; score shortfall: how much
 lower the mean inner product of usearch's 10 is than exact's (uniform random vectors are a graph index's worst
@@ -37,6 +40,18 @@ def unit_vectors(rows: int, width: int, seed: int) -> np.ndarray:
     return out
 
 
+def clustered_vectors(rows: int, width: int, centres: np.ndarray, spread: float, seed: int) -> np.ndarray:
+    """Unit vectors of centres drawn uniformly from `centres` plus noise of norm ~`spread` (see the docstring)."""
+    rng = np.random.default_rng([seed, rows, width, len(centres)])
+    out = np.empty((rows, width), np.float32)
+    for start in range(0, rows, 100_000):
+        n = min(100_000, rows - start)
+        block = centres[rng.integers(len(centres), size=n)] + spread / np.sqrt(width) * rng.standard_normal(
+            (n, width), dtype=np.float32)
+        out[start:start + n] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
 def timed_queries(index, queries: np.ndarray, k: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """(rows found per query, their mean score per query, milliseconds per query)."""
     found, scores, seconds = [], [], []
@@ -49,9 +64,15 @@ def timed_queries(index, queries: np.ndarray, k: int) -> tuple[list[np.ndarray],
     return found, np.asarray(scores), np.asarray(seconds) * 1000
 
 
-def bench(rows: int, width: int, n_queries: int, k: int, kinds: list[str]) -> list[dict]:
-    vectors = unit_vectors(rows, width, seed=0)
-    queries = unit_vectors(n_queries, width, seed=1)
+def bench(rows: int, width: int, n_queries: int, k: int, kinds: list[str], clusters: int = 0,
+          spread: float = 1.0) -> list[dict]:
+    if clusters:
+        centres = unit_vectors(clusters, width, seed=2)
+        vectors = clustered_vectors(rows, width, centres, spread, seed=0)
+        queries = clustered_vectors(n_queries, width, centres, spread, seed=1)
+    else:
+        vectors = unit_vectors(rows, width, seed=0)
+        queries = unit_vectors(n_queries, width, seed=1)
     results, exact_found = [], None
     for kind in kinds:
         started = time.perf_counter()
@@ -87,11 +108,15 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--kinds", nargs="+", default=["exact", "usearch"])
+    parser.add_argument("--clusters", type=int, default=0,
+                        help="draw rows and queries around this many concept centres (default 0: uniform, the worst case)")
+    parser.add_argument("--spread", type=float, default=1.0, help="--clusters: the noise's norm around a centre")
     args = parser.parse_args()
     results = [r for width in args.widths for rows in args.rows
-               for r in bench(rows, width, args.queries, args.top_k, args.kinds)]
+               for r in bench(rows, width, args.queries, args.top_k, args.kinds, args.clusters, args.spread)]
+    drawn = f" --clusters {args.clusters} --spread {args.spread}" if args.clusters else ""
     print(f"`python scripts/bench_search.py --rows {' '.join(map(str, args.rows))} --widths "
-          f"{' '.join(map(str, args.widths))} --queries {args.queries}`, {date.today()}, {platform.machine()} "
+          f"{' '.join(map(str, args.widths))} --queries {args.queries}{drawn}`, {date.today()}, {platform.machine()} "
           f"{platform.python_version()}\n")
     print("| rows | width | index | build | median / query | p95 / query | index files | recall@10 vs exact | "
           "score shortfall |")
