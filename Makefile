@@ -20,7 +20,7 @@ lint: setup
 	$(VENV)/bin/ruff check hf_probex tests scripts spaces
 
 test: lint
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra -n 2 --dist loadgroup
 
 clean:
 	rm -rf $(VENV) .pytest_cache

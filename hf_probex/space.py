@@ -617,6 +617,22 @@ def _from_table(root: str, table: str | None, token: str | None, limit: int, mem
     return shown, tree, source
 
 
+def _read_card(client: HubClient, repo_id: str, found_by: str) -> dict:
+    """One model of the browse table from its card on the Hub now (an unreadable one says why)."""
+    try:
+        raw = client.readme(repo_id, "main")
+        readme = raw.decode("utf-8") if raw is not None else ""
+        missing = missing_fields(readme)
+        base = metadata_of(readme).get("base_model")
+    except (CardError, BadFileError, UnicodeDecodeError):
+        return {"repo": repo_id, "base_model": "", "missing": "(the card's metadata does not parse)", "n_missing": None,
+                "found by": found_by}
+    except Exception as err:  # noqa: BLE001 - one repo the Hub fails on must not hide the rest of the tree
+        return {"repo": repo_id, "base_model": "", "missing": f"(not read: {_one_line(err)})", "n_missing": None,
+                "found by": found_by}
+    return _card_row(repo_id, found_by, base, missing, raw is not None)
+
+
 def _card_row(repo_id: str, found_by: str, base: object, missing: set[str], has_card: bool) -> dict:
     """One model of the browse table: its declared base_model and the fields its card lacks."""
     ordered = [name for name in CARD_FIELDS if name in missing]
@@ -667,24 +683,12 @@ def browse_tree(root: str, *, token: str | None = None, limit: int = DEFAULT_MAX
     else:
         tree = _walk(root, token, limit, progress, members, authors, registry)
         tree.warnings += [why_not] if why_not else []
-
-        def card(repo_id: str) -> dict:
-            found = tree.found_by[repo_id]
-            try:
-                raw = tree.client.readme(repo_id, "main")
-                readme = raw.decode("utf-8") if raw is not None else ""
-                missing = missing_fields(readme)
-                base = metadata_of(readme).get("base_model")
-            except (CardError, BadFileError, UnicodeDecodeError):
-                return {"repo": repo_id, "base_model": "", "missing": "(the card's metadata does not parse)",
-                        "n_missing": None, "found by": found}
-            except Exception as err:  # noqa: BLE001 - one repo the Hub fails on must not hide the rest of the tree
-                return {"repo": repo_id, "base_model": "", "missing": f"(not read: {_one_line(err)})", "n_missing": None,
-                        "found by": found}
-            return _card_row(repo_id, found, base, missing, raw is not None)
-
-        rows = _in_parallel(card, tree.repos, progress, "reading cards") if tree.repos else []
-        source = "listed on the Hub, each card read now"
+        rows, source = [], "listed on the Hub, each card read now"
+    unread = [r for r in tree.repos if r not in {row["repo"] for row in rows}]  # all of them, or members given
+    if unread:
+        read_now = _in_parallel(lambda r: _read_card(tree.client, r, tree.found_by[r]), unread, progress, "reading cards")
+        order = {repo_id: i for i, repo_id in enumerate(tree.repos)}
+        rows = sorted(rows + read_now, key=lambda row: order[row["repo"]])
     read = [r for r in rows if r["n_missing"] is not None]
     coverage = pd.DataFrame({
         "field": list(CARD_FIELDS),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -14,6 +17,26 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 settings.register_profile("hf_probex", derandomize=True, deadline=None)
 settings.register_profile("explore", max_examples=5_000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "hf_probex"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for pytest-xdist (`make test` runs two workers with `--dist loadgroup`): a test file runs whole on one
+    worker, so its module-scoped hubs, scans and experts are built once."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(item.path.name))
+
+
+@contextlib.contextmanager
+def _built_once(tmp_path_factory, name: str) -> Iterator[Path]:
+    """A folder `name` that every pytest-xdist worker of this run shares, held under a file lock: the first worker
+    to need a zoo or an expert builds it there, the others wait for it and then read it back (the zoo builder and the
+    demo's experts reuse what is finished), so a minute of training is spent once per run, not once per worker."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    with FileLock(str(shared / f"{name}.lock")):
+        yield shared / name
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,18 +51,21 @@ def probex_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory):
+    """The `tiny` zoo (a few models per tree, every family), built once per test run."""
     from hf_probex.zoo import build_zoo
 
-    return build_zoo(tmp_path_factory.mktemp("zoo") / "tiny", "tiny", seed=0, workers=1, progress=False)
+    with _built_once(tmp_path_factory, "zoo-tiny") as folder:
+        return build_zoo(folder, "tiny", seed=0, workers=1, progress=False)
 
 
 @pytest.fixture(scope="session")
 def small_zoo(tmp_path_factory):
     """The `small` zoo (one ResNet tree, 128 children from five recipe families): the experts' signal tests and
-    the demo. About a minute on 2 cores, built once per session."""
+    the demo. About two minutes on 2 cores, built once per test run."""
     from hf_probex.zoo import build_zoo
 
-    return build_zoo(tmp_path_factory.mktemp("zoo") / "small", "small", seed=0, workers=2, progress=False)
+    with _built_once(tmp_path_factory, "zoo-small") as folder:
+        return build_zoo(folder, "small", seed=0, workers=2, progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -48,10 +74,11 @@ def small_cache(small_zoo, tmp_path_factory):
     trains it (train and val splits; layers chosen and calibrated leave-one-recipe-family-out)."""
     from hf_probex.demo import demo_experts
 
-    cache = tmp_path_factory.mktemp("cache")
-    (cache / "zoos").mkdir()
-    (cache / "zoos" / "small-seed0").symlink_to(small_zoo.root)
-    demo_experts(small_zoo, cache / "demo" / "experts", progress=lambda line: None)
+    with _built_once(tmp_path_factory, "small-cache") as cache:
+        (cache / "zoos").mkdir(parents=True, exist_ok=True)
+        if not (cache / "zoos" / "small-seed0").exists():
+            (cache / "zoos" / "small-seed0").symlink_to(small_zoo.root)
+        demo_experts(small_zoo, cache / "demo" / "experts", progress=lambda line: None)
     return cache
 
 
@@ -68,7 +95,8 @@ def experts(tiny_zoo, tmp_path_factory):
     """One calibrated expert per tree of the tiny zoo, trained on its train and val splits as the demo trains."""
     from hf_probex.demo import demo_experts
 
-    return demo_experts(tiny_zoo, tmp_path_factory.mktemp("experts"), progress=lambda line: None)
+    with _built_once(tmp_path_factory, "experts-tiny") as folder:
+        return demo_experts(tiny_zoo, folder, progress=lambda line: None)
 
 
 @pytest.fixture(scope="session")

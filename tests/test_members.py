@@ -74,5 +74,5 @@ def test_bot_run_says_how_many_members_cards_and_weights_found(zoo_hub, tiny_zoo
     assert main(["bot", "run", "--tree", root, "--author", "probex-zoo-sd", "--dry-run", "--limit", "0",
                  "--token", zoo_hub.bob, "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert (f"tree {root}: {len(lora)} members, {len(lora) - by_weights} found by cards, {by_weights} by weights"
-            in out)
+    assert (f"tree {root}: {len(lora)} members listed on the Hub, {len(lora) - by_weights} found by cards, {by_weights} "
+            f"by weights" in out)

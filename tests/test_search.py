@@ -194,11 +194,14 @@ def test_the_bot_and_the_browse_tab_take_the_tree_from_its_table(hub, sd_table, 
     assert main([*bot, "--walk"]) == 0  # the Hub's listing finds members by their cards only
     assert f"tree {root}: {len(loras) - by_weights} members listed on the Hub" in capsys.readouterr().out
 
-    view = browse_tree(root, table=repo_id)
+    other = tiny_zoo.trees["vit"]["root_repo_id"]  # a repo known otherwise, not in the table: its card is read now
+    view = browse_tree(root, table=repo_id, members=[other])
     assert f"from the tree table {repo_id}@" in view.summary.lower()
-    assert set(view.models["repo"]) == set(loras)
-    assert (view.models["found by"] == "weights").sum() == by_weights
-    for row in view.models.to_dict("records"):
+    assert list(view.models["repo"])[-1] == other and set(view.models["repo"]) == {*loras, other}
+    assert view.models["found by"].iloc[-1] == "other" and not view.models["missing"].iloc[-1].startswith("(")
+    members = view.models[view.models["repo"] != other]
+    assert (members["found by"] == "weights").sum() == by_weights
+    for row in members.to_dict("records"):
         readme = tiny_zoo.model_dir("sd", loras[row["repo"]].name) / "README.md"
         missing = missing_fields(readme.read_text() if readme.exists() else "")
         assert row["n_missing"] == len(missing) and set(filter(None, row["missing"].split(", "))) <= missing | {"nothing"}
