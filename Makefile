@@ -20,7 +20,7 @@ lint: setup
 	$(VENV)/bin/ruff check hf_probex tests scripts spaces
 
 test: lint
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra -n 2 --dist loadgroup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache

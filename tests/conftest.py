@@ -1,4 +1,5 @@
-"""Shared fixtures: one tiny zoo per test session (built for real, in seconds)."""
+"""Shared fixtures: the zoos and their experts, built for real once per test run (`make test` runs two pytest-xdist
+workers, a test file each at a time, `--dist loadfile`; they share what `_built_once` builds), a local hub, Ray."""
 
 from __future__ import annotations
 
@@ -17,13 +18,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 settings.register_profile("hf_probex", derandomize=True, deadline=None)
 settings.register_profile("explore", max_examples=5_000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "hf_probex"))
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for pytest-xdist (`make test` runs two workers with `--dist loadgroup`): a test file runs whole on one
-    worker, so its module-scoped hubs, scans and experts are built once."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(item.path.name))
 
 
 @contextlib.contextmanager
