@@ -414,13 +414,17 @@ def test_bot_errors_are_one_line_and_exit_2(hub, tmp_path, capsys):
         ["bot", "run", "--tree", "nobody/nothing", "--state", str(tmp_path / "bot.sqlite"), "--token", hub.bob],
         ["bot", "run", "--repos", "x", "--author", "alice", "--dry-run"],
         ["bot", "run", "--repos", "x", "--state", str(tmp_path), "--token", hub.bob],  # a folder, not a database
+        ["bot", "run", "--tree", "alice/root", "--table", "alice/no-table", "--dry-run", "--token", hub.bob, "--quiet"],
+        ["bot", "run", "--tree", "alice/root", "--table", "alice/no-table", "--walk", "--dry-run"],
     ]
     (tmp_path / "not-a-db.sqlite").write_text("hello\n" * 200)
     for argv in runs:
         assert main(argv) == 2, argv
     assert main(["bot", "status", "--state", str(tmp_path / "not-a-db.sqlite")]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 5 and all(line.startswith("error: ") for line in err)
+    assert len(err) == 7 and all(line.startswith("error: ") for line in err)
     assert "the tree root nobody/nothing was not found" in err[0] and "check the repo id" in err[1]
     assert "--author, --search, --table and --walk look for members of a tree" in err[2]
-    assert err[3].startswith(f"error: cannot open the bot state {tmp_path}") and "not-a-db.sqlite" in err[4]
+    assert err[3].startswith(f"error: cannot open the bot state {tmp_path}")
+    assert "alice/no-table: no tree table on" in err[4] and "hf-probex scan alice/root --to alice/no-table" in err[4]
+    assert "--table takes the members from a tree table" in err[5] and "not-a-db.sqlite" in err[6]
