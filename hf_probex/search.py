@@ -56,7 +56,7 @@ MAX_TOP_K = 1_000
 MAX_QUERY_CHARS = 1_000
 #: The table columns search reads (the embedding only when building an index).
 _ROW_COLUMNS = ["repo_id", "sha", "family", "labels"]
-_INDEX_FORMAT = 1
+_INDEX_FORMAT = 2  # 2: HNSW graphs of degree 32 (vector_index.HNSW_CONNECTIVITY)
 
 
 class SearchError(ProbexError):

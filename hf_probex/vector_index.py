@@ -3,8 +3,8 @@
 - `ExactIndex`: the matrix in memory (float32), one matrix product per query and `argpartition` for the top k.
   Exact, nothing to build, and the cheapest choice below `EXACT_MAX_ROWS` rows.
 - `HnswIndex`: a usearch HNSW graph with the inner-product metric (`metric="ip"`) over int8 copies of the vectors
-  (`HNSW_DTYPE`), its shortlist re-scored on the float32 vectors: approximate (recall@10 measured), minutes to build
-  at 10^6 rows, a few milliseconds a query at any size.
+  (`HNSW_DTYPE`), its shortlist re-scored on the float32 vectors: approximate (recall@10 measured), ~20 minutes to
+  build at 10^6 rows on 2 cores, milliseconds a query at any size.
 
 `build_index` picks one by the row count (or as told), `load_index` / `VectorIndex.save` keep one in a folder in
 formats that hold numbers only: the float32 vectors as `.npy` read with `allow_pickle=False` (never a pickle), and
@@ -25,19 +25,21 @@ __all__ = ["EXACT_MAX_ROWS", "HNSW_DTYPE", "INDEX_KINDS", "ExactIndex", "HnswInd
            "choose_index_kind", "load_index"]
 
 #: Below this many rows the exact index answers; from it on, HNSW. Measured with scripts/bench_search.py on the
-#: 2-core machine shared with other jobs (docs/benchmarks.md#text-search, 2026-11-30, 256-wide unit vectors): exact
-#: numpy takes ~16 ms median (18 ms p95) per query at 10^5 rows and ~150 ms (220 ms p95) at 10^6, linear in the rows,
-#: so it reaches the 50 ms target near 3 x 10^5 rows; HNSW answers in ~4 ms at 10^5 and ~17 ms at 10^6 but costs a
-#: build (26 s at 10^5 rows, ~42 min at 10^6) and recall (0.65 @10 at 10^5, 0.16 at 10^6 on uniform random vectors,
-#: its worst case). Exact is exact and builds nothing, so it answers up to 2 x 10^5 rows (~30 ms, a p95 margin under
-#: the target) and HNSW from there.
+#: 2-core machine (docs/benchmarks.md#text-search, 2026-11-30, 256-wide unit vectors): exact numpy takes ~16 ms median
+#: per query at 10^5 rows and 74 ms (quiet) to 150 ms (busy) at 10^6, linear in the rows, so it reaches the 50 ms
+#: target between 3 and 6 x 10^5 rows; it is exact and builds nothing, so it answers up to 2 x 10^5 rows (~30 ms at
+#: worst, a p95 margin under the target) and HNSW from there.
 EXACT_MAX_ROWS = 200_000
-#: HNSW vectors stored as int8: unit vectors fit [-1, 1]; build ~2.5x faster than float32 and a quarter of the memory,
-#: at the recall@10 measured in docs/benchmarks.md#text-search.
+#: HNSW vectors stored as int8: unit vectors fit [-1, 1]; build ~2.5x faster than float32 and a quarter of the memory.
+#: float16 raised recall@10 only from 0.85 to 0.89 at 10^6 clustered rows (the graph, not the int8 scores, missed
+#: the neighbours) for a 1.7x longer build.
 HNSW_DTYPE = "i8"
-#: HNSW graph degree and beam widths (usearch's defaults are 16 / 128 / 64); the benchmark measured recall at these.
-HNSW_CONNECTIVITY = 16
-HNSW_EXPANSION_ADD = 64
+#: HNSW graph degree and beam widths (usearch's defaults are 16 / 128 / 64). Measured at 10^6 rows drawn around 10^4
+#: concept centres (docs/benchmarks.md#text-search): degree 16 with a build beam of 64 found 0.85 of the exact top 10
+#: (build 3 min); degree 32 with a build beam of 128 finds all of them (1.000) at 28 ms a query on a busy machine, for
+#: a build of ~20 min, once per table commit (then cached).
+HNSW_CONNECTIVITY = 32
+HNSW_EXPANSION_ADD = 128
 HNSW_EXPANSION_SEARCH = 1024
 #: HNSW candidates re-scored exactly per result wanted (at least MIN_CANDIDATES): int8 scores only shortlist.
 RERANK = 4

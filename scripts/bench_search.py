@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import hf_probex.vector_index as vector_index  # noqa: E402
 from hf_probex.vector_index import GRAPH_FILE, VECTORS_FILE, build_index, load_index  # noqa: E402
 
 
@@ -111,10 +112,19 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=0,
                         help="draw rows and queries around this many concept centres (default 0: uniform, the worst case)")
     parser.add_argument("--spread", type=float, default=1.0, help="--clusters: the noise's norm around a centre")
+    parser.add_argument("--connectivity", type=int, default=vector_index.HNSW_CONNECTIVITY, help="HNSW graph degree")
+    parser.add_argument("--expansion-add", type=int, default=vector_index.HNSW_EXPANSION_ADD, help="HNSW build beam")
+    parser.add_argument("--dtype", default=vector_index.HNSW_DTYPE, help="HNSW stored vectors: i8, f16 or f32")
+    parser.add_argument("--rerank", type=int, default=vector_index.RERANK, help="candidates re-scored per result")
     args = parser.parse_args()
+    # the index as `hf-probex search` builds it, with these settings (the module's defaults unless given)
+    vector_index.HNSW_CONNECTIVITY, vector_index.HNSW_EXPANSION_ADD = args.connectivity, args.expansion_add
+    vector_index.HNSW_DTYPE, vector_index.RERANK = args.dtype, args.rerank
     results = [r for width in args.widths for rows in args.rows
                for r in bench(rows, width, args.queries, args.top_k, args.kinds, args.clusters, args.spread)]
-    drawn = f" --clusters {args.clusters} --spread {args.spread}" if args.clusters else ""
+    drawn = (f" --clusters {args.clusters} --spread {args.spread}" if args.clusters else "") + (
+        f" --connectivity {args.connectivity} --expansion-add {args.expansion_add} --dtype {args.dtype} "
+        f"--rerank {args.rerank}")
     print(f"`python scripts/bench_search.py --rows {' '.join(map(str, args.rows))} --widths "
           f"{' '.join(map(str, args.widths))} --queries {args.queries}{drawn}`, {date.today()}, {platform.machine()} "
           f"{platform.python_version()}\n")
