@@ -575,7 +575,7 @@ def _found_by(tree: _Tree) -> str:
 
 
 def _from_table(root: str, table: str | None, token: str | None, limit: int, members: Iterable[str] | None,
-                progress: Progress) -> tuple[list[dict], _Tree, str] | None:
+                progress: Progress) -> tuple[list[dict], _Tree, str]:
     """The tree's rows from its tree table (`table`, or the one `scan.publish.find_table` finds) as `browse_tree`
     shows them, the tree they make, and a line saying which table, scanned when.
 
@@ -595,7 +595,7 @@ def _from_table(root: str, table: str | None, token: str | None, limit: int, mem
     repos = list(found_by)
     warnings = [] if repos else [f"the tree table of {root} holds no model below the root"]
     if len(repos) > limit:
-        warnings.append(f"the tree has {len(repos)} models; only the first {limit} (by cards first) are shown")
+        warnings.append(f"the tree has {len(repos)} models; only the first {limit} of its table are shown")
     tree = _Tree(HubClient(_hub_api(token), max_retries=2, max_wait_s=10.0), repos[:limit],
                  {r: found_by[r] for r in repos[:limit]}, warnings)
     shown = []
