@@ -754,7 +754,7 @@ def search_loras(root: str, query: str, *, registry: ExpertRegistry, token: str 
     """Rank the LoRAs of the tree of `root` by how well their weights match `query` (zero-shot: any text works).
 
     The tree's zero-shot expert embeds the query with its own text encoder and prompt. When the tree has a tree
-    table (`table`, or one `hf_probex.search.find_table` finds: the default scan folder, a trusted author's on the
+    table (`table`, or one `hf_probex.scan.publish.find_table` finds: the default scan folder, a trusted author's on the
     Hub) made with this expert, the LoRAs are ranked from its vectors through the cached index (`hf_probex.search`)
     and no LoRA is read; otherwise the expert reads its layers (of an expert that fuses modules, those a LoRA has)
     of every LoRA in the tree (those whose card names a base_model in it, then those of `authors` routed into it,
