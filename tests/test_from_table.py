@@ -157,7 +157,7 @@ def test_train_help_names_the_table_options(capsys):
                                                   "--json FILE"))
 
 
-def test_bad_tables_are_one_line_errors(table_hub, tmp_path, capsys):
+def test_bad_tables_are_one_line_errors(table_hub, tmp_path, capsys, monkeypatch):
     def error(*args: str) -> str:
         assert main(["train", "--tree", "sd", "--layer", "x", "--out", str(tmp_path / "e"), "--token", TOKEN,
                      *args]) == 2
@@ -169,4 +169,9 @@ def test_bad_tables_are_one_line_errors(table_hub, tmp_path, capsys):
     assert "no member documented" in error("--from-table", TABLE, "--label-source", METADATA)
     assert "--propose goes with --from-table" in error("--zoo", str(tmp_path), "--propose")
     assert "--json goes with --from-table" in error("--zoo", str(tmp_path), "--json", str(tmp_path / "r.json"))
+    assert "its folder does not exist" in error("--from-table", TABLE, "--json", str(tmp_path / "no" / "r.json"))
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert "cannot reach the Hub" in error("--from-table", TABLE)
     assert not (tmp_path / "e").exists()

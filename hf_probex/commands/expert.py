@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from ..text import DEFAULT_TEXT_ENCODER
-from .common import UserError, add_cv_options
+from .common import UserError, add_cv_options, hub_errors_as_user_errors
 
 WORKERS_HELP = ("parallel processes, one torch thread each (default: 1); under `accelerate launch` the launched "
                 "processes are the workers, one GPU each")
@@ -185,13 +185,16 @@ def _train_from_table(args: argparse.Namespace) -> int:
     if args.prompt.count("{}") != 1:
         raise UserError(f"--prompt must hold {{}} once, where the concept goes (e.g. 'a photo of a {{}}'), got {args.prompt!r}")
     torch.set_num_threads(args.threads)
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise UserError(f"--json {args.json}: its folder does not exist; create it, or pass another path")
     hparams, config = _expert_settings(args, args.method)
     held_out = 0.2 if args.held_out is None else args.held_out
     try:
-        made = train_from_table(args.from_table, args.tree, args.out, layer=args.layer, method=args.method,
-                                revision=args.revision, token=args.token, sources=args.label_source,
-                                held_out=held_out, folds=args.folds, seed=args.seed, hparams=hparams or None,
-                                config=config, text_encoder=args.text_encoder, prompt=args.prompt, progress=print)
+        with hub_errors_as_user_errors():
+            made = train_from_table(args.from_table, args.tree, args.out, layer=args.layer, method=args.method,
+                                    revision=args.revision, token=args.token, sources=args.label_source,
+                                    held_out=held_out, folds=args.folds, seed=args.seed, hparams=hparams or None,
+                                    config=config, text_encoder=args.text_encoder, prompt=args.prompt, progress=print)
     except ValueError as err:
         raise UserError(str(err)) from None
     expert, weights = made.expert, made.weights
@@ -205,7 +208,8 @@ def _train_from_table(args: argparse.Namespace) -> int:
                      else "none proposed")
         print(f"  on {m['models']} held-out documented members: top-1 {m['top1']:.1f} %; at the calibrated threshold "
               f"{proposals} (recall {m['recall']:.1f} %)")
-    proposals = propose_for_undocumented(args.out, weights, token=args.token) if args.propose else None
+    with hub_errors_as_user_errors():
+        proposals = propose_for_undocumented(args.out, weights, token=args.token) if args.propose else None
     if proposals is not None:
         named = sum(p.value is not None for p in proposals)
         print(f"proposals for the {len(proposals)} undocumented members ({named} proposed, the rest abstain):")
