@@ -11,7 +11,8 @@ import sys
 from collections.abc import Callable
 
 from .commands import GROUPS
-from .commands.common import UserError, default_cache_dir
+from .commands.common import UserError
+from .settings import default_cache_dir
 
 __all__ = ["UserError", "build_parser", "default_cache_dir", "main"]
 

@@ -266,7 +266,7 @@ def open_tree_index(tree: str, *, table: str | os.PathLike[str] | None = None, t
         SearchError: no zero-shot expert for the tree, a table without its vectors.
         TableError: no usable table (`TableNotFoundError`: none found).
     """
-    from .commands.common import default_cache_dir
+    from .settings import default_cache_dir
     from .infer import expert_registry
     from .reading import looks_like_repo_id
     from .vector_index import INDEX_KINDS, build_index

@@ -34,7 +34,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from hf_probex.commands.common import default_cache_dir
+from hf_probex.settings import default_cache_dir
 
 TOKEN = "hf_bench_write_token"
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..commands.common import default_cache_dir
+from ..settings import default_cache_dir
 
 __all__ = ["OPEN_STATUSES", "SCHEMA_VERSION", "BotState", "Contact", "RepoRecord", "default_state_path"]
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 
 class UserError(Exception):
@@ -32,14 +30,6 @@ def hub_errors_as_user_errors(offline_hint: str = "") -> Iterator[None]:
     except HfHubHTTPError as err:
         status = err.response.status_code if err.response is not None else "?"
         raise UserError(f"the Hub answered HTTP {status}: {err.server_message or str(err).splitlines()[0]}") from None
-
-
-def default_cache_dir() -> Path:
-    """Where bench zoos and other large artefacts are cached (HF_PROBEX_CACHE, else the user cache dir)."""
-    if "HF_PROBEX_CACHE" in os.environ:
-        return Path(os.environ["HF_PROBEX_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hf_probex"
 
 
 def add_cv_options(sub: argparse.ArgumentParser, *, training: bool) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import UserError, default_cache_dir
+from ..settings import default_cache_dir
+from .common import UserError
 
 
 def format_suggestion(suggestion) -> str:

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_cv_options, default_cache_dir
+from ..settings import default_cache_dir
+from .common import add_cv_options
 
 
 def _zoo_build(args: argparse.Namespace) -> int:

@@ -82,7 +82,7 @@ class ExpertEntry:
 
 def default_registry_path() -> Path:
     """The local registry file: `<cache>/experts.json` (cache = $HF_PROBEX_CACHE or the user cache dir)."""
-    from ..commands.common import default_cache_dir
+    from ..settings import default_cache_dir
 
     return default_cache_dir() / "experts.json"
 

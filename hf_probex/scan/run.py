@@ -92,7 +92,7 @@ class ScanResult:
 
 def default_scan_folder(root: str) -> Path:
     """`<cache>/scans/<owner>--<name>`: where a tree's working folder goes without --out."""
-    from ..commands.common import default_cache_dir
+    from ..settings import default_cache_dir
 
     return default_cache_dir() / "scans" / root.replace("/", "--")
 
