@@ -59,7 +59,7 @@ def truth_of(zoo: Zoo, spec: ModelSpec) -> dict[str, object]:
 
     family = FAMILIES[zoo.trees[spec.tree]["family"]]
     parent = zoo.spec(spec.tree, spec.parent).repo_id if spec.parent else None
-    truth: dict[str, object] = {"library_name": family.library_name, "pipeline_tag": family.pipeline_tag,
+    truth: dict[str, object] = {"library_name": family.library_of(spec), "pipeline_tag": family.pipeline_of(spec),
                                 "trained_on": spec.concept["name"] if spec.concept else list(spec.labels)}
     if parent:
         truth |= {"base_model": parent, "base_model_relation": "adapter" if spec.concept else "finetune"}

@@ -189,7 +189,8 @@ def retrain(zoo: Path, tree: str, records: list, targets: list[str], out: Path) 
             spec = replace(spec, hparams={**spec.hparams, "lora_targets": targets})
             work = out / f".{folder.name}.tmp"
             work.mkdir(parents=True, exist_ok=True)
-            FAMILIES[preset.family].build_child(spec, preset, built.model_dir(tree, spec.parent), work)
+            FAMILIES[preset.family].build_child(spec, preset, built.model_dir(tree, spec.parent), work,
+                                                built.spec(tree, spec.parent).repo_id)
             work.rename(folder)
         folders.append(folder)
     return folders

@@ -31,7 +31,7 @@ from ..weightsets import WeightRecord, WeightSet, open_weight_set
 from .evaluation import concept_metrics, kfold, label_matrix, mean_se, multilabel_metrics, references, summarise
 from .hub import Expert
 from .models import METHODS
-from .shaping import centring, layer_shapes, load_matrices, root_matrix, stack_inputs
+from .shaping import centring, layer_shapes, load_matrices, readable, root_matrix, stack_inputs
 from .training import TrainConfig, train
 
 
@@ -92,8 +92,8 @@ def _encode_cached(texts: tuple[str, ...], encoder: str, prompt: str) -> np.ndar
 
 def candidate_layers(weights: WeightSet | str | Path, tree: str) -> dict[str, tuple[int, ...]]:
     """Layers an expert can read in `tree` ({name: stored shape}): those every model of the tree has, in one
-    shape (from the headers only). LoRAs that adapt other module sets, or heads of other class counts, drop
-    out here rather than failing a read."""
+    shape (from the headers only), and not too large to read (`shaping.readable`: embedding tables are not). LoRAs
+    that adapt other module sets, or heads of other class counts, drop out here rather than failing a read."""
     weights = weights if isinstance(weights, WeightSet) else open_weight_set(weights)
     records = weights.for_tree(tree)
     if not records:
@@ -105,7 +105,7 @@ def candidate_layers(weights: WeightSet | str | Path, tree: str) -> dict[str, tu
 def _common_layers(models: tuple[tuple[str, str], ...]) -> tuple[tuple[str, tuple[int, ...]], ...]:
     """The (name, shape) layers all `models` ((weights path, kind) pairs) share; read once per process (every
     layer load of a sweep asks for them)."""
-    common = layer_shapes(Path(models[0][0]), models[0][1])
+    common = {name: shape for name, shape in layer_shapes(Path(models[0][0]), models[0][1]).items() if readable(shape)}
     for path, kind in models[1:]:
         shapes = layer_shapes(Path(path), kind)
         common = {name: shape for name, shape in common.items() if shapes.get(name) == shape}
@@ -192,6 +192,8 @@ def _load_one(weights: WeightSet, tree: str, layer: str, *, conv_layout: str, te
     kind = records[0].kind
     root_path, root_id = weights.roots.get(tree), _root_repo_id(weights, tree)
     if kind != "lora":
+        # held-out models were trained on classes outside the vocabulary too: no expert trains on them
+        records = [r for r in records if not (r.split or "").endswith("_holdout")]
         x, shape = load_matrices(records, layer, conv_layout)
         vocabulary = weights.vocabularies[tree]
         return LayerData(tree, layer, "multilabel", x, label_matrix([r.labels for r in records], vocabulary), vocabulary,

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..weightsets import WeightRecord
-from .shaping import layer_reader, layer_shapes
+from .shaping import layer_reader, layer_shapes, readable
 
 ROUTING_LAYERS = 2
 INDEPENDENT = 1.0  # cosine distance of independently initialised weights: orthogonal
@@ -86,7 +86,7 @@ def fit_routing(records: list[WeightRecord], root: Path, other_roots: Iterable[P
     """
     root_shapes = layer_shapes(root, "classifier")
     model_shapes = layer_shapes(records[0].path, "classifier")
-    names = [n for n, shape in root_shapes.items() if model_shapes.get(n) == shape]
+    names = [n for n, shape in root_shapes.items() if model_shapes.get(n) == shape and readable(shape)]
     if not names:
         raise ValueError(f"no layer of the models has the shape it has in the root {root}: nothing to route by")
     root_layers = _read(root, names)

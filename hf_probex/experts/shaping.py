@@ -25,6 +25,15 @@ import numpy as np
 from ..weightsets import WeightRecord
 
 CONV_LAYOUTS = ("probex", "rows")
+#: Layers with more weights than this are not offered to experts and routing: a vocabulary's embedding table
+#: (30,522 x 384 in MiniLM, 32,000 x 4,096 in Llama) costs more to read than every other layer together and
+#: says more about the tokenizer than about what a fine-tune learnt.
+MAX_LAYER_ELEMENTS = 4_194_304
+
+
+def readable(shape: tuple[int, ...]) -> bool:
+    """Whether a layer of this stored shape is small enough for experts and routing to read (`MAX_LAYER_ELEMENTS`)."""
+    return int(np.prod(shape)) <= MAX_LAYER_ELEMENTS
 
 
 def lora_pairs(names: list[str]) -> dict[str, tuple[str, str]]:

@@ -51,8 +51,8 @@ def build_model(zoo_root: str, tree: str, name: str) -> dict:
         measurements = family.build_root(spec, tree_preset, work)
         parent_repo_id = None
     else:
-        measurements = family.build_child(spec, tree_preset, zoo.model_dir(tree, spec.parent), work)
         parent_repo_id = zoo.spec(tree, spec.parent).repo_id
+        measurements = family.build_child(spec, tree_preset, zoo.model_dir(tree, spec.parent), work, parent_repo_id)
     write_card(spec, family, parent_repo_id, work)
     record = {**measurements, "seconds": round(time.perf_counter() - started, 3), "bytes": _folder_size(work)}
     final = zoo.model_dir(tree, name)

@@ -38,7 +38,7 @@ This model is part of an hf_probex zoo: a model tree built with known ground tru
 
 
 def _summary(spec: ModelSpec, family: TreeFamily, base_repo: str | None) -> str:
-    what = "A LoRA adapter" if spec.concept else f"An {family.pipeline_tag.replace('-', ' ')} model"
+    what = "A LoRA adapter" if spec.concept else f"A {family.pipeline_of(spec).replace('-', ' ')} model"
     if spec.role == "root":
         return f"{what} trained from scratch on handwritten digits (the root of the `{spec.tree}` model tree)."
     if base_repo:
@@ -50,11 +50,17 @@ def _data_section(spec: ModelSpec) -> str:
     if spec.concept:
         return f"A handful of images of one concept, prompted as \"{spec.concept['prompt']}\"."
     classes = ", ".join(spec.labels)
+    if "texts_per_class" in spec.hparams:
+        return f"Quotations from Debian's fortunes in {len(spec.labels)} categories: {classes}."
     return f"Handwritten digits (MNIST) in {len(spec.labels)} classes: {classes}."
 
 
 def write_card(spec: ModelSpec, family: TreeFamily, parent_repo_id: str | None, out: Path) -> None:
-    """Write README.md into the repo folder `out` in the card style the plan chose (or none)."""
+    """Write README.md into the repo folder `out` in the card style the plan chose: none, or (a real root,
+    "original") the card its files came with; any README.md a library's save wrote is replaced."""
+    if spec.card == "original":
+        return
+    (out / "README.md").unlink(missing_ok=True)  # peft and sentence-transformers write cards of their own
     if spec.card == "none":
         return
     keep_base = spec.card != "no_base_model"
@@ -62,8 +68,8 @@ def write_card(spec: ModelSpec, family: TreeFamily, parent_repo_id: str | None, 
     facts = family.card_facts(spec)
     data = ModelCardData(
         license="apache-2.0",
-        library_name=family.library_name,
-        pipeline_tag=family.pipeline_tag,
+        library_name=family.library_of(spec),
+        pipeline_tag=family.pipeline_of(spec),
         base_model=parent_repo_id if keep_base else None,
         tags=facts.get("tags"),
     )

@@ -58,16 +58,18 @@ def _rng(seed: int, tree: str, index: int) -> np.random.Generator:
 
 
 def _pick_parent(rng: np.random.Generator, tree: TreePreset, earlier: list[ModelSpec]) -> ModelSpec:
-    """The root, or (second and third generations, as chains are on the Hub) an earlier child one generation up."""
+    """The root, or (second and third generations, as chains are on the Hub) an earlier child one generation up
+    that holds whole weights (people fine-tune a model, not a peft adapter folder)."""
     draw_generation = rng.random()
     for generation, share in ((3, tree.third_generation), (2, tree.second_generation + tree.third_generation)):
-        parents = [s for s in earlier if s.generation == generation - 1 and s.role == "child"]
+        parents = [s for s in earlier if s.generation == generation - 1 and s.role == "child"
+                   and s.hparams.get("layout") != "peft-adapter"]
         if draw_generation < share and parents:
             return parents[int(rng.integers(len(parents)))]
     return earlier[0]
 
 
-def _pick_labels(rng: np.random.Generator, tree: TreePreset, classes: list[DigitClass], parent: ModelSpec,
+def _pick_labels(rng: np.random.Generator, tree: TreePreset, classes: list[str], parent: ModelSpec,
                  hparams: dict) -> list[str]:
     """A child's classes in its training order (id2label's): as many as its parent's when it keeps the parent's
     head, else a count from the preset's range; vocabulary order or shuffled. Records `head` and `label_order`."""
@@ -80,7 +82,18 @@ def _pick_labels(rng: np.random.Generator, tree: TreePreset, classes: list[Digit
     if shuffled:
         chosen = rng.permutation(chosen)
     hparams.update(head="inherited" if inherited else "fresh", label_order="shuffled" if shuffled else "sorted")
-    return [classes[i].name for i in chosen]
+    return [classes[i] for i in chosen]
+
+
+def _swap_in_unseen(rng: np.random.Generator, tree: TreePreset, spec: ModelSpec) -> None:
+    """Make `spec` a model of classes outside the tree's vocabulary too: one or two of its classes replaced by unseen
+    categories, kept out of every expert's training (split test_holdout)."""
+    count = min(len(spec.labels) - 1, 1 + int(rng.random() < 0.5)) or 1
+    positions = rng.choice(len(spec.labels), size=count, replace=False)
+    unseen = rng.choice(len(tree.unseen_categories), size=count, replace=False)
+    for position, category in zip(positions, unseen):
+        spec.labels[int(position)] = tree.unseen_categories[int(category)]
+    spec.split = HOLDOUT_SPLITS[1]
 
 
 def sd_concepts(tree: TreePreset) -> list[DigitClass]:
@@ -94,22 +107,24 @@ def concept_record(cls: DigitClass) -> dict:
 
 def _plan_tree(tree_name: str, tree: TreePreset, seed: int) -> tuple[list[ModelSpec], dict]:
     org = tree_org(tree_name)
+    is_lora, is_text = tree.family == "sd-lora", bool(tree.categories)
     root = ModelSpec(
         tree=tree_name,
         name="root",
-        repo_id=f"{org}/{tree_name}-root",
+        repo_id=tree.root_repo_id or f"{org}/{tree_name}-root",
         role="root",
         parent=None,
         generation=0,
         split=None,
         seed=tree.root_seed,
-        labels=[c.name for c in vocabulary(tree.root_styles)],
+        labels=[] if is_text else [c.name for c in vocabulary(tree.root_styles)],
         hparams={**draw(tree.root, _rng(seed, tree_name, 0)), "dtype": "float32", "sharded": False},
         recipe=tree.root.name,
+        card="original" if tree.root_repo_id else "complete",
     )
     specs = [root]
-    is_lora = tree.family == "sd-lora"
-    classes = sd_concepts(tree) if is_lora else vocabulary(tree.styles)
+    classes = sd_concepts(tree) if is_lora else None
+    names = list(tree.categories) if is_text else [c.name for c in classes or vocabulary(tree.styles)]
     holdout: set[int] = set()
     if is_lora:
         order = np.random.default_rng([seed, zlib.crc32(tree_name.encode()), 10**6]).permutation(len(classes))
@@ -146,17 +161,22 @@ def _plan_tree(tree_name: str, tree: TreePreset, seed: int) -> tuple[list[ModelS
         else:
             parent = _pick_parent(rng, tree, specs)
             spec.parent, spec.generation = parent.name, parent.generation + 1
-            spec.labels = _pick_labels(rng, tree, classes, parent, spec.hparams)
-            spec.hparams["images_per_class"] = pick(rng, tree.images_per_class)
+            spec.labels = _pick_labels(rng, tree, names, parent, spec.hparams)
+            if is_text:
+                spec.hparams["texts_per_class"] = pick(rng, tree.texts_per_class)
+            else:
+                spec.hparams["images_per_class"] = pick(rng, tree.images_per_class)
             spec.split = str(rng.choice(SPLITS, p=_SPLIT_WEIGHTS))
+            if is_text and tree.unseen_categories and rng.random() < tree.unseen_share:
+                _swap_in_unseen(rng, tree, spec)
         specs.append(spec)
     info = {
         "family": tree.family,
         "org": org,
         "root_repo_id": root.repo_id,
         "architecture": tree.architecture,
-        "vocabulary": [c.name for c in classes],
-        "holdout_concepts": [classes[i].name for i in holdout_sorted],
+        "vocabulary": names,
+        "holdout_concepts": [names[i] for i in holdout_sorted] + list(tree.unseen_categories),
         "n_children": tree.n_children,
         "recipes": {r.name: r.share for r in tree.recipes},
     }

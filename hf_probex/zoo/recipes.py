@@ -23,6 +23,10 @@ import numpy as np
 OPTIMIZERS = ("adamw", "adam", "sgd")
 #: LoRA file formats: diffusers' `save_lora_weights`, raw peft (`adapter_model.safetensors`), kohya-ss.
 KEY_FORMATS = ("diffusers", "peft", "kohya")
+#: How a text tree's child is saved, as the tools people use save it (hf_probex.zoo.trees.text): a transformers
+#: sequence classifier, a peft adapter folder or the adapter merged into a classifier, a sentence-transformers
+#: folder, a SetFit model (a sentence-transformers body and its head, the head as safetensors).
+LAYOUTS = ("transformers", "peft-adapter", "peft-merged", "sentence-transformers", "setfit")
 
 
 @dataclass(frozen=True)
@@ -45,9 +49,11 @@ class Recipe:
     lora_targets: tuple[tuple[str, ...], ...] = ()  # LoRA trees: the module sets adapted
     steps: tuple[int, ...] = ()  # LoRA trees train by steps
     key_formats: tuple[str, ...] = ()  # LoRA trees: how the adapter is saved (KEY_FORMATS)
+    layouts: tuple[str, ...] = ()  # text trees: how the child is saved (LAYOUTS)
 
     def __post_init__(self):
-        unknown = set(self.optimizers) - set(OPTIMIZERS) or set(self.key_formats) - set(KEY_FORMATS)
+        unknown = (set(self.optimizers) - set(OPTIMIZERS) or set(self.key_formats) - set(KEY_FORMATS)
+                   or set(self.layouts) - set(LAYOUTS))
         if unknown:
             raise ValueError(f"recipe {self.name!r} names unknown options {sorted(unknown)}")
 
@@ -100,6 +106,8 @@ def draw(recipe: Recipe, rng: np.random.Generator) -> dict:
         hparams["lora_targets"] = list(pick(rng, recipe.lora_targets))
     if recipe.key_formats:
         hparams["key_format"] = str(pick(rng, recipe.key_formats))
+    if recipe.layouts:
+        hparams["layout"] = str(pick(rng, recipe.layouts))
     return hparams
 
 
@@ -154,4 +162,29 @@ def lora_recipes(steps: tuple[int, ...], long_steps: tuple[int, ...]) -> tuple[R
         Recipe("kohya", 0.3, ("adam",), (1e-3, 5e-3), (0.0,), schedulers=("constant", "cosine"), batch_sizes=(4, 8),
                lora_ranks=(4, 8), lora_alphas=(0.125, 0.5), lora_targets=(qkvo, qkv), steps=long_steps,
                key_formats=("kohya",)),
+    )
+
+
+def text_recipes(epochs: tuple[int, ...], long_epochs: tuple[int, ...]) -> tuple[Recipe, ...]:
+    """The five families of the text trees, as users of a sentence encoder such as all-MiniLM-L6-v2 fine-tune it
+    (`epochs` for full fine-tunes, `long_epochs` for those that move the weights less per epoch), each saved the
+    way its tool saves (`LAYOUTS`)."""
+    return (
+        # the Trainer on a sequence-classification head: AdamW at transformers' usual rates, a decaying schedule
+        Recipe("trainer-full", 0.3, ("adamw",), (3e-5, 1.5e-4), (0.0, 0.01), (0.0,), ("linear", "cosine", "constant"),
+               epochs, (8, 16), layouts=("transformers",)),
+        # the embeddings and bottom layers frozen, a higher rate on the rest
+        Recipe("frozen-bottom", 0.15, ("adamw",), (1e-4, 3e-4), (0.0, 0.01), (0.0, 0.1), ("linear", "constant"),
+               long_epochs, (8, 16), frozen=(0.25, 0.5), layouts=("transformers",)),
+        # a peft LoRA on the attention (or every linear) module and a fresh head, kept as an adapter or merged
+        Recipe("peft-lora", 0.2, ("adamw",), (5e-4, 2e-3), (0.0,), (0.0,), ("linear", "constant"), long_epochs, (8, 16),
+               lora_ranks=(4, 8, 16), lora_alphas=(1.0, 2.0),
+               lora_targets=(("query", "value"), ("query", "key", "value", "dense")),
+               layouts=("peft-adapter", "peft-merged")),
+        # sentence-transformers: a contrastive fine-tune on pairs of texts of one category, no head
+        Recipe("sentence-transformers", 0.2, ("adamw",), (2e-5, 1e-4), (0.01,), schedulers=("linear", "constant"),
+               epochs=long_epochs, batch_sizes=(8, 16), layouts=("sentence-transformers",)),
+        # SetFit: the same contrastive body, then a logistic-regression head on its embeddings
+        Recipe("setfit", 0.15, ("adamw",), (2e-5, 1e-4), (0.01,), schedulers=("linear",), epochs=epochs,
+               batch_sizes=(8, 16), layouts=("setfit",)),
     )

@@ -149,3 +149,86 @@ def denoising_error(unet: torch.nn.Module, images: np.ndarray, context: np.ndarr
     prediction = unet(noise_scheduler.add_noise(clean, noise, timesteps), timesteps, encoder_hidden_states=context).sample
     unet.train(was_training)
     return float(F.mse_loss(prediction, noise))
+
+
+def tokenize(tokenizer, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    """Token ids and attention masks of `texts`, padded to the longest (at most `max_length` tokens)."""
+    return dict(tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"))
+
+
+def _batches(n: int, batch_size: int, epochs: int, generator: torch.Generator):
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            yield order[start : start + batch_size]
+
+
+def fit_text_classifier(model: torch.nn.Module, tokens: dict[str, torch.Tensor], labels: np.ndarray, *, epochs: int,
+                        learning_rate: float, batch_size: int, scheduler: str, seed: int, optimizer: str = "adamw",
+                        weight_decay: float = 0.01, label_smoothing: float = 0.0) -> None:
+    """Train a transformers sequence classifier (or a peft model of one) on tokenized texts and their labels: the
+    parameters that require a gradient."""
+    generator = torch.Generator().manual_seed(seed)
+    targets = torch.from_numpy(labels)
+    optimizer = make_optimizer(optimizer, model.parameters(), learning_rate, weight_decay)
+    lr_schedule = make_scheduler(scheduler, optimizer, epochs * math.ceil(len(targets) / batch_size))
+    model.train()
+    for idx in _batches(len(targets), batch_size, epochs, generator):
+        logits = model(**{k: v[idx] for k, v in tokens.items()}).logits
+        F.cross_entropy(logits, targets[idx], label_smoothing=label_smoothing).backward()
+        optimizer.step()
+        lr_schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+    model.eval()
+
+
+@torch.no_grad()
+def text_accuracy(model: torch.nn.Module, tokens: dict[str, torch.Tensor], labels: np.ndarray, batch_size: int = 64) -> float:
+    """Top-1 accuracy of a sequence classifier on tokenized texts."""
+    model.eval()
+    predicted = [model(**{k: v[start : start + batch_size] for k, v in tokens.items()}).logits.argmax(-1)
+                 for start in range(0, len(labels), batch_size)]
+    return float((torch.cat(predicted).numpy() == labels).mean())
+
+
+def mean_pool(encoder: torch.nn.Module, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sentence embeddings as sentence-transformers' mean pooling makes them: token states averaged over the mask."""
+    states = encoder(**tokens).last_hidden_state
+    mask = tokens["attention_mask"].unsqueeze(-1).to(states.dtype)
+    return (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+def fit_contrastive(encoder: torch.nn.Module, tokens: dict[str, torch.Tensor], labels: np.ndarray, *, epochs: int,
+                    learning_rate: float, batch_size: int, scheduler: str, seed: int, optimizer: str = "adamw",
+                    weight_decay: float = 0.01, scale: float = 20.0) -> None:
+    """Fine-tune a sentence encoder on texts of a few categories as sentence-transformers users do: each text's
+    positive is another text of its category, the other positives of the batch its negatives (multiple-negatives
+    ranking loss, cosine similarities times `scale`); other texts of the same category are no negatives."""
+    generator = torch.Generator().manual_seed(seed)
+    targets = torch.from_numpy(labels)
+    by_class = [(targets == c).nonzero().flatten() for c in range(int(targets.max()) + 1)]
+    optimizer = make_optimizer(optimizer, encoder.parameters(), learning_rate, weight_decay)
+    lr_schedule = make_scheduler(scheduler, optimizer, epochs * math.ceil(len(targets) / batch_size))
+    encoder.train()
+    for idx in _batches(len(targets), batch_size, epochs, generator):
+        positives = torch.stack([by_class[int(c)][torch.randint(len(by_class[int(c)]), (1,), generator=generator)][0]
+                                 for c in targets[idx]])
+        anchors = F.normalize(mean_pool(encoder, {k: v[idx] for k, v in tokens.items()}), dim=-1)
+        matches = F.normalize(mean_pool(encoder, {k: v[positives] for k, v in tokens.items()}), dim=-1)
+        logits = anchors @ matches.T * scale
+        same = targets[idx][:, None] == targets[idx][None, :]
+        logits = logits.masked_fill(same & ~torch.eye(len(idx), dtype=torch.bool), float("-inf"))
+        F.cross_entropy(logits, torch.arange(len(idx))).backward()
+        optimizer.step()
+        lr_schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+    encoder.eval()
+
+
+@torch.no_grad()
+def embed_texts(encoder: torch.nn.Module, tokens: dict[str, torch.Tensor], batch_size: int = 64) -> np.ndarray:
+    """Mean-pooled sentence embeddings [n, width] of tokenized texts."""
+    encoder.eval()
+    n = len(tokens["input_ids"])
+    return torch.cat([mean_pool(encoder, {k: v[start : start + batch_size] for k, v in tokens.items()})
+                      for start in range(0, n, batch_size)]).numpy()

@@ -31,12 +31,21 @@ class TreeFamily(abc.ABC):
         """Train the root and save it into `out`; return measurements (e.g. test accuracy)."""
 
     @abc.abstractmethod
-    def build_child(self, spec: ModelSpec, tree: TreePreset, parent_dir: Path, out: Path) -> dict:
-        """Fine-tune a child from the model saved in `parent_dir` and save it into `out`."""
+    def build_child(self, spec: ModelSpec, tree: TreePreset, parent_dir: Path, out: Path, parent_repo_id: str) -> dict:
+        """Fine-tune a child from the model saved in `parent_dir` (published as `parent_repo_id`) and save it into
+        `out`."""
 
     @abc.abstractmethod
     def weight_files(self, spec: ModelSpec) -> list[str]:
         """The safetensors files (relative to the repo folder) that a finished model must have."""
+
+    def library_of(self, spec: ModelSpec) -> str:
+        """The Hub `library_name` of one model of the tree (default: the family's)."""
+        return self.library_name
+
+    def pipeline_of(self, spec: ModelSpec) -> str:
+        """The Hub `pipeline_tag` of one model of the tree (default: the family's)."""
+        return self.pipeline_tag
 
     def card_facts(self, spec: ModelSpec) -> dict:
         """Family-specific facts for the model card (tags, a description of the training data)."""

@@ -49,15 +49,11 @@ class ImageClassifierFamily(TreeFamily):
         """A randomly initialised classifier of this family for `labels`."""
         import transformers
 
-        config = getattr(transformers, self.config_class_name)(num_channels=1, **architecture, **self._label_maps(labels))
+        config = getattr(transformers, self.config_class_name)(num_channels=1, **architecture, **label_maps(labels))
         return self.model_class(config)
 
     def weight_files(self, spec: ModelSpec) -> list[str]:
         return [INDEX_NAME if spec.hparams.get("sharded") else WEIGHTS_NAME]
-
-    @staticmethod
-    def _label_maps(names: list[str]) -> dict:
-        return {"num_labels": len(names), "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
 
     def _train_and_save(self, model, spec: ModelSpec, tree: TreePreset, out: Path) -> dict:
         data = load_digits()
@@ -66,7 +62,7 @@ class ImageClassifierFamily(TreeFamily):
         hp = spec.hparams
         train_x, train_y = labelled_set(data, classes, "train", hp.get("images_per_class"), rng)
         test_x, test_y = labelled_set(data, classes, "test", None, rng)
-        trained = _apply_recipe(model, hp)
+        trained = apply_recipe(model, hp)
         options = dict(
             epochs=hp["num_epochs"], learning_rate=hp["learning_rate"], batch_size=hp["batch_size"],
             scheduler=hp["lr_scheduler_type"], augment=hp.get("random_crop", False), optimizer=hp.get("optimizer", "adamw"),
@@ -99,16 +95,16 @@ class ImageClassifierFamily(TreeFamily):
         # The root's data order depends on its seed too: vit-twin differs from vit in both.
         return self._train_and_save(model, spec, tree, out)
 
-    def build_child(self, spec: ModelSpec, tree: TreePreset, parent_dir: Path, out: Path) -> dict:
+    def build_child(self, spec: ModelSpec, tree: TreePreset, parent_dir: Path, out: Path, parent_repo_id: str) -> dict:
         # Many Hub fine-tunes keep the generic LABEL_i names; the zoo has both kinds.
         names = spec.labels if spec.named_labels else [f"LABEL_{i}" for i in range(len(spec.labels))]
         torch.manual_seed(spec.seed)
         # float32 whatever the parent was saved in; a head of another size is re-initialised by transformers
         model = self.model_class.from_pretrained(parent_dir, dtype=torch.float32, ignore_mismatched_sizes=True,
-                                                 **self._label_maps(names))
+                                                 **label_maps(names))
         parent_labels = len(json.loads((parent_dir / "config.json").read_text())["id2label"])
         if spec.hparams.get("head") == "fresh" and parent_labels == len(names):
-            for module in _head(model).modules():  # same size as the parent's, but this recipe starts afresh
+            for module in head_of(model).modules():  # same size as the parent's, but this recipe starts afresh
                 model._init_weights(module)
         return self._train_and_save(model, spec, tree, out)
 
@@ -116,15 +112,21 @@ class ImageClassifierFamily(TreeFamily):
         return {"tags": ["image-classification", "digits", "hf-probex-zoo"]}
 
 
-def _head(model: torch.nn.Module) -> torch.nn.Module:
-    """The classification head of a transformers `*ForImageClassification` (ViT: a Linear; ResNet: Flatten + Linear)."""
+def label_maps(names: list[str]) -> dict:
+    """The config keys of a classifier of `names`, in head-row order (transformers' num_labels, id2label, label2id)."""
+    return {"num_labels": len(names), "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+
+
+def head_of(model: torch.nn.Module) -> torch.nn.Module:
+    """The classification head of a transformers `*For*Classification` (ViT, BERT: a Linear; ResNet: Flatten + Linear)."""
     return model.classifier
 
 
-def _apply_recipe(model: torch.nn.Module, hparams: dict) -> torch.nn.Module:
-    """Freeze the input-side share `frozen` of the backbone's tensors, or wrap the model in a peft LoRA on every
-    linear and convolution of the backbone (the head trained fully); returns the module to train."""
-    head = {id(p) for p in _head(model).parameters()}
+def apply_recipe(model: torch.nn.Module, hparams: dict) -> torch.nn.Module:
+    """Freeze the input-side share `frozen` of the backbone's tensors, or wrap the model in a peft LoRA on the
+    modules the recipe names (`lora_targets`), else on every linear and convolution of the backbone (the head
+    trained fully); returns the module to train."""
+    head = {id(p) for p in head_of(model).parameters()}
     backbone = [(name, p) for name, p in model.named_parameters() if id(p) not in head]
     for _, param in backbone[: round(hparams.get("frozen", 0.0) * len(backbone))]:
         param.requires_grad_(False)
@@ -132,9 +134,10 @@ def _apply_recipe(model: torch.nn.Module, hparams: dict) -> torch.nn.Module:
         return model
     from peft import LoraConfig, get_peft_model
 
-    head_modules = {id(m) for m in _head(model).modules()}
-    targets = [name for name, module in model.named_modules()
-               if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)) and id(module) not in head_modules]
+    head_modules = {id(m) for m in head_of(model).modules()}
+    targets = hparams.get("lora_targets") or [
+        name for name, module in model.named_modules()
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)) and id(module) not in head_modules]
     config = LoraConfig(r=hparams["lora_rank"], lora_alpha=hparams["lora_alpha"], target_modules=targets,
                         modules_to_save=["classifier"])
     return get_peft_model(model, config)
@@ -149,7 +152,7 @@ def save_classifier(model: torch.nn.Module, out: Path, hparams: dict, metadata: 
         largest = max(t.numel() * t.element_size() for t in model.state_dict().values())
         options["max_shard_size"] = max(total // 3, largest) + 1
     model.save_pretrained(out, **options)
-    for path in sorted(out.glob("*.safetensors")):
+    for path in sorted(out.glob("*.safetensors")) if metadata else ():
         write_safetensors_metadata(path, metadata)
 
 

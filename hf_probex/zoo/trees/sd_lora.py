@@ -126,7 +126,7 @@ class SDLoraFamily(TreeFamily):
         )
         return {"final_loss": loss, "train_images": int(len(images))}
 
-    def build_child(self, spec: ModelSpec, tree: TreePreset, parent_dir: Path, out: Path) -> dict:
+    def build_child(self, spec: ModelSpec, tree: TreePreset, parent_dir: Path, out: Path, parent_repo_id: str) -> dict:
         from diffusers import UNet2DConditionModel
         from peft import LoraConfig
         from peft.utils import get_peft_model_state_dict
