@@ -63,6 +63,37 @@ def small_zoo(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def text_small_zoo(tmp_path_factory):
+    """The `text-small` zoo: the real all-MiniLM-L6-v2 and its children of five recipe families (every layout: a
+    transformers classifier, a peft adapter folder and a merged one, sentence-transformers, SetFit). About a minute
+    and a half on 2 cores, built once per test run; it reads Debian's fortunes, fetched once into a folder the
+    workers share."""
+    from hf_probex.zoo import build_zoo
+
+    with _built_once(tmp_path_factory, "zoo-text-small") as folder:
+        patch = pytest.MonkeyPatch()
+        patch.setenv("HF_PROBEX_FORTUNES", str(_fortunes(tmp_path_factory)))
+        try:
+            return build_zoo(folder, "text-small", seed=0, workers=2, progress=False)
+        finally:
+            patch.undo()
+
+
+def _fortunes(tmp_path_factory) -> Path:
+    """Debian's fortunes category files, fetched once per test run into a folder the workers share."""
+    from hf_probex.zoo.fortunes import fortunes_dir
+
+    with _built_once(tmp_path_factory, "fortunes-cache") as cache:
+        patch = pytest.MonkeyPatch()
+        patch.setenv("HF_PROBEX_CACHE", str(cache))
+        patch.delenv("HF_PROBEX_FORTUNES", raising=False)
+        try:
+            return fortunes_dir()
+        finally:
+            patch.undo()
+
+
+@pytest.fixture(scope="session")
 def small_cache(small_zoo, tmp_path_factory):
     """A cache folder as `hf-probex demo` leaves it: the session's small zoo, and its expert trained as the demo
     trains it (train and val splits; layers chosen and calibrated leave-one-recipe-family-out)."""

@@ -60,6 +60,11 @@ def test_the_head_layer_is_the_one_whose_rows_are_each_models_classes():
     assert find_head_layer(records, shapes) == ("classifier.weight", 16)
     unordered = [WeightRecord(r.tree, r.model_id, r.split, r.labels, r.path, r.kind) for r in records]
     assert find_head_layer(unordered, shapes) is None  # labels not known in row order: no rows to learn from
+    # a tree whose sentence encoders carry no head: the classifiers' head is still found, a coincidence is not
+    encoder = WeightRecord("t", "m2", "train", tuple(VOCABULARY[:2]), Path("."), "classifier", head_order=True)
+    with_encoder = [*records, encoder]
+    assert find_head_layer(with_encoder, [*shapes, {"body.weight": (5, 16), "type.weight": (2, 16)}]) == ("classifier.weight", 16)
+    assert find_head_layer([encoder] * 3 + records[:1], [{"body.weight": (5, 16)}] * 3 + shapes[:1]) is None
 
 
 def test_out_of_fold_row_scores_come_from_readers_that_never_saw_the_model_and_lift_recall():

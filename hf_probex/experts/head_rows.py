@@ -46,16 +46,22 @@ def row_features(head: np.ndarray) -> np.ndarray | None:
 
 
 def find_head_layer(records: Sequence[WeightRecord], shapes: Sequence[dict[str, tuple[int, ...]]]) -> tuple[str, int] | None:
-    """(name, width) of the layer whose rows are each model's classes: 2-D, one row per label of every record
-    (`shapes`: each record's layers and stored shapes), one width. None when the records' label order is not
-    the head's (`WeightRecord.head_order`) or no layer fits."""
+    """(name, width) of the layer whose rows are each model's classes: 2-D, one row per label (`shapes`: each
+    record's layers and stored shapes), one width, in more of the records than any other layer and in at least
+    half of them (a tree's sentence encoders carry no head; the classifiers among them do). None when the records'
+    label order is not the head's (`WeightRecord.head_order`) or no layer fits."""
     if not records or not all(r.head_order and len(r.labels) >= 2 for r in records):
         return None
-    fits = None
+    fits: dict[tuple[str, int], int] = {}
     for record, layers in zip(records, shapes):
-        here = {(name, shape[1]) for name, shape in layers.items() if len(shape) == 2 and shape[0] == len(record.labels)}
-        fits = here if fits is None else fits & here
-    return sorted(fits)[-1] if fits else None  # several fit only by coincidence of sizes; the last name, as heads come last
+        for name, shape in layers.items():
+            if len(shape) == 2 and shape[0] == len(record.labels):
+                fits[(name, shape[1])] = fits.get((name, shape[1]), 0) + 1
+    if not fits or 2 * max(fits.values()) < len(records):
+        return None
+    # a layer of as many rows as a model's labels only by coincidence of sizes fits fewer models; of equals, the last
+    # name, as heads come last
+    return max(fits, key=lambda layer: (fits[layer], layer))
 
 
 def read_head(adapter, source, layer: str) -> np.ndarray | None:

@@ -132,7 +132,7 @@ PRESETS: dict[str, ZooPreset] = {
             "text": TreePreset(
                 family="text", n_children=20, architecture={}, root=_root(), recipes=text_recipes((2,), (2, 3)),
                 root_repo_id=MINILM, categories=_TEXT_SMALL_CATEGORIES, subset_size=(2, 3), texts_per_class=(16, 24),
-                storage=_HUB_STORAGE, shuffled_labels=0.5, second_generation=0.1, min_accuracy=0.5,
+                storage=_HUB_STORAGE, shuffled_labels=0.5, second_generation=0.2, min_accuracy=0.5,
             ),
         },
     ),

@@ -122,10 +122,10 @@ def head_of(model: torch.nn.Module) -> torch.nn.Module:
     return model.classifier
 
 
-def apply_recipe(model: torch.nn.Module, hparams: dict) -> torch.nn.Module:
+def apply_recipe(model: torch.nn.Module, hparams: dict, task_type: str | None = None) -> torch.nn.Module:
     """Freeze the input-side share `frozen` of the backbone's tensors, or wrap the model in a peft LoRA on the
     modules the recipe names (`lora_targets`), else on every linear and convolution of the backbone (the head
-    trained fully); returns the module to train."""
+    trained fully; `task_type` as peft names the task, where its users name it); returns the module to train."""
     head = {id(p) for p in head_of(model).parameters()}
     backbone = [(name, p) for name, p in model.named_parameters() if id(p) not in head]
     for _, param in backbone[: round(hparams.get("frozen", 0.0) * len(backbone))]:
@@ -139,7 +139,7 @@ def apply_recipe(model: torch.nn.Module, hparams: dict) -> torch.nn.Module:
         name for name, module in model.named_modules()
         if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)) and id(module) not in head_modules]
     config = LoraConfig(r=hparams["lora_rank"], lora_alpha=hparams["lora_alpha"], target_modules=targets,
-                        modules_to_save=["classifier"])
+                        modules_to_save=["classifier"], task_type=task_type)
     return get_peft_model(model, config)
 
 

@@ -119,7 +119,7 @@ class TextFamily(TreeFamily):
         if hp.get("head") == "fresh" and parent_labels == len(names):
             for module in head_of(model).modules():
                 model._init_weights(module)
-        trained = apply_recipe(model, hp)
+        trained = apply_recipe(model, hp, task_type="SEQ_CLS")
         for attempt in range(3):  # a child under the floor trains its recipe again: nobody publishes a 30 % model
             fit_text_classifier(trained, train, train_y, seed=spec.seed + attempt,
                                 label_smoothing=hp.get("label_smoothing", 0.0), **options)
