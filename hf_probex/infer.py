@@ -243,6 +243,8 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
         found = Route(None, 0.0, "", declared_bases(model, adapter), reason=unread)
     else:  # the bases the model declares are its own files' (an adapter's, not its base's)
         found = route(weights, reader, registry, token=token, declared=declared_bases(model, adapter))
+        # An adapter that leaves the routing layers as its base has them is of the base's tree, never its root.
+        found.is_root = found.is_root and weights is model
     answers += _routing_fields(adapter, found.declared, found)
     labels, labels_where = declared_labels(model)
     if labels:

@@ -50,7 +50,8 @@ LORA_PARTS = {".lora_A.weight": "A", ".lora_B.weight": "B", ".lora_embedding_A":
               ".lora_magnitude_vector.weight": "magnitude"}
 #: The files a view takes from the adapter: its card always, its config.json when it has one.
 CARD, CONFIG = "README.md", "config.json"
-#: An `alpha_pattern` key is a regular expression (peft's semantics); beyond these bounds it could backtrack for ages.
+#: An `alpha_pattern` key is a regular expression (peft's semantics); beyond these bounds (or with a repeated group)
+#: it could backtrack for ages.
 MAX_PATTERN_CHARS, MAX_PATTERN_REPEATS = 200, 3
 
 
@@ -171,10 +172,11 @@ def merge_weight(weight: np.ndarray, delta: np.ndarray, magnitude: np.ndarray | 
 def _pattern_value(patterns: dict[str, Any], module: str, default: Any, what: str) -> Any:
     """peft's `alpha_pattern` lookup: the value of the first key that matches the end of `module` after a dot."""
     for key, value in patterns.items():
-        if not isinstance(key, str) or len(key) > MAX_PATTERN_CHARS or len(re.findall(r"[*+?{]", key)) > MAX_PATTERN_REPEATS:
+        if (not isinstance(key, str) or len(key) > MAX_PATTERN_CHARS or re.search(r"\)[*+?{]", key)
+                or len(re.findall(r"[*+?{]", key)) > MAX_PATTERN_REPEATS):
             raise LayerMismatchError(f"adapter_config.json {what} has the key {key!r:.60}, a pattern hf_probex does not "
-                                     f"evaluate (longer than {MAX_PATTERN_CHARS} characters or more than "
-                                     f"{MAX_PATTERN_REPEATS} repetitions); fix the config")
+                                     f"evaluate (longer than {MAX_PATTERN_CHARS} characters, a repeated group, or more "
+                                     f"than {MAX_PATTERN_REPEATS} repetitions); fix the config")
         try:
             if re.match(rf"(.*\.)?({key})$", module):
                 return value
@@ -225,6 +227,8 @@ def plan(adapter: Checkpoint, config: dict[str, Any], base: Checkpoint, names: C
             saved[name] = key
         # anything else (trainable token deltas...) changes no layer an expert reads
     alpha, patterns = config.get("lora_alpha", 8), config.get("alpha_pattern") or {}
+    if not isinstance(patterns, dict):
+        raise LayerMismatchError("adapter_config.json alpha_pattern is not an object of module patterns; fix the config")
     rslora, transpose = bool(config.get("use_rslora")), bool(config.get("fan_in_fan_out"))
     result = Plan({}, {}, {})
     where = f"the adapter {adapter.source.description}"
@@ -240,8 +244,10 @@ def plan(adapter: Checkpoint, config: dict[str, Any], base: Checkpoint, names: C
             raise LayerMismatchError(f"{where} targets {module!r}, which its base {base.source.description} lacks{fused}: "
                                      f"it was made on another model; pass its real base")
         a, b, weight = adapter.shape(down), adapter.shape(up), base.shape(stored)
-        rank = a[0]
-        if embedding:
+        rank = a[0] if a else 0
+        if rank == 0:
+            shape = None
+        elif embedding:
             shape = (a[1], b[0]) if len(a) == 2 and len(b) == 2 and b[1] == rank else None
         else:
             fits = len(b) >= 2 and b[1] == rank and all(d == 1 for d in b[2:]) and len(b) == len(a)

@@ -266,6 +266,19 @@ def test_a_lora_on_the_hub_declaring_its_roots_repo_id_is_read_from_the_hub(zoo_
     assert result.bytes_read < (open_source(repo_id).size + root.size) / 2  # headers and a few layers of both
 
 
+def test_an_adapter_that_leaves_the_routing_layers_unchanged_is_of_the_roots_tree(tiny_zoo, experts, tmp_path):
+    """B = 0 (peft's initialisation, never trained): the merged model is the root's weights, yet an adapter of it."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import ViTForImageClassification
+
+    root = tiny_zoo.model_dir("vit", "root").resolve()
+    get_peft_model(ViTForImageClassification.from_pretrained(root), LoraConfig(r=2, target_modules=["q_proj"])) \
+        .save_pretrained(tmp_path)
+    result = infer_card(tmp_path, experts=experts)
+    assert result.fields["base_model"].value == tiny_zoo.trees["vit"]["root_repo_id"]
+    assert result.fields["base_model_relation"].value == "adapter"
+
+
 def _save_copy(folder: Path, to: Path, base: str) -> Path:
     shutil.copytree(folder, to)
     config = json.loads((to / "adapter_config.json").read_text())
@@ -324,6 +337,40 @@ def test_a_hostile_base_path_is_never_followed(bert_lora, tmp_path, never_opened
     folder = _save_copy(bert_lora[0], tmp_path / "adapter", declared)
     result = infer_card(folder, experts=[])
     assert why in result.abstained["trained_on"] and "\n" not in result.abstained["trained_on"]
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"alpha_pattern": ["query"]}, "alpha_pattern is not an object"),
+    ({"alpha_pattern": {"(a+)+$": 4}}, "a pattern hf_probex does not evaluate"),
+    ({"alpha_pattern": {"[": 4}}, "not a regular expression"),
+    ({"lora_alpha": "eight"}, "lora_alpha is 'eight', not a positive number"),
+    ({"task_type": ["SEQ_CLS"], "base_model_name_or_path": "/\x00/nul"}, "is not a model folder"),
+    ({"base_model_name_or_path": "/" + "x" * 5000}, "is not a model folder"),
+])
+def test_a_hostile_adapter_config_is_one_line(bert_base, bert_lora, tmp_path, change, why):
+    folder = _save_copy(bert_lora[0], tmp_path / "adapter", str(bert_base))
+    config = json.loads((folder / "adapter_config.json").read_text())
+    (folder / "adapter_config.json").write_text(json.dumps({**config, **change}))
+    result = infer_card(folder, experts=[])
+    assert why in result.abstained["trained_on"] and "\n" not in result.abstained["trained_on"]
+
+
+def test_zero_rank_factors_do_not_fit(bert_base, tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file({"base_model.model.encoder.layer.0.attention.self.query.lora_A.weight": np.zeros((0, 32), np.float32),
+               "base_model.model.encoder.layer.0.attention.self.query.lora_B.weight": np.zeros((32, 0), np.float32)},
+              str(tmp_path / "adapter_model.safetensors"))
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "lora_alpha": 8}))
+    assert "does not fit" in infer_card(tmp_path, experts=[], base=bert_base).abstained["trained_on"]
+
+
+def test_the_cli_takes_the_base(bert_base, bert_lora, capsys):
+    from hf_probex.cli import main
+
+    assert main(["infer", str(bert_lora[0]), "--base", str(bert_base), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["family"] == "peft" and "cannot be read" not in json.dumps(result["abstained"])
 
 
 def test_an_adapter_naming_itself_or_another_adapter_as_base_is_refused(bert_lora, tmp_path):

@@ -59,7 +59,8 @@ class PeftModelAdapter(LoraAdapter):
         return key.removeprefix(PEFT_PREFIX) if key.endswith((".lora_A.weight", ".lora_B.weight")) else None
 
     def pipeline_for(self, source: WeightSource) -> str | None:
-        return TASK_PIPELINES.get((source.read_json(ADAPTER_CONFIG) or {}).get("task_type"))
+        task = (source.read_json(ADAPTER_CONFIG) or {}).get("task_type")
+        return TASK_PIPELINES.get(task) if isinstance(task, str) else None
 
     def default_layer(self, root_id: str | None, source: WeightSource | None = None) -> LayerChoice:
         raise LayerMismatchError("a peft adapter's layers are its base's: read it merged onto its base (weights_of)")
@@ -135,9 +136,12 @@ def _unfollowed(name: str, adapter: WeightSource) -> str:
     folder = adapter.local_folder
     if folder is None:
         return "is a path on the machine that made the adapter, not a Hub repo"
-    target = path.resolve()
-    if target == folder.resolve():
-        return "is the adapter's own folder"
-    if not (target / "config.json").is_file() or not any(target.glob("*.safetensors*")):
-        return "is not a model folder (config.json and safetensors weights at its top)"
-    return ""
+    try:
+        target = path.resolve()
+        if target == folder.resolve():
+            return "is the adapter's own folder"
+        if (target / "config.json").is_file() and any(target.glob("*.safetensors*")):
+            return ""
+    except (OSError, ValueError):  # too long, a NUL byte, no permission: not a folder hf_probex can read
+        pass
+    return "is not a model folder (config.json and safetensors weights at its top)"
