@@ -159,9 +159,9 @@ def _pipeline_field(adapter: Adapter, model: WeightSource, reader: Adapter, weig
     pipeline = adapter.pipeline_for(model)
     if pipeline:
         return [FieldSuggestion("pipeline_tag", pipeline, 1.0, _files_evidence(adapter, model))]
-    if weights is not model and reader.pipeline_for(weights):
-        return [FieldSuggestion("pipeline_tag", reader.pipeline_for(weights), 1.0,
-                                f"its base: {_files_evidence(reader, weights)}")]
+    base_pipeline = reader.pipeline_for(weights) if weights is not model else None
+    if base_pipeline:
+        return [FieldSuggestion("pipeline_tag", base_pipeline, 1.0, f"its base: {_files_evidence(reader, weights)}")]
     abstained["pipeline_tag"] = f"the {adapter.family} family's files do not say the model's task" + \
         ("" if weights is not model else " and its base cannot be read")
     return []

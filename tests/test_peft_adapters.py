@@ -103,6 +103,26 @@ def test_a_vit_lora_in_transformers_5_names_merges_onto_the_legacy_names_on_disk
     _assert_merges_like_peft(adapter, vit_base, peft_model.merge_and_unload(), tmp_path)
 
 
+def test_keys_without_peft_prefix_merge_the_same(vit_base, tmp_path):
+    """transformers' own PEFT integration (`model.add_adapter` + `save_pretrained`) saves keys without
+    `base_model.model.`."""
+    from peft import LoraConfig, get_peft_model
+    from safetensors.numpy import save_file
+    from transformers import ViTForImageClassification
+
+    torch.manual_seed(0)
+    peft_model = get_peft_model(ViTForImageClassification.from_pretrained(vit_base),
+                                LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
+    adapter = _save(peft_model, tmp_path / "peft")
+    shutil.copytree(adapter, tmp_path / "bare")
+    keys = load_file(str(adapter / "adapter_model.safetensors"))
+    save_file({k.removeprefix("base_model.model."): v for k, v in keys.items()}, str(tmp_path / "bare" / "adapter_model.safetensors"))
+    (view, _), (bare, _) = (read_through(open_source(folder), base=vit_base)[::-1] for folder in (adapter, tmp_path / "bare"))
+    name = "vit.encoder.layer.1.attention.attention.query.weight"
+    np.testing.assert_array_equal(view.checkpoint().read(name), bare.checkpoint().read(name))
+    assert not np.array_equal(view.checkpoint().read(name), open_source(vit_base).checkpoint().read(name))
+
+
 def test_dora_merges_like_peft(vit_base, tmp_path):
     from peft import LoraConfig
     from transformers import ViTForImageClassification
