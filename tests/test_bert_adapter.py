@@ -109,3 +109,8 @@ def test_setfit_labels_are_exact_evidence_and_its_head_is_read_as_rows(berts):
     np.testing.assert_array_equal(head, load_file(str(berts / "setfit" / "model_head.safetensors"))["weight"])
     classifier = infer_card(berts / "classifier", experts=[]).fields["trained_on"]
     assert (classifier.value, classifier.evidence) == (LABELS, "config.json id2label")
+    from hf_probex.scan.harvest import card_fields, harvest_labels
+
+    source = open_source(berts / "setfit")
+    labels = harvest_labels(source, detect(source), card_fields(None))  # a tree table's label source too
+    assert [(label.value, label.source) for label in labels] == [(name, "config_setfit.json labels") for name in LABELS]
