@@ -85,6 +85,11 @@ class LayerMismatchError(ProbexError):
     """The model lacks the layer an expert reads, or stores it in another shape."""
 
 
+class BaseModelError(ProbexError):
+    """A peft adapter's base cannot be read: none declared, a path hf_probex does not follow, not reachable, no access,
+    or not a full model (`hf_probex.adapters.peft_model`)."""
+
+
 def _status(error: BaseException) -> int | None:
     response = getattr(error, "response", None)
     return getattr(response, "status_code", None)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .adapters import CLASSES_TASK, CONCEPT_TASK, Adapter, detect
+from .adapters import CLASSES_TASK, CONCEPT_TASK, Adapter, detect, read_through
 from .cards import CardError, apply_suggestions, card_diff, missing_fields
 from .errors import LayerMismatchError, ProbexError
 from .experts.head_rows import read_head
@@ -25,7 +25,7 @@ from .experts.calibration import Calibration
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
 from .experts.vocabulary import vocabulary_for
 from .reading import WeightSource, open_source
-from .routing import UNCONFIRMED, Route, has_layers, route
+from .routing import UNCONFIRMED, Route, declared_bases, has_layers, route
 from .suggestions import CARD_FIELDS, CardSuggestion, FieldSuggestion
 
 #: Confidence needed for fields that come from routing by weights (the experts carry calibrated thresholds).
@@ -45,11 +45,16 @@ def expert_registry(experts: Experts, token: str | bool | None) -> ExpertRegistr
     return ExpertRegistry.from_locations(str(e) for e in experts)
 
 
-def real_label_names(source: WeightSource) -> list[str]:
-    """config.json id2label names when they are real class names (not LABEL_0, LABEL_1...)."""
+def declared_labels(source: WeightSource) -> tuple[list[str], str]:
+    """(class names, where) the model's files give exactly, when they are real names (not LABEL_0, LABEL_1...):
+    config.json id2label (transformers), else config_setfit.json labels (SetFit). ([], "") when none do."""
     id2label = (source.read_json("config.json") or {}).get("id2label") or {}
-    names = [str(v) for _, v in sorted(id2label.items(), key=lambda kv: int(kv[0]))]
-    return names if names and not any(_PLACEHOLDER_LABEL.match(n) for n in names) else []
+    found = [([str(v) for _, v in sorted(id2label.items(), key=lambda kv: int(kv[0]))], "config.json id2label")]
+    setfit = (source.read_json("config_setfit.json") or {}).get("labels") if "config_setfit.json" in source.files else None
+    if isinstance(setfit, list) and all(isinstance(v, str | int) and not isinstance(v, bool) for v in setfit):
+        found.append(([str(v) for v in setfit], "config_setfit.json labels"))
+    return next(((names, where) for names, where in found
+                 if names and not any(_PLACEHOLDER_LABEL.match(n) for n in names)), ([], ""))
 
 
 def _files_evidence(adapter: Adapter, source: WeightSource) -> str:
@@ -147,6 +152,21 @@ def _named_concept(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, thres
     return FieldSuggestion("trained_on", concept, value, evidence, "expert", details=details, floor=floor), "", details
 
 
+def _pipeline_field(adapter: Adapter, model: WeightSource, reader: Adapter, weights: WeightSource,
+                    abstained: dict[str, str]) -> list[FieldSuggestion]:
+    """pipeline_tag from the model's files, else (an adapter that does not say its task) from the base it is read
+    with; none when neither tells (the reason goes to `abstained`)."""
+    pipeline = adapter.pipeline_for(model)
+    if pipeline:
+        return [FieldSuggestion("pipeline_tag", pipeline, 1.0, _files_evidence(adapter, model))]
+    base_pipeline = reader.pipeline_for(weights) if weights is not model else None
+    if base_pipeline:
+        return [FieldSuggestion("pipeline_tag", base_pipeline, 1.0, f"its base: {_files_evidence(reader, weights)}")]
+    abstained["pipeline_tag"] = f"the {adapter.family} family's files do not say the model's task" + \
+        ("" if weights is not model else " and its base cannot be read")
+    return []
+
+
 def _routing_fields(adapter: Adapter, declared: dict[str, str], found: Route) -> list[FieldSuggestion]:
     """base_model, base_model_relation and the lineage finding, from the files or the route.
 
@@ -175,7 +195,7 @@ def _routing_fields(adapter: Adapter, declared: dict[str, str], found: Route) ->
 
 def infer_card(source: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None,
                experts: Experts = None, min_confidence: float | None = None,
-               candidates: Iterable[str] | None = None) -> CardSuggestion:
+               candidates: Iterable[str] | None = None, base: str | os.PathLike | None = None) -> CardSuggestion:
     """Infer the missing model-card fields of a model from its small files and a few of its weights.
 
     Args:
@@ -189,6 +209,8 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
         candidates: the concepts a LoRA's concept is chosen from (any text; the zero-shot expert embeds them
             with its text encoder). None: the expert's default vocabulary, its training concepts and the
             held-out ones its weight set names. Class-subset experts ignore it (their classes are fixed).
+        base: the base of a peft adapter (a local path or a Hub repo id), read merged with it; default: the base its
+            files declare, where hf_probex follows it (a Hub repo id; `adapters.peft_model`).
 
     Returns:
         A `CardSuggestion`: the fields at or above the threshold (each with confidence and evidence),
@@ -200,6 +222,11 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
     """
     model = open_source(source, revision=revision, token=token)
     adapter = detect(model)
+    try:  # a peft adapter of a full model is read merged onto its base, by the base family's adapter
+        reader, weights = read_through(model, adapter, base=base, token=token)
+        unread = ""
+    except ProbexError as err:  # no base to read it with: every field that needs its weights abstains, saying why
+        reader, weights, unread = adapter, model, str(err)
     registry = expert_registry(experts, token)
     current = model.read_text("README.md") or ""
     abstained: dict[str, str] = {}
@@ -210,28 +237,31 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
         lacking = set()  # an unreadable front matter is the owner's to fix: propose nothing into it
         abstained["card"] = str(err)
     family_evidence = _files_evidence(adapter, model)
-    answers: list[FieldSuggestion] = [
-        FieldSuggestion("library_name", adapter.library_name, 1.0, family_evidence),
-        FieldSuggestion("pipeline_tag", adapter.pipeline_tag, 1.0, family_evidence),
-    ]
-    found = route(model, adapter, registry, token=token)
+    answers: list[FieldSuggestion] = [FieldSuggestion("library_name", adapter.library_for(model), 1.0, family_evidence)]
+    answers += _pipeline_field(adapter, model, reader, weights, abstained)
+    if unread:
+        found = Route(None, 0.0, "", declared_bases(model, adapter), reason=unread)
+    else:  # the bases the model declares are its own files' (an adapter's, not its base's)
+        found = route(weights, reader, registry, token=token, declared=declared_bases(model, adapter))
+        # An adapter that leaves the routing layers as its base has them is of the base's tree, never its root.
+        found.is_root = found.is_root and weights is model
     answers += _routing_fields(adapter, found.declared, found)
-    labels = real_label_names(model)
+    labels, labels_where = declared_labels(model)
     if labels:
-        answers.append(FieldSuggestion("trained_on", labels, 1.0, "config.json id2label"))
+        answers.append(FieldSuggestion("trained_on", labels, 1.0, labels_where))
     elif found.root is None:
         abstained["trained_on"] = f"no known tree: {found.reason}"
     else:
-        task = CONCEPT_TASK if adapter.relation == "adapter" else CLASSES_TASK
-        entry = expert_for(registry, found.root, task, model, adapter)
+        task = CONCEPT_TASK if reader.relation == "adapter" else CLASSES_TASK
+        entry = expert_for(registry, found.root, task, weights, reader)
         if entry is None:
             abstained["trained_on"] = f"no {task} expert for the tree of {found.root}"
         else:
             try:
                 expert = load_expert(entry.location)  # an outdated format raises ValueError
-                matrix = adapter.read_input(model, entry.inputs, expert.config["conv_layout"], allow_missing=expert.fused)
-                reader = expert.row_reader
-                head = read_head(adapter, model, reader.layer) if reader else None
+                matrix = reader.read_input(weights, entry.inputs, expert.config["conv_layout"], allow_missing=expert.fused)
+                rows = expert.row_reader
+                head = read_head(reader, weights, rows.layer) if rows else None
                 suggestion, why, read = _trained_on(expert, entry, matrix, head, min_confidence, candidates)
             except (LayerMismatchError, ValueError) as err:  # another shape, NaN / inf: this field only abstains
                 suggestion, why, read = None, f"the {entry.tree} expert cannot read this model: {err}", {}
@@ -262,7 +292,7 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
             result.abstained["card"] = str(err)
         else:
             result.diff = card_diff(current, result.suggested_card) if result.suggested_card != current else ""
-    result.bytes_read = model.bytes_read
+    result.bytes_read = weights.bytes_read  # a merged view counts the adapter's and its base's
     return result
 
 

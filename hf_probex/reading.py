@@ -341,6 +341,11 @@ class WeightSource:
         return f"WeightSource({self.description!r})"
 
     @property
+    def local_folder(self) -> Path | None:
+        """The folder of a local model (a single file's folder), None for a Hub repo."""
+        return self._storage.root if isinstance(self._storage, _LocalStorage) else None
+
+    @property
     def files(self) -> list[str]:
         """Every file of the model, as relative POSIX paths, sorted."""
         return sorted(self._storage.sizes())
@@ -568,20 +573,22 @@ def _local_source(path: Path) -> WeightSource:
 
 
 def open_source(source: str | os.PathLike[str], *, revision: str | None = None,
-                token: str | bool | None = None) -> WeightSource:
+                token: str | bool | None = None, local: bool = True) -> WeightSource:
     """Open a model: an existing local folder or .safetensors file, else a Hub repo id.
 
     Args:
         source: a local path, or a Hub repo id (`namespace/name`).
         revision: for Hub repos, a branch, tag or commit (default: the main branch); ignored locally.
         token: for Hub repos, a token (default: the saved one / HF_TOKEN; False sends none).
+        local: False reads `source` as a Hub repo id even where a local path of that name exists (a repo id that a
+            file declares must not reach into the working directory).
 
     Raises:
         RepoNotFoundError, AccessDeniedError, RevisionNotFoundError, HubConnectionError: the Hub refused.
         NoSafetensorsError: a single local file that is not .safetensors.
     """
     path = Path(source)
-    if path.exists():
+    if local and path.exists():
         return _local_source(path)
     text = os.fspath(source)
     if not looks_like_repo_id(text, namespaced=False):

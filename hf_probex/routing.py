@@ -178,12 +178,14 @@ def _weights_confidence(best: TreeDistance, runner_up: TreeDistance | None) -> f
 
 
 def route(source: WeightSource, adapter: Adapter, registry: ExpertRegistry, *,
-          token: str | bool | None = None) -> Route:
-    """Route one model to a tree root of `registry` (see the module docstring)."""
+          token: str | bool | None = None, declared: dict[str, str] | None = None) -> Route:
+    """Route one model to a tree root of `registry` (see the module docstring). `declared`: the bases the model
+    declares, when its files are not `source`'s (a peft adapter read merged onto its base: the adapter's, not the
+    base's); default `declared_bases(source, adapter)`."""
     kind = "lora" if adapter.relation == "adapter" else None
     entries = [e for e in registry.entries if e.adapter == kind]
     roots = {e.root for e in entries if e.root}
-    declared = declared_bases(source, adapter)
+    declared = declared_bases(source, adapter) if declared is None else declared
     lineage = next((chain for chain in (walk_lineage(b, roots, token=token) for b in declared) if chain[-1] in roots),
                    [])
     walked = f"declared lineage {' -> '.join(lineage)}"

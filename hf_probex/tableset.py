@@ -48,9 +48,11 @@ __all__ = ["DOCUMENTING_SOURCES", "MAX_MODEL_BYTES", "RECIPE_TAGS", "NoDocumente
 
 #: Label sources that document a member, per kind of tree, in order of trust (`scan.harvest` names them).
 DOCUMENTING_SOURCES: dict[str, tuple[str, ...]] = {
-    "classifier": ("config.json id2label", "card trained-on tag", "card datasets"),
+    "classifier": ("config.json id2label", "config_setfit.json labels", "card trained-on tag", "card datasets"),
     "lora": ("card instance_prompt", "card trained-on tag", "card widget"),
 }
+#: Label sources that list the classes in the order of the head's rows (`WeightRecord.head_order`).
+HEAD_ORDER_SOURCES = ("config.json id2label", "config_setfit.json labels")
 #: Card tags that name the tool a model was trained with, as its recipe family (the Hub's own conventions).
 RECIPE_TAGS: dict[str, str] = {
     "autotrain": "autotrain", "dreambooth": "dreambooth", "template:sd-lora": "diffusers-script",
@@ -236,7 +238,7 @@ def open_table_weight_set(table: str, tree: str, *, revision: str | None = None,
             return str(err)
         group = known.get(row.repo_id) or _recipe_family(row)
         return WeightRecord(tree, row.repo_id, table_split(row.repo_id, held_out, seed), labels, path, kind, group,
-                            head_order=source == "config.json id2label")
+                            head_order=source in HEAD_ORDER_SOURCES)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         fetched = list(pool.map(fetch, documented))

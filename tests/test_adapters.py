@@ -89,7 +89,7 @@ def test_detect_each_family(vit_dir, resnet_dir, sd, llama_lora):
                 **{folder: "sd-lora" for folder in sd["formats"].values()}}
     for path, family in expected.items():
         assert detect(open_source(path)).family == family, path
-    assert set(ADAPTERS) == {"vit", "resnet", "sd-unet", "sd-lora", "peft-llm"}
+    assert set(ADAPTERS) == {"vit", "resnet", "sd-unet", "sd-lora", "peft-llm", "bert", "peft"}
 
 
 def test_card_fields_per_family():
@@ -97,14 +97,17 @@ def test_card_fields_per_family():
     assert rows["vit"] == ("transformers", "image-classification", "finetune")
     assert rows["sd-lora"] == ("diffusers", "text-to-image", "adapter")
     assert rows["peft-llm"] == ("peft", "text-generation", "adapter")
+    assert rows["bert"] == ("transformers", "feature-extraction", "finetune")  # the layout decides (test_bert_adapter.py)
+    assert rows["peft"][::2] == ("peft", "adapter")  # its task or its base's decides (test_peft_adapters.py)
 
 
 def test_unknown_architecture_lists_known_families(tmp_path):
     save_file({"encoder.foo.weight": np.zeros((2, 2), np.float32)}, str(tmp_path / "x.safetensors"))
-    with pytest.raises(UnknownArchitectureError, match=r"encoder\.foo\.weight.*peft-llm, resnet, sd-lora, sd-unet, vit"):
+    with pytest.raises(UnknownArchitectureError,
+                       match=r"encoder\.foo\.weight.*bert, peft, peft-llm, resnet, sd-lora, sd-unet, vit"):
         detect(open_source(tmp_path / "x.safetensors"))
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
-    with pytest.raises(UnknownArchitectureError, match="'bert'"):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
+    with pytest.raises(UnknownArchitectureError, match="'gpt2'"):
         detect(open_source(tmp_path))
 
 
@@ -117,8 +120,8 @@ def test_detect_refuses_pickled_models(tmp_path):
 
 def test_get_adapter():
     assert get_adapter("vit") is ADAPTERS["vit"]
-    with pytest.raises(UnknownArchitectureError, match="'bert'"):
-        get_adapter("bert")
+    with pytest.raises(UnknownArchitectureError, match="'gpt2'"):
+        get_adapter("gpt2")
 
 
 def test_a_new_family_is_one_registered_class(tmp_path):

@@ -8,6 +8,7 @@ order (LoRA families first, since their files can share names with the full mode
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 
 from ..errors import UnknownArchitectureError
@@ -22,7 +23,7 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["ADAPTERS", "CLASSES_TASK", "CONCEPT_TASK", "Adapter", "FullModelAdapter", "LayerChoice", "LoraAdapter",
-           "detect", "detect_or_generic", "get_adapter", "register"]
+           "detect", "detect_or_generic", "get_adapter", "read_through", "register"]
 
 
 def get_adapter(family: str) -> Adapter:
@@ -63,3 +64,17 @@ def detect_or_generic(source: WeightSource, lora: bool) -> Adapter:
     except UnknownArchitectureError:
         return AnyLora() if lora else AnyFullModel()
     return adapter if isinstance(adapter, LoraAdapter) == lora else (AnyLora() if lora else AnyFullModel())
+
+
+def read_through(source: WeightSource, adapter: Adapter | None = None, *, base: str | os.PathLike | None = None,
+                 token: str | bool | None = None) -> tuple[Adapter, WeightSource]:
+    """(adapter, weights) that routing and the experts read for `source` (of the family `adapter`, detected when
+    None): the source itself and its adapter; for a change to a base (`Adapter.weights_of`: a peft adapter of a full
+    model) the merged view and the base family's adapter. `base` overrides the base the files declare.
+
+    Raises:
+        ProbexError: the base cannot be opened, is not a full model of a known family, or does not fit the change.
+    """
+    adapter = adapter or detect(source)
+    weights = adapter.weights_of(source, base=base, token=token)
+    return (adapter, source) if weights is source else (detect(weights), weights)

@@ -92,6 +92,26 @@ class Adapter(abc.ABC):
         """The checkpoint holding this family's layers in `source`."""
         return source.checkpoint(self.weight_files)
 
+    def library_for(self, source: WeightSource) -> str:
+        """The Hub `library_name` of this model: the family's, unless the family's layouts differ (`adapters.bert`)."""
+        return self.library_name
+
+    def pipeline_for(self, source: WeightSource) -> str | None:
+        """The Hub `pipeline_tag` of this model: the family's, unless its files say more (a task model, a layout);
+        None when they do not tell."""
+        return self.pipeline_tag or None
+
+    def weights_of(self, source: WeightSource, *, base: str | None = None,
+                   token: str | bool | None = None) -> WeightSource:
+        """The weights an expert reads for this model: `source` itself, unless the files hold only a change to a base
+        that must be read with it (a peft adapter of a full model, `adapters.peft_model`: its base and the change
+        merged). `base` overrides the base the files declare.
+
+        Raises:
+            ProbexError: the base cannot be opened or does not fit the change (one line: which base, why).
+        """
+        return source
+
     @abc.abstractmethod
     def matches(self, source: WeightSource) -> bool:
         """True if `source` is a model of this family (from its small files and tensor names only)."""

@@ -15,7 +15,9 @@ from .base import CLASSES_TASK, CONCEPT_TASK, LayerChoice, LoraAdapter, register
 MIDDLE_QUERY = LayerChoice(
     "model.layers.16.self_attn.q_proj", r"(?:.*\.)?layers\.(\d+)\.self_attn\.q_proj", index=16, depth=32,
 )
-_DECODER_LORA = re.compile(r"(?:.*\.)?layers\.\d+\.(self_attn|mlp)\..*\.lora_[AB]\.weight")
+#: Decoder blocks of a language model: `layers` bare or under the model (`model.`, `language_model.`); a ViT's
+#: `vit.layers.N.mlp` (transformers 5) is not one (`adapters.peft_model` reads those).
+_DECODER_LORA = re.compile(r"(?:(?:.*\.)?(?:language_)?model\.)?layers\.\d+\.(self_attn|mlp)\..*\.lora_[AB]\.weight")
 
 
 @register

@@ -38,7 +38,7 @@ def _infer(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise UserError(str(err)) from None
     suggestion = infer_card(args.source, revision=args.revision, experts=args.expert or None,
-                            min_confidence=args.min_confidence, candidates=candidates)
+                            min_confidence=args.min_confidence, candidates=candidates, base=args.base)
     print(suggestion.to_json(indent=2) if args.json else format_suggestion(suggestion))
     return 0
 
@@ -67,6 +67,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     infer.add_argument("--candidates", metavar="FILE",
                        help="a LoRA's concept is chosen among these (a text file, one concept per line, any text; "
                             "default: the zero-shot expert's own vocabulary, its training and held-out concepts)")
+    infer.add_argument("--base", metavar="DIR_OR_REPO",
+                       help="a peft adapter's base, read merged with it (default: the Hub repo its files declare)")
     infer.add_argument("--json", action="store_true", help="print the full result as JSON")
     infer.set_defaults(func=_infer)
 

@@ -48,14 +48,28 @@ def lora_pairs(names: list[str]) -> dict[str, tuple[str, str]]:
     return pairs
 
 
-def layer_reader(path: Path, kind: str):
+def layer_reader(path: Path, kind: str, base: Path | str | None = None):
     """(adapter, source) that read the layers of one model's weights (a folder or a .safetensors file) as
     `infer_card` reads them: through `hf_probex.reading` (any float dtype, shards, memory maps) and the family's
-    adapter (LoRA key formats), or a generic reader for a family no adapter knows."""
-    from ..adapters import detect_or_generic
+    adapter (LoRA key formats), or a generic reader for a family no adapter knows.
+
+    A peft adapter of a full model (`adapters.peft_model`) read as a full model (`kind` other than "lora") is its
+    merged view on its base: `base` (a local folder or a repo id), else the base its files declare. As a "lora" it is
+    its updates B @ A.
+
+    Raises:
+        ProbexError: such an adapter's base cannot be opened or does not fit it.
+    """
+    from ..adapters import detect, detect_or_generic
+    from ..errors import UnknownArchitectureError
     from ..reading import open_source
 
     source = open_source(path)
+    if kind != "lora":
+        try:
+            source = detect(source).weights_of(source, base=base)
+        except UnknownArchitectureError:  # a family no adapter knows: read as it is, by the generic reader
+            pass
     return detect_or_generic(source, lora=kind == "lora"), source
 
 

@@ -7,7 +7,8 @@ file's safetensors header), never more:
 - the card's front matter (`cards.metadata_of`, bounded YAML): base_model, datasets, tags, pipeline_tag,
   library_name, license, language, and the fields it lacks (`cards.missing_fields`: what the Space's browse
   tab and the bot look for);
-- labels, each with its source: config.json `id2label` when the names are real (`infer.real_label_names`),
+- labels, each with its source: config.json `id2label` (or SetFit's config_setfit.json `labels`) when the names
+  are real (`infer.declared_labels`),
   the card's `instance_prompt` and `widget` texts (what diffusers' LoRA training scripts write), its
   `trained-on:` tags (what hf_probex proposes), its `datasets`, and a LoRA file's safetensors metadata
   keys that name its concept (`METADATA_LABEL_KEYS`: the zoo writes them, as Model-J does its own).
@@ -21,7 +22,7 @@ from ..adapters import Adapter, LoraAdapter
 from ..cards import TRAINED_ON_TAG_PREFIX, CardError, metadata_of, missing_fields
 from ..suggestions import CARD_FIELDS
 from ..errors import ProbexError
-from ..infer import real_label_names
+from ..infer import declared_labels
 from ..reading import WeightSource
 from .table import Label
 
@@ -87,9 +88,11 @@ def card_fields(readme: str | None) -> CardFields:
 def harvest_labels(source: WeightSource, adapter: Adapter, card: CardFields) -> list[Label]:
     """The labels a member's files and card give (see the module docstring), without duplicates, in source order.
 
-    Reads config.json (a small file) and, for a LoRA, the header its adapter already read; nothing else.
+    Reads config.json (config_setfit.json where it exists: small files) and, for a LoRA, the header its adapter
+    already read; nothing else.
     """
-    found: list[Label] = [Label(name, "config.json id2label") for name in real_label_names(source)]
+    names, where = declared_labels(source)
+    found: list[Label] = [Label(name, where) for name in names]
     if card.instance_prompt:
         found.append(Label(card.instance_prompt, "card instance_prompt"))
     found += [Label(text, "card widget") for text in card.widget_texts]
