@@ -33,7 +33,7 @@ from .adapters import Adapter
 from .cards import CardError, metadata_of
 from .errors import LayerMismatchError, ProbexError
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
-from .experts.routes import ROOT_DISTANCE, cosine_distance
+from .experts.routes import root_distance
 from .reading import WeightSource, looks_like_repo_id, open_source
 
 MAX_LINEAGE_DEPTH = 8
@@ -135,7 +135,7 @@ class TreeDistance:
 
     @property
     def is_root(self) -> bool:
-        return max(self.per_layer) < ROOT_DISTANCE
+        return max(self.per_layer) == 0.0  # every routing layer the root's own (experts.routes.is_root_copy)
 
 
 def weight_distances(source: WeightSource, adapter: Adapter, entries: list[ExpertEntry]) -> dict[str, TreeDistance]:
@@ -157,7 +157,7 @@ def weight_distances(source: WeightSource, adapter: Adapter, entries: list[Exper
         root, start, per_layer = expert.route_root.numpy(), 0, []
         for name, shape in entry.routing_layers:
             flat = adapter.read_layer(source, name, tuple(shape))[0]
-            per_layer.append(float(cosine_distance(flat, root[start:start + flat.size])))
+            per_layer.append(root_distance(flat, root[start:start + flat.size]))
             start += flat.size
         found[entry.root] = TreeDistance(float(np.mean(per_layer)), tuple(per_layer), expert.routing["max_distance"],
                                          expert.routing["reach"])

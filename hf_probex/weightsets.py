@@ -39,6 +39,7 @@ class WeightRecord:
     kind: str  # "classifier" | "lora"
     group: str | None = None  # the recipe family it was trained with, where known (zoos; hf_probex.zoo.recipes)
     head_order: bool = False  # `labels` are in the order of the classification head's rows (zoos; experts.head_rows)
+    base: Path | None = None  # a peft adapter's base, where the weight set holds it (zoos: the parent's folder)
 
 
 @dataclass
@@ -81,9 +82,11 @@ def _from_zoo(root: Path) -> WeightSet:
                 continue
             is_lora = spec.concept is not None
             labels = (spec.concept["name"],) if is_lora else tuple(spec.labels)
+            # an adapter folder names its parent by Hub id, as published: here the parent's folder stands in for it
+            base = zoo.model_dir(tree, spec.parent) if spec.hparams.get("layout") == "peft-adapter" else None
             records.append(
                 WeightRecord(tree, spec.repo_id, spec.split, labels, weights, "lora" if is_lora else "classifier",
-                             spec.recipe or None, head_order=not is_lora)
+                             spec.recipe or None, head_order=not is_lora, base=base)
             )
     vocabularies = {tree: list(info["vocabulary"]) for tree, info in zoo.trees.items()}
     return WeightSet(str(root), records, vocabularies, roots)

@@ -30,7 +30,7 @@ def main() -> None:
     weights = open_weight_set(args.zoo)
     records = weights.for_tree(args.tree)
     vocabulary = weights.vocabularies[args.tree]
-    found = find_head_layer(records, [layer_shapes(r.path, r.kind) for r in records])
+    found = find_head_layer(records, [layer_shapes(r.path, r.kind, r.base) for r in records])
     if found is None:
         raise SystemExit(f"the {args.tree} tree has no head whose rows are its models' classes in label order")
     heads = read_heads(records, found[0])

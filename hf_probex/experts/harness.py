@@ -98,16 +98,17 @@ def candidate_layers(weights: WeightSet | str | Path, tree: str) -> dict[str, tu
     records = weights.for_tree(tree)
     if not records:
         raise ValueError(f"no tree named {tree!r}; trees: {', '.join(weights.trees)}")
-    return dict(_common_layers(tuple((str(r.path), r.kind) for r in records)))
+    return dict(_common_layers(tuple((str(r.path), r.kind, r.base and str(r.base)) for r in records)))
 
 
 @functools.lru_cache(maxsize=32)
-def _common_layers(models: tuple[tuple[str, str], ...]) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """The (name, shape) layers all `models` ((weights path, kind) pairs) share; read once per process (every
-    layer load of a sweep asks for them)."""
-    common = {name: shape for name, shape in layer_shapes(Path(models[0][0]), models[0][1]).items() if readable(shape)}
-    for path, kind in models[1:]:
-        shapes = layer_shapes(Path(path), kind)
+def _common_layers(models: tuple[tuple[str, str, str | None], ...]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The (name, shape) layers all `models` ((weights path, kind, adapter base) triples) share; read once per process
+    (every layer load of a sweep asks for them)."""
+    first, *rest = models
+    common = {name: shape for name, shape in layer_shapes(Path(first[0]), first[1], first[2]).items() if readable(shape)}
+    for path, kind, base in rest:
+        shapes = layer_shapes(Path(path), kind, base)
         common = {name: shape for name, shape in common.items() if shapes.get(name) == shape}
     return tuple(sorted(common.items()))
 
@@ -476,7 +477,7 @@ def _read_heads_too(expert: Expert, data: LayerData, predictions: np.ndarray, gr
     from .calibration import fit_calibration, holds_out_of_family
     from .head_rows import RowReader, find_head_layer, out_of_fold_scores, read_heads
 
-    found = find_head_layer(data.records, [layer_shapes(r.path, r.kind) for r in data.records]) if data.records else None
+    found = find_head_layer(data.records, [layer_shapes(r.path, r.kind, r.base) for r in data.records]) if data.records else None
     if found is None:
         return
     layer, _ = found

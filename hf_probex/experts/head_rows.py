@@ -80,7 +80,7 @@ def read_heads(records: Sequence[WeightRecord], layer: str) -> list[np.ndarray |
     """Each record's `layer` as [k, d] rows (any dtype, shards: as `infer_card` reads weights), or None."""
     from .shaping import layer_reader
 
-    return [read_head(*layer_reader(record.path, record.kind), layer) for record in records]
+    return [read_head(*layer_reader(record.path, record.kind, record.base), layer) for record in records]
 
 
 @dataclass

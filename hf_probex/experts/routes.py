@@ -34,7 +34,36 @@ from .shaping import layer_reader, layer_shapes, readable
 
 ROUTING_LAYERS = 2
 INDEPENDENT = 1.0  # cosine distance of independently initialised weights: orthogonal
-ROOT_DISTANCE = 1e-5  # cosine distance under which a layer is the root's own (float16 and bfloat16 copies included)
+#: The least distance of weights that are not the root's own: a fine-tune of a pretrained root can move a layer
+#: less than rounding to bfloat16 does (a 0.2 % change is a cosine distance of 2e-6), so "the root's own" is decided
+#: by equality with the root's rounded copies (`is_root_copy`), never by a small distance.
+MIN_DISTANCE = 1e-12
+
+
+def _bfloat16(x: np.ndarray) -> np.ndarray:
+    """float32 values rounded to bfloat16 (to nearest, ties to even, as torch rounds) and widened back."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)
+    return rounded.view(np.float32)
+
+
+def is_root_copy(flat: np.ndarray, root: np.ndarray) -> bool:
+    """Whether weights are the root's own, as stored in float32, float16 or bfloat16: the root re-saved, or a layer
+    a fine-tune froze."""
+    root = np.asarray(root, dtype=np.float32)
+    if flat.shape != root.shape:
+        return False
+    with np.errstate(over="ignore"):  # a root value beyond float16's range cannot be its float16 copy
+        return any(np.array_equal(flat, copy) for copy in (root, root.astype(np.float16).astype(np.float32), _bfloat16(root)))
+
+
+def root_distance(flat: np.ndarray, root: np.ndarray) -> float:
+    """The cosine distance of weights to the root's: 0 for the root's own (`is_root_copy`), else at least
+    `MIN_DISTANCE` however little they moved; NaN for weights holding NaN or inf."""
+    if is_root_copy(flat, root):
+        return 0.0
+    distance = float(cosine_distance(flat, root))
+    return max(distance, MIN_DISTANCE) if distance == distance else distance
 
 
 def cosine_distance(flat: np.ndarray, root: np.ndarray) -> np.ndarray:
@@ -44,8 +73,8 @@ def cosine_distance(flat: np.ndarray, root: np.ndarray) -> np.ndarray:
         return 1.0 - (flat @ root) / np.maximum(norms, 1e-12)
 
 
-def _read(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
-    adapter, source = layer_reader(path, "classifier")
+def _read(path: Path, names: Iterable[str], base: Path | None = None) -> dict[str, np.ndarray]:
+    adapter, source = layer_reader(path, "classifier", base)
     return {name: adapter.read_layer(source, name)[0] for name in names}
 
 
@@ -54,8 +83,8 @@ def layer_distances(records: list[WeightRecord], root: dict[str, np.ndarray]) ->
     names = list(root)
     out = np.empty((len(records), len(names)), dtype=np.float64)
     for i, record in enumerate(records):
-        layers = _read(record.path, names)
-        out[i] = [cosine_distance(layers[name], root[name]) for name in names]
+        layers = _read(record.path, names, record.base)
+        out[i] = [root_distance(layers[name], root[name]) for name in names]
     return out
 
 
@@ -85,7 +114,7 @@ def fit_routing(records: list[WeightRecord], root: Path, other_roots: Iterable[P
         ValueError: no layer of the models has the root's shape (nothing to route by).
     """
     root_shapes = layer_shapes(root, "classifier")
-    model_shapes = layer_shapes(records[0].path, "classifier")
+    model_shapes = layer_shapes(records[0].path, "classifier", records[0].base)
     names = [n for n, shape in root_shapes.items() if model_shapes.get(n) == shape and readable(shape)]
     if not names:
         raise ValueError(f"no layer of the models has the shape it has in the root {root}: nothing to route by")
@@ -98,7 +127,7 @@ def fit_routing(records: list[WeightRecord], root: Path, other_roots: Iterable[P
     margin = between.min(0) / np.maximum(children.max(0), 1e-9)
     # the best layer of each part of the network (names run from input to output), preferring layers every
     # training model moved: a fine-tune that froze them would look like the root itself
-    moved = children.min(0) > ROOT_DISTANCE
+    moved = children.min(0) > 0
     parts = np.array_split(np.arange(len(names)), min(ROUTING_LAYERS, len(names)))
     chosen = [int(part[np.argmax(np.where(moved[part], margin[part], margin[part] - margin.max() - 1))]) for part in parts]
     farthest = float(children[:, chosen].mean(1).max())

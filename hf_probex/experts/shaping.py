@@ -84,7 +84,7 @@ def read_layers(records: list[WeightRecord], progress: bool = False, names: set[
 
     columns: dict[str, list[np.ndarray]] = {}
     for record in tqdm(records, desc="reading weights", unit="model", disable=not progress, leave=False):
-        adapter, source = layer_reader(record.path, record.kind)
+        adapter, source = layer_reader(record.path, record.kind, record.base)
         for name in adapter.candidate_layers(adapter.checkpoint(source)):
             if names is None or name in names:
                 columns.setdefault(name, []).append(adapter.read_layer(source, name)[0])
@@ -95,14 +95,15 @@ def read_layers(records: list[WeightRecord], progress: bool = False, names: set[
     }
 
 
-def layer_shapes(path: Path, kind: str) -> dict[str, tuple[int, ...]]:
-    """Every candidate layer of one model's weights and its stored shape (a LoRA module: its dense update's)."""
-    adapter, source = layer_reader(path, kind)
+def layer_shapes(path: Path, kind: str, base: Path | None = None) -> dict[str, tuple[int, ...]]:
+    """Every candidate layer of one model's weights and its stored shape (a LoRA module: its dense update's; a peft
+    adapter's on `base`, see `layer_reader`)."""
+    adapter, source = layer_reader(path, kind, base)
     checkpoint = adapter.checkpoint(source)
     return {name: adapter.layer_shape(checkpoint, name) for name in adapter.candidate_layers(checkpoint)}
 
 
-def layer_shape(path: Path, layer: str, kind: str) -> tuple[int, ...]:
+def layer_shape(path: Path, layer: str, kind: str, base: Path | None = None) -> tuple[int, ...]:
     """The stored shape of `layer` in one model's weights (a LoRA module: the shape of its dense update).
 
     Raises:
@@ -110,7 +111,7 @@ def layer_shape(path: Path, layer: str, kind: str) -> tuple[int, ...]:
     """
     from ..errors import LayerMismatchError
 
-    adapter, source = layer_reader(path, kind)
+    adapter, source = layer_reader(path, kind, base)
     try:
         return adapter.layer_shape(adapter.checkpoint(source), layer)
     except LayerMismatchError as err:
@@ -154,7 +155,7 @@ def load_matrices(records: list[WeightRecord], layer: str, conv_layout: str = "p
     """
     if not records:
         raise ValueError("no models to read")
-    shape = layer_shape(records[0].path, layer, records[0].kind)
+    shape = layer_shape(records[0].path, layer, records[0].kind, records[0].base)
     flat = read_layers(records, names={layer}).get(layer)
     if flat is None:
         raise ValueError(f"layer {layer!r} is missing from some models or shaped differently across them")

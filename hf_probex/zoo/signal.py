@@ -57,7 +57,7 @@ def _gram_features(layers: dict[str, np.ndarray], record, root) -> dict[str, np.
     from ..experts.features import gram
     from ..experts.shaping import layer_shapes
 
-    shapes = layer_shapes(record.path, record.kind)
+    shapes = layer_shapes(record.path, record.kind, record.base)
     root_layers = read_layers([replace(record, path=root)], names=set(layers)) if root is not None else {}
     out = {}
     for name, flat in layers.items():
