@@ -45,8 +45,9 @@ from .reading import INDEX_SUFFIX, WeightSource, looks_like_repo_id, open_source
 #: Files of a model above this many bytes in all (weights, tokenizer, configs; an adapter's base included) are not
 #: opened: all-MiniLM-L6-v2 is 91 MB in fp32, BERT-base 440 MB.
 MAX_BYTES = 500_000_000
-#: Tokens a text is cut to: candidate names and example sentences are short.
-MAX_TOKENS = 128
+#: Tokens a text is cut to: candidate names and example sentences are short (a fortune is at most 400 characters,
+#: mostly under 64 tokens), and a forward pass costs in proportion.
+MAX_TOKENS = 64
 #: An adapter's base may itself be an adapter (a second-generation LoRA); deeper chains are refused.
 MAX_ADAPTER_DEPTH = 3
 #: The tokenizer files transformers reads (none of them a pickle); those a model has are fetched.
