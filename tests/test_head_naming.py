@@ -258,3 +258,29 @@ def test_candidates_are_distinct_non_empty_names():
     for bad in ([], ["law", "law"], ["law", " "]):
         with pytest.raises(ValueError):
             candidate_list(bad)
+
+
+def test_a_hub_repo_fetches_only_the_files_it_needs_and_an_adapter_its_base(models, fortunes, hub, tmp_path):
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=hub.endpoint, token=hub.alice)
+    repo = hub.repo_id()
+    api.create_repo(repo)
+    api.upload_folder(folder_path=str(models["classifier"]), repo_id=repo)
+    api.upload_file(path_or_fileobj=b"\x80\x04 never fetched", path_in_repo="pytorch_model.bin", repo_id=repo)
+    classifier = open_text_classifier(repo, token=hub.alice)
+    needed = sum(f.stat().st_size for f in models["classifier"].iterdir())  # everything but the pickle
+    assert classifier.bytes_fetched == needed and classifier.model_bytes == needed
+    texts = fortunes.test["law"][:4]
+    assert np.allclose(classifier.logits(texts), open_text_classifier(models["classifier"]).logits(texts), atol=1e-5)
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(models["adapter"], adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = repo  # its base on the Hub, fetched by its id
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    adapter_repo = hub.repo_id()
+    api.create_repo(adapter_repo)
+    api.upload_folder(folder_path=str(adapter), repo_id=adapter_repo)
+    opened = open_text_classifier(adapter_repo, token=hub.alice)
+    assert opened.kind == "peft-adapter" and opened.rows == 2 and opened.bytes_fetched > needed
