@@ -81,6 +81,15 @@ class UnknownArchitectureError(ProbexError):
         )
 
 
+class NotAClassifierError(UnknownArchitectureError):
+    """A model with no classification head to run (a plain encoder, a sentence-transformers model)."""
+
+    def __init__(self, source: str, seen: str) -> None:
+        ProbexError.__init__(self, f"{source} has no classification head to run ({seen}); pass a transformers sequence "
+                                   f"classifier, a SetFit model or a peft adapter of a sequence classifier")
+        self.source, self.known = source, []
+
+
 class LayerMismatchError(ProbexError):
     """The model lacks the layer an expert reads, or stores it in another shape."""
 
@@ -88,6 +97,10 @@ class LayerMismatchError(ProbexError):
 class BaseModelError(ProbexError):
     """A peft adapter's base cannot be read: none declared, a path hf_probex does not follow, not reachable, no access,
     or not a full model (`hf_probex.adapters.peft_model`)."""
+
+
+class TooLargeError(ProbexError):
+    """A model is larger than the caller allows hf_probex to download or load (`text_classifiers.MAX_BYTES`)."""
 
 
 def _status(error: BaseException) -> int | None:

@@ -79,6 +79,12 @@ def text_small_zoo(tmp_path_factory):
             patch.undo()
 
 
+@pytest.fixture(scope="session")
+def fortunes_folder(tmp_path_factory) -> Path:
+    """Debian's fortunes category files, fetched once per test run (what HF_PROBEX_FORTUNES may point at)."""
+    return _fortunes(tmp_path_factory)
+
+
 def _fortunes(tmp_path_factory) -> Path:
     """Debian's fortunes category files, fetched once per test run into a folder the workers share."""
     from hf_probex.zoo.fortunes import fortunes_dir

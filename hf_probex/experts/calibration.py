@@ -139,27 +139,36 @@ def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray, groups: n
     """Fit Platt scaling and the precision threshold on out-of-fold `predictions` of targets `y`.
 
     With `head_scores` (class subsets: the out-of-fold row score of each (model, label), `head_rows`) the
-    confidence is fitted on both scores jointly.
+    confidence is fitted on both scores jointly. `groups` holds one group per model (e.g. its recipe family);
+    the rest is `fit_decisions` on the decisions' scores (the module docstring).
+    """
+    predictions = np.asarray(predictions, dtype=np.float64)
+    stats = {"label_mean": _logits(predictions).mean(0).tolist()} if task == "multilabel" else {}
+    scores = Calibration(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, **stats).scores(task, predictions).ravel()
+    truth = decision_outcomes(task, predictions, y).ravel()
+    per_decision = None if groups is None else np.repeat(np.asarray(groups), truth.size // len(groups))
+    head = None if head_scores is None else np.asarray(head_scores, dtype=np.float64).ravel()
+    return fit_decisions(scores, truth, per_decision, precision_target, min_support, head, **stats)
+
+
+def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | None = None,
+                  precision_target: float = PRECISION_TARGET, min_support: int = MIN_SUPPORT,
+                  head_scores: np.ndarray | None = None, **stats) -> Calibration:
+    """Fit Platt scaling and the precision threshold on one score per decision (`scores`, and `head_scores` when the
+    confidence reads a second score jointly) and whether each decision is true (`truth`).
 
     The threshold is the lowest confidence level whose decisions at or above it (ties included) reach
     `precision_target` pooled (counting only levels with at least `min_support` decisions: a precision
-    measured on two decisions says nothing) and within each of `groups` (one group per model, e.g. its
-    recipe family) that has `min_support` decisions at that level; if none does, the threshold is above 1:
-    never propose.
+    measured on two decisions says nothing) and within each of `groups` (one group per decision, e.g. its
+    model's recipe family) that has `min_support` decisions at that level; if none does, the threshold is above 1:
+    never propose. `stats` are stored in the Calibration as they are (`label_mean`).
 
     When the decisions are all true (or all false) there is no score to fit: every decision then gets the
     out-of-fold precision as its confidence (clipped to [0.001, 0.999]).
     """
     from sklearn.linear_model import LogisticRegression
 
-    predictions = np.asarray(predictions, dtype=np.float64)
-    stats = {}
-    if task == "multilabel":
-        logits = _logits(predictions)
-        stats = {"label_mean": logits.mean(0).tolist()}
-    blank = Calibration(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, **stats)
-    scores = blank.scores(task, predictions).ravel()
-    truth = decision_outcomes(task, predictions, y).ravel()
+    scores, truth = np.asarray(scores, dtype=np.float64).ravel(), np.asarray(truth, dtype=bool).ravel()
     head = None if head_scores is None else np.asarray(head_scores, dtype=np.float64).ravel()
     inputs = scores[:, None] if head is None else np.stack([scores, head], axis=1)
     weight = 0.0
@@ -175,10 +184,10 @@ def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray, groups: n
     valid = (precision >= precision_target) & (count >= min_support)
     n_groups = 0
     if groups is not None:  # every recipe family with enough decisions at a level must reach the target there too
-        per_decision = np.repeat(np.asarray(groups), truth.size // len(groups))
-        n_groups = len(set(per_decision.tolist()))
-        for group in set(per_decision.tolist()):
-            mask = per_decision == group
+        groups = np.asarray(groups)
+        n_groups = len(set(groups.tolist()))
+        for group in set(groups.tolist()):
+            mask = groups == group
             precision, count = _precision_above(confidence, confidence[mask], truth[mask])
             valid &= (precision >= precision_target) | (count < min_support)
     stats["groups"] = n_groups
