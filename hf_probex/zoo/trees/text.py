@@ -155,6 +155,9 @@ class TextFamily(TreeFamily):
         encoder.to(DTYPES[hp.get("dtype", "float32")])
         model.save(str(out))
         if hp["layout"] == "setfit":
+            if any(type(module).__name__ == "Normalize" for module in model):  # SetFit fits on what the body encodes
+                train_vectors, test_vectors = (v / np.linalg.norm(v, axis=1, keepdims=True).clip(min=1e-12)
+                                               for v in (train_vectors, test_vectors))
             head = LogisticRegression(max_iter=1000).fit(train_vectors, train_y)
             measured["head_accuracy"] = float(head.score(test_vectors, test_y))
             coef, intercept = head.coef_, head.intercept_
