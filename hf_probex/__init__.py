@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "infer_card": "hf_probex.infer",
+    "Candidate": "hf_probex.head_naming",
     "CardSuggestion": "hf_probex.suggestions",
     "FieldSuggestion": "hf_probex.suggestions",
     "ProbexError": "hf_probex.errors",
@@ -33,7 +34,7 @@ _LAZY = {
     "search": "hf_probex.search",
     "SearchHit": "hf_probex.search",
 }
-__all__ = ["CardSuggestion", "Expert", "ExpertRegistry", "FieldSuggestion", "ProbexError", "ScanResult", "SearchHit",
+__all__ = ["Candidate", "CardSuggestion", "Expert", "ExpertRegistry", "FieldSuggestion", "ProbexError", "ScanResult", "SearchHit",
            "__version__", "infer_card", "scan_tree", "search", "train_from_table"]
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from .experts.from_table import train_from_table
     from .experts.hub import Expert
     from .experts.registry import ExpertRegistry
+    from .head_naming import Candidate
     from .infer import infer_card
     from .scan import ScanResult, scan_tree
     from .search import SearchHit, search

@@ -67,7 +67,9 @@ def truth_of(zoo: Zoo, spec: ModelSpec) -> dict[str, object]:
 
 
 def undocumented_copy(zoo: Zoo, spec: ModelSpec, out: Path) -> Path:
-    """A copy of a zoo model as an undocumented Hub model is: no README.md, config.json's class names LABEL_i."""
+    """A copy of a zoo model as an undocumented model on this machine is: no README.md, config.json's class names
+    LABEL_i (SetFit's labels none), and a peft adapter's base its parent's folder (as peft writes a base loaded from
+    disk; the published one names its Hub id, which cannot be reached offline)."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(zoo.model_dir(spec.tree, spec.name), out, ignore=shutil.ignore_patterns("README.md"))
     config_path = out / "config.json"
@@ -77,6 +79,14 @@ def undocumented_copy(zoo: Zoo, spec: ModelSpec, out: Path) -> Path:
             names = [f"LABEL_{i}" for i in range(len(config["id2label"]))]
             config |= {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
             config_path.write_text(json.dumps(config, indent=2))
+    setfit_path = out / "config_setfit.json"
+    if setfit_path.is_file():
+        setfit_path.write_text(json.dumps({**json.loads(setfit_path.read_text()), "labels": None}, indent=2))
+    adapter_path = out / "adapter_config.json"
+    if adapter_path.is_file() and spec.parent:
+        parent = str(zoo.model_dir(spec.tree, spec.parent).resolve())
+        adapter_path.write_text(json.dumps({**json.loads(adapter_path.read_text()), "base_model_name_or_path": parent},
+                                           indent=2))
     return out
 
 

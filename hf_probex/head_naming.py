@@ -34,6 +34,7 @@ out of family, all right, and 2 rows in 192 are named when their class is missin
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .experts.calibration import Calibration, fit_decisions
+from .experts.hub import MAX_VOCABULARY
 from .text_classifiers import TextClassifier
 
 #: How a candidate's name is put into texts the classifier runs on (the name alone first).
@@ -131,6 +133,33 @@ def candidate_list(candidates: Sequence[str | Candidate]) -> list[Candidate]:
         twice = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"candidate names must be distinct; given more than once: {', '.join(twice)}")
     return out
+
+
+def read_candidates(path: str | os.PathLike) -> list[Candidate]:
+    """Candidate classes or concepts from a text file, one a line (UTF-8; blank lines ignored); a line may add example
+    texts of the class after tabs (`name<TAB>example<TAB>example`: a text classifier's rows are named from them far
+    more often; a LoRA's concept is ranked by its name).
+
+    Raises:
+        ValueError: an unreadable or empty file, or one that is not UTF-8 text (the message says what to fix).
+    """
+    from .experts.vocabulary import clean_candidates
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read(MAX_VOCABULARY * 200)
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read the candidates file {path}: {err.__class__.__name__}; give a UTF-8 text file "
+                         f"with one concept per line") from None
+    rows = [[part.strip() for part in line.split("\t")] for line in text.splitlines() if line.strip()]
+    try:
+        names = clean_candidates(row[0] for row in rows)  # in order, blanks and repeats dropped
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    examples = {}
+    for name, *texts in rows:
+        examples.setdefault(name, tuple(t for t in texts if t))
+    return [Candidate(name, examples[name]) for name in names]
 
 
 def score_matrix(logits: Sequence[np.ndarray]) -> np.ndarray:

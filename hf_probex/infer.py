@@ -6,6 +6,9 @@ tensors (`reading`); recognise its family (`adapters`); answer from exact eviden
 that tree's expert what it was trained on (`experts`); keep each field whose confidence reaches the
 threshold (each expert's calibrated one, or `min_confidence`), and write the suggested card and its diff
 (`cards`): only fields the card lacks, nothing the owner wrote changed.
+
+Given candidate classes, a text classifier whose files do not name its classes is run on them instead
+(`head_naming`): each head row named by the candidate it answers most, calibrated like the experts.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .experts.hub import Expert
 from .experts.calibration import Calibration
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
 from .experts.vocabulary import vocabulary_for
+from .head_naming import Candidate
 from .reading import WeightSource, open_source
 from .routing import UNCONFIRMED, Route, declared_bases, has_layers, route
 from .suggestions import CARD_FIELDS, CardSuggestion, FieldSuggestion
@@ -167,6 +171,45 @@ def _pipeline_field(adapter: Adapter, model: WeightSource, reader: Adapter, weig
     return []
 
 
+def _runs_as_text_classifier(adapter: Adapter, model: WeightSource, reader: Adapter, weights: WeightSource) -> bool:
+    """Whether the model is a text classifier `head_naming` can run: a text model whose files (or, for an adapter, its
+    task) say text-classification."""
+    return reader.family == "bert" and "text-classification" in {adapter.pipeline_for(model), reader.pipeline_for(weights)}
+
+
+def _named_by_running(source: str | os.PathLike, model: WeightSource, candidates: list[str | Candidate], *,
+                      revision: str | None, token: str | bool | None, base: str | os.PathLike | None,
+                      threshold: float | None) -> tuple[FieldSuggestion | None, str, dict, int]:
+    """trained_on of a text classifier among `candidates`, by running it on them (`head_naming.name_rows`): the rows
+    named at or above the calibrated threshold (or `threshold`), or None and why; what it read; the bytes it fetched.
+    A classifier that cannot be run (too large, its base out of reach, no head) only abstains."""
+    from .head_naming import name_rows
+    from .text_classifiers import open_text_classifier
+
+    declared = (model.read_json("adapter_config.json") or {}).get("base_model_name_or_path")
+    bases = {declared: base} if base is not None and isinstance(declared, str) else None
+    try:
+        classifier = open_text_classifier(source, revision=revision, token=token, bases=bases)
+        naming = name_rows(classifier, candidates)
+    except ProbexError as err:
+        return None, f"could not run it on the candidates: {err}", {}, 0
+    cut = naming.threshold if threshold is None else threshold
+    rows = [{"row": r.row, "candidate": r.candidate, "confidence": r.confidence, "margin": r.margin,
+             "runner_up": r.runner_up} for r in naming.rows]
+    read = {"method": "ran the classifier on the candidates", "candidates": len(naming.candidates), "rows": rows,
+            "calibrated_on": naming.calibration_name, "threshold": cut, "calibrated_threshold": naming.threshold}
+    chosen = [r for r in naming.rows if r.candidate is not None and r.confidence >= cut]
+    if not chosen:
+        best = max(naming.rows, key=lambda r: r.confidence)
+        why = ("by names alone no threshold reaches 95 % precision (a near class takes a row whose class is not among "
+               "them): give example texts of each candidate" if cut > 1 else _below(cut, threshold is not None))
+        return None, (f"no head row is named confidently enough among {len(naming.candidates)} candidates: {why} "
+                      f"(best: row {best.row} as {best.candidate!r} at {best.confidence:.2f})"), read, classifier.bytes_fetched
+    return (FieldSuggestion("trained_on", [r.candidate for r in chosen], min(r.confidence for r in chosen),
+                            naming.evidence(), "expert", details=read, floor=naming.threshold), "", read,
+            classifier.bytes_fetched)
+
+
 def _routing_fields(adapter: Adapter, declared: dict[str, str], found: Route) -> list[FieldSuggestion]:
     """base_model, base_model_relation and the lineage finding, from the files or the route.
 
@@ -195,7 +238,7 @@ def _routing_fields(adapter: Adapter, declared: dict[str, str], found: Route) ->
 
 def infer_card(source: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None,
                experts: Experts = None, min_confidence: float | None = None,
-               candidates: Iterable[str] | None = None, base: str | os.PathLike | None = None) -> CardSuggestion:
+               candidates: Iterable[str | Candidate] | None = None, base: str | os.PathLike | None = None) -> CardSuggestion:
     """Infer the missing model-card fields of a model from its small files and a few of its weights.
 
     Args:
@@ -208,7 +251,10 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
             threshold calibrated on held-out models (95 % precision) and 0.9 for routing by weights.
         candidates: the concepts a LoRA's concept is chosen from (any text; the zero-shot expert embeds them
             with its text encoder). None: the expert's default vocabulary, its training concepts and the
-            held-out ones its weight set names. Class-subset experts ignore it (their classes are fixed).
+            held-out ones its weight set names. For a text classifier whose files do not name its classes, the
+            classes its head rows are named among, by running it on them (`head_naming.Candidate`: a name, and
+            example texts of the class where you have them; with examples it proposes far more often). Class-subset
+            experts of other families ignore it (their classes are fixed).
         base: the base of a peft adapter (a local path or a Hub repo id), read merged with it; default: the base its
             files declare, where hf_probex follows it (a Hub repo id; `adapters.peft_model`).
 
@@ -220,6 +266,7 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
         ProbexError: a source that cannot be read (missing repo, no access, bad revision, no safetensors,
             a damaged file, an unknown architecture); the message says what to try.
     """
+    candidates = None if candidates is None else list(candidates)
     model = open_source(source, revision=revision, token=token)
     adapter = detect(model)
     try:  # a peft adapter of a full model is read merged onto its base, by the base family's adapter
@@ -247,8 +294,15 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
         found.is_root = found.is_root and weights is model
     answers += _routing_fields(adapter, found.declared, found)
     labels, labels_where = declared_labels(model)
+    fetched = 0
     if labels:
         answers.append(FieldSuggestion("trained_on", labels, 1.0, labels_where))
+    elif candidates is not None and _runs_as_text_classifier(adapter, model, reader, weights):
+        suggestion, why, details["trained_on"], fetched = _named_by_running(
+            source, model, candidates, revision=revision, token=token, base=base, threshold=min_confidence)
+        answers += [suggestion] if suggestion else []
+        if why:
+            abstained["trained_on"] = why
     elif found.root is None:
         abstained["trained_on"] = f"no known tree: {found.reason}"
     else:
@@ -292,8 +346,8 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
             result.abstained["card"] = str(err)
         else:
             result.diff = card_diff(current, result.suggested_card) if result.suggested_card != current else ""
-    result.bytes_read = weights.bytes_read  # a merged view counts the adapter's and its base's
+    result.bytes_read = weights.bytes_read + fetched  # a merged view counts the adapter's and its base's
     return result
 
 
-__all__ = ["infer_card", "CardSuggestion", "FieldSuggestion", "ProbexError"]
+__all__ = ["infer_card", "Candidate", "CardSuggestion", "FieldSuggestion", "ProbexError"]

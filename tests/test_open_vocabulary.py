@@ -12,7 +12,7 @@ from test_experts_zeroshot import HELD, SEEN, write_planted_loras
 
 from hf_probex.cli import main
 from hf_probex.experts.harness import HELD_OUT_CONCEPTS, load_layer_data, train_expert
-from hf_probex.experts.vocabulary import read_candidates
+from hf_probex.head_naming import read_candidates
 from hf_probex.infer import infer_card
 from hf_probex.weightsets import read_metadata
 
@@ -67,7 +67,7 @@ def test_the_default_vocabulary_holds_training_and_held_out_concepts(planted):
 def test_infer_candidates_option(planted, tmp_path, capsys):
     candidates = tmp_path / "concepts.txt"
     candidates.write_text("\n".join(HELD) + "\n\n  banana  \n")
-    assert read_candidates(candidates) == HELD
+    assert [c.name for c in read_candidates(candidates)] == HELD
     assert main(["infer", str(planted["held"][0]), "--expert", str(planted["folder"]), "--candidates", str(candidates),
                  "--min-confidence", "0", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -28,7 +28,7 @@ def format_suggestion(suggestion) -> str:
 
 
 def _infer(args: argparse.Namespace) -> int:
-    from ..experts.vocabulary import read_candidates
+    from ..head_naming import read_candidates
     from ..infer import infer_card
 
     candidates = None
@@ -65,8 +65,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     infer.add_argument("--min-confidence", type=float,
                        help="propose fields at or above this confidence (default: each expert's calibrated threshold)")
     infer.add_argument("--candidates", metavar="FILE",
-                       help="a LoRA's concept is chosen among these (a text file, one concept per line, any text; "
-                            "default: the zero-shot expert's own vocabulary, its training and held-out concepts)")
+                       help="a LoRA's concept, or a text classifier's classes (it is run on them), are chosen among "
+                            "these: a text file, one a line, any text, optionally followed by example texts of the class "
+                            "after tabs (default for LoRAs: the zero-shot expert's training and held-out concepts)")
     infer.add_argument("--base", metavar="DIR_OR_REPO",
                        help="a peft adapter's base, read merged with it (default: the Hub repo its files declare)")
     infer.add_argument("--json", action="store_true", help="print the full result as JSON")

@@ -19,7 +19,6 @@ other than its training one, except at a minimum confidence the caller asks for.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,30 +54,13 @@ def clean_candidates(candidates) -> list[str]:
     Raises:
         ValueError: none left, or more than the bound an expert's vocabulary has (`hub.MAX_VOCABULARY`).
     """
-    names = list(dict.fromkeys(c.strip() for c in candidates if isinstance(c, str) and c.strip()))
+    names = [getattr(c, "name", c) for c in candidates]  # a text classifier's `head_naming.Candidate`: its name
+    names = list(dict.fromkeys(c.strip() for c in names if isinstance(c, str) and c.strip()))
     if not names:
         raise ValueError("the candidate list is empty: give one concept per line, e.g. 'a rotated seven'")
     if len(names) > MAX_VOCABULARY:
         raise ValueError(f"{len(names):,} candidate concepts: give at most {MAX_VOCABULARY:,}")
     return names
-
-
-def read_candidates(path: str | os.PathLike) -> list[str]:
-    """Candidate concepts from a text file, one a line (UTF-8; blank lines ignored).
-
-    Raises:
-        ValueError: an unreadable or empty file, or one that is not UTF-8 text (the message says what to fix).
-    """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read(MAX_VOCABULARY * 200)
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot read the candidates file {path}: {err.__class__.__name__}; give a UTF-8 text file "
-                         f"with one concept per line") from None
-    try:
-        return clean_candidates(text.splitlines())
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
 
 
 def vocabulary_for(expert: Expert, candidates=None) -> Vocabulary:

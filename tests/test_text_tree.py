@@ -1,0 +1,94 @@
+"""infer_card on the real root's tree: every recipe family and layout of text-small, read as users meet them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hf_probex import Candidate, infer_card
+from hf_probex.demo import held_out, undocumented_copy
+from hf_probex.zoo.fortunes import load_fortunes
+from hf_probex.zoo.presets import MINILM
+from hf_probex.zoo.recipes import LAYOUTS
+from hf_probex.zoo.trees.text import root_folder
+
+#: What the files of each layout say about the model, whatever its weights.
+HUB_FIELDS = {"transformers": ("transformers", "text-classification"), "peft-merged": ("transformers", "text-classification"),
+              "peft-adapter": ("peft", "text-classification"),
+              "sentence-transformers": ("sentence-transformers", "sentence-similarity"),
+              "setfit": ("setfit", "text-classification")}
+
+
+@pytest.fixture(scope="session")
+def text_expert(text_small_zoo, tmp_path_factory):
+    """The text tree's expert, trained on text-small's train and val splits as `hf-probex demo` trains it."""
+    from hf_probex.demo import demo_experts
+
+    return demo_experts(text_small_zoo, tmp_path_factory.mktemp("text-expert"), progress=lambda line: None)
+
+
+def _one_per_layout(zoo):
+    chosen = {}
+    for spec in zoo.specs("text"):
+        chosen.setdefault(spec.hparams.get("layout"), spec) if spec.role == "child" and spec.generation == 1 else None
+    return chosen
+
+
+def test_every_layout_cardless_gets_the_real_root_its_library_and_never_raises(text_small_zoo, text_expert, tmp_path):
+    chosen = _one_per_layout(text_small_zoo)
+    assert set(chosen) == set(LAYOUTS)
+    for layout, spec in chosen.items():
+        copy = undocumented_copy(text_small_zoo, spec, tmp_path / spec.name)
+        result = infer_card(copy, experts=text_expert)
+        library, pipeline = HUB_FIELDS[layout]
+        assert (result.fields["library_name"].value, result.fields["pipeline_tag"].value) == (library, pipeline), layout
+        assert result.tree == MINILM, (layout, result.abstained)
+        base = result.fields["base_model"]
+        assert base.value == MINILM and base.confidence >= 0.9 and "cosine distance" in base.evidence, layout
+        relation = "adapter" if layout == "peft-adapter" else "finetune"
+        assert result.fields["base_model_relation"].value == relation
+        assert "trained_on" in result.fields or result.abstained["trained_on"]  # an answer or the reason for none
+
+
+def test_every_recipe_family_held_out_is_routed_to_the_real_root(text_small_zoo, text_expert, tmp_path):
+    for spec in held_out(text_small_zoo):
+        result = infer_card(undocumented_copy(text_small_zoo, spec, tmp_path / spec.name), experts=text_expert)
+        assert result.tree == MINILM, (spec.name, spec.recipe, result.abstained)
+        proposed = result.fields.get("trained_on")
+        assert proposed is None or set(proposed.value) <= set(spec.labels), (spec.name, proposed)
+
+
+def test_a_bert_trained_from_random_init_is_not_routed(text_expert, tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig.from_pretrained(root_folder(), num_labels=3)
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "from-scratch")
+    result = infer_card(tmp_path / "from-scratch", experts=text_expert)
+    assert result.tree is None and "base_model" not in result.fields
+    assert "beyond its tree's reach" in result.abstained["base_model"]
+    assert result.fields["library_name"].value == "transformers"  # what the files say still holds
+
+
+def test_the_root_itself_is_the_root(text_expert):
+    result = infer_card(root_folder(), experts=text_expert)
+    assert result.tree == MINILM and "base_model" not in result.fields
+
+
+def test_a_label_i_classifier_is_named_by_running_it_on_candidates(text_small_zoo, text_expert, tmp_path):
+    spec = next(s for s in held_out(text_small_zoo) if s.hparams["layout"] == "transformers")
+    copy = undocumented_copy(text_small_zoo, spec, tmp_path / spec.name)
+    assert "LABEL_0" in json.loads((copy / "config.json").read_text())["id2label"].values()
+    categories = text_small_zoo.trees["text"]["vocabulary"]
+    fortunes = load_fortunes(tuple(categories))
+    with_examples = [Candidate(c, tuple(fortunes.test[c][:8])) for c in categories]
+    result = infer_card(copy, experts=text_expert, candidates=with_examples)
+    rows = result.details["trained_on"]["rows"]
+    assert [row["candidate"] for row in rows] == spec.labels  # every head row named right, in its order
+    proposed = result.fields.get("trained_on")
+    assert proposed is None or (set(proposed.value) <= set(spec.labels) and proposed.evidence.startswith("ran the classifier"))
+    # without its classes among the candidates, nothing is proposed
+    others = [c for c in with_examples if c.name not in spec.labels]
+    assert "trained_on" not in infer_card(copy, experts=text_expert, candidates=others).fields
