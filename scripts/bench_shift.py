@@ -50,11 +50,13 @@ def make_expert(zoo_dir: Path, tree: str, families: tuple[str, ...], out: Path, 
 
 
 def evaluate_family(zoo, family: str, experts: dict, registry) -> list[dict]:
-    """One row per model of `family` (every tree): where it routes and what its tree's expert proposes."""
-    from hf_probex.adapters import detect
+    """One row per model of `family` (every tree): where it routes and what its tree's expert proposes. A peft adapter
+    is read merged onto its parent, as `infer_card` reads it; a model trained on classes outside the tree's vocabulary
+    too (text trees' test_holdout split) is marked `unseen`: its recall counts the classes the expert knows."""
+    from hf_probex.adapters import detect, read_through
     from hf_probex.experts.head_rows import read_head
     from hf_probex.reading import open_source
-    from hf_probex.routing import route
+    from hf_probex.routing import declared_bases, route
 
     rows = []
     for tree, expert in experts.items():
@@ -62,15 +64,19 @@ def evaluate_family(zoo, family: str, experts: dict, registry) -> list[dict]:
         for spec in zoo.specs(tree):
             if spec.role != "child" or spec.recipe != family or not zoo.is_finished(spec):
                 continue
-            source = open_source(zoo.model_dir(tree, spec.name))
-            adapter = detect(source)
-            found = route(source, adapter, registry)
+            model = open_source(zoo.model_dir(tree, spec.name))
+            base = zoo.model_dir(tree, spec.parent) if spec.hparams.get("layout") == "peft-adapter" else None
+            adapter, source = read_through(model, detect(model), base=base)
+            found = route(source, adapter, registry, declared=declared_bases(model, detect(model)))
             truth = [spec.concept["name"]] if spec.concept else list(spec.labels)
             row = {"tree": tree, "name": spec.name, "family": family, "root_right": found.root == entry.root,
                    "routed": found.root is not None, "truth": truth, "proposed": [],
                    "slices": {"dtype": spec.hparams.get("dtype"), "sharded": str(spec.hparams.get("sharded")),
                               "generation": str(spec.generation), "head": spec.hparams.get("head", "-"),
-                              "order": spec.hparams.get("label_order", "-"), "split": spec.split}}
+                              "order": spec.hparams.get("label_order", "-"), "split": spec.split,
+                              "layout": spec.hparams.get("layout", "-")}}
+            if not spec.concept and spec.split.endswith("_holdout"):
+                row["unseen"] = sorted(set(truth) - set(expert.vocabulary))
             if spec.concept and spec.split.endswith("_holdout"):
                 row["holdout"] = True  # concepts the expert never saw: measured by the zero-shot issue, not here
             elif expert.calibration:
@@ -100,7 +106,7 @@ def _average_precision(vocabulary: list[str], scores: np.ndarray, truth: list[st
 def summarise(rows: list[dict]) -> dict:
     proposed = sum(len(r["proposed"]) for r in rows)
     right = sum(len(set(r["proposed"]) & set(r["truth"])) for r in rows)
-    truths = sum(len(r["truth"]) for r in rows if not r.get("holdout"))
+    truths = sum(len(set(r["truth"]) - set(r.get("unseen", ()))) for r in rows if not r.get("holdout"))
     ranked = [r for r in rows if "top1" in r]
     top1 = sum(r["top1"] in r["truth"] for r in ranked) / len(ranked) if ranked else float("nan")
     scored = [r for r in rows if "ap" in r]
@@ -184,8 +190,10 @@ def main() -> None:
         for row in tree_rows:
             groups[row["family"]].append(row)
         groups["all families"] = tree_rows
+        if any("unseen" in r for r in tree_rows):
+            groups["trained on unseen classes too"] = [r for r in tree_rows if "unseen" in r]
         print(table(f"{tree}: each recipe family held out", dict(groups)), "\n")
-    for key in ("dtype", "sharded", "generation", "head", "order"):
+    for key in ("dtype", "sharded", "generation", "head", "order", "layout"):
         groups = collections.defaultdict(list)
         for row in all_rows:
             if row["slices"][key] != "-":

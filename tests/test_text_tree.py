@@ -74,13 +74,16 @@ def test_a_bert_trained_from_random_init_is_not_routed(text_expert, tmp_path):
 
 def test_the_root_itself_is_the_root(text_expert):
     result = infer_card(root_folder(), experts=text_expert)
-    assert result.tree == MINILM and "base_model" not in result.fields
+    assert result.tree == MINILM
+    # its own base, as its config declares it (all-MiniLM-L6-v2 was trained from this MiniLM), never itself
+    base = result.fields["base_model"]
+    assert base.value == "nreimers/MiniLM-L6-H384-uncased" and base.evidence == "declared by config.json _name_or_path"
 
 
 def test_a_label_i_classifier_is_named_by_running_it_on_candidates(text_small_zoo, text_expert, tmp_path):
     spec = next(s for s in held_out(text_small_zoo) if s.hparams["layout"] == "transformers")
     copy = undocumented_copy(text_small_zoo, spec, tmp_path / spec.name)
-    assert "LABEL_0" in json.loads((copy / "config.json").read_text())["id2label"].values()
+    assert set(json.loads((copy / "config.json").read_text()).get("id2label", {}).values()) <= {"LABEL_0", "LABEL_1", "LABEL_2"}
     categories = text_small_zoo.trees["text"]["vocabulary"]
     fortunes = load_fortunes(tuple(categories))
     with_examples = [Candidate(c, tuple(fortunes.test[c][:8])) for c in categories]

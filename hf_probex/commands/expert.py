@@ -93,7 +93,7 @@ def _resolve_layer(args: argparse.Namespace) -> None:
     import tempfile
 
     from ..experts.harness import DEFAULT_METHODS, tree_task
-    from ..experts.sweep import select_inputs
+    from ..experts.sweep import MIN_MODELS_TO_SELECT, family_default, select_inputs
 
     splits = _splits(args)
     try:
@@ -101,6 +101,7 @@ def _resolve_layer(args: argparse.Namespace) -> None:
             args.method = DEFAULT_METHODS[tree_task(args.zoo, args.tree)]
         if args.layer != "auto":
             return
+        by_default = family_default(args.zoo, args.tree, splits or ()) is not None
         with tempfile.TemporaryDirectory() as folder:
             args.layer = select_inputs(args.zoo, args.tree, args.method, Path(folder) / "select.jsonl",
                                        splits=splits, folds=args.folds, seed=args.seed)
@@ -108,6 +109,10 @@ def _resolve_layer(args: argparse.Namespace) -> None:
         raise UserError(str(err)) from None
     shown = " + ".join(args.layer) if isinstance(args.layer, list) else args.layer
     on = f" on splits {', '.join(splits)}" if splits else ""
+    if by_default:
+        print(f"layer auto: {shown} (the family's default layer: fewer than {MIN_MODELS_TO_SELECT} models{on} to "
+              f"choose among layers)")
+        return
     print(f"layer auto: {shown} (best tuned-ridge cross-validated score{on}; leave-one-recipe-family-out where the "
           f"zoo records families)")
 

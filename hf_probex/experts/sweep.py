@@ -17,6 +17,9 @@ from .training import TrainConfig
 
 MAX_STACKED = 4  # layers a stacked expert reads at most
 STACK_CANDIDATES = 8  # the best single layers tried as additions
+#: Below this many models a class-subset tree's expert reads its family's default layer: a sweep over dozens of
+#: layers (37 in MiniLM) on a few models picks the one that fits their noise best (text-small: 12 models).
+MIN_MODELS_TO_SELECT = 40
 
 
 def sweep(zoo: str | Path | WeightSet, tree: str, methods: list[str], out: Path, *, layers: list[str] | None = None,
@@ -83,12 +86,40 @@ def select_stack(zoo: str | Path | WeightSet, tree: str, out: Path, *, method: s
     return chosen
 
 
+def family_default(zoo: str | Path | WeightSet, tree: str, splits: tuple[str, ...] = (),
+                   groups: tuple[str, ...] = ()) -> str | None:
+    """The layer a class-subset tree's expert reads when it has too few models to choose one (`MIN_MODELS_TO_SELECT`,
+    among `splits` and `groups` when given): its family's default layer (`Adapter.target_layer`, Model-J's layer or
+    the same sub-layer at the same relative depth) where the tree's models have it; else None."""
+    from ..adapters import CLASSES_TASK
+    from ..errors import ProbexError
+    from ..weightsets import open_weight_set
+    from .harness import candidate_layers, tree_task
+    from .shaping import layer_reader
+
+    weights = zoo if isinstance(zoo, WeightSet) else open_weight_set(zoo)
+    records = [r for r in weights.for_tree(tree, tuple(splits) or None) if not groups or r.group in groups]
+    if tree_task(weights, tree) != CLASSES_TASK or not records or len(records) >= MIN_MODELS_TO_SELECT:
+        return None
+    adapter, _ = layer_reader(records[0].path, records[0].kind, records[0].base)
+    names = candidate_layers(weights, tree)
+    try:
+        layer = adapter.target_layer(CLASSES_TASK, weights.root_ids.get(tree), names)
+    except (ValueError, ProbexError):  # a family without a default layer (the generic reader): the sweep chooses
+        return None
+    return layer if layer in names else None
+
+
 def select_inputs(zoo: str | Path | WeightSet, tree: str, method: str, out: Path, **options) -> list[str] | str:
     """What an expert of `method` should read in `tree`: ridge reads a stack (`select_stack`); a network on a LoRA
     tree reads several modules, one network each (`select_modules`, `hub.Expert.fused`); elsewhere the networks,
-    which read one layer as a matrix, read the single best layer (`select_layer`)."""
+    which read one layer as a matrix, read the single best layer (`select_layer`). A class-subset tree of too few models
+    to choose among its layers reads its family's default layer (`family_default`)."""
     from .harness import tree_task
 
+    default = family_default(zoo, tree, options.get("splits", ()), options.get("groups", ()))
+    if default is not None:
+        return [default] if method == "ridge" else default
     if method == "ridge":
         return select_stack(zoo, tree, out, **options)
     if method in METHODS and not METHODS[method].closed_form and tree_task(zoo, tree) == "zeroshot":
