@@ -1,14 +1,18 @@
 """`hf-probex demo`: the core capability on a fresh machine: card fields read from the weights alone, beside the truth.
 
 1. Build (or reuse) the `small` zoo: one ResNet tree whose 128 children come from five recipe families
-   (cached under `<cache>/zoos/small-seed0`; about a minute on 2 cores).
+   (cached under `<cache>/zoos/small-seed0`; about a minute on 2 cores), and the `text-small` zoo: the real
+   all-MiniLM-L6-v2 and 20 fine-tunes of it on fortunes categories, saved as users save them (transformers
+   classifiers, peft adapters, sentence-transformers and SetFit models; about a minute and a half).
 2. Train the tree's expert as `hf-probex train --splits train,val` does: layers chosen and the threshold
    calibrated leave-one-recipe-family-out, on the train and val splits only (cached under
    `<cache>/demo/experts/<tree>`, keyed by the models it was trained on).
 3. Take the test split's children, which no choice saw, and make them undocumented as most Hub models
    are: a copy without README.md and with config.json's class names replaced by LABEL_i. Run `infer_card`
    on each copy and compare every field with the truth in the zoo's plan: `base_model` comes from routing
-   by weights, `trained_on` from the expert, or it abstains below its calibrated threshold.
+   by weights, `trained_on` from the expert, or it abstains below its calibrated threshold. A text classifier is
+   also given the tree's categories as candidates, with a few example texts each: it is run on them and its head
+   rows named (`head_naming`).
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from .suggestions import CardSuggestion
 from .zoo import Zoo
 from .zoo.plan import ModelSpec
 
-DEMO_PRESET = "small"
+DEMO_PRESETS = ("small", "text-small")
 TRAINING_SPLITS = ("train", "val")
+#: Example texts per candidate category the demo gives a text classifier (`head_naming.Candidate`).
+CANDIDATE_EXAMPLES = 8
 HELD_OUT_SPLIT = "test"
 
 
@@ -62,7 +68,8 @@ def truth_of(zoo: Zoo, spec: ModelSpec) -> dict[str, object]:
     truth: dict[str, object] = {"library_name": family.library_of(spec), "pipeline_tag": family.pipeline_of(spec),
                                 "trained_on": spec.concept["name"] if spec.concept else list(spec.labels)}
     if parent:
-        truth |= {"base_model": parent, "base_model_relation": "adapter" if spec.concept else "finetune"}
+        adapter = spec.concept or spec.hparams.get("layout") == "peft-adapter"
+        truth |= {"base_model": parent, "base_model_relation": "adapter" if adapter else "finetune"}
     return truth
 
 
@@ -118,17 +125,35 @@ def demo_experts(zoo: Zoo, out: Path, splits: tuple[str, ...] = TRAINING_SPLITS,
 
 
 def run_demo(cache: Path, progress: Callable[[str], None] = print) -> list[DemoCase]:
-    """Build (or reuse) the small zoo and its expert, and infer the cards of the undocumented held-out models."""
+    """Build (or reuse) the demo's zoos and their experts, and infer the cards of the undocumented held-out models."""
     from .infer import infer_card
     from .zoo import build_zoo
 
-    zoo_dir = cache / "zoos" / f"{DEMO_PRESET}-seed0"
-    zoo = build_zoo(zoo_dir, DEMO_PRESET, seed=0, progress=True) if not _complete(zoo_dir) else Zoo.open(zoo_dir)
-    held = held_out(zoo)
-    registry = demo_experts(zoo, cache / "demo" / "experts", progress=progress)
-    copies = cache / "demo" / "undocumented"
-    return [DemoCase(spec, infer_card(undocumented_copy(zoo, spec, copies / spec.tree / spec.name), experts=registry),
-                     truth_of(zoo, spec)) for spec in held]
+    cases = []
+    for preset in DEMO_PRESETS:
+        zoo_dir = cache / "zoos" / f"{preset}-seed0"
+        zoo = build_zoo(zoo_dir, preset, seed=0, progress=True) if not _complete(zoo_dir) else Zoo.open(zoo_dir)
+        registry = demo_experts(zoo, cache / "demo" / "experts" / preset, progress=progress)
+        copies = cache / "demo" / "undocumented" / preset
+        for spec in held_out(zoo):
+            copy = undocumented_copy(zoo, spec, copies / spec.tree / spec.name)
+            result = infer_card(copy, experts=registry, candidates=demo_candidates(zoo, spec.tree))
+            cases.append(DemoCase(spec, result, truth_of(zoo, spec)))
+    return cases
+
+
+def demo_candidates(zoo: Zoo, tree: str) -> list | None:
+    """What the demo gives a text tree's classifiers to be named among: the tree's categories, each with example
+    texts from its test split (texts no child trained on); None for the other trees (their experts' own vocabulary)."""
+    from .head_naming import Candidate
+    from .zoo import get_preset
+    from .zoo.fortunes import load_fortunes
+
+    categories = get_preset(zoo.plan["preset"]).trees[tree].categories
+    if not categories:
+        return None
+    texts = load_fortunes(categories).test
+    return [Candidate(c, tuple(texts[c][:CANDIDATE_EXAMPLES])) for c in categories]
 
 
 def _complete(zoo_dir: Path) -> bool:
@@ -145,11 +170,31 @@ def _shown(value: object) -> str:
     return ", ".join(value) if isinstance(value, list) else str(value)
 
 
+#: How the demo names each tree it shows.
+TREE_TITLES = {"resnet": "ResNet tree (small zoo: a synthetic root trained on 28x28 digits)",
+               "text": "all-MiniLM-L6-v2 tree (text-small: the real pretrained root, fine-tuned on fortunes categories)"}
+
+
 def format_demo(cases: list[DemoCase]) -> str:
-    """Every held-out model's base_model and trained_on as read from its weights, beside the truth; the share
-    right; and one suggested card."""
-    lines = [f"{'model (no card, LABEL_i names)':<34} {'recipe':<15} {'field':<11} {'from the weights (confidence)':<44} ok",
-             ]
+    """Every held-out model's base_model and trained_on as read from its weights, beside the truth, tree by tree;
+    the share right; and one suggested card."""
+    lines: list[str] = []
+    for tree in dict.fromkeys(c.spec.tree for c in cases):
+        lines += ["", TREE_TITLES.get(tree, f"{tree} tree"), ""]
+        lines += _tree_lines([c for c in cases if c.spec.tree == tree])
+    shown = next((c for c in cases if c.suggestion.diff and "trained_on" in c.suggestion.fields),
+                 next((c for c in cases if c.suggestion.diff), None))
+    if shown:
+        lines += [f"\nsuggested README.md for {_name(shown)} (it had none):\n", shown.suggestion.diff]
+    return "\n".join(lines).lstrip("\n")
+
+
+def _name(case: DemoCase) -> str:
+    return case.spec.repo_id.split("/")[-1]
+
+
+def _tree_lines(cases: list[DemoCase]) -> list[str]:
+    lines = [f"{'model (no card, LABEL_i names)':<26} {'recipe':<21} {'field':<11} {'from the weights (confidence)':<44} ok"]
     counts = {"base_model": [0, 0], "trained_on": [0, 0]}
     grandchildren = 0  # base_model from weights names the tree's root: right tree, not the parent
     for case in cases:
@@ -158,17 +203,17 @@ def format_demo(cases: list[DemoCase]) -> str:
             field = case.suggestion.fields.get(name)
             if field is None:
                 why = case.suggestion.abstained.get(name, "nothing to say")
-                lines.append(f"{case.spec.name:<34} {case.spec.recipe:<15} {name:<11} {'abstained: ' + _clip(why, 50)}")
+                lines.append(f"{_name(case):<26} {case.spec.recipe:<21} {name:<11} {'abstained: ' + _clip(why, 50)}")
                 continue
             in_tree = name == "base_model" and case.spec.generation > 1 and field.value == case.suggestion.tree
             mark = "yes" if verdicts.get(name) else ("tree" if in_tree else "NO")
             grandchildren += in_tree and not verdicts.get(name)
             counts[name][0] += 1
             counts[name][1] += bool(verdicts.get(name))
-            lines.append(f"{case.spec.name:<34} {case.spec.recipe:<15} {name:<11} "
+            lines.append(f"{_name(case):<26} {case.spec.recipe:<21} {name:<11} "
                          f"{_clip(_shown(field.value), 36) + f' ({field.confidence:.2f})':<44} {mark}")
             if not verdicts.get(name):
-                lines.append(f"{'':<34} {'':<15} {'':<11} true: {_clip(_shown(case.truth.get(name, '-')), 60)}")
+                lines.append(f"{'':<26} {'':<21} {'':<11} true: {_clip(_shown(case.truth.get(name, '-')), 60)}")
     lines.append("")
     for name, (proposed, right) in counts.items():
         share = f" ({100 * right / proposed:.0f} %)" if proposed else ""
@@ -180,11 +225,7 @@ def format_demo(cases: list[DemoCase]) -> str:
         classes = sum(len(c.suggestion.fields["trained_on"].value) for c in trained)
         right = sum(len(set(c.suggestion.fields["trained_on"].value) & set(c.truth["trained_on"])) for c in trained)
         lines.append(f"trained_on classes proposed: {classes}, in the model's true classes: {right}")
-    shown = next((c for c in cases if c.suggestion.diff and "trained_on" in c.suggestion.fields),
-                 next((c for c in cases if c.suggestion.diff), None))
-    if shown:
-        lines += [f"\nsuggested README.md for {shown.spec.name} (it had none):\n", shown.suggestion.diff]
-    return "\n".join(lines)
+    return lines
 
 
 def _clip(text: str, width: int) -> str:

@@ -99,26 +99,42 @@ def _fortunes(tmp_path_factory) -> Path:
             patch.undo()
 
 
-@pytest.fixture(scope="session")
-def small_cache(small_zoo, tmp_path_factory):
-    """A cache folder as `hf-probex demo` leaves it: the session's small zoo, and its expert trained as the demo
-    trains it (train and val splits; layers chosen and calibrated leave-one-recipe-family-out)."""
+def _demo_experts(tmp_path_factory, zoo):
+    """A zoo's experts trained as `hf-probex demo` trains them (train and val splits; layers chosen and calibrated
+    leave-one-recipe-family-out), in the demo's cache layout (`demo_cache`), once per test run."""
     from hf_probex.demo import demo_experts
 
-    with _built_once(tmp_path_factory, "small-cache") as cache:
+    preset = zoo.plan["preset"]
+    with _built_once(tmp_path_factory, f"demo-cache-{preset}") as cache:
         (cache / "zoos").mkdir(parents=True, exist_ok=True)
-        if not (cache / "zoos" / "small-seed0").exists():
-            (cache / "zoos" / "small-seed0").symlink_to(small_zoo.root)
-        demo_experts(small_zoo, cache / "demo" / "experts", progress=lambda line: None)
-    return cache
+        if not (cache / "zoos" / f"{preset}-seed0").exists():
+            (cache / "zoos" / f"{preset}-seed0").symlink_to(zoo.root)
+        return demo_experts(zoo, cache / "demo" / "experts" / preset, progress=lambda line: None)
 
 
 @pytest.fixture(scope="session")
-def small_experts(small_zoo, small_cache):
-    """The small zoo's expert (see `small_cache`) as a registry."""
-    from hf_probex.demo import demo_experts
+def small_experts(small_zoo, tmp_path_factory):
+    """The small zoo's expert, as the demo trains it, as a registry."""
+    return _demo_experts(tmp_path_factory, small_zoo)
 
-    return demo_experts(small_zoo, small_cache / "demo" / "experts", progress=lambda line: None)  # reused, not retrained
+
+@pytest.fixture(scope="session")
+def text_experts(text_small_zoo, tmp_path_factory):
+    """The text-small zoo's expert (the real all-MiniLM-L6-v2's tree), as the demo trains it, as a registry."""
+    return _demo_experts(tmp_path_factory, text_small_zoo)
+
+
+@pytest.fixture(scope="session")
+def demo_cache(small_experts, text_experts, tmp_path_factory):
+    """A cache folder as `hf-probex demo` leaves it: the session's small and text-small zoos and their experts."""
+    with _built_once(tmp_path_factory, "demo-cache") as cache:
+        for preset in ("small", "text-small"):
+            built = cache.parent / f"demo-cache-{preset}"
+            for part in (Path("zoos") / f"{preset}-seed0", Path("demo") / "experts" / preset):
+                (cache / part).parent.mkdir(parents=True, exist_ok=True)
+                if not (cache / part).exists():
+                    (cache / part).symlink_to((built / part).resolve())
+    return cache
 
 
 @pytest.fixture(scope="session")

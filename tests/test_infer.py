@@ -126,10 +126,10 @@ def test_infer_json_prints_only_json_when_experts_load(tiny_zoo, experts, tmp_pa
     assert json.loads(done.stdout)["family"] == "resnet"
 
 
-def test_demo_reads_undocumented_held_out_models_from_their_weights(small_cache, capsys):
+def test_demo_reads_undocumented_held_out_models_from_their_weights(demo_cache, capsys):
     """The demo's promise: test-split models stripped of card and class names get base_model and trained_on
     from their weights alone, and what it proposes is right."""
-    cases = run_demo(small_cache, progress=lambda line: None)  # reuses the session's small zoo and its expert
+    cases = run_demo(demo_cache, progress=lambda line: None)  # reuses the session's zoos and their experts
     assert cases and all(c.spec.split == "test" for c in cases)
     for case in cases:
         assert not case.suggestion.current_card  # no card, and config.json names no class

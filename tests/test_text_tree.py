@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
 from hf_probex import Candidate, infer_card
@@ -21,14 +20,6 @@ HUB_FIELDS = {"transformers": ("transformers", "text-classification"), "peft-mer
               "setfit": ("setfit", "text-classification")}
 
 
-@pytest.fixture(scope="session")
-def text_expert(text_small_zoo, tmp_path_factory):
-    """The text tree's expert, trained on text-small's train and val splits as `hf-probex demo` trains it."""
-    from hf_probex.demo import demo_experts
-
-    return demo_experts(text_small_zoo, tmp_path_factory.mktemp("text-expert"), progress=lambda line: None)
-
-
 def _one_per_layout(zoo):
     chosen = {}
     for spec in zoo.specs("text"):
@@ -36,12 +27,12 @@ def _one_per_layout(zoo):
     return chosen
 
 
-def test_every_layout_cardless_gets_the_real_root_its_library_and_never_raises(text_small_zoo, text_expert, tmp_path):
+def test_every_layout_cardless_gets_the_real_root_its_library_and_never_raises(text_small_zoo, text_experts, tmp_path):
     chosen = _one_per_layout(text_small_zoo)
     assert set(chosen) == set(LAYOUTS)
     for layout, spec in chosen.items():
         copy = undocumented_copy(text_small_zoo, spec, tmp_path / spec.name)
-        result = infer_card(copy, experts=text_expert)
+        result = infer_card(copy, experts=text_experts)
         library, pipeline = HUB_FIELDS[layout]
         assert (result.fields["library_name"].value, result.fields["pipeline_tag"].value) == (library, pipeline), layout
         assert result.tree == MINILM, (layout, result.abstained)
@@ -52,46 +43,46 @@ def test_every_layout_cardless_gets_the_real_root_its_library_and_never_raises(t
         assert "trained_on" in result.fields or result.abstained["trained_on"]  # an answer or the reason for none
 
 
-def test_every_recipe_family_held_out_is_routed_to_the_real_root(text_small_zoo, text_expert, tmp_path):
+def test_every_recipe_family_held_out_is_routed_to_the_real_root(text_small_zoo, text_experts, tmp_path):
     for spec in held_out(text_small_zoo):
-        result = infer_card(undocumented_copy(text_small_zoo, spec, tmp_path / spec.name), experts=text_expert)
+        result = infer_card(undocumented_copy(text_small_zoo, spec, tmp_path / spec.name), experts=text_experts)
         assert result.tree == MINILM, (spec.name, spec.recipe, result.abstained)
         proposed = result.fields.get("trained_on")
         assert proposed is None or set(proposed.value) <= set(spec.labels), (spec.name, proposed)
 
 
-def test_a_bert_trained_from_random_init_is_not_routed(text_expert, tmp_path):
+def test_a_bert_trained_from_random_init_is_not_routed(text_experts, tmp_path):
     from transformers import BertConfig, BertForSequenceClassification
 
     config = BertConfig.from_pretrained(root_folder(), num_labels=3)
     torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(tmp_path / "from-scratch")
-    result = infer_card(tmp_path / "from-scratch", experts=text_expert)
+    result = infer_card(tmp_path / "from-scratch", experts=text_experts)
     assert result.tree is None and "base_model" not in result.fields
     assert "beyond its tree's reach" in result.abstained["base_model"]
     assert result.fields["library_name"].value == "transformers"  # what the files say still holds
 
 
-def test_the_root_itself_is_the_root(text_expert):
-    result = infer_card(root_folder(), experts=text_expert)
+def test_the_root_itself_is_the_root(text_experts):
+    result = infer_card(root_folder(), experts=text_experts)
     assert result.tree == MINILM
     # its own base, as its config declares it (all-MiniLM-L6-v2 was trained from this MiniLM), never itself
     base = result.fields["base_model"]
     assert base.value == "nreimers/MiniLM-L6-H384-uncased" and base.evidence == "declared by config.json _name_or_path"
 
 
-def test_a_label_i_classifier_is_named_by_running_it_on_candidates(text_small_zoo, text_expert, tmp_path):
+def test_a_label_i_classifier_is_named_by_running_it_on_candidates(text_small_zoo, text_experts, tmp_path):
     spec = next(s for s in held_out(text_small_zoo) if s.hparams["layout"] == "transformers")
     copy = undocumented_copy(text_small_zoo, spec, tmp_path / spec.name)
     assert set(json.loads((copy / "config.json").read_text()).get("id2label", {}).values()) <= {"LABEL_0", "LABEL_1", "LABEL_2"}
     categories = text_small_zoo.trees["text"]["vocabulary"]
     fortunes = load_fortunes(tuple(categories))
     with_examples = [Candidate(c, tuple(fortunes.test[c][:8])) for c in categories]
-    result = infer_card(copy, experts=text_expert, candidates=with_examples)
+    result = infer_card(copy, experts=text_experts, candidates=with_examples)
     rows = result.details["trained_on"]["rows"]
     assert [row["candidate"] for row in rows] == spec.labels  # every head row named right, in its order
     proposed = result.fields.get("trained_on")
     assert proposed is None or (set(proposed.value) <= set(spec.labels) and proposed.evidence.startswith("ran the classifier"))
     # without its classes among the candidates, nothing is proposed
     others = [c for c in with_examples if c.name not in spec.labels]
-    assert "trained_on" not in infer_card(copy, experts=text_expert, candidates=others).fields
+    assert "trained_on" not in infer_card(copy, experts=text_experts, candidates=others).fields

@@ -74,11 +74,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     infer.set_defaults(func=_infer)
 
     demo = commands.add_parser(
-        "demo", help="cards from weights alone: build the small zoo, train its expert, infer held-out models' cards",
-        description="Build the small zoo (cached; one ResNet tree, five recipe families, about a minute), train its "
-                    "expert on the train and val splits (cached), strip the test split's models of their cards and "
+        "demo", help="cards from weights alone: build two small zoos, train their experts, infer held-out models' cards",
+        description="Build the small zoo (cached; a synthetic ResNet tree, five recipe families, about a minute) and "
+                    "the text-small zoo (the real all-MiniLM-L6-v2 and 20 fine-tunes on fortunes categories in every "
+                    "layout users save, about a minute and a half; it fetches Debian's fortunes package), train their "
+                    "experts on the train and val splits (cached), strip the test split's models of their cards and "
                     "class names, then print what infer_card reads from their weights (base_model, trained_on) "
-                    "beside the truth, and one suggested card. See docs/infer.md.",
+                    "beside the truth (text classifiers are also run on the tree's categories), and one suggested "
+                    "card. See docs/infer.md.",
     )
     demo.add_argument("--cache", help="cache folder (default: $HF_PROBEX_CACHE or ~/.cache/hf_probex)")
     demo.set_defaults(func=_demo)
