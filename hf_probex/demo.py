@@ -74,11 +74,18 @@ def truth_of(zoo: Zoo, spec: ModelSpec) -> dict[str, object]:
 
 
 def undocumented_copy(zoo: Zoo, spec: ModelSpec, out: Path) -> Path:
-    """A copy of a zoo model as an undocumented model on this machine is: no README.md, config.json's class names
-    LABEL_i (SetFit's labels none), and a peft adapter's base its parent's folder (as peft writes a base loaded from
-    disk; the published one names its Hub id, which cannot be reached offline)."""
+    """A copy of a zoo model as an undocumented model on this machine is (`strip_documentation`), a peft adapter's
+    base its parent's folder (as peft writes a base loaded from disk; the published one names its Hub id, which
+    cannot be reached offline)."""
+    return strip_documentation(zoo.model_dir(spec.tree, spec.name), out,
+                               base=zoo.model_dir(spec.tree, spec.parent) if spec.parent else None)
+
+
+def strip_documentation(folder: Path, out: Path, base: Path | None = None) -> Path:
+    """A copy of a model folder with nothing that names what it learnt: no README.md, config.json's class names
+    LABEL_i, SetFit's labels none; a peft adapter's base `base`'s folder when given."""
     shutil.rmtree(out, ignore_errors=True)
-    shutil.copytree(zoo.model_dir(spec.tree, spec.name), out, ignore=shutil.ignore_patterns("README.md"))
+    shutil.copytree(folder, out, ignore=shutil.ignore_patterns("README.md"))
     config_path = out / "config.json"
     if config_path.is_file():
         config = json.loads(config_path.read_text())
@@ -90,10 +97,9 @@ def undocumented_copy(zoo: Zoo, spec: ModelSpec, out: Path) -> Path:
     if setfit_path.is_file():
         setfit_path.write_text(json.dumps({**json.loads(setfit_path.read_text()), "labels": None}, indent=2))
     adapter_path = out / "adapter_config.json"
-    if adapter_path.is_file() and spec.parent:
-        parent = str(zoo.model_dir(spec.tree, spec.parent).resolve())
-        adapter_path.write_text(json.dumps({**json.loads(adapter_path.read_text()), "base_model_name_or_path": parent},
-                                           indent=2))
+    if adapter_path.is_file() and base is not None:
+        adapter_path.write_text(json.dumps({**json.loads(adapter_path.read_text()),
+                                            "base_model_name_or_path": str(Path(base).resolve())}, indent=2))
     return out
 
 

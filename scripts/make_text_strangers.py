@@ -144,7 +144,7 @@ def make_one(zoo, recipe: str, index: int, out: Path) -> dict:
         _trainer_model(base, names, texts, labels, out, {"seed": seed})
     elif recipe == "trainer-long":
         _trainer_model(base, names, texts, labels, out, {"seed": seed, "num_train_epochs": 8, "learning_rate": 1e-4,
-                                                          "warmup_ratio": 0.1, "weight_decay": 0.01, "bf16": False})
+                                                          "warmup_steps": 0.1, "weight_decay": 0.01, "bf16": False})
         _to_bfloat16(out)
     elif recipe == "peft-all-linear":
         _trainer_model(base, names, texts, labels, out, {"seed": seed, "learning_rate": 5e-4}, lora=True)
