@@ -130,7 +130,7 @@ def make_one(zoo, recipe: str, index: int, out: Path) -> dict:
     if unseen and rng.random() < 0.15:
         classes[0] = unseen[int(rng.integers(len(unseen)))]
     data = load_fortunes(tuple(vocabulary + unseen))
-    texts, labels = data.labelled(classes, "train", int(rng.integers(40, 80)), rng)
+    texts, labels = data.labelled(classes, "train", int(rng.integers(30, 50)), rng)
     named = bool(rng.random() < 0.5)
     names = classes if named else [f"LABEL_{i}" for i in range(len(classes))]
     base, parent = root_folder(), MINILM
