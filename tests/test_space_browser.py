@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from space_world import MINILM, text_candidates
 
 try:
     from playwright.sync_api import expect
@@ -27,7 +28,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "space"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000
-SERVER_PATHS = re.compile(r"/tmp/|/pytest-|gradio/|experts/(vit|sd)")  # what a server path would show of itself
+SERVER_PATHS = re.compile(r"/tmp/|/pytest-|gradio/|experts/(vit|sd|text)")  # what a server path would show of itself
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +77,26 @@ def test_examples_load_and_infer(page):
     _expect_text(examples, "probex-zoo-sd/")
     examples.get_by_text("probex-zoo-sd/", exact=False).first.click()
     _expect_text(page.locator("#probex-summary"), "probex-zoo-sd/sd-lora-")
+
+
+def test_a_text_model_from_the_examples_and_its_candidates(page, space_world):
+    """The text tree's LABEL_i classifier, from the examples: routed to the real MiniLM; run on the classes typed in
+    the candidates box (with example texts), its head rows are named in the chart."""
+    examples = page.locator("#probex-examples")
+    _expect_text(examples, "probex-zoo-text/text-label-i")
+    examples.get_by_text("probex-zoo-text/text-label-i").click()
+    summary = page.locator("#probex-summary")
+    _expect_text(summary, "probex-zoo-text/text-label-i")
+    _expect_text(summary, MINILM)
+    _expect_text(page.locator("#probex-fields"), "text-classification")
+    page.get_by_text("Candidates: a LoRA's concept, or a text classifier's classes").click()
+    page.locator("#probex-candidates").get_by_role("textbox").fill(text_candidates(space_world.text_zoo))
+    page.locator("#probex-infer").click()
+    _expect_text(page.locator("#probex-chart"), "Each head row, as the classifier ran on 6 candidates")
+    _expect_text(page.locator("#probex-chart"), "row 1: ")
+    _no_server_path(page)
+    _screenshot(page, "infer-text")
+    page.locator("#probex-candidates").get_by_role("textbox").fill("")
 
 
 def test_infer_a_repo_from_the_local_hub(page):
