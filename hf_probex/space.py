@@ -235,6 +235,8 @@ def _expert_line(suggestion: CardSuggestion, registry: ExpertRegistry) -> tuple[
     if trained_on is not None:
         return f"none needed: trained_on comes from {trained_on.evidence}", []
     why = suggestion.abstained.get("trained_on", "")
+    if "rows" in _reading(suggestion):  # a text classifier run on the candidates (`scores_chart`)
+        return "none: the classifier itself, run on the candidates, named no head row confidently enough", []
     entries = registry.for_root(suggestion.tree) if suggestion.tree else []
     if not entries:  # routing finds only trees that have an expert: an unknown tree is a tree without one
         return "none", [f"no expert for this model's tree ({why}): trained_on cannot be inferred; "

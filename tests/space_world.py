@@ -19,6 +19,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from hf_probex.zoo.presets import MINILM
+
 USERS_YAML = "users:\n  alice: {tokens: [hf_alice_write_token]}\n"
 ALICE = "hf_alice_write_token"
 # Layers named directly (not `--layer auto`, a sweep of every layer): each exists in every model of its tree.
@@ -30,7 +32,7 @@ MAX_UPLOAD_BYTES = 150_000  # above a tiny-zoo LoRA (~78 kB), below the oversize
 #: test module opens its pull request on its own.
 CARDLESS = {"probex-zoo-vit/vit-nocard": ("vit", "ft-0002"), "probex-zoo-vit/vit-nocard-2": ("vit", "ft-0002"),
             "probex-zoo-sd/sd-lora-nocard": ("sd", "lora-0002")}
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
 #: The text tree's children: repo id -> the layout of the text-small child it copies. Listed by their cards'
 #: base_model, in this order, they are the Space's examples of the text tree.
 TEXT_CHILDREN = {"probex-zoo-text/text-label-i": "transformers", "probex-zoo-text/text-setfit": "setfit"}

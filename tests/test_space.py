@@ -24,7 +24,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from hf_probex.cli import main
-from space_world import MINILM, TEXT_CHILDREN, text_candidates, text_copies
+from hf_probex.zoo.presets import MINILM
 
 pytest_plugins = ["space_world"]  # the space_world and space_app fixtures
 pytestmark = pytest.mark.slow
@@ -134,6 +134,8 @@ def test_a_lora_is_ranked_against_the_candidate_concepts_typed(client, space_wor
 
 def test_a_text_classifier_is_run_on_the_candidates_typed(client, space_world):
     """Its config.json says LABEL_0, LABEL_1...: run on the classes typed, with example texts, each head row is named."""
+    from space_world import text_candidates, text_copies
+
     repo_id = "probex-zoo-text/text-label-i"
     truth = space_world.text_zoo.spec("text", text_copies(space_world.text_zoo)[repo_id]).labels
     out = _infer(client, repo_id, candidates=text_candidates(space_world.text_zoo))
@@ -244,6 +246,8 @@ def test_browse_a_tree(client, space_world):
 
 
 def test_browse_the_text_tree(client):
+    from space_world import TEXT_CHILDREN
+
     summary, _, models = client.predict(MINILM, "", "", api_name="/browse_tree")
     rows = {r["repo"]: r for r in _rows(models)}
     assert set(rows) == set(TEXT_CHILDREN) and {r["base_model"] for r in rows.values()} == {MINILM}
@@ -290,6 +294,8 @@ def test_search_loras_by_unseen_text(client, space_world):
 
 
 def test_list_experts_and_examples(client):
+    from space_world import TEXT_CHILDREN
+
     summary, table, browse_roots, search_roots, examples = client.predict(api_name="/list_experts")
     rows = {r["tree"]: r for r in _rows(table)}
     assert set(rows) == {"sd", "vit", "text"} and "**3** experts for **3** trees" in summary
@@ -409,7 +415,7 @@ def test_space_command_serves_the_app_on_a_local_hub(space_world, tmp_path):
             except Exception:  # noqa: BLE001 - not listening yet
                 assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
                 time.sleep(0.5)
-        assert "**2** experts" in client.predict(api_name="/list_experts")[0]
+        assert "**3** experts" in client.predict(api_name="/list_experts")[0]
         summary = client.predict(REPO_INPUT, "probex-zoo-vit/vit-ft-0006", None, 0, "", api_name="/infer")[0]
         assert "probex-zoo-vit/vit-root" in summary  # read from the local hub the command serves
     finally:

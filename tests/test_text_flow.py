@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from hf_probex.cli import main
+from hf_probex.zoo.presets import MINILM
 from hf_probex.tableset import DOCUMENTING_SOURCES
 
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
 ORG = "probex-zoo-text"
 TABLE = "alice/minilm-tree-table"
 ALICE = "hf_alice_write_token"
