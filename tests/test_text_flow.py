@@ -22,9 +22,10 @@ from hf_probex.tableset import DOCUMENTING_SOURCES
 ORG = "probex-zoo-text"
 TABLE = "alice/minilm-tree-table"
 ALICE = "hf_alice_write_token"
-#: Beside the zoo: the root again under another name (mirrors of all-MiniLM-L6-v2 abound on the Hub), and a peft
-#: adapter whose adapter_config.json names a base that does not exist (its card names the real root).
-ROOT_COPY, ORPHAN = f"{ORG}/minilm-mirror", f"{ORG}/text-adapter-orphan"
+#: Beside the zoo: the root again under another name (mirrors of all-MiniLM-L6-v2 abound on the Hub), a peft adapter
+#: whose adapter_config.json names a base that does not exist (its card names the real root), and one whose card
+#: documents it with `trained-on:` tags (a training member read through its base).
+ROOT_COPY, ORPHAN, TAGGED = f"{ORG}/minilm-mirror", f"{ORG}/text-adapter-orphan", f"{ORG}/text-adapter-tagged"
 LAYER = "encoder.layer.3.attention.self.query.weight"  # the layer the feasibility check found the signal in (issue 24)
 #: Card styles of the zoo (hf_probex.zoo.plan.CARD_STYLES) whose card names the model's base.
 NAMES_ITS_BASE = ("complete", "no_data")
@@ -49,14 +50,20 @@ def _publish(hub_root: Path, repo_id: str, files: dict[str, bytes]) -> None:
 
 
 def _beside_the_zoo(zoo, hub_root: Path) -> None:
-    """`ROOT_COPY` (the root's weights and config, no card) and `ORPHAN` (a peft adapter of the zoo, its base renamed)."""
+    """`ROOT_COPY` (the root's weights and config, no card), `ORPHAN` (a peft adapter of the root, its base renamed) and
+    `TAGGED` (the same adapter, its classes in its card's tags)."""
     root = zoo.model_dir("text", "root")
     _publish(hub_root, ROOT_COPY, {name: (root / name).read_bytes() for name in ("config.json", "model.safetensors")})
-    adapter = next(zoo.model_dir("text", s.name) for s in zoo.specs("text") if s.hparams.get("layout") == "peft-adapter")
-    config = json.loads((adapter / "adapter_config.json").read_text()) | {"base_model_name_or_path": f"{ORG}/no-such-base"}
-    _publish(hub_root, ORPHAN, {"adapter_config.json": json.dumps(config).encode(),
-                                "adapter_model.safetensors": (adapter / "adapter_model.safetensors").read_bytes(),
+    spec = next(s for s in zoo.specs("text") if s.hparams.get("layout") == "peft-adapter" and s.parent == "root")
+    adapter = zoo.model_dir("text", spec.name)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    weights = (adapter / "adapter_model.safetensors").read_bytes()
+    orphan = config | {"base_model_name_or_path": f"{ORG}/no-such-base"}
+    _publish(hub_root, ORPHAN, {"adapter_config.json": json.dumps(orphan).encode(), "adapter_model.safetensors": weights,
                                 "README.md": f"---\nbase_model: {MINILM}\nlibrary_name: peft\n---\n# orphan\n".encode()})
+    tags = "".join(f"- trained-on:{label}\n" for label in spec.labels)
+    _publish(hub_root, TAGGED, {"adapter_config.json": json.dumps(config).encode(), "adapter_model.safetensors": weights,
+                                "README.md": f"---\nbase_model: {MINILM}\ntags:\n{tags}---\n# tagged\n".encode()})
 
 
 def _rows(out: Path) -> dict[str, dict]:
@@ -129,7 +136,7 @@ def test_the_zoo_is_imported_with_the_root_under_its_real_id(flow):
 def test_the_first_scan_lists_the_members_by_their_cards(flow, text_small_zoo):
     code, out = flow["scan"]
     assert code == 0 and f"published to {TABLE}@" in out
-    expected = _by_cards(text_small_zoo) | {ORPHAN}
+    expected = _by_cards(text_small_zoo) | {ORPHAN, TAGGED}
     assert set(flow["first_table"]) == expected
     assert f"{len(expected)} members ({len(expected)} by cards, 0 by weights" in out  # no text expert yet: no routing
 
@@ -171,6 +178,8 @@ def test_the_root_is_found_as_the_root_and_never_a_member(flow):
 def test_train_from_the_table_learns_from_what_owners_wrote_and_proposes_for_the_rest(flow, text_small_zoo):
     code, out = flow["train"]
     assert code == 0, out
+    assert out.splitlines()[0].endswith("left out: 1 unreadable"), out  # the orphan; every documented member's weights
+    assert f"{TAGGED}:" not in out  # were read, the tagged adapter's through its base: it is no undocumented member
     trained_from = flow["expert"]["trained_from"]
     assert trained_from["table"] == TABLE and trained_from["root"] == MINILM
     assert set(trained_from["sources"]) >= {"config.json id2label", "config_setfit.json labels"}
