@@ -135,31 +135,40 @@ def candidate_list(candidates: Sequence[str | Candidate]) -> list[Candidate]:
     return out
 
 
+def parse_candidates(text: str, separator: str = "\t") -> list[Candidate]:
+    """Candidate classes or concepts from text, one a line (blank lines ignored); a line may add example texts of the
+    class after `separator` (`name<TAB>example<TAB>example`: a text classifier's rows are named from them far more
+    often; a LoRA's concept is ranked by its name).
+
+    Raises:
+        ValueError: no candidate, or more than an expert's vocabulary holds.
+    """
+    from .experts.vocabulary import clean_candidates
+
+    rows = [[part.strip() for part in line.split(separator)] for line in text.splitlines() if line.strip()]
+    names = clean_candidates(row[0] for row in rows)  # in order, blanks and repeats dropped
+    examples = {}
+    for name, *texts in rows:
+        examples.setdefault(name, tuple(t for t in texts if t))
+    return [Candidate(name, examples[name]) for name in names]
+
+
 def read_candidates(path: str | os.PathLike) -> list[Candidate]:
-    """Candidate classes or concepts from a text file, one a line (UTF-8; blank lines ignored); a line may add example
-    texts of the class after tabs (`name<TAB>example<TAB>example`: a text classifier's rows are named from them far
-    more often; a LoRA's concept is ranked by its name).
+    """Candidate classes or concepts from a UTF-8 text file, as `parse_candidates` reads them (examples after tabs).
 
     Raises:
         ValueError: an unreadable or empty file, or one that is not UTF-8 text (the message says what to fix).
     """
-    from .experts.vocabulary import clean_candidates
-
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read(MAX_VOCABULARY * 200)
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"cannot read the candidates file {path}: {err.__class__.__name__}; give a UTF-8 text file "
                          f"with one concept per line") from None
-    rows = [[part.strip() for part in line.split("\t")] for line in text.splitlines() if line.strip()]
     try:
-        names = clean_candidates(row[0] for row in rows)  # in order, blanks and repeats dropped
+        return parse_candidates(text)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
-    examples = {}
-    for name, *texts in rows:
-        examples.setdefault(name, tuple(t for t in texts if t))
-    return [Candidate(name, examples[name]) for name in names]
 
 
 def score_matrix(logits: Sequence[np.ndarray]) -> np.ndarray:

@@ -111,18 +111,19 @@ def member_by_weights(repo_id: str, found: Route | None, root: str, sha: str | N
 
 
 def weight_router(registry: ExpertRegistry | None = None, *, token: str | bool | None = None) -> Router:
-    """A `Router` reading each repo's small files and routing layers from the Hub: `registry`'s experts (default:
+    """A `Router` reading each repo's small files and routing layers from the Hub (a peft adapter's merged onto its base,
+    `routing.route_through`; one whose base cannot be read raises ProbexError): `registry`'s experts (default:
     `ExpertRegistry.default`, the local registry file plus the Hub's experts) say which trees are known."""
     from .adapters import detect
     from .experts.registry import ExpertRegistry
     from .reading import open_source
-    from .routing import route
+    from .routing import route_through
 
     experts = registry if registry is not None else ExpertRegistry.default(token=token)
 
     def router(repo_id: str) -> Route:
         source = open_source(repo_id, token=token)
-        return route(source, detect(source), experts, token=token)
+        return route_through(source, detect(source), experts, token=token)[2]
 
     return router
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .adapters import Adapter
+from .adapters import Adapter, read_through
 from .cards import CardError, metadata_of
 from .errors import LayerMismatchError, ProbexError
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
@@ -74,6 +74,22 @@ def declared_bases(source: WeightSource, adapter: Adapter) -> dict[str, str]:
     for base, where in adapter.declared_bases(source).items():
         declared.setdefault(base, where)
     return declared
+
+
+def route_through(source: WeightSource, adapter: Adapter, registry: ExpertRegistry, *, token: str | bool | None = None,
+                  base: str | None = None) -> tuple[Adapter, WeightSource, Route]:
+    """(reader, weights, route) of a model as `infer_card` reads it: a peft adapter of a full model merged onto its
+    base (`adapters.read_through`; `base` overrides the one its files declare) and routed by the merged weights, with
+    the bases the adapter's own files declare; any other model as it is. An adapter leaves most layers as its base has
+    them, so it is of its base's tree, never the root itself.
+
+    Raises:
+        ProbexError: the adapter's base cannot be read, or does not fit it (`BaseModelError`, `LayerMismatchError`).
+    """
+    reader, weights = read_through(source, adapter, base=base, token=token)
+    found = route(weights, reader, registry, token=token, declared=declared_bases(source, adapter))
+    found.is_root = found.is_root and weights is source
+    return reader, weights, found
 
 
 def walk_lineage(base: str, roots: set[str], *, token: str | bool | None = None) -> list[str]:

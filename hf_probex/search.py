@@ -1,4 +1,5 @@
-"""Text search over a LoRA tree, answered from its published tree table with a vector index (issue 15, item 4).
+"""Text search over a model tree, answered from its published tree table: a LoRA tree by its weights, with a vector
+index (issue 15, item 4); a tree of full models by the labels its members state (`label_search`).
 
     from hf_probex import search
     for hit in search("a corgi in the snow", tree="acme/sd-root", table="acme/sd-root-tree-table"):
@@ -9,7 +10,11 @@ embeds the query, the index over them cached by the table's commit (`open_tree_i
 (`SearchHit`). It reuses the scan's readers (`scan.publish.find_table`, `TableFiles.read_columns`: bounded listings
 and downloads), the expert registry, the text encoders (`text.encode_texts`) and the indexes of `vector_index`.
 
-How a query is answered: the tree's zero-shot expert embeds it with its own text encoder and prompt
+Which search a tree gets (`open_search_index`) follows its table: a table of LoRAs is searched by its weights,
+as below; a table of full models (classifiers, sentence encoders), whose experts name classes of a fixed
+vocabulary and cannot embed a text, by the labels its members' files and cards state (`label_search.LabelIndex`).
+
+How a LoRA query is answered: the tree's zero-shot expert embeds it with its own text encoder and prompt
 (`Expert.search_vectors(text=...)`); the table's rows carry `Expert.search_vectors` of each LoRA (the scan wrote
 them, with the expert's fingerprint in `embedding_kind`), so an inner product is the expert's own cosine score
 and the index returns the best rows. Rows of another expert (another training run or version) are never mixed
@@ -44,11 +49,12 @@ if TYPE_CHECKING:
 
     from .experts.hub import Expert
     from .infer import Experts
+    from .label_search import LabelIndex
     from .scan.publish import TableFiles
     from .vector_index import VectorIndex
 
 __all__ = ["DEFAULT_TOP_K", "MAX_QUERY_CHARS", "MAX_TOP_K", "SearchError", "SearchHit", "TableError", "TableNotFoundError",
-           "TreeIndex", "find_table", "open_tree_index", "search"]
+           "TreeIndex", "find_table", "open_search_index", "open_tree_index", "search"]
 
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 1_000
@@ -65,18 +71,22 @@ class SearchError(ProbexError):
 
 @dataclass(frozen=True)
 class SearchHit:
-    """One LoRA found: its repo, its score (the expert's cosine score for the query), what its files and card say
-    it was trained on (the scan's harvested labels, each with its source), the commit read, its family."""
+    """One model found: its repo, its score, what its files and card say it was trained on (the scan's harvested
+    labels, each with its source), the commit read, its family. A LoRA's score is the expert's cosine score for the
+    query; a full model's (`label_search`) the text encoder's cosine between the query and its best label, which
+    `matched` names (its labels are then best-matching first)."""
 
     repo_id: str
     score: float
     labels: tuple[Label, ...] = ()
     sha: str | None = None
     family: str | None = None
+    matched: tuple[Label, ...] = ()
 
     def as_dict(self) -> dict:
         """The hit as JSON takes it."""
-        return {**asdict(self), "labels": [asdict(label) for label in self.labels]}
+        return {**asdict(self), "labels": [asdict(label) for label in self.labels],
+                "matched": [asdict(label) for label in self.matched]}
 
 
 @dataclass
@@ -106,7 +116,7 @@ class TreeIndex:
         """`text` as the expert scores it: its text encoder on its prompt, then `search_vectors(text=...)`."""
         from .text import encode_texts
 
-        text = _checked_query(text)
+        text = checked_query(text)
         if text not in self._query_cache:
             config = self.expert.config
             encoded = encode_texts([config["prompt"].format(text)], config["text_encoder"])
@@ -115,7 +125,7 @@ class TreeIndex:
 
     def search(self, text: str, top_k: int = DEFAULT_TOP_K) -> list[SearchHit]:
         """The `top_k` LoRAs whose weights match `text` best, best first."""
-        _checked_top_k(top_k)
+        checked_top_k(top_k)
         found, scores = self.index.search(self.query_vector(text), top_k)
         rows = self.rows.take(found).to_pylist() if len(found) else []
         return [SearchHit(row["repo_id"], float(score), tuple(Label(**label) for label in row["labels"] or []),
@@ -128,17 +138,24 @@ class TreeIndex:
         return (f"{len(self.index)} LoRAs from {location}{commit}, {self.index.kind} index, expert "
                 f"{self.entry.public_name}")
 
+    def about(self) -> dict:
+        """What `hf-probex search --json` says of the index."""
+        return {"index": self.index.kind, "rows": len(self.index), "expert": self.entry.public_name}
 
-def _checked_query(text: str) -> str:
+
+def checked_query(text: str) -> str:
+    """`text` stripped; SearchError when it is empty or too long for a query."""
     text = (text or "").strip() if isinstance(text, str) else ""
     if not text:
-        raise SearchError("the query is empty: type what the LoRA should draw, e.g. 'a corgi in the snow'")
+        raise SearchError("the query is empty: type what the LoRA should draw or the models were trained on, e.g. "
+                          "'a corgi in the snow', 'legal texts'")
     if len(text) > MAX_QUERY_CHARS:
         raise SearchError(f"the query has {len(text)} characters; describe the concept in at most {MAX_QUERY_CHARS}")
     return text
 
 
-def _checked_top_k(top_k: int) -> None:
+def checked_top_k(top_k: int) -> None:
+    """SearchError unless `top_k` is a whole number from 1 to `MAX_TOP_K`."""
     if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
         raise SearchError(f"top_k must be a whole number from 1 to {MAX_TOP_K}, not {top_k!r}")
 
@@ -248,36 +265,26 @@ def _save(folder: Path, index: VectorIndex, rows: pa.Table, unindexed: int) -> N
         shutil.rmtree(staging, ignore_errors=True)  # a read-only cache: the index still answers from memory
 
 
-def open_tree_index(tree: str, *, table: str | os.PathLike[str] | None = None, token: str | bool | None = None,
-                    experts: Experts = None, kind: str | None = None,
-                    cache_dir: str | os.PathLike[str] | None = None) -> TreeIndex:
-    """The index of the tree table of `tree` for its zero-shot expert: read back from the cache when this table
-    commit was indexed before, built (and cached) otherwise.
-
-    Args:
-        tree: the tree's root repo id.
-        table: a dataset repo id, a scan's working folder or a table folder (default: see `find_table`).
-        token: a Hub token (default: the saved one or HF_TOKEN; False sends none).
-        experts: an `ExpertRegistry`, expert folders or Hub repo ids (default: the local registry and the Hub's).
-        kind: "exact" or "usearch" (default: by the row count, `vector_index.choose_index_kind`).
-        cache_dir: where indexes are kept (default `<hf_probex cache>/search`).
-
-    Raises:
-        SearchError: no zero-shot expert for the tree, a table without its vectors.
-        TableError: no usable table (`TableNotFoundError`: none found).
-    """
-    from .settings import default_cache_dir
-    from .infer import expert_registry
+def _checked_tree(tree: str, kind: str | None) -> str:
+    """The root repo id `tree`, stripped; SearchError for one that is not a repo id, or an unknown index kind."""
     from .reading import looks_like_repo_id
-    from .vector_index import INDEX_KINDS, build_index
+    from .vector_index import INDEX_KINDS
 
     tree = (tree or "").strip()
     if not looks_like_repo_id(tree):
         raise SearchError(f"--tree {tree!r} is not a Hub repo id: give the tree's root as namespace/name")
     if kind not in (None, *INDEX_KINDS):
         raise SearchError(f"unknown index kind {kind!r}: one of {', '.join(INDEX_KINDS)}")
-    entries = _zero_shot_entries(expert_registry(experts, token), tree)
-    found = find_table(tree, table, token=token)
+    return tree
+
+
+def _lora_index(tree: str, found: TableFiles, entries: list[ExpertEntry], kind: str | None,
+                cache_dir: str | os.PathLike[str] | None) -> TreeIndex:
+    """The index of the LoRA table `found` for the first of `entries` (zero-shot experts) its vectors are of, from the
+    cache or built (see `open_tree_index`)."""
+    from .settings import default_cache_dir
+    from .vector_index import build_index
+
     version = _table_version(found)
     base = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "search"
     refusal = None
@@ -298,12 +305,63 @@ def open_tree_index(tree: str, *, table: str | os.PathLike[str] | None = None, t
     raise refusal
 
 
-def search(text: str, *, tree: str, table: str | os.PathLike[str] | None = None, top_k: int = DEFAULT_TOP_K,
-           token: str | bool | None = None, experts: Experts = None) -> list[SearchHit]:
-    """The LoRAs of the tree of `tree` whose weights match `text` best, from its tree table (see the module docstring).
+def open_tree_index(tree: str, *, table: str | os.PathLike[str] | None = None, token: str | bool | None = None,
+                    experts: Experts = None, kind: str | None = None,
+                    cache_dir: str | os.PathLike[str] | None = None) -> TreeIndex:
+    """The index of the tree table of a LoRA tree `tree` for its zero-shot expert: read back from the cache when this
+    table commit was indexed before, built (and cached) otherwise.
 
     Args:
-        text: what the LoRA should draw ("a corgi in the snow"); any text, not only the expert's vocabulary.
+        tree: the tree's root repo id.
+        table: a dataset repo id, a scan's working folder or a table folder (default: see `find_table`).
+        token: a Hub token (default: the saved one or HF_TOKEN; False sends none).
+        experts: an `ExpertRegistry`, expert folders or Hub repo ids (default: the local registry and the Hub's).
+        kind: "exact" or "usearch" (default: by the row count, `vector_index.choose_index_kind`).
+        cache_dir: where indexes are kept (default `<hf_probex cache>/search`).
+
+    Raises:
+        SearchError: no zero-shot expert for the tree, a table without its vectors.
+        TableError: no usable table (`TableNotFoundError`: none found).
+    """
+    from .infer import expert_registry
+
+    tree = _checked_tree(tree, kind)
+    entries = _zero_shot_entries(expert_registry(experts, token), tree)
+    return _lora_index(tree, find_table(tree, table, token=token), entries, kind, cache_dir)
+
+
+def open_search_index(tree: str, *, table: str | os.PathLike[str] | None = None, token: str | bool | None = None,
+                      experts: Experts = None, kind: str | None = None,
+                      cache_dir: str | os.PathLike[str] | None = None) -> TreeIndex | LabelIndex:
+    """The index that answers text search on the tree of `tree`, by what its table holds: a table of LoRAs gives the
+    zero-shot expert's index (`open_tree_index`), a table of full models the index of their labels
+    (`label_search.open_label_index`: the text encoder's similarity between the query and each member's labels).
+    Arguments as `open_tree_index`'s (`experts`, `kind` and `cache_dir` are a LoRA index's).
+
+    Raises:
+        SearchError: a LoRA tree without a zero-shot expert, a table without its vectors.
+        TableError: no usable table (`TableNotFoundError`: none found).
+    """
+    from .infer import expert_registry
+    from .label_search import open_label_index
+    from .tableset import table_kind
+
+    tree = _checked_tree(tree, kind)
+    found = find_table(tree, table, token=token)
+    families = found.read_columns(["family", "error"]).to_pylist()
+    if table_kind(row["family"] for row in families if row["error"] is None) != "lora":
+        return open_label_index(tree, found)
+    return _lora_index(tree, found, _zero_shot_entries(expert_registry(experts, token), tree), kind, cache_dir)
+
+
+def search(text: str, *, tree: str, table: str | os.PathLike[str] | None = None, top_k: int = DEFAULT_TOP_K,
+           token: str | bool | None = None, experts: Experts = None) -> list[SearchHit]:
+    """The models of the tree of `tree` that match `text` best, from its tree table (see the module docstring): a
+    LoRA tree's LoRAs by their weights, a tree of full models' members by the labels they state.
+
+    Args:
+        text: what the LoRA should draw ("a corgi in the snow"), or what the models were trained on ("legal texts");
+            any text, not only the expert's vocabulary.
         tree: the tree's root repo id.
         table: the tree table: a dataset repo id, a scan's working folder or a table folder (default: `find_table`).
         top_k: how many hits (1 to `MAX_TOP_K`).
@@ -311,12 +369,13 @@ def search(text: str, *, tree: str, table: str | os.PathLike[str] | None = None,
         experts: an `ExpertRegistry`, expert folders or Hub repo ids (default: the local registry and the Hub's).
 
     Returns:
-        Up to `top_k` hits, best first: repo id, score (the expert's cosine score), harvested labels, commit.
+        Up to `top_k` hits, best first: repo id, score, harvested labels (the one that matched for a full model),
+        commit.
 
     Raises:
-        SearchError: an empty query, a tree without a zero-shot expert, a table of another expert.
+        SearchError: an empty query, a LoRA tree without a zero-shot expert, a table of another expert.
         TableError: no usable table (`TableNotFoundError`: none found).
     """
-    _checked_query(text)
-    _checked_top_k(top_k)
-    return open_tree_index(tree, table=table, token=token, experts=experts).search(text, top_k)
+    checked_query(text)
+    checked_top_k(top_k)
+    return open_search_index(tree, table=table, token=token, experts=experts).search(text, top_k)

@@ -48,6 +48,7 @@ from .suggestions import CARD_FIELDS, INFORMATIVE_FIELDS, CardSuggestion, FieldS
 
 if TYPE_CHECKING:
     from .bot import HubClient
+    from .head_naming import Candidate
 
 __all__ = [
     "DEFAULT_MAX_TREE_MODELS", "DEFAULT_MAX_UPLOAD_BYTES", "FIELD_COLUMNS", "HUB_TIMEOUT_S", "InferView", "PublicNames",
@@ -234,6 +235,8 @@ def _expert_line(suggestion: CardSuggestion, registry: ExpertRegistry) -> tuple[
     if trained_on is not None:
         return f"none needed: trained_on comes from {trained_on.evidence}", []
     why = suggestion.abstained.get("trained_on", "")
+    if "rows" in _reading(suggestion):  # a text classifier run on the candidates (`scores_chart`)
+        return "none: the classifier itself, run on the candidates, named no head row confidently enough", []
     entries = registry.for_root(suggestion.tree) if suggestion.tree else []
     if not entries:  # routing finds only trees that have an expert: an unknown tree is a tree without one
         return "none", [f"no expert for this model's tree ({why}): trained_on cannot be inferred; "
@@ -314,8 +317,9 @@ def _bar(label: str, value: float, low: float, high: float, text: str, lines: It
 
 
 def scores_chart(reading: dict) -> str:
-    """The expert's reading as an HTML bar chart: per-class confidences with the threshold lines, or per-concept
-    cosines and the top concept's confidence against the threshold; "" when no expert read the model.
+    """The expert's reading as an HTML bar chart: per-class confidences with the threshold lines, per-concept cosines
+    and the top concept's confidence against the threshold, or (a text classifier run on the candidates) each head
+    row's candidate and confidence against the threshold; "" when nothing read the model.
 
     The solid line is the calibrated threshold (95 % precision on held-out models: what a pull request needs),
     the dashed one the slider's minimum when it differs. A threshold above 1 is no line: the expert never proposes.
@@ -326,7 +330,11 @@ def scores_chart(reading: dict) -> str:
     lines = [(floor, "calibrated")] + ([(cut, "asked")] if cut != floor else [])
     legend = [("calibrated" if floor <= 1 else "", f"calibrated threshold: {_threshold_text(floor)}")]
     legend += [("asked", f"your minimum: {_percent(cut)}")] if cut != floor else []
-    if "confidence_by_class" in reading:
+    if "rows" in reading:  # a text classifier run on the candidates: each head row and the candidate it looks like
+        title = f"Each head row, as the classifier ran on {reading.get('candidates', 0)} candidates: the best and its confidence"
+        rows = [_bar(f"row {row['row']}: {row['candidate'] or '?'}", row["confidence"], 0, 1, _percent(row["confidence"]),
+                     lines, strong=row["confidence"] >= floor) for row in reading["rows"]]
+    elif "confidence_by_class" in reading:
         title = "Expert's confidence per class (top 10)"
         rows = [_bar(label, c, 0, 1, _percent(c), lines, strong=c >= floor)
                 for label, c in reading["confidence_by_class"].items()]
@@ -343,16 +351,19 @@ def scores_chart(reading: dict) -> str:
                                                        for kind, text in legend) + "</div></div>")
 
 
-def _candidates(text: str | None) -> list[str] | None:
-    """Candidate concepts typed in the Space (one per line, or comma-separated); None when blank."""
-    from .experts.vocabulary import clean_candidates
+def _candidates(text: str | None) -> list[Candidate] | None:
+    """Candidates typed in the Space: names one a line or comma-separated, or lines `name | example | example` (a
+    text classifier's class with example texts, which name its head rows far more often; commas stay in them); None
+    when blank."""
+    from .head_naming import parse_candidates
 
     if not (text or "").strip():
         return None
+    lines = text if "|" in text else "\n".join(re.split(r"[\n,]", text))
     try:
-        return clean_candidates(re.split(r"[\n,]", text))
+        return parse_candidates(lines, "|")
     except ValueError as err:
-        raise SpaceInputError(f"candidate concepts: {err}") from None
+        raise SpaceInputError(f"candidates: {err}") from None
 
 
 def infer(repo_id: str | None = None, upload: str | os.PathLike | None = None, *, token: str | None = None,
@@ -361,8 +372,9 @@ def infer(repo_id: str | None = None, upload: str | os.PathLike | None = None, *
     """`infer_card` on a Hub repo id or an uploaded .safetensors file (one of them), laid out for display.
 
     `min_confidence` explores: fields down to it are shown, each marked for a pull request only at or above
-    its calibrated threshold (`FieldSuggestion.validated`). `candidates`: the concepts a LoRA's is chosen from, one
-    per line or comma-separated (blank: the expert's default vocabulary; `infer_card(..., candidates=)`).
+    its calibrated threshold (`FieldSuggestion.validated`). `candidates`: the concepts a LoRA's is chosen from, or the
+    classes a text classifier whose files do not name them is run on, one per line or comma-separated, a class's
+    example texts after `|` (blank: a LoRA expert's default vocabulary; `infer_card(..., candidates=)`).
 
     Raises:
         SpaceInputError: no input or both, not a repo id, a wrong file type or size, a confidence outside

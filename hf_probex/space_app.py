@@ -243,10 +243,14 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                                                         "request only ever carries values at or above it",
                                                    elem_id="probex-min-confidence")
                         infer_button = gr.Button("Infer the card", variant="primary", elem_id="probex-infer")
-                with gr.Accordion("LoRAs: the concepts to choose from (optional)", open=False):
-                    candidates = gr.Textbox("", label="Candidate concepts, one per line or comma-separated", lines=3,
-                                            placeholder="e.g. a corgi, a watercolour city, a thick eight; blank: "
-                                                        "the expert's own vocabulary", elem_id="probex-candidates")
+                with gr.Accordion("Candidates: a LoRA's concept, or a text classifier's classes (optional)", open=False):
+                    candidates = gr.Textbox("", label="Candidates, one per line or comma-separated; a text class's "
+                                                      "example texts after | on its line", lines=3,
+                                            placeholder="e.g. a corgi, a watercolour city, a thick eight (a LoRA; blank: "
+                                                        "the expert's own vocabulary)\nlaw | The court finds for the "
+                                                        "plaintiff. | A contract binds both parties. (a text classifier "
+                                                        "whose config.json says LABEL_0, LABEL_1...: it is run on them)",
+                                            elem_id="probex-candidates")
                 examples = gr.Dataset(components=[gr.Textbox(visible=False), gr.Textbox(visible=False)],
                                       headers=["repo id", "tree"], samples=[], label="Examples from the trees with an expert",
                                       visible=False, elem_id="probex-examples")

@@ -20,9 +20,10 @@ free training data for the undocumented ones. `open_table_weight_set` reads a pu
 - **Splits**: a deterministic share of the documented members (`held_out`, default 20 %), chosen by a hash of
   the seed and the repo id, is `test`: never trained or calibrated on, kept to measure the published expert on
   members it never saw (`train --from-table` reports it). The rest is `train`, calibrated out of fold.
-- **Weights**: only the files an expert reads (config.json, the safetensors files and their index, a LoRA's
-  adapter_config.json), each pinned to the commit the row was read at, downloaded through huggingface_hub into
-  its cache; sizes are checked against the listing before any download (`MAX_MODEL_BYTES`); never a pickle.
+- **Weights**: only the files an expert reads (config.json, the safetensors files and their index, an adapter's
+  adapter_config.json: a peft adapter of a full model is read merged onto the base it declares), each pinned to
+  the commit the row was read at, downloaded through huggingface_hub into its cache; sizes are checked against
+  the listing before any download (`MAX_MODEL_BYTES`); never a pickle.
   The tree's root comes the same way, at the commit the scan read it (centring and routing), for class-subset trees.
 
 Undocumented members stay in `TableWeightSet.undocumented`: what the trained expert proposes for.
@@ -44,7 +45,7 @@ from .scan.table import ScanRow
 from .weightsets import WeightRecord, WeightSet
 
 __all__ = ["DOCUMENTING_SOURCES", "MAX_MODEL_BYTES", "RECIPE_TAGS", "NoDocumentedMembersError", "TableWeightSet",
-           "documented_labels", "is_file_metadata", "open_table_weight_set", "table_split"]
+           "documented_labels", "is_file_metadata", "open_table_weight_set", "table_kind", "table_split"]
 
 #: Label sources that document a member, per kind of tree, in order of trust (`scan.harvest` names them).
 DOCUMENTING_SOURCES: dict[str, tuple[str, ...]] = {
@@ -61,7 +62,7 @@ RECIPE_TAGS: dict[str, str] = {
 }
 #: Files an expert reads of a member (and of the root): nothing else is downloaded.
 EXPERT_FILES: dict[str, tuple[str, ...]] = {
-    "classifier": ("config.json", "*.safetensors", "*.safetensors.index.json"),
+    "classifier": ("config.json", "*.safetensors", "*.safetensors.index.json", "adapter_config.json"),
     "lora": ("*.safetensors", "adapter_config.json"),
 }
 #: A member whose expert files add up to more than this is skipped (listed sizes, before any download).
@@ -129,12 +130,13 @@ class TableWeightSet(WeightSet):
                 f"undocumented ({self.metadata_only} labelled only by file metadata)" + (f"; left out: {left}" if left else ""))
 
 
-def _kind(rows: list[ScanRow]) -> str:
-    families = Counter(r.family for r in rows if r.family and r.error is None)
-    if not families:
-        raise NoDocumentedMembersError("the table has no readable member (every row has an error)")
-    family = families.most_common(1)[0][0]
-    return "lora" if family.endswith("lora") else "classifier"
+def table_kind(families: Iterable[str | None]) -> str | None:
+    """"lora" or "classifier": the kind of tree whose readable members are of `families` (the table's `family` column,
+    None for an unreadable row), by the most common family; None when no member is readable."""
+    counted = Counter(family for family in families if family)
+    if not counted:
+        return None
+    return "lora" if counted.most_common(1)[0][0].endswith("lora") else "classifier"
 
 
 def _download(api, repo_id: str, sha: str | None, kind: str, max_bytes: int) -> Path:
@@ -201,7 +203,9 @@ def open_table_weight_set(table: str, tree: str, *, revision: str | None = None,
     rows = read_rows(published.shards())
     if len(rows) > MAX_ROWS:
         raise BadFileError(f"{table} holds {len(rows):,} rows, more than {MAX_ROWS:,}")
-    kind = _kind(rows)
+    kind = table_kind(row.family for row in rows if row.error is None)
+    if kind is None:
+        raise NoDocumentedMembersError("the table has no readable member (every row has an error)")
     chosen = tuple(s for s in (DOCUMENTING_SOURCES[kind] if sources is None else sources) if not is_file_metadata(s))
     excluded: Counter[str] = Counter()
     documented: list[tuple[ScanRow, tuple[str, ...], str]] = []

@@ -139,7 +139,7 @@ def test_cli_search_prints_hits_as_json(hub, sd_table, experts, cache, capsys): 
                  "--json", "--token", "", *_expert_args(experts)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["table"] == sd_table["repo_id"] and out["index"] == "exact" and out["rows"] == sd_table["result"].rows
-    assert len(out["hits"]) == 3 and set(out["hits"][0]) == {"repo_id", "score", "labels", "sha", "family"}
+    assert len(out["hits"]) == 3 and set(out["hits"][0]) == {"repo_id", "score", "labels", "sha", "family", "matched"}
     assert out["hits"][0]["family"] == "sd-lora" and out["hits"][0]["labels"][0].keys() == {"value", "source"}
     assert main(["search", "a rotated zero", "--tree", sd_table["root"], "--table", str(sd_table["folder"]),
                  "--top-k", "2", *_expert_args(experts)]) == 0
@@ -162,7 +162,10 @@ def _other_expert(entry, folder) -> str:
 def test_bad_inputs_are_one_line_errors(hub, sd_table, tiny_zoo, experts, cache, tmp_path, capsys):  # noqa: F811
     table = ["--table", sd_table["repo_id"], *_expert_args(experts)]
     cases = {
-        "no zero-shot expert for the tree of nobody/nothing": ["search", "a dog", "--tree", "nobody/nothing", *table],
+        f"no zero-shot expert for the tree of {sd_table['root']}": [
+            "search", "a dog", "--tree", sd_table["root"], "--table", sd_table["repo_id"],
+            *_expert_args(ExpertRegistry([e for e in experts.entries if e.root != sd_table["root"]]))],
+        f"is the table of {sd_table['root']}, not of nobody/nothing": ["search", "a dog", "--tree", "nobody/nothing", *table],
         "the query is empty": ["search", "  ", "--tree", sd_table["root"], *table],
         "the table was scanned with another expert; rescan": [
             "search", "a dog", "--tree", sd_table["root"], "--table", sd_table["repo_id"],

@@ -24,6 +24,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from hf_probex.cli import main
+from hf_probex.zoo.presets import MINILM
 
 pytest_plugins = ["space_world"]  # the space_world and space_app fixtures
 pytestmark = pytest.mark.slow
@@ -37,7 +38,7 @@ def client(space_app):
 
 
 REPO_INPUT, UPLOAD_INPUT = "Hub repo id", "Upload a .safetensors file"
-SERVER_PATHS = re.compile(r"/tmp/|/pytest-|gradio/|experts/(vit|sd)")  # what a server path would show of itself
+SERVER_PATHS = re.compile(r"/tmp/|/pytest-|gradio/|experts/(vit|sd|text)")  # what a server path would show of itself
 
 
 def _infer(client: Client, repo_id: str = "", upload=None, min_confidence=0.0, token: str = "", kind: str | None = None,
@@ -127,8 +128,24 @@ def test_a_lora_is_ranked_against_the_candidate_concepts_typed(client, space_wor
     assert "the candidates vocabulary (3 concepts" in out["summary"]
     assert re.search(r"the best concept of the candidates vocabulary \(3 concepts[^)]*\), '(a giraffe on stilts|a "
                      r"watercolour city|a thick eight)'", out["summary"])
-    assert "candidate concepts: the candidate list is empty" in _error(
+    assert "candidates: the candidate list is empty" in _error(
         lambda: _infer(client, upload=handle_file(str(space_world.lora_file)), candidates=" ,\n,"))
+
+
+def test_a_text_classifier_is_run_on_the_candidates_typed(client, space_world):
+    """Its config.json says LABEL_0, LABEL_1...: run on the classes typed, with example texts, each head row is named."""
+    from space_world import text_candidates, text_copies
+
+    repo_id = "probex-zoo-text/text-label-i"
+    truth = space_world.text_zoo.spec("text", text_copies(space_world.text_zoo)[repo_id]).labels
+    out = _infer(client, repo_id, candidates=text_candidates(space_world.text_zoo))
+    assert f"**Tree** {MINILM}" in out["summary"] and "**family** bert" in out["summary"]
+    assert "Each head row, as the classifier ran on 6 candidates" in out["chart"]
+    assert [re.sub(r"<[^>]+>", "", m) for m in re.findall(r"row \d+: [^<]+", out["chart"])] == \
+        [f"row {i}: {label}" for i, label in enumerate(truth)]  # every row named right, in the head's order
+    fields = {r["field"]: r for r in _rows(out["fields"])}
+    assert "trained_on" not in fields or set(fields["trained_on"]["value"].split(", ")) <= set(truth)
+    assert not SERVER_PATHS.search(_text(out))
 
 
 def test_an_uploaded_lora_is_read_by_the_tree_expert(client, space_world):
@@ -228,6 +245,16 @@ def test_browse_a_tree(client, space_world):
     assert "no such model" in _error(lambda: client.predict("nobody/no-root", "", "", api_name="/browse_tree"))
 
 
+def test_browse_the_text_tree(client):
+    from space_world import TEXT_CHILDREN
+
+    summary, _, models = client.predict(MINILM, "", "", api_name="/browse_tree")
+    rows = {r["repo"]: r for r in _rows(models)}
+    assert set(rows) == set(TEXT_CHILDREN) and {r["base_model"] for r in rows.values()} == {MINILM}
+    assert all("trained_on" in r["missing"] for r in rows.values())  # what their owners left out
+    assert "**2** models below the root" in summary
+
+
 def test_browse_and_search_find_members_no_card_names(space_world):
     """Models without a card are reached through their author's repos, routed into the tree by their weights
     (`hf_probex.members`), and counted apart from those their cards name; repos given explicitly are listed too."""
@@ -267,16 +294,19 @@ def test_search_loras_by_unseen_text(client, space_world):
 
 
 def test_list_experts_and_examples(client):
+    from space_world import TEXT_CHILDREN
+
     summary, table, browse_roots, search_roots, examples = client.predict(api_name="/list_experts")
     rows = {r["tree"]: r for r in _rows(table)}
-    assert set(rows) == {"sd", "vit"} and "**2** experts for **2** trees" in summary
+    assert set(rows) == {"sd", "vit", "text"} and "**3** experts for **3** trees" in summary
     assert rows["vit"]["task"] == "multilabel" and "per_label_acc" in rows["vit"]["metrics (CV %)"]
     assert rows["sd"]["task"] == "zeroshot" and "top1" in rows["sd"]["metrics (CV %)"]
     assert rows["vit"]["proposes at"] == "never proposes (no threshold reaches 95 % precision)"
     assert {r["location"] for r in rows.values()} == {"local"}  # never the server's folder
     assert search_roots["value"] == "probex-zoo-sd/sd-root"
     samples = examples["samples"]
-    assert {tree for _, tree in samples} == {"sd", "vit"} and all(repo.startswith("probex-zoo-") for repo, _ in samples)
+    assert {tree for _, tree in samples} == {"sd", "vit", "text"} and all(repo.startswith("probex-zoo-") for repo, _ in samples)
+    assert [repo for repo, tree in samples if tree == "text"] == list(TEXT_CHILDREN)  # a LABEL_i classifier, a SetFit model
 
 
 def test_requests_queue_and_all_finish(client):
@@ -385,7 +415,7 @@ def test_space_command_serves_the_app_on_a_local_hub(space_world, tmp_path):
             except Exception:  # noqa: BLE001 - not listening yet
                 assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
                 time.sleep(0.5)
-        assert "**2** experts" in client.predict(api_name="/list_experts")[0]
+        assert "**3** experts" in client.predict(api_name="/list_experts")[0]
         summary = client.predict(REPO_INPUT, "probex-zoo-vit/vit-ft-0006", None, 0, "", api_name="/infer")[0]
         assert "probex-zoo-vit/vit-root" in summary  # read from the local hub the command serves
     finally:

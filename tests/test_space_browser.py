@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from hf_probex.zoo.presets import MINILM
+
 try:
     from playwright.sync_api import expect
 except ImportError:  # the page fixture skips with the reason
@@ -27,7 +29,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "space"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000
-SERVER_PATHS = re.compile(r"/tmp/|/pytest-|gradio/|experts/(vit|sd)")  # what a server path would show of itself
+SERVER_PATHS = re.compile(r"/tmp/|/pytest-|gradio/|experts/(vit|sd|text)")  # what a server path would show of itself
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +151,28 @@ def test_an_error_clears_the_previous_results(page):
     _screenshot(page, "infer-error")
     page.reload()  # a fresh page for the next tabs, without the error popup
     page.get_by_text("model cards from model weights").wait_for()
+
+
+def test_a_text_model_from_the_examples_and_its_candidates(page, space_world):
+    """The text tree's LABEL_i classifier, from the examples: routed to the real MiniLM; run on the classes typed in
+    the candidates box (with example texts), its head rows are named in the chart."""
+    from space_world import text_candidates
+
+    examples = page.locator("#probex-examples")
+    _expect_text(examples, "probex-zoo-text/text-label-i")
+    examples.get_by_text("probex-zoo-text/text-label-i").click()
+    summary = page.locator("#probex-summary")
+    _expect_text(summary, "probex-zoo-text/text-label-i")
+    _expect_text(summary, MINILM)
+    _expect_text(page.locator("#probex-fields"), "text-classification")
+    page.get_by_text("Candidates: a LoRA's concept, or a text classifier's classes").click()
+    page.locator("#probex-candidates").get_by_role("textbox").fill(text_candidates(space_world.text_zoo))
+    page.locator("#probex-infer").click()
+    _expect_text(page.locator("#probex-chart"), "Each head row, as the classifier ran on 6 candidates")
+    _expect_text(page.locator("#probex-chart"), "row 1: ")
+    _no_server_path(page)
+    _screenshot(page, "infer-text")
+    page.locator("#probex-candidates").get_by_role("textbox").fill("")
 
 
 def test_browse_a_tree(page):

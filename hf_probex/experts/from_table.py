@@ -69,15 +69,13 @@ def measure_proposals(expert: Expert, records: Sequence[WeightRecord]) -> dict:
     calibrated threshold (`proposed`, `right`, `precision` and `recall` in %, `models_with_proposal`) and, for class
     subsets, `label_accuracy` (% of (model, class) decisions right at score 0.5). Percentages are NaN where undefined.
     """
-    from ..adapters import detect
-    from ..reading import open_source
     from .head_rows import read_head
+    from .shaping import layer_reader
 
     top1, proposed, right, truths, with_proposal, decisions = [], 0, 0, 0, 0, []
     vocabulary = expert.vocabulary
     for record in records:
-        source = open_source(record.path)
-        adapter = detect(source)
+        adapter, source = layer_reader(record.path, record.kind, record.base)  # a peft adapter: merged onto its base
         matrix = adapter.read_input(source, [(n, tuple(s)) for n, s in expert.config["inputs"]],
                                     expert.config["conv_layout"], allow_missing=expert.fused)
         head = read_head(adapter, source, expert.row_reader.layer) if expert.row_reader else None

@@ -37,9 +37,10 @@ from ..reading import WeightSource
 __all__ = ["DEFAULT_SKETCH_DIM", "EMBEDDING_FORMAT", "Embedding", "count_sketch", "expert_kind", "kind_fingerprint", "member_embedding"]
 
 DEFAULT_SKETCH_DIM = 128
-#: How LoRA embeddings are made (part of the scan's settings digest: rows of an older format are read again).
-#: 2: `Expert.search_vectors`, with the expert's fingerprint in `embedding_kind`.
-EMBEDDING_FORMAT = 2
+#: How embeddings are made (part of the scan's settings digest: rows of an older format are read again).
+#: 2: LoRAs' `Expert.search_vectors`, with the expert's fingerprint in `embedding_kind`; 3: a peft adapter of a full
+#: model embedded (and routed) merged onto its base.
+EMBEDDING_FORMAT = 3
 DEFAULT_SKETCH_SEED = 0
 
 

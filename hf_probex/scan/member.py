@@ -2,8 +2,10 @@
 
 `read_member(job, settings)` opens the repo at the commit its listing showed (`reading.open_source`:
 small files, safetensors headers, single tensors, never a pickle), recognises its family (`adapters`),
-routes it (`routing.route`, as `infer_card` does), and for a member fills the card fields and harvested
-labels (`harvest`) and the embedding (`embedding`). A candidate found by a listing (not by its card) is
+routes it (`routing.route_through`, as `infer_card` does: a peft adapter of a full model is read merged onto its
+base, by the base family's adapter; one whose base cannot be read is an error row), and for a member fills the card
+fields and the labels harvested from its own files (`harvest`) and the embedding of the weights routing read
+(`embedding`). A candidate found by a listing (not by its card) is
 read only as far as routing: when its route does not lead into the tree (`members.member_by_weights`)
 the row says so (`in_tree` False) and nothing more is read.
 
@@ -22,7 +24,7 @@ from ..errors import ProbexError
 from ..experts.registry import ExpertRegistry
 from ..members import member_by_weights
 from ..reading import open_source
-from ..routing import route
+from ..routing import route_through
 from .embedding import DEFAULT_SKETCH_DIM, DEFAULT_SKETCH_SEED, member_embedding
 from .harvest import card_fields, harvest_labels
 from .table import ScanRow
@@ -81,13 +83,14 @@ def read_member(job: MemberJob, settings: ScanSettings) -> ScanRow:
 def _read_once(job: MemberJob, settings: ScanSettings) -> ScanRow:
     row = ScanRow(job.repo_id, job.sha, job.found_by, job.evidence, 1.0 if job.found_by == "card" else 0.0,
                   in_tree=job.found_by == "card")
-    source = None
+    source = weights = None
     try:
         source = open_source(job.repo_id, revision=job.sha, token=settings.token)
         row.sha = source.revision
         adapter = detect(source)
         row.family = adapter.family
-        found = route(source, adapter, settings.registry, token=settings.token)
+        # a peft adapter of a full model is read merged onto its base, as infer_card reads it; no base: an error row
+        reader, weights, found = route_through(source, adapter, settings.registry, token=settings.token)
         row.route_root, row.route_confidence, row.declared_bases = found.root, found.confidence, list(found.declared)
         row.route_distance = found.distances.get(found.root) if found.root else None
         row.route_evidence, row.route_finding = found.evidence or found.reason, found.finding
@@ -104,7 +107,7 @@ def _read_once(job: MemberJob, settings: ScanSettings) -> ScanRow:
         row.notes += [card.problem] if card.problem else []
         row.labels = harvest_labels(source, adapter, card)
         try:
-            embedding = member_embedding(source, adapter, settings.root, settings.registry, dim=settings.sketch_dim,
+            embedding = member_embedding(weights, reader, settings.root, settings.registry, dim=settings.sketch_dim,
                                          seed=settings.sketch_seed)
             row.embedding, row.embedding_kind, row.embedding_layers = embedding.vector, embedding.kind, embedding.layers
         except (ProbexError, ValueError) as err:  # another shape, NaN / inf: the row stands without an embedding
@@ -114,5 +117,6 @@ def _read_once(job: MemberJob, settings: ScanSettings) -> ScanRow:
     except Exception as err:  # a bug or a library's surprise: this row only, retried by the next run
         row.error, row.error_kind = f"{type(err).__name__}: {_one_line(err)}", "unexpected"
     finally:
-        row.bytes_read = source.bytes_read if source is not None else 0
+        read = weights if weights is not None else source  # a merged view counts the adapter's bytes and its base's
+        row.bytes_read = read.bytes_read if read is not None else 0
     return row
