@@ -36,6 +36,7 @@ class Run:
     splits: tuple[str, ...] = ()  # only the models of these splits (default: every in-distribution model)
     groups: tuple[str, ...] = ()  # only the models of these recipe families (default: every family)
     features: str = ""  # what the experts read (hf_probex.experts.features; default: the task's)
+    shuffled: bool = True  # also cross-validate on shuffled labels, the reference a report shows (selection skips it)
 
     @property
     def name(self) -> str:
@@ -48,8 +49,9 @@ class Run:
         splits = [{"splits": list(self.splits)}] if self.splits else []
         groups = [{"groups": list(self.groups)}] if self.groups else []
         features = [{"features": self.features}] if self.features else []
+        shuffled = [] if self.shuffled else [{"shuffled": False}]
         return json.dumps([self.tree, self.members, self.centre, self.temperature, folds, seed, asdict(config), *sizes,
-                           *splits, *groups, *features])
+                           *splits, *groups, *features, *shuffled])
 
 
 def _portable(zoo: str | Path | WeightSet) -> str | WeightSet:
@@ -68,7 +70,7 @@ def _execute(zoo: str | WeightSet, run: Run, folds: int, seed: int, config: dict
     members = [(load_layer_data(zoo, run.tree, layer, splits=run.splits or None, groups=run.groups or None), method,
                 dict(run.hparams) or None) for layer, method in run.members]
     return cross_validate_combined(members, folds=folds, seed=seed, centre=run.centre, config=TrainConfig(**config),
-                                   temperature=run.temperature, features=run.features or None)
+                                   temperature=run.temperature, features=run.features or None, shuffled=run.shuffled)
 
 
 def read_done(path: Path) -> list[dict]:

@@ -24,11 +24,13 @@ MIN_MODELS_TO_SELECT = 40
 
 def sweep(zoo: str | Path | WeightSet, tree: str, methods: list[str], out: Path, *, layers: list[str] | None = None,
           splits: tuple[str, ...] = (), groups: tuple[str, ...] = (), workers: int = 1, folds: int = 5, seed: int = 0,
-          config: TrainConfig | None = None, progress: Callable[[str], None] | None = None) -> list[dict]:
+          config: TrainConfig | None = None, progress: Callable[[str], None] | None = None,
+          shuffled: bool = True) -> list[dict]:
     """Cross-validate every method on every layer of `tree` (or `layers`), appending reports to `out`; on
     the models of `splits` only when given (e.g. ("train", "val"): select there, report on "test"), and of
     the recipe families `groups` only when given (select without a family, then report on it). Where the
-    zoo records recipe families, every score is leave-one-family-out (`harness.cv_splits`).
+    zoo records recipe families, every score is leave-one-family-out (`harness.cv_splits`). Without `shuffled` the
+    reports lack the shuffled-label reference (half the cost: what choosing a layer needs).
 
     Returns the reports, best first.
 
@@ -41,7 +43,7 @@ def sweep(zoo: str | Path | WeightSet, tree: str, methods: list[str], out: Path,
     unknown = sorted(set(layers or []) - set(available))
     if unknown:
         raise ValueError(f"tree {tree!r} has no layer {unknown[0]!r}; layers: {', '.join(available)}")
-    runs = [Run(tree, ((layer, method),), splits=tuple(splits), groups=tuple(groups))
+    runs = [Run(tree, ((layer, method),), splits=tuple(splits), groups=tuple(groups), shuffled=shuffled)
             for layer in (layers or list(available)) for method in methods]
     reports = run_all(zoo, runs, out, workers=workers, folds=folds, seed=seed, config=config, progress=progress)
     return sorted(reports, key=lambda r: -next(iter(r["metrics"].values()))["mean"])
@@ -55,7 +57,7 @@ def select_layer(zoo: str | Path | WeightSet, tree: str, out: Path, *, method: s
     """
     from .harness import routable_layers
 
-    return sweep(zoo, tree, [method], out, layers=routable_layers(zoo, tree), **options)[0]["layer"]
+    return sweep(zoo, tree, [method], out, layers=routable_layers(zoo, tree), shuffled=False, **options)[0]["layer"]
 
 
 def select_stack(zoo: str | Path | WeightSet, tree: str, out: Path, *, method: str = "ridge", splits: tuple[str, ...] = (),
@@ -69,10 +71,10 @@ def select_stack(zoo: str | Path | WeightSet, tree: str, out: Path, *, method: s
     from .harness import routable_layers
 
     ranked = [r["layer"] for r in sweep(zoo, tree, [method], out, layers=routable_layers(zoo, tree), splits=splits,
-                                        groups=groups, **options)]
+                                        groups=groups, shuffled=False, **options)]
     chosen = ranked[:1]
     best = None
-    subset = {"splits": tuple(splits), "groups": tuple(groups)}
+    subset = {"splits": tuple(splits), "groups": tuple(groups), "shuffled": False}
     for candidate in ranked[1:STACK_CANDIDATES]:
         if len(chosen) == MAX_STACKED:
             break
@@ -138,5 +140,5 @@ def select_modules(zoo: str | Path | WeightSet, tree: str, out: Path, **options)
     """
     from .harness import routable_layers
 
-    ranked = sweep(zoo, tree, ["ridge"], out, layers=routable_layers(zoo, tree), **options)
+    ranked = sweep(zoo, tree, ["ridge"], out, layers=routable_layers(zoo, tree), shuffled=False, **options)
     return [r["layer"] for r in ranked[:MAX_STACKED]]
