@@ -19,7 +19,7 @@ the same pooled by storage, generation, head and class order (each model scored 
 never saw its family). `--features delta --by-group no` reruns it as experts were made before issue 12
 (the raw change, calibrated on random folds) for comparison.
 
-    python scripts/bench_shift.py ZOO [--trees vit,vit-twin,resnet,sd] [--out DIR] [--features gram|delta]
+    python scripts/bench_shift.py ZOO [--trees vit,vit-twin,resnet,sd] [--out DIR] [--features gram|delta] [--workers N]
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 
-def make_expert(zoo_dir: Path, tree: str, families: tuple[str, ...], out: Path, features: str | None, by_group: bool):
+def make_expert(zoo_dir: Path, tree: str, families: tuple[str, ...], out: Path, features: str | None, by_group: bool,
+                workers: int = 1):
     """The expert `hf-probex train` would make from the models of `families` only (cached in `out`)."""
     from hf_probex.experts.harness import DEFAULT_METHODS, load_layer_data, train_expert, tree_task
     from hf_probex.experts.hub import Expert
@@ -42,7 +43,7 @@ def make_expert(zoo_dir: Path, tree: str, families: tuple[str, ...], out: Path, 
     if (out / "config.json").is_file():
         return Expert.from_pretrained(out)
     method = DEFAULT_METHODS[tree_task(zoo_dir, tree)]
-    layers = select_inputs(zoo_dir, tree, method, out.parent / f"{out.name}.select.jsonl", groups=families)
+    layers = select_inputs(zoo_dir, tree, method, out.parent / f"{out.name}.select.jsonl", groups=families, workers=workers)
     data = load_layer_data(zoo_dir, tree, layers, groups=families)
     expert, _ = train_expert(data, method, features=features, by_group=by_group)
     expert.save_pretrained(out)
@@ -140,6 +141,7 @@ def main() -> None:
     parser.add_argument("--trees", default=None, help="comma-separated (default: every tree)")
     parser.add_argument("--out", default=None, help="folder for the experts and rows (default: ZOO/../shift-<features>)")
     parser.add_argument("--features", default=None, choices=["gram", "delta"], help="default: each task's")
+    parser.add_argument("--workers", type=int, default=1, help="processes choosing each expert's layers (default: 1)")
     parser.add_argument("--by-group", default="yes", choices=["yes", "no"],
                         help="calibrate and select on held-out families (yes, the default) or random folds (no)")
     args = parser.parse_args()
@@ -166,14 +168,15 @@ def main() -> None:
             if len(tree_families) == len({s.recipe for s in zoo.specs(tree) if s.role == "child"}):
                 continue  # this tree has no model of the family: nothing to hold out
             folder = out / family / tree
-            experts[tree] = make_expert(zoo_dir, tree, tree_families, folder, args.features, args.by_group == "yes")
+            experts[tree] = make_expert(zoo_dir, tree, tree_families, folder, args.features, args.by_group == "yes",
+                                        args.workers)
             folders.append(folder)
         # every tree's expert takes part in routing, the held-out family's trees with the expert that never saw it
         for tree in trees:
             if tree not in experts:
                 tree_families = tuple(sorted({s.recipe for s in zoo.specs(tree) if s.role == "child"}))
                 folder = out / "all" / tree
-                make_expert(zoo_dir, tree, tree_families, folder, args.features, args.by_group == "yes")
+                make_expert(zoo_dir, tree, tree_families, folder, args.features, args.by_group == "yes", args.workers)
                 folders.append(folder)
         registry = ExpertRegistry.from_locations(folders)
         rows = evaluate_family(zoo, family, experts, registry)

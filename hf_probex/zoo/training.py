@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import torch
@@ -151,6 +152,13 @@ def denoising_error(unet: torch.nn.Module, images: np.ndarray, context: np.ndarr
     return float(F.mse_loss(prediction, noise))
 
 
+def training_device() -> torch.device:
+    """Where a zoo model trains: $HF_PROBEX_DEVICE if set (e.g. "cpu", "cuda:1"), else CUDA when present, else the CPU.
+    The text trees use it (a MiniLM fine-tune is seconds on a GPU, tens of seconds on a CPU core); every device gives
+    the same plan, not the same bits."""
+    return torch.device(os.environ.get("HF_PROBEX_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def tokenize(tokenizer, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
     """Token ids and attention masks of `texts`, padded to the longest (at most `max_length` tokens)."""
     return dict(tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"))
@@ -167,9 +175,9 @@ def fit_text_classifier(model: torch.nn.Module, tokens: dict[str, torch.Tensor],
                         learning_rate: float, batch_size: int, scheduler: str, seed: int, optimizer: str = "adamw",
                         weight_decay: float = 0.01, label_smoothing: float = 0.0) -> None:
     """Train a transformers sequence classifier (or a peft model of one) on tokenized texts and their labels: the
-    parameters that require a gradient."""
+    parameters that require a gradient, on the device the model and tokens are on."""
     generator = torch.Generator().manual_seed(seed)
-    targets = torch.from_numpy(labels)
+    targets = torch.from_numpy(labels).to(tokens["input_ids"].device)
     optimizer = make_optimizer(optimizer, model.parameters(), learning_rate, weight_decay)
     lr_schedule = make_scheduler(scheduler, optimizer, epochs * math.ceil(len(targets) / batch_size))
     model.train()
@@ -188,7 +196,7 @@ def text_accuracy(model: torch.nn.Module, tokens: dict[str, torch.Tensor], label
     model.eval()
     predicted = [model(**{k: v[start : start + batch_size] for k, v in tokens.items()}).logits.argmax(-1)
                  for start in range(0, len(labels), batch_size)]
-    return float((torch.cat(predicted).numpy() == labels).mean())
+    return float((torch.cat(predicted).cpu().numpy() == labels).mean())
 
 
 def mean_pool(encoder: torch.nn.Module, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -205,7 +213,7 @@ def fit_contrastive(encoder: torch.nn.Module, tokens: dict[str, torch.Tensor], l
     positive is another text of its category, the other positives of the batch its negatives (multiple-negatives
     ranking loss, cosine similarities times `scale`); other texts of the same category are no negatives."""
     generator = torch.Generator().manual_seed(seed)
-    targets = torch.from_numpy(labels)
+    targets = torch.from_numpy(labels)  # indices stay on the CPU, which draws them; the encoder's device computes
     by_class = [(targets == c).nonzero().flatten() for c in range(int(targets.max()) + 1)]
     optimizer = make_optimizer(optimizer, encoder.parameters(), learning_rate, weight_decay)
     lr_schedule = make_scheduler(scheduler, optimizer, epochs * math.ceil(len(targets) / batch_size))
@@ -217,8 +225,8 @@ def fit_contrastive(encoder: torch.nn.Module, tokens: dict[str, torch.Tensor], l
         matches = F.normalize(mean_pool(encoder, {k: v[positives] for k, v in tokens.items()}), dim=-1)
         logits = anchors @ matches.T * scale
         same = targets[idx][:, None] == targets[idx][None, :]
-        logits = logits.masked_fill(same & ~torch.eye(len(idx), dtype=torch.bool), float("-inf"))
-        F.cross_entropy(logits, torch.arange(len(idx))).backward()
+        mask = (same & ~torch.eye(len(idx), dtype=torch.bool)).to(logits.device)
+        F.cross_entropy(logits.masked_fill(mask, float("-inf")), torch.arange(len(idx), device=logits.device)).backward()
         optimizer.step()
         lr_schedule.step()
         optimizer.zero_grad(set_to_none=True)
@@ -231,4 +239,4 @@ def embed_texts(encoder: torch.nn.Module, tokens: dict[str, torch.Tensor], batch
     encoder.eval()
     n = len(tokens["input_ids"])
     return torch.cat([mean_pool(encoder, {k: v[start : start + batch_size] for k, v in tokens.items()})
-                      for start in range(0, n, batch_size)]).numpy()
+                      for start in range(0, n, batch_size)]).cpu().numpy()

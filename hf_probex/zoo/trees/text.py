@@ -29,7 +29,7 @@ import torch
 from ..fortunes import load_fortunes
 from ..plan import ModelSpec
 from ..presets import TreePreset
-from ..training import embed_texts, fit_contrastive, fit_text_classifier, text_accuracy, tokenize
+from ..training import embed_texts, fit_contrastive, fit_text_classifier, text_accuracy, tokenize, training_device
 from .base import TreeFamily, write_safetensors_metadata
 from .classifier import DTYPES, INDEX_NAME, WEIGHTS_NAME, apply_recipe, head_of, label_maps, save_classifier
 
@@ -88,7 +88,9 @@ class TextFamily(TreeFamily):
         train_texts, train_y = data.labelled(list(spec.labels), "train", hp.get("texts_per_class"), rng)
         test_texts, test_y = data.labelled(list(spec.labels), "test", None, rng)
         tokenizer = AutoTokenizer.from_pretrained(root_folder())
-        train, test = tokenize(tokenizer, train_texts, MAX_TOKENS), tokenize(tokenizer, test_texts, MAX_TOKENS)
+        device = training_device()
+        train, test = ({k: v.to(device) for k, v in tokenize(tokenizer, texts, MAX_TOKENS).items()}
+                       for texts in (train_texts, test_texts))
         torch.manual_seed(spec.seed)
         options = dict(epochs=hp["num_epochs"], learning_rate=hp["learning_rate"], batch_size=hp["batch_size"],
                        scheduler=hp["lr_scheduler_type"], optimizer=hp["optimizer"], weight_decay=hp["weight_decay"])
@@ -115,6 +117,7 @@ class TextFamily(TreeFamily):
         # a head of another size (or none: the root is a BertModel) is initialised afresh by transformers
         model = AutoModelForSequenceClassification.from_pretrained(parent_dir, dtype=torch.float32,
                                                                    ignore_mismatched_sizes=True, **label_maps(names))
+        model.to(train["input_ids"].device)
         parent_labels = len(json.loads((parent_dir / "config.json").read_text()).get("id2label") or {})
         if hp.get("head") == "fresh" and parent_labels == len(names):
             for module in head_of(model).modules():
@@ -126,6 +129,7 @@ class TextFamily(TreeFamily):
             accuracy = text_accuracy(trained, test, test_y)
             if accuracy >= tree.min_accuracy:
                 break
+        trained.to("cpu")
         if hp["layout"] == "peft-adapter":
             trained.save_pretrained(out)
             config_path = out / "adapter_config.json"
@@ -146,12 +150,13 @@ class TextFamily(TreeFamily):
         from sklearn.linear_model import LogisticRegression
 
         hp = spec.hparams
-        model = SentenceTransformer(str(parent_dir), device="cpu")
+        model = SentenceTransformer(str(parent_dir), device=str(train["input_ids"].device))
         encoder = model[0].auto_model
         encoder.to(torch.float32)
         fit_contrastive(encoder, train, train_y, seed=spec.seed, **options)
         train_vectors, test_vectors = embed_texts(encoder, train), embed_texts(encoder, test)
         measured = {"test_accuracy": _centroid_accuracy(train_vectors, train_y, test_vectors, test_y)}
+        model.to("cpu")
         encoder.to(DTYPES[hp.get("dtype", "float32")])
         model.save(str(out))
         if hp["layout"] == "setfit":
