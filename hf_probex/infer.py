@@ -26,6 +26,7 @@ from .experts.head_rows import read_head
 from .experts.hub import Expert
 from .experts.calibration import Calibration
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
+from .experts.routes import is_root_copy
 from .experts.vocabulary import vocabulary_for
 from .head_naming import Candidate
 from .reading import WeightSource, open_source
@@ -104,6 +105,10 @@ def _trained_on(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, head: np
         return None, f"{entry.public_name} has no calibration (trained without cross-validation)", {}
     if expert.task == CONCEPT_TASK:
         return _named_concept(expert, entry, matrix, threshold, candidates)
+    if expert.config["centred"] and is_root_copy(matrix.ravel(), expert.offset.numpy().ravel()):
+        # a fine-tune that froze these layers (or trained its head only) left nothing in them to read
+        layers = " + ".join(name for name, _ in entry.inputs)
+        return None, f"the layers {entry.public_name} reads ({layers}) are the root's own: its fine-tune left them as they were", {}
     predictions, confidence = expert.confidences(matrix, heads=[head])
     calibration = expert.calibration_for(head)
     floor = calibration["threshold"]

@@ -86,3 +86,16 @@ def test_a_label_i_classifier_is_named_by_running_it_on_candidates(text_small_zo
     # without its classes among the candidates, nothing is proposed
     others = [c for c in with_examples if c.name not in spec.labels]
     assert "trained_on" not in infer_card(copy, experts=text_experts, candidates=others).fields
+
+
+def test_a_head_only_fine_tune_leaves_the_expert_nothing_to_read(text_experts, tmp_path):
+    """A classifier head trained on a frozen root: its hidden layers are the root's own, so the expert abstains with
+    why rather than reading a zero change as a class."""
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(root_folder(), num_labels=3)
+    model.save_pretrained(tmp_path / "head-only")
+    result = infer_card(tmp_path / "head-only", experts=text_experts)
+    assert "trained_on" not in result.fields
+    assert "are the root's own: its fine-tune left them as they were" in result.abstained["trained_on"]
