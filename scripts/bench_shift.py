@@ -54,10 +54,10 @@ def evaluate_family(zoo, family: str, experts: dict, registry) -> list[dict]:
     """One row per model of `family` (every tree): where it routes and what its tree's expert proposes. A peft adapter
     is read merged onto its parent, as `infer_card` reads it; a model trained on classes outside the tree's vocabulary
     too (text trees' test_holdout split) is marked `unseen`: its recall counts the classes the expert knows."""
-    from hf_probex.adapters import detect, read_through
+    from hf_probex.adapters import detect
     from hf_probex.experts.head_rows import read_head
     from hf_probex.reading import open_source
-    from hf_probex.routing import declared_bases, route
+    from hf_probex.routing import route_through
 
     rows = []
     for tree, expert in experts.items():
@@ -67,8 +67,7 @@ def evaluate_family(zoo, family: str, experts: dict, registry) -> list[dict]:
                 continue
             model = open_source(zoo.model_dir(tree, spec.name))
             base = zoo.model_dir(tree, spec.parent) if spec.hparams.get("layout") == "peft-adapter" else None
-            adapter, source = read_through(model, detect(model), base=base)
-            found = route(source, adapter, registry, declared=declared_bases(model, detect(model)))
+            adapter, source, found = route_through(model, detect(model), registry, base=base)
             truth = [spec.concept["name"]] if spec.concept else list(spec.labels)
             row = {"tree": tree, "name": spec.name, "family": family, "root_right": found.root == entry.root,
                    "routed": found.root is not None, "truth": truth, "proposed": [],
