@@ -42,13 +42,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .experts.calibration import Calibration, fit_decisions
-from .experts.hub import MAX_VOCABULARY
+from .experts.hub import MAX_EXAMPLES, MAX_VOCABULARY  # examples used at most: more cost a forward pass each and add little
 from .text_classifiers import TextClassifier
 
 #: How a candidate's name is put into texts the classifier runs on (the name alone first).
 PROMPTS = ("{}", "This is about {}.", "A quote on {}.", "{} jokes and sayings")
-#: Example texts of a candidate used at most (more cost a forward pass each and add little).
-MAX_EXAMPLES = 16
 
 #: Calibrations fitted by scripts/bench_head_naming.py (see the module docstring): "names" for candidates given by
 #: name only, "examples" when every candidate comes with example texts.

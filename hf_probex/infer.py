@@ -215,6 +215,23 @@ def _named_by_running(source: str | os.PathLike, model: WeightSource, candidates
             classifier.bytes_fetched)
 
 
+def _either(weights: FieldSuggestion | None, weights_why: str, running: FieldSuggestion | None,
+            running_why: str) -> tuple[FieldSuggestion | None, str]:
+    """trained_on from what the weights say and what running the classifier on the vocabulary's examples says: the
+    classes either proposes (each was calibrated to 95 % precision on its own), or why neither did. Fit for a pull
+    request only where both parts are."""
+    parts = [p for p in (weights, running) if p is not None]
+    if not parts:
+        return None, f"{weights_why}; run on the vocabulary's examples, {running_why}"
+    if len(parts) == 1:
+        return parts[0], ""
+    value = list(dict.fromkeys([*weights.value, *running.value]))
+    confidence = min(p.confidence for p in parts)
+    floor = confidence if all(p.validated for p in parts) else max(p.floor for p in parts)
+    return FieldSuggestion("trained_on", value, confidence, f"{weights.evidence}; and {running.evidence}", "expert",
+                           details={**weights.details, "by_running": running.details}, floor=floor), ""
+
+
 def _routing_fields(adapter: Adapter, declared: dict[str, str], found: Route) -> list[FieldSuggestion]:
     """base_model, base_model_relation and the lineage finding, from the files or the route.
 
@@ -258,8 +275,10 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
             with its text encoder). None: the expert's default vocabulary, its training concepts and the
             held-out ones its weight set names. For a text classifier whose files do not name its classes, the
             classes its head rows are named among, by running it on them (`head_naming.Candidate`: a name, and
-            example texts of the class where you have them; with examples it proposes far more often). Class-subset
-            experts of other families ignore it (their classes are fixed).
+            example texts of the class where you have them; with examples it proposes far more often). Without
+            them, a text classifier whose tree's expert ships examples of its classes (`Expert.examples`) is run
+            on those too, and proposes the classes its weights or its runs name. Class-subset experts of other
+            families ignore it (their classes are fixed).
         base: the base of a peft adapter (a local path or a Hub repo id), read merged with it; default: the base its
             files declare, where hf_probex follows it (a Hub repo id; `adapters.peft_model`).
 
@@ -316,6 +335,7 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
         if entry is None:
             abstained["trained_on"] = f"no {task} expert for the tree of {found.root}"
         else:
+            expert = None
             try:
                 expert = load_expert(entry.location)  # an outdated format raises ValueError
                 matrix = reader.read_input(weights, entry.inputs, expert.config["conv_layout"], allow_missing=expert.fused)
@@ -325,6 +345,13 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
             except (LayerMismatchError, ValueError) as err:  # another shape, NaN / inf: this field only abstains
                 suggestion, why, read = None, f"the {entry.tree} expert cannot read this model: {err}", {}
             details["trained_on"] = read
+            if expert is not None and expert.examples and _runs_as_text_classifier(adapter, model, reader, weights):
+                # the head's rows named by running it on the vocabulary's examples: another view of the same classes
+                vocabulary = [Candidate(name, tuple(texts)) for name, texts in expert.examples.items()]
+                named, named_why, by_running, fetched = _named_by_running(
+                    source, model, vocabulary, revision=revision, token=token, base=base, threshold=min_confidence)
+                details["trained_on"] = {**read, "by_running": by_running}
+                suggestion, why = _either(suggestion, why, named, named_why)
             answers += [suggestion] if suggestion else []
             if why:
                 abstained["trained_on"] = why

@@ -51,6 +51,19 @@ class WeightSet:
     vocabularies: dict[str, list[str]] = field(default_factory=dict)
     roots: dict[str, Path | None] = field(default_factory=dict)
     root_ids: dict[str, str] = field(default_factory=dict)  # each tree's root Hub repo id, where known without a zoo plan
+    families: dict[str, str] = field(default_factory=dict)  # each zoo tree's family (hf_probex.zoo.trees.FAMILIES)
+
+    def class_examples(self, tree: str, classes: list[str]) -> dict[str, list[str]]:
+        """Example inputs of `classes` that an expert of `tree` can ship (`Expert.examples`: a zoo text tree's
+        held-out texts); empty for other trees, or where the texts are no longer there."""
+        from .zoo import ZooError
+        from .zoo.trees import FAMILIES
+
+        family = FAMILIES.get(self.families.get(tree, ""))
+        try:
+            return family.class_examples(classes) if family else {}
+        except ZooError:
+            return {}
 
     @property
     def trees(self) -> list[str]:
@@ -89,7 +102,8 @@ def _from_zoo(root: Path) -> WeightSet:
                              spec.recipe or None, head_order=not is_lora, base=base)
             )
     vocabularies = {tree: list(info["vocabulary"]) for tree, info in zoo.trees.items()}
-    return WeightSet(str(root), records, vocabularies, roots)
+    families = {tree: info["family"] for tree, info in zoo.trees.items()}
+    return WeightSet(str(root), records, vocabularies, roots, families=families)
 
 
 def _read_split_csvs(root: Path) -> dict[tuple[str, int], str]:

@@ -13,6 +13,8 @@ by name with example texts ("examples"). Per family, and per layout:
   (`head_naming.fit_naming_calibration`, to 95 % in each of them), on the rows named among the vocabulary (rows of
   unseen categories are wrong whatever they are named); recall counts the rows whose class is in the vocabulary;
 - "none of these": each row named among the vocabulary without its own class, and how often it is still proposed;
+- with --json, each model's classes proposed among the vocabulary (`proposed`, per way): what `infer_card` adds to its
+  expert's proposals when the expert ships the vocabulary's examples (scripts/bench_shift.py --head-naming);
 - seconds per model: opening it, and running it on one way's texts.
 
 The calibration printed last (and saved with --json) is fitted on every family: what head_naming.CALIBRATIONS holds.
@@ -47,7 +49,7 @@ def collect(zoo: Path, n_examples: int, cache: Path | None) -> tuple[list[dict],
     from hf_probex.errors import NotAClassifierError
     from hf_probex.head_naming import Candidate
     from hf_probex.text_classifiers import open_text_classifier
-    from hf_probex.zoo.fortunes import load_fortunes
+    from hf_probex.zoo.fortunes import class_examples
     from hf_probex.zoo.store import Zoo
 
     torch.set_num_threads(1)
@@ -56,10 +58,7 @@ def collect(zoo: Path, n_examples: int, cache: Path | None) -> tuple[list[dict],
     vocabulary = list(store.trees[tree]["vocabulary"])
     specs = [s for s in store.specs(tree) if s.role == "child" and store.is_finished(s)]
     categories = vocabulary + sorted({label for s in specs for label in s.labels} - set(vocabulary))
-    split = load_fortunes(tuple(categories))
-    rng = np.random.default_rng(0)
-    examples = {c: [split.test[c][i] for i in sorted(rng.choice(len(split.test[c]), min(n_examples, len(split.test[c])),
-                                                                replace=False))] for c in categories}
+    examples = class_examples(tuple(categories), n_examples)  # what a text expert ships (Expert.examples)
     bases = {s.repo_id: store.model_dir(tree, s.name) for s in store.specs(tree)}
     runs = []
     for spec in specs:
@@ -125,20 +124,22 @@ def evaluate(runs: list[dict], way: str, vocabulary: list[str]) -> dict:
 
     found = decisions(runs, way, vocabulary)
     families = sorted({d["run"]["family"] for d in found})
-    per_model = {}
+    per_model, proposed = {}, {}
     for family in families:  # each family's proposals from a calibration fitted on the others
         train = [d for d in found if d["run"]["family"] != family]
         calibration = fit_naming_calibration(*_calibration_set(train))
         for d in found:
             if d["run"]["family"] == family:
                 per_model[d["run"]["name"]] = _score(d, calibration, vocabulary)
+                proposed[d["run"]["name"]] = [r.candidate for r in d["full"].rows if r.candidate is not None and
+                                              calibration.confidence(np.array([r.margin]))[0] >= calibration.threshold]
     shipped = fit_naming_calibration(*_calibration_set(found))
     table = {}
     for key in ("family", "layout"):
         for value in sorted({d["run"][key] for d in found}):
             table[f"{key}={value}"] = _sum([per_model[d["run"]["name"]] for d in found if d["run"][key] == value])
     table["all"] = _sum(list(per_model.values()))
-    return {"way": way, "table": table, "calibration": shipped.to_dict()}
+    return {"way": way, "table": table, "calibration": shipped.to_dict(), "proposed": proposed}
 
 
 def _calibration_set(found: list[dict]):

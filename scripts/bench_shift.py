@@ -20,6 +20,7 @@ never saw its family). `--features delta --by-group no` reruns it as experts wer
 (the raw change, calibrated on random folds) for comparison.
 
     python scripts/bench_shift.py ZOO [--trees vit,vit-twin,resnet,sd] [--out DIR] [--features gram|delta] [--workers N]
+        [--head-naming JSON]   # text trees: add the classes named by running the classifier (as infer_card does)
 """
 
 from __future__ import annotations
@@ -134,6 +135,24 @@ def table(title: str, groups: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def by_family(rows: list[dict]) -> dict[str, list[dict]]:
+    groups = collections.defaultdict(list)
+    for row in rows:
+        groups[row["family"]].append(row)
+    groups["all families"] = rows
+    if any("unseen" in r for r in rows):
+        groups["trained on unseen classes too"] = [r for r in rows if "unseen" in r]
+    return dict(groups)
+
+
+def with_running(rows: list[dict], head_naming: Path) -> list[dict]:
+    """`rows` with the classes scripts/bench_head_naming.py named by running each classifier on the vocabulary's
+    examples (its --json; each family's calibration fitted on the other families) added to the expert's."""
+    results = json.loads(head_naming.read_text())["results"]
+    named = next(r["proposed"] for r in results if r["way"] == "examples")
+    return [{**row, "proposed": list(dict.fromkeys(row["proposed"] + named.get(row["name"], [])))} for row in rows]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("zoo")
@@ -141,6 +160,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="folder for the experts and rows (default: ZOO/../shift-<features>)")
     parser.add_argument("--features", default=None, choices=["gram", "delta"], help="default: each task's")
     parser.add_argument("--workers", type=int, default=1, help="processes choosing each expert's layers (default: 1)")
+    parser.add_argument("--head-naming", type=Path, default=None,
+                        help="scripts/bench_head_naming.py --json output: also count the classes it names by running")
     parser.add_argument("--by-group", default="yes", choices=["yes", "no"],
                         help="calibrate and select on held-out families (yes, the default) or random folds (no)")
     args = parser.parse_args()
@@ -188,13 +209,11 @@ def main() -> None:
     print()
     for tree in trees:
         tree_rows = [r for r in all_rows if r["tree"] == tree]
-        groups = collections.defaultdict(list)
-        for row in tree_rows:
-            groups[row["family"]].append(row)
-        groups["all families"] = tree_rows
-        if any("unseen" in r for r in tree_rows):
-            groups["trained on unseen classes too"] = [r for r in tree_rows if "unseen" in r]
-        print(table(f"{tree}: each recipe family held out", dict(groups)), "\n")
+        print(table(f"{tree}: each recipe family held out", by_family(tree_rows)), "\n")
+        if args.head_naming:
+            named = with_running(tree_rows, args.head_naming)
+            print(table(f"{tree}: each recipe family held out, the weights' classes and those named by running the "
+                        f"classifier on the vocabulary's examples (as infer_card proposes them)", by_family(named)), "\n")
     for key in ("dtype", "sharded", "generation", "head", "order", "layout"):
         groups = collections.defaultdict(list)
         for row in all_rows:

@@ -103,6 +103,8 @@ BAD_CONFIGS = {
     "a vocabulary of objects": {"vocabulary": [{"a": 1}]},
     "no layer": {"layer": None},
     "a head without its calibration": {"head": {"layer": "classifier.weight", "width": 8}},
+    "examples of a class outside the vocabulary": {"examples": {"not-a-class": ["a text"]}},
+    "examples as a list": {"examples": ["a text"]},
 }
 
 

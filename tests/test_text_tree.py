@@ -99,3 +99,34 @@ def test_a_head_only_fine_tune_leaves_the_expert_nothing_to_read(text_experts, t
     result = infer_card(tmp_path / "head-only", experts=text_experts)
     assert "trained_on" not in result.fields
     assert "are the root's own: its fine-tune left them as they were" in result.abstained["trained_on"]
+
+
+def test_the_text_expert_ships_held_out_examples_of_its_classes(text_small_zoo, text_experts):
+    from hf_probex.experts.hub import Expert
+
+    expert = Expert.from_pretrained(text_experts.entries[0].location)
+    categories = text_small_zoo.trees["text"]["vocabulary"]
+    assert set(expert.examples) == set(categories)
+    fortunes = load_fortunes(tuple(categories))
+    for category, texts in expert.examples.items():  # texts no child trained on
+        assert texts and set(texts) <= set(fortunes.test[category]), category
+    try:
+        expert.set_examples({"not-a-class": ["a text"]})
+    except ValueError as err:
+        assert "classes of the expert's vocabulary" in str(err)
+    else:
+        raise AssertionError("examples of an unknown class were accepted")
+
+
+def test_without_candidates_a_classifier_is_also_run_on_the_vocabulary_examples(text_small_zoo, text_experts, tmp_path):
+    classifiers = [s for s in text_small_zoo.specs("text") if s.role == "child" and s.split != "train"
+                   and s.hparams["layout"] in ("transformers", "setfit", "peft-adapter")]
+    assert classifiers
+    for spec in classifiers:
+        result = infer_card(undocumented_copy(text_small_zoo, spec, tmp_path / spec.name), experts=text_experts)
+        ran = result.details["trained_on"]["by_running"]
+        assert ran["method"] == "ran the classifier on the candidates" and len(ran["rows"]) == len(spec.labels)
+        assert ran["candidates"] == len(text_small_zoo.trees["text"]["vocabulary"])
+        proposed = result.fields.get("trained_on")
+        assert proposed is not None or "run on the vocabulary's examples" in result.abstained["trained_on"]
+        assert proposed is None or set(proposed.value) <= set(spec.labels), (spec.name, proposed.value)

@@ -70,6 +70,7 @@ class LayerData:
     inputs: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)  # stacked layers: (name, stored shape)
     groups: np.ndarray | None = None  # each model's recipe family, where the weight set knows it
     records: list[WeightRecord] = field(default_factory=list)  # the models, in order (what routing is fitted on)
+    examples: dict[str, list[str]] = field(default_factory=dict)  # example inputs by class (`Expert.examples`)
     roots: dict[str, Path | None] = field(default_factory=dict)  # every tree's root weights in the weight set
 
     @property
@@ -200,7 +201,7 @@ def _load_one(weights: WeightSet, tree: str, layer: str, *, conv_layout: str, te
         return LayerData(tree, layer, "multilabel", x, label_matrix([r.labels for r in records], vocabulary), vocabulary,
                          shape, [r.model_id for r in records], root=root_matrix(root_path, layer, kind, conv_layout),
                          root_id=root_id, conv_layout=conv_layout, groups=_groups(records), records=records,
-                         roots=dict(weights.roots))
+                         roots=dict(weights.roots), examples=weights.class_examples(tree, vocabulary))
     seen = [r for r in records if not (r.split or "").endswith("_holdout")]
     held = [r for r in records if (r.split or "").endswith("_holdout")]
     x, shape = load_matrices(seen, layer, conv_layout)
@@ -501,7 +502,8 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
     hold in every family), then trained on every model of `data`, with what routing needs (`routes.fit_routing`
     when the tree has a root; a LoRA tree's base modules, `routes.fit_lora_modules`). A zero-shot expert also
     gets its open vocabulary, calibrated on held-out concepts where `data` has them (`_open_calibration`).
-    `folds=0` skips cross-validation (no metrics, no calibration: such an expert cannot propose fields).
+    `folds=0` skips cross-validation (no metrics, no calibration: such an expert cannot propose fields). The
+    examples of its classes `data` has (a text tree's) ship with it (`Expert.examples`).
     Returns (expert, CV report or None).
     """
     from .calibration import fit_calibration
@@ -538,4 +540,6 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
     elif root is not None and data.task == "multilabel" and data.records:
         others = [path for tree, path in data.roots.items() if tree != data.tree and path is not None]
         expert.set_routing(*fit_routing(data.records, root, others))
+    if data.examples:
+        expert.set_examples(data.examples)
     return expert, report

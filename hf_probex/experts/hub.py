@@ -56,6 +56,8 @@ MAX_MODULES = 10_000  # a LoRA tree's base modules (routing.modules): SD 1.5's U
 #: How an expert combines several layers: stacked into one input (None), or one network per module ("modules").
 FUSIONS = (None, "modules")
 MAX_FUSED = 4  # modules a fused expert reads at most (each subset of them is calibrated: 2^4 - 1 calibrations)
+MAX_EXAMPLES = 16  # example inputs of a class an expert ships (`Expert.examples`)
+MAX_EXAMPLE_CHARS = 2_000
 
 
 def _shape_ok(shape: object, max_dim: int = MAX_DIM) -> bool:
@@ -70,6 +72,14 @@ def _layers_ok(rows: object, limit: int = 64) -> bool:
 
 def _names_ok(names: object) -> bool:
     return isinstance(names, list) and len(names) <= MAX_VOCABULARY and all(isinstance(v, str) for v in names)
+
+
+def _examples_ok(examples: object, vocabulary: object) -> bool:
+    """`Expert.examples`: at most MAX_EXAMPLES short texts for each of some of the vocabulary's classes."""
+    known = set(vocabulary) if isinstance(vocabulary, list) else set()
+    return isinstance(examples, dict) and all(
+        k in known and isinstance(v, list) and 0 < len(v) <= MAX_EXAMPLES
+        and all(isinstance(t, str) and len(t) <= MAX_EXAMPLE_CHARS for t in v) for k, v in examples.items())
 
 
 def _trained_from_ok(value: object) -> bool:
@@ -105,6 +115,7 @@ def check_config(config: object) -> None:
         and _layers_ok((config.get("routing") or {}).get("modules", []), MAX_MODULES),
         "vocabulary": _names_ok(config.get("vocabulary")),
         "open_vocabulary": config.get("open_vocabulary") is None or _names_ok(config["open_vocabulary"]),
+        "examples": config.get("examples") is None or _examples_ok(config["examples"], config.get("vocabulary")),
         "hparams": isinstance(config.get("hparams", {}), dict) and all(
             type(v) is int and 0 < v <= MAX_HPARAM for v in config.get("hparams", {}).values()),
         "text_dim": config.get("text_dim") is None or (type(config["text_dim"]) is int and 0 < config["text_dim"] <= MAX_DIM),
@@ -155,6 +166,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         open_calibration: dict | None = None,
         fusion: str | None = None,
         trained_from: dict | None = None,
+        examples: dict | None = None,
         format_version: int = FORMAT_VERSION,
         package_version: str = __version__,
     ):
@@ -177,6 +189,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
             inputs=[[name, list(shape)] for name, shape in inputs] if inputs else [[layer, list(layer_shape or input_shape)]],
             open_vocabulary=list(open_vocabulary or []), fusion=fusion,
             trained_from=dict(trained_from) if trained_from else None,
+            examples={k: list(v) for k, v in (examples or {}).items()},
             format_version=FORMAT_VERSION,
             package_version=package_version,
         )
@@ -228,6 +241,20 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
     def set_trained_from(self, record: dict) -> None:
         """Record where its training data came from (see `trained_from`); config.json and the card show it."""
         self._config["trained_from"] = dict(record)
+
+    @property
+    def examples(self) -> dict[str, list[str]]:
+        """Example inputs of its classes (a text tree's: texts no zoo child trained on), by class: with them
+        `infer_card` names a text classifier's head rows by running it (`head_naming`) beside what the weights
+        say; empty: it reads weights only."""
+        return self._config.get("examples") or {}
+
+    def set_examples(self, examples: dict[str, list[str]]) -> None:
+        """Ship `examples` (at most MAX_EXAMPLES texts of each of its classes; see `examples`)."""
+        if not _examples_ok(examples, self.vocabulary):
+            raise ValueError(f"examples must be at most {MAX_EXAMPLES} texts of at most {MAX_EXAMPLE_CHARS} characters "
+                             f"for classes of the expert's vocabulary")
+        self._config["examples"] = {k: list(v) for k, v in examples.items()}
 
     @property
     def routing(self) -> dict:

@@ -128,3 +128,12 @@ def load_fortunes(categories: tuple[str, ...]) -> TextSplit:
         test[category] = [entries[i] for i in sorted(order[:n_test])]
         train[category] = [entries[i] for i in sorted(order[n_test:])]
     return TextSplit(train, test)
+
+
+def class_examples(categories: tuple[str, ...], n: int = 8, seed: int = 0) -> dict[str, list[str]]:
+    """`n` texts of each category drawn from its test split (never a text a zoo child trained on), the same ones for a
+    given seed: what a text tree's expert ships to name a classifier's head rows by running it (`head_naming`)."""
+    split = load_fortunes(tuple(categories))
+    rng = np.random.default_rng(seed)
+    return {c: [split.test[c][i] for i in sorted(rng.choice(len(split.test[c]), min(n, len(split.test[c])), replace=False))]
+            for c in categories}

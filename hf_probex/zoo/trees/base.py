@@ -51,6 +51,11 @@ class TreeFamily(abc.ABC):
         """Family-specific facts for the model card (tags, a description of the training data)."""
         return {}
 
+    def class_examples(self, classes: list[str]) -> dict[str, list[str]]:
+        """Example inputs of each class that an expert can ship to name a classifier's classes by running it
+        (text trees); empty where the family's models are not run."""
+        return {}
+
 
 def write_safetensors_metadata(path: Path, metadata: dict[str, object]) -> None:
     """Rewrite a safetensors file with extra string metadata (values are JSON-encoded unless strings).

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..fortunes import load_fortunes
+from ..fortunes import class_examples, load_fortunes
 from ..plan import ModelSpec
 from ..presets import TreePreset
 from ..training import embed_texts, fit_contrastive, fit_text_classifier, text_accuracy, tokenize, training_device
@@ -74,6 +74,9 @@ class TextFamily(TreeFamily):
         if layout == "setfit":
             return [WEIGHTS_NAME, SETFIT_HEAD]
         return [INDEX_NAME if spec.hparams.get("sharded") and layout != "sentence-transformers" else WEIGHTS_NAME]
+
+    def class_examples(self, classes: list[str]) -> dict[str, list[str]]:
+        return class_examples(tuple(classes))
 
     def build_root(self, spec: ModelSpec, tree: TreePreset, out: Path) -> dict:
         shutil.copytree(root_folder(), out, dirs_exist_ok=True)  # byte for byte, its own card included
