@@ -76,7 +76,7 @@ def _names_ok(names: object) -> bool:
 
 def _examples_ok(examples: object, vocabulary: object) -> bool:
     """`Expert.examples`: at most MAX_EXAMPLES short texts for each of some of the vocabulary's classes."""
-    known = set(vocabulary) if isinstance(vocabulary, list) else set()
+    known = {v for v in vocabulary if isinstance(v, str)} if isinstance(vocabulary, list) else set()
     return isinstance(examples, dict) and all(
         k in known and isinstance(v, list) and 0 < len(v) <= MAX_EXAMPLES
         and all(isinstance(t, str) and len(t) <= MAX_EXAMPLE_CHARS for t in v) for k, v in examples.items())
