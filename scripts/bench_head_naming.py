@@ -13,6 +13,8 @@ by name with example texts ("examples"). Per family, and per layout:
   (`head_naming.fit_naming_calibration`, to 95 % in each of them), on the rows named among the vocabulary (rows of
   unseen categories are wrong whatever they are named); recall counts the rows whose class is in the vocabulary;
 - "none of these": each row named among the vocabulary without its own class, and how often it is still proposed;
+- rows of categories outside the vocabulary (the held-out children's unseen ones): top-1 / top-5 named among every
+  category of the zoo, as a user who lists them as candidates would;
 - with --json, each model's classes proposed among the vocabulary (`proposed`, per way): what `infer_card` adds to its
   expert's proposals when the expert ships the vocabulary's examples (scripts/bench_shift.py --head-naming);
 - seconds per model: opening it, and running it on one way's texts.
@@ -115,7 +117,10 @@ def decisions(runs: list[dict], way: str, vocabulary: list[str], seed: int = 0) 
                 rest = [c for c in run["labels"] if c != label and c in vocabulary]  # the head's other classes stay
                 naming = namings(run, way, drawn + rest)
                 among6.append(naming.rows[row].candidate == label)
-        out.append({"run": run, "full": full, "absent": absent, "among6": among6})
+        everything = namings(run, way, list(run[way]))  # every category the zoo has, those no child trained on too
+        unseen = [(row, label) for row, label in enumerate(run["labels"]) if label not in vocabulary]
+        out.append({"run": run, "full": full, "absent": absent, "among6": among6, "everything": everything,
+                    "unseen": unseen})
     return out
 
 
@@ -168,6 +173,11 @@ def _score(d: dict, calibration, vocabulary: list[str]) -> dict:
             counts["known"] += 1
             counts["top1"] += int(named.candidate == label)
             counts["top5"] += int((column > column[vocabulary.index(label)]).sum() < 5)
+    everything, categories = d["everything"], d["everything"].candidates
+    counts["unseen"] = len(d["unseen"])
+    counts["unseen_top1"] = sum(everything.rows[row].candidate == label for row, label in d["unseen"])
+    counts["unseen_top5"] = sum(int((everything.scores[:, row] > everything.scores[categories.index(label), row]).sum() < 5)
+                                for row, label in d["unseen"])
     for naming in d["absent"]:
         row = naming.rows[0]
         counts["absent_named"] += int(calibration.confidence(np.array([row.margin]))[0] >= calibration.threshold)
@@ -183,12 +193,13 @@ def print_table(result: dict, vocabulary: list[str]) -> None:
     print(f"\n### candidates by {result['way']}: {len(vocabulary)} categories (chance top-1 {100 / len(vocabulary):.1f} %, "
           f"among its classes and 5 others); precision / recall at the threshold fitted on the other families\n")
     print("| held out | models | rows | top-1 % | top-5 % | top-1, its classes + 5 others % | proposed | precision % | recall % | "
-          "none of these named | s open | s run |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "none of these named | rows of unseen categories: top-1 / top-5 % among all | s open | s run |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for key, c in result["table"].items():
         print(f"| {key} | {c['models']} | {c['rows']} | {pct(c['top1'], c['known'])} | {pct(c['top5'], c['known'])} | "
               f"{pct(c['among6'], c['known'])} | {c['proposed']} | {pct(c['right'], c['proposed'])} | "
-              f"{pct(c['right'], c['known'])} | {c['absent_named']} of {c['absent']} | {c['load'] / c['models']:.2f} | "
+              f"{pct(c['right'], c['known'])} | {c['absent_named']} of {c['absent']} | {c['unseen']}: "
+              f"{pct(c['unseen_top1'], c['unseen'])} / {pct(c['unseen_top5'], c['unseen'])} | {c['load'] / c['models']:.2f} | "
               f"{c['forward'] / c['models']:.2f} |")
     cal = result["calibration"]
     print(f"\ncalibration fitted on every family (full and none-of-these namings): a={cal['a']:.4f} b={cal['b']:.4f} "
