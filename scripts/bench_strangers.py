@@ -2,7 +2,8 @@
 
 For every model of the manifest, stripped of its card and class names (`demo.strip_documentation`; a peft adapter's base the
 local root): where it routes, the base_model proposed, and the classes proposed at the expert's calibrated threshold, each
-right or wrong against the manifest's truth; a text classifier also run on the tree's categories with example texts
+right or wrong against the manifest's truth (a text classifier is also run on the examples of its classes the expert
+ships, as infer_card does without candidates); a text classifier also run on the tree's categories with example texts
 (`infer_card(candidates=...)`, head_naming). Printed per recipe: models, routed to the tree, base_model right (the
 direct parent: the root for first generations, the zoo child for grandchildren), trained_on proposed / right /
 precision / recall (recall over the classes the expert knows), and the same by candidates.
@@ -73,8 +74,9 @@ def table(rows: list[dict]) -> str:
     for row in rows:
         groups[row["recipe"]].append(row)
     groups["all"] = rows
-    lines = ["| recipe | models | raised | routed to MiniLM | base_model right | trained_on proposed "
-             "(right, precision %, recall %) | by running on 27 categories with 8 examples (right, precision %, "
+    lines = ["| recipe | models | raised | routed to MiniLM | base_model right | trained_on, no candidates: the layers "
+             "read, and the classifier run on the expert's examples (proposed: right, precision %, recall %) | "
+             "by running on 27 categories with 8 examples (right, precision %, "
              "recall %) |", "|---" * 7 + "|"]
     for name, group in groups.items():
         ok = [r for r in group if "error" not in r]
