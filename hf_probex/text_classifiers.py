@@ -319,7 +319,14 @@ class _Opener:
 
 
 def _load(source: WeightSource, build: Callable[[], Any]) -> Any:
-    """Run a library's loader, its failures (an unknown model type, code it would need to run) as one-line errors."""
+    """Run a library's loader, its failures (an unknown model type, code it would need to run) as one-line errors,
+    without transformers' progress bars and load reports (a base loaded for its adapter lacks the head the adapter
+    brings: a report of "missing" keys would only alarm)."""
+    from transformers.utils import logging as transformers_logging
+
+    verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
     try:
         return build()
     except ProbexError:
@@ -328,6 +335,10 @@ def _load(source: WeightSource, build: Callable[[], Any]) -> Any:
         reason = " ".join(str(err).split())[:300]
         raise BadFileError(f"{source.description} could not be loaded as a text classifier ({type(err).__name__}: "
                            f"{reason}); check it loads with transformers without trust_remote_code") from None
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()
 
 
 def _tokenizer(folder: Path, source: WeightSource) -> Any:

@@ -118,7 +118,8 @@ def test_the_text_expert_ships_held_out_examples_of_its_classes(text_small_zoo, 
         raise AssertionError("examples of an unknown class were accepted")
 
 
-def test_without_candidates_a_classifier_is_also_run_on_the_vocabulary_examples(text_small_zoo, text_experts, tmp_path):
+def test_without_candidates_a_classifier_is_also_run_on_the_vocabulary_examples(text_small_zoo, text_experts, tmp_path,
+                                                                                 capfd):
     classifiers = [s for s in text_small_zoo.specs("text") if s.role == "child" and s.split != "train"
                    and s.hparams["layout"] in ("transformers", "setfit", "peft-adapter")]
     assert classifiers
@@ -130,3 +131,5 @@ def test_without_candidates_a_classifier_is_also_run_on_the_vocabulary_examples(
         proposed = result.fields.get("trained_on")
         assert proposed is not None or "run on the vocabulary's examples" in result.abstained["trained_on"]
         assert proposed is None or set(proposed.value) <= set(spec.labels), (spec.name, proposed.value)
+    # running them is quiet: no transformers load report (an adapter's base lacks its head) nor loading bars
+    assert "LOAD REPORT" not in capfd.readouterr().err
