@@ -11,8 +11,8 @@
    are: a copy without README.md and with config.json's class names replaced by LABEL_i. Run `infer_card`
    on each copy and compare every field with the truth in the zoo's plan: `base_model` comes from routing
    by weights, `trained_on` from the expert, or it abstains below its calibrated threshold. A text classifier is
-   also given the tree's categories as candidates, with a few example texts each: it is run on them and its head
-   rows named (`head_naming`).
+   also run on the example texts of its tree's categories the expert ships (`Expert.examples`), its head rows
+   named (`head_naming`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from .zoo.plan import ModelSpec
 
 DEMO_PRESETS = ("small", "text-small")
 TRAINING_SPLITS = ("train", "val")
-#: Example texts per candidate category the demo gives a text classifier (`head_naming.Candidate`).
-CANDIDATE_EXAMPLES = 8
 HELD_OUT_SPLIT = "test"
 
 
@@ -143,23 +141,9 @@ def run_demo(cache: Path, progress: Callable[[str], None] = print) -> list[DemoC
         copies = cache / "demo" / "undocumented" / preset
         for spec in held_out(zoo):
             copy = undocumented_copy(zoo, spec, copies / spec.tree / spec.name)
-            result = infer_card(copy, experts=registry, candidates=demo_candidates(zoo, spec.tree))
+            result = infer_card(copy, experts=registry)  # a text expert runs classifiers on its own examples
             cases.append(DemoCase(spec, result, truth_of(zoo, spec)))
     return cases
-
-
-def demo_candidates(zoo: Zoo, tree: str) -> list | None:
-    """What the demo gives a text tree's classifiers to be named among: the tree's categories, each with example
-    texts from its test split (texts no child trained on); None for the other trees (their experts' own vocabulary)."""
-    from .head_naming import Candidate
-    from .zoo import get_preset
-    from .zoo.fortunes import load_fortunes
-
-    categories = get_preset(zoo.plan["preset"]).trees[tree].categories
-    if not categories:
-        return None
-    texts = load_fortunes(categories).test
-    return [Candidate(c, tuple(texts[c][:CANDIDATE_EXAMPLES])) for c in categories]
 
 
 def _complete(zoo_dir: Path) -> bool:
