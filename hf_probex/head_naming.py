@@ -20,13 +20,13 @@ most:
   every recipe family (scripts/bench_head_naming.py).
 
 Why these choices (first on 21 classifiers of text-bench, then checked on 36 by scripts/bench_head_naming.py; 27
-categories as candidates; on all 259 of text-bench: top-1 75.5 % with examples, 65.0 % by names): among mean log-
-softmax, raw logits and probabilities, centred over the candidates only or over the rows too, scaled or not, the
+categories as candidates; on all 259 of text-bench: top-1 75.5 % with examples, 65.0 % by names): among mean
+log-softmax, raw logits and probabilities, centred over the candidates only or over the rows too, scaled or not, the
 scaled double-centred log-softmax held the most rows at 95 % out of family (names alone, calibrated on the full
-vocabulary: recall 73 % against 57 to 59 % unscaled or centred over the candidates only); the margin to the runner-
-up candidate in the row does as well as the margin of the whole assignment (the best assignment without the row's
-candidate) and is simpler; the name alone names as many rows at top-1 (70 %) as the name in prompts (65 to 68 %).
-Example texts name more (top-1 77.1 % against 65.1 % on 36 classifiers, chance 3.7 %) and are the only way that
+vocabulary: recall 73 % against 57 to 59 % unscaled or centred over the candidates only); the margin to the
+runner-up candidate in the row does as well as the margin of the whole assignment (the best assignment without the
+row's candidate) and is simpler; the name alone names as many rows at top-1 (70 %) as the name in prompts (65 to 68
+%). Example texts name more (top-1 77.1 % against 65.1 % on 36 classifiers, chance 3.7 %) and are the only way that
 stays right when a row's class may be missing from the candidates: by names a near class (computers for linux) then
 takes the row with a margin as wide as the right class's, so no threshold reaches 95 % out of family, while with 8
 examples per class 19.8 % of the rows are proposed out of family, all right, and 2 rows in 192 are named when their
