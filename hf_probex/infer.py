@@ -8,7 +8,9 @@ threshold (each expert's calibrated one, or `min_confidence`), and write the sug
 (`cards`): only fields the card lacks, nothing the owner wrote changed.
 
 Given candidate classes, a text classifier whose files do not name its classes is run on them instead
-(`head_naming`): each head row named by the candidate it answers most, calibrated like the experts.
+(`head_naming`): each head row named by the candidate it answers most, calibrated like the experts. Without
+candidates it is run on the example texts of its tree's classes the expert ships (`Expert.examples`), beside
+the expert's reading of its weights.
 """
 
 from __future__ import annotations
