@@ -15,8 +15,9 @@ by name with example texts ("examples"). Per family, and per layout:
 - "none of these": each row named among the vocabulary without its own class, and how often it is still proposed;
 - rows of categories outside the vocabulary (the held-out children's unseen ones): top-1 / top-5 named among every
   category of the zoo, as a user who lists them as candidates would;
-- with --json, each model's classes proposed among the vocabulary (`proposed`, per way): what `infer_card` adds to its
-  expert's proposals when the expert ships the vocabulary's examples (scripts/bench_shift.py --head-naming);
+- with --json, each model's classes proposed among the vocabulary (`proposed`, per way) and each head row's name and
+  confidence (`rows`): what `infer_card` adds to its expert's proposals when the expert ships the vocabulary's
+  examples (scripts/bench_shift.py --head-naming);
 - seconds per model: opening it, and running it on one way's texts.
 
 The calibration printed last (and saved with --json) is fitted on every family: what head_naming.CALIBRATIONS holds.
@@ -129,22 +130,23 @@ def evaluate(runs: list[dict], way: str, vocabulary: list[str]) -> dict:
 
     found = decisions(runs, way, vocabulary)
     families = sorted({d["run"]["family"] for d in found})
-    per_model, proposed = {}, {}
+    per_model, proposed, named = {}, {}, {}
     for family in families:  # each family's proposals from a calibration fitted on the others
         train = [d for d in found if d["run"]["family"] != family]
         calibration = fit_naming_calibration(*_calibration_set(train))
         for d in found:
             if d["run"]["family"] == family:
                 per_model[d["run"]["name"]] = _score(d, calibration, vocabulary)
-                proposed[d["run"]["name"]] = [r.candidate for r in d["full"].rows if r.candidate is not None and
-                                              calibration.confidence(np.array([r.margin]))[0] >= calibration.threshold]
+                rows = [(r.candidate, float(calibration.confidence(np.array([r.margin]))[0])) for r in d["full"].rows]
+                named[d["run"]["name"]] = rows
+                proposed[d["run"]["name"]] = [c for c, conf in rows if c is not None and conf >= calibration.threshold]
     shipped = fit_naming_calibration(*_calibration_set(found))
     table = {}
     for key in ("family", "layout"):
         for value in sorted({d["run"][key] for d in found}):
             table[f"{key}={value}"] = _sum([per_model[d["run"]["name"]] for d in found if d["run"][key] == value])
     table["all"] = _sum(list(per_model.values()))
-    return {"way": way, "table": table, "calibration": shipped.to_dict(), "proposed": proposed}
+    return {"way": way, "table": table, "calibration": shipped.to_dict(), "proposed": proposed, "rows": named}
 
 
 def _calibration_set(found: list[dict]):

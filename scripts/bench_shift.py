@@ -88,6 +88,7 @@ def evaluate_family(zoo, family: str, experts: dict, registry) -> list[dict]:
                 row["head_read"] = expert.calibration_for(head) is not expert.calibration
                 if expert.task == "multilabel":
                     row["proposed"] = [v for v, c in zip(expert.vocabulary, confidence[0]) if c >= threshold]
+                    row["confidence"] = {v: float(c) for v, c in zip(expert.vocabulary, confidence[0])}
                     row["ap"] = _average_precision(expert.vocabulary, confidence[0], truth)
                     row["ap_chance"] = len(set(truth) & set(expert.vocabulary)) / len(expert.vocabulary)
                 else:
@@ -145,12 +146,22 @@ def by_family(rows: list[dict]) -> dict[str, list[dict]]:
     return dict(groups)
 
 
-def with_running(rows: list[dict], head_naming: Path) -> list[dict]:
+def with_running(rows: list[dict], head_naming: Path, agreement: tuple[float, float] | None = None) -> list[dict]:
     """`rows` with the classes scripts/bench_head_naming.py named by running each classifier on the vocabulary's
-    examples (its --json; each family's calibration fitted on the other families) added to the expert's."""
+    examples (its --json; each family's calibration fitted on the other families) added to the expert's: what
+    infer_card proposes. With `agreement` (weights, running), also the classes both views name at least that
+    confidently: a candidate rule for infer_card, measured here before it is shipped."""
     results = json.loads(head_naming.read_text())["results"]
-    named = next(r["proposed"] for r in results if r["way"] == "examples")
-    return [{**row, "proposed": list(dict.fromkeys(row["proposed"] + named.get(row["name"], [])))} for row in rows]
+    examples = next(r for r in results if r["way"] == "examples")
+    out = []
+    for row in rows:
+        proposed = row["proposed"] + examples["proposed"].get(row["name"], [])
+        if agreement:
+            weights, running = agreement
+            proposed += [c for c, conf in examples["rows"].get(row["name"], [])  # [candidate, confidence] a head row
+                         if c is not None and conf >= running and row.get("confidence", {}).get(c, 0.0) >= weights]
+        out.append({**row, "proposed": list(dict.fromkeys(proposed))})
+    return out
 
 
 def main() -> None:
@@ -162,6 +173,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes choosing each expert's layers (default: 1)")
     parser.add_argument("--head-naming", type=Path, default=None,
                         help="scripts/bench_head_naming.py --json output: also count the classes it names by running")
+    parser.add_argument("--agreement", default=None, metavar="W,R",
+                        help="with --head-naming: also count the classes the expert gives >= W and a head row >= R")
     parser.add_argument("--by-group", default="yes", choices=["yes", "no"],
                         help="calibrate and select on held-out families (yes, the default) or random folds (no)")
     args = parser.parse_args()
@@ -214,6 +227,11 @@ def main() -> None:
             named = with_running(tree_rows, args.head_naming)
             print(table(f"{tree}: each recipe family held out, the weights' classes and those named by running the "
                         f"classifier on the vocabulary's examples (as infer_card proposes them)", by_family(named)), "\n")
+            if args.agreement:
+                weights, running = (float(x) for x in args.agreement.split(","))
+                agreed = with_running(tree_rows, args.head_naming, (weights, running))
+                print(table(f"{tree}: the same, and the classes the expert gives >= {weights} and a head row >= "
+                            f"{running}", by_family(agreed)), "\n")
     for key in ("dtype", "sharded", "generation", "head", "order", "layout"):
         groups = collections.defaultdict(list)
         for row in all_rows:
