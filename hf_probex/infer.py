@@ -37,6 +37,9 @@ from .suggestions import CARD_FIELDS, CardSuggestion, FieldSuggestion
 
 #: Confidence needed for fields that come from routing by weights (the experts carry calibrated thresholds).
 ROUTING_CONFIDENCE = 0.9
+#: Confidence needed to name the tree's root as a model's `base_model` from its weights alone: the share of the tree's
+#: training models as near the root that are its direct children, a precision like each expert's threshold.
+DIRECT_PARENT_CONFIDENCE = 0.95
 _PLACEHOLDER_LABEL = re.compile(r"^(LABEL_\d+|\d+)$")
 
 #: Where infer_card finds experts: a registry, expert folders / Hub repo ids, or None for the default registry.
@@ -234,6 +237,25 @@ def _either(weights: FieldSuggestion | None, weights_why: str, running: FieldSug
                            details={**weights.details, "by_running": running.details}, floor=floor), ""
 
 
+def _root_as_parent(found: Route) -> FieldSuggestion:
+    """base_model: the root of the tree a model's weights sit in, as likely as the model is of the tree (routing's
+    confidence) and is one of the root's direct children rather than a fine-tune of another member (`found.
+    direct_share`, measured on the tree's training models); the weights of a grandchild whose parent moved little
+    look like a child's, and the parent is not among what is read here. An expert that did not measure it
+    caps the field at `UNCONFIRMED`: shown, never put in a pull request."""
+    share = found.direct_share
+    if share is None:
+        confidence = min(found.confidence, UNCONFIRMED)
+        parent = (f"a descendant of {found.root}; its expert does not say how often a model this near the root is its "
+                  f"direct child (retrain it with this hf_probex)")
+    else:
+        confidence = min(found.confidence, share)
+        parent = (f"a descendant of {found.root}: {share:.0%} of the tree's training models at most this near it are its "
+                  f"direct children, the others fine-tunes of another member (not among the models read here)")
+    return FieldSuggestion("base_model", found.root, confidence, f"{found.evidence}; {parent}", "weights",
+                           details={"distances": found.distances, "direct_share": share}, floor=DIRECT_PARENT_CONFIDENCE)
+
+
 def _routing_fields(adapter: Adapter, declared: dict[str, str], found: Route) -> list[FieldSuggestion]:
     """base_model, base_model_relation and the lineage finding, from the files or the route.
 
@@ -247,8 +269,7 @@ def _routing_fields(adapter: Adapter, declared: dict[str, str], found: Route) ->
             (1.0, f"declared by {where}")
         base = FieldSuggestion("base_model", base_id, confidence, evidence, "lineage")
     elif found.root and not found.is_root:
-        base = FieldSuggestion("base_model", found.root, found.confidence, found.evidence, "weights",
-                               details={"distances": found.distances}, floor=ROUTING_CONFIDENCE)
+        base = _root_as_parent(found)
     else:
         return []
     fields = [base, FieldSuggestion("base_model_relation", adapter.relation, base.confidence,
@@ -362,7 +383,7 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
 
     fields: dict[str, FieldSuggestion] = {}
     for field in answers:
-        needed = min_confidence if min_confidence is not None else (ROUTING_CONFIDENCE if field.source == "weights" else 0.0)
+        needed = min_confidence if min_confidence is not None else (field.floor if field.source == "weights" else 0.0)
         if field.source != "expert" and field.confidence < needed:
             abstained[field.name] = f"confidence {field.confidence:.2f} < {needed:.2f} ({field.evidence})"
             continue

@@ -16,6 +16,10 @@
    `routing.modules`, `experts.routes.fit_lora_modules`): a LoRA of self-attention only, of
    cross-attention only or of every projection routes alike, whichever module the expert reads.
 
+Weights name a model's tree, not its parent: `Route.direct_share` says how often a training model of the tree this
+near its root is one of the root's direct children (`experts.routes.fit_direct_children`), which is what naming
+the root as `base_model` from weights alone rests on.
+
 A declared lineage the weights contradict, or cannot confirm (beyond every reach, or no expert routes
 by this model's shapes), and a declared base hf_probex cannot place while the weights sit in a known
 tree, are findings (`Route.finding`) with a lowered confidence, never a silent 1.0. No lineage and
@@ -33,7 +37,8 @@ from .adapters import Adapter, read_through
 from .cards import CardError, metadata_of
 from .errors import LayerMismatchError, ProbexError
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
-from .experts.routes import root_distance
+from .experts.routes import direct_child_share, root_distance
+from .merged import MergedSource
 from .reading import WeightSource, looks_like_repo_id, open_source
 
 MAX_LINEAGE_DEPTH = 8
@@ -54,6 +59,7 @@ class Route:
     finding: str | None = None  # a declared lineage the weights contradict or cannot confirm
     reason: str | None = None  # why there is no route
     is_root: bool = False  # the model's layer is the root's own: it is the root (it has no base)
+    direct_share: float | None = None  # how often a model this near the root is its direct child (routes.direct_child_share)
 
 
 def card_bases(readme: str | None) -> list[str]:
@@ -107,6 +113,15 @@ def walk_lineage(base: str, roots: set[str], *, token: str | bool | None = None)
     return chain
 
 
+def walk_members(base: str, members: dict[str, str], root: str) -> list[str]:
+    """`base` and its ancestors through a tree's training models' parents (`TreeDistance.members`), up to `root`;
+    empty where `base` is not followed to it."""
+    chain = [base]
+    while chain[-1] != root and chain[-1] in members and len(chain) <= MAX_LINEAGE_DEPTH:
+        chain.append(members[chain[-1]])
+    return chain if chain[-1] == root and len(chain) > 1 else []
+
+
 def has_layers(source: WeightSource, adapter: Adapter, layers) -> bool:
     """Whether the model has every one of `layers` ((name, shape) pairs) in the same shape (from the header only)."""
     try:
@@ -148,6 +163,8 @@ class TreeDistance:
     per_layer: tuple[float, ...]
     max_distance: float  # the farthest training model's
     reach: float  # beyond it, not of this tree
+    direct_share: float | None = None  # how often a training model this near the root is its direct child
+    members: dict[str, str] = field(default_factory=dict)  # the tree's training models -> their parents (routes.fit_routing)
 
     @property
     def is_root(self) -> bool:
@@ -175,8 +192,10 @@ def weight_distances(source: WeightSource, adapter: Adapter, entries: list[Exper
             flat = adapter.read_layer(source, name, tuple(shape))[0]
             per_layer.append(root_distance(flat, root[start:start + flat.size]))
             start += flat.size
-        found[entry.root] = TreeDistance(float(np.mean(per_layer)), tuple(per_layer), expert.routing["max_distance"],
-                                         expert.routing["reach"])
+        distance = float(np.mean(per_layer))
+        found[entry.root] = TreeDistance(distance, tuple(per_layer), expert.routing["max_distance"],
+                                         expert.routing["reach"], direct_child_share(expert.routing, distance),
+                                         expert.routing.get("members", {}))
     return found
 
 
@@ -237,11 +256,23 @@ def route(source: WeightSource, adapter: Adapter, registry: ExpertRegistry, *,
     best = ranked[0]
     near = found[best]
     if near.is_root:
-        return Route(best, CERTAIN, f"weights: its routing layers are {best}'s own", declared, lineage, measured, is_root=True)
+        # the root itself, or an adapter that left the root's routing layers as they are: of the root directly
+        return Route(best, CERTAIN, f"weights: its routing layers are {best}'s own", declared, lineage, measured, is_root=True,
+                     direct_share=1.0)
     runner_up = found[ranked[1]] if len(ranked) > 1 else None
+    if declared and not lineage:  # a base the Hub cannot follow may be one of the tree's training models
+        lineage = next((chain for chain in (walk_members(b, near.members, best) for b in declared) if chain), [])
+        if lineage:
+            walked = (f"declared lineage {' -> '.join(lineage)} (through the parents of {best}'s expert's training "
+                      f"models)")
     evidence = (f"weights: cosine distance {near.distance:.3f} to {best} (its tree's models reach {near.max_distance:.3f}, "
                 f"its reach {near.reach:.3f})" + (f"; {runner_up.distance:.3f} to {ranked[1]}" if runner_up else ""))
     within = near.distance <= near.reach
+    direct_share = near.direct_share
+    if isinstance(source, MergedSource):  # an adapter's parent is the base it is read through: is that the root?
+        base = weight_distances(source.base, adapter, [e for e in entries if e.root == best]).get(best)
+        if base is not None and base.is_root:
+            direct_share, evidence = 1.0, f"{evidence}; the base it is read through is {best} itself"
     if lineage:
         if not within:
             return Route(lineage[-1], UNCONFIRMED, f"{walked}; " + evidence, declared, lineage, measured,
@@ -260,4 +291,5 @@ def route(source: WeightSource, adapter: Adapter, registry: ExpertRegistry, *,
     if declared:  # it names a base hf_probex cannot follow to a known root, yet its weights sit in a known tree
         finding = (f"declares {', '.join(declared)}, which hf_probex cannot follow to a known root; its weights sit in "
                    f"the tree of {best} ({near.distance:.3f} <= reach {near.reach:.3f})")
-    return Route(best, _weights_confidence(near, runner_up), evidence, declared, distances=measured, finding=finding)
+    return Route(best, _weights_confidence(near, runner_up), evidence, declared, distances=measured, finding=finding,
+                 direct_share=direct_share)

@@ -242,7 +242,7 @@ def open_table_weight_set(table: str, tree: str, *, revision: str | None = None,
             return str(err)
         group = known.get(row.repo_id) or _recipe_family(row)
         return WeightRecord(tree, row.repo_id, table_split(row.repo_id, held_out, seed), labels, path, kind, group,
-                            head_order=source in HEAD_ORDER_SOURCES)
+                            head_order=source in HEAD_ORDER_SOURCES, parent=next(iter(row.declared_bases), None))
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         fetched = list(pool.map(fetch, documented))

@@ -40,6 +40,7 @@ class WeightRecord:
     group: str | None = None  # the recipe family it was trained with, where known (zoos; hf_probex.zoo.recipes)
     head_order: bool = False  # `labels` are in the order of the classification head's rows (zoos; experts.head_rows)
     base: Path | None = None  # a peft adapter's base, where the weight set holds it (zoos: the parent's folder)
+    parent: str | None = None  # the Hub id of the model it was fine-tuned from, where known (zoos; tables: its card's)
 
 
 @dataclass
@@ -99,7 +100,8 @@ def _from_zoo(root: Path) -> WeightSet:
             base = zoo.model_dir(tree, spec.parent) if spec.hparams.get("layout") == "peft-adapter" else None
             records.append(
                 WeightRecord(tree, spec.repo_id, spec.split, labels, weights, "lora" if is_lora else "classifier",
-                             spec.recipe or None, head_order=not is_lora, base=base)
+                             spec.recipe or None, head_order=not is_lora, base=base,
+                             parent=zoo.spec(tree, spec.parent).repo_id)
             )
     vocabularies = {tree: list(info["vocabulary"]) for tree, info in zoo.trees.items()}
     families = {tree: info["family"] for tree, info in zoo.trees.items()}

@@ -2,7 +2,8 @@
 experts, a launched app.
 
 `space_world` publishes the session's tiny zoo into a hub root, plus a copy of one ViT and one LoRA
-without their cards (`CARDLESS`: members no card names, and a card that lacks every field), and the text tree as
+without their cards (`CARDLESS`: members no card names, and a card that lacks every field; a ViT's config names
+its parent, as older transformers wrote it), and the text tree as
 users meet it (the real all-MiniLM-L6-v2 under its own id, and `TEXT_CHILDREN`: two text-small children whose files
 do not name their classes, a LABEL_i classifier and a SetFit model, with cards naming only their base); trains a ridge
 expert for the `vit` tree (class subsets), one for the `sd` LoRA tree (zero-shot) and one for the `text` tree, and
@@ -52,6 +53,22 @@ def _publish(root: Path, repo_id: str, folder: Path, card: str | None = None) ->
                                   author=repo_id.split("/")[0])
 
 
+def _named_parent(zoo, tree: str, name: str, scratch: Path) -> Path:
+    """A copy of a zoo model as an older transformers saved it: its config.json's `_name_or_path` names the model it
+    was fine-tuned from (the weights alone cannot tell a grandchild's parent). A LoRA file is left as it is."""
+    import json
+    import shutil
+
+    folder = zoo.model_dir(tree, name)
+    if not (folder / "config.json").is_file():
+        return folder
+    shutil.copytree(folder, scratch)
+    config = json.loads((scratch / "config.json").read_text())
+    config["_name_or_path"] = zoo.spec(tree, zoo.spec(tree, name).parent).repo_id
+    (scratch / "config.json").write_text(json.dumps(config))
+    return scratch
+
+
 def text_copies(text_zoo) -> dict[str, str]:
     """Text repo id of `TEXT_CHILDREN` -> the name of the text-small child it copies: a held-out (test) child of the root
     of its layout where there is one (the text expert never saw it)."""
@@ -94,7 +111,7 @@ def _build(zoo, text_zoo, base: Path) -> None:
     base.mkdir(parents=True, exist_ok=True)
     import_zoo(zoo.root, base / "hub")
     for repo_id, (tree, name) in CARDLESS.items():
-        _publish(base / "hub", repo_id, zoo.model_dir(tree, name))
+        _publish(base / "hub", repo_id, _named_parent(zoo, tree, name, base / "cardless" / repo_id))
     _publish_text_tree(text_zoo, base / "hub", base / "text-copies")
     (base / "users.yaml").write_text(USERS_YAML)
     for tree, layer in EXPERT_LAYERS.items():

@@ -55,8 +55,8 @@ def test_twin_trees_are_told_apart_by_weights_alone(tiny_zoo, experts, tmp_path)
             shutil.copy(tiny_zoo.model_dir(tree, spec.name) / "model.safetensors", bare)
             result = infer_card(bare, experts=experts)
             assert result.tree == tiny_zoo.trees[tree]["root_repo_id"], (tree, spec.name, result.abstained)
-            if spec.generation == 1:
-                assert result.fields["base_model"].value == result.tree
+            # a handful of training models, half of them grandchildren: too few to name the root as the parent
+            assert "base_model" not in result.fields and f"a descendant of {result.tree}" in result.abstained["base_model"]
 
 
 def test_a_hub_repo_is_read_by_its_header_and_a_few_layers(zoo_hub, tiny_zoo, experts):
@@ -263,7 +263,7 @@ def test_an_adapter_gets_base_model_from_its_files_or_its_tree(tiny_zoo, experts
     base = routed.fields["base_model"]
     assert (base.value, base.source, base.validated) == ("probex-zoo-sd/sd-root", "weights", False)
     assert "shapes" in base.evidence and "base_model" not in routed.pull_request_fields
-    assert "confidence 0.50 < 0.90" in infer_card(folder, experts=experts).abstained["base_model"]
+    assert "confidence 0.50 < 0.95" in infer_card(folder, experts=experts).abstained["base_model"]
     (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "probex-zoo-sd/sd-root"}))
     declared = infer_card(folder, experts=experts)
     base = declared.fields["base_model"]

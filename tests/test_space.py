@@ -100,14 +100,14 @@ def test_a_low_slider_explores_but_a_pull_request_carries_only_validated_fields(
     assert fields["trained_on"]["status"] == "explored, below the calibrated threshold — not for a PR"
     assert fields["trained_on"]["value"].endswith("more)")  # 40 classes at 5 %: the first 8 shown, the card has all
     assert "trained_on" not in out["summary"].split("**For a pull request:**")[1].splitlines()[0]
-    assert "trained-on:" not in out["diff"] and "+base_model: probex-zoo-vit/vit-root" in out["diff"]
+    assert "trained-on:" not in out["diff"] and "+base_model: probex-zoo-vit/vit-ft-0001" in out["diff"]
     opened = client.predict(space_world.alice, api_name="/open_pull_request")
     num = int(re.search(r"/discussions/(\d+)\)", opened)[1])
     assert opened.startswith("✅") and "trained_on" not in opened
     details = HfApi().get_discussion_details(repo_id, num)
     assert "trained_on" not in details.title and "trained_on" not in details.events[0].content
     readme = Path(hf_hub_download(repo_id, "README.md", revision=f"refs/pr/{num}")).read_text()
-    assert "trained-on:" not in readme and "base_model: probex-zoo-vit/vit-root" in readme
+    assert "trained-on:" not in readme and "base_model: probex-zoo-vit/vit-ft-0001" in readme
     assert not SERVER_PATHS.search(readme + details.events[0].content)
 
 

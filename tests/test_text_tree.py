@@ -36,10 +36,16 @@ def test_every_layout_cardless_gets_the_real_root_its_library_and_never_raises(t
         library, pipeline = HUB_FIELDS[layout]
         assert (result.fields["library_name"].value, result.fields["pipeline_tag"].value) == (library, pipeline), layout
         assert result.tree == MINILM, (layout, result.abstained)
-        base = result.fields["base_model"]
-        assert base.value == MINILM and base.confidence >= 0.9 and "cosine distance" in base.evidence, layout
-        relation = "adapter" if layout == "peft-adapter" else "finetune"
-        assert result.fields["base_model_relation"].value == relation
+        # the root as base_model: where the weights show it is the parent (an adapter read through the root), or where
+        # the tree's models that near it are mostly its direct children; else the abstention says it descends from it
+        base = result.fields.get("base_model")
+        if base is None:
+            assert f"a descendant of {MINILM}" in result.abstained["base_model"], layout
+        else:
+            assert base.value == MINILM and base.confidence >= 0.95 and "cosine distance" in base.evidence, layout
+            relation = "adapter" if layout == "peft-adapter" else "finetune"
+            assert result.fields["base_model_relation"].value == relation
+        assert layout != "peft-adapter" or base is not None
         assert "trained_on" in result.fields or result.abstained["trained_on"]  # an answer or the reason for none
 
 

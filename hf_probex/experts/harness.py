@@ -539,7 +539,7 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
         expert.set_routing(fit_lora_modules(data.records, root), np.zeros(0, dtype=np.float32))
     elif root is not None and data.task == "multilabel" and data.records:
         others = [path for tree, path in data.roots.items() if tree != data.tree and path is not None]
-        expert.set_routing(*fit_routing(data.records, root, others))
+        expert.set_routing(*fit_routing(data.records, root, others, data.root_id))
     if data.examples:
         expert.set_examples(data.examples)
     return expert, report

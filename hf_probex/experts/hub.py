@@ -42,6 +42,7 @@ from ..weightsets import WeightRecord
 from .features import feature_shape, gram
 from .head_rows import RowReader
 from .models import METHODS, ModuleFusion, as_tensor, build_net, count_parameters
+from .routes import direct_children_ok, members_ok
 from .shaping import load_matrices, matrix_shape, stack_inputs
 
 #: 2: features (delta or gram), routing by several layers with their own root copy (`route_root`).
@@ -111,8 +112,11 @@ def check_config(config: object) -> None:
         # stacked layers are one [1, D] row, D the sum of their sizes: only the element count bounds it
         "input_shape": _shape_ok(config.get("input_shape"), MAX_ELEMENTS) and len(config["input_shape"]) == 2,
         "inputs": config.get("inputs") is None or _layers_ok(config["inputs"]),
-        "routing": _layers_ok((config.get("routing") or {}).get("layers", []))
-        and _layers_ok((config.get("routing") or {}).get("modules", []), MAX_MODULES),
+        "routing": isinstance(config.get("routing") or {}, dict)
+        and _layers_ok((config.get("routing") or {}).get("layers", []))
+        and _layers_ok((config.get("routing") or {}).get("modules", []), MAX_MODULES)
+        and ("direct_children" not in (config.get("routing") or {}) or direct_children_ok(config["routing"]["direct_children"]))
+        and ("members" not in (config.get("routing") or {}) or members_ok(config["routing"]["members"])),
         "vocabulary": _names_ok(config.get("vocabulary")),
         "open_vocabulary": config.get("open_vocabulary") is None or _names_ok(config["open_vocabulary"]),
         "examples": config.get("examples") is None or _examples_ok(config["examples"], config.get("vocabulary")),

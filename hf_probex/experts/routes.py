@@ -15,6 +15,14 @@ routing layers all equal the root's is taken for the root itself). Without anoth
 mean of the farthest model's distance and the nearest other root's: halfway, on a log scale, between
 what the tree's own models did and where another tree begins.
 
+Routing names the tree; whether the root is also a model's direct parent is another question: a fine-tune of a
+fine-tune sits in the same tree, usually farther from the root, but a grandchild whose parent barely moved looks
+like a child. `fit_direct_children` measures, on the training models whose parent is known, how often a model at
+most a given distance from the root is one of its direct children (`routing["direct_children"]`), and `infer_card`
+names the root as `base_model` from weights only where that share is high enough. The expert also lists its
+training models' parents (`routing["members"]`), so that a model whose card names one of them as its base is
+followed to the root where the Hub cannot be asked.
+
 LoRA trees route by another fact: a LoRA's update cannot be compared with a root, but every module it
 targets reveals the shape that module has in its base. `fit_lora_modules` records every linear module of
 the tree's base with its shape (`modules`: the root's 2-D weights under the LoRA adapter's module names,
@@ -33,6 +41,8 @@ from ..weightsets import WeightRecord
 from .shaping import layer_reader, layer_shapes, readable
 
 ROUTING_LAYERS = 2
+MAX_KNOTS = 256  # points of the direct-children curve an expert keeps, whatever the size of its training set
+MAX_MEMBERS = 10_000  # training models whose parents an expert lists (`routing["members"]`)
 INDEPENDENT = 1.0  # cosine distance of independently initialised weights: orthogonal
 #: The least distance of weights that are not the root's own: a fine-tune of a pretrained root can move a layer
 #: less than rounding to bfloat16 does (a 0.2 % change is a cosine distance of 2e-6), so "the root's own" is decided
@@ -105,10 +115,61 @@ def fit_lora_modules(records: list[WeightRecord], root: Path | None) -> dict:
     return {"metric": "module shapes", "modules": [[name, list(shape)] for name, shape in sorted(modules.items())]}
 
 
-def fit_routing(records: list[WeightRecord], root: Path, other_roots: Iterable[Path] = ()) -> tuple[dict, np.ndarray]:
+def fit_direct_children(distances: np.ndarray, direct: np.ndarray) -> dict:
+    """How often a training model at most a distance from the root is one of its direct children: at each model's
+    distance d (sorted), the share of direct children among the models at most d away (Laplace-smoothed: a few
+    models prove little), at its best over every larger distance. Read at a model's distance, it is the precision of
+    naming the root as parent for every model at least as near, as each expert's threshold is a precision; it never
+    rises with distance. At most `MAX_KNOTS` points are kept (the curve read at the next kept point: never higher)."""
+    order = np.argsort(distances, kind="stable")
+    at, hits = distances[order], np.cumsum(direct[order])
+    last = np.r_[at[1:] != at[:-1], True]  # models at the same distance count together
+    share = ((hits + 1) / (np.arange(1, len(at) + 1) + 2))[last]
+    at, share = at[last], np.maximum.accumulate(share[::-1])[::-1]
+    keep = np.unique(np.linspace(0, len(at) - 1, min(len(at), MAX_KNOTS)).round().astype(int))
+    return {"distances": [float(x) for x in at[keep]], "share": [float(x) for x in share[keep]],
+            "models": int(len(distances)), "direct": int(direct.sum())}
+
+
+def direct_children_ok(curve: object) -> bool:
+    """Whether `curve` is one `fit_direct_children` could have made (an expert's config comes from anywhere): at most
+    `MAX_KNOTS` finite, non-decreasing distances, each with a share in [0, 1]."""
+    if not isinstance(curve, dict):
+        return False
+    distances, share = curve.get("distances"), curve.get("share")
+    if not (isinstance(distances, list) and isinstance(share, list) and 0 < len(distances) == len(share) <= MAX_KNOTS):
+        return False
+    if not all(type(x) in (int, float) for x in distances + share):
+        return False
+    d, p = np.array(distances, dtype=float), np.array(share, dtype=float)
+    return bool(np.isfinite(d).all() and (np.diff(d) >= 0).all() and ((p >= 0) & (p <= 1)).all())
+
+
+def members_ok(members: object) -> bool:
+    """Whether `members` is a list of training models' parents an expert may carry: at most `MAX_MEMBERS` pairs of
+    repo ids."""
+    return isinstance(members, dict) and len(members) <= MAX_MEMBERS and all(
+        isinstance(k, str) and isinstance(v, str) and len(k) <= 200 and len(v) <= 200 for k, v in members.items())
+
+
+def direct_child_share(routing: dict, distance: float) -> float | None:
+    """The share `fit_direct_children` measured for a model at `distance` from the root (past the farthest training
+    model: the share over all of them); None where the expert did not measure it (its parents unknown, or trained
+    before hf-probex measured it)."""
+    curve = routing.get("direct_children")
+    if not curve:
+        return None
+    at = int(np.searchsorted(curve["distances"], distance, side="left"))
+    return float(curve["share"][min(at, len(curve["share"]) - 1)])
+
+
+def fit_routing(records: list[WeightRecord], root: Path, other_roots: Iterable[Path] = (),
+                root_id: str | None = None) -> tuple[dict, np.ndarray]:
     """(the expert's `routing` config, the root's copy of its routing layers, flattened) for a tree whose root
     weights are at `root`, from its training models `records` and the roots of other trees (see the module
-    docstring). Layers of other shapes in the models than in the root (a re-initialised head) never route.
+    docstring). Layers of other shapes in the models than in the root (a re-initialised head) never route. With the
+    root's Hub id, the records whose `parent` is known measure how often a model is the root's direct child
+    (`fit_direct_children`).
 
     Raises:
         ValueError: no layer of the models has the root's shape (nothing to route by).
@@ -130,7 +191,8 @@ def fit_routing(records: list[WeightRecord], root: Path, other_roots: Iterable[P
     moved = children.min(0) > 0
     parts = np.array_split(np.arange(len(names)), min(ROUTING_LAYERS, len(names)))
     chosen = [int(part[np.argmax(np.where(moved[part], margin[part], margin[part] - margin.max() - 1))]) for part in parts]
-    farthest = float(children[:, chosen].mean(1).max())
+    distances = children[:, chosen].mean(1)
+    farthest = float(distances.max())
     nearest_other = float(between[:, chosen].mean(1).min())
     routing = {
         "layers": [[names[i], list(root_shapes[names[i]])] for i in chosen],
@@ -140,4 +202,11 @@ def fit_routing(records: list[WeightRecord], root: Path, other_roots: Iterable[P
         "other_roots": len(others),
         "reach": float(np.sqrt(max(farthest, 1e-9) * nearest_other)),
     }
+    known = np.array([r.parent is not None for r in records])
+    if root_id is not None and known.any():
+        direct = np.array([r.parent == root_id for r in records])
+        routing["direct_children"] = fit_direct_children(distances[known], direct[known])
+        routing["members"] = {r.model_id: r.parent for r in records if r.parent is not None}
+        if len(routing["members"]) > MAX_MEMBERS:
+            routing["members"] = dict(list(routing["members"].items())[:MAX_MEMBERS])
     return routing, np.concatenate([root_layers[names[i]] for i in chosen])
