@@ -5,6 +5,6 @@ Adding a group is a module here and one entry in `GROUPS`; `hf_probex.cli` build
 
 from __future__ import annotations
 
-from . import bot, expert, hub, infer, scan, search, space, zoo
+from . import bot, expert, hub, infer, lineage, scan, search, space, zoo
 
-GROUPS = [infer, zoo, expert, hub, bot, scan, search, space]
+GROUPS = [infer, lineage, zoo, expert, hub, bot, scan, search, space]

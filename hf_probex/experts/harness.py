@@ -507,6 +507,7 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
     Returns (expert, CV report or None).
     """
     from .calibration import fit_calibration
+    from ..lineage import fit_lineage
     from .routes import fit_lora_modules, fit_routing
 
     settings = {"hparams": hparams, "centre": centre, "config": config, "temperature": temperature, "features": features}
@@ -539,7 +540,9 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
         expert.set_routing(fit_lora_modules(data.records, root), np.zeros(0, dtype=np.float32))
     elif root is not None and data.task == "multilabel" and data.records:
         others = [path for tree, path in data.roots.items() if tree != data.tree and path is not None]
-        expert.set_routing(*fit_routing(data.records, root, others, data.root_id))
+        routing, root_layers = fit_routing(data.records, root, others, data.root_id)
+        lineage = fit_lineage(data.records, root, data.root_id) if data.root_id else None
+        expert.set_routing({**routing, **({"lineage": lineage.to_dict()} if lineage else {})}, root_layers)
     if data.examples:
         expert.set_examples(data.examples)
     return expert, report

@@ -91,6 +91,16 @@ def _trained_from_ok(value: object) -> bool:
     return isinstance(value, dict) and len(value) <= 32 and all(isinstance(k, str) and ok(v) for k, v in value.items())
 
 
+def _lineage_ok(value: object) -> bool:
+    from ..lineage import LineageCalibration
+
+    try:
+        LineageCalibration.from_dict(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_format(version: object) -> None:
     if version != FORMAT_VERSION:
         newer = isinstance(version, int) and version > FORMAT_VERSION
@@ -116,7 +126,8 @@ def check_config(config: object) -> None:
         and _layers_ok((config.get("routing") or {}).get("layers", []))
         and _layers_ok((config.get("routing") or {}).get("modules", []), MAX_MODULES)
         and ("direct_children" not in (config.get("routing") or {}) or direct_children_ok(config["routing"]["direct_children"]))
-        and ("members" not in (config.get("routing") or {}) or members_ok(config["routing"]["members"])),
+        and ("members" not in (config.get("routing") or {}) or members_ok(config["routing"]["members"]))
+        and ("lineage" not in (config.get("routing") or {}) or _lineage_ok(config["routing"]["lineage"])),
         "vocabulary": _names_ok(config.get("vocabulary")),
         "open_vocabulary": config.get("open_vocabulary") is None or _names_ok(config["open_vocabulary"]),
         "examples": config.get("examples") is None or _examples_ok(config["examples"], config.get("vocabulary")),
@@ -265,8 +276,10 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         """What routing needs to know about the tree (hf_probex.experts.routes): `layers`, the [name, shape] pairs
         it compares with the root (whose copies are the `route_root` buffer), `max_distance`, the farthest
         training model's distance on them, `nearest_other`, the nearest other known root's, and `reach`, the
-        distance beyond which a model is not of this tree. LoRA trees have `modules` instead: the base's linear
-        modules and their shapes (`routes.fit_lora_modules`)."""
+        distance beyond which a model is not of this tree; where the training models' parents were known,
+        `direct_children` (how often a model that near the root is its direct child), `members` (each training model's
+        parent) and `lineage` (`hf_probex.lineage.LineageCalibration`). LoRA trees have `modules` instead: the base's
+        linear modules and their shapes (`routes.fit_lora_modules`)."""
         return self._config["routing"]
 
     def set_routing(self, routing: dict, root_layers: np.ndarray) -> None:

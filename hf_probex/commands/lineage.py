@@ -1,0 +1,49 @@
+"""`hf-probex lineage`: which member each model of a tree was fine-tuned from, by the weights (docs/infer.md, Lineage)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    from ..infer import expert_registry
+    from ..lineage import lineage_calibration, recover_lineage
+
+    token = False if args.token == "" else args.token  # --token "": send none (not the stored login)
+    tree = args.tree or args.root
+    calibration = lineage_calibration(expert_registry(args.expert or None, token), tree)
+    edges = recover_lineage(args.root, args.members, calibration, root_id=tree, token=token,
+                            progress=lambda line: print(line, file=sys.stderr))
+    if args.json:
+        print(json.dumps({"root": tree, "calibration": calibration.to_dict(),
+                          "edges": [edge.as_dict() for edge in edges]}, indent=1))
+        return 0
+    print(f"the tree of {tree}: {len(edges)} of {len(args.members)} members read; a member is a parent where it "
+          f"explains >= {calibration.threshold:.0%} of a model's movement from the root")
+    print(f"{'model':<40} {'parent':<40} {'conf.':>5}  evidence")
+    for edge in edges:
+        print(f"{edge.child:<40} {edge.parent:<40} {edge.confidence:>5.2f}  {edge.evidence}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add this group's command to the `hf-probex` parser."""
+    lineage = commands.add_parser(
+        "lineage", help="which member each model of a tree was fine-tuned from, by the weights",
+        description="Read ROOT and every MEMBER whole (Hub repo ids or local folders; peft adapters merged onto their "
+                    "bases) and name each member's parent: the member that explains most of its movement from the "
+                    "root where that share reaches the tree's threshold, else the root. The threshold and each "
+                    "side's precision come from the tree's expert (fitted on its training models, whose parents are "
+                    "known). A member that cannot be read is left out with a line on stderr. See the Lineage section of docs/infer.md.",
+        epilog="example: hf-probex lineage acme/root acme/child-1 acme/child-2 acme/grandchild --expert experts/acme",
+    )
+    lineage.add_argument("root", metavar="ROOT", help="the tree's root (Hub repo id or local folder)")
+    lineage.add_argument("members", metavar="MEMBER", nargs="+", help="the tree's members (Hub repo ids or local folders)")
+    lineage.add_argument("--tree", metavar="ROOT_ID", help="the root's Hub repo id, where ROOT is a local copy of it")
+    lineage.add_argument("--expert", action="append", metavar="DIR_OR_REPO",
+                         help="the tree's expert (repeatable; default: the local registry and, online, the Hub's experts)")
+    lineage.add_argument("--token", default=None, help="a Hub token (default: the saved login; \"\" sends none)")
+    lineage.add_argument("--json", action="store_true", help="print the edges and the calibration as JSON")
+    lineage.set_defaults(func=_lineage)

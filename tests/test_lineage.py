@@ -1,0 +1,100 @@
+"""Which member each model of a tree was fine-tuned from (hf_probex.lineage, `hf-probex lineage`).
+
+The small zoo's ResNet tree has second and third generations; its expert (trained on the train and val splits, as the
+demo trains it) carries the tree's lineage calibration, fitted on those models' known parents.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hf_probex.cli import main
+from hf_probex.experts.registry import load_expert
+from hf_probex.lineage import (
+    LineageCalibration,
+    best_members,
+    fit_lineage_calibration,
+    lineage_calibration,
+    recover_lineage,
+)
+
+pytestmark = pytest.mark.slow
+ROOT = "probex-zoo-resnet/resnet-root"
+
+
+def _members(small_zoo) -> dict[str, str]:
+    """Local folder of each child -> its repo id."""
+    return {str(small_zoo.model_dir("resnet", s.name)): s.repo_id for s in small_zoo.specs("resnet") if s.role == "child"}
+
+
+def test_every_member_of_the_small_tree_gets_its_parent_from_the_weights(small_zoo, small_experts):
+    calibration = lineage_calibration(small_experts, ROOT)
+    assert calibration.models > 50 and 0.9 <= calibration.root_precision <= 1.0
+    members = _members(small_zoo)
+    edges = recover_lineage(small_zoo.model_dir("resnet", "root"), list(members), calibration, root_id=ROOT)
+    assert len(edges) == len(members)
+    truth = {s.repo_id: small_zoo.spec("resnet", s.parent).repo_id for s in small_zoo.specs("resnet") if s.role == "child"}
+    named = {members[e.child]: members.get(e.parent, e.parent) for e in edges}
+    later = [repo for repo, parent in truth.items() if parent != ROOT]
+    assert sum(named[repo] == truth[repo] for repo in later) >= 0.9 * len(later)
+    assert sum(named[repo] == truth[repo] for repo in truth) >= 0.95 * len(truth)
+    for edge in edges:  # each says why, with the side's calibrated precision
+        side = calibration.member_precision if edge.parent != ROOT else calibration.root_precision
+        assert edge.confidence == side and ("explains" in edge.evidence or "no member" in edge.evidence)
+
+
+def test_the_cli_prints_each_members_parent_and_leaves_out_what_it_cannot_read(small_zoo, small_experts, capsys,
+                                                                               tmp_path):
+    grandchild = next(s for s in small_zoo.specs("resnet") if s.generation == 2)
+    parent = small_zoo.spec("resnet", grandchild.parent)
+    child = next(s for s in small_zoo.specs("resnet") if s.generation == 1 and s.name != parent.name)
+    folders = [str(small_zoo.model_dir("resnet", s.name)) for s in (parent, grandchild, child)]
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model.safetensors").write_bytes(b"not safetensors")
+    expert = next(e.location for e in small_experts.entries if e.root == ROOT)
+    code = main(["lineage", str(small_zoo.model_dir("resnet", "root")), *folders, str(tmp_path / "broken"),
+                 "--tree", ROOT, "--expert", expert, "--json"])
+    captured = capsys.readouterr()
+    assert code == 0 and "left out" in captured.err and "broken" in captured.err
+    edges = {e["child"]: e["parent"] for e in json.loads(captured.out)["edges"]}
+    assert edges == {folders[0]: ROOT, folders[1]: folders[0], folders[2]: ROOT}
+    root = str(small_zoo.model_dir("resnet", "root"))
+    assert main(["lineage", root, folders[0], "--tree", "someone/other-root", "--expert", expert]) == 2
+    assert "no expert of the tree of someone/other-root" in capsys.readouterr().err
+    assert main(["lineage", root, folders[0], "--tree", ROOT, "--expert", str(tmp_path)]) == 2  # not an expert
+    assert "is it an hf_probex expert" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["lineage", "--help"])
+    assert exit_info.value.code == 0 and "usage: hf-probex lineage" in capsys.readouterr().out
+
+
+def test_a_member_explains_its_fine_tunes_but_not_its_siblings():
+    rng = np.random.default_rng(0)
+    child, sibling = rng.normal(size=64), rng.normal(size=64)
+    own = rng.normal(size=64)
+    own -= (own @ child) / (child @ child) * child  # a move of its own, across its parent's
+    grandchild = child + 0.2 * own
+    found = best_members(np.stack([child, sibling * 1.2, grandchild]))
+    assert found[0] == (None, None)  # nothing moved less than it
+    assert found[1][1] < 0  # neither its sibling nor its sibling's fine-tune explains any of it
+    assert found[2][0] == 0 and found[2][1] > 0.7  # its parent explains most of it
+
+
+def test_the_calibration_separates_the_two_sides_and_is_bounded():
+    calibration = fit_lineage_calibration([None, -0.1, 0.05, 0.6, 0.7], [False, False, False, True, True],
+                                          [False, False, False, True, True])
+    assert 0.05 < calibration.threshold < 0.6
+    assert calibration.member_precision == 3 / 4 and calibration.root_precision == 4 / 5 and calibration.models == 5
+    assert LineageCalibration.from_dict(calibration.to_dict()) == calibration
+    for bad in ([1], {**calibration.to_dict(), "threshold": "x"}, {**calibration.to_dict(), "member_precision": 2.0},
+                {**calibration.to_dict(), "extra": 1}, {**calibration.to_dict(), "threshold": float("nan")}):
+        with pytest.raises(ValueError):
+            LineageCalibration.from_dict(bad)
+
+
+def test_the_expert_carries_the_calibration_it_was_fitted_with(small_experts):
+    routing = load_expert(next(e.location for e in small_experts.entries if e.root == ROOT)).routing
+    assert LineageCalibration.from_dict(routing["lineage"]) == lineage_calibration(small_experts, ROOT)
