@@ -1,9 +1,9 @@
 """A tree's edges from its members' weights: which member each model was fine-tuned from.
 
-Every model is read whole against the root: each layer the root has in the model's shape, as its change from the root
-divided by the root layer's norm (so a wide embedding does not drown the rest; a layer initialised anew, such as a
-new head, is left out), count-sketched into `SKETCH_DIM`
-dimensions (Euclidean distances kept, memory bounded whatever the width). A fine-tune of a member is that member plus
+Every model is read whole against the root: each layer the root and every model read have in the same shape, as its
+change from the root divided by the root layer's norm (so a wide embedding does not drown the rest; a layer
+initialised anew, such as a new head, is left out), count-sketched into `SKETCH_DIM` dimensions (Euclidean distances
+kept, memory bounded whatever the width). A fine-tune of a member is that member plus
 a move of its own, so for a model m and each member p that moved less from the root than m did, the share of m's
 movement p explains,
 
@@ -11,7 +11,7 @@ movement p explains,
 
 is near 1 for m's parent and near or below 0 for a sibling (measured: scripts/bench_lineage.py). The best member is
 m's parent where its s reaches the tree's threshold, else the root is. The threshold and each side's precision are
-fitted per tree on models whose parents are known (`fit_lineage_calibration`, run when the tree's expert is trained:
+fitted per tree on models whose parents are known (`fit_lineage`, run when the tree's expert is trained:
 `routing["lineage"]`), as the direct-children share is; a tree's expert without it cannot name parents.
 """
 
