@@ -123,6 +123,23 @@ def test_a_classifier_tree_table_carries_label_names_and_a_seeded_sketch(hub, ti
         assert row["route_distance"] is not None and row["route_distance"] < 0.5
 
 
+def test_lineage_reads_the_members_of_a_tree_table(hub, tiny_zoo, experts, tmp_path, capsys):
+    """`hf-probex lineage ROOT --table FOLDER`: every member the scan listed, read from the Hub, gets a parent (the
+    root or another member) with the tree's calibrated confidence."""
+    root = tiny_zoo.trees["vit"]["root_repo_id"]
+    listed = set(rows_by_repo(scan_tree(root, out=tmp_path / "scan", experts=experts, token=False)))
+    expert = next(e.location for e in experts.entries if e.root == root)
+    assert main(["lineage", root, "--table", str(tmp_path / "scan"), "--expert", expert, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    edges = {e["child"]: e for e in out["edges"]}
+    assert set(edges) == listed and all(e["parent"] in listed | {root} for e in edges.values())
+    truth = {s.repo_id: tiny_zoo.spec("vit", s.parent).repo_id for s in tiny_zoo.specs("vit") if s.role == "child"}
+    right = [edges[repo]["parent"] == parent for repo, parent in truth.items()]
+    assert sum(right) >= len(right) - 1, edges  # tiny models of a few steps each: one may be read the wrong way round
+    calibration = out["calibration"]
+    assert all(e["confidence"] in (calibration["member_precision"], calibration["root_precision"]) for e in edges.values())
+
+
 def test_local_and_ray_engines_give_the_same_table(hub, tiny_zoo, experts, ray_cluster, tmp_path):
     local = sd_scan(tiny_zoo, experts, tmp_path / "local", workers=2)
     remote = sd_scan(tiny_zoo, experts, tmp_path / "ray", engine="ray", workers=2)

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from .common import UserError
+
 
 def _lineage(args: argparse.Namespace) -> int:
     from ..infer import expert_registry
@@ -13,14 +15,22 @@ def _lineage(args: argparse.Namespace) -> int:
 
     token = False if args.token == "" else args.token  # --token "": send none (not the stored login)
     tree = args.tree or args.root
+    members = list(args.members)
+    if args.table or not members:  # the members a scan listed (its table), beside those named
+        from ..members import table_members
+        from ..scan.publish import find_table
+
+        members += [m.repo_id for m in table_members(find_table(tree, args.table, token=token)) if m.repo_id not in members]
+    if not members:
+        raise UserError(f"no member to read: name them, or pass --table with the tree table of {tree}")
     calibration = lineage_calibration(expert_registry(args.expert or None, token), tree)
-    edges = recover_lineage(args.root, args.members, calibration, root_id=tree, token=token,
+    edges = recover_lineage(args.root, members, calibration, root_id=tree, token=token,
                             progress=lambda line: print(line, file=sys.stderr))
     if args.json:
         print(json.dumps({"root": tree, "calibration": calibration.to_dict(),
                           "edges": [edge.as_dict() for edge in edges]}, indent=1))
         return 0
-    print(f"the tree of {tree}: {len(edges)} of {len(args.members)} members read; a member is a parent where it "
+    print(f"the tree of {tree}: {len(edges)} of {len(members)} members read; a member is a parent where it "
           f"explains >= {calibration.threshold:.0%} of a model's movement from the root")
     print(f"{'model':<40} {'parent':<40} {'conf.':>5}  evidence")
     for edge in edges:
@@ -32,15 +42,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add this group's command to the `hf-probex` parser."""
     lineage = commands.add_parser(
         "lineage", help="which member each model of a tree was fine-tuned from, by the weights",
-        description="Read ROOT and every MEMBER whole (Hub repo ids or local folders; peft adapters merged onto their "
-                    "bases) and name each member's parent: the member that explains most of its movement from the "
-                    "root where that share reaches the tree's threshold, else the root. The threshold and each "
-                    "side's precision come from the tree's expert (fitted on its training models, whose parents are "
-                    "known). A member that cannot be read is left out with a line on stderr. See the Lineage section of docs/infer.md.",
-        epilog="example: hf-probex lineage acme/root acme/child-1 acme/child-2 acme/grandchild --expert experts/acme",
+        description="Read ROOT and every MEMBER whole (Hub repo ids or local folders, or the members of a tree "
+                    "table; peft adapters merged onto their bases) and name each member's parent: the member that "
+                    "explains most of its movement from the root where that share reaches the tree's threshold, else "
+                    "the root. The threshold and each side's precision come from the tree's expert (fitted on its "
+                    "training models, whose parents are known). A member that cannot be read is left out with a line "
+                    "on stderr. See the Lineage section of docs/infer.md.",
+        epilog="examples: hf-probex lineage acme/root acme/child-1 acme/child-2 acme/grandchild --expert experts/acme; "
+               "hf-probex lineage acme/root --table acme/root-tree-table",
     )
     lineage.add_argument("root", metavar="ROOT", help="the tree's root (Hub repo id or local folder)")
-    lineage.add_argument("members", metavar="MEMBER", nargs="+", help="the tree's members (Hub repo ids or local folders)")
+    lineage.add_argument("members", metavar="MEMBER", nargs="*",
+                         help="the tree's members (Hub repo ids or local folders; default: the tree table's)")
+    lineage.add_argument("--table", metavar="REPO_OR_DIR",
+                         help="also the members of this tree table (a dataset repo id or a scan's folder; without "
+                              "MEMBERs, the table `hf-probex search` would use)")
     lineage.add_argument("--tree", metavar="ROOT_ID", help="the root's Hub repo id, where ROOT is a local copy of it")
     lineage.add_argument("--expert", action="append", metavar="DIR_OR_REPO",
                          help="the tree's expert (repeatable; default: the local registry and, online, the Hub's experts)")
