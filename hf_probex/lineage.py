@@ -34,6 +34,9 @@ SKETCH_DIM = 1 << 16
 #: A layer this far from the root's (cosine distance) was initialised anew (a new head), not fine-tuned: left out.
 REINITIALISED = 0.5
 MAX_LAYER_ELEMENTS = 50_000_000  # a layer larger than this is left out (no hidden layer of a known family is)
+#: Members read at once: each keeps a sketch of 0.5 MB and every pair is compared (a 10^5-row table needs candidates
+#: from a vector index first, not built yet).
+MAX_MEMBERS = 2_000
 
 
 @dataclass(frozen=True)
@@ -215,8 +218,11 @@ def recover_lineage(root: str | os.PathLike, members: Sequence[str | os.PathLike
     others.
 
     Raises:
-        ProbexError: the root cannot be read.
+        ProbexError: the root cannot be read, or more than `MAX_MEMBERS` members are given.
     """
+    if len(members) > MAX_MEMBERS:
+        raise ProbexError(f"{len(members):,} members: hf_probex reads at most {MAX_MEMBERS:,} at once (each is read "
+                          f"whole and compared with every other); pass a subset, such as one branch of the tree")
     sketch = MovementSketch(open_model(root, token=token))
     opened = {}
     for member in members:

@@ -13,7 +13,9 @@ import pytest
 
 from hf_probex.cli import main
 from hf_probex.experts.registry import load_expert
+from hf_probex.errors import ProbexError
 from hf_probex.lineage import (
+    MAX_MEMBERS,
     LineageCalibration,
     best_members,
     fit_lineage_calibration,
@@ -98,3 +100,9 @@ def test_the_calibration_separates_the_two_sides_and_is_bounded():
 def test_the_expert_carries_the_calibration_it_was_fitted_with(small_experts):
     routing = load_expert(next(e.location for e in small_experts.entries if e.root == ROOT)).routing
     assert LineageCalibration.from_dict(routing["lineage"]) == lineage_calibration(small_experts, ROOT)
+
+
+def test_too_many_members_are_refused_before_anything_is_read(tmp_path):
+    calibration = LineageCalibration(0.2, 0.9, 0.99, 10)
+    with pytest.raises(ProbexError, match="at most"):
+        recover_lineage(tmp_path / "no-root", [f"acme/m-{i}" for i in range(MAX_MEMBERS + 1)], calibration)
