@@ -122,12 +122,22 @@ class MovementSketch:
         self._hashes = {name: (rng.integers(0, SKETCH_DIM, size=flat.size), rng.choice([-1.0, 1.0], size=flat.size))
                         for name, flat in self.root.items()}
 
-    def keep_common(self, models: Sequence[tuple[Adapter, WeightSource]]) -> None:
+    def keep_common(self, models: Sequence[tuple[Adapter, WeightSource]]) -> list[str | None]:
         """Read only the layers every one of `models` has in the root's shape (from the headers): distances between
-        models are comparable only over the same layers, and a head whose class count varies is no fine-tune's."""
+        models are comparable only over the same layers, and a head whose class count varies is no fine-tune's. A
+        model with fewer than half of the root's layers in their shapes is of another tree and does not narrow them:
+        for each model, None, or why it is not of this tree (the caller leaves it out)."""
+        shared = []
         for adapter, source in models:
             checkpoint = adapter.checkpoint(source)
-            self.layers = {name: shape for name, shape in self.layers.items() if _shape(adapter, checkpoint, name) == shape}
+            shared.append({name for name, shape in self.layers.items() if _shape(adapter, checkpoint, name) == shape})
+        whys = [None if 2 * len(names) >= len(self.layers) else
+                f"it has {len(names)} of the root's {len(self.layers)} layers in their shapes: not of this tree"
+                for names in shared]
+        for names, why in zip(shared, whys):
+            if why is None:
+                self.layers = {name: shape for name, shape in self.layers.items() if name in names}
+        return whys
 
     def __call__(self, model: tuple[Adapter, WeightSource]) -> np.ndarray:
         """The model's sketch; layers it has in another shape or initialised anew (a new head) are left out.
@@ -231,9 +241,12 @@ def recover_lineage(root: str | os.PathLike, members: Sequence[str | os.PathLike
         except ProbexError as err:
             if progress:
                 progress(f"left out {member}: {err}")
-    sketch.keep_common(list(opened.values()))
     names, rows = [], []
-    for name, model in opened.items():
+    for (name, model), why in zip(opened.items(), sketch.keep_common(list(opened.values()))):
+        if why is not None:
+            if progress:
+                progress(f"left out {name}: {why}")
+            continue
         try:
             rows.append(sketch(model))
             names.append(name)
@@ -270,7 +283,10 @@ def fit_lineage(records: Sequence[WeightRecord], root: str | os.PathLike, root_i
     if not known:
         return None
     sketch = MovementSketch(open_model(root))
-    sketch.keep_common(models)
+    whys = sketch.keep_common(models)
+    known, models = [r for r, why in zip(known, whys) if why is None], [m for m, why in zip(models, whys) if why is None]
+    if not models:
+        return None
     try:
         found = best_members(np.stack([sketch(model) for model in models]))
     except ProbexError:  # no layer the root and every model share: nothing to measure parents by

@@ -48,8 +48,8 @@ def test_every_member_of_the_small_tree_gets_its_parent_from_the_weights(small_z
         assert edge.confidence == side and ("explains" in edge.evidence or "no member" in edge.evidence)
 
 
-def test_the_cli_prints_each_members_parent_and_leaves_out_what_it_cannot_read(small_zoo, small_experts, capsys,
-                                                                               tmp_path):
+def test_the_cli_prints_each_members_parent_and_leaves_out_what_it_cannot_read(small_zoo, small_experts, tiny_zoo,
+                                                                               capsys, tmp_path):
     grandchild = next(s for s in small_zoo.specs("resnet") if s.generation == 2)
     parent = small_zoo.spec("resnet", grandchild.parent)
     child = next(s for s in small_zoo.specs("resnet") if s.generation == 1 and s.name != parent.name)
@@ -57,10 +57,12 @@ def test_the_cli_prints_each_members_parent_and_leaves_out_what_it_cannot_read(s
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "model.safetensors").write_bytes(b"not safetensors")
     expert = next(e.location for e in small_experts.entries if e.root == ROOT)
-    code = main(["lineage", str(small_zoo.model_dir("resnet", "root")), *folders, str(tmp_path / "broken"),
+    stranger = str(tiny_zoo.model_dir("vit", "ft-0001"))  # another tree's model: left out, the others still read
+    code = main(["lineage", str(small_zoo.model_dir("resnet", "root")), *folders, str(tmp_path / "broken"), stranger,
                  "--tree", ROOT, "--expert", expert, "--json"])
     captured = capsys.readouterr()
     assert code == 0 and "left out" in captured.err and "broken" in captured.err
+    assert f"left out {stranger}: it has 0 of the root's" in captured.err
     edges = {e["child"]: e["parent"] for e in json.loads(captured.out)["edges"]}
     assert edges == {folders[0]: ROOT, folders[1]: folders[0], folders[2]: ROOT}
     root = str(small_zoo.model_dir("resnet", "root"))
