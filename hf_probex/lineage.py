@@ -9,7 +9,7 @@ movement p explains,
 
     s(p) = (|m - root| - |m - p|) / |p - root|,
 
-is near 1 for m's parent and near or below 0 for a sibling (measured: scripts/bench_lineage.py). The best member is
+is near 1 for m's parent and near or below 0 for a sibling (measured: scripts/bench_parent.py). The best member is
 m's parent where its s reaches the tree's threshold, else the root is. The threshold and each side's precision are
 fitted per tree on models whose parents are known (`fit_lineage`, run when the tree's expert is trained:
 `routing["lineage"]`), as the direct-children share is; a tree's expert without it cannot name parents.

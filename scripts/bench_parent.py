@@ -1,9 +1,11 @@
-"""base_model from weights alone, by generation: does a cardless model get its tree's root as its parent?
+"""Is a model's parent named right, by generation? Without the members (base_model from weights alone) and with them.
 
-Every child of a zoo tree, stripped of its card (`demo.undocumented_copy`), read by `infer_card` with the experts given
-(trained as the docs say: `hf-probex train --splits train,val`, so the test split is held out). Printed per split and
-generation: models, routed to the tree, base_model proposed (at the default threshold), right (the root for a first
-generation, never for a later one), and the precision and recall (of first generations) over the held-out split.
+Every child of a zoo tree, scored against the zoo's truth per split and generation, with the tree's experts (trained
+as the docs say: `hf-probex train --splits train,val`, so the test split is held out of every calibration):
+1. `infer_card` on each child stripped of its card (`demo.undocumented_copy`): is the root proposed as base_model at
+   the default threshold (right for a first generation only)? Precision and recall of first generations held out.
+2. `hf_probex.lineage.recover_lineage` with every child as a member, as `hf-probex lineage` runs it: the parent named
+   (the root or a member), and how often a member named is the parent.
 
     python scripts/bench_parent.py ZOO --tree resnet --expert DIR
 """
@@ -16,40 +18,74 @@ import tempfile
 from pathlib import Path
 
 
+def _table(groups: dict[tuple[str, str], list[int]], columns: tuple[str, ...]) -> str:
+    lines = [f"{'split':<6} {'generation':<10} " + " ".join(f"{c:>12}" for c in columns)]
+    lines += [f"{split:<6} {generation:<10} " + " ".join(f"{n:>12}" for n in counts)
+              for (split, generation), counts in sorted(groups.items())]
+    return "\n".join(lines)
+
+
+def without_members(zoo, tree: str, registry, root: str) -> None:
+    from hf_probex import infer_card
+    from hf_probex.demo import undocumented_copy
+
+    groups: dict[tuple[str, str], list[int]] = collections.defaultdict(lambda: [0, 0, 0, 0])
+    with tempfile.TemporaryDirectory() as scratch:
+        for spec in (s for s in zoo.specs(tree) if s.role == "child"):
+            result = infer_card(undocumented_copy(zoo, spec, Path(scratch) / spec.name), experts=registry)
+            base = result.fields.get("base_model")
+            named_root = base is not None and base.value == root
+            counts = groups[(spec.split or "-", "1" if spec.generation == 1 else "2+")]
+            for i, hit in enumerate((True, result.tree == root, named_root, named_root and spec.generation == 1)):
+                counts[i] += hit
+    print("base_model from weights alone (is the root named?)")
+    print(_table(groups, ("models", "routed", "root named", "right")))
+    held = [groups[("test", g)] for g in ("1", "2+")]
+    proposed, right = sum(g[2] for g in held), sum(g[3] for g in held)
+    print(f"held out (test split): {proposed} proposed, {right} right ({100 * right / max(proposed, 1):.1f} %), "
+          f"recall {100 * right / max(held[0][0], 1):.1f} % of first generations\n")
+
+
+def with_members(zoo, tree: str, registry, root: str) -> None:
+    from hf_probex.lineage import lineage_calibration, recover_lineage
+
+    specs = {str(zoo.model_dir(tree, s.name)): s for s in zoo.specs(tree) if s.role == "child"}
+    calibration = lineage_calibration(registry, root)
+    edges = recover_lineage(zoo.model_dir(tree, "root"), list(specs), calibration, root_id=root)
+    groups: dict[tuple[str, str], list[int]] = collections.defaultdict(lambda: [0, 0])
+    rows = []  # (split, later generation, names a member, right)
+    for edge in edges:
+        spec = specs[edge.child]
+        named = specs[edge.parent].repo_id if edge.parent in specs else edge.parent
+        right = named == zoo.spec(tree, spec.parent).repo_id
+        counts = groups[(spec.split or "-", "1" if spec.generation == 1 else "2+")]
+        counts[0] += 1
+        counts[1] += right
+        rows.append((spec.split, spec.generation > 1, edge.parent != root, right))
+    print(f"every child a member (hf_probex.lineage), calibration {calibration.to_dict()}")
+    print(_table(groups, ("models", "parent right")))
+    for label, chosen in (("held out (test split)", [r for r in rows if r[0] == "test"]), ("every child", rows)):
+        member = [r for r in chosen if r[2]]
+        later = [r for r in chosen if r[1]]
+        print(f"{label}: {len(chosen)} edges, {sum(r[3] for r in chosen)} right; a member named {len(member)} times, "
+              f"{sum(r[3] for r in member)} right; later generations {sum(r[3] for r in later)} of {len(later)} right")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("zoo")
     parser.add_argument("--tree", required=True)
-    parser.add_argument("--expert", action="append", required=True, help="an expert folder (repeatable)")
+    parser.add_argument("--expert", action="append", required=True, help="an expert folder of the tree (repeatable)")
     args = parser.parse_args()
 
-    from hf_probex import infer_card
-    from hf_probex.demo import undocumented_copy
     from hf_probex.experts.registry import ExpertRegistry
     from hf_probex.zoo import Zoo
 
     zoo = Zoo.open(args.zoo)
     registry = ExpertRegistry.from_locations(args.expert)
-    root = next(s for s in zoo.specs(args.tree) if s.role == "root").repo_id
-    groups: dict[tuple[str, str], list[int]] = collections.defaultdict(lambda: [0, 0, 0, 0])
-    with tempfile.TemporaryDirectory() as scratch:
-        for spec in (s for s in zoo.specs(args.tree) if s.role == "child"):
-            result = infer_card(undocumented_copy(zoo, spec, Path(scratch) / spec.name), experts=registry)
-            base = result.fields.get("base_model")
-            named_root = base is not None and base.value == root
-            key = (spec.split or "-", "1" if spec.generation == 1 else "2+")
-            counts = groups[key]
-            counts[0] += 1
-            counts[1] += result.tree == root
-            counts[2] += named_root
-            counts[3] += named_root and spec.generation == 1
-    print(f"{'split':<6} {'generation':<10} {'models':>6} {'routed':>6} {'root named':>10} {'right':>5}")
-    for (split, generation), (models, routed, named, right) in sorted(groups.items()):
-        print(f"{split:<6} {generation:<10} {models:>6} {routed:>6} {named:>10} {right:>5}")
-    held = [groups[("test", g)] for g in ("1", "2+")]
-    proposed, right = sum(g[2] for g in held), sum(g[3] for g in held)
-    print(f"\nheld out (test split): {proposed} proposed, {right} right "
-          f"({100 * right / max(proposed, 1):.1f} %), recall {100 * right / max(held[0][0], 1):.1f} % of first generations")
+    root = next(s.repo_id for s in zoo.specs(args.tree) if s.role == "root")
+    without_members(zoo, args.tree, registry, root)
+    with_members(zoo, args.tree, registry, root)
 
 
 if __name__ == "__main__":
