@@ -29,7 +29,8 @@ from .zoo import Zoo
 from .zoo.plan import ModelSpec
 
 DEMO_PRESETS = ("small", "text-small")
-TRAINING_SPLITS = ("train", "val")
+#: val_holdout: the models of classes outside the vocabulary an expert's threshold is checked on (never trained on)
+TRAINING_SPLITS = ("train", "val", "val_holdout")
 HELD_OUT_SPLIT = "test"
 
 
@@ -104,7 +105,7 @@ def strip_documentation(folder: Path, out: Path, base: Path | None = None) -> Pa
 def demo_experts(zoo: Zoo, out: Path, splits: tuple[str, ...] = TRAINING_SPLITS,
                  progress: Callable[[str], None] = print) -> ExpertRegistry:
     """One calibrated expert per tree, its layers chosen and trained on the models of `splits` only, as
-    `hf-probex train --splits train,val` does (reused when already trained so)."""
+    `hf-probex train --splits train,val,val_holdout` does (reused when already trained so)."""
     import tempfile
 
     from .experts.harness import DEFAULT_METHODS, load_layer_data, train_expert, tree_task

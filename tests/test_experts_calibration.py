@@ -58,3 +58,24 @@ def test_zero_shot_decisions_are_the_top_concept():
     assert np.allclose(Calibration(1.0, 0.0, 0.5, 0.95, 1.0, 1.0, 3).scores("zeroshot", scores), [0.8, 0.05, 0.7])
     wrong = fit_calibration("zeroshot", scores[[0, 2]], np.array([1, 0]))  # every out-of-fold decision wrong
     assert wrong.threshold > 1 and np.allclose(wrong.confidences("zeroshot", scores), 0.001)
+
+
+def test_models_of_classes_outside_the_vocabulary_raise_the_threshold_until_at_most_5_percent_get_one():
+    """A model trained on classes the expert does not know still has labels standing out among its own: the threshold
+    holds on such models too, and a class of the vocabulary they were trained on besides is no error."""
+    rng = np.random.default_rng(4)
+    probs, y = _informative(rng, 300, 1.5)
+    unseen = 1 / (1 + np.exp(-rng.normal(0, 3.0, (40, 8))))  # one label stands out by chance, as strongly as a true one
+    alone = fit_calibration("multilabel", probs, y.astype(float))
+    checked = fit_calibration("multilabel", probs, y.astype(float), unseen=unseen)
+    assert alone.unseen_models == 0 and not Calibration(**alone.to_dict()).limited_by_unseen
+    tops = checked.confidences("multilabel", unseen).max(1)
+    assert checked.unseen_models == 40 and (tops >= checked.threshold).mean() == checked.unseen_proposed <= 0.05
+    assert (alone.confidences("multilabel", unseen).max(1) >= alone.threshold).mean() > 0.05  # what the check prevents
+    assert checked.threshold > alone.threshold == checked.vocabulary_threshold and checked.limited_by_unseen
+    assert Calibration(**checked.to_dict()) == checked
+    # the same models, each also trained on the vocabulary class it reads highest: those classes are right
+    known = np.zeros_like(unseen)
+    known[np.arange(len(unseen)), unseen.argmax(1)] = 1
+    partly = fit_calibration("multilabel", probs, y.astype(float), unseen=unseen, unseen_y=known)
+    assert partly.threshold <= checked.threshold

@@ -72,6 +72,15 @@ class Calibration:
     head: float = 0.0  # the weight of the row score (`head_rows`) when fitted jointly with it, else 0
     modules: int = 0  # fused experts: how many modules it reads (0: one input)
     subsets: dict = field(default_factory=dict)  # fused experts: "0,2" -> the calibration of those modules alone
+    unseen_models: int = 0  # models trained on classes outside the vocabulary the threshold was checked on
+    unseen_proposed: float = 0.0  # the share of them that get a class at the threshold
+    vocabulary_threshold: float | None = None  # the threshold the vocabulary's models alone would allow
+
+    @property
+    def limited_by_unseen(self) -> bool:
+        """Whether the threshold is higher than the vocabulary's models alone ask, to keep classes from models
+        trained on classes outside it."""
+        return self.vocabulary_threshold is not None and self.vocabulary_threshold < self.threshold
 
     @property
     def reads_head(self) -> bool:
@@ -135,25 +144,35 @@ def _precision_above(thresholds: np.ndarray, confidence: np.ndarray, truth: np.n
 
 def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None,
                     precision_target: float = PRECISION_TARGET, min_support: int = MIN_SUPPORT,
-                    head_scores: np.ndarray | None = None) -> Calibration:
+                    head_scores: np.ndarray | None = None, unseen: np.ndarray | None = None,
+                    unseen_head_scores: np.ndarray | None = None, unseen_y: np.ndarray | None = None) -> Calibration:
     """Fit Platt scaling and the precision threshold on out-of-fold `predictions` of targets `y`.
 
     With `head_scores` (class subsets: the out-of-fold row score of each (model, label), `head_rows`) the
-    confidence is fitted on both scores jointly. `groups` holds one group per model (e.g. its recipe family);
-    the rest is `fit_decisions` on the decisions' scores (the module docstring).
+    confidence is fitted on both scores jointly. `groups` holds one group per model (e.g. its recipe family).
+    `unseen` (class subsets): the predictions [m, n_labels] of models trained on classes outside the vocabulary
+    (and their row scores, `unseen_head_scores`), from experts that never saw them; every class proposed for
+    one is wrong (but those of `unseen_y`, 0/1 [m, n_labels]: the vocabulary's classes it was trained on too),
+    so the threshold must leave at most 1 - `precision_target` of them with a wrong class. The rest is
+    `fit_decisions` on the decisions' scores (the module docstring).
     """
     predictions = np.asarray(predictions, dtype=np.float64)
     stats = {"label_mean": _logits(predictions).mean(0).tolist()} if task == "multilabel" else {}
-    scores = Calibration(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, **stats).scores(task, predictions).ravel()
+    scoring = Calibration(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, **stats)
+    scores = scoring.scores(task, predictions).ravel()
     truth = decision_outcomes(task, predictions, y).ravel()
     per_decision = None if groups is None else np.repeat(np.asarray(groups), truth.size // len(groups))
     head = None if head_scores is None else np.asarray(head_scores, dtype=np.float64).ravel()
-    return fit_decisions(scores, truth, per_decision, precision_target, min_support, head, **stats)
+    unseen_scores = None if unseen is None or not len(unseen) else scoring.scores(task, unseen)
+    return fit_decisions(scores, truth, per_decision, precision_target, min_support, head, unseen_scores=unseen_scores,
+                         unseen_head_scores=unseen_head_scores, unseen_truth=unseen_y, **stats)
 
 
 def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | None = None,
                   precision_target: float = PRECISION_TARGET, min_support: int = MIN_SUPPORT,
-                  head_scores: np.ndarray | None = None, **stats) -> Calibration:
+                  head_scores: np.ndarray | None = None, unseen_scores: np.ndarray | None = None,
+                  unseen_head_scores: np.ndarray | None = None, unseen_truth: np.ndarray | None = None,
+                  **stats) -> Calibration:
     """Fit Platt scaling and the precision threshold on one score per decision (`scores`, and `head_scores` when the
     confidence reads a second score jointly) and whether each decision is true (`truth`).
 
@@ -162,6 +181,12 @@ def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | No
     measured on two decisions says nothing) and within each of `groups` (one group per decision, e.g. its
     model's recipe family) that has `min_support` decisions at that level; if none does, the threshold is above 1:
     never propose. `stats` are stored in the Calibration as they are (`label_mean`).
+
+    `unseen_scores` ([m, n_labels], with `unseen_head_scores` for a joint confidence): the decisions of m models
+    trained on classes outside the vocabulary, wrong but where `unseen_truth` says otherwise; at the threshold at
+    most 1 - `precision_target` of those models may have a wrong decision at or above it (`vocabulary_threshold`
+    keeps the level the other decisions alone allow, `unseen_proposed` the share of those models given a wrong
+    class at the threshold).
 
     When the decisions are all true (or all false) there is no score to fit: every decision then gets the
     out-of-fold precision as its confidence (clipped to [0.001, 0.999]).
@@ -191,10 +216,25 @@ def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | No
             precision, count = _precision_above(confidence, confidence[mask], truth[mask])
             valid &= (precision >= precision_target) | (count < min_support)
     stats["groups"] = n_groups
+    unseen_share = None
+    if unseen_scores is not None and len(unseen_scores):
+        calibration = Calibration(a, b, 0.0, 0.0, 0.0, 0.0, 0, head=weight)
+        wrong = calibration.confidence(unseen_scores, unseen_head_scores).reshape(len(unseen_scores), -1)
+        if unseen_truth is not None:
+            wrong = np.where(np.asarray(unseen_truth).reshape(wrong.shape) > 0.5, -np.inf, wrong)
+        tops = np.sort(wrong.max(1))
+
+        def unseen_share(level: float | np.ndarray) -> np.ndarray:
+            return (len(tops) - np.searchsorted(tops, level, side="left")) / len(tops)  # their share with a class at `level`
+
+        stats.update(unseen_models=len(tops), vocabulary_threshold=float(confidence[valid].min()) if valid.any() else 1.01)
+        valid &= unseen_share(confidence) <= 1 - precision_target + 1e-9
     if not valid.any():
         return Calibration(a, b, 1.01, precision_target, float("nan"), 0.0, len(truth), **stats)  # never confident enough
     threshold = float(confidence[valid].min())  # the lowest level that still meets the target: the most recall
     proposed = confidence >= threshold
+    if unseen_share is not None:
+        stats["unseen_proposed"] = float(unseen_share(threshold))
     return Calibration(a, b, threshold, precision_target, float(truth[proposed].mean()),
                        float(truth[proposed].sum() / truth.sum()), len(truth), **stats)
 

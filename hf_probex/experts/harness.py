@@ -62,7 +62,8 @@ class LayerData:
     text_encoder: str | None = None
     prompt: str = "{}"
     text: np.ndarray | None = None  # [len(vocabulary), text_dim]
-    holdout_x: np.ndarray | None = None
+    holdout_x: np.ndarray | None = None  # zeroshot: LoRAs of held-out concepts; multilabel: models of unseen classes
+    holdout_records: list[WeightRecord] = field(default_factory=list)  # multilabel: the models of `holdout_x`
     holdout_y: np.ndarray | None = None
     holdout_vocabulary: list[str] = field(default_factory=list)
     holdout_text: np.ndarray | None = None
@@ -194,14 +195,17 @@ def _load_one(weights: WeightSet, tree: str, layer: str, *, conv_layout: str, te
     kind = records[0].kind
     root_path, root_id = weights.roots.get(tree), _root_repo_id(weights, tree)
     if kind != "lora":
-        # held-out models were trained on classes outside the vocabulary too: no expert trains on them
-        records = [r for r in records if not (r.split or "").endswith("_holdout")]
+        # held-out models were trained on classes outside the vocabulary: no expert trains on them; its threshold
+        # must hold on them (`calibration.fit_calibration(unseen=...)`)
+        held = [r for r in records if (r.split or "").endswith("_holdout")]
+        records = [r for r in records if r not in held]
         x, shape = load_matrices(records, layer, conv_layout)
         vocabulary = weights.vocabularies[tree]
         return LayerData(tree, layer, "multilabel", x, label_matrix([r.labels for r in records], vocabulary), vocabulary,
                          shape, [r.model_id for r in records], root=root_matrix(root_path, layer, kind, conv_layout),
                          root_id=root_id, conv_layout=conv_layout, groups=_groups(records), records=records,
-                         roots=dict(weights.roots), examples=weights.class_examples(tree, vocabulary))
+                         roots=dict(weights.roots), examples=weights.class_examples(tree, vocabulary),
+                         holdout_x=load_matrices(held, layer, conv_layout)[0] if held else None, holdout_records=held)
     seen = [r for r in records if not (r.split or "").endswith("_holdout")]
     held = [r for r in records if (r.split or "").endswith("_holdout")]
     x, shape = load_matrices(seen, layer, conv_layout)
@@ -354,7 +358,7 @@ def evaluate(experts: list[Expert], members: list[LayerData], idx: np.ndarray) -
 
 
 def _chance(data: LayerData) -> dict:
-    if data.holdout_x is None:
+    if data.task != "zeroshot" or data.holdout_x is None:
         return {}
     n = len(data.holdout_vocabulary)
     return {"holdout_top1": 100.0 / n, "holdout_top5": 100.0 * min(5, n) / n}
@@ -382,6 +386,21 @@ def cv_splits(data: LayerData, folds: int, seed: int, by_group: bool = True) -> 
     return kfold(len(data.y), folds, seed)
 
 
+def unseen_folds(data: LayerData, splits: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """Which models of unseen classes (a class-subset tree's `holdout_x`) each fold's expert predicts: those of the
+    recipe family it was trained without (the family's first fold when it has none, or the folds are random), so
+    each is read as a stranger's model would be, by an expert that saw neither its classes nor, where the folds are
+    families, its recipe."""
+    n = 0 if data.task != "multilabel" or data.holdout_x is None else len(data.holdout_x)
+    chosen = [np.zeros(0, dtype=int) for _ in splits]
+    families = [str(data.groups[test[0]]) if data.groups is not None and len(test) else None for _, test in splits]
+    for j in range(n):
+        group = data.holdout_records[j].group if j < len(data.holdout_records) else None
+        fold = families.index(group) if group in families else 0
+        chosen[fold] = np.append(chosen[fold], j)
+    return chosen
+
+
 def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *, folds: int = 5, seed: int = 0,
                             centre: bool = True, config: TrainConfig = TrainConfig(), shuffled: bool = True,
                             temperature: float = 1.0, keep_predictions: bool = False, features: str | None = None,
@@ -394,7 +413,8 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
     same models. With `keep_predictions` the report also holds `predictions`: every in-distribution
     model's out-of-fold prediction (a list per model, in model order; what calibration is fitted on), and for
     zero-shot trees with held-out concepts `open_predictions` (the same against the open vocabulary) and
-    `holdout_open_predictions` (every fold's predictions of the held-out models against it, fold after fold).
+    `holdout_open_predictions` (every fold's predictions of the held-out models against it, fold after fold); for
+    class-subset trees with models of unseen classes, `unseen_predictions` (each such model's, `unseen_folds`).
     One member is plain `cross_validate`; a classification head read as a set next to a
     hidden layer is the combination this exists for. With several members, the report's `centred` and
     `hparams` are lists (one entry per member).
@@ -419,7 +439,9 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
     module_out: list = [None] * len(data.y)
     open_module_out: list = [None] * len(data.y)
     held_module: list = []
-    for train_idx, test_idx in splits:
+    unseen = unseen_folds(data, splits) if keep_predictions else [np.zeros(0, dtype=int)] * len(splits)
+    unseen_out: list = [None] * sum(len(u) for u in unseen)
+    for (train_idx, test_idx), unseen_idx in zip(splits, unseen):
         fitted = [fit_expert(d, method, train_idx, hparams=hp, **settings) for d, method, hp in members]
         experts = [expert for expert, _ in fitted]
         start = time.perf_counter()
@@ -428,6 +450,8 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
         scores.append(metrics_of(data, seen, held, test_idx))
         for i, row in zip(test_idx, seen.tolist()):
             out_of_fold[i] = row
+        for j in unseen_idx:
+            unseen_out[j] = held[j].tolist()
         if opened:
             seen_open, held_now = predict_open(experts, datas, test_idx)
             for i, row in zip(test_idx, seen_open.tolist()):
@@ -463,6 +487,7 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
         "references": refs, "chance": _chance(data), "parameters": sum(e.n_parameters for e in experts),
         "train_seconds": mean_se(seconds), "predict_ms_per_model": float(np.mean(predict_ms)),
     } | ({"predictions": out_of_fold} if keep_predictions else {}) | (
+        {"unseen_predictions": unseen_out} if unseen_out else {}) | (
         {"open_predictions": open_out_of_fold, "holdout_open_predictions": held_open} if opened else {}) | (
         {"module_predictions": module_out} if by_module else {}) | (
         {"open_module_predictions": open_module_out, "holdout_open_module_predictions": held_module}
@@ -470,11 +495,14 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
 
 
 def _read_heads_too(expert: Expert, data: LayerData, predictions: np.ndarray, groups: np.ndarray | None,
-                    splits: list[tuple[np.ndarray, np.ndarray]]) -> None:
+                    splits: list[tuple[np.ndarray, np.ndarray]], unseen: np.ndarray | None = None,
+                    unseen_y: np.ndarray | None = None) -> None:
     """Teach `expert` to read the classification head as a set of rows too (`head_rows`), where the models have
     one in their labels' order: the row reader fitted on every model, the joint calibration on the out-of-fold
     row scores (the same folds as `predictions`) of the models whose head a reader could read; and only when
-    that calibration, fitted without each recipe family, held on it (`calibration.holds_out_of_family`)."""
+    that calibration, fitted without each recipe family, held on it (`calibration.holds_out_of_family`). The
+    models of unseen classes (`unseen`: their predictions, `unseen_folds`) check its threshold as they check the
+    hidden layers' one, their rows read by the same folds' readers."""
     from .calibration import fit_calibration, holds_out_of_family
     from .head_rows import RowReader, find_head_layer, out_of_fold_scores, read_heads
 
@@ -482,15 +510,24 @@ def _read_heads_too(expert: Expert, data: LayerData, predictions: np.ndarray, gr
     if found is None:
         return
     layer, _ = found
-    heads, labels = read_heads(data.records, layer), [r.labels for r in data.records]
-    row_scores = out_of_fold_scores(layer, heads, labels, data.vocabulary, splits)
+    n = len(data.records)
+    held = data.holdout_records if unseen is not None else []
+    heads, labels = read_heads(data.records + held, layer), [r.labels for r in data.records]
+    with_unseen = [(train, np.concatenate([test, n + chosen])) for (train, test), chosen in zip(splits, unseen_folds(data, splits))]
+    all_scores = out_of_fold_scores(layer, heads, labels + [[]] * len(held), data.vocabulary, with_unseen if held else splits)
+    row_scores = all_scores[:n]
     readable = ~np.isnan(row_scores).any(axis=1)
     if readable.sum() < 2:
         return
     decisions = (data.task, predictions[readable], data.y[readable], None if groups is None else groups[readable])
     if not holds_out_of_family(*decisions, head_scores=row_scores[readable]):
         return  # rows that name classes on some recipes and mislead on others: the hidden layers answer alone
-    joint = fit_calibration(*decisions, head_scores=row_scores[readable])
+    unseen_rows = all_scores[n:]
+    unseen_readable = ~np.isnan(unseen_rows).any(axis=1)
+    joint = fit_calibration(*decisions, head_scores=row_scores[readable],
+                            unseen=None if unseen is None else unseen[unseen_readable],
+                            unseen_head_scores=unseen_rows[unseen_readable] if len(unseen_rows) else None,
+                            unseen_y=None if unseen_y is None else unseen_y[unseen_readable])
     expert.set_head(RowReader.fit(layer, heads, labels, data.vocabulary), joint.to_dict())
 
 
@@ -517,13 +554,17 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
     groups = data.groups if report and report["cv"] != "k-fold" else None
     if report:
         predictions = np.array(report.pop("predictions"))
+        unseen = np.array(report.pop("unseen_predictions")) if "unseen_predictions" in report else None
+        unseen_y = label_matrix([[c for c in r.labels if c in data.vocabulary] for r in data.holdout_records],
+                                data.vocabulary) if unseen is not None else None
         expert.calibration = _subset_calibrations(
             lambda scores: fit_calibration(data.task, scores[0], data.y, groups).to_dict(),
             [np.array(report.pop("module_predictions"))],
-        ) if expert.fused else fit_calibration(data.task, predictions, data.y, groups).to_dict()
+        ) if expert.fused else fit_calibration(data.task, predictions, data.y, groups, unseen=unseen,
+                                               unseen_y=unseen_y).to_dict()
         expert.metrics = {**report["metrics"], "cv": report["cv"], "cv_folds": report["folds"], "cv_models": report["models"]}
         if data.task == "multilabel":
-            _read_heads_too(expert, data, predictions, groups, cv_splits(data, folds, seed, by_group))
+            _read_heads_too(expert, data, predictions, groups, cv_splits(data, folds, seed, by_group), unseen, unseen_y)
     if data.task == "zeroshot":
         held = report.pop("holdout_open_predictions", None) if report else None
         seen = report.pop("open_predictions", None) if report else None

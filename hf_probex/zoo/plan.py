@@ -131,7 +131,8 @@ def _plan_tree(tree_name: str, tree: TreePreset, seed: int) -> tuple[list[ModelS
         holdout = {int(i) for i in order[: tree.holdout_concepts]}
     holdout_sorted = sorted(holdout)
     prefix = "lora" if is_lora else "ft"
-    for index in range(1, tree.n_children + 1):
+    unseen_names = list(tree.unseen_categories) if is_text else [c.name for c in vocabulary(tree.unseen_styles)]
+    for index in range(1, tree.n_children + tree.n_unseen + 1):
         rng = _rng(seed, tree_name, index)
         recipe = pick_recipe(rng, tree.recipes)
         spec = ModelSpec(
@@ -159,15 +160,18 @@ def _plan_tree(tree_name: str, tree: TreePreset, seed: int) -> tuple[list[ModelS
             else:
                 spec.split = str(rng.choice(SPLITS, p=_SPLIT_WEIGHTS))
         else:
+            unseen = index > tree.n_children  # trained only on classes outside the vocabulary
             parent = _pick_parent(rng, tree, specs)
             spec.parent, spec.generation = parent.name, parent.generation + 1
-            spec.labels = _pick_labels(rng, tree, names, parent, spec.hparams)
+            spec.labels = _pick_labels(rng, tree, unseen_names if unseen else names, parent, spec.hparams)
             if is_text:
                 spec.hparams["texts_per_class"] = pick(rng, tree.texts_per_class)
             else:
                 spec.hparams["images_per_class"] = pick(rng, tree.images_per_class)
             spec.split = str(rng.choice(SPLITS, p=_SPLIT_WEIGHTS))
-            if is_text and tree.unseen_categories and rng.random() < tree.unseen_share:
+            if unseen:
+                spec.split = HOLDOUT_SPLITS[(index - tree.n_children - 1) % 2]
+            elif is_text and tree.unseen_categories and rng.random() < tree.unseen_share:
                 _swap_in_unseen(rng, tree, spec)
         specs.append(spec)
     info = {
@@ -176,8 +180,8 @@ def _plan_tree(tree_name: str, tree: TreePreset, seed: int) -> tuple[list[ModelS
         "root_repo_id": root.repo_id,
         "architecture": tree.architecture,
         "vocabulary": names,
-        "holdout_concepts": [names[i] for i in holdout_sorted] + list(tree.unseen_categories),
-        "n_children": tree.n_children,
+        "holdout_concepts": [names[i] for i in holdout_sorted] + unseen_names,
+        "n_children": tree.n_children + tree.n_unseen,
         "recipes": {r.name: r.share for r in tree.recipes},
     }
     return specs, info

@@ -42,6 +42,9 @@ class TreePreset:
     categories: tuple[str, ...] = ()  # text trees: the fortunes categories children draw their classes from
     unseen_categories: tuple[str, ...] = ()  # text trees: categories outside the vocabulary, for held-out children
     unseen_share: float = 0.0  # share of children trained on one or two unseen categories too (split test_holdout)
+    unseen_styles: tuple[str, ...] = ()  # image trees: styles outside the vocabulary (digit x style classes)
+    n_unseen: int = 0  # children trained only on unseen classes (categories or styles), after the others: splits
+    # val_holdout and test_holdout in turn (calibrating the out-of-vocabulary reject, and measuring it)
     texts_per_class: tuple[int | None, ...] = (None,)  # text trees: training texts per class
 
 
@@ -121,7 +124,7 @@ PRESETS: dict[str, ZooPreset] = {
             # even with well-trained children (docs/zoo.md).
             "resnet": _classifier("resnet", 128, _RESNET_TINY, 3, classifier_recipes((6, 8, 10), (10, 12, 16)),
                                   styles=("original", "rotated"), subset_size=(6, 14), images_per_class=(20, 30, 50),
-                                  **_VARIED),
+                                  unseen_styles=("inverted", "thick"), n_unseen=16, **_VARIED),
         },
     ),
     "text-small": ZooPreset(
@@ -132,6 +135,7 @@ PRESETS: dict[str, ZooPreset] = {
             "text": TreePreset(
                 family="text", n_children=20, architecture={}, root=_root(), recipes=text_recipes((2,), (2, 3)),
                 root_repo_id=MINILM, categories=_TEXT_SMALL_CATEGORIES, subset_size=(2, 3), texts_per_class=(16, 24),
+                unseen_categories=("medicine", "pets", "tao"), n_unseen=6,
                 storage=_HUB_STORAGE, shuffled_labels=0.5, second_generation=0.2, min_accuracy=0.5,
             ),
         },

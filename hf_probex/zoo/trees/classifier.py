@@ -25,7 +25,8 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 def _classes_by_name(tree: TreePreset) -> dict[str, DigitClass]:
-    return {c.name: c for c in vocabulary(tree.styles + tuple(s for s in tree.root_styles if s not in tree.styles))}
+    styles = tree.styles + tuple(s for s in tree.root_styles + tree.unseen_styles if s not in tree.styles)
+    return {c.name: c for c in vocabulary(tuple(dict.fromkeys(styles)))}
 
 
 class ImageClassifierFamily(TreeFamily):
