@@ -1,11 +1,11 @@
 """`hf-probex demo`: the core capability on a fresh machine: card fields read from the weights alone, beside the truth.
 
-1. Build (or reuse) the `small` zoo: one ResNet tree whose 128 children come from five recipe families
+1. Build (or reuse) the `small` zoo: one ResNet tree whose 144 children come from five recipe families
    (cached under `<cache>/zoos/small-seed0`; about a minute on 2 cores), and the `text-small` zoo: the real
-   all-MiniLM-L6-v2 and 20 fine-tunes of it on fortunes categories, saved as users save them (transformers
+   all-MiniLM-L6-v2 and 26 fine-tunes of it on fortunes categories, saved as users save them (transformers
    classifiers, peft adapters, sentence-transformers and SetFit models; about a minute and a half).
-2. Train the tree's expert as `hf-probex train --splits train,val` does: layers chosen and the threshold
-   calibrated leave-one-recipe-family-out, on the train and val splits only (cached under
+2. Train the tree's expert as `hf-probex train --splits train,val,val_holdout` does: layers chosen and the threshold
+   calibrated leave-one-recipe-family-out, on the train and val splits only, checked on val_holdout (cached under
    `<cache>/demo/experts/<tree>`, keyed by the models it was trained on).
 3. Take the test split's children, which no choice saw, and make them undocumented as most Hub models
    are: a copy without README.md and with config.json's class names replaced by LABEL_i. Run `infer_card`

@@ -76,7 +76,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser(
         "demo", help="cards from weights alone: build two small zoos, train their experts, infer held-out models' cards",
         description="Build the small zoo (cached; a synthetic ResNet tree, five recipe families, about a minute) and "
-                    "the text-small zoo (the real all-MiniLM-L6-v2 and 20 fine-tunes on fortunes categories in every "
+                    "the text-small zoo (the real all-MiniLM-L6-v2 and 26 fine-tunes on fortunes categories in every "
                     "layout users save, about a minute and a half; it fetches Debian's fortunes package), train their "
                     "experts on the train and val splits (cached), strip the test split's models of their cards and "
                     "class names, then print what infer_card reads from their weights (base_model, trained_on) "
