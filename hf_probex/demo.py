@@ -13,6 +13,8 @@
    by weights, `trained_on` from the expert, or it abstains below its calibrated threshold. A text classifier is
    also run on the example texts of its tree's categories the expert ships (`Expert.examples`), its head rows
    named (`head_naming`).
+4. Name each held-out model's parent among the tree's finished children, as `hf-probex lineage` does given a tree
+   table of them (`members_lineage`), beside the truth.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class DemoCase:
     spec: ModelSpec
     suggestion: CardSuggestion
     truth: dict[str, object]
+    parent: tuple[str, float] | None = None  # the parent named among the tree's members (`lineage`), its confidence
 
     def verdicts(self) -> dict[str, bool]:
         """field -> whether the proposed value is right (fields without a known truth are left out)."""
@@ -140,11 +143,29 @@ def run_demo(cache: Path, progress: Callable[[str], None] = print) -> list[DemoC
         zoo = build_zoo(zoo_dir, preset, seed=0, progress=True) if not _complete(zoo_dir) else Zoo.open(zoo_dir)
         registry = demo_experts(zoo, cache / "demo" / "experts" / preset, progress=progress)
         copies = cache / "demo" / "undocumented" / preset
+        parents = {tree: members_lineage(zoo, tree, registry) for tree in zoo.trees}
         for spec in held_out(zoo):
             copy = undocumented_copy(zoo, spec, copies / spec.tree / spec.name)
             result = infer_card(copy, experts=registry)  # a text expert runs classifiers on its own examples
-            cases.append(DemoCase(spec, result, truth_of(zoo, spec)))
+            cases.append(DemoCase(spec, result, truth_of(zoo, spec), parents[spec.tree].get(spec.repo_id)))
     return cases
+
+
+def members_lineage(zoo: Zoo, tree: str, registry: ExpertRegistry) -> dict[str, tuple[str, float]]:
+    """Each finished child of `tree` -> (its parent's repo id, confidence) as `hf-probex lineage` names it with every
+    child as a member (a tree table's rows), by the calibration the tree's expert carries; {} without one."""
+    from .errors import ProbexError
+    from .lineage import lineage_calibration, recover_lineage
+
+    root = zoo.spec(tree, "root")
+    try:
+        calibration = lineage_calibration(registry, root.repo_id)
+    except ProbexError:
+        return {}
+    children = {str(zoo.model_dir(tree, s.name)): s.repo_id for s in zoo.specs(tree)
+                if s.role == "child" and zoo.is_finished(s)}
+    edges = recover_lineage(zoo.model_dir(tree, "root"), list(children), calibration, root_id=root.repo_id)
+    return {children[e.child]: (children.get(e.parent, e.parent), e.confidence) for e in edges}
 
 
 def _complete(zoo_dir: Path) -> bool:
@@ -188,7 +209,15 @@ def _tree_lines(cases: list[DemoCase]) -> list[str]:
     lines = [f"{'model (no card, LABEL_i names)':<26} {'recipe':<21} {'field':<11} {'from the weights (confidence)':<44} ok"]
     counts = {"base_model": [0, 0], "trained_on": [0, 0]}
     grandchildren = 0  # base_model from weights names the tree's root: right tree, not the parent
+    named = [0, 0, 0, 0]  # parents named among the members: models, right, later generations, right
     for case in cases:
+        if case.parent:
+            right = case.parent[0] == case.truth.get("base_model")
+            named = [named[0] + 1, named[1] + right, named[2] + (case.spec.generation > 1),
+                     named[3] + (right and case.spec.generation > 1)]
+            lines.append(f"{_name(case):<26} {case.spec.recipe:<21} {'parent':<11} "
+                         f"{_clip(case.parent[0].split('/')[-1], 36) + f' ({case.parent[1]:.2f})':<44} "
+                         f"{'yes' if right else 'NO'}")
         verdicts = case.verdicts()
         for name in ("base_model", "trained_on"):
             field = case.suggestion.fields.get(name)
@@ -211,6 +240,9 @@ def _tree_lines(cases: list[DemoCase]) -> list[str]:
         lines.append(f"{name}: {proposed} of {len(cases)} held-out models answered from their weights, {right} right{share}"
                      + (f"; {grandchildren} more name their tree's root, a grandchild's grandparent (weights tell the "
                         f"tree, not the parent)" if name == "base_model" and grandchildren else ""))
+    if named[0]:
+        lines.append(f"parent, named among the tree's members (hf-probex lineage): {named[1]} of {named[0]} right "
+                     f"({named[3]} of {named[2]} later generations)")
     trained = [c for c in cases if "trained_on" in c.suggestion.fields]
     if trained:
         classes = sum(len(c.suggestion.fields["trained_on"].value) for c in trained)

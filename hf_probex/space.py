@@ -510,12 +510,14 @@ def open_pull_request(suggestion: CardSuggestion | None, token: str | None) -> P
 @dataclass
 class TreeView:
     """A model tree: `models` (repo, declared base_model, missing fields, how it was found), `coverage` (field,
-    share of the tree's models whose card states it, count), a Markdown `summary`, and `warnings`."""
+    share of the tree's models whose card states it, count), a Markdown `summary`, `warnings`, and `drawing`: the
+    tree drawn in Markdown, each model under its parent (`tree_drawing`)."""
 
     models: pd.DataFrame
     coverage: pd.DataFrame
     summary: str
     warnings: list[str] = field(default_factory=list)
+    drawing: str = ""
 
 
 @dataclass
@@ -648,14 +650,73 @@ def _read_card(client: HubClient, repo_id: str, found_by: str) -> dict:
 def _card_row(repo_id: str, found_by: str, base: object, missing: set[str], has_card: bool) -> dict:
     """One model of the browse table: its declared base_model and the fields its card lacks."""
     ordered = [name for name in CARD_FIELDS if name in missing]
+    first = base[0] if isinstance(base, list) and base else base
     return {"repo": repo_id, "base_model": _display(base) if base else "", "missing": ", ".join(ordered) or "nothing",
-            "n_missing": len(ordered), "found by": found_by, "has_card": has_card, "missing_set": missing}
+            "n_missing": len(ordered), "found by": found_by, "has_card": has_card, "missing_set": missing,
+            "declared": first if isinstance(first, str) else None}
+
+
+def tree_drawing(root: str, declared: dict[str, str | None], recovered: dict[str, tuple[str, float]] | None = None) -> str:
+    """The tree of `root` as Markdown: an indented drawing in a code block, each model under its parent.
+
+    A model's parent is the base its card declares (`declared`: repo -> its first base_model, or None) where that
+    is the root or another model shown; else the one its weights name (`recovered`: repo -> (parent, confidence),
+    `hf_probex.lineage`), marked with that confidence; else it hangs from the root, marked "parent unknown". Models
+    whose declared bases loop (hostile cards) are listed after the tree."""
+    recovered = recovered or {}
+    shown = set(declared)
+    parent_of: dict[str, str] = {}
+    how: dict[str, str] = {}
+    for repo, base in declared.items():
+        if base == root or base in shown:
+            parent_of[repo], how[repo] = base, "card"
+        elif repo in recovered and (recovered[repo][0] == root or recovered[repo][0] in shown):
+            parent_of[repo], how[repo] = recovered[repo][0], f"weights {recovered[repo][1]:.2f}"
+        else:
+            parent_of[repo], how[repo] = root, "parent unknown"
+    children: dict[str, list[str]] = {}
+    for repo, parent in parent_of.items():
+        children.setdefault(parent, []).append(repo)
+    lines, reached = [root], set()
+    stack = [(child, "", i == len(children.get(root, [])) - 1) for i, child in enumerate(children.get(root, []))][::-1]
+    while stack:  # depth-first without recursion: a tree of any depth draws
+        repo, indent, last = stack.pop()
+        reached.add(repo)
+        lines.append(f"{indent}{'└── ' if last else '├── '}{repo}  ({how[repo]})")
+        below = [c for c in children.get(repo, []) if c not in reached]
+        stack += [(child, indent + ("    " if last else "│   "), i == len(below) - 1) for i, child in enumerate(below)][::-1]
+    looped = [repo for repo in declared if repo not in reached]
+    if looped:
+        lines += ["", "declared bases that loop, never reaching the root:"] + [f"  {repo} -> {parent_of[repo]}" for repo in looped]
+    return "```text\n" + "\n".join(lines).replace("`", "'") + "\n```"
+
+
+def _recovered_parents(root: str, repos: list[str], registry: ExpertRegistry | None, token: str | None,
+                       progress: Progress) -> tuple[dict[str, tuple[str, float]], str]:
+    """Each repo's parent among `repos` and the root as its weights name it (`hf_probex.lineage`, by the calibration
+    the tree's expert carries): repo -> (parent, confidence); and a warning where it could not be done."""
+    from .lineage import lineage_calibration, recover_lineage
+
+    if not repos:
+        return {}, ""
+    try:
+        calibration = lineage_calibration(registry or resolve_registry(None), root)
+    except ProbexError as err:
+        return {}, f"parents not named from weights: {_one_line(err)}"
+    progress(0.5, f"reading the weights of {len(repos)} models to name their parents")
+    left_out: list[str] = []
+    try:
+        edges = recover_lineage(root, repos, calibration, root_id=root, token=_as_token(token), progress=left_out.append)
+    except ProbexError as err:
+        return {}, f"parents not named from weights: {_one_line(err)}"
+    note = f"{len(left_out)} models could not be read for their parents ({left_out[0]})" if left_out else ""
+    return {e.child: (e.parent, e.confidence) for e in edges}, note
 
 
 def browse_tree(root: str, *, token: str | None = None, limit: int = DEFAULT_MAX_TREE_MODELS,
                 authors: Iterable[str] = (), registry: ExpertRegistry | None = None,
                 members: Iterable[str] | None = None, table: str | None = None,
-                progress: Progress = _no_progress) -> TreeView:
+                parents_from_weights: bool = False, progress: Progress = _no_progress) -> TreeView:
     """The models of the tree of `root` on the Hub, what each card lacks, and each field's coverage.
 
     The tree's table (`hf-probex scan`) answers when there is one: `table`, else the one `scan.publish.find_table`
@@ -667,6 +728,8 @@ def browse_tree(root: str, *, token: str | None = None, limit: int = DEFAULT_MAX
             default the local and trusted Hub experts): those in the tree are listed though no card names it.
         members: repo ids known to belong to the tree by other means than their card; listed last.
         table: a tree table (dataset repo id or scan folder) to read the tree from.
+        parents_from_weights: also name each model's parent among the others from their weights, as `hf-probex
+            lineage` does (every model read whole: slow), for the drawing of models whose card names none.
 
     Raises:
         SpaceInputError: not a repo id, an unknown root, a Hub that does not answer the listing, a `table` given
@@ -715,7 +778,14 @@ def browse_tree(root: str, *, token: str | None = None, limit: int = DEFAULT_MAX
                f"**{complete}** with every field &nbsp;·&nbsp; **{no_card}** without a card &nbsp;·&nbsp; "
                f"**{len(rows) - len(read)}** unreadable\n\n{source[0].upper()}{source[1:]}."
                + "".join(f"\n\n> ⚠ {w}" for w in tree.warnings))
-    return TreeView(models, coverage, summary, tree.warnings)
+    recovered: dict[str, tuple[str, float]] = {}
+    if parents_from_weights:
+        recovered, note = _recovered_parents(root, tree.repos, registry, token, progress)
+        if note:
+            tree.warnings.append(note)
+            summary += f"\n\n> ⚠ {note}"
+    drawing = tree_drawing(root, {r["repo"]: r.get("declared") for r in rows}, recovered)
+    return TreeView(models, coverage, summary, tree.warnings, drawing)
 
 
 # ---- search a LoRA tree by text -------------------------------------------------------------------------

@@ -191,12 +191,13 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
         link = f" [{result.url}]({result.url})" if result.url else ""
         return f"{'✅' if result.opened else 'ℹ️'} {result.message}{link}"
 
-    def run_browse(root: str, authors: str, token: str, progress: gr.Progress = gr.Progress()) -> tuple:
+    def run_browse(root: str, authors: str, token: str, from_weights: bool = False,
+                   progress: gr.Progress = gr.Progress()) -> tuple:
         with _shown_to_user():
             view = browse_tree(root, token=token, limit=max_tree_models, authors=(authors or "").split(","),
-                               registry=experts_.ready(), progress=progress)
+                               registry=experts_.ready(), parents_from_weights=bool(from_weights), progress=progress)
         _warn(view.warnings)
-        return view.summary, view.coverage, view.models
+        return view.summary, view.coverage, view.models, view.drawing
 
     def run_search(root: str, query: str, top_k: float, authors: str, token: str,
                    progress: gr.Progress = gr.Progress()) -> tuple:
@@ -286,6 +287,8 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                                               info="every model naming it as base_model, children of children too")
                     browse_button = gr.Button("Browse the tree", variant="primary", scale=1)
                 browse_authors = _authors_box("probex-browse-authors")
+                from_weights = gr.Checkbox(False, label="Name parents from the weights too", elem_id="probex-from-weights",
+                                           info="for models whose card names none: reads every model's weights (slow)")
                 browse_summary = gr.Markdown(elem_id="probex-tree-summary")
                 coverage = gr.BarPlot(x="field", y="documented", y_lim=[0, 1], label="Share of the tree's cards that state each field",
                                       y_title="documented", height=260)
@@ -293,10 +296,12 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                 models = gr.Dataframe(no_models,
                                       label="Models and what their cards lack", wrap=True, interactive=False,
                                       elem_id="probex-models")
-                browse_outputs = [browse_summary, coverage, models]
-                browse_button.click(run_browse, [browse_root, browse_authors, token], browse_outputs, api_name="browse_tree",
-                                    concurrency_id=TREE_WALK, concurrency_limit=1).failure(
-                    lambda: ("", None, no_models), None, browse_outputs, api_visibility="private")
+                with gr.Accordion("The tree, drawn", open=False):
+                    drawing = gr.Markdown(elem_id="probex-tree-drawing")
+                browse_outputs = [browse_summary, coverage, models, drawing]
+                browse_button.click(run_browse, [browse_root, browse_authors, token, from_weights], browse_outputs,
+                                    api_name="browse_tree", concurrency_id=TREE_WALK, concurrency_limit=1).failure(
+                    lambda: ("", None, no_models, ""), None, browse_outputs, api_visibility="private")
 
             with gr.Tab("Search LoRAs by text", id="search"):
                 search_roots = zero_shot_roots(registry)

@@ -229,8 +229,9 @@ def test_pull_request_through_the_bot(client, space_world):
 
 
 def test_browse_a_tree(client, space_world):
-    summary, coverage, models = client.predict("probex-zoo-vit/vit-root", "", "", api_name="/browse_tree")
+    summary, coverage, models, drawing = client.predict("probex-zoo-vit/vit-root", "", "", api_name="/browse_tree")
     rows = _rows(models)
+    assert drawing.startswith("```text\nprobex-zoo-vit/vit-root\n") and all(f"{r['repo']}  (card)" in drawing for r in rows)
     assert len(rows) == 6 and all(r["repo"].startswith("probex-zoo-vit/vit-ft-") for r in rows)  # cardless: unseen
     parents = {r["base_model"] for r in rows}
     assert "probex-zoo-vit/vit-root" in parents and parents <= {"probex-zoo-vit/vit-root", *(r["repo"] for r in rows)}
@@ -240,7 +241,7 @@ def test_browse_a_tree(client, space_world):
     assert "**6** models below the root (**6** found by their cards' base_model)" in summary
     has_children = {s.parent for s in space_world.zoo.specs("vit")}
     childless = next(s.repo_id for s in space_world.zoo.specs("vit") if s.role == "child" and s.name not in has_children)
-    leaf, _, empty = client.predict(childless, "", "", api_name="/browse_tree")
+    leaf, _, empty, _ = client.predict(childless, "", "", api_name="/browse_tree")
     assert "the tree has only its root" in leaf and empty["data"] == []
     assert "no such model" in _error(lambda: client.predict("nobody/no-root", "", "", api_name="/browse_tree"))
 
@@ -248,7 +249,7 @@ def test_browse_a_tree(client, space_world):
 def test_browse_the_text_tree(client):
     from space_world import TEXT_CHILDREN
 
-    summary, _, models = client.predict(MINILM, "", "", api_name="/browse_tree")
+    summary, _, models, _ = client.predict(MINILM, "", "", api_name="/browse_tree")
     rows = {r["repo"]: r for r in _rows(models)}
     assert set(rows) == set(TEXT_CHILDREN) and {r["base_model"] for r in rows.values()} == {MINILM}
     assert all("trained_on" in r["missing"] for r in rows.values())  # what their owners left out
@@ -265,6 +266,10 @@ def test_browse_and_search_find_members_no_card_names(space_world):
     assert rows["probex-zoo-vit/vit-nocard"]["found by"] == "weights" and rows["probex-zoo-vit/vit-nocard-2"]["found by"] == "weights"
     assert rows["probex-zoo-vit/vit-ft-0001"]["found by"] == "card"  # a member its card names is not counted twice
     assert "(**6** found by their cards' base_model, **2** by their weights)" in view.summary
+    assert "probex-zoo-vit/vit-nocard  (parent unknown)" in view.drawing  # no card names its parent
+    named = browse_tree("probex-zoo-vit/vit-root", authors=["probex-zoo-vit"], registry=space_world.registry,
+                        parents_from_weights=True)
+    assert "probex-zoo-vit/vit-nocard  (weights " in named.drawing and "parent unknown" not in named.drawing
     given = browse_tree("probex-zoo-vit/vit-root", members=["probex-zoo-vit/vit-nocard", "probex-zoo-vit/vit-ft-0001"])
     assert "(**6** found by their cards' base_model, **1** otherwise)" in given.summary and "**1** without a card" in given.summary
     found = search_loras("probex-zoo-sd/sd-root", "a rotated zero", registry=space_world.registry, top_k=50,
@@ -421,3 +426,15 @@ def test_space_command_serves_the_app_on_a_local_hub(space_world, tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_tree_drawing_puts_each_model_under_its_parent_and_survives_looping_cards():
+    from hf_probex.space import tree_drawing
+
+    drawing = tree_drawing("o/root", {"o/a": "o/root", "o/b": "o/a", "o/c": None, "o/d": "x/elsewhere", "o/e": "o/f",
+                                      "o/f": "o/e"}, {"o/c": ("o/b", 0.9)})
+    assert drawing.splitlines()[1:6] == ["o/root", "├── o/a  (card)", "│   └── o/b  (card)",
+                                         "│       └── o/c  (weights 0.90)", "└── o/d  (parent unknown)"]
+    assert "o/e -> o/f" in drawing and "o/f -> o/e" in drawing  # cards naming each other never reach the root
+    deep = {f"o/m{i}": f"o/m{i - 1}" if i else "o/root" for i in range(3000)}  # deeper than Python's recursion limit
+    assert tree_drawing("o/root", deep).count("\n") == 3000 + 2
