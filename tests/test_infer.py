@@ -143,8 +143,12 @@ def test_demo_reads_undocumented_held_out_models_from_their_weights(demo_cache, 
              if v in c.truth["trained_on"]]
     assert len(right) >= 0.8 * len(proposed), (right, proposed)
     assert all(c.suggestion.abstained.get("trained_on") for c in cases if "trained_on" not in c.suggestion.fields)
+    named = [c.parent[0] == c.truth["base_model"] for c in cases if c.parent]  # given the tree's members
+    assert len(named) == len(cases) and sum(named) >= 0.9 * len(named)
+    assert any(c.spec.generation > 1 and c.parent[0] == c.truth["base_model"] != c.suggestion.tree for c in cases)
     text = format_demo(cases)
     assert "from the weights (confidence)" in text and "suggested README.md" in text
+    assert "parent, named among the tree's members (hf-probex lineage)" in text
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     assert "test split" in " ".join(capsys.readouterr().out.split())
