@@ -297,7 +297,8 @@ def _routing_fields(adapter: Adapter, declared: dict[str, str], found: Route) ->
 
 def infer_card(source: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None,
                experts: Experts = None, min_confidence: float | None = None,
-               candidates: Iterable[str | Candidate] | None = None, base: str | os.PathLike | None = None) -> CardSuggestion:
+               candidates: Iterable[str | Candidate] | None = None, base: str | os.PathLike | None = None,
+               hub_only: bool = False) -> CardSuggestion:
     """Infer the missing model-card fields of a model from its small files and a few of its weights.
 
     Args:
@@ -318,6 +319,8 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
             families ignore it (their classes are fixed).
         base: the base of a peft adapter (a local path or a Hub repo id), read merged with it; default: the base its
             files declare, where hf_probex follows it (a Hub repo id; `adapters.peft_model`).
+        hub_only: `source` is a Hub repo id even where a local path of that name exists: a repo id that came from
+            the network (a Hub listing, a tree table) must never read a folder of the working directory.
 
     Returns:
         A `CardSuggestion`: the fields at or above the threshold (each with confidence and evidence),
@@ -328,7 +331,7 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
             a damaged file, an unknown architecture); the message says what to try.
     """
     candidates = None if candidates is None else list(candidates)
-    model = open_source(source, revision=revision, token=token)
+    model = open_source(source, revision=revision, token=token, local=not hub_only)
     adapter = detect(model)
     try:  # a peft adapter of a full model is read merged onto its base, by the base family's adapter
         reader, weights = read_through(model, adapter, base=base, token=token)

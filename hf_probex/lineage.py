@@ -18,7 +18,7 @@ fitted per tree on models whose parents are known (`fit_lineage`, run when the t
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -204,14 +204,15 @@ def fit_lineage_calibration(scores: Sequence[float | None], parent_is_member: Se
 
 
 def open_model(location: str | os.PathLike, *, token: str | bool | None = None, base: str | os.PathLike | None = None,
-               local: Mapping[str, str | os.PathLike] | None = None) -> tuple[Adapter, WeightSource]:
+               local: Mapping[str, str | os.PathLike] | None = None, hub_only: bool = False) -> tuple[Adapter, WeightSource]:
     """(adapter, weights) of a model as lineage reads it: a peft adapter merged onto its base (`base`, else the local
-    copy in `local` of the base its files declare, else that base), any other as it is.
+    copy in `local` of the base its files declare, else that base), any other as it is. `hub_only`: `location` is a
+    repo id that came from the network (a tree table's row), read from the Hub even where a folder has its name.
 
     Raises:
         ProbexError: it cannot be read (see `open_source`, `adapters.read_through`).
     """
-    source = open_source(location, token=token)
+    source = open_source(location, token=token, local=not hub_only)
     adapter = detect(source)
     if base is None and local:
         base = next((local[b] for b in adapter.declared_bases(source) if b in local), None)
@@ -220,10 +221,11 @@ def open_model(location: str | os.PathLike, *, token: str | bool | None = None, 
 
 def recover_lineage(root: str | os.PathLike, members: Sequence[str | os.PathLike], calibration: LineageCalibration, *,
                     root_id: str | None = None, token: str | bool | None = None,
-                    progress: Callable[[str], None] | None = None) -> list[Edge]:
+                    progress: Callable[[str], None] | None = None, from_hub: Collection[str] = ()) -> list[Edge]:
     """Each member's parent (the root or another member) from the weights, as `calibration` decides (see the module
     docstring); the root is named `root_id` where given (its weights may be a local copy, which an adapter declaring
-    `root_id` as its base is read on). A member that cannot be
+    `root_id` as its base is read on). The members in `from_hub` came from the network (a tree table, a Hub listing):
+    they are read as Hub repo ids only, never as a folder of that name here. A member that cannot be
     read, or is not of the root's shapes, is left out with a line through `progress`; one bad repo never breaks the
     others.
 
@@ -237,7 +239,8 @@ def recover_lineage(root: str | os.PathLike, members: Sequence[str | os.PathLike
     opened = {}
     for member in members:
         try:
-            opened[str(member)] = open_model(member, token=token, local={root_id: root} if root_id else None)
+            opened[str(member)] = open_model(member, token=token, local={root_id: root} if root_id else None,
+                                             hub_only=str(member) in from_hub)
         except ProbexError as err:
             if progress:
                 progress(f"left out {member}: {err}")

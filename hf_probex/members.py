@@ -122,7 +122,7 @@ def weight_router(registry: ExpertRegistry | None = None, *, token: str | bool |
     experts = registry if registry is not None else ExpertRegistry.default(token=token)
 
     def router(repo_id: str) -> Route:
-        source = open_source(repo_id, token=token)
+        source = open_source(repo_id, token=token, local=False)  # a listed repo id, never a folder here
         return route_through(source, detect(source), experts, token=token)[2]
 
     return router

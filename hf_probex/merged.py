@@ -35,6 +35,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -344,6 +345,11 @@ class MergedSource:
     def _owner(self, name: str) -> WeightSource:
         """The source of a small file: the adapter for its card and its own config.json, the base otherwise."""
         return self.adapter if name == CARD or (name == CONFIG and CONFIG in self.adapter.files) else self.base
+
+    @property
+    def local_folder(self) -> Path | None:
+        """The adapter's folder where it is local (its files declare the bases), None for a Hub repo."""
+        return self.adapter.local_folder
 
     @property
     def bytes_read(self) -> int:

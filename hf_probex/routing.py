@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -98,13 +99,28 @@ def route_through(source: WeightSource, adapter: Adapter, registry: ExpertRegist
     return reader, weights, found
 
 
-def walk_lineage(base: str, roots: set[str], *, token: str | bool | None = None) -> list[str]:
+def _declared_card(name: str, local: bool, token: str | bool | None) -> str | None:
+    """The card of a base some file declares: a repo id is read from the Hub, never from a folder of that name in the
+    working directory; an absolute path only for a local model (`local`) and only where it is a model folder, as a
+    peft adapter's base is followed (`adapters.peft_model`). Else nothing is read (None)."""
+    if looks_like_repo_id(name, namespaced=False):
+        return open_source(name, token=token, local=False).read_text("README.md")
+    path = Path(name)
+    try:
+        is_model = local and path.is_absolute() and (path / "config.json").is_file()
+    except (OSError, ValueError):  # too long, a NUL byte, no permission
+        is_model = False
+    return open_source(path).read_text("README.md") if is_model else None
+
+
+def walk_lineage(base: str, roots: set[str], *, token: str | bool | None = None, local: bool = False) -> list[str]:
     """`base` and its ancestors through their cards' `base_model`, up to the first of `roots` (or as far as
-    the Hub answers: a parent that cannot be read ends the walk)."""
+    the Hub answers: a parent that cannot be read ends the walk). `local`: the bases were declared by a local model,
+    whose absolute model-folder paths may be followed (`_declared_card`)."""
     chain = [base]
     while chain[-1] not in roots and len(chain) <= MAX_LINEAGE_DEPTH:
         try:
-            parents = card_bases(open_source(chain[-1], token=token).read_text("README.md"))
+            parents = card_bases(_declared_card(chain[-1], local, token))
         except ProbexError:
             break
         if not parents or parents[0] in chain:
@@ -221,8 +237,9 @@ def route(source: WeightSource, adapter: Adapter, registry: ExpertRegistry, *,
     entries = [e for e in registry.entries if e.adapter == kind]
     roots = {e.root for e in entries if e.root}
     declared = declared_bases(source, adapter) if declared is None else declared
-    lineage = next((chain for chain in (walk_lineage(b, roots, token=token) for b in declared) if chain[-1] in roots),
-                   [])
+    local = source.local_folder is not None
+    lineage = next((chain for chain in (walk_lineage(b, roots, token=token, local=local) for b in declared)
+                    if chain[-1] in roots), [])
     walked = f"declared lineage {' -> '.join(lineage)}"
     if kind == "lora":
         targets = lora_targets(source, adapter) if roots else {}  # read once, compared with every LoRA tree's modules

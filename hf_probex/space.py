@@ -706,7 +706,8 @@ def _recovered_parents(root: str, repos: list[str], registry: ExpertRegistry | N
     progress(0.5, f"reading the weights of {len(repos)} models to name their parents")
     left_out: list[str] = []
     try:
-        edges = recover_lineage(root, repos, calibration, root_id=root, token=_as_token(token), progress=left_out.append)
+        edges = recover_lineage(root, repos, calibration, root_id=root, token=_as_token(token), progress=left_out.append,
+                                from_hub=set(repos))
     except ProbexError as err:
         return {}, f"parents not named from weights: {_one_line(err)}"
     note = f"{len(left_out)} models could not be read for their parents ({left_out[0]})" if left_out else ""
@@ -909,7 +910,7 @@ def _search_layers(root: str, query: str, entry: ExpertEntry, registry: ExpertRe
 
     def layer(repo_id: str) -> tuple[np.ndarray | None, str, str]:
         try:
-            source = open_source(repo_id, token=_as_token(token))
+            source = open_source(repo_id, token=_as_token(token), local=False)  # never a server folder
             matrix = detect(source).read_input(source, entry.inputs, config["conv_layout"], allow_missing=expert.fused)
             return matrix, _declared_concept(source.read_text("README.md")), ""
         except ProbexError as err:  # not a LoRA of this tree (a full fine-tune, another format): not ranked

@@ -172,8 +172,8 @@ class _Opener:
         self.bases, self.max_bytes, self.token = bases, max_bytes, token
 
     def open(self, where: str | os.PathLike[str], revision: str | None, *, depth: int, budget: int,
-             num_labels: int | None = None) -> _Opened:
-        source = open_source(where, revision=revision, token=self.token)
+             num_labels: int | None = None, local: bool = True) -> _Opened:
+        source = open_source(where, revision=revision, token=self.token, local=local)
         if source.revision is None and Path(where).is_file():
             raise BadFileError(f"{where} is one file; pass the model's folder (config.json, weights and tokenizer)")
         kind = _kind(source) if num_labels is None else (
@@ -315,7 +315,8 @@ class _Opener:
             if not (local or looks_like_repo_id(base_id, namespaced=False)):
                 raise BadFileError(f"{source.description}: {ADAPTER_CONFIG} names the base {base_id!r}, neither a Hub "
                                    f"repo id nor (for a local adapter) a local folder; pass bases={{{base_id!r}: FOLDER}}")
-        return self.open(where, None, depth=depth + 1, budget=budget, num_labels=rows)
+        hub = base_id not in self.bases and looks_like_repo_id(base_id, namespaced=False)  # never a folder of its name
+        return self.open(where, None, depth=depth + 1, budget=budget, num_labels=rows, local=not hub)
 
 
 def _load(source: WeightSource, build: Callable[[], Any]) -> Any:

@@ -22,6 +22,7 @@ from hf_probex.errors import BadFileError, BadSafetensorsError
 from hf_probex.reading import DTYPES, MAX_HEADER_BYTES, MAX_HEADER_TENSORS, open_source, parse_safetensors_header
 
 SECRET = "SECRET-OUTSIDE-THE-MODEL"
+ROOT = "probex-zoo-resnet/resnet-root"
 
 
 @pytest.fixture
@@ -234,3 +235,42 @@ def test_non_finite_layers_are_abstained_on(model, experts, fill, card):
         assert result.fields["base_model"].confidence < 1.0 and "NaN or inf" in result.fields["base_model"].evidence
     else:
         assert "base_model" not in result.fields and "NaN or inf" in result.abstained["base_model"]
+
+
+@pytest.fixture
+def victim_folder(model, tmp_path, monkeypatch):
+    """A working directory holding `victim/secret`: a model folder whose card declares the tiny ResNet root, named
+    like a repo id a stranger's file may declare."""
+    secret = tmp_path / "cwd" / "victim" / "secret"
+    shutil.copytree(model, secret)
+    (secret / "README.md").write_text(f"---\nbase_model: {ROOT}\n---\n{SECRET}\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    return secret
+
+
+def test_a_declared_base_named_like_a_folder_here_is_asked_of_the_hub_not_read_from_the_folder(model, victim_folder,
+                                                                                             experts):
+    """A card's `base_model: victim/secret` where ./victim/secret exists: the lineage walk asks the Hub (offline here:
+    the walk stops), never reads the folder's card."""
+    from hf_probex.routing import walk_lineage
+
+    assert walk_lineage("victim/secret", {ROOT}, local=True) == ["victim/secret"]
+    (model / "README.md").write_text("---\nbase_model: victim/secret\n---\n")
+    result = infer_card(model, experts=experts)
+    assert "victim/secret ->" not in result.to_json() and SECRET not in result.to_json()
+
+
+def test_repo_ids_from_the_network_are_never_read_from_a_folder_of_that_name(victim_folder, tiny_zoo):
+    """The bot and train --from-table (`infer_card(hub_only=True)`), tree tables' members (`recover_lineage(from_hub=)`)
+    read a listed repo id from the Hub only; the same id typed by the user is the folder they meant."""
+    from hf_probex.errors import ProbexError
+    from hf_probex.lineage import LineageCalibration, recover_lineage
+
+    with pytest.raises(ProbexError):
+        infer_card("victim/secret", experts=[], hub_only=True)
+    assert infer_card("victim/secret", experts=[]).family == "resnet"
+    calibration, lines = LineageCalibration(0.2, 0.9, 0.9, 10), []
+    root = tiny_zoo.model_dir("resnet", "root")
+    assert recover_lineage(root, ["victim/secret"], calibration, from_hub={"victim/secret"}, progress=lines.append) == []
+    assert lines and lines[0].startswith("left out victim/secret")
+    assert [e.child for e in recover_lineage(root, ["victim/secret"], calibration)] == ["victim/secret"]

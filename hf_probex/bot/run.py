@@ -145,7 +145,7 @@ def _default_infer(token: str | None) -> Infer:
     except ImportError as err:
         raise BotStopped(f"hf_probex.infer_card is not available ({err}); pass an inference callable") from None
 
-    return lambda repo_id: infer_card(repo_id, token=token)
+    return lambda repo_id: infer_card(repo_id, token=token, hub_only=True)  # a listed id, never a folder here
 
 
 class _Worker:

@@ -20,11 +20,14 @@ def _lineage(args: argparse.Namespace) -> int:
         from ..members import table_members
         from ..scan.publish import find_table
 
-        members += [m.repo_id for m in table_members(find_table(tree, args.table, token=token)) if m.repo_id not in members]
+        listed = [m.repo_id for m in table_members(find_table(tree, args.table, token=token)) if m.repo_id not in members]
+        members += listed
+    else:
+        listed = []
     if not members:
         raise UserError(f"no member to read: name them, or pass --table with the tree table of {tree}")
     calibration = lineage_calibration(expert_registry(args.expert or None, token), tree)
-    edges = recover_lineage(args.root, members, calibration, root_id=tree, token=token,
+    edges = recover_lineage(args.root, members, calibration, root_id=tree, token=token, from_hub=set(listed),
                             progress=lambda line: print(line, file=sys.stderr))
     if args.json:
         print(json.dumps({"root": tree, "calibration": calibration.to_dict(),

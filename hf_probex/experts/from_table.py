@@ -180,7 +180,7 @@ def propose_for_undocumented(expert: str | Path, weights: TableWeightSet, *, tok
     proposals = []
     for row in weights.undocumented:
         try:
-            result = infer_card(row.repo_id, revision=row.sha, token=token, experts=[str(expert)],
+            result = infer_card(row.repo_id, revision=row.sha, token=token, experts=[str(expert)], hub_only=True,
                                 min_confidence=min_confidence)
         except ProbexError as err:
             proposals.append(Proposal(row.repo_id, row.sha, None, None, str(err)))

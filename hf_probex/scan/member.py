@@ -85,7 +85,7 @@ def _read_once(job: MemberJob, settings: ScanSettings) -> ScanRow:
                   in_tree=job.found_by == "card")
     source = weights = None
     try:
-        source = open_source(job.repo_id, revision=job.sha, token=settings.token)
+        source = open_source(job.repo_id, revision=job.sha, token=settings.token, local=False)
         row.sha = source.revision
         adapter = detect(source)
         row.family = adapter.family
