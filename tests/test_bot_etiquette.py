@@ -339,7 +339,12 @@ def test_reply_commands():
     listed = ["lab/a", "lab/b", "lab/c"]
     assert read_commands(["/hf-probex accept all"], listed).accepted == set(listed)
     assert read_commands(["Nice.\n/HF-PROBEX Accept a, `lab/c` lab/zzz"], listed).accepted == {"lab/a", "lab/c"}
-    assert read_commands(["> /hf-probex accept all", "    /hf-probex accept b"], listed).accepted == {"lab/b"}
+    assert read_commands(["> /hf-probex accept all", "   /hf-probex accept b"], listed).accepted == {"lab/b"}
+    # shown, not said: a fenced block (closed, or open to the end), a line indented as code, inline code
+    shown = ["What would this do?\n```\n/hf-probex accept all\n```\nI have not decided.", "~~~~md\n/hf-probex refuse\n~~~",
+             "```\n/hf-probex accept a", "    /hf-probex accept all", "`/hf-probex accept all`", "\t/hf-probex accept c"]
+    assert read_commands(shown, listed) == read_commands([], listed)
+    assert read_commands(["```\ncode\n```\n/hf-probex accept c"], listed).accepted == {"lab/c"}  # after the fence
     refused = read_commands(["/hf-probex accept a", "/hf-probex refuse", "/hf-probex accept all"], listed)
     assert refused.refused and refused.accepted == {"lab/a"}  # a refusal is final
     assert read_commands(["please accept all of them"], listed).accepted == set()

@@ -21,9 +21,27 @@ __all__ = ["COMMAND_PREFIX", "DigestEntry", "Reply", "digest_description", "dige
 
 COMMAND_PREFIX = "/hf-probex"
 #: A command line in a reply: `/hf-probex accept all`, `/hf-probex accept m-1 acme/m-2`, `/hf-probex refuse`
-#: (a Markdown quote of it, "> /hf-probex ...", is someone quoting the digest, not a command).
-_COMMAND = re.compile(rf"^[ \t]*{re.escape(COMMAND_PREFIX)}[ \t]+(?P<verb>accept|refuse)\b(?P<args>[^\n]*)$",
-                      re.IGNORECASE | re.MULTILINE)
+#: (a Markdown quote of it, "> /hf-probex ...", is someone quoting the digest, and a line of code, indented four
+#: spaces or inside a fence, someone showing it: neither is a command).
+_COMMAND = re.compile(rf"^ {{0,3}}{re.escape(COMMAND_PREFIX)}[ \t]+(?P<verb>accept|refuse)\b(?P<args>[^\n]*)$",
+                      re.IGNORECASE)
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def _prose_lines(text: str) -> list[str]:
+    """The lines of a Markdown reply outside fenced code blocks (an unclosed fence runs to the end, as Markdown
+    renders it)."""
+    lines, fence = [], None
+    for line in text.splitlines():
+        opened = _FENCE.match(line)
+        if fence is None and opened:
+            fence = opened[1]
+        elif fence is not None:
+            if opened and opened[1][0] == fence[0] and len(opened[1]) >= len(fence) and not line.strip().strip(fence[0]):
+                fence = None
+        else:
+            lines.append(line)
+    return lines
 
 _VALIDATION = """\
 A value is proposed here only at or above the confidence its source was validated at: a value read from
@@ -123,7 +141,7 @@ def read_commands(texts: list[str], listed: list[str]) -> Reply:
     reply = Reply()
     by_name = {**{r.split("/", 1)[1].lower(): r for r in listed}, **{r.lower(): r for r in listed}}
     for text in texts:
-        for command in _COMMAND.finditer(text):
+        for command in filter(None, map(_COMMAND.match, _prose_lines(text))):
             if command["verb"].lower() == "refuse":
                 return Reply(reply.accepted, refused=True)
             names = [n.strip("`'\".").lower() for n in re.split(r"[\s,]+", command["args"]) if n.strip()]
