@@ -99,6 +99,10 @@ class BaseModelError(ProbexError):
     or not a full model (`hf_probex.adapters.peft_model`)."""
 
 
+class BadTextError(ProbexError):
+    """A text given to encode (a query, a candidate) is not text: undecodable bytes (lone surrogates), or not a str."""
+
+
 class TooLargeError(ProbexError):
     """A model is larger than the caller allows hf_probex to download or load (`text_classifiers.MAX_BYTES`)."""
 

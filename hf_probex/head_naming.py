@@ -134,21 +134,28 @@ def candidate_list(candidates: Sequence[str | Candidate]) -> list[Candidate]:
     return out
 
 
-def parse_candidates(text: str, separator: str = "\t") -> list[Candidate]:
+def parse_candidates(text: str, separator: str = "\t", limit: int = MAX_VOCABULARY) -> list[Candidate]:
     """Candidate classes or concepts from text, one a line (blank lines ignored); a line may add example texts of the
     class after `separator` (`name<TAB>example<TAB>example`: a text classifier's rows are named from them far more
     often; a LoRA's concept is ranked by its name).
 
     Raises:
-        ValueError: no candidate, or more than an expert's vocabulary holds.
+        ValueError: no candidate, more than `limit` (default what an expert's vocabulary holds), or text that is
+            not UTF-8.
     """
+    from .errors import BadTextError
     from .experts.vocabulary import clean_candidates
+    from .text import check_texts
 
     rows = [[part.strip() for part in line.split(separator)] for line in text.splitlines() if line.strip()]
-    names = clean_candidates(row[0] for row in rows)  # in order, blanks and repeats dropped
+    names = clean_candidates((row[0] for row in rows), limit)  # in order, blanks and repeats dropped
     examples = {}
     for name, *texts in rows:
-        examples.setdefault(name, tuple(t for t in texts if t))
+        examples.setdefault(name, tuple(t for t in texts if t)[:MAX_EXAMPLES])
+    try:
+        check_texts([t for name in names for t in examples[name]])
+    except BadTextError as err:
+        raise ValueError(f"an example {err}") from None
     return [Candidate(name, examples[name]) for name in names]
 
 

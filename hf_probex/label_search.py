@@ -42,8 +42,6 @@ __all__ = ["LabelIndex", "open_label_index"]
 
 #: The table columns a label search reads.
 _COLUMNS = ["repo_id", "sha", "family", "labels", "error"]
-#: Label texts encoded at once (padding to the longest of a batch).
-_ENCODE_BATCH = 256
 
 
 def _searchable_labels(labels: Iterable[dict]) -> tuple[Label, ...]:
@@ -130,6 +128,5 @@ def open_label_index(tree: str, table: TableFiles, *, encoder: str = DEFAULT_TEX
         else:
             unlabelled += 1
     texts = list(dict.fromkeys(label.value for row in rows for label in row["labels"]))
-    vectors = np.concatenate([encode_texts(texts[i:i + _ENCODE_BATCH], encoder)
-                              for i in range(0, len(texts), _ENCODE_BATCH)]) if texts else np.zeros((0, 1), np.float32)
+    vectors = encode_texts(texts, encoder) if texts else np.zeros((0, 1), np.float32)  # in batches
     return LabelIndex(tree, table, rows, texts, vectors, encoder, unlabelled)

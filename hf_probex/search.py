@@ -144,14 +144,20 @@ class TreeIndex:
 
 
 def checked_query(text: str) -> str:
-    """`text` stripped; SearchError when it is empty or too long for a query."""
+    """`text` stripped; SearchError when it is empty, too long for a query, or not UTF-8 text."""
+    from .errors import BadTextError
+    from .text import check_texts
+
     text = (text or "").strip() if isinstance(text, str) else ""
     if not text:
         raise SearchError("the query is empty: type what the LoRA should draw or the models were trained on, e.g. "
                           "'a corgi in the snow', 'legal texts'")
     if len(text) > MAX_QUERY_CHARS:
         raise SearchError(f"the query has {len(text)} characters; describe the concept in at most {MAX_QUERY_CHARS}")
-    return text
+    try:
+        return check_texts([text])[0]
+    except BadTextError as err:
+        raise SearchError(f"the query {err}") from None
 
 
 def checked_top_k(top_k: int) -> None:

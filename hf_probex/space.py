@@ -60,6 +60,9 @@ __all__ = [
 DEFAULT_MAX_UPLOAD_BYTES = 512 * 2**20
 """Uploads above this are refused: a LoRA is megabytes, and a full model is better read from the Hub."""
 DEFAULT_MAX_TREE_MODELS = 500
+#: Candidates one visitor's inference may rank (the CLI takes an expert vocabulary's bound, 100,000): each is embedded,
+#: and a text classifier is run on each class's texts.
+MAX_SPACE_CANDIDATES = 1_000
 """A tree walk reads one card (browse) or one layer (search) per model: bounded so a request ends."""
 HUB_TIMEOUT_S = 3.0
 """How long the Space waits for the Hub before listing its experts or examples: a Space without network
@@ -361,7 +364,7 @@ def _candidates(text: str | None) -> list[Candidate] | None:
         return None
     lines = text if "|" in text else "\n".join(re.split(r"[\n,]", text))
     try:
-        return parse_candidates(lines, "|")
+        return parse_candidates(lines, "|", limit=MAX_SPACE_CANDIDATES)
     except ValueError as err:
         raise SpaceInputError(f"candidates: {err}") from None
 
@@ -847,9 +850,12 @@ def search_loras(root: str, query: str, *, registry: ExpertRegistry, token: str 
     Raises:
         SpaceInputError: an empty query, a tree without a zero-shot expert, an unknown root.
     """
-    query = (query or "").strip()
-    if not query:
-        raise SpaceInputError("type what the LoRA should draw, e.g. 'a corgi in the snow'")
+    from .search import checked_query
+
+    try:
+        query = checked_query(query)  # the CLI's bounds: not empty, at most MAX_QUERY_CHARS, UTF-8 text
+    except ProbexError as err:
+        raise SpaceInputError(_one_line(err)) from None
     entry = _zero_shot_expert(registry, (root or "").strip())
     view, why_not = _search_table(root.strip(), query, entry, registry, token, top_k, table, progress)
     if view is not None:

@@ -66,10 +66,30 @@ def _load(name: str) -> _Encoder:
                          f"online or cached, or use the packaged {DEFAULT_TEXT_ENCODER}") from None
 
 
+#: Texts encoded at once: memory stays that of one batch however many candidates a list holds.
+ENCODE_BATCH = 256
+
+
+def check_texts(texts: list[str]) -> list[str]:
+    """`texts` as they are, or BadTextError for the first that is not text (a str of UTF-8-encodable characters: a
+    shell passes an undecodable byte as a lone surrogate, which no tokenizer takes)."""
+    from .errors import BadTextError
+
+    for text in texts:
+        if not isinstance(text, str):
+            raise BadTextError(f"{text!r:.60} is not text: give strings")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = text.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+            raise BadTextError(f"{shown!r:.80} holds bytes that are not UTF-8 text: type it again in UTF-8") from None
+    return texts
+
+
 def _token_states(loaded: _Encoder, texts: list[str], **padding):
     import torch
 
-    batch = loaded.tokenizer(list(texts), truncation=True, return_tensors="pt", **padding)
+    batch = loaded.tokenizer(list(check_texts(texts)), truncation=True, return_tensors="pt", **padding)
     with torch.no_grad():
         output = loaded.model(**batch)
     return output, batch["attention_mask"].unsqueeze(-1).to(output.last_hidden_state.dtype)
@@ -91,13 +111,17 @@ def encode_texts(texts: list[str], encoder: str = DEFAULT_TEXT_ENCODER) -> np.nd
 
     Raises:
         ValueError: the encoder cannot be loaded.
+        BadTextError: a text that is not text (`check_texts`).
     """
+    import numpy as np
     import torch
 
     loaded = _load(encoder)
-    output, mask = _token_states(loaded, texts, padding=True)
-    pooled = POOLINGS[loaded.pooling](output, mask)
-    return torch.nn.functional.normalize(pooled, dim=-1).numpy()
+    parts = []
+    for start in range(0, len(check_texts(texts)), ENCODE_BATCH):
+        output, mask = _token_states(loaded, texts[start:start + ENCODE_BATCH], padding=True)
+        parts.append(torch.nn.functional.normalize(POOLINGS[loaded.pooling](output, mask), dim=-1).numpy())
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
 def encode_token_sequences(texts: list[str], encoder: str = DEFAULT_TEXT_ENCODER,

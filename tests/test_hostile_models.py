@@ -274,3 +274,29 @@ def test_repo_ids_from_the_network_are_never_read_from_a_folder_of_that_name(vic
     assert recover_lineage(root, ["victim/secret"], calibration, from_hub={"victim/secret"}, progress=lines.append) == []
     assert lines and lines[0].startswith("left out victim/secret")
     assert [e.child for e in recover_lineage(root, ["victim/secret"], calibration)] == ["victim/secret"]
+
+
+def test_text_that_is_not_utf8_and_lists_over_the_bounds_are_one_line(tmp_path):
+    """A shell passes an undecodable byte as a lone surrogate, which no tokenizer takes: the query, a candidate name
+    or example is refused in one line before any encoder runs; the Space ranks at most 1,000 candidates."""
+    from hf_probex.errors import BadTextError
+    from hf_probex.head_naming import parse_candidates
+    from hf_probex.search import SearchError, checked_query
+    from hf_probex.space import SpaceInputError, _candidates
+    from hf_probex.text import check_texts
+
+    with pytest.raises(BadTextError, match="not UTF-8 text"):
+        check_texts(["fine", "caf\udce9"])
+    assert check_texts(["café", "犬"]) == ["café", "犬"]
+    with pytest.raises(SearchError, match="not UTF-8 text"):
+        checked_query("caf\udce9")
+    for text in ("caf\udce9\nrotated seven", "law\tcaf\udce9"):
+        with pytest.raises(ValueError, match="not UTF-8 text"):
+            parse_candidates(text)
+    with pytest.raises(SpaceInputError, match="at most 1,000"):
+        _candidates("\n".join(f"concept {i}" for i in range(1_001)))
+    assert len(_candidates("\n".join(f"concept {i}" for i in range(1_000)))) == 1_000
+    done = subprocess.run([str(Path(sys.executable).parent / "hf-probex"), "search", b"caf\xe9", "--tree", "a/b"],
+                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1",
+                                                               "HF_PROBEX_CACHE": str(tmp_path)}, timeout=300)
+    assert done.returncode != 0 and "not UTF-8 text" in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -9,11 +9,12 @@ from .common import UserError, hub_errors_as_user_errors
 
 
 def _search(args: argparse.Namespace) -> int:
-    from ..search import MAX_TOP_K, open_search_index
+    from ..search import MAX_TOP_K, checked_query, open_search_index
 
     if not args.text.strip():
         raise UserError("the query is empty: type what the LoRA should draw or the models were trained on, e.g. "
                         "hf-probex search \"a corgi in the snow\" --tree ROOT_ID")
+    checked_query(args.text)  # before any table is opened: a query it cannot take is one line (SearchError)
     if not 1 <= args.top_k <= MAX_TOP_K:
         raise UserError(f"--top-k must be from 1 to {MAX_TOP_K}")
     with hub_errors_as_user_errors(", or pass --table with a local table folder"):

@@ -48,19 +48,26 @@ class Vocabulary:
         return f"the {self.kind} vocabulary ({len(self.names)} concepts: {what})"
 
 
-def clean_candidates(candidates) -> list[str]:
+def clean_candidates(candidates, limit: int = MAX_VOCABULARY) -> list[str]:
     """Candidate concepts, stripped, blanks and repeats dropped, in order.
 
     Raises:
-        ValueError: none left, or more than the bound an expert's vocabulary has (`hub.MAX_VOCABULARY`).
+        ValueError: none left, more than `limit` (default the bound an expert's vocabulary has, `hub.MAX_VOCABULARY`),
+            or one that is not UTF-8 text (`text.check_texts`).
     """
+    from ..errors import BadTextError
+    from ..text import check_texts
+
     names = [getattr(c, "name", c) for c in candidates]  # a text classifier's `head_naming.Candidate`: its name
     names = list(dict.fromkeys(c.strip() for c in names if isinstance(c, str) and c.strip()))
     if not names:
         raise ValueError("the candidate list is empty: give one concept per line, e.g. 'a rotated seven'")
-    if len(names) > MAX_VOCABULARY:
-        raise ValueError(f"{len(names):,} candidate concepts: give at most {MAX_VOCABULARY:,}")
-    return names
+    if len(names) > limit:
+        raise ValueError(f"{len(names):,} candidate concepts: give at most {limit:,}")
+    try:
+        return check_texts(names)
+    except BadTextError as err:
+        raise ValueError(f"a candidate {err}") from None
 
 
 def vocabulary_for(expert: Expert, candidates=None) -> Vocabulary:
