@@ -105,6 +105,15 @@ BAD_CONFIGS = {
     "a head without its calibration": {"head": {"layer": "classifier.weight", "width": 8}},
     "examples of a class outside the vocabulary": {"examples": {"not-a-class": ["a text"]}},
     "examples as a list": {"examples": ["a text"]},
+    "a calibration that is a list": {"calibration": [1, 2, 3]},
+    "calibration coefficients as strings": {"calibration": {"a": "1.0", "b": 0.0, "threshold": 0.9}},
+    "a NaN threshold": {"calibration": {"a": 1.0, "b": 0.0, "threshold": float("nan")}},
+    "label means of another length": {"calibration": {"a": 1.0, "b": 0.0, "threshold": 0.9, "label_mean": [0.0]}},
+    "malformed subsets": {"calibration": {"a": 1.0, "b": 0.0, "threshold": 0.9, "subsets": {"x": 1}}},
+    "subsets within subsets": {"open_calibration": {"a": 1.0, "b": 0.0, "threshold": 0.9, "subsets": {
+        "0": {"a": 1.0, "b": 0.0, "threshold": 0.9, "subsets": {"0": {"a": 1.0, "b": 0.0, "threshold": 0.9}}}}}},
+    "a head calibration with unknown keys": {"head": {"layer": "classifier.weight", "width": 8},
+                                             "head_calibration": {"a": 1.0, "b": 0.0, "threshold": 0.9, "eval": 1}},
 }
 
 
@@ -128,7 +137,6 @@ def test_experts_load_from_safetensors_only(expert_dirs, hub, tmp_path):
     import shutil
 
     import torch
-    from huggingface_hub.errors import EntryNotFoundError
 
     from hf_probex.experts.hub import Expert
     from hf_probex.experts.registry import load_expert
@@ -140,10 +148,31 @@ def test_experts_load_from_safetensors_only(expert_dirs, hub, tmp_path):
     (folder / "model.safetensors").unlink()
     repo_id = hub.repo_id()
     _push_with_config(folder, hub, repo_id, hub.alice)
-    with pytest.raises(EntryNotFoundError):
-        load_expert(repo_id)
-    with pytest.raises(FileNotFoundError):
-        Expert.from_pretrained(folder)
+    for location in (repo_id, folder):  # one line each, never a pickle read
+        with pytest.raises(ValueError, match="cannot be loaded .*model.safetensors is missing"):
+            load_expert(str(location))
+
+
+def test_an_expert_whose_weights_do_not_fit_its_config_is_one_line_and_infer_goes_on(expert_dirs, hub, tiny_zoo, tmp_path):
+    """Weights of other shapes than config.json declares (a fused module, a layer re-declared): loading is one
+    ValueError, and `infer_card` abstains on trained_on with it instead of failing for every model of the tree."""
+    import json
+    import shutil
+
+    from hf_probex import infer_card
+    from hf_probex.experts.registry import load_expert
+
+    vit, _ = expert_dirs
+    folder = tmp_path / "misfit"
+    shutil.copytree(vit, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["input_shape"] = [config["input_shape"][0], config["input_shape"][1] + 1]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="cannot be loaded .*does not fit its config.json"):
+        load_expert(str(folder))
+    child = next(s for s in tiny_zoo.specs("vit") if s.role == "child")
+    result = infer_card(tiny_zoo.model_dir("vit", child.name), experts=[str(folder)])
+    assert "cannot be loaded" in result.abstained.get("trained_on", "") or "trained_on" in result.fields
 
 
 def test_an_expert_on_stacked_layers_wider_than_one_dimension_bound_loads(tmp_path):

@@ -34,6 +34,7 @@ the ones it has (`for_modules`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -120,6 +121,32 @@ class Calibration:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+_NUMBERS = ("a", "b", "threshold", "precision_target", "oof_precision", "oof_recall", "head", "unseen_proposed")
+_COUNTS = ("decisions", "groups", "modules", "unseen_models")
+_SUBSET = re.compile(r"\d{1,2}(,\d{1,2}){0,15}")
+
+
+def _number(value: object, nan: bool = False) -> bool:
+    return type(value) in (int, float) and (np.isfinite(value) or (nan and np.isnan(value)))
+
+
+def calibration_ok(value: object, labels: int | None, nested: bool = True) -> bool:
+    """Whether `value` is a calibration hf_probex can apply (`Calibration.to_dict()`'s keys, finite numbers, counts,
+    `label_mean` with one finite number per label where `labels` says how many, `subsets` of module indices each a
+    calibration without subsets of its own). An expert's config comes from anywhere: checked before it is used."""
+    if not isinstance(value, dict) or not {"a", "b", "threshold"} <= set(value) <= set(Calibration.__dataclass_fields__):
+        return False
+    numbers_ok = all(_number(value[k], nan=k == "oof_precision") for k in _NUMBERS if k in value)
+    counts_ok = all(type(value[k]) is int and 0 <= value[k] <= 10**9 for k in _COUNTS if k in value)
+    means = value.get("label_mean", [])
+    means_ok = isinstance(means, list) and all(_number(m) for m in means) and (not means or labels in (None, len(means)))
+    vocabulary_ok = value.get("vocabulary_threshold") is None or _number(value["vocabulary_threshold"])
+    subsets = value.get("subsets", {})
+    subsets_ok = isinstance(subsets, dict) and (nested or not subsets) and len(subsets) <= 2**16 and all(
+        isinstance(k, str) and _SUBSET.fullmatch(k) and calibration_ok(v, labels, nested=False) for k, v in subsets.items())
+    return numbers_ok and counts_ok and means_ok and vocabulary_ok and subsets_ok
 
 
 def subset_key(present: tuple[int, ...]) -> str:

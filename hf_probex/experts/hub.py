@@ -39,6 +39,7 @@ from torch import nn
 
 from .. import __version__
 from ..weightsets import WeightRecord
+from .calibration import calibration_ok
 from .features import feature_shape, gram
 from .head_rows import RowReader
 from .models import METHODS, ModuleFusion, as_tensor, build_net, count_parameters
@@ -101,6 +102,13 @@ def _lineage_ok(value: object) -> bool:
     return True
 
 
+def _labels(config: dict) -> int | None:
+    """How many per-label means a class-subset expert's calibration holds (its vocabulary's size); 0 for concepts."""
+    if config.get("task") != "multilabel":
+        return 0
+    return len(config["vocabulary"]) if isinstance(config.get("vocabulary"), list) else None
+
+
 def _check_format(version: object) -> None:
     if version != FORMAT_VERSION:
         newer = isinstance(version, int) and version > FORMAT_VERSION
@@ -138,6 +146,10 @@ def check_config(config: object) -> None:
             config["fusion"] in FUSIONS and config.get("task") == "zeroshot" and isinstance(config.get("inputs"), list)
             and 2 <= len(config["inputs"]) <= MAX_FUSED and all(len(shape) == 2 for _, shape in config["inputs"])),
         "trained_from": config.get("trained_from") is None or _trained_from_ok(config["trained_from"]),
+        "calibration": config.get("calibration") is None or calibration_ok(config["calibration"], _labels(config)),
+        "head_calibration": config.get("head_calibration") is None
+        or calibration_ok(config["head_calibration"], _labels(config)),
+        "open_calibration": config.get("open_calibration") is None or calibration_ok(config["open_calibration"], 0),
         "head": config.get("head") is None or (isinstance(config["head"], dict) and isinstance(config["head"].get("layer"), str)
                                                and type(config["head"].get("width")) is int and 0 < config["head"]["width"] <= MAX_DIM
                                                and isinstance(config.get("head_calibration"), dict)),
@@ -497,16 +509,24 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         weights come from model.safetensors only (the mixin falls back to unpickling pytorch_model.bin), and
         nothing is printed (the mixin prints "Loading weights from local directory" to stdout, which would
         corrupt `hf-probex infer --json`)."""
-        check_config(model_kwargs)
-        if os.path.isdir(model_id):
-            model_file = os.path.join(model_id, constants.SAFETENSORS_SINGLE_FILE)
-        else:
-            from huggingface_hub import hf_hub_download
+        from safetensors import SafetensorError
 
-            model_file = hf_hub_download(model_id, constants.SAFETENSORS_SINGLE_FILE, revision=revision,
-                                         cache_dir=cache_dir, force_download=force_download, token=token,
-                                         local_files_only=local_files_only)
-        return cls._load_as_safetensor(cls(**model_kwargs), model_file, map_location, strict)
+        check_config(model_kwargs)
+        try:
+            if os.path.isdir(model_id):
+                model_file = os.path.join(model_id, constants.SAFETENSORS_SINGLE_FILE)
+            else:
+                from huggingface_hub import hf_hub_download
+
+                model_file = hf_hub_download(model_id, constants.SAFETENSORS_SINGLE_FILE, revision=revision,
+                                             cache_dir=cache_dir, force_download=force_download, token=token,
+                                             local_files_only=local_files_only)
+            return cls._load_as_safetensor(cls(**model_kwargs), model_file, map_location, strict)
+        except (OSError, RuntimeError, SafetensorError) as err:  # no model.safetensors, weights of other shapes
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            raise ValueError(f"the expert {model_id} cannot be loaded ({err.__class__.__name__}: {first}): its "
+                             f"{constants.SAFETENSORS_SINGLE_FILE} is missing or does not fit its config.json; "
+                             f"retrain it with this hf_probex, or use another expert") from None
 
     def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
         """As `PyTorchModelHubMixin.save_pretrained`, with the current metrics in config.json."""
