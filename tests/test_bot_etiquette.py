@@ -375,6 +375,29 @@ def test_a_state_from_before_the_budgets_is_migrated(tmp_path, capsys):
     assert len(err) == 1 and "schema version 7 is newer than this hf_probex's (1): upgrade hf_probex" in err[0]
 
 
+DAMAGES = {
+    "a negative schema version": ("PRAGMA user_version = -1", "schema version -1"),
+    "contacts.listed not JSON": ("UPDATE contacts SET listed = 'not json'", "not a JSON list"),
+    "a dropped table": ("DROP TABLE owners", "table owners is missing"),
+    "text in an integer column": ("UPDATE repos SET pr_num = 'seven'", "in the column pr_num"),
+    "a column dropped": ("ALTER TABLE repos DROP COLUMN priority", "table repos has the columns"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_state_is_one_line_naming_the_file(tmp_path, capsys, damage):
+    path = tmp_path / "state.sqlite"
+    with BotState(path) as state:
+        state.put("alice/a", revision="r1", outcome="proposed", fields=["base_model"], pr_num=3)
+        state.adopt("alice", "alice/a", "pr", 3, "open")
+    statement, said = DAMAGES[damage]
+    with sqlite3.connect(path) as db:
+        db.execute(statement)
+    assert main(["bot", "status", "--state", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and said in err[0], err
+
+
 def test_budget_options_help_and_bad_values(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["bot", "run", "--help"])

@@ -178,10 +178,17 @@ class BotState:
             if version > SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(f"its schema version {version} is newer than this hf_probex's "
                                             f"({SCHEMA_VERSION}): upgrade hf_probex")
+            if version < 0:
+                raise sqlite3.DatabaseError(f"its schema version {version} is not one hf_probex writes")
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[step]:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {step}")
+            for table, columns in _COLUMNS.items():
+                found = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+                if found != list(columns):
+                    raise sqlite3.DatabaseError(f"its table {table} " + ("is missing" if not found else
+                                                f"has the columns {', '.join(found)}, not {', '.join(columns)}"))
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -283,7 +290,8 @@ class BotState:
     def digest_opened(self, contact_id: int, num: int) -> None:
         """The digest is open as discussion `num`: its contact and the rows of the repos it lists, in one transaction."""
         with self._transaction() as db:
-            listed = json.loads(db.execute("SELECT listed FROM contacts WHERE id = ?", (contact_id,)).fetchone()[0])
+            listed = _json_list(db.execute("SELECT listed FROM contacts WHERE id = ?", (contact_id,)).fetchone()[0],
+                                "contacts", "listed", dict)
             db.execute("UPDATE contacts SET status = 'open', num = ? WHERE id = ?", (num, contact_id))
             for entry in listed:
                 db.execute(
@@ -421,12 +429,43 @@ _REPO_COLUMNS = "repo_id, revision, outcome, reason, fields, pr_num, updated_at,
 _CONTACT_COLUMNS = "id, owner, repo_id, kind, num, status, opened_at, listed, accepted"
 
 
+#: Each table's columns in order, as the migrations leave them (checked on open).
+_COLUMNS = {
+    "repos": ("repo_id", "revision", "outcome", "reason", "fields", "pr_num", "updated_at", "requested", "priority"),
+    "contacts": ("id", "owner", "repo_id", "kind", "num", "status", "opened_at", "listed", "accepted"),
+    "owners": ("owner", "refused", "since"),
+}
+
+
+def _typed(row: tuple, table: str, kinds: tuple) -> None:
+    """sqlite3.DatabaseError (one line) unless each value of `row` is of its column's kind (SQLite stores any value
+    in any column: a hand-edited file may hold text where a number belongs)."""
+    for name, value, kind in zip(_COLUMNS[table], row, kinds):
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise sqlite3.DatabaseError(f"its table {table} holds {type(value).__name__} {str(value)[:40]!r} in the "
+                                        f"column {name}")
+
+
+def _json_list(text: object, table: str, column: str, item: type | tuple) -> tuple:
+    try:
+        value = json.loads(text) if isinstance(text, str) and len(text) <= 1_000_000 else None
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
+        raise sqlite3.DatabaseError(f"its table {table} holds {str(text)[:40]!r} in the column {column}, not a JSON list")
+    return tuple(value)
+
+
 def _record(row: tuple) -> RepoRecord:
+    _typed(row, "repos", (str, (str, type(None)), str, (str, type(None)), str, (int, type(None)), str, int,
+                          (int, float, type(None))))
     repo_id, revision, outcome, reason, fields, pr_num, updated_at, requested, priority = row
-    return RepoRecord(repo_id, revision, outcome, reason, tuple(json.loads(fields)), pr_num, updated_at, bool(requested),
-                      priority)
+    return RepoRecord(repo_id, revision, outcome, reason, _json_list(fields, "repos", "fields", str), pr_num, updated_at,
+                      bool(requested), priority)
 
 
 def _contact(row: tuple) -> Contact:
+    _typed(row, "contacts", (int, str, str, str, (int, type(None)), str, (int, float), str, str))
     id_, owner, repo_id, kind, num, status, opened_at, listed, accepted = row
-    return Contact(id_, owner, repo_id, kind, num, status, opened_at, tuple(json.loads(listed)), tuple(json.loads(accepted)))
+    return Contact(id_, owner, repo_id, kind, num, status, opened_at, _json_list(listed, "contacts", "listed", dict),
+                   _json_list(accepted, "contacts", "accepted", str))

@@ -106,6 +106,8 @@ def _tree_members(args: argparse.Namespace, client) -> tuple[list, str]:
 
 
 def _bot_run(args: argparse.Namespace) -> int:
+    import sqlite3
+
     import httpx2
     from huggingface_hub import HfApi
     from huggingface_hub.errors import OfflineModeIsEnabled
@@ -150,6 +152,9 @@ def _bot_run(args: argparse.Namespace) -> int:
                          on_outcome=lambda o: _print_outcome(o, args.dry_run))
     except BotStopped as err:
         raise UserError(str(err)) from None
+    except sqlite3.Error as err:  # a state file damaged by hand or by another program while the run read it
+        raise UserError(f"the bot state {state.path if state else 'in memory'} is damaged ({err}): move it aside "
+                        "to start over (the bot finds its open pull requests again on the Hub)") from None
     except (OfflineModeIsEnabled, httpx2.HTTPError) as err:
         raise UserError(f"cannot reach the Hub at {client.api.endpoint} ({type(err).__name__}): check the network and "
                         "HF_ENDPOINT, and unset HF_HUB_OFFLINE") from None
@@ -175,7 +180,8 @@ def _bot_status(args: argparse.Namespace) -> int:
         try:
             summary = state.summary()
         except sqlite3.Error as err:
-            raise UserError(f"{path} is not a bot state ({err}): pass the --state that `bot run` wrote") from None
+            raise UserError(f"{path} is damaged or not a bot state ({err}): pass the --state that `bot run` wrote, or "
+                            "move it aside to start over") from None
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
