@@ -55,13 +55,19 @@ def expert_registry(experts: Experts, token: str | bool | None) -> ExpertRegistr
     return ExpertRegistry.from_locations(str(e) for e in experts)
 
 
+def _names(values: list) -> bool:
+    """Whether class names a file gives are names: strings or whole numbers (a NaN, an object, a boolean is not)."""
+    return all(isinstance(v, str | int) and not isinstance(v, bool) for v in values)
+
+
 def declared_labels(source: WeightSource) -> tuple[list[str], str]:
     """(class names, where) the model's files give exactly, when they are real names (not LABEL_0, LABEL_1...):
     config.json id2label (transformers), else config_setfit.json labels (SetFit). ([], "") when none do."""
     id2label = (source.read_json("config.json") or {}).get("id2label") or {}
-    found = [([str(v) for _, v in sorted(id2label.items(), key=lambda kv: int(kv[0]))], "config.json id2label")]
+    values = [v for _, v in sorted(id2label.items(), key=lambda kv: int(kv[0]))]
+    found = [([str(v) for v in values] if _names(values) else [], "config.json id2label")]
     setfit = (source.read_json("config_setfit.json") or {}).get("labels") if "config_setfit.json" in source.files else None
-    if isinstance(setfit, list) and all(isinstance(v, str | int) and not isinstance(v, bool) for v in setfit):
+    if isinstance(setfit, list) and _names(setfit):
         found.append(([str(v) for v in setfit], "config_setfit.json labels"))
     return next(((names, where) for names, where in found
                  if names and not any(_PLACEHOLDER_LABEL.match(n) for n in names)), ([], ""))

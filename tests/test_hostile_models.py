@@ -211,6 +211,15 @@ def test_config_keys_of_the_wrong_type_are_one_clear_error(model, case):
     assert len(str(err.value).splitlines()) == 1 and str(err.value).endswith("would not load it either)")
 
 
+@pytest.mark.parametrize("value", [float("nan"), True, 1.5])
+def test_class_names_that_are_not_names_are_not_proposed(model, value):
+    config = json.loads((model / "config.json").read_text())
+    config["id2label"] = {key: value for key in config["id2label"]}
+    (model / "config.json").write_text(json.dumps(config))
+    result = infer_card(model, experts=[])
+    assert "trained_on" not in result.fields  # not ['nan'] at 1.0 from config.json
+
+
 @pytest.mark.parametrize("text, message", [('{"a":' * 5000 + "1" + "}" * 5000, "nested deeper than"),
                                            ("[1, 2]", "not a JSON object"), ("\udcff garbage", "not valid JSON")])
 def test_deep_or_broken_config_files_are_one_clear_error(model, text, message):
