@@ -190,7 +190,6 @@ def open_table_weight_set(table: str, tree: str, *, revision: str | None = None,
 
     from .bot.client import HubClient
     from .scan.publish import published_table
-    from .scan.table import read_rows
 
     if not 0 <= held_out < 1:
         raise ValueError(f"held_out is a share of the documented members, in [0, 1): got {held_out}")
@@ -200,7 +199,7 @@ def open_table_weight_set(table: str, tree: str, *, revision: str | None = None,
     if published is None or not isinstance(root, str):
         raise RepoNotFoundError(f"{table} is not a tree table on {api.endpoint}: no dataset repo of that name, or no "
                                 f"hf_probex scan card in it (make one with `hf-probex scan ROOT_ID --to {table}`)")
-    rows = read_rows(published.shards())
+    rows = published.read_rows()
     if len(rows) > MAX_ROWS:
         raise BadFileError(f"{table} holds {len(rows):,} rows, more than {MAX_ROWS:,}")
     kind = table_kind(row.family for row in rows if row.error is None)

@@ -33,7 +33,7 @@ from ..bot.client import HubClient
 from ..cards import CardError, metadata_of
 from ..errors import BadFileError, ProbexError, hub_errors
 from ..reading import MAX_SMALL_FILE_BYTES, looks_like_repo_id, safe_relpath
-from .table import COLUMNS, ScanRow, read_rows
+from .table import COLUMNS, ScanRow
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -47,6 +47,11 @@ DATA_FILES = "data/*.parquet"
 MAX_SHARD_BYTES = 1_000_000_000
 #: More shards than this is not a table hf_probex wrote (10^7 rows at ROWS_PER_SHARD rows a shard is 200).
 MAX_SHARDS = 1_000
+#: Rows a table may hold (tables of 10^5 models are the design point) and decoded bytes of the columns read, in all.
+MAX_TABLE_ROWS = 2_000_000
+MAX_READ_BYTES = 2**30
+#: Decoded bytes of one row's columns: a 4,096-float embedding, its labels and notes fit many times over.
+MAX_ROW_BYTES = 256 * 1024
 #: The tag every tree table's dataset card carries (`dataset_card`): how tables are found on the Hub.
 TREE_TABLE_TAG = "hf-probex-tree-table"
 
@@ -132,6 +137,14 @@ class TableFiles:
         """The parquet shards, in name order (from a repo: downloaded into huggingface_hub's cache at `commit`)."""
         return self._shards()
 
+    def read_rows(self) -> list[ScanRow]:
+        """Every row whole, as `read_columns` reads (each shard's footer checked before anything is decoded).
+
+        Raises:
+            TableError: as `read_columns`.
+        """
+        return [ScanRow.from_record(r) for r in self.read_columns([name for name, _, _ in COLUMNS]).to_pylist()]
+
     def read_columns(self, columns: list[str]) -> pa.Table:
         """These columns of every row, as one Arrow table (only they are read from the shards).
 
@@ -143,16 +156,55 @@ class TableFiles:
         import pyarrow.parquet as pq
 
         tree = self.described.get("scan_of") or "ROOT"
-        parts = []
+        parts, rows, size = [], 0, 0
         for path in self.shards():
             try:
-                parts.append(pq.read_table(path, columns=columns))
+                metadata = pq.ParquetFile(path).metadata  # the footer only: what reading would cost, before it is paid
+                problem = _shard_problem(metadata, columns)
+                rows, size = rows + metadata.num_rows, size + _uncompressed(metadata, columns)
+                if problem is None and (rows > MAX_TABLE_ROWS or size > MAX_READ_BYTES):
+                    problem = (f"more than {MAX_TABLE_ROWS:,} rows or {MAX_READ_BYTES / 2**30:.0f} GiB of these "
+                               f"columns in all")
+                if problem is None:
+                    parts.append(pq.read_table(path, columns=columns))
             except (pa.ArrowInvalid, KeyError, OSError) as err:
+                problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if problem is not None:
                 raise TableError(f"{self.location}: {path.name} is not a tree table shard this hf_probex can read "
-                                 f"({str(err).splitlines()[0]}): rescan with `hf-probex scan {tree}`") from None
+                                 f"({problem}): rescan with `hf-probex scan {tree}`") from None
         if not parts:
             raise TableError(f"{self.location} holds no rows: rescan with `hf-probex scan {tree}`")
-        return pa.concat_tables(parts)
+        try:
+            return pa.concat_tables(parts)
+        except pa.ArrowInvalid as err:  # shards whose columns differ in what the types do not say (nullability)
+            raise TableError(f"{self.location}: its shards do not fit together ({str(err).splitlines()[0]}): rescan "
+                             f"with `hf-probex scan {tree}`") from None
+
+
+def _uncompressed(metadata, columns: list[str]) -> int:
+    """Bytes the shard's `columns` take once decoded, as its footer declares them."""
+    wanted = set(columns)
+    return sum(group.column(j).total_uncompressed_size for i in range(metadata.num_row_groups)
+               for group in [metadata.row_group(i)] for j in range(group.num_columns)
+               if group.column(j).path_in_schema.split(".")[0] in wanted)
+
+
+def _shard_problem(metadata, columns: list[str]) -> str | None:
+    """Why a shard (its parquet footer) is not one hf_probex wrote, for reading `columns`; None when it may be read:
+    each column of its table type (`table.COLUMNS`, `in_tree` a boolean), at most `ROWS_PER_SHARD` rows, and no more
+    decoded bytes a row than a wide embedding and its labels take (a small file may declare gigabytes)."""
+    from .folder import ROWS_PER_SHARD
+    from .table import PART_SCHEMA
+
+    schema = metadata.schema.to_arrow_schema()
+    for name in columns:
+        if name in schema.names and name in PART_SCHEMA.names and schema.field(name).type != PART_SCHEMA.field(name).type:
+            return f"its column {name} is {schema.field(name).type}, not {PART_SCHEMA.field(name).type}"
+    if metadata.num_rows > ROWS_PER_SHARD:
+        return f"{metadata.num_rows:,} rows, more than a shard's {ROWS_PER_SHARD:,}"
+    if _uncompressed(metadata, columns) > MAX_ROW_BYTES * metadata.num_rows + 2**20:
+        return f"{_uncompressed(metadata, columns):,} bytes once decoded, more than {MAX_ROW_BYTES:,} a row"
+    return None
 
 
 def _described(card_text: str) -> dict:
@@ -217,6 +269,10 @@ def folder_table(folder: str | os.PathLike[str]) -> TableFiles | None:
     card = table / "README.md"
     if not card.is_file() or not (table / "data").is_dir():
         return None
+    linked = [p for p in ((table,) if table != path else ()) + (card, table / "data") if p.is_symlink()]
+    if linked:  # a link may lead anywhere on this machine: rows and cards are read from the table's own files only
+        raise BadFileError(f"{linked[0]} is a link: a table folder's README.md and data/ are read only as real files "
+                           f"and folders; copy the table instead")
     if card.stat().st_size > MAX_SMALL_FILE_BYTES:
         raise BadFileError(f"{card}: {card.stat().st_size} bytes, more than a card's")
     sizes = {f"data/{p.name}": p.stat().st_size for p in (table / "data").iterdir() if p.is_file() and not p.is_symlink()}
@@ -235,7 +291,7 @@ def published_rows(client: HubClient, repo_id: str, *, root: str, settings: str)
     table = published_table(client, repo_id)
     if table is None or table.described.get("scan_of") != root or table.described.get("settings") != settings:
         return None
-    return read_rows(table.shards())
+    return table.read_rows()
 
 
 def _hub_tables(client, tree: str, token: str | bool | None) -> TableFiles | None:
