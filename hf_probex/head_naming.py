@@ -39,6 +39,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -165,6 +166,8 @@ def read_candidates(path: str | os.PathLike) -> list[Candidate]:
     Raises:
         ValueError: an unreadable or empty file, or one that is not UTF-8 text (the message says what to fix).
     """
+    if not Path(path).is_file():  # a FIFO or a device would be read until it ends, which may be never
+        raise ValueError(f"{path} is not a regular file: give a UTF-8 text file with one concept per line")
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read(MAX_VOCABULARY * 200)

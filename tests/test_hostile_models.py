@@ -289,7 +289,7 @@ def test_text_that_is_not_utf8_and_lists_over_the_bounds_are_one_line(tmp_path):
     """A shell passes an undecodable byte as a lone surrogate, which no tokenizer takes: the query, a candidate name
     or example is refused in one line before any encoder runs; the Space ranks at most 1,000 candidates."""
     from hf_probex.errors import BadTextError
-    from hf_probex.head_naming import parse_candidates
+    from hf_probex.head_naming import parse_candidates, read_candidates
     from hf_probex.search import SearchError, checked_query
     from hf_probex.space import SpaceInputError, _candidates
     from hf_probex.text import check_texts
@@ -305,6 +305,10 @@ def test_text_that_is_not_utf8_and_lists_over_the_bounds_are_one_line(tmp_path):
     with pytest.raises(SpaceInputError, match="at most 1,000"):
         _candidates("\n".join(f"concept {i}" for i in range(1_001)))
     assert len(_candidates("\n".join(f"concept {i}" for i in range(1_000)))) == 1_000
+    fifo = tmp_path / "candidates.fifo"
+    os.mkfifo(fifo)  # nothing ever writes to it: reading it would wait forever
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_candidates(fifo)
     done = subprocess.run([str(Path(sys.executable).parent / "hf-probex"), "search", b"caf\xe9", "--tree", "a/b"],
                           capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1",
                                                                "HF_PROBEX_CACHE": str(tmp_path)}, timeout=300)
