@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -39,6 +40,7 @@ from .errors import (
     MissingFileError,
     NoSafetensorsError,
     RepoNotFoundError,
+    RevisionNotFoundError,
     hub_errors,
 )
 
@@ -263,6 +265,10 @@ class _LocalStorage:
             return np.zeros(0, dtype=np.uint8)
         # A memory map touches only the pages of the requested range, however large the file.
         return np.asarray(np.memmap(self.root / name, dtype=np.uint8, mode="r", offset=start, shape=(length,)))
+
+
+#: What a git ref name or commit may be made of, as far as a Hub URL carries it (`git check-ref-format`, loosely).
+_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/@+-]{0,254}")
 
 
 class _HubStorage:
@@ -593,5 +599,8 @@ def open_source(source: str | os.PathLike[str], *, revision: str | None = None,
     text = os.fspath(source)
     if not looks_like_repo_id(text, namespaced=False):
         raise RepoNotFoundError(f"{text!r} is neither an existing local path nor a Hub repo id (namespace/name)")
+    if revision is not None and (not _REVISION.fullmatch(revision) or ".." in revision):
+        raise RevisionNotFoundError(f"{revision!r:.80} is not a branch, tag or commit name (git refuses '..', spaces and "
+                                    f"control characters in ref names): give one of {text}'s")
     storage = _HubStorage(text, revision, token)
     return WeightSource(storage, revision=storage.commit)

@@ -313,3 +313,11 @@ def test_text_that_is_not_utf8_and_lists_over_the_bounds_are_one_line(tmp_path):
                           capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1",
                                                                "HF_PROBEX_CACHE": str(tmp_path)}, timeout=300)
     assert done.returncode != 0 and "not UTF-8 text" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("revision", ["../main", "main/../../x", "a b", "x\ny", "/etc/passwd"])
+def test_a_revision_that_is_no_ref_name_is_one_line_before_the_hub_is_asked(revision):
+    from hf_probex.errors import RevisionNotFoundError
+
+    with pytest.raises(RevisionNotFoundError, match="is not a branch, tag or commit name"):
+        open_source("acme/model", revision=revision)  # offline: asking the Hub would say it cannot reach it
