@@ -166,7 +166,7 @@ def read_candidates(path: str | os.PathLike) -> list[Candidate]:
     Raises:
         ValueError: an unreadable or empty file, or one that is not UTF-8 text (the message says what to fix).
     """
-    if not Path(path).is_file():  # a FIFO or a device would be read until it ends, which may be never
+    if Path(path).exists() and not Path(path).is_file():  # a FIFO or a device is read until it ends: maybe never
         raise ValueError(f"{path} is not a regular file: give a UTF-8 text file with one concept per line")
     try:
         with open(path, encoding="utf-8") as handle:
