@@ -145,8 +145,8 @@ def _trained_on(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, head: np
     if not chosen:
         best = max(scores, key=scores.get)
         why = _below(cut, threshold is not None)
-        allowed = calibration.get("vocabulary_threshold")  # below the threshold models of unseen classes set
-        if threshold is None and allowed is not None and allowed < floor and scores[best] >= allowed:
+        if threshold is None and Calibration(**calibration).limited_by_unseen \
+                and scores[best] >= calibration["vocabulary_threshold"]:  # below the level unseen classes set
             why = _unseen_classes(calibration)
         return None, f"no class is confident enough: {why} (best: {best} at {scores[best]:.2f})", details
     return FieldSuggestion("trained_on", chosen, min(scores[c] for c in chosen), evidence, "expert",

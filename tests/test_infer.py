@@ -306,6 +306,10 @@ def test_models_trained_on_classes_outside_the_vocabulary_get_no_class(small_zoo
     assert calibration["unseen_models"] == 8 and calibration["unseen_proposed"] <= 0.05
     unseen = [s for s in small_zoo.specs("resnet") if s.split == "test_holdout"]
     assert len(unseen) == 8 and all(label.split()[0] in ("inverted", "thick") for s in unseen for label in s.labels)
+    said = []
     for spec in unseen:
         result = infer_card(undocumented_copy(small_zoo, spec, tmp_path / spec.name), experts=small_experts)
         assert "trained_on" not in result.fields and result.abstained["trained_on"], spec.name
+        said.append(result.abstained["trained_on"])
+    # those the vocabulary's models alone would have given a class say why they get none
+    assert any("it may be trained on classes this tree's expert does not know" in why for why in said)
