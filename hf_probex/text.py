@@ -89,7 +89,7 @@ def check_texts(texts: list[str]) -> list[str]:
 def _token_states(loaded: _Encoder, texts: list[str], **padding):
     import torch
 
-    batch = loaded.tokenizer(list(check_texts(texts)), truncation=True, return_tensors="pt", **padding)
+    batch = loaded.tokenizer(list(texts), truncation=True, return_tensors="pt", **padding)
     with torch.no_grad():
         output = loaded.model(**batch)
     return output, batch["attention_mask"].unsqueeze(-1).to(output.last_hidden_state.dtype)
@@ -127,5 +127,5 @@ def encode_texts(texts: list[str], encoder: str = DEFAULT_TEXT_ENCODER) -> np.nd
 def encode_token_sequences(texts: list[str], encoder: str = DEFAULT_TEXT_ENCODER,
                            length: int = SEQUENCE_LENGTH) -> np.ndarray:
     """Token states [len(texts), length, dim] of each text, padding positions zeroed (a diffusion context)."""
-    output, mask = _token_states(_load(encoder), texts, padding="max_length", max_length=length)
+    output, mask = _token_states(_load(encoder), check_texts(texts), padding="max_length", max_length=length)
     return (output.last_hidden_state * mask).numpy()

@@ -15,15 +15,13 @@ def _lineage(args: argparse.Namespace) -> int:
 
     token = False if args.token == "" else args.token  # --token "": send none (not the stored login)
     tree = args.tree or args.root
-    members = list(args.members)
+    members, listed = list(args.members), []
     if args.table or not members:  # the members a scan listed (its table), beside those named
         from ..members import table_members
         from ..scan.publish import find_table
 
         listed = [m.repo_id for m in table_members(find_table(tree, args.table, token=token)) if m.repo_id not in members]
         members += listed
-    else:
-        listed = []
     if not members:
         raise UserError(f"no member to read: name them, or pass --table with the tree table of {tree}")
     calibration = lineage_calibration(expert_registry(args.expert or None, token), tree)

@@ -391,12 +391,10 @@ def unseen_folds(data: LayerData, splits: list[tuple[np.ndarray, np.ndarray]]) -
     recipe family it was trained without (the family's first fold when it has none, or the folds are random), so
     each is read as a stranger's model would be, by an expert that saw neither its classes nor, where the folds are
     families, its recipe."""
-    n = 0 if data.task != "multilabel" or data.holdout_x is None else len(data.holdout_x)
     chosen = [np.zeros(0, dtype=int) for _ in splits]
     families = [str(data.groups[test[0]]) if data.groups is not None and len(test) else None for _, test in splits]
-    for j in range(n):
-        group = data.holdout_records[j].group if j < len(data.holdout_records) else None
-        fold = families.index(group) if group in families else 0
+    for j, record in enumerate(data.holdout_records):  # a class-subset tree's only: a LoRA tree's held-out concepts differ
+        fold = families.index(record.group) if record.group in families else 0
         chosen[fold] = np.append(chosen[fold], j)
     return chosen
 

@@ -160,8 +160,9 @@ class TableFiles:
         for path in self.shards():
             try:
                 metadata = pq.ParquetFile(path).metadata  # the footer only: what reading would cost, before it is paid
-                problem = _shard_problem(metadata, columns)
-                rows, size = rows + metadata.num_rows, size + _uncompressed(metadata, columns)
+                decoded = _uncompressed(metadata, columns)
+                problem = _shard_problem(metadata, columns, decoded)
+                rows, size = rows + metadata.num_rows, size + decoded
                 if problem is None and (rows > MAX_TABLE_ROWS or size > MAX_READ_BYTES):
                     problem = (f"more than {MAX_TABLE_ROWS:,} rows or {MAX_READ_BYTES / 2**30:.0f} GiB of these "
                                f"columns in all")
@@ -189,8 +190,9 @@ def _uncompressed(metadata, columns: list[str]) -> int:
                if group.column(j).path_in_schema.split(".")[0] in wanted)
 
 
-def _shard_problem(metadata, columns: list[str]) -> str | None:
-    """Why a shard (its parquet footer) is not one hf_probex wrote, for reading `columns`; None when it may be read:
+def _shard_problem(metadata, columns: list[str], decoded: int) -> str | None:
+    """Why a shard (its parquet footer; `decoded`: its `columns`' bytes once decoded) is not one hf_probex wrote, for
+    reading `columns`; None when it may be read:
     each column of its table type (`table.COLUMNS`, `in_tree` a boolean), at most `ROWS_PER_SHARD` rows, and no more
     decoded bytes a row than a wide embedding and its labels take (a small file may declare gigabytes)."""
     from .folder import ROWS_PER_SHARD
@@ -202,8 +204,8 @@ def _shard_problem(metadata, columns: list[str]) -> str | None:
             return f"its column {name} is {schema.field(name).type}, not {PART_SCHEMA.field(name).type}"
     if metadata.num_rows > ROWS_PER_SHARD:
         return f"{metadata.num_rows:,} rows, more than a shard's {ROWS_PER_SHARD:,}"
-    if _uncompressed(metadata, columns) > MAX_ROW_BYTES * metadata.num_rows + 2**20:
-        return f"{_uncompressed(metadata, columns):,} bytes once decoded, more than {MAX_ROW_BYTES:,} a row"
+    if decoded > MAX_ROW_BYTES * metadata.num_rows + 2**20:
+        return f"{decoded:,} bytes once decoded, more than {MAX_ROW_BYTES:,} a row"
     return None
 
 
