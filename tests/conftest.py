@@ -148,11 +148,14 @@ def experts(tiny_zoo, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """One real local Ray cluster for the whole session (starting one takes seconds): 2 CPUs, no dashboard, workers'
-    logs kept out of the test output. Code under test finds it with `ray.is_initialized()` and leaves it running."""
+    """One real local Ray cluster for the whole session (starting one takes seconds), started as the ray engine starts
+    its own: 2 CPUs, loopback only, token authentication. Code under test finds it with `ray.is_initialized()` and
+    leaves it running."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from hf_probex.scan.engines.ray import start_local_cluster
+
+    start_local_cluster(ray, workers=2)
     yield ray
     ray.shutdown()
 

@@ -260,6 +260,23 @@ def test_a_killed_scan_resumes_without_losing_or_repeating_rows(hub, tiny_zoo, e
     assert sorted(p.name for p in (out / "parts").iterdir()) == json.loads((out / "state.json").read_text())["parts"]
 
 
+def test_the_local_ray_cluster_listens_on_loopback_only_and_asks_for_a_token(ray_cluster):
+    """Started as the ray engine starts its own: no Ray server of this machine is reachable from another one, and
+    clients need the cluster's token."""
+    import psutil
+    from ray._raylet import AuthenticationMode, get_authentication_mode
+
+    def worker_pid() -> int:
+        return os.getpid()
+
+    ray_cluster.get(ray_cluster.remote(worker_pid).remote())  # a worker is up, with its own server
+    listening = [(process.name(), conn.laddr.ip) for process in psutil.Process().children(recursive=True)
+                 for conn in process.net_connections(kind="inet") if conn.status == psutil.CONN_LISTEN]
+    assert {"gcs_server", "raylet"} <= {name for name, _ in listening}
+    assert {ip for _, ip in listening} <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, listening
+    assert get_authentication_mode() == AuthenticationMode.TOKEN
+
+
 def test_the_ray_engine_without_ray_says_how_to_install_it(monkeypatch):
     from hf_probex.scan import make_engine
 

@@ -1,10 +1,11 @@
 """The `ray` engine: Ray tasks over repo ids, on a local Ray cluster or a real one (`--ray-address`).
 
 Ray is imported only when this engine runs (`pip install "hf_probex[ray]"`). With no address and no Ray
-already running in this process, it starts a local cluster (`ray.init`, `num_cpus` = workers, no
-dashboard, worker logs kept out of the driver's output) and shuts it down at the end; with an address it
-connects to that cluster and leaves it running; a Ray already initialised (a notebook, a test session) is
-used as it is.
+already running in this process, it starts a local cluster (`start_local_cluster`: `num_cpus` = workers,
+every server on 127.0.0.1, token authentication with a token kept in this process's environment, no
+dashboard, Ray's own log lines and worker logs kept off the console) and shuts it down at the end; with an
+address it connects to that cluster and leaves it running; a Ray already initialised (a notebook, a test
+session) is used as it is.
 
 Each read is one task (`member.read_member`, one CPU). Tasks are submitted in a sliding window (a few per
 CPU) so 10^5 repos never sit in the object store at once, and rows come back as they complete. The scan
@@ -15,6 +16,9 @@ whose worker died; `read_member` itself never raises.
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -31,6 +35,29 @@ def _import_ray():
         raise ScanEngineError('the ray engine needs Ray, which is not installed: pip install "hf_probex[ray]" '
                               "(or use --engine local)") from None
     return ray
+
+
+def start_local_cluster(ray, workers: int) -> None:
+    """Start a Ray cluster of `workers` CPUs that only this machine can reach.
+
+    Ray binds its servers (GCS, raylet, workers, agents) to 127.0.0.1 only when the node's own address is the
+    loopback one, which it picks on machines it does not treat as cluster nodes (`ENABLE_RAY_CLUSTER` off,
+    as on macOS and Windows); elsewhere they listen on every interface. The switch is read while the node
+    starts and restored at once: the address is then fixed for the node's life. Ray turns token
+    authentication on for a new local cluster; the token is a fresh one in this process's environment (its
+    workers inherit it) instead of one Ray would write to ~/.ray, unless the user chose a mode
+    (`RAY_AUTH_MODE`) or a token themselves.
+    """
+    from ray._private import ray_constants
+
+    if not {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_urlsafe(32)
+    as_cluster_node = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = as_cluster_node
 
 
 def hub_environment() -> dict[str, str]:
@@ -61,9 +88,9 @@ class RayEngine(Engine):
         if not ray.is_initialized():
             try:
                 if self.address:
-                    ray.init(address=self.address, log_to_driver=False)
+                    ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
                 else:
-                    ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False)
+                    start_local_cluster(ray, self.workers)
             except (ConnectionError, RuntimeError, ValueError) as err:
                 where = self.address or "a local cluster"
                 raise ScanEngineError(f"cannot start Ray on {where}: {str(err).splitlines()[0] if str(err) else err}")\
