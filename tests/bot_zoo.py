@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from huggingface_hub import CommitOperationAdd, HfApi
-from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, NotASafetensorsRepoError
 from safetensors.numpy import save
 
 from hf_probex.cards import CardError, missing_fields
@@ -72,5 +72,17 @@ def ground_truth_infer(repo_id: str) -> CardSuggestion:
         fields.insert(0, FieldSuggestion("base_model", meta["base_model"], 1.0, "safetensors metadata base_model"))
     for f in fields:
         f.missing = f.name in missing
-    return CardSuggestion(source=repo_id, revision=sha, family="vit", fields={f.name: f for f in fields},
-                          current_card=readme)
+    return CardSuggestion(source=repo_id, revision=sha, family="vit", tree=_root_of(api, repo_id, meta),
+                          fields={f.name: f for f in fields}, current_card=readme)
+
+
+def _root_of(api: HfApi, repo_id: str, meta: dict) -> str:
+    """The tree a `make_repo` repo belongs to: its base models' chain followed to the one without a base (or to a base
+    that is not on the Hub)."""
+    while meta["base_model"]:
+        repo_id = meta["base_model"]
+        try:
+            meta = api.get_safetensors_metadata(repo_id).files_metadata["model.safetensors"].metadata
+        except (HfHubHTTPError, NotASafetensorsRepoError):  # not on the Hub, or no weights: the chain ends there
+            break
+    return repo_id

@@ -208,6 +208,19 @@ def test_opt_out_by_tag_key_and_list(hub, tmp_path):
                                                                    by_list: "opt-out-list"}
 
 
+def test_a_listed_repo_outside_the_tree_gets_no_proposal(hub, tree, tmp_path):
+    """A tree table (anyone's writing) or a repos file may list models of other trees: with --tree, the bot proposes
+    only for those routed into it."""
+    ids, _, alice = tree
+    stranger = hub.repo_id()
+    make_repo(alice, stranger, readme=child_card(None))  # a root of its own, missing the same fields
+    with BotState(tmp_path / "bot.sqlite") as state:
+        report = run_bot([ids["partial"], stranger], bot_client(hub.endpoint, hub.bob), infer=ground_truth_infer,
+                         state=state, config=free(tree=ids["root"]))
+    assert [(o.outcome, o.reason) for o in report.outcomes] == [("proposed", None), ("skipped", "not-in-tree")]
+    assert bot_prs(alice, stranger) == [] and len(bot_prs(alice, ids["partial"])) == 1
+
+
 def test_dry_run_writes_nothing(hub, tree, tmp_path, capsys):
     ids, _, alice = tree
     state = tmp_path / "bot.sqlite"

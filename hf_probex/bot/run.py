@@ -63,6 +63,9 @@ class BotConfig:
         digest: one discussion per owner listing every proposal, instead of one pull request per repo.
         refuse_after_closed: this many closed pull requests of the bot, none merged, refuse it for all the
             owner's repos.
+        tree: the root of the tree the run works on (`--tree`): a listed repo that is not routed into this
+            tree (another tree, or none) is skipped as "not-in-tree", whoever listed it (a tree table is
+            anyone's writing).
     """
 
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
@@ -72,6 +75,7 @@ class BotConfig:
     budgets: Budgets = Budgets()
     digest: bool = False
     refuse_after_closed: int = DEFAULT_REFUSE_AFTER_CLOSED
+    tree: str | None = None
 
 
 @dataclass
@@ -225,6 +229,8 @@ class _Worker:
     def _choose(self, repo_id: str, revision: str, readme: str, missing: set[str], earlier: list[Proposal],
                 requested: bool, popularity: tuple[int, int]) -> RepoOutcome | _Candidate:
         suggestion = self.infer(repo_id)
+        if self.config.tree is not None and suggestion.tree != self.config.tree:
+            return RepoOutcome(repo_id, "skipped", "not-in-tree", revision)
         candidates = [f for f in suggestion.fields.values() if f.missing and f.name in missing]
         before = {name for p in earlier for name in p.fields}
         chosen = pull_request_choice([f for f in candidates if f.name not in before], self.config.min_confidence)

@@ -134,7 +134,8 @@ def _bot_run(args: argparse.Namespace) -> int:
     budgets = Budgets(max_open_per_owner=args.max_open_per_owner, max_new_per_owner_per_day=args.max_per_owner_per_day,
                       max_new_per_day=args.max_per_day, minutes_between=args.minutes_between_prs)
     config = BotConfig(min_confidence=args.min_confidence, dry_run=args.dry_run, concurrency=args.concurrency,
-                       opt_out=opt_out, budgets=budgets, digest=args.digest, refuse_after_closed=args.refuse_after_closed)
+                       opt_out=opt_out, budgets=budgets, digest=args.digest, refuse_after_closed=args.refuse_after_closed,
+                       tree=args.tree)
     state = None if args.dry_run else _open_state(args.state or default_state_path())
     try:
         if not args.dry_run:
