@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from huggingface_hub import HfApi, ModelCard, get_session
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard, get_session
 from huggingface_hub.errors import HfHubHTTPError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -499,6 +499,34 @@ def test_cards_the_hub_refuses_are_refused_everywhere(hub, metadata):
     response = _post_commit(hub.endpoint, repo_id, {"README.md": card.encode()}, hub.alice)  # and /commit checks too
     assert response.status_code == 400 and "Invalid metadata in README.md" in response.json()["error"]
     assert api.list_repo_files(repo_id) == [".gitattributes"]
+
+
+def test_a_refused_commit_leaves_nothing_in_the_object_store(hub):
+    """Refused for its card, its parent or a delete of nothing: none of its files is stored (a writer cannot fill the
+    disk with commits that never land)."""
+    api = HfApi(token=hub.alice)
+    repo_id = api.create_repo(hub.repo_id()).repo_id
+    head = api.model_info(repo_id).sha
+    api.upload_file(path_or_fileobj=b"moved", path_in_repo="moved.txt", repo_id=repo_id)
+
+    def stored() -> set[str]:
+        return {p.name for p in (hub.root / "objects" / "blobs").rglob("*") if p.is_file()}
+
+    before = stored()
+    weights = os.urandom(4096)
+    refused = _post_commit(hub.endpoint, repo_id, {"model.safetensors": weights, "README.md": b"---\nlicense: no\n---\n"},
+                           hub.alice)
+    assert refused.status_code == 400
+    with pytest.raises(HfHubHTTPError) as stale:
+        api.create_commit(repo_id, [CommitOperationAdd("late.bin", os.urandom(4096))], commit_message="late",
+                          parent_commit=head)
+    with pytest.raises(HfHubHTTPError) as absent:
+        api.create_commit(repo_id, [CommitOperationAdd("more.bin", os.urandom(4096)),
+                                    CommitOperationDelete("no-such-file.txt")], commit_message="delete nothing")
+    assert (stale.value.response.status_code, absent.value.response.status_code) == (412, 404)
+    assert stored() == before
+    api.upload_file(path_or_fileobj=weights, path_in_repo="model.safetensors", repo_id=repo_id)  # one that lands: stored
+    assert len(stored() - before) == 1
 
 
 @pytest.mark.parametrize("metadata", ["license: mit", "license: [mit, apache-2.0]", "license: llama3.1",

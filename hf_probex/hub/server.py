@@ -42,7 +42,7 @@ from .discussions import Discussions
 from .errors import (BadRequest, EntryNotFound, Forbidden, HubError, NotFound, PayloadTooLarge, RangeNotSatisfiable,
                      RepoNotFound)
 from .lfs import LfsFiles
-from .storage import REPO_TYPES, Commit, Delete, Put, RepoMeta, Storage, check_path, check_ref_name, check_repo_id
+from .storage import REPO_TYPES, Blob, Commit, Delete, Put, RepoMeta, Storage, check_path, check_ref_name, check_repo_id
 
 DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
 #: Every body but a commit's: settings, discussions, preupload lists, a README to validate (the Hub's
@@ -898,7 +898,7 @@ def _add_commit_routes(app: FastAPI, state: HubState) -> None:
                         errors, _ = card_problems(front_matter(content.decode("utf-8", "replace")))
                         if errors:
                             raise BadRequest(f"Invalid metadata in README.md: {'; '.join(errors)}")
-                    operations.append(Put(path, repos.storage.put_blob(content)))
+                    operations.append(Put(path, Blob.of(content), content))
                 else:
                     operations.append(Delete(path, folder=operation == "deletedFolder"))
             return repos.discussions.commit(

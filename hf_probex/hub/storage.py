@@ -27,7 +27,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -121,6 +121,11 @@ class Blob:
     size: int
     oid: str
 
+    @classmethod
+    def of(cls, data: bytes) -> Blob:
+        """`data` described as it will be stored."""
+        return cls(sha256=hashlib.sha256(data).hexdigest(), size=len(data), oid=git_blob_oid(data))
+
     def entry(self) -> dict:
         return {"sha256": self.sha256, "size": self.size, "oid": self.oid}
 
@@ -164,10 +169,12 @@ class RepoStats:
 
 @dataclass(frozen=True)
 class Put:
-    """Commit operation: set `path` to a stored blob."""
+    """Commit operation: set `path` to a blob, stored already or (`content`) once the commit is known to apply,
+    so a refused commit leaves nothing in the object store."""
 
     path: str
     blob: Blob
+    content: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -313,11 +320,11 @@ class Storage:
 
     def put_blob(self, data: bytes) -> Blob:
         """Store `data` (idempotent) and describe it."""
-        sha256 = hashlib.sha256(data).hexdigest()
-        path = self.blob_path(sha256)
+        blob = Blob.of(data)
+        path = self.blob_path(blob.sha256)
         if not path.is_file():
             write_atomic(path, data)
-        return Blob(sha256=sha256, size=len(data), oid=git_blob_oid(data))
+        return blob
 
     def read_blob(self, sha256: str, start: int = 0, length: int | None = None) -> bytes:
         with open(self.blob_path(sha256), "rb") as handle:
@@ -450,7 +457,7 @@ class Storage:
 
         The caller holds the repo lock. `parent_commit` (if given) must be the current head of `ref`,
         else StaleParent (the Hub's 412). `start_from` is the commit a new ref (a fresh PR) starts from.
-        Blobs must already be stored (`put_blob`).
+        Blobs are stored already (`put_blob`) or carried by their `Put`: those are stored once the operations apply.
         """
         head_id = self.read_ref(repo_id, ref)
         if head_id is None and start_from is None:
@@ -459,6 +466,9 @@ class Storage:
             raise StaleParent(f"A commit has happened since {parent_commit}. Please refresh and try again.")
         base = self.commit(repo_id, head_id or start_from)
         tree = apply_operations(base.tree, operations)
+        for op in operations:
+            if isinstance(op, Put) and op.content is not None:
+                self.put_blob(op.content)
         commit = self._write_commit(base.repo_uid, tree, [base.id], summary, description, author)
         self.set_ref(repo_id, ref, commit.id)
         return commit
