@@ -83,7 +83,7 @@ def trained(table_hub, tmp_path_factory):
     out = tmp_path_factory.mktemp("expert") / "sd"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        status = main(["train", "--from-table", TABLE, "--tree", "sd", "--layer", layer, "--folds", "2", "--epochs", "5",
+        status = main(["train", "--from-table", TABLE, "--tree", "sd", "--layer", layer, "--folds", "8", "--epochs", "5",
                        "--out", str(out), "--token", TOKEN, "--propose", "--json", str(out.parent / "report.json")])
     return status, stdout.getvalue(), out, weights
 
@@ -118,6 +118,7 @@ def test_the_expert_records_its_table_and_proposes_for_the_undocumented(trained,
     assert f"[{TABLE}](/datasets/{TABLE})" in (folder / "README.md").read_text()
     assert Expert.from_pretrained(folder).trained_from == record  # the config passes the bounds check
     assert f"trained mvprobe on {record['trained']} documented members of sd" in out
+    assert record["trained"] < 8 and f"cross-validating with {record['trained']} folds instead of 8" in out  # not an error
     assert f"proposals for the {len(weights.undocumented)} undocumented members" in out
     assert all(f"  {row.repo_id}: " in out for row in weights.undocumented)
     report = json.loads((folder.parent / "report.json").read_text())

@@ -128,7 +128,8 @@ def train_from_table(table: str, tree: str, out: str | Path, *, layer: str | lis
         sources, held_out, groups, exclude: which label sources document a member, the share of documented members
             held out to measure the expert, recipe families known from elsewhere, repo ids left out entirely
             (`tableset.open_table_weight_set`).
-        folds, seed, hparams, config: cross-validation and training, as `hf-probex train`.
+        folds, seed, hparams, config: cross-validation and training, as `hf-probex train`; fewer folds (one per
+            model) where fewer members than `folds` are documented, said through `progress`.
         text_encoder, prompt: zero-shot (LoRA) trees: how concepts are embedded.
         workers: downloads at once.
         progress: called with a line per step.
@@ -148,7 +149,12 @@ def train_from_table(table: str, tree: str, out: str | Path, *, layer: str | lis
     say(weights.summary())
     trained = weights.for_tree(tree, ("train",))
     if len(trained) < 2:
-        raise ValueError(f"{table}: {len(trained)} documented member(s) to train on, too few to cross-validate")
+        raise ValueError(f"{table}: {len(trained)} documented member(s) to train on, too few to cross-validate: "
+                         "document more members (their cards), or lower --held-out")
+    if len(trained) < folds:  # a young tree: as many folds as it allows, rather than no expert at all
+        say(f"{len(trained)} documented members to train on: cross-validating with {len(trained)} folds instead of "
+            f"{folds}")
+        folds = len(trained)
     method = DEFAULT_METHODS[tree_task(weights, tree)] if method == "auto" else method
     if layer == "auto":
         with tempfile.TemporaryDirectory() as folder:
