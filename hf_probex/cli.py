@@ -17,6 +17,17 @@ from .settings import default_cache_dir
 __all__ = ["UserError", "build_parser", "default_cache_dir", "main"]
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser: an argument it does not know is reported with the command's usage (`hf-probex infer
+    --jsn` shows infer's options), where argparse would leave it to the top-level parser's."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full `hf-probex` argument parser."""
     parser = argparse.ArgumentParser(
@@ -24,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Infer the missing model-card fields of Hugging Face models from their weights.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('hf_probex').__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_CommandParser)
     for group in GROUPS:
         group.register(commands)
     return parser

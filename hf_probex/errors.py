@@ -163,6 +163,10 @@ def hub_errors(repo_id: str, revision: str | None, *, authenticated: bool, endpo
                 f"the Hub refused access to {where} (HTTP {status}): pass a token with read access to it "
                 f"(token=... or `hf auth login`), or accept its conditions on its page if it is gated"
             ) from None
+        if status == 404:
+            raise RepoNotFoundError(
+                f"{endpoint} has nothing at {where} (HTTP 404): check the name (namespace/name) and HF_ENDPOINT"
+            ) from None
         raise HubConnectionError(
             f"the Hub answered HTTP {status} for {where}: retry later, or check HF_ENDPOINT ({endpoint})"
         ) from None

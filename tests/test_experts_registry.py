@@ -49,6 +49,22 @@ def test_a_registry_file_round_trips_and_a_damaged_one_says_what_to_do(expert_di
         ExpertRegistry.from_file(path)
 
 
+def test_an_expert_that_is_not_there_is_one_line_saying_why(hub, tmp_path, monkeypatch):
+    """`--expert` given a misspelt repo id, a folder that does not exist, or a repo id while offline."""
+    said = {}
+    for location in ("nowhere/expert", str(tmp_path / "no-such-folder")):
+        with pytest.raises(ExpertRegistryError) as err:
+            ExpertRegistry.from_locations([location])
+        said[location] = str(err.value)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(ExpertRegistryError) as offline:
+        ExpertRegistry.from_locations(["nowhere/expert-offline"])
+    assert said["nowhere/expert"].startswith(f"nowhere/expert is neither an expert folder here nor a repo on {hub.endpoint}")
+    assert "is neither an expert folder nor a Hub repo id" in said[str(tmp_path / "no-such-folder")]
+    assert "the Hub cache does not hold it" in str(offline.value) and "unset HF_HUB_OFFLINE" in str(offline.value)
+    assert all("\n" not in message for message in [*said.values(), str(offline.value)])
+
+
 def test_experts_pushed_to_the_hub_are_found_by_their_tag(expert_dirs, hub):
     from hf_probex.experts.hub import Expert
 

@@ -101,6 +101,20 @@ def test_bad_sources_raise_one_probex_error(hub, tmp_path, capsys):
     assert err.startswith("error: ") and err.count("\n") == 1
 
 
+def test_bad_infer_arguments_are_named_with_what_to_do(hub, capsys):
+    """A misspelt option shows infer's own usage; a confidence outside [0, 1] is refused before anything is read; an id
+    without a namespace that does not exist is "not found", not a network problem to retry."""
+    for argv, said in ((["infer", "--jsn", "x/y"], "hf-probex infer: error: unrecognized arguments: --jsn"),
+                       (["infer", "x/y", "--min-confidence", "2"], "--min-confidence: 2 is not between 0 and 1")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and said in err and "usage: hf-probex infer" in err
+    assert main(["infer", "probexzoo"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: probexzoo was not found") and "retry" not in err
+
+
 def test_infer_cli_prints_a_table_or_json(tiny_zoo, experts, capsys):
     folder = tiny_zoo.model_dir("resnet", _children(tiny_zoo, "resnet")[0].name)
     locations = [arg for e in experts.entries for arg in ("--expert", e.location)]

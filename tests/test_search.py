@@ -119,6 +119,8 @@ def test_search_finds_a_trusted_table_on_the_hub_without_being_told(hub, sd_tabl
     monkeypatch.setenv("HF_PROBEX_TRUSTED_AUTHORS", "nobody-trusted")
     with pytest.raises(TableNotFoundError, match="no tree table of .* was found"):
         search("a rotated zero", tree=sd_table["root"], token=False, experts=experts)
+    with pytest.raises(TableNotFoundError, match="roott was not found on .*: check the root's repo id"):  # misspelt
+        search("a rotated zero", tree=sd_table["root"] + "t", token=False, experts=experts)
 
 
 @pytest.mark.parametrize("argv", [["search", "--help"], ["--help"]])

@@ -7,7 +7,7 @@ import importlib
 import json
 from pathlib import Path
 
-from .common import UserError
+from .common import UserError, probability
 
 
 def _lines(path: str, what: str) -> list[str]:
@@ -114,8 +114,6 @@ def _bot_run(args: argparse.Namespace) -> int:
 
     from ..bot import BotConfig, BotStopped, Budgets, HubClient, default_state_path, run_bot
 
-    if not 0.0 <= args.min_confidence <= 1.0:
-        raise UserError("--min-confidence must be between 0 and 1")
     if args.concurrency < 1 or (args.limit is not None and args.limit < 0):
         raise UserError("--concurrency must be positive, --limit not negative")
     if min(args.max_open_per_owner, args.max_per_owner_per_day, args.max_per_day, args.refuse_after_closed) < 1:
@@ -258,7 +256,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                      help="with --tree: list the tree on the Hub now, even when a tree table exists")
     run.add_argument("--dry-run", action="store_true", help="print what would be proposed; write nothing")
     run.add_argument("--limit", type=int, help="process at most N repos")
-    run.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
+    run.add_argument("--min-confidence", type=probability, default=DEFAULT_MIN_CONFIDENCE,
                      help=f"propose only fields at least this confident (default: {DEFAULT_MIN_CONFIDENCE})")
     run.add_argument("--state", metavar="DB", help="state database (default: bot.sqlite in the hf_probex cache)")
     run.add_argument("--concurrency", type=int, default=4, help="repos processed at once (default: 4)")

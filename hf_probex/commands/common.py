@@ -32,6 +32,17 @@ def hub_errors_as_user_errors(offline_hint: str = "") -> Iterator[None]:
         raise UserError(f"the Hub answered HTTP {status}: {err.server_message or str(err).splitlines()[0]}") from None
 
 
+def probability(text: str) -> float:
+    """An argparse type for options that are a share or a confidence: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (give one from 0 to 1)") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
 def add_cv_options(sub: argparse.ArgumentParser, *, training: bool) -> None:
     """Options shared by every cross-validated command: folds and seed (and, for experts, training)."""
     sub.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")

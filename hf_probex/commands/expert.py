@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from ..text import DEFAULT_TEXT_ENCODER
-from .common import UserError, add_cv_options, hub_errors_as_user_errors
+from .common import UserError, add_cv_options, hub_errors_as_user_errors, probability
 
 WORKERS_HELP = ("parallel processes, one torch thread each (default: 1); under `accelerate launch` the launched "
                 "processes are the workers, one GPU each")
@@ -383,7 +383,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, help="folder to save the expert in")
     train.add_argument("--splits", help="train only on models of these splits, comma-separated (e.g. train,val; "
                                         "default: every in-distribution model)")
-    train.add_argument("--held-out", type=float, metavar="SHARE",
+    train.add_argument("--held-out", type=probability, metavar="SHARE",
                        help="--from-table: share of the documented members kept out of training and calibration to "
                             "measure the expert (default: 0.2; chosen by a hash of the seed and the repo id)")
     train.add_argument("--label-source", action="append", metavar="SOURCE",

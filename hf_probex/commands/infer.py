@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..settings import default_cache_dir
-from .common import UserError
+from .common import UserError, probability
 
 
 def format_suggestion(suggestion) -> str:
@@ -62,7 +62,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     infer.add_argument("--revision", help="branch, tag or commit of a Hub repo (default: main)")
     infer.add_argument("--expert", action="append", metavar="DIR_OR_REPO",
                        help="use this expert (repeatable; default: the local registry and, online, the Hub's experts)")
-    infer.add_argument("--min-confidence", type=float,
+    infer.add_argument("--min-confidence", type=probability,
                        help="propose fields at or above this confidence (default: each expert's calibrated threshold)")
     infer.add_argument("--candidates", metavar="FILE",
                        help="a LoRA's concept, or a text classifier's classes (it is run on them), are chosen among "

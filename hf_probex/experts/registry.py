@@ -208,6 +208,10 @@ def trusted_authors(token: str | bool | None = None) -> list[str]:
 
 def _read_config(location: str) -> dict:
     """An expert's config.json, from its folder or its Hub repo, parsed within bounds and validated."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (EntryNotFoundError, HFValidationError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError)
+
     folder = Path(location)
     try:
         if folder.is_dir():
@@ -221,8 +225,21 @@ def _read_config(location: str) -> dict:
         config = load_json(path.read_bytes())
         check_config(config)
         return config
+    except HFValidationError:
+        raise ExpertRegistryError(f"{location} is neither an expert folder nor a Hub repo id (namespace/name): pass "
+                                  "the folder `hf-probex train --out` wrote, or an expert's repo id") from None
+    except LocalEntryNotFoundError:
+        raise ExpertRegistryError(f"{location} is not an expert folder here, and the Hub cache does not hold it (offline "
+                                  "or the Hub cannot be reached): pass a folder, or unset HF_HUB_OFFLINE") from None
+    except RepositoryNotFoundError:
+        raise ExpertRegistryError(f"{location} is neither an expert folder here nor a repo on {constants.ENDPOINT}: "
+                                  "check the name (a private expert needs a token that can read it)") from None
+    except EntryNotFoundError:
+        raise ExpertRegistryError(f"{location} has no config.json: is it an hf_probex expert (`hf-probex train "
+                                  "--out`)?") from None
     except (OSError, ValueError) as err:
-        raise ExpertRegistryError(f"{location} holds no readable expert config.json ({err}); is it an hf_probex "
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ExpertRegistryError(f"{location} holds no readable expert config.json ({reason}); is it an hf_probex "
                                   f"expert (`hf-probex train --out`)?") from None
     except Exception as err:  # huggingface_hub's many HTTP errors: one message
         raise ExpertRegistryError(f"cannot read the expert config.json of {location} ({type(err).__name__}: "

@@ -455,6 +455,13 @@ def _add_repo_routes(app: FastAPI, state: HubState) -> None:
     def repo_info_main(kind: str, ns: str, name: str, request: Request):
         return repo_info(kind, ns, name, "main", request)
 
+    @app.get("/api/{kind:hubtype}/{name:hubseg}")
+    @app.get("/api/{kind:hubtype}/{name:hubseg}/revision/{revision:hubseg}")
+    def repo_info_without_namespace(kind: str, name: str):
+        """The Hub's legacy ids without a namespace (`gpt2`): none exists here, so the Hub's own not-found answer."""
+        raise RepoNotFound(f"Repository Not Found for url: /api/{kind}/{name}. Please make sure you specified the "
+                           "correct `repo_id` and `repo_type`.")
+
     @app.get("/api/{kind:hubtype}/{ns:hubseg}/{name:hubseg}/revision/{revision:hubseg}")
     def repo_info_revision(kind: str, ns: str, name: str, revision: str, request: Request):
         return repo_info(kind, ns, name, revision, request)

@@ -317,7 +317,7 @@ def find_table(tree: str, table: str | os.PathLike[str] | None = None, *, token:
     `tree` on the Hub from a trusted author (`experts.registry.trusted_authors`; not when HF_HUB_OFFLINE is set).
 
     Raises:
-        TableNotFoundError: no table was given or found.
+        TableNotFoundError: no table was given or found (or, online, the root `tree` does not exist).
         TableError: the table given cannot be read, or is another tree's.
         BadFileError: a file of the table is too large, or named outside `data/`.
     """
@@ -343,6 +343,8 @@ def find_table(tree: str, table: str | os.PathLike[str] | None = None, *, token:
         found = folder_table(default_scan_folder(tree))
         if found is None and not constants.HF_HUB_OFFLINE:
             found = _hub_tables(client, tree, token)
+        if found is None and not constants.HF_HUB_OFFLINE and not client.call(lambda: client.api.repo_exists(tree)):
+            raise TableNotFoundError(f"{tree} was not found on {client.api.endpoint}: check the root's repo id (--tree)")
         if found is None:
             raise TableNotFoundError(f"no tree table of {tree} was found (no scan in {default_scan_folder(tree)}, none "
                                      f"on the Hub from a trusted author): run `hf-probex scan {tree} --to OWNER/NAME`, "
