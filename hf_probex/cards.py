@@ -47,7 +47,7 @@ from .suggestions import CARD_FIELDS, FieldSuggestion, inferred_from_weights
 __all__ = [
     "CardError", "INFERRED_END", "INFERRED_START", "MARKER_TAG", "OPT_OUT_OWNER_TAG", "OPT_OUT_TAG",
     "TRAINED_ON_TAG_PREFIX", "apply_suggestions", "card_diff", "is_opted_out", "metadata_of", "missing_fields",
-    "opts_out_owner", "render_section", "section_heading", "template_text",
+    "opts_out_owner", "render_section", "section_heading", "template_text", "trained_on_tag", "trained_on_value",
 ]
 
 OPT_OUT_TAG = "hf-probex-opt-out"
@@ -258,9 +258,23 @@ def _as_list(fields: Mapping[str, FieldSuggestion] | Iterable[FieldSuggestion]) 
     return list(fields.values()) if isinstance(fields, Mapping) else list(fields)
 
 
+def trained_on_tag(value: str) -> str:
+    """The tag saying a model was trained on `value`, as the Hub writes tags: lower case, words joined by hyphens
+    (`rotated zero` -> `trained-on:rotated-zero`)."""
+    return TRAINED_ON_TAG_PREFIX + "-".join(re.sub(r"[^\w.+-]+", " ", str(value).lower()).split())
+
+
+def trained_on_value(tag: str) -> str | None:
+    """What a `trained-on:` tag says the model was trained on (hyphens read as spaces: a tag cannot hold one), or
+    None for another tag."""
+    if not tag.startswith(TRAINED_ON_TAG_PREFIX):
+        return None
+    return " ".join(tag[len(TRAINED_ON_TAG_PREFIX):].replace("-", " ").split()) or None
+
+
 def _trained_on_tags(field: FieldSuggestion) -> list[str]:
     values = field.value if isinstance(field.value, (list, tuple)) else [field.value]
-    return [f"{TRAINED_ON_TAG_PREFIX}{v}" for v in values]
+    return [trained_on_tag(v) for v in values]
 
 
 def _yaml_lines(mapping: dict, indent: str) -> list[str]:
@@ -269,7 +283,10 @@ def _yaml_lines(mapping: dict, indent: str) -> list[str]:
 
 
 def _flow_item(value: str) -> str:
-    """One scalar as a YAML flow-sequence item, quoted where YAML needs it."""
+    """One scalar as a YAML sequence item: plain where it reads back as itself (`trained-on:3`, as the Hub writes
+    tags), else quoted."""
+    if re.fullmatch(r"[\w][\w.+:-]*", value) and yaml.safe_load(f"[{value}]") == [value]:
+        return value
     return yaml.safe_dump([value], default_flow_style=True, allow_unicode=True, width=10**9).strip()[1:-1]
 
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 import pandas as pd
 
-from .cards import CardError, apply_suggestions, card_diff, metadata_of, missing_fields
+from .cards import CardError, apply_suggestions, card_diff, metadata_of, missing_fields, trained_on_value
 from .errors import (
     AccessDeniedError, BadFileError, HubConnectionError, MissingFileError, NoSafetensorsError, ProbexError,
     RepoNotFoundError, RepoNotVisibleError, UnknownArchitectureError,
@@ -829,7 +829,7 @@ def _declared_concept(readme: str | None) -> str:
     except CardError:
         return ""
     tags = metadata.get("tags") if isinstance(metadata.get("tags"), list) else []
-    declared = [str(t).split(":", 1)[1] for t in tags if str(t).startswith("trained-on:")]
+    declared = [value for value in (trained_on_value(str(t)) for t in tags) if value]
     return str(metadata.get("instance_prompt") or ", ".join(declared))
 
 

@@ -138,7 +138,7 @@ def test_malformed_metadata_stays_byte_identical_apart_from_added_keys(hub, tmp_
     ops = SequenceMatcher(None, old_lines, new_lines, autojunk=False).get_opcodes()
     assert {op[0] for op in ops} == {"equal", "insert"}  # not one byte of the owner's lines changed
     inserted = [line for op, _, _, j1, j2 in ops if op == "insert" for line in new_lines[j1:j2]]
-    assert inserted[:6] == ["  - 'trained-on:3'\r\n", "  - 'trained-on:7'\r\n", "base_model: acme/root\r\n",
+    assert inserted[:6] == ["  - trained-on:3\r\n", "  - trained-on:7\r\n", "base_model: acme/root\r\n",
                             "library_name: transformers\r\n", "pipeline_tag: image-classification\r\n", "\r\n"]
     assert inserted[6] == INFERRED_START + "\r\n" and inserted[-1] == INFERRED_END + "\r\n"
     assert metadata_of(proposed)["model-index"] == [{"name": "x", "results": [{"bogus": True}]}]

@@ -9,7 +9,7 @@ import yaml
 
 from hf_probex.cards import (
     INFERRED_END, INFERRED_START, CardError, apply_suggestions, card_diff, is_opted_out, metadata_of, missing_fields, opts_out_owner,
-    render_section, section_heading, template_text,
+    render_section, section_heading, template_text, trained_on_tag, trained_on_value,
 )
 from hf_probex.suggestions import FieldSuggestion
 
@@ -63,8 +63,23 @@ def test_adds_only_missing_keys_and_keeps_every_other_byte():
     assert meta["base_model"] == "acme/root" and meta["pipeline_tag"] == "image-classification"
     assert meta["tags"] == ["digits", "quoted", "trained-on:3", "trained-on:7"]
     assert meta["model-index"] == [{"name": "m", "results": [{"task": 1}]}]  # malformed but kept
-    assert "    - 'trained-on:3'" in added  # tags line up with the owner's
+    assert "    - trained-on:3" in added  # tags line up with the owner's, unquoted as the Hub writes them
     assert new.startswith(old.split("model-index")[0])
+
+
+def test_trained_on_tags_are_written_as_the_hub_writes_tags_and_read_back():
+    """A class or concept of several words, upper case or punctuation becomes one Hub-style tag (no space, no quotes);
+    reading it back gives the words."""
+    field = FieldSuggestion("trained_on", ["rotated zero", "Golden Retriever", "a corgi, in snow"], 0.97, "expert",
+                            source="expert", floor=0.9)
+    new = apply_suggestions("---\nlicense: mit\n---\n# A model\n", [field])
+    tags = metadata_of(new)["tags"]
+    assert tags == ["trained-on:rotated-zero", "trained-on:golden-retriever", "trained-on:a-corgi-in-snow"]
+    assert "\n- trained-on:rotated-zero\n" in new and "'" not in new.split("---")[1]
+    assert [trained_on_value(t) for t in tags] == ["rotated zero", "golden retriever", "a corgi in snow"]
+    assert trained_on_tag("3") == "trained-on:3" and trained_on_value("digits") is None
+    assert metadata_of(apply_suggestions("# x\n", [FieldSuggestion("trained_on", ["true"], 0.97, "e", source="expert",
+                                                                    floor=0.9)]))["tags"] == ["trained-on:true"]
 
 
 def test_flow_tags_crlf_and_bom_are_kept():

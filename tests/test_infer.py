@@ -14,7 +14,7 @@ from huggingface_hub import HfApi
 
 from hf_probex import CardSuggestion, ProbexError, infer_card
 from hf_probex.adapters import detect
-from hf_probex.cards import missing_fields
+from hf_probex.cards import missing_fields, trained_on_value
 from hf_probex.cli import main
 from hf_probex.demo import format_demo, held_out, run_demo, undocumented_copy
 from hf_probex.errors import RepoNotFoundError
@@ -193,7 +193,7 @@ def test_the_bot_proposes_what_infer_card_finds_once(zoo_hub, tiny_zoo, experts,
         if "base_model_relation" in outcome.fields:
             assert added["base_model_relation"] == "finetune"
         if "trained_on" in outcome.fields:
-            assert {t.removeprefix("trained-on:") for t in added["tags"] if t.startswith("trained-on:")} <= set(spec.labels)
+            assert {trained_on_value(t) for t in added["tags"] if trained_on_value(t)} <= set(spec.labels)
     again = run_bot(repos, client, state=BotState(tmp_path / "fresh.sqlite"), config=every)  # even without the local state
     assert not [o for o in again.outcomes if o.outcome == "proposed"]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..adapters import Adapter, LoraAdapter
-from ..cards import TRAINED_ON_TAG_PREFIX, CardError, metadata_of, missing_fields
+from ..cards import CardError, metadata_of, missing_fields, trained_on_value
 from ..suggestions import CARD_FIELDS
 from ..errors import ProbexError
 from ..infer import declared_labels
@@ -96,8 +96,7 @@ def harvest_labels(source: WeightSource, adapter: Adapter, card: CardFields) -> 
     if card.instance_prompt:
         found.append(Label(card.instance_prompt, "card instance_prompt"))
     found += [Label(text, "card widget") for text in card.widget_texts]
-    found += [Label(tag[len(TRAINED_ON_TAG_PREFIX):].strip(), "card trained-on tag") for tag in card.tags
-              if tag.startswith(TRAINED_ON_TAG_PREFIX) and tag[len(TRAINED_ON_TAG_PREFIX):].strip()]
+    found += [Label(value, "card trained-on tag") for value in map(trained_on_value, card.tags) if value]
     found += [Label(name, "card datasets") for name in card.datasets]
     if isinstance(adapter, LoraAdapter):
         try:
