@@ -5,7 +5,7 @@ partial card) on a temporary local hub, runs the bot over them as another user w
 oracle as its inference (so the numbers measure the bot and the Hub calls, not an expert), then reruns
 it with a fresh state and counts new pull requests (must be 0). Nothing is left behind.
 
-    python scripts/bench_bot.py [--repos 40] [--concurrency 1 4]
+    python scripts/bench_bot.py [--repos 40] [--workers 1 4]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repos", type=int, default=40, help="repos per measured run (default: 40)")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4], help="values to measure (default: 1 4)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 4], help="repos at once, values to measure (default: 1 4)")
     args = parser.parse_args()
 
     from bot_zoo import child_card, ground_truth_infer, make_repo
@@ -37,7 +37,7 @@ def main() -> None:
         (tmp / "users.yaml").write_text("users:\n  owner: {tokens: [hf_owner]}\n  bot: {tokens: [hf_bot]}\n")
         with LocalHub(tmp / "root", users_file=tmp / "users.yaml") as hub, use_endpoint(hub.endpoint):
             owner = HfApi(token="hf_owner")
-            for concurrency in args.concurrency:
+            for concurrency in args.workers:
                 repos = [f"owner/c{concurrency}-m{i:04d}" for i in range(args.repos)]
                 for repo_id in repos:
                     make_repo(owner, repo_id, readme=child_card("owner/root"), base_model="owner/root")

@@ -15,14 +15,14 @@ by name with example texts ("examples"). Per family, and per layout:
 - "none of these": each row named among the vocabulary without its own class, and how often it is still proposed;
 - rows of categories outside the vocabulary (the held-out children's unseen ones): top-1 / top-5 named among every
   category of the zoo, as a user who lists them as candidates would;
-- with --json, each model's classes proposed among the vocabulary (`proposed`, per way) and each head row's name and
+- with --json-out, each model's classes proposed among the vocabulary (`proposed`, per way) and each head row's name and
   confidence (`rows`): what `infer_card` adds to its expert's proposals when the expert ships the vocabulary's
   examples (scripts/bench_shift.py --head-naming);
 - seconds per model: opening it, and running it on one way's texts.
 
-The calibration printed last (and saved with --json) is fitted on every family: what head_naming.CALIBRATIONS holds.
+The calibration printed last (and saved with --json-out) is fitted on every family: what head_naming.CALIBRATIONS holds.
 
-    python scripts/bench_head_naming.py [--zoo DIR] [--examples 8] [--cache DIR] [--json OUT]
+    python scripts/bench_head_naming.py [--zoo DIR] [--examples 8] [--cache DIR] [--json-out OUT]
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def main() -> None:
     parser.add_argument("--zoo", type=Path, default=None, help="a text zoo folder (default: the cached text-bench)")
     parser.add_argument("--examples", type=int, default=8, help="example texts per category (default: 8)")
     parser.add_argument("--cache", type=Path, default=None, help="keep each model's outputs here to rerun faster")
-    parser.add_argument("--json", type=Path, default=None, help="write the tables and calibrations here")
+    parser.add_argument("--json-out", type=Path, default=None, help="write the tables and calibrations here")
     args = parser.parse_args()
     zoo = args.zoo or default_zoo()
     runs, vocabulary, _ = collect(zoo, args.examples, args.cache)
@@ -224,8 +224,8 @@ def main() -> None:
     print(f"\n## {zoo}: {len(runs)} classifiers")
     for result in results:
         print_table(result, vocabulary)
-    if args.json:
-        args.json.write_text(json.dumps({"zoo": str(zoo), "classifiers": len(runs), "results": results}, indent=2))
+    if args.json_out:
+        args.json_out.write_text(json.dumps({"zoo": str(zoo), "classifiers": len(runs), "results": results}, indent=2))
 
 
 if __name__ == "__main__":

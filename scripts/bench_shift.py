@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--features", default=None, choices=["gram", "delta"], help="default: each task's")
     parser.add_argument("--workers", type=int, default=1, help="processes choosing each expert's layers (default: 1)")
     parser.add_argument("--head-naming", type=Path, default=None,
-                        help="scripts/bench_head_naming.py --json output: also count the classes it names by running")
+                        help="scripts/bench_head_naming.py --json-out output: also count the classes it names by running")
     parser.add_argument("--agreement", default=None, metavar="W,R",
                         help="with --head-naming: also count the classes the expert gives >= W and a head row >= R")
     parser.add_argument("--by-group", default="yes", choices=["yes", "no"],

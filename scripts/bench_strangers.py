@@ -9,7 +9,7 @@ per recipe: models, routed to the tree, base_model right (the
 direct parent: the root for first generations, the zoo child for grandchildren), trained_on proposed / right /
 precision / recall (recall over the classes the expert knows), and the same by candidates.
 
-    python scripts/bench_strangers.py STRANGERS --expert DIR --zoo TEXT_BENCH [--json OUT]
+    python scripts/bench_strangers.py STRANGERS --expert DIR --zoo TEXT_BENCH [--json-out OUT]
 """
 
 from __future__ import annotations
@@ -98,11 +98,11 @@ def main() -> None:
     parser.add_argument("strangers", type=Path)
     parser.add_argument("--expert", type=Path, required=True)
     parser.add_argument("--zoo", type=Path, required=True)
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
     rows = evaluate(args.strangers, args.expert, args.zoo)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(rows, indent=2))
     print(table(rows))
 
 

@@ -279,7 +279,7 @@ def test_kill_9_in_the_middle_then_resume_gives_one_pr_per_repo(hub, tmp_path):
     env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_TOKEN": hub.bob,
            "HF_HOME": str(tmp_path / "hf-home"), "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "hf_probex.cli", "bot", "run", "--repos", str(tmp_path / "repos.txt"),
-               "--state", str(tmp_path / "bot.sqlite"), "--infer", "bot_zoo:ground_truth_infer", "--concurrency", "1",
+               "--state", str(tmp_path / "bot.sqlite"), "--infer", "bot_zoo:ground_truth_infer", "--workers", "1",
                "--quiet"]
     budgets = ["--max-open-per-owner", "10", "--max-per-owner-per-day", "10"]
     process = subprocess.Popen([*command, *budgets, "--minutes-between-prs", "0.05"], env=env, stdout=subprocess.PIPE,

@@ -19,7 +19,7 @@ def test_layers_eval_and_train(tiny_zoo, tmp_path, capsys):
 
     out_json = tmp_path / "cv.json"
     assert main(["expert", "eval", str(tiny_zoo.root), "--tree", "vit", "--layer", LAYER, "--folds", "2",
-                 "--epochs", "3", "--method", "probex", "--method", "ridge", "--json", str(out_json)]) == 0
+                 "--epochs", "3", "--method", "probex", "--method", "ridge", "--json-out", str(out_json)]) == 0
     table = capsys.readouterr().out
     assert "2-fold CV" in table and "ref: label_frequency" in table and table.count("+-") > 10
     reports = json.loads(out_json.read_text())

@@ -84,7 +84,7 @@ def trained(table_hub, tmp_path_factory):
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         status = main(["train", "--from-table", TABLE, "--tree", "sd", "--layer", layer, "--folds", "8", "--epochs", "5",
-                       "--out", str(out), "--token", TOKEN, "--propose", "--json", str(out.parent / "report.json")])
+                       "--out", str(out), "--token", TOKEN, "--propose", "--json-out", str(out.parent / "report.json")])
     return status, stdout.getvalue(), out, weights
 
 
@@ -144,7 +144,7 @@ def test_a_classifier_tree_trains_on_the_members_whose_config_names_their_classe
     layer = next(iter(candidate_layers(weights, "vit")))
     assert main(["train", "--from-table", VIT_TABLE, "--tree", "vit", "--layer", layer, "--method", "ridge",
                  "--folds", "2", "--held-out", "0", "--out", str(out), "--token", TOKEN,
-                 "--json", str(tmp_path / "vit.json")]) == 0, capsys.readouterr()
+                 "--json-out", str(tmp_path / "vit.json")]) == 0, capsys.readouterr()
     record = json.loads((tmp_path / "vit.json").read_text())["trained_from"]
     assert (record["table"], record["trained"], record["sources"][0]) == (VIT_TABLE, len(named), "config.json id2label")
     assert json.loads((out / "config.json").read_text())["trained_from"] == record
@@ -155,7 +155,7 @@ def test_train_help_names_the_table_options(capsys):
         main(["train", "--help"])
     help_text = capsys.readouterr().out
     assert all(option in help_text for option in ("--from-table REPO_ID", "--held-out", "--label-source", "--propose",
-                                                  "--json FILE"))
+                                                  "--json-out FILE"))
 
 
 def test_bad_tables_are_one_line_errors(table_hub, tmp_path, capsys, monkeypatch):
@@ -169,8 +169,8 @@ def test_bad_tables_are_one_line_errors(table_hub, tmp_path, capsys, monkeypatch
     assert "tables/nothing is not a tree table" in error("--from-table", "tables/nothing")
     assert "no member documented" in error("--from-table", TABLE, "--label-source", METADATA)
     assert "--propose goes with --from-table" in error("--zoo", str(tmp_path), "--propose")
-    assert "--json goes with --from-table" in error("--zoo", str(tmp_path), "--json", str(tmp_path / "r.json"))
-    assert "its folder does not exist" in error("--from-table", TABLE, "--json", str(tmp_path / "no" / "r.json"))
+    assert "--json-out goes with --from-table" in error("--zoo", str(tmp_path), "--json-out", str(tmp_path / "r.json"))
+    assert "its folder does not exist" in error("--from-table", TABLE, "--json-out", str(tmp_path / "no" / "r.json"))
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)

@@ -101,7 +101,7 @@ def _tree_members(args: argparse.Namespace, client) -> tuple[list, str]:
             scanned = table.described.get("scanned_at") or "an unknown date"
             return members, f"from the tree table {table.location}{at} (scanned {scanned}; --walk lists the Hub now)"
     members = tree_members(client, args.tree, authors=args.author or (), search=args.search,
-                           concurrency=args.concurrency)
+                           concurrency=args.workers)
     return members, "listed on the Hub"
 
 
@@ -114,8 +114,8 @@ def _bot_run(args: argparse.Namespace) -> int:
 
     from ..bot import BotConfig, BotStopped, Budgets, HubClient, default_state_path, run_bot
 
-    if args.concurrency < 1 or (args.limit is not None and args.limit < 0):
-        raise UserError("--concurrency must be positive, --limit not negative")
+    if args.workers < 1 or (args.limit is not None and args.limit < 0):
+        raise UserError("--workers must be positive, --limit not negative")
     if min(args.max_open_per_owner, args.max_per_owner_per_day, args.max_per_day, args.refuse_after_closed) < 1:
         raise UserError("--max-open-per-owner, --max-per-owner-per-day, --max-per-day and --refuse-after-closed must be "
                         "at least 1 (to open nothing, use --dry-run)")
@@ -131,7 +131,7 @@ def _bot_run(args: argparse.Namespace) -> int:
     client = HubClient(HfApi(token=args.token), max_retries=args.max_retries)
     budgets = Budgets(max_open_per_owner=args.max_open_per_owner, max_new_per_owner_per_day=args.max_per_owner_per_day,
                       max_new_per_day=args.max_per_day, minutes_between=args.minutes_between_prs)
-    config = BotConfig(min_confidence=args.min_confidence, dry_run=args.dry_run, concurrency=args.concurrency,
+    config = BotConfig(min_confidence=args.min_confidence, dry_run=args.dry_run, concurrency=args.workers,
                        opt_out=opt_out, budgets=budgets, digest=args.digest, refuse_after_closed=args.refuse_after_closed,
                        tree=args.tree)
     state = None if args.dry_run else _open_state(args.state or default_state_path())
@@ -259,7 +259,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--min-confidence", type=probability, default=DEFAULT_MIN_CONFIDENCE,
                      help=f"propose only fields at least this confident (default: {DEFAULT_MIN_CONFIDENCE})")
     run.add_argument("--state", metavar="DB", help="state database (default: bot.sqlite in the hf_probex cache)")
-    run.add_argument("--concurrency", type=int, default=4, help="repos processed at once (default: 4)")
+    run.add_argument("--workers", type=int, default=4, help="repos read and inferred at once (default: 4)")
     run.add_argument("--opt-out-list", metavar="FILE",
                      help="repo ids never to touch, and owners none of whose repos to touch (owner/*), one a line")
     run.add_argument("--digest", action="store_true",

@@ -82,8 +82,8 @@ def _expert_eval(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise UserError(f"{method}: {err}") from None
     print(format_reports(reports))
-    if args.json:
-        _write_json(args.json, reports)
+    if args.json_out:
+        _write_json(args.json_out, reports)
     return 0
 
 
@@ -158,7 +158,7 @@ def _train(args: argparse.Namespace) -> int:
                         "`hf-probex expert sweep` with accelerate to spread runs over several GPUs")
     if args.from_table:
         return _train_from_table(args)
-    for option in ("held_out", "label_source", "propose", "revision", "json"):
+    for option in ("held_out", "label_source", "propose", "revision", "json_out"):
         if getattr(args, option) not in (None, False):
             raise UserError(f"--{option.replace('_', '-')} goes with --from-table")
     _resolve_layer(args)
@@ -190,8 +190,8 @@ def _train_from_table(args: argparse.Namespace) -> int:
     if args.prompt.count("{}") != 1:
         raise UserError(f"--prompt must hold {{}} once, where the concept goes (e.g. 'a photo of a {{}}'), got {args.prompt!r}")
     torch.set_num_threads(args.threads)
-    if args.json and not Path(args.json).resolve().parent.is_dir():
-        raise UserError(f"--json {args.json}: its folder does not exist; create it, or pass another path")
+    if args.json_out and not Path(args.json_out).resolve().parent.is_dir():
+        raise UserError(f"--json-out {args.json_out}: its folder does not exist; create it, or pass another path")
     hparams, config = _expert_settings(args, args.method)
     held_out = 0.2 if args.held_out is None else args.held_out
     try:
@@ -220,13 +220,13 @@ def _train_from_table(args: argparse.Namespace) -> int:
         print(f"proposals for the {len(proposals)} undocumented members ({named} proposed, the rest abstain):")
         for proposal in proposals:
             print(f"  {proposal.line()}")
-    if args.json:
-        _write_json(args.json, {
+    if args.json_out:
+        _write_json(args.json_out, {
             "expert": str(Path(args.out).resolve()), "tree": args.tree, "method": made.method, "layer": made.layer,
             "trained_from": expert.trained_from, "metrics": (made.report or {}).get("metrics", {}),
             "calibration": expert.calibration, "held_out": made.held_out,
             "proposals": None if proposals is None else [dataclasses.asdict(p) for p in proposals]})
-        print(f"wrote {args.json}")
+        print(f"wrote {args.json_out}")
     return 0
 
 
@@ -241,7 +241,7 @@ def _write_json(path: str, report: dict | list) -> None:
         tmp.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
         os.replace(tmp, target)
     except OSError as err:
-        raise UserError(f"cannot write {path} ({err.strerror}): pass another --json path") from None
+        raise UserError(f"cannot write {path} ({err.strerror}): pass another --json-out path") from None
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -350,7 +350,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_expert_options(expert_eval)
     expert_eval.add_argument("--method", action="append",
                              help="probex, mvprobe, dense, ridge, statnn or headset (repeatable; default: all but headset)")
-    expert_eval.add_argument("--json", help="also write the reports to this JSON file")
+    expert_eval.add_argument("--json-out", metavar="FILE", help="also write the reports to this JSON file")
     expert_eval.set_defaults(func=_expert_eval)
 
     expert_sweep = expert_commands.add_parser(
@@ -396,7 +396,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--propose", action="store_true",
                        help="--from-table: then list what the expert proposes for each undocumented member (as "
                             "`hf-probex infer` would, at the commit the table read)")
-    train.add_argument("--json", metavar="FILE",
+    train.add_argument("--json-out", metavar="FILE",
                        help="--from-table: also write what was trained (table, commit, metrics, calibration, held-out "
                             "scores) and, with --propose, the proposals to this JSON file")
     train.add_argument("--register", action="store_true",

@@ -12,8 +12,8 @@ from .common import UserError
 def _space(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be between 0 and 65535, not {args.port}")
-    if args.max_upload_mb <= 0 or args.concurrency < 1:
-        raise UserError("--max-upload-mb and --concurrency must be positive")
+    if args.max_upload_mb <= 0 or args.workers < 1:
+        raise UserError("--max-upload-mb and --workers must be positive")
     if args.hub_root and args.endpoint:
         raise UserError("give --hub-root (serve a local hub here) or --endpoint (use a running one), not both")
     if args.hub_root and not Path(args.hub_root).is_dir():
@@ -32,7 +32,7 @@ def _space(args: argparse.Namespace) -> int:
             stack.enter_context(use_endpoint(args.endpoint))
         from ..space_app import create_app  # gradio and torch: only once the arguments are known to be good
 
-        app = create_app(args.expert, max_upload_bytes=int(args.max_upload_mb * 2**20), concurrency=args.concurrency)
+        app = create_app(args.expert, max_upload_bytes=int(args.max_upload_mb * 2**20), concurrency=args.workers)
         app.launch(server_name=args.host, server_port=args.port, share=False)
     return 0
 
@@ -53,5 +53,5 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="an expert folder or Hub repo id (repeatable; default: the local registry file and the "
                             "Hub's experts tagged probex-expert)")
     space.add_argument("--max-upload-mb", type=float, default=512, help="largest .safetensors upload, in MiB (default: 512)")
-    space.add_argument("--concurrency", type=int, default=2, help="requests worked on at once per action (default: 2)")
+    space.add_argument("--workers", type=int, default=2, help="requests worked on at once per action (default: 2)")
     space.set_defaults(func=_space)

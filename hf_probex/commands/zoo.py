@@ -41,8 +41,8 @@ def _zoo_signal(args: argparse.Namespace) -> int:
     zoo = Zoo.open(args.zoo)
     report = signal_check(zoo, trees=args.tree, folds=args.folds, seed=args.seed, progress=not args.quiet)
     print(format_signal_report(report))
-    if args.json:
-        Path(args.json).write_text(__import__("json").dumps(report, indent=2))
+    if args.json_out:
+        Path(args.json_out).write_text(__import__("json").dumps(report, indent=2))
     return 0 if report["passed"] else 1
 
 
@@ -82,6 +82,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     signal.add_argument("zoo", help="zoo folder")
     signal.add_argument("--tree", action="append", help="only this tree (repeatable; default: all)")
     add_cv_options(signal, training=False)
-    signal.add_argument("--json", help="also write the full report to this JSON file")
+    signal.add_argument("--json-out", metavar="FILE", help="also write the full report to this JSON file")
     signal.add_argument("--quiet", action="store_true", help="no progress bar")
     signal.set_defaults(func=_zoo_signal)
