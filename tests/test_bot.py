@@ -381,6 +381,9 @@ def test_bot_status(hub, tree, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["outcomes"] == {"proposed": 1, "skipped": 1, "error": 1}
     assert main(["bot", "status", "--state", str(tmp_path / "none.sqlite")]) == 2
+    BotState(tmp_path / "fresh.sqlite").close()  # a state that has proposed nothing yet
+    assert main(["bot", "status", "--state", str(tmp_path / "fresh.sqlite")]) == 0
+    assert "proposals in the last 24 h: 0 (none opened yet)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv", [["bot"], ["bot", "run"], ["bot", "status"]])

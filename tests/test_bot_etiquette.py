@@ -66,11 +66,11 @@ def infer_base(repo_id: str) -> CardSuggestion:
 
 
 def run(hub, repos: list[str], state_path, clock: FakeClock, *, infer=infer_base, endpoint: str | None = None,
-        **config):
+        on_wait=None, **config):
     """One bot run as bob, as after a restart: a new client and a new connection to the state file."""
     client = HubClient(HfApi(endpoint=endpoint or hub.endpoint, token=hub.bob), sleep=clock.sleep)
     with BotState(state_path, clock=clock.time) as state:
-        return run_bot(repos, client, infer=infer, state=state, config=BotConfig(**config))
+        return run_bot(repos, client, infer=infer, state=state, config=BotConfig(**config), on_wait=on_wait)
 
 
 def bot_threads(api: HfApi, repo_id: str, kind: str = "pull_request") -> list:
@@ -145,8 +145,18 @@ def test_the_spacing_between_prs_survives_a_restart(hub, tmp_path):
     clock, path = FakeClock(), tmp_path / "bot.sqlite"
     assert run(hub, [first], path, clock).counts() == {"proposed": 1}
     clock.now += 60
-    assert run(hub, [second], path, clock).counts() == {"proposed": 1}
+    told = []
+    assert run(hub, [second], path, clock, on_wait=told.append).counts() == {"proposed": 1}
     assert clock.waits == [120.0]  # the default 3 minutes, counted from the PR the previous run opened
+    assert told == [120.0]  # and the run says so before it waits (the CLI prints until when)
+
+
+def test_the_cli_says_how_long_it_waits_and_why(capsys):
+    from hf_probex.commands.bot import _print_wait
+
+    _print_wait(171.4, 3)
+    said = capsys.readouterr().out
+    assert said.startswith("waiting 2 min 51 s, until ") and " UTC, before the next proposal (--minutes-between-prs 3" in said
 
 
 def test_when_the_budget_is_short_the_largest_gain_goes_first(hub, tmp_path):

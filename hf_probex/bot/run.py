@@ -256,10 +256,16 @@ class _Worker:
 class _Proposer:
     """Opens pull requests and digests one at a time, best first, within the budgets."""
 
-    def __init__(self, worker: _Worker, ledger: BotState) -> None:
+    def __init__(self, worker: _Worker, ledger: BotState, on_wait: Callable[[float], None] | None = None) -> None:
         self.worker, self.ledger = worker, ledger
         config = worker.config
-        self.gate = Gate(ledger, config.budgets, None if config.dry_run else worker.client.sleep)
+
+        def sleep(seconds: float) -> None:
+            if on_wait is not None:
+                on_wait(seconds)
+            worker.client.sleep(seconds)
+
+        self.gate = Gate(ledger, config.budgets, None if config.dry_run else sleep)
 
     def _read(self, candidate: _Candidate) -> RepoOutcome | _Candidate:
         """The candidate read afresh if it was not read this run (its turn came): a proposal, or what became of it."""
@@ -341,7 +347,8 @@ class _Proposer:
 
 def run_bot(repos: Iterable[str], client: HubClient, *, infer: Infer | None = None, state: BotState | None = None,
             config: BotConfig = BotConfig(), progress: bool = False,
-            on_outcome: Callable[[RepoOutcome], None] | None = None) -> BotReport:
+            on_outcome: Callable[[RepoOutcome], None] | None = None,
+            on_wait: Callable[[float], None] | None = None) -> BotReport:
     """Process `repos` and the repos owners asked for in digests; the report of what was done.
 
     Args:
@@ -354,6 +361,8 @@ def run_bot(repos: Iterable[str], client: HubClient, *, infer: Infer | None = No
         config: threshold, dry run, concurrency, opt-out list, budgets, digest mode.
         progress: show a tqdm progress bar.
         on_outcome: called with each outcome as it comes (from the calling thread).
+        on_wait: called with the seconds the run is about to wait for the spacing between two contacts
+            (`Budgets.minutes_between`), before it waits: a run may otherwise sit silent for minutes.
 
     Raises:
         BotStopped: on 401/403, after the repos in flight finish; rerunning resumes.
@@ -409,7 +418,7 @@ def run_bot(repos: Iterable[str], client: HubClient, *, infer: Infer | None = No
                 stop.set()
         ledger = state if state is not None else BotState(":memory:")
         try:
-            _propose(_Proposer(worker, ledger), candidates, config.digest, emit, report)
+            _propose(_Proposer(worker, ledger, on_wait), candidates, config.digest, emit, report)
         finally:
             if ledger is not state:
                 ledger.close()

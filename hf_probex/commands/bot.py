@@ -58,6 +58,17 @@ def _print_outcome(outcome, dry_run: bool) -> None:
         print(f"{outcome.repo_id}: {outcome.outcome} ({outcome.reason})")
 
 
+def _print_wait(seconds: float, minutes_between: float) -> None:
+    import datetime
+
+    from tqdm.auto import tqdm
+
+    until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
+    minutes, rest = divmod(round(seconds), 60)
+    tqdm.write(f"waiting {minutes} min {rest:02d} s, until {until:%H:%M:%S} UTC, before the next proposal "
+               f"(--minutes-between-prs {minutes_between:g} since the latest one, this run's or an earlier one's)")
+
+
 def _print_digest(digest, dry_run: bool) -> None:
     if dry_run:
         print(f"would open a digest for {digest.owner} on {digest.repo_id}: {len(digest.listed)} models\n"
@@ -148,7 +159,8 @@ def _bot_run(args: argparse.Namespace) -> int:
             repos = _lines(args.repos, "repos file")
         repos = repos[: args.limit] if args.limit is not None else repos
         report = run_bot(repos, client, infer=infer, state=state, config=config, progress=not args.quiet,
-                         on_outcome=lambda o: _print_outcome(o, args.dry_run))
+                         on_outcome=lambda o: _print_outcome(o, args.dry_run),
+                         on_wait=lambda seconds: _print_wait(seconds, args.minutes_between_prs))
     except BotStopped as err:
         raise UserError(str(err)) from None
     except sqlite3.Error as err:  # a state file damaged by hand or by another program while the run read it
@@ -202,7 +214,8 @@ def _bot_status(args: argparse.Namespace) -> int:
         print(f"    {repo_id}: {message}")
     if summary["pending"]:
         print(f"  pending (reconciled on the next run): {', '.join(summary['pending'])}")
-    print(f"proposals in the last 24 h: {summary['new_24h']} (the latest at {summary['last_opened_at'] or 'never'})")
+    latest = f"the latest at {summary['last_opened_at']}" if summary["last_opened_at"] else "none opened yet"
+    print(f"proposals in the last 24 h: {summary['new_24h']} ({latest})")
     if summary["owners"]:
         print("owners:")
     for owner, entry in summary["owners"].items():
