@@ -58,8 +58,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "half-written ones are rebuilt.",
     )
     build.add_argument("--preset", default="tiny",
-                       help="tiny (seconds, for tests), small (~20 s; the smallest zoo whose weights carry a signal, for "
-                            "the expert tests) or bench (the benchmark zoo); default: tiny")
+                       help="tiny (~20 s, for tests), small (~1.5 min; the smallest zoo whose weights carry a signal, "
+                            "for the expert tests), text-small (~2 min; the real all-MiniLM-L6-v2 and its fine-tunes, "
+                            "for the tests and the demo), text-bench and bench (the benchmarks: hours); times on 2 "
+                            "cores; default: tiny")
     build.add_argument("--out", help="zoo folder (default: <cache>/zoos/<preset>-seed<N>, cache = $HF_PROBEX_CACHE or ~/.cache/hf_probex)")
     build.add_argument("--seed", type=int, default=0, help="seed of every draw; the same seed builds the same zoo (default: 0)")
     build.add_argument("--workers", type=int, default=None, help="parallel training processes (default: one per core)")

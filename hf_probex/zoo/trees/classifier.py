@@ -7,6 +7,7 @@ Model-J. The child's classes are written to `dataset_chosen_targets` in the safe
 
 from __future__ import annotations
 
+import warnings
 import json
 from pathlib import Path
 
@@ -141,7 +142,9 @@ def apply_recipe(model: torch.nn.Module, hparams: dict, task_type: str | None = 
         if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)) and id(module) not in head_modules]
     config = LoraConfig(r=hparams["lora_rank"], lora_alpha=hparams["lora_alpha"], target_modules=targets,
                         modules_to_save=["classifier"], task_type=task_type)
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft asks transformers a deprecated property: nothing the user can act on
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def save_classifier(model: torch.nn.Module, out: Path, hparams: dict, metadata: dict[str, str]) -> None:
