@@ -19,6 +19,7 @@ import pytest
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
 from conftest import HUB_USERS_YAML
+from hf_probex.bot import BotStopped
 from hf_probex.cards import missing_fields
 from hf_probex.cli import main
 from hf_probex.scan import ScanEngineError, scan_tree
@@ -327,3 +328,16 @@ def test_the_table_is_published_as_a_dataset_repo_and_a_fresh_folder_starts_from
     fresh = scan_tree(tiny_zoo.trees["sd"]["root_repo_id"], to=target, out=tmp_path / "b", experts=experts,
                       token=SCANNER, authors=[tiny_zoo.trees["sd"]["org"]])
     assert fresh.read == [] and fresh.rows == result.rows  # the published rows, not a second read of every repo
+
+    commits = len(api.list_repo_commits(target, repo_type="dataset"))
+    again = scan_tree(tiny_zoo.trees["sd"]["root_repo_id"], to=target, out=tmp_path / "a", experts=experts,
+                      token=SCANNER, authors=[tiny_zoo.trees["sd"]["org"]])
+    assert again.unchanged and again.commit == result.commit and "is current (nothing changed" in again.summary()
+    assert len(api.list_repo_commits(target, repo_type="dataset")) == commits  # no commit for a date alone
+
+    table_before = {p.name: p.read_bytes() for p in (tmp_path / "a" / "table").rglob("*") if p.is_file()}
+    with pytest.raises(BotStopped, match="403 .* use a token with the rights it needs"):  # a repo it may not write to
+        scan_tree(tiny_zoo.trees["sd"]["root_repo_id"], to=f"alice/table-{uuid.uuid4().hex[:6]}", out=tmp_path / "a",
+                  experts=experts, token=SCANNER, authors=[tiny_zoo.trees["sd"]["org"]])
+    assert {p.name: p.read_bytes() for p in (tmp_path / "a" / "table").rglob("*") if p.is_file()} == table_before
+    assert not (tmp_path / "a" / "table.new").exists()  # the working table is the last good one

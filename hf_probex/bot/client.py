@@ -146,8 +146,9 @@ class HubClient:
                 if status in (401, 403):
                     raise BotStopped(f"the Hub answered {status} ({'unauthorized' if status == 401 else 'forbidden'})"
                                      f" to {err.response.request.method} {err.response.request.url.path}: "
-                                     f"{err.server_message or 'check the token (HF_TOKEN or --token)'}; "
-                                     "the run stopped, rerun the same command to resume") from None
+                                     f"{err.server_message or 'the token cannot do this'}; the run stopped: use a "
+                                     "token with the rights it needs (--token or HF_TOKEN), then rerun the same "
+                                     "command to resume") from None
                 if status is None or not (status == 429 or status >= 500) or attempt == self.max_retries:
                     raise
                 found = recover(status) if recover is not None else None

@@ -5,12 +5,15 @@
       state.json            the tree, the settings the rows were read with, the finished parts in order
       parts/part-NNNNNN.parquet   rows as they were read (with `in_tree`: candidates routed elsewhere too)
       table/data/train-NNNNN-of-NNNNN.parquet, table/README.md   the consolidated table and its dataset card
+      table.new/            the next table, while it is written and published (it replaces table/ only then)
 
 Every file is written to a temporary name and renamed over the final one (`os.replace`), and a part is
 named in state.json only after it is whole on disk, so `kill -9` at any moment leaves a folder the next
 run reads correctly: a part the state does not name (killed between the two renames) and temporary files
 are removed, and their repos are read again. The rows done are those of the named parts (a repo read
 again lives in the later part), each at the commit it was read at: that is the state's "done repo@sha".
+The table is staged in table.new/ and moves into table/ only once it is published (or, without a
+repo to publish to, written whole): a run that fails leaves the table the last good run made.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +67,7 @@ class ScanFolder:
         self.path = Path(path)
         self.root, self.settings = root, settings
         self.parts_dir, self.table_dir = self.path / "parts", self.path / "table"
+        self.staged_dir = self.path / "table.new"
         self._lock_handle = None
         self.state = _State(root, settings)
         self.restarted = False  # rows read with other settings were discarded
@@ -100,6 +105,11 @@ class ScanFolder:
             if any(Path(name).name != name or not name.endswith(".parquet") for name in state.parts):
                 raise ScanFolderError(f"{path} names parts outside {self.parts_dir}; delete {self.path} to start over")
             self.state = state
+        shutil.rmtree(self.staged_dir, ignore_errors=True)  # a table a killed run did not publish
+        old = self.path / "table.old"
+        if old.is_dir() and not self.table_dir.exists():  # killed between install_table's two renames
+            os.replace(old, self.table_dir)
+        shutil.rmtree(old, ignore_errors=True)
         named = set(self.state.parts)
         for leftover in self.parts_dir.iterdir():  # temporary files, and parts written but never named
             if leftover.name not in named:
@@ -151,16 +161,36 @@ class ScanFolder:
         for name in old:
             (self.parts_dir / name).unlink(missing_ok=True)
 
-    def write_table(self, members: list[ScanRow], card: str) -> list[Path]:
-        """The consolidated table: `members` in shards of `ROWS_PER_SHARD` under table/data/, and the dataset card
-        `card` as table/README.md; shards of an earlier, larger table are removed. The shards' paths."""
-        data = self.table_dir / "data"
-        data.mkdir(parents=True, exist_ok=True)
+    def stage_table(self, members: list[ScanRow], card: str) -> None:
+        """The next consolidated table, in table.new/: `members` in shards of `ROWS_PER_SHARD` under data/, and the
+        dataset card `card` as README.md. table/ is untouched until `install_table`."""
+        shutil.rmtree(self.staged_dir, ignore_errors=True)
+        data = self.staged_dir / "data"
+        data.mkdir(parents=True)
         count = max(1, -(-len(members) // ROWS_PER_SHARD))
-        shards = [data / f"train-{i:05d}-of-{count:05d}.parquet" for i in range(count)]
-        for i, path in enumerate(shards):
-            write_parquet(rows_to_table(members[i * ROWS_PER_SHARD:(i + 1) * ROWS_PER_SHARD]), path)
-        for stale in set(data.glob("*.parquet")) - set(shards):
-            stale.unlink()
-        write_text(self.table_dir / "README.md", card)
-        return shards
+        for i in range(count):
+            write_parquet(rows_to_table(members[i * ROWS_PER_SHARD:(i + 1) * ROWS_PER_SHARD]),
+                          data / f"train-{i:05d}-of-{count:05d}.parquet")
+        write_text(self.staged_dir / "README.md", card)
+
+    def staged_rows_unchanged(self) -> bool:
+        """Whether the staged table's shards are byte for byte those of table/ (only the card's date differs)."""
+        def shards(folder: Path) -> dict[str, bytes]:
+            return {p.name: p.read_bytes() for p in sorted((folder / "data").glob("*.parquet"))}
+
+        return self.table_dir.is_dir() and shards(self.staged_dir) == shards(self.table_dir)
+
+    def install_table(self) -> None:
+        """The staged table becomes table/ (the previous one removed): two renames, so a kill leaves one whole table."""
+        old = self.path / "table.old"
+        if self.table_dir.exists():
+            os.replace(self.table_dir, old)
+        os.replace(self.staged_dir, self.table_dir)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def discard_staged(self) -> None:
+        shutil.rmtree(self.staged_dir, ignore_errors=True)
+
+    def table_shards(self) -> list[Path]:
+        """The installed table's shards, in name order."""
+        return sorted((self.table_dir / "data").glob("*.parquet"))

@@ -57,6 +57,7 @@ class ScanResult:
         bytes_read: bytes this run read from repos (small files, headers, layers).
         seconds: wall time of the run.
         repo_id, commit: where the table was published (None: not published).
+        unchanged: nothing in the table changed since its last publication to `repo_id`: no new commit was made.
         restarted: rows read with other settings (experts, sketch, hf_probex version) were discarded.
     """
 
@@ -74,6 +75,7 @@ class ScanResult:
     seconds: float = 0.0
     repo_id: str | None = None
     commit: str | None = None
+    unchanged: bool = False
     restarted: bool = False
 
     def table(self):
@@ -84,7 +86,10 @@ class ScanResult:
 
     def summary(self) -> str:
         """One line for people."""
-        where = f"; published to {self.repo_id}@{self.commit[:8]}" if self.repo_id and self.commit else ""
+        where = ""
+        if self.repo_id and self.commit:
+            where = (f"; {self.repo_id}@{self.commit[:8]} is current (nothing changed, no new commit)" if self.unchanged
+                     else f"; published to {self.repo_id}@{self.commit[:8]}")
         return (f"tree {self.root}: {self.rows} members ({self.by_card} by cards, {self.by_weights} by weights, "
                 f"{self.errors} unreadable); read {len(self.read)} repos ({self.bytes_read:,} bytes), kept "
                 f"{self.reused}, dropped {len(self.removed)} in {self.seconds:.1f}s{where}")
@@ -227,11 +232,23 @@ def scan_tree(root_id: str, *, to: str | None = None, out: str | os.PathLike[str
         in_tree = [row for row in rows if row.in_tree]
         scanned_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         card = dataset_card(root_id, root_sha, in_tree, settings=key, scanned_at=scanned_at)
-        files = folder.write_table(in_tree, card.replace("REPO_ID", to or "OWNER/NAME"))
-        commit = None
-        if to:
-            commit = publish_table(client, folder.table_dir, to, root=root_id, private=private)
-            folder.set_published(to, commit, scanned_at)
+        folder.stage_table(in_tree, card.replace("REPO_ID", to or "OWNER/NAME"))
+        last = folder.published
+        unchanged = bool(to and last.get("repo_id") == to and last.get("commit") and folder.staged_rows_unchanged())
+        commit = last["commit"] if unchanged else None
+        if unchanged:
+            folder.discard_staged()
+        else:
+            try:
+                if to:
+                    commit = publish_table(client, folder.staged_dir, to, root=root_id, private=private)
+            except BaseException:  # refused or interrupted: the table stays the one last published
+                folder.discard_staged()
+                raise
+            folder.install_table()
+            if to:
+                folder.set_published(to, commit, scanned_at)
+        files = folder.table_shards()
         restarted = folder.restarted
 
     return ScanResult(
@@ -239,4 +256,4 @@ def scan_tree(root_id: str, *, to: str | None = None, out: str | os.PathLike[str
         by_card=sum(r.found_by == "card" for r in in_tree), by_weights=sum(r.found_by == "weights" for r in in_tree),
         errors=sum(r.error is not None for r in in_tree), read=[r.repo_id for r in read], reused=len(kept),
         removed=removed, bytes_read=sum(r.bytes_read for r in read), seconds=time.monotonic() - started,
-        repo_id=to if commit else None, commit=commit, restarted=restarted)
+        repo_id=to if commit else None, commit=commit, unchanged=unchanged, restarted=restarted)
