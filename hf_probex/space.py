@@ -44,7 +44,7 @@ from .errors import (
     RepoNotFoundError, RepoNotVisibleError, UnknownArchitectureError,
 )
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
-from .suggestions import CARD_FIELDS, INFORMATIVE_FIELDS, CardSuggestion, FieldSuggestion
+from .suggestions import CARD_FIELDS, INFORMATIVE_FIELDS, ORIGINS, CardSuggestion, FieldSuggestion
 
 if TYPE_CHECKING:
     from .bot import HubClient
@@ -228,6 +228,11 @@ class InferView:
 
 
 FIELD_COLUMNS = ["field", "value", "confidence", "status", "source", "evidence"]
+#: The card fields browse counts: those of the Hub's card (`lineage` is hf_probex's own section, not one of them).
+BROWSED_FIELDS = tuple(name for name in CARD_FIELDS if name != "lineage")
+#: The browse table's columns, by the key of a model's row.
+BROWSE_COLUMNS = {"repo": "repo", "base_model": "base_model", "missing": "fields missing", "n_missing": "how many",
+                  "found by": "found by"}
 
 
 def _expert_line(suggestion: CardSuggestion, registry: ExpertRegistry) -> tuple[str, list[str]]:
@@ -244,7 +249,8 @@ def _expert_line(suggestion: CardSuggestion, registry: ExpertRegistry) -> tuple[
     if not entries:  # routing finds only trees that have an expert: an unknown tree is a tree without one
         return "none", [f"no expert for this model's tree ({why}): trained_on cannot be inferred; "
                         "the Experts tab lists the trees that have one"]
-    return f"{', '.join(f'{e.public_name} ({e.method})' for e in entries)}: it abstained", []
+    named = [f"{e.public_name} ({e.method} on {e.layer})" for e in entries]  # two experts of a tree differ by these
+    return f"{', '.join(dict.fromkeys(named))}: {'it' if len(entries) == 1 else 'each'} abstained", []
 
 
 def _status(f: FieldSuggestion, for_pr: dict[str, FieldSuggestion]) -> str:
@@ -402,7 +408,8 @@ def infer(repo_id: str | None = None, upload: str | os.PathLike | None = None, *
     expert, warnings = _expert_line(suggestion, registry)
     for_pr = suggestion.pull_request_fields
     fields = pd.DataFrame([{"field": f.name, "value": _display(f.value, 8), "confidence": _percent(f.confidence),
-                            "status": _status(f, for_pr), "source": f.source, "evidence": f.evidence}
+                            "status": _status(f, for_pr), "source": ORIGINS.get(f.source, f.source),
+                            "evidence": f.evidence}
                            for f in suggestion.fields.values()], columns=FIELD_COLUMNS)
     revision = f" &nbsp;·&nbsp; **revision** `{suggestion.revision[:10]}`" if suggestion.revision else ""
     summary = "\n\n".join([
@@ -629,8 +636,8 @@ def _from_table(root: str, table: str | None, token: str | None, limit: int, mem
                                bool(row["has_card"])))
     at = f"@{found.commit[:8]}" if found.commit else ""
     scanned = found.described.get("scanned_at") or "at an unknown date"
-    source = (f"from the tree table {found.location}{at}, scanned {scanned}: cards edited since show after the next "
-              f"`hf-probex scan {root}`")
+    where = f" {found.location}{at}" if found.commit else ""  # a Hub dataset; a folder of this server stays unnamed
+    source = f"from the tree table{where}, scanned {scanned}: cards edited since show after its next scan"
     return shown, tree, source
 
 
@@ -652,7 +659,7 @@ def _read_card(client: HubClient, repo_id: str, found_by: str) -> dict:
 
 def _card_row(repo_id: str, found_by: str, base: object, missing: set[str], has_card: bool) -> dict:
     """One model of the browse table: its declared base_model and the fields its card lacks."""
-    ordered = [name for name in CARD_FIELDS if name in missing]
+    ordered = [name for name in BROWSED_FIELDS if name in missing]
     first = base[0] if isinstance(base, list) and base else base
     return {"repo": repo_id, "base_model": _display(base) if base else "", "missing": ", ".join(ordered) or "nothing",
             "n_missing": len(ordered), "found by": found_by, "has_card": has_card, "missing_set": missing,
@@ -770,12 +777,13 @@ def browse_tree(root: str, *, token: str | None = None, limit: int = DEFAULT_MAX
         rows = sorted(rows + read_now, key=lambda row: order[row["repo"]])
     read = [r for r in rows if r["n_missing"] is not None]
     coverage = pd.DataFrame({
-        "field": list(CARD_FIELDS),
-        "documented": [sum(name not in r["missing_set"] for r in read) / len(read) if read else 0.0 for name in CARD_FIELDS],
-        "models": [sum(name not in r["missing_set"] for r in read) for name in CARD_FIELDS],
+        "field": list(BROWSED_FIELDS),
+        "documented": [sum(name not in r["missing_set"] for r in read) / len(read) if read else 0.0
+                       for name in BROWSED_FIELDS],
+        "models": [sum(name not in r["missing_set"] for r in read) for name in BROWSED_FIELDS],
     })
-    columns = ["repo", "base_model", "missing", "n_missing", "found by"]
-    models = pd.DataFrame([{k: r[k] for k in columns} for r in rows], columns=columns)
+    models = pd.DataFrame([{column: r[key] for key, column in BROWSE_COLUMNS.items()} for r in rows],
+                          columns=list(BROWSE_COLUMNS.values()))
     complete = sum(r["n_missing"] == 0 for r in read)
     no_card = sum(not r["has_card"] for r in read)
     summary = (f"### {root}\n\n**{len(rows)}** models below the root ({_found_by(tree)}) &nbsp;·&nbsp; "

@@ -28,7 +28,7 @@ import pandas as pd
 from . import __version__
 from .experts.registry import ExpertRegistry
 from .space import (
-    DEFAULT_MAX_TREE_MODELS, DEFAULT_MAX_UPLOAD_BYTES, FIELD_COLUMNS, SpaceInputError, browse_tree, experts_table,
+    BROWSE_COLUMNS, DEFAULT_MAX_TREE_MODELS, DEFAULT_MAX_UPLOAD_BYTES, FIELD_COLUMNS, SpaceInputError, browse_tree, experts_table,
     hub_experts, infer, open_pull_request, resolve_registry, search_loras, tree_examples, zero_shot_roots,
 )
 from .suggestions import CardSuggestion
@@ -292,7 +292,7 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                 browse_summary = gr.Markdown(elem_id="probex-tree-summary")
                 coverage = gr.BarPlot(x="field", y="documented", y_lim=[0, 1], label="Share of the tree's cards that state each field",
                                       y_title="documented", height=260)
-                no_models = pd.DataFrame(columns=["repo", "base_model", "missing", "n_missing", "found by"])
+                no_models = pd.DataFrame(columns=list(BROWSE_COLUMNS.values()))
                 models = gr.Dataframe(no_models,
                                       label="Models and what their cards lack", wrap=True, interactive=False,
                                       elem_id="probex-models")

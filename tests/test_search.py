@@ -203,12 +203,17 @@ def test_the_bot_and_the_browse_tab_take_the_tree_from_its_table(hub, sd_table, 
     view = browse_tree(root, table=repo_id, members=[other])
     assert f"from the tree table {repo_id}@" in view.summary.lower()
     assert list(view.models["repo"])[-1] == other and set(view.models["repo"]) == {*loras, other}
-    assert view.models["found by"].iloc[-1] == "other" and not view.models["missing"].iloc[-1].startswith("(")
+    assert view.models["found by"].iloc[-1] == "other" and not view.models["fields missing"].iloc[-1].startswith("(")
     members = view.models[view.models["repo"] != other]
     assert (members["found by"] == "weights").sum() == by_weights
     for row in members.to_dict("records"):
         readme = tiny_zoo.model_dir("sd", loras[row["repo"]].name) / "README.md"
-        missing = missing_fields(readme.read_text() if readme.exists() else "")
-        assert row["n_missing"] == len(missing) and set(filter(None, row["missing"].split(", "))) <= missing | {"nothing"}
+        missing = missing_fields(readme.read_text() if readme.exists() else "") - {"lineage"}  # hf_probex's, not the Hub's
+        listed = set(filter(None, row["fields missing"].split(", ")))
+        assert row["how many"] == len(missing) and listed <= missing | {"nothing"} and "lineage" not in listed
+    assert "lineage" not in set(view.coverage["field"])
+    local = browse_tree(root, table=str(sd_table["folder"]))  # a folder of the server: its path is not shown
+    assert str(sd_table["folder"]) not in local.summary and "From the tree table, scanned " in local.summary
+    assert "hf-probex" not in local.summary  # no command-line advice on a web page
     with pytest.raises(SpaceInputError, match="no tree table"):
         browse_tree(root, table="scanner/no-such-table")

@@ -84,7 +84,7 @@ def test_infer_a_hub_repo_renders_fields_card_and_diff(client):
 def test_the_chart_shows_the_experts_scores_and_threshold_also_when_it_abstains(client):
     """The tiny vit expert found no threshold reaching 95 % precision: it abstains, and says so in those words."""
     out = _infer(client, "probex-zoo-vit/vit-ft-0002")
-    assert "the vit tree's expert (ridge): it abstained" in out["summary"]
+    assert "the vit tree's expert (ridge on " in out["summary"] and "): it abstained" in out["summary"]
     assert "never proposes (no threshold reaches 95 % precision)" in out["summary"] and "1.01" not in _text(out)
     assert "confidence per class" in out["chart"] and out["chart"].count('class="probex-row"') == 10
     assert "calibrated threshold: never proposes" in out["chart"]
@@ -154,7 +154,7 @@ def test_an_uploaded_lora_is_read_by_the_tree_expert(client, space_world):
     out = _infer(client, upload=handle_file(str(space_world.lora_file)), min_confidence=0.05)
     assert out["summary"].startswith("### pytorch_lora_weights.safetensors")
     assert "sd-lora" in out["summary"] and "probex-zoo-sd/sd-root" in out["summary"]
-    assert "the sd tree's expert (ridge): it abstained" in out["summary"]
+    assert "the sd tree's expert (ridge on " in out["summary"] and "): it abstained" in out["summary"]
     assert "**trained_on**: the best concept" in out["summary"] and "below the minimum asked (0.05)" in out["summary"]
     assert "trained_on" not in {row["field"] for row in _rows(out["fields"])}
     assert "cosine similarity per concept" in out["chart"] and "your minimum: 5%" in out["chart"]
@@ -252,7 +252,7 @@ def test_browse_the_text_tree(client):
     summary, _, models, _ = client.predict(MINILM, "", "", api_name="/browse_tree")
     rows = {r["repo"]: r for r in _rows(models)}
     assert set(rows) == set(TEXT_CHILDREN) and {r["base_model"] for r in rows.values()} == {MINILM}
-    assert all("trained_on" in r["missing"] for r in rows.values())  # what their owners left out
+    assert all("trained_on" in r["fields missing"] for r in rows.values())  # what their owners left out
     assert "**2** models below the root" in summary
 
 
