@@ -19,7 +19,12 @@ __all__ = ["UserError", "build_parser", "default_cache_dir", "main"]
 
 class _CommandParser(argparse.ArgumentParser):
     """A command's parser: an argument it does not know is reported with the command's usage (`hf-probex infer
-    --jsn` shows infer's options), where argparse would leave it to the top-level parser's."""
+    --jsn` shows infer's options), where argparse would leave it to the top-level parser's; options are matched
+    whole, never by a prefix."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # `--json` must never silently mean `--json-out FILE`
+        super().__init__(*args, **kwargs)
 
     def parse_known_args(self, args=None, namespace=None):
         namespace, extras = super().parse_known_args(args, namespace)
