@@ -141,7 +141,7 @@ def _trained_on(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, head: np
     scores = {label: float(c) for label, c in zip(expert.vocabulary, confidence[0])}
     top = dict(sorted(scores.items(), key=lambda kv: -kv[1])[:10])
     details = {"confidence_by_class": top, "threshold": cut, "calibrated_threshold": floor}
-    chosen = [label for label, c in scores.items() if c >= cut]
+    chosen = sorted((label for label, c in scores.items() if c >= cut), key=lambda label: -scores[label])  # surest first
     if not chosen:
         best = max(scores, key=scores.get)
         why = _below(cut, threshold is not None)

@@ -115,6 +115,16 @@ def _display(value: object, most: int | None = None) -> str:
     return shown + (f" … (+{len(value) - most} more)" if most is not None and len(value) > most else "")
 
 
+def _value_text(f: FieldSuggestion) -> str:
+    """A field's value for the fields table: classes each with its own confidence where the expert gave one (the
+    field's confidence is the least of them), the surest first."""
+    scores = f.details.get("confidence_by_class") or {}
+    if isinstance(f.value, (list, tuple)) and scores:
+        named = [f"{v} ({_percent(scores[v])})" if v in scores else str(v) for v in f.value]
+        return _display(named, 8)
+    return _display(f.value, 8)
+
+
 def _threshold_text(threshold: float) -> str:
     """A threshold for people: above 1 means calibration found none reaching 95 % precision."""
     return NEVER if threshold > 1 else f"proposes at {_percent(threshold)}"
@@ -407,7 +417,7 @@ def infer(repo_id: str | None = None, upload: str | os.PathLike | None = None, *
     suggestion = public.suggestion(found, name)
     expert, warnings = _expert_line(suggestion, registry)
     for_pr = suggestion.pull_request_fields
-    fields = pd.DataFrame([{"field": f.name, "value": _display(f.value, 8), "confidence": _percent(f.confidence),
+    fields = pd.DataFrame([{"field": f.name, "value": _value_text(f), "confidence": _percent(f.confidence),
                             "status": _status(f, for_pr), "source": ORIGINS.get(f.source, f.source),
                             "evidence": f.evidence}
                            for f in suggestion.fields.values()], columns=FIELD_COLUMNS)

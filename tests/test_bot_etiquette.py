@@ -17,6 +17,7 @@ from huggingface_hub import HfApi, get_session, hf_hub_download
 from huggingface_hub.utils import hf_raise_for_status
 
 from hf_probex.bot import BotConfig, BotState, Budgets, HubClient, read_commands, run_bot
+from hf_probex.bot.state import SCHEMA_VERSION
 from hf_probex.cli import main
 from hf_probex.hub.discussions import Discussions
 from hf_probex.hub.storage import Put, Storage
@@ -309,8 +310,15 @@ def test_a_digest_per_owner_lists_every_proposal_and_an_accept_reply_opens_the_p
     assert {outcomes(third)[r] for r in mine} == {("skipped", "owner-refused")}
     assert [len(bot_threads(dave, r)) for r in lab] == [1, 0, 1] and all(bot_threads(alice, r) == [] for r in mine)
     assert clock.waits == [180.0, 180.0]  # between the two digests, and between the two PRs asked for
+    answers = [e for e in dave.get_discussion_details(lab[1], lab_digest.num).events
+               if e.type == "comment" and e.author == "bob" and e.content.startswith("Thank you")]
+    assert len(answers) == 1 and "opened 2 pull requests" in answers[0].content  # the owner is told where they are
+    for repo_id in (lab[0], lab[2]):
+        (pr,) = bot_threads(dave, repo_id)
+        assert f"- {repo_id}: [pull request #{pr.num}]({hub.endpoint}/{repo_id}/discussions/{pr.num})" in answers[0].content
     clock.now += 3600
     assert run(hub, lab + mine, path, clock, digest=True).counts()["unchanged"] == 3  # asked for once, opened once
+    assert len([e for e in dave.get_discussion_details(lab[1], lab_digest.num).events if e.type == "comment"]) == 4
 
 
 def test_a_digest_is_never_opened_twice(hub, tmp_path):
@@ -378,11 +386,11 @@ def test_a_state_from_before_the_budgets_is_migrated(tmp_path, capsys):
         assert [(c.repo_id, c.num, c.status) for c in state.contacts()] == [("alice/a", 3, "open"), ("alice/b", None, "pending")]
         assert state.open_count("alice") == 2 and state.new_since(now - DAY) == 2 and state.new_since(now - 300) == 0
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)  # every step, in one transaction
         db.execute("PRAGMA user_version = 7")  # a state written by a newer hf_probex
     assert main(["bot", "status", "--state", str(path)]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and "schema version 7 is newer than this hf_probex's (1): upgrade hf_probex" in err[0]
+    assert len(err) == 1 and f"schema version 7 is newer than this hf_probex's ({SCHEMA_VERSION}): upgrade hf_probex" in err[0]
 
 
 DAMAGES = {

@@ -335,7 +335,8 @@ def test_pull_request_is_visible_on_its_ref_until_merged(hub, model_repo):
     assert [(p.num, p.title, p.author, p.status) for p in prs] == [(info.pr_num, "Propose a file", "bob", "open")]
     details = alice.get_discussion_details(repo_id, info.pr_num)
     assert details.target_branch == "refs/heads/main" and details.conflicting_files == []
-    assert "proposal.txt" in details.diff
+    assert details.diff == ("diff --git a/proposal.txt b/proposal.txt\n--- /dev/null\n+++ b/proposal.txt\n"
+                            "@@ -0,0 +1 @@\n+proposed\n\\ No newline at end of file\n")  # as git writes it
     assert [e.type for e in details.events] == ["comment", "commit"] and details.events[0].content == "please merge"
     refs = alice.list_repo_refs(repo_id, include_pull_requests=True)
     assert [r.ref for r in refs.pull_requests] == [info.pr_revision]

@@ -99,6 +99,9 @@ def test_a_low_slider_explores_but_a_pull_request_carries_only_validated_fields(
     fields = {row["field"]: row for row in _rows(out["fields"])}
     assert fields["trained_on"]["status"] == "explored, below the calibrated threshold — not for a PR"
     assert fields["trained_on"]["value"].endswith("more)")  # 40 classes at 5 %: the first 8 shown, the card has all
+    shown = [float(p) for p in re.findall(r"\((\d+)%\)", fields["trained_on"]["value"])]
+    assert shown and shown == sorted(shown, reverse=True)  # the surest first, each with its own confidence
+    assert float(fields["trained_on"]["confidence"].rstrip("%")) <= shown[-1]  # the field's: the least of them all
     assert "trained_on" not in out["summary"].split("**For a pull request:**")[1].splitlines()[0]
     assert "trained-on:" not in out["diff"] and "+base_model: probex-zoo-vit/vit-ft-0001" in out["diff"]
     opened = client.predict(space_world.alice, api_name="/open_pull_request")

@@ -273,6 +273,17 @@ class HubClient:
 
         return self.call(create, recover=already_opened)
 
+    def comment(self, repo_id: str, num: int, text: str, *, author: str | None) -> None:
+        """Comment on a discussion or pull request. A 5xx is retried only once the thread shows no comment of
+        `author` with this text (the Hub may have posted it before failing)."""
+        def posted(status: int) -> bool | None:
+            if status < 500:
+                return None
+            events = self.thread(repo_id, num).events
+            return True if any(e.type == "comment" and e.author == author and e.content == text for e in events) else None
+
+        self.call(lambda: self.api.comment_discussion(repo_id, num, text), recover=posted)
+
     def open_digest(self, repo_id: str, *, title: str, description: str, author: str | None, listed: list[str]) -> int:
         """Open a digest: a discussion (not a pull request) on `repo_id`; its number. A 5xx is retried only once
         the repo's threads show no digest listing the same repos."""

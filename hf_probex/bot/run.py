@@ -33,7 +33,7 @@ from ..suggestions import INFORMATIVE_FIELDS, CardSuggestion, FieldSuggestion, p
 from .client import BotStopped, HubClient, Proposal
 from .etiquette import DEFAULT_REFUSE_AFTER_CLOSED, Budgets, Gate, Owners, opted_out_by_list, priority, sync
 from .state import BotState, owner_of
-from .wording import DigestEntry, digest_description, digest_title, pr_description, pr_title
+from .wording import DigestEntry, digest_answer, digest_description, digest_title, pr_description, pr_title
 
 __all__ = ["DEFAULT_MIN_CONFIDENCE", "MAX_DIGEST_CHARS", "MAX_DIGEST_REPOS", "BotConfig", "BotReport", "DigestView",
            "RepoOutcome", "run_bot"]
@@ -422,12 +422,30 @@ def run_bot(repos: Iterable[str], client: HubClient, *, infer: Infer | None = No
         finally:
             if ledger is not state:
                 ledger.close()
+        if state is not None:
+            _answer_digests(client, state, author)
     finally:
         bar.close()
         position = {repo_id: i for i, repo_id in enumerate(order)}
         report.outcomes = sorted(decided.values(), key=lambda o: position[o.repo_id])
         report.retries, report.seconds = client.retries, time.monotonic() - started
     return report
+
+
+def _answer_digests(client: HubClient, state: BotState, author: str | None) -> None:
+    """In each digest whose owner accepted repos, tell the owner once what became of them: links to the pull requests
+    opened, or why none was (a repo still waiting for budget is told of when its turn has come)."""
+    for contact in state.contacts(statuses=("accepted",)):
+        if contact.kind != "digest" or contact.num is None:
+            continue
+        done = []
+        for repo_id in contact.accepted:
+            record = state.get(repo_id)
+            if repo_id not in contact.answered and record is not None and not record.requested:
+                done.append((repo_id, record.pr_num if record.outcome == "proposed" else None, record.reason))
+        if done:
+            client.comment(contact.repo_id, contact.num, digest_answer(done, client.api.endpoint), author=author)
+            state.answer(contact.id, [repo_id for repo_id, _, _ in done])
 
 
 def _propose(proposer: _Proposer, candidates: list[_Candidate], digest: bool,

@@ -12,9 +12,10 @@ step in flight. The order of writes makes that step safe to redo: an intent (a `
 `pending` contact, in one transaction) is committed before a pull request or a digest is opened, and the
 next run reconciles it with the Hub before doing anything else (see `run`).
 
-Schema versions (`PRAGMA user_version`): 0, the first (`repos` alone), and 1 (this one). Opening a version 0
-file migrates it in one transaction (a kill in the middle leaves it as it was): its proposed and pending
-pull requests become contacts, so they count against the budgets.
+Schema versions (`PRAGMA user_version`): 0, the first (`repos` alone), 1 (contacts and owners), and 2 (this
+one: what the bot has answered in each digest). Opening an older file migrates it in one transaction (a kill
+in the middle leaves it as it was): a version 0 file's proposed and pending pull requests become contacts,
+so they count against the budgets.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from ..settings import default_cache_dir
 
 __all__ = ["OPEN_STATUSES", "SCHEMA_VERSION", "BotState", "Contact", "RepoRecord", "default_state_path"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DAY_S = 86_400.0
 #: Contact statuses that hold an owner's attention: a pull request or digest not yet answered (an intent counts
 #: too, in case its pull request was opened before a crash).
@@ -75,6 +76,7 @@ _MIGRATIONS = {
                    CAST(strftime('%s', updated_at) AS REAL)
             FROM repos WHERE outcome = 'pending' OR (outcome = 'proposed' AND pr_num IS NOT NULL)""",
     ],
+    2: ["ALTER TABLE contacts ADD COLUMN answered TEXT NOT NULL DEFAULT '[]'"],
 }
 
 
@@ -132,6 +134,8 @@ class Contact:
         opened_at: when it was reserved (seconds since the epoch, the state's clock).
         listed: a digest's entries, each {"repo_id", "revision", "fields"}.
         accepted: the repos of a digest its owner accepted.
+        answered: the accepted repos whose pull request (or why there is none) the bot has told the owner of, in
+            the digest.
     """
 
     id: int
@@ -143,6 +147,7 @@ class Contact:
     opened_at: float
     listed: tuple[dict, ...] = ()
     accepted: tuple[str, ...] = ()
+    answered: tuple[str, ...] = ()
 
 
 class BotState:
@@ -334,6 +339,13 @@ class BotState:
                            "ON CONFLICT (repo_id) DO UPDATE SET requested = 1", (repo_id, self._now_iso()))
         return new
 
+    def answer(self, contact_id: int, repo_ids: Iterable[str]) -> None:
+        """The bot told the owner, in the digest, what became of these accepted repos."""
+        with self._transaction() as db:
+            before = json.loads(db.execute("SELECT answered FROM contacts WHERE id = ?", (contact_id,)).fetchone()[0])
+            db.execute("UPDATE contacts SET answered = ? WHERE id = ?",
+                       (json.dumps(list(dict.fromkeys([*before, *repo_ids]))), contact_id))
+
     def contacts(self, *, owner: str | None = None, statuses: Iterable[str] | None = None) -> list[Contact]:
         """The ledger, oldest first, for one owner and / or some statuses."""
         query, args = f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE 1", []
@@ -426,13 +438,13 @@ class BotState:
 
 
 _REPO_COLUMNS = "repo_id, revision, outcome, reason, fields, pr_num, updated_at, requested, priority"
-_CONTACT_COLUMNS = "id, owner, repo_id, kind, num, status, opened_at, listed, accepted"
+_CONTACT_COLUMNS = "id, owner, repo_id, kind, num, status, opened_at, listed, accepted, answered"
 
 
 #: Each table's columns in order, as the migrations leave them (checked on open).
 _COLUMNS = {
     "repos": ("repo_id", "revision", "outcome", "reason", "fields", "pr_num", "updated_at", "requested", "priority"),
-    "contacts": ("id", "owner", "repo_id", "kind", "num", "status", "opened_at", "listed", "accepted"),
+    "contacts": ("id", "owner", "repo_id", "kind", "num", "status", "opened_at", "listed", "accepted", "answered"),
     "owners": ("owner", "refused", "since"),
 }
 
@@ -465,7 +477,7 @@ def _record(row: tuple) -> RepoRecord:
 
 
 def _contact(row: tuple) -> Contact:
-    _typed(row, "contacts", (int, str, str, str, (int, type(None)), str, (int, float), str, str))
-    id_, owner, repo_id, kind, num, status, opened_at, listed, accepted = row
+    _typed(row, "contacts", (int, str, str, str, (int, type(None)), str, (int, float), str, str, str))
+    id_, owner, repo_id, kind, num, status, opened_at, listed, accepted, answered = row
     return Contact(id_, owner, repo_id, kind, num, status, opened_at, _json_list(listed, "contacts", "listed", dict),
-                   _json_list(accepted, "contacts", "accepted", str))
+                   _json_list(accepted, "contacts", "accepted", str), _json_list(answered, "contacts", "answered", str))

@@ -16,8 +16,8 @@ from ..cards import section_heading
 from ..suggestions import FieldSuggestion, inferred_from_weights, origins
 from .client import digest_marker, marker
 
-__all__ = ["COMMAND_PREFIX", "DigestEntry", "Reply", "digest_description", "digest_title", "pr_description", "pr_title",
-           "read_commands"]
+__all__ = ["COMMAND_PREFIX", "DigestEntry", "Reply", "digest_answer", "digest_description", "digest_title",
+           "pr_description", "pr_title", "read_commands"]
 
 COMMAND_PREFIX = "/hf-probex"
 #: A command line in a reply: `/hf-probex accept all`, `/hf-probex accept m-1 acme/m-2`, `/hf-probex refuse`
@@ -125,6 +125,27 @@ hf-probex acts on replies from {owner} or, for an organisation, its members, whe
 
 {digest_marker([e.repo_id for e in entries])}
 """
+
+
+def digest_answer(done: list[tuple[str, int | None, str | None]], endpoint: str) -> str:
+    """The bot's reply in a digest, once it acted on what the owner accepted: for each repo (repo id, the pull
+    request's number or None, why there is none) a link to its pull request, or why it opened none."""
+    lines = []
+    for repo_id, pr_num, why in done:
+        if pr_num is not None:
+            lines.append(f"- {repo_id}: [pull request #{pr_num}]({endpoint}/{repo_id}/discussions/{pr_num})")
+        else:
+            lines.append(f"- {repo_id}: no pull request ({_WHY_NONE.get(why or '', why or 'nothing left to propose')})")
+    opened = sum(pr_num is not None for _, pr_num, _ in done)
+    return (f"Thank you. As you asked, hf-probex opened {opened} pull request{'s' if opened != 1 else ''}:\n\n"
+            + "\n".join(lines) + "\n\nEach changes README.md only; merge or close each as you like.")
+
+
+#: Why an accepted repo got no pull request, for its owner.
+_WHY_NONE = {"complete": "its card states every field now", "already-proposed": "an earlier pull request has them",
+             "open-pr": "a pull request of hf-probex is open on it", "invalid-card": "its card's metadata does not parse",
+             "unsafe-edit": "its card cannot be edited safely", "opt-out-card": "its card opts out",
+             "below-threshold": "the fields are no longer confident enough", "not-in-tree": "it left the tree"}
 
 
 @dataclass

@@ -72,7 +72,10 @@ class Discussions:
                 return header + f"Binary files a/{path} and b/{path} differ\n"
         old = f"a/{path}" if before else "/dev/null"
         new = f"b/{path}" if after else "/dev/null"
-        return header + "".join(difflib.unified_diff(texts[0], texts[1], old, new))
+        lines = difflib.unified_diff(texts[0], texts[1], old, new)
+        # git marks a last line without a line break; difflib leaves it unterminated, glued to the next line
+        return header + "".join(line if line.endswith(("\n", "\r")) else line + "\n\\ No newline at end of file\n"
+                                for line in lines)
 
     # ---- writing (each public method holds the repo lock) ---------------------------------------------
 
