@@ -72,6 +72,9 @@ what it was trained on, and a small **expert** per tree reads it off ([ProbeX, C
 Give a repo id (or upload a LoRA) to get the card fields it lacks, each with its confidence and evidence.
 """
 PR_HINT = "Paste a token with write access above, then open a pull request with the validated fields."
+#: The same on a Space, where visitors sign in with the Hub.
+PR_HINT_ON_A_SPACE = ("Sign in with the Hub (or paste a token with write access) above, then open a pull request with "
+                      "the validated fields.")
 TREE_WALK = "tree-walk"  # browse and search share one slot: each walks a whole tree
 REPO, UPLOAD = "Hub repo id", "Upload a .safetensors file"
 
@@ -150,6 +153,21 @@ def _root_choices(roots: list[str]) -> dict:
     return gr.update(choices=roots, value=roots[0] if roots else None)
 
 
+def on_a_space() -> bool:
+    """Whether the page is served by a Hugging Face Space (where the Hub's sign-in, OAuth, is available)."""
+    from gradio.utils import get_space
+
+    return get_space() is not None
+
+
+def visitor_token(typed: str | None, signed_in: gr.OAuthToken | None) -> str | None:
+    """The visitor's token for one request: the one typed in the token box, else the one of their sign-in with the
+    Hub (on a Space); None sends no token (`hf_probex.space` never falls back to the server's own)."""
+    if typed and typed.strip():
+        return typed.strip()
+    return signed_in.token if signed_in is not None else None
+
+
 def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = None, *,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_tree_models: int = DEFAULT_MAX_TREE_MODELS,
                concurrency: int = 2, max_queue: int = 64) -> SpaceBlocks:
@@ -168,16 +186,18 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
     experts_ = _Experts(experts)
 
     def run_infer(kind: str, repo_id: str, upload: str | None, min_confidence: float, token: str, candidates: str = "",
-                  progress: gr.Progress = gr.Progress()) -> tuple:
+                  oauth_token: gr.OAuthToken | None = None, progress: gr.Progress = gr.Progress()) -> tuple:
         from_upload = kind == UPLOAD  # only the chosen input is read: an upload never wins over a typed id
         with _shown_to_user():
-            view = infer(None if from_upload else repo_id, upload if from_upload else None, token=token,
+            view = infer(None if from_upload else repo_id, upload if from_upload else None,
+                         token=visitor_token(token, oauth_token),
                          registry=experts_.ready(), min_confidence=min_confidence or None, candidates=candidates,
                          max_upload_bytes=max_upload_bytes, progress=progress)
         _warn(view.warnings)
         can_propose = bool(view.suggestion.pull_request_fields) and not from_upload
         return (view.summary, view.chart, view.fields, view.card, view.diff or "(nothing qualifies for a pull request)",
-                view.suggestion, gr.update(interactive=can_propose), PR_HINT if can_propose else "")
+                view.suggestion, gr.update(interactive=can_propose),
+                (PR_HINT_ON_A_SPACE if on_a_space() else PR_HINT) if can_propose else "")
 
     def cleared_infer() -> tuple:
         return ("", "", pd.DataFrame(columns=FIELD_COLUMNS), "", "", None, gr.update(interactive=False), "")
@@ -185,24 +205,25 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
     def pick(kind: str) -> tuple:
         return gr.update(visible=kind == REPO), gr.update(visible=kind == UPLOAD)
 
-    def run_pull_request(suggestion: CardSuggestion | None, token: str) -> str:
+    def run_pull_request(suggestion: CardSuggestion | None, token: str, oauth_token: gr.OAuthToken | None = None) -> str:
         with _shown_to_user():
-            result = open_pull_request(suggestion, token)
+            result = open_pull_request(suggestion, visitor_token(token, oauth_token))
         link = f" [{result.url}]({result.url})" if result.url else ""
         return f"{'✅' if result.opened else 'ℹ️'} {result.message}{link}"
 
     def run_browse(root: str, authors: str, token: str, from_weights: bool = False,
-                   progress: gr.Progress = gr.Progress()) -> tuple:
+                   oauth_token: gr.OAuthToken | None = None, progress: gr.Progress = gr.Progress()) -> tuple:
         with _shown_to_user():
-            view = browse_tree(root, token=token, limit=max_tree_models, authors=(authors or "").split(","),
+            view = browse_tree(root, token=visitor_token(token, oauth_token), limit=max_tree_models, authors=(authors or "").split(","),
                                registry=experts_.ready(), parents_from_weights=bool(from_weights), progress=progress)
         _warn(view.warnings)
         return view.summary, view.coverage, view.models, view.drawing
 
     def run_search(root: str, query: str, top_k: float, authors: str, token: str,
-                   progress: gr.Progress = gr.Progress()) -> tuple:
+                   oauth_token: gr.OAuthToken | None = None, progress: gr.Progress = gr.Progress()) -> tuple:
         with _shown_to_user():
-            view = search_loras(root, query, registry=experts_.ready(), token=token, top_k=int(top_k),
+            view = search_loras(root, query, registry=experts_.ready(), token=visitor_token(token, oauth_token),
+                                top_k=int(top_k),
                                 limit=max_tree_models, authors=(authors or "").split(","), progress=progress)
         _warn(view.warnings)
         return view.summary, view.ranking, view.ranking
@@ -226,8 +247,12 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                      max_upload_bytes=max_upload_bytes) as demo:
         with gr.Row(elem_id="probex-header"):
             gr.Markdown(HEADER + f"\nHub: `{constants.ENDPOINT}` · hf_probex {__version__}")
-        token = gr.Textbox(label="Hub token (optional)", type="password", max_lines=1,
-                           placeholder="hf_... for private repos and to open pull requests; never stored")
+        with gr.Row(equal_height=True):
+            if on_a_space():  # the Hub's sign-in where Spaces have it; a pasted token stays the fallback
+                gr.LoginButton(scale=1)
+            token = gr.Textbox(label="Hub token (optional)", type="password", max_lines=1, scale=4,
+                               placeholder="hf_... for private repos and to open pull requests; never stored"
+                               + ("; or sign in with the Hub" if on_a_space() else ""))
         with gr.Tabs():
             with gr.Tab("Infer a card", id="infer"):
                 with gr.Row(equal_height=True):

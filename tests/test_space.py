@@ -379,6 +379,21 @@ def test_without_a_hub_the_space_starts_at_once(tmp_path, monkeypatch):
         assert tree_examples(registry) == [] and time.monotonic() - started < 1
 
 
+def test_on_a_space_visitors_sign_in_with_the_hub_and_a_pasted_token_wins(space_world, monkeypatch):
+    """Gradio's OAuth works on Spaces only: there the page has "Sign in with Hugging Face", served elsewhere it has the
+    token box alone; a token typed in the box is used before the sign-in's, and without either no token is sent."""
+    from hf_probex.space_app import create_app, on_a_space, visitor_token
+
+    assert not create_app(space_world.registry).expects_oauth
+    assert not on_a_space()  # gradio.utils.get_space: SYSTEM=spaces and SPACE_ID, which a Space sets
+    monkeypatch.setattr("hf_probex.space_app.on_a_space", lambda: True)
+    monkeypatch.setenv("HF_TOKEN", space_world.alice)  # off a Space, gradio mocks the sign-in with the machine's login
+    assert create_app(space_world.registry).expects_oauth
+    signed_in = gradio.OAuthToken(token="hf_signed_in", scope="openid profile write-discussions", expires_at=0)
+    assert visitor_token("", signed_in) == "hf_signed_in" and visitor_token(" hf_typed ", signed_in) == "hf_typed"
+    assert visitor_token("  ", None) is None
+
+
 def test_the_space_folder_is_a_deployable_space(space_world):
     front = yaml.safe_load((REPO / "spaces" / "README.md").read_text().split("---")[1])
     assert front["sdk"] == "gradio" and front["sdk_version"] == gradio.__version__ and front["app_file"] == "app.py"

@@ -388,7 +388,8 @@ def _add_repo_routes(app: FastAPI, state: HubState) -> None:
     def whoami(request: Request):
         user = require_user(_caller(state, request))
         return {"type": "user", "id": hashlib.sha1(user.name.encode()).hexdigest()[:24], "name": user.name,
-                "fullname": user.fullname, "isPro": False, "canPay": False, "emailVerified": True,
+                "fullname": user.fullname, "avatarUrl": f"/avatars/{user.name}.svg", "isPro": False, "canPay": False,
+                "emailVerified": True,
                 "orgs": [{"type": "org", "name": org, "fullname": org} for org in user.orgs],
                 "auth": {"type": "access_token",
                          "accessToken": {"displayName": user.token_name, "role": user.role}}}
