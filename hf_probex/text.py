@@ -88,6 +88,8 @@ def _load(name: str) -> _Encoder:
 
 #: Texts encoded at once: memory stays that of one batch however many candidates a list holds.
 ENCODE_BATCH = 256
+#: More texts than this show a progress bar while they are encoded (on a terminal).
+LONG_LIST = 4 * ENCODE_BATCH
 
 
 def check_texts(texts: list[str]) -> list[str]:
@@ -136,11 +138,17 @@ def encode_texts(texts: list[str], encoder: str = DEFAULT_TEXT_ENCODER) -> np.nd
     import numpy as np
     import torch
 
+    from tqdm.auto import tqdm
+
     loaded = _load(encoder)
     parts = []
-    for start in range(0, len(check_texts(texts)), ENCODE_BATCH):
-        output, mask = _token_states(loaded, texts[start:start + ENCODE_BATCH], padding=True)
-        parts.append(torch.nn.functional.normalize(POOLINGS[loaded.pooling](output, mask), dim=-1).numpy())
+    # A long list (a vocabulary file of thousands of candidates) takes minutes: a bar, on a terminal only.
+    with tqdm(total=len(check_texts(texts)), desc="encoding texts", unit="text", leave=False,
+              disable=True if len(texts) <= LONG_LIST else None) as bar:
+        for start in range(0, len(texts), ENCODE_BATCH):
+            output, mask = _token_states(loaded, texts[start:start + ENCODE_BATCH], padding=True)
+            parts.append(torch.nn.functional.normalize(POOLINGS[loaded.pooling](output, mask), dim=-1).numpy())
+            bar.update(len(parts[-1]))
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
