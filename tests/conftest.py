@@ -43,6 +43,17 @@ def probex_cache(tmp_path_factory):
     patch.undo()
 
 
+@pytest.fixture(autouse=True)
+def stays_offline():
+    """Every test leaves huggingface_hub offline, as the session started it: a test that went online (`use_endpoint`,
+    a patched constant undone in the wrong order) and did not come back would let later tests in its worker reach the
+    network, and fail or pass by the order tests happen to run in."""
+    from huggingface_hub import constants
+
+    yield
+    assert constants.HF_HUB_OFFLINE, "this test left huggingface_hub.constants.HF_HUB_OFFLINE off"
+
+
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory):
     """The `tiny` zoo (a few models per tree, every family), built once per test run."""

@@ -56,8 +56,9 @@ def test_an_expert_that_is_not_there_is_one_line_saying_why(hub, tmp_path, monke
         with pytest.raises(ExpertRegistryError) as err:
             ExpertRegistry.from_locations([location])
         said[location] = str(err.value)
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
-    with pytest.raises(ExpertRegistryError) as offline:
+    with monkeypatch.context() as offline_now, pytest.raises(ExpertRegistryError) as offline:
+        # undone here, inside the hub fixture's endpoint: an undo at teardown would outlive it and leave later tests online
+        offline_now.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
         ExpertRegistry.from_locations(["nowhere/expert-offline"])
     assert said["nowhere/expert"].startswith(f"nowhere/expert is neither an expert folder here nor a repo on {hub.endpoint}")
     assert "is neither an expert folder nor a Hub repo id" in said[str(tmp_path / "no-such-folder")]

@@ -373,10 +373,11 @@ def test_without_a_hub_the_space_starts_at_once(tmp_path, monkeypatch):
         assert time.monotonic() - started < 5  # the Hub is listed in the background
         found, note = hub_experts(timeout_s=0.5)
         assert len(found) == 0 and "did not answer within 0.5 s" in note and time.monotonic() - started < 8
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-        started = time.monotonic()
-        assert "HF_HUB_OFFLINE" in hub_experts()[1] and len(resolve_registry(None)) == 0
-        assert tree_examples(registry) == [] and time.monotonic() - started < 1
+        with monkeypatch.context() as offline:  # undone inside use_endpoint: an undo at teardown would leave later tests online
+            offline.setattr(constants, "HF_HUB_OFFLINE", True)
+            started = time.monotonic()
+            assert "HF_HUB_OFFLINE" in hub_experts()[1] and len(resolve_registry(None)) == 0
+            assert tree_examples(registry) == [] and time.monotonic() - started < 1
 
 
 def test_on_a_space_visitors_sign_in_with_the_hub_and_a_pasted_token_wins(space_world, monkeypatch):
