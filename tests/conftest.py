@@ -44,14 +44,15 @@ def probex_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def stays_offline():
-    """Every test leaves huggingface_hub offline, as the session started it: a test that went online (`use_endpoint`,
-    a patched constant undone in the wrong order) and did not come back would let later tests in its worker reach the
-    network, and fail or pass by the order tests happen to run in."""
+def leaves_offline_mode_as_it_was():
+    """Every test leaves huggingface_hub's offline mode as it found it (offline, unless a module's own hub serves it):
+    a test that went online (`use_endpoint`, a patched constant undone in the wrong order) and did not come back
+    would let later tests in its worker reach the network, and fail or pass by the order tests happen to run in."""
     from huggingface_hub import constants
 
+    before = constants.HF_HUB_OFFLINE
     yield
-    assert constants.HF_HUB_OFFLINE, "this test left huggingface_hub.constants.HF_HUB_OFFLINE off"
+    assert constants.HF_HUB_OFFLINE == before, "this test changed huggingface_hub.constants.HF_HUB_OFFLINE for good"
 
 
 @pytest.fixture(scope="session")
