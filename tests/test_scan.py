@@ -330,10 +330,14 @@ def test_the_table_is_published_as_a_dataset_repo_and_a_fresh_folder_starts_from
     assert fresh.read == [] and fresh.rows == result.rows  # the published rows, not a second read of every repo
 
     commits = len(api.list_repo_commits(target, repo_type="dataset"))
-    again = scan_tree(tiny_zoo.trees["sd"]["root_repo_id"], to=target, out=tmp_path / "a", experts=experts,
-                      token=SCANNER, authors=[tiny_zoo.trees["sd"]["org"]])
-    assert again.unchanged and again.commit == result.commit and "is current (nothing changed" in again.summary()
+    again = scan_tree(tiny_zoo.trees["sd"]["root_repo_id"], to=target, out=tmp_path / "b", experts=experts,
+                      token=SCANNER, authors=[tiny_zoo.trees["sd"]["org"]])  # the folder that published last
+    assert again.unchanged and again.commit == fresh.commit and "is current (nothing changed" in again.summary()
     assert len(api.list_repo_commits(target, repo_type="dataset")) == commits  # no commit for a date alone
+    api.delete_repo(target, repo_type="dataset")  # gone since: published again, though no row changed
+    back = scan_tree(tiny_zoo.trees["sd"]["root_repo_id"], to=target, out=tmp_path / "b", experts=experts,
+                     token=SCANNER, authors=[tiny_zoo.trees["sd"]["org"]])
+    assert not back.unchanged and back.commit == api.repo_info(target, repo_type="dataset").sha
 
     table_before = {p.name: p.read_bytes() for p in (tmp_path / "a" / "table").rglob("*") if p.is_file()}
     with pytest.raises(BotStopped, match="403 .* use a token with the rights it needs"):  # a repo it may not write to

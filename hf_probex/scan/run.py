@@ -112,6 +112,16 @@ def _settings_key(settings: ScanSettings) -> str:
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _published_head(client, repo_id: str) -> str | None:
+    """The dataset repo's current commit, or None when it is gone."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        return client.call(lambda: client.api.repo_info(repo_id, repo_type="dataset").sha)
+    except RepositoryNotFoundError:
+        return None
+
+
 def _needs_reading(job: MemberJob, previous: ScanRow | None) -> bool:
     return (previous is None or job.sha is None or previous.sha != job.sha or previous.found_by != job.found_by
             or previous.error_kind in RETRIED_ERRORS)
@@ -234,7 +244,8 @@ def scan_tree(root_id: str, *, to: str | None = None, out: str | os.PathLike[str
         card = dataset_card(root_id, root_sha, in_tree, settings=key, scanned_at=scanned_at)
         folder.stage_table(in_tree, card.replace("REPO_ID", to or "OWNER/NAME"))
         last = folder.published
-        unchanged = bool(to and last.get("repo_id") == to and last.get("commit") and folder.staged_rows_unchanged())
+        unchanged = bool(to and last.get("repo_id") == to and last.get("commit") and folder.staged_rows_unchanged()
+                         and _published_head(client, to) == last["commit"])  # nobody moved or deleted it since
         commit = last["commit"] if unchanged else None
         if unchanged:
             folder.discard_staged()
