@@ -28,7 +28,9 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "space"
 # What the environment notes found chromium needs here (no sandbox as root, no network calls of its own).
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TIMEOUT_MS = 60_000
+#: What a step may take: seconds here, but a text classifier run on candidates while the other test worker trains
+#: models took over a minute on a loaded 2-core machine.
+TIMEOUT_MS = 180_000
 SERVER_PATHS = re.compile(r"/tmp/|/pytest-|gradio/|experts/(vit|sd|text)")  # what a server path would show of itself
 
 
