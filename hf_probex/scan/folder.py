@@ -67,7 +67,7 @@ class ScanFolder:
         self.path = Path(path)
         self.root, self.settings = root, settings
         self.parts_dir, self.table_dir = self.path / "parts", self.path / "table"
-        self.staged_dir = self.path / "table.new"
+        self.staged_dir, self.replaced_dir = self.path / "table.new", self.path / "table.old"
         self._lock_handle = None
         self.state = _State(root, settings)
         self.restarted = False  # rows read with other settings were discarded
@@ -105,11 +105,10 @@ class ScanFolder:
             if any(Path(name).name != name or not name.endswith(".parquet") for name in state.parts):
                 raise ScanFolderError(f"{path} names parts outside {self.parts_dir}; delete {self.path} to start over")
             self.state = state
-        shutil.rmtree(self.staged_dir, ignore_errors=True)  # a table a killed run did not publish
-        old = self.path / "table.old"
-        if old.is_dir() and not self.table_dir.exists():  # killed between install_table's two renames
-            os.replace(old, self.table_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        self.discard_staged()  # a table a killed run did not publish
+        if self.replaced_dir.is_dir() and not self.table_dir.exists():  # killed between install_table's two renames
+            os.replace(self.replaced_dir, self.table_dir)
+        shutil.rmtree(self.replaced_dir, ignore_errors=True)
         named = set(self.state.parts)
         for leftover in self.parts_dir.iterdir():  # temporary files, and parts written but never named
             if leftover.name not in named:
@@ -164,7 +163,7 @@ class ScanFolder:
     def stage_table(self, members: list[ScanRow], card: str) -> None:
         """The next consolidated table, in table.new/: `members` in shards of `ROWS_PER_SHARD` under data/, and the
         dataset card `card` as README.md. table/ is untouched until `install_table`."""
-        shutil.rmtree(self.staged_dir, ignore_errors=True)
+        self.discard_staged()
         data = self.staged_dir / "data"
         data.mkdir(parents=True)
         count = max(1, -(-len(members) // ROWS_PER_SHARD))
@@ -182,11 +181,10 @@ class ScanFolder:
 
     def install_table(self) -> None:
         """The staged table becomes table/ (the previous one removed): two renames, so a kill leaves one whole table."""
-        old = self.path / "table.old"
         if self.table_dir.exists():
-            os.replace(self.table_dir, old)
+            os.replace(self.table_dir, self.replaced_dir)
         os.replace(self.staged_dir, self.table_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(self.replaced_dir, ignore_errors=True)
 
     def discard_staged(self) -> None:
         shutil.rmtree(self.staged_dir, ignore_errors=True)
