@@ -14,7 +14,7 @@ from safetensors.numpy import save_file
 from hf_probex.adapters import (ADAPTERS, CLASSES_TASK, CONCEPT_TASK, FullModelAdapter, LayerChoice, detect,
                                 get_adapter, register)
 from hf_probex.errors import LayerMismatchError, NoSafetensorsError, UnknownArchitectureError
-from hf_probex.experts.shaping import to_matrices
+from hf_probex.shaping import to_matrices
 from hf_probex.reading import open_source
 
 from lora_files import FORMATS, SD_BASE, lora_state, save_lora, save_root, tiny_unet

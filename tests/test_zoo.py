@@ -89,7 +89,7 @@ def test_every_lora_target_learns_including_cross_attention_queries(tiny_zoo):
     over one pooled vector the softmax is constant and those LoRA updates would stay exactly zero."""
     from safetensors.numpy import load_file
 
-    from hf_probex.experts.shaping import lora_pairs
+    from hf_probex.shaping import lora_pairs
 
     lora = next(s for s in tiny_zoo.specs("sd") if s.role == "child")
     tensors = load_file(tiny_zoo.model_dir("sd", lora.name) / "pytorch_lora_weights.safetensors")

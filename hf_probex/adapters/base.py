@@ -4,7 +4,7 @@ An adapter recognises a model of its family from its files, names the bases the 
 the layer an expert reads (the real Model-J layer for Model-J's roots, a layer at the same relative
 depth for other models of the family), lists the candidate layers, and reads one layer as a flat
 float32 array plus its stored shape. A LoRA "layer" is a module name; reading it gives the dense update
-B @ A without the alpha/r factor, the convention of `hf_probex.experts.shaping`.
+B @ A without the alpha/r factor, the convention of `hf_probex.shaping`.
 
 Every module of this package that defines an adapter decorates it with `@register`; `hf_probex.adapters`
 imports them all, so a new family is one new file.
@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import LayerMismatchError
-from ..experts.shaping import lora_pairs, stack_inputs, to_matrices
 from ..reading import Checkpoint, WeightSource, looks_like_repo_id
+from ..shaping import lora_pairs, stack_inputs, to_matrices
 
 #: family -> adapter, filled by `register`.
 ADAPTERS: dict[str, Adapter] = {}
@@ -172,14 +172,14 @@ class Adapter(abc.ABC):
 
     def read_matrix(self, source: WeightSource, name: str, expected_shape: tuple[int, ...] | None = None,
                     conv_layout: str = "probex") -> np.ndarray:
-        """One layer shaped as an expert reads it: a [1, H, W] float32 batch (see `experts.shaping.to_matrices`)."""
+        """One layer shaped as an expert reads it: a [1, H, W] float32 batch (see `shaping.to_matrices`)."""
         flat, shape = self.read_layer(source, name, expected_shape)
         return to_matrices(flat.reshape(1, -1), shape, conv_layout)
 
     def read_input(self, source: WeightSource, inputs: Sequence[tuple[str, tuple[int, ...]]],
                    conv_layout: str = "probex", allow_missing: bool = False) -> np.ndarray:
         """What an expert reading `inputs` ((layer, stored shape) pairs) takes: one layer as `read_matrix`
-        gives it, several stacked into one [1, 1, D] vector (`experts.shaping.stack_inputs`). With `allow_missing`
+        gives it, several stacked into one [1, 1, D] vector (`shaping.stack_inputs`). With `allow_missing`
         (an expert that fuses modules, `Expert.fused`) a layer the model lacks is NaN; one in another shape still
         raises."""
         if len(inputs) == 1:

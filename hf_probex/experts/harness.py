@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..shaping import centring, readable, stack_inputs
 from ..text import DEFAULT_TEXT_ENCODER
 from ..weightsets import WeightRecord, WeightSet, open_weight_set
 from .evaluation import concept_metrics, kfold, label_matrix, mean_se, multilabel_metrics, references, summarise
 from .hub import Expert
 from .models import METHODS
-from .shaping import centring, layer_shapes, load_matrices, readable, root_matrix, stack_inputs
+from .shaping import layer_shapes, load_matrices, root_matrix
 from .training import TrainConfig, train
 
 

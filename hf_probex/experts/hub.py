@@ -38,13 +38,14 @@ from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, cons
 from torch import nn
 
 from .. import __version__
+from ..shaping import matrix_shape, stack_inputs
 from ..weightsets import WeightRecord
 from .calibration import calibration_ok
 from .features import feature_shape, gram
 from .head_rows import RowReader
 from .models import METHODS, ModuleFusion, as_tensor, build_net, count_parameters
 from .routes import direct_children_ok, members_ok
-from .shaping import load_matrices, matrix_shape, stack_inputs
+from .shaping import load_matrices
 
 #: 2: features (delta or gram), routing by several layers with their own root copy (`route_root`).
 FORMAT_VERSION = 2
