@@ -42,6 +42,7 @@ import yaml
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
 from .bounded import TooComplexError, load_yaml
+from .reading import looks_like_repo_id
 from .suggestions import CARD_FIELDS, FieldSuggestion, inferred_from_weights
 
 __all__ = [
@@ -165,6 +166,18 @@ def _tags(metadata: Mapping) -> list[str]:
 def metadata_of(readme_text: str) -> dict:
     """The card's YAML metadata ({} without front matter); CardError when it cannot be read safely."""
     return _split(readme_text.removeprefix(_BOM))[1]
+
+
+def card_bases(readme: str | None) -> list[str]:
+    """The `base_model` ids a card declares (none for no card or unreadable metadata)."""
+    if not readme:
+        return []
+    try:
+        value = metadata_of(readme).get("base_model")
+    except CardError:
+        return []
+    values = value if isinstance(value, list) else [value]
+    return [v for v in values if looks_like_repo_id(v)]
 
 
 def _missing(text: str, match: re.Match | None, metadata: dict) -> set[str]:

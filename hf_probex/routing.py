@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .adapters import Adapter, read_through
-from .cards import CardError, metadata_of
+from .cards import card_bases
 from .errors import LayerMismatchError, ProbexError
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
 from .experts.routes import direct_child_share, root_distance
@@ -61,18 +61,6 @@ class Route:
     reason: str | None = None  # why there is no route
     is_root: bool = False  # the model's layer is the root's own: it is the root (it has no base)
     direct_share: float | None = None  # how often a model this near the root is its direct child (routes.direct_child_share)
-
-
-def card_bases(readme: str | None) -> list[str]:
-    """The `base_model` ids a card declares (none for no card or unreadable metadata)."""
-    if not readme:
-        return []
-    try:
-        value = metadata_of(readme).get("base_model")
-    except CardError:
-        return []
-    values = value if isinstance(value, list) else [value]
-    return [v for v in values if looks_like_repo_id(v)]
 
 
 def declared_bases(source: WeightSource, adapter: Adapter) -> dict[str, str]:

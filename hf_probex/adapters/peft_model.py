@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..cards import card_bases
 from ..errors import BaseModelError, LayerMismatchError, ProbexError
 from ..merged import PEFT_PREFIX, MergedSource
 from ..reading import WeightSource, looks_like_repo_id, open_source
@@ -92,8 +93,6 @@ class PeftModelAdapter(LoraAdapter):
     def named_bases(self, source: WeightSource) -> dict[str, str]:
         """Every base the files name, in the order they are tried, each with where: adapter_config.json's (a repo id or
         a path), then the card's."""
-        from ..routing import card_bases
-
         named = (source.read_json(ADAPTER_CONFIG) or {}).get("base_model_name_or_path")
         found = {named: f"{ADAPTER_CONFIG} base_model_name_or_path"} if isinstance(named, str) and named else {}
         for name in card_bases(source.read_text("README.md")):
