@@ -11,6 +11,9 @@ signal counted is the one that survives a recipe the ridge never saw; otherwise 
 come with standard errors over folds, and the best layer gets a learning curve over the number of
 training models. A zoo passes when every discriminative tree's best hidden layer beats its
 shuffled-label reference by at least `MIN_MARGIN` points.
+
+It reads a zoo (`hf-probex zoo signal`) but measures with the experts' ridge, folds and features, so it lives with
+the experts, above the zoo it checks.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..experts.evaluation import kfold, label_matrix, mean_se, per_label_accuracy, references, top_k_accuracy
-from ..experts.ridge import fit_ridge
-from ..experts.shaping import read_layers
 from ..weightsets import WeightSet, open_weight_set
+from ..zoo.store import Zoo
+from .evaluation import kfold, label_matrix, mean_se, per_label_accuracy, references, top_k_accuracy
+from .ridge import fit_ridge
+from .shaping import layer_shapes, read_layers
 
 MIN_MARGIN = 10.0
 _HEAD_PREFIXES = ("classifier.", "fc.")
@@ -54,8 +58,7 @@ def _gram_features(layers: dict[str, np.ndarray], record, root) -> dict[str, np.
     the layer itself where the root is unknown or shaped otherwise (a re-initialised head)."""
     import torch
 
-    from ..experts.features import gram
-    from ..experts.shaping import layer_shapes
+    from .features import gram
 
     shapes = layer_shapes(record.path, record.kind, record.base)
     root_layers = read_layers([replace(record, path=root)], names=set(layers)) if root is not None else {}
@@ -135,8 +138,6 @@ def check_tree(weights: WeightSet, tree: str, *, folds: int = 5, seed: int = 0, 
 
 def signal_check(zoo_or_path, *, trees: list[str] | None = None, folds: int = 5, seed: int = 0, progress: bool = True) -> dict:
     """Run `check_tree` on every tree (or `trees`) of a zoo or Model-J folder."""
-    from .store import Zoo
-
     weights = open_weight_set(zoo_or_path.root if isinstance(zoo_or_path, Zoo) else zoo_or_path)
     unknown = sorted(set(trees or []) - set(weights.trees))
     if unknown:
