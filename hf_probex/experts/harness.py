@@ -543,7 +543,7 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
     Returns (expert, CV report or None).
     """
     from .calibration import fit_calibration
-    from ..lineage import fit_lineage
+    from .lineage import fit_lineage
     from .routes import fit_lora_modules, fit_routing
 
     settings = {"hparams": hparams, "centre": centre, "config": config, "temperature": temperature, "features": features}

@@ -43,6 +43,7 @@ from ..weightsets import WeightRecord
 from .calibration import calibration_ok
 from .features import feature_shape, gram
 from .head_rows import RowReader
+from .lineage import LineageCalibration
 from .models import METHODS, ModuleFusion, as_tensor, build_net, count_parameters
 from .routes import direct_children_ok, members_ok
 from .shaping import load_matrices
@@ -94,8 +95,6 @@ def _trained_from_ok(value: object) -> bool:
 
 
 def _lineage_ok(value: object) -> bool:
-    from ..lineage import LineageCalibration
-
     try:
         LineageCalibration.from_dict(value)
     except ValueError:
@@ -291,7 +290,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         training model's distance on them, `nearest_other`, the nearest other known root's, and `reach`, the
         distance beyond which a model is not of this tree; where the training models' parents were known,
         `direct_children` (how often a model that near the root is its direct child), `members` (each training model's
-        parent) and `lineage` (`hf_probex.lineage.LineageCalibration`). LoRA trees have `modules` instead: the base's
+        parent) and `lineage` (`experts.lineage.LineageCalibration`). LoRA trees have `modules` instead: the base's
         linear modules and their shapes (`routes.fit_lora_modules`)."""
         return self._config["routing"]
 
