@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_TREE_MODELS", "DEFAULT_MAX_UPLOAD_BYTES", "FIELD_COLUMNS", "HUB_TIMEOUT_S", "InferView", "PublicNames",
     "PullRequestView", "SearchView", "SpaceInputError", "TreeView", "browse_tree", "card_markdown", "experts_table",
-    "hub_experts", "infer", "open_pull_request", "resolve_registry", "scores_chart", "search_loras", "tree_examples",
+    "diff_lines", "hub_experts", "infer", "open_pull_request", "resolve_registry", "scores_chart", "search_loras", "tree_examples",
     "zero_shot_roots",
 ]
 
@@ -314,6 +314,16 @@ def card_markdown(readme: str) -> str:
     if match is None:
         return readme
     return f"```yaml\n{match.group(2).rstrip()}\n```\n\n{readme[match.end():].lstrip()}"
+
+
+def diff_lines(diff: str) -> list[tuple[str, str | None]]:
+    """A unified diff as `gr.HighlightedText` takes it: each line with "added", "removed" or None (context, headers).
+
+    The lines joined give the diff back, so the API's value stays the diff itself, one labelled line at a time.
+    """
+    kinds = {"+": "added", "-": "removed"}
+    return [(line, None if line.startswith(("+++ ", "--- ")) else kinds.get(line[:1]))
+            for line in diff.splitlines(keepends=True)]
 
 
 def _reading(suggestion: CardSuggestion) -> dict:

@@ -28,8 +28,8 @@ import pandas as pd
 from . import __version__
 from .experts.registry import ExpertRegistry
 from .space import (
-    BROWSE_COLUMNS, DEFAULT_MAX_TREE_MODELS, DEFAULT_MAX_UPLOAD_BYTES, FIELD_COLUMNS, SpaceInputError, browse_tree, experts_table,
-    hub_experts, infer, open_pull_request, resolve_registry, search_loras, tree_examples, zero_shot_roots,
+    BROWSE_COLUMNS, DEFAULT_MAX_TREE_MODELS, DEFAULT_MAX_UPLOAD_BYTES, FIELD_COLUMNS, SpaceInputError, browse_tree, diff_lines,
+    experts_table, hub_experts, infer, open_pull_request, resolve_registry, search_loras, tree_examples, zero_shot_roots,
 )
 from .suggestions import CardSuggestion
 
@@ -48,11 +48,13 @@ CSS = """
   padding: 0.4em 0.9em; border-left: 4px solid var(--color-accent);
   background: var(--background-fill-secondary); border-radius: 6px;
 }
+#probex-summary:not(:has(p, li, h1, h2, h3)) { padding: 0; border: 0; }
 #probex-card { max-height: 520px; overflow-y: auto; }
+#probex-diff { font-family: var(--font-mono); font-size: 0.85em; }
 .probex-chart { padding: 0.6em 0.9em; border: 1px solid var(--border-color-primary); border-radius: 8px; }
 .probex-title { font-weight: 600; margin-bottom: 0.5em; }
 .probex-row { display: flex; align-items: center; gap: 0.6em; margin: 0.2em 0; font-size: 0.9em; }
-.probex-label { flex: 0 0 15em; text-align: right; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.probex-label { flex: 0 0 15em; text-align: right; overflow-wrap: anywhere; }
 .probex-track { position: relative; flex: 1; height: 1.1em; background: var(--background-fill-secondary); border-radius: 3px; }
 .probex-fill { position: absolute; left: 0; top: 0; bottom: 0; background: var(--neutral-400); border-radius: 3px; }
 .probex-fill.strong { background: var(--color-accent); }
@@ -75,6 +77,9 @@ PR_HINT = "Paste a token with write access above, then open a pull request with 
 #: The same on a Space, where visitors sign in with the Hub.
 PR_HINT_ON_A_SPACE = ("Sign in with the Hub (or paste a token with write access) above, then open a pull request with "
                       "the validated fields.")
+#: Closes the toasts still showing, run as each action starts: an error of the last run must not linger beside the
+#: next result, nor follow the visitor to another tab.
+CLOSE_TOASTS = "() => document.querySelectorAll('[data-testid=\"toast-close\"]').forEach(button => button.click())"
 TREE_WALK = "tree-walk"  # browse and search share one slot: each walks a whole tree
 REPO, UPLOAD = "Hub repo id", "Upload a .safetensors file"
 
@@ -195,12 +200,12 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                          max_upload_bytes=max_upload_bytes, progress=progress)
         _warn(view.warnings)
         can_propose = bool(view.suggestion.pull_request_fields) and not from_upload
-        return (view.summary, view.chart, view.fields, view.card, view.diff or "(nothing qualifies for a pull request)",
+        return (view.summary, view.chart, view.fields, view.card, diff_lines(view.diff or "(nothing qualifies for a pull request)"),
                 view.suggestion, gr.update(interactive=can_propose),
                 (PR_HINT_ON_A_SPACE if on_a_space() else PR_HINT) if can_propose else "")
 
     def cleared_infer() -> tuple:
-        return ("", "", pd.DataFrame(columns=FIELD_COLUMNS), "", "", None, gr.update(interactive=False), "")
+        return ("", "", pd.DataFrame(columns=FIELD_COLUMNS), "", None, None, gr.update(interactive=False), "")
 
     def pick(kind: str) -> tuple:
         return gr.update(visible=kind == REPO), gr.update(visible=kind == UPLOAD)
@@ -254,7 +259,7 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                                placeholder="hf_... for private repos and to open pull requests; never stored"
                                + ("; or sign in with the Hub" if on_a_space() else ""))
         with gr.Tabs():
-            with gr.Tab("Infer a card", id="infer"):
+            with gr.Tab("Infer a card", id="infer") as infer_tab:
                 with gr.Row(equal_height=True):
                     with gr.Column(scale=4):
                         kind = gr.Radio([REPO, UPLOAD], value=REPO, label="Infer from", elem_id="probex-kind")
@@ -289,7 +294,9 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                     with gr.Tab("Suggested card"):
                         card = gr.Markdown(elem_id="probex-card", sanitize_html=True)
                     with gr.Tab("Diff of README.md"):
-                        diff = gr.Code(language=None, label="README.md: current → the pull request's", elem_id="probex-diff")
+                        diff = gr.HighlightedText(label="README.md: current → the pull request's", elem_id="probex-diff",
+                                                  color_map={"added": "green", "removed": "red"},
+                                                  show_inline_category=False)
                 with gr.Row(equal_height=True):
                     pr_button = gr.Button("Open a pull request", interactive=False, scale=1, elem_id="probex-pr")
                     pr_result = gr.Markdown(elem_id="probex-pr-result", container=True)
@@ -305,7 +312,7 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                     cleared_infer, None, infer_outputs, api_visibility="private")
                 pr_button.click(run_pull_request, [suggestion, token], pr_result, api_name="open_pull_request")
 
-            with gr.Tab("Browse a tree", id="browse"):
+            with gr.Tab("Browse a tree", id="browse") as browse_tab:
                 with gr.Row(equal_height=True):
                     browse_root = gr.Dropdown(registry.roots, value=registry.roots[0] if registry.roots else None,
                                               label="Tree root (repo id)", allow_custom_value=True, scale=4, elem_id="probex-browse-root",
@@ -316,7 +323,7 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                                            info="for models whose card names none: reads every model's weights (slow)")
                 browse_summary = gr.Markdown(elem_id="probex-tree-summary")
                 coverage = gr.BarPlot(x="field", y="documented", y_lim=[0, 1], label="Share of the tree's cards that state each field",
-                                      y_title="documented", height=260)
+                                      y_title="documented", elem_id="probex-coverage")
                 no_models = pd.DataFrame(columns=list(BROWSE_COLUMNS.values()))
                 models = gr.Dataframe(no_models,
                                       label="Models and what their cards lack", wrap=True, interactive=False,
@@ -328,7 +335,7 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                                     api_name="browse_tree", concurrency_id=TREE_WALK, concurrency_limit=1).failure(
                     lambda: ("", None, no_models, ""), None, browse_outputs, api_visibility="private")
 
-            with gr.Tab("Search LoRAs by text", id="search"):
+            with gr.Tab("Search LoRAs by text", id="search") as search_tab:
                 search_roots = zero_shot_roots(registry)
                 with gr.Row(equal_height=True):
                     search_root = gr.Dropdown(search_roots, value=search_roots[0] if search_roots else None,
@@ -341,8 +348,8 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                 gr.Markdown("Zero-shot: the tree's expert embeds your text with its text encoder and compares it with "
                             "each LoRA's weights, so concepts no expert was trained on can be found too.")
                 search_summary = gr.Markdown(elem_id="probex-search-summary")
-                ranking_plot = gr.BarPlot(x="repo", y="score", sort="-y", label="Cosine similarity", height=260,
-                                          x_label_angle=-30)
+                ranking_plot = gr.BarPlot(x="repo", y="score", sort="-y", label="Cosine similarity", x_label_angle=-30,
+                                          elem_id="probex-ranking-plot")
                 no_ranking = pd.DataFrame(columns=["rank", "repo", "score", "card says"])
                 ranking = gr.Dataframe(no_ranking, label="Ranking",
                                        interactive=False, elem_id="probex-ranking")
@@ -352,7 +359,7 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                     event(run_search, search_inputs, search_outputs, concurrency_id=TREE_WALK, concurrency_limit=1,
                           **api).failure(lambda: ("", None, no_ranking), None, search_outputs, api_visibility="private")
 
-            with gr.Tab("Experts", id="experts"):
+            with gr.Tab("Experts", id="experts") as experts_tab:
                 experts_summary = gr.Markdown()
                 experts = gr.Dataframe(experts_table(ExpertRegistry()),
                                        label="Experts by tree (metrics: cross-validated on the tree's models)",
@@ -362,5 +369,9 @@ def create_app(experts: ExpertRegistry | Iterable[str | os.PathLike] | None = No
                 experts_outputs = [experts_summary, experts, browse_root, search_root, examples]
                 demo.load(list_experts, None, experts_outputs, api_name="list_experts")
                 refresh.click(refresh_experts, None, experts_outputs, api_visibility="private")
+        for starts in (infer_button.click, repo_id.submit, examples.click, pr_button.click, browse_button.click,
+                       search_button.click, query.submit, refresh.click,
+                       *(tab.select for tab in (infer_tab, browse_tab, search_tab, experts_tab))):
+            starts(None, js=CLOSE_TOASTS, queue=False)
     demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
     return demo

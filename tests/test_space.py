@@ -43,10 +43,12 @@ SERVER_PATHS = re.compile(r"/tmp/|/pytest-|gradio/|experts/(vit|sd|text)")  # wh
 
 def _infer(client: Client, repo_id: str = "", upload=None, min_confidence=0.0, token: str = "", kind: str | None = None,
            candidates: str = ""):
-    """/infer's outputs by name (the suggestion is session state, kept by the client for /open_pull_request)."""
-    names = ["summary", "chart", "fields", "card", "diff", "pr_button", "pr_result"]
+    """/infer's outputs by name (the suggestion is session state, kept by the client for /open_pull_request); "diff" is
+    the diff's text, its labelled lines as the API gives them are in "diff_lines"."""
+    names = ["summary", "chart", "fields", "card", "diff_lines", "pr_button", "pr_result"]
     kind = kind or (UPLOAD_INPUT if upload else REPO_INPUT)
-    return dict(zip(names, client.predict(kind, repo_id, upload, min_confidence, token, candidates, api_name="/infer")))
+    out = dict(zip(names, client.predict(kind, repo_id, upload, min_confidence, token, candidates, api_name="/infer")))
+    return out | {"diff": "".join(line["token"] for line in out["diff_lines"] or [])}
 
 
 def _rows(table: dict) -> list[dict]:
@@ -79,6 +81,8 @@ def test_infer_a_hub_repo_renders_fields_card_and_diff(client):
     assert out["chart"] == ""  # config.json named the classes: no expert read the weights
     assert out["card"].startswith("```yaml\n") and "Read from the model's files" in out["card"]
     assert out["diff"].startswith("--- a/README.md") and "+base_model_relation: finetune" in out["diff"]
+    labelled = {line["token"]: line["class_or_confidence"] for line in out["diff_lines"]}
+    assert labelled["+base_model_relation: finetune\n"] == "added" and labelled["--- a/README.md\n"] is None
 
 
 def test_the_chart_shows_the_experts_scores_and_threshold_also_when_it_abstains(client):
@@ -348,6 +352,17 @@ def test_scores_chart_draws_the_thresholds():
                             "calibrated_threshold": 0.6})
     assert "confidence in “dog”" in concept and concept.count("probex-mark calibrated") == 1
 
+
+def test_diff_lines_label_what_a_pull_request_adds_and_removes():
+    from hf_probex.cards import card_diff
+    from hf_probex.space import diff_lines
+
+    diff = card_diff("---\nlicense: mit\n---\nbody", "---\nbase_model: a/b\n---\nbody")
+    lines = diff_lines(diff)
+    assert "".join(text for text, _ in lines) == diff  # the API's value is still the whole diff
+    assert ("+base_model: a/b\n", "added") in lines and ("-license: mit\n", "removed") in lines
+    assert {kind for text, kind in lines if text.startswith(("--- ", "+++ ", "@@", " "))} == {None}
+    assert diff_lines("") == []
 
 def _silent_server() -> socket.socket:
     """A port that accepts connections and never answers: a Hub behind a dead network."""

@@ -32,6 +32,16 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 #: models took over a minute on a loaded 2-core machine.
 TIMEOUT_MS = 180_000
 SERVER_PATHS = re.compile(r"/tmp/|/pytest-|gradio/|experts/(vit|sd|text)")  # what a server path would show of itself
+TOASTS = '[data-testid="toast-body"]'
+#: The texts a component cuts off: chart labels wider or taller than their box, plot texts outside the component's box.
+CLIPPED = """root => {
+  const box = root.getBoundingClientRect();
+  const cut = e => e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1;
+  const outside = e => { const r = e.getBoundingClientRect();
+    return r.width > 0 && (r.top < box.top - 1 || r.bottom > box.bottom + 1 || r.left < box.left - 1 || r.right > box.right + 1); };
+  return [...[...root.querySelectorAll('.probex-label')].filter(cut), ...[...root.querySelectorAll('svg text')].filter(outside)]
+    .map(e => e.textContent);
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -69,17 +79,30 @@ def _infer(page, repo_id: str, min_confidence: float = 0.0) -> None:
     page.locator("#probex-infer").click()
 
 
+def _nothing_clipped(locator) -> None:
+    assert locator.evaluate(CLIPPED) == []
+
+
+def _background(locator) -> str:
+    """The colour behind `locator`'s text: its own background, else the nearest ancestor's that is not transparent."""
+    return locator.evaluate("""e => { for (; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor;
+                                      if (c !== 'rgba(0, 0, 0, 0)' && c !== 'transparent') return c; } return ''; }""")
+
+
 def _no_server_path(page) -> None:
     text = page.locator("body").inner_text()
     assert not SERVER_PATHS.search(text), SERVER_PATHS.search(text)
 
 
 def test_examples_load_and_infer(page):
+    summary = page.locator("#probex-summary")
+    assert summary.evaluate("e => getComputedStyle(e).borderLeftWidth") == "0px"  # nothing read yet: no empty box drawn
     examples = page.locator("#probex-examples")
     _expect_text(examples, "probex-zoo-vit/")
     _expect_text(examples, "probex-zoo-sd/")
     examples.get_by_text("probex-zoo-sd/", exact=False).first.click()
-    _expect_text(page.locator("#probex-summary"), "probex-zoo-sd/sd-lora-")
+    _expect_text(summary, "probex-zoo-sd/sd-lora-")
+    assert summary.evaluate("e => getComputedStyle(e).borderLeftWidth") == "4px"
 
 
 def test_infer_a_repo_from_the_local_hub(page):
@@ -93,6 +116,14 @@ def test_infer_a_repo_from_the_local_hub(page):
     assert page.locator("#probex-card pre").count() >= 1  # the front matter shown as a code block
     assert page.locator("#probex-pr").is_enabled()  # something validated to propose, on a Hub repo
     _screenshot(page, "infer")
+    page.get_by_role("tab", name="Diff of README.md").click()
+    diff = page.locator("#probex-diff")
+    _expect_text(diff, "--- a/README.md")
+    added = diff.get_by_text("+base_model_relation: finetune")
+    assert _background(added) != _background(diff.get_by_text("--- a/README.md"))  # added lines stand out
+    assert diff.evaluate("e => e.scrollWidth <= e.clientWidth")  # long lines wrap, none is cut at the edge
+    _screenshot(page, "infer-diff")
+    page.get_by_role("tab", name="Suggested card").click()
 
 
 def test_no_pull_request_below_the_threshold(page, space_world):
@@ -101,6 +132,7 @@ def test_no_pull_request_below_the_threshold(page, space_world):
     fields = page.locator("#probex-fields")
     _expect_text(fields, "explored, below the calibrated threshold — not for a PR")
     _expect_text(page.locator("#probex-chart"), "your minimum: 5%")
+    _nothing_clipped(page.locator("#probex-chart"))
     summary = page.locator("#probex-summary")
     _expect_text(summary, "For a pull request: base_model")
     assert "trained_on" not in summary.inner_text().split("For a pull request:")[1].splitlines()[0]
@@ -131,7 +163,7 @@ def test_an_upload_is_chosen_explicitly_and_named_by_its_file(page, space_world)
     page.locator("#probex-kind").get_by_label("Upload a .safetensors file").check()
     expect(page.locator("#probex-repo")).to_be_hidden(timeout=TIMEOUT_MS)  # one input at a time
     page.locator("#probex-upload").locator("input[type=file]").set_input_files(str(space_world.lora_file))
-    _expect_text(page.locator("#probex-upload"), "pytorch_lora_weights.safetensors")
+    expect(page.locator("#probex-upload").get_by_role("cell", name="pytorch_lora_weights.safetensors")).to_be_visible()
     page.locator("#probex-infer").click()
     _expect_text(page.locator("#probex-summary"), "pytorch_lora_weights.safetensors")
     _expect_text(page.locator("#probex-summary"), "probex-zoo-sd/sd-root")
@@ -151,8 +183,19 @@ def test_an_error_clears_the_previous_results(page):
     body = page.locator("body").inner_text()
     assert not re.search(r"hf auth login|HF_TOKEN|--token", body)
     _screenshot(page, "infer-error")
-    page.reload()  # a fresh page for the next tabs, without the error popup
-    page.get_by_text("model cards from model weights").wait_for()
+
+
+def test_an_error_toast_goes_when_the_next_run_starts_or_the_tab_changes(page):
+    _infer(page, "nobody/no-such-model")
+    expect(page.locator(TOASTS)).to_have_count(1)
+    _infer(page, "probex-zoo-vit/vit-ft-0005")
+    _expect_text(page.locator("#probex-summary"), "probex-zoo-vit/vit-ft-0005")
+    expect(page.locator(TOASTS)).to_have_count(0)  # the success is not shown under the last run's error
+    _infer(page, "nobody/no-such-model")
+    expect(page.locator(TOASTS)).to_have_count(1)
+    page.get_by_role("tab", name="Experts").click()
+    expect(page.locator(TOASTS)).to_have_count(0)
+    page.get_by_role("tab", name="Infer a card").click()
 
 
 def test_a_text_model_from_the_examples_and_its_candidates(page, space_world):
@@ -172,6 +215,7 @@ def test_a_text_model_from_the_examples_and_its_candidates(page, space_world):
     page.locator("#probex-infer").click()
     _expect_text(page.locator("#probex-chart"), "Each head row, as the classifier ran on 6 candidates")
     _expect_text(page.locator("#probex-chart"), "row 1: ")
+    _nothing_clipped(page.locator("#probex-chart"))  # a row's label, its classes named, wraps rather than being cut
     _no_server_path(page)
     _screenshot(page, "infer-text")
     page.locator("#probex-candidates").get_by_role("textbox").fill("")
@@ -183,6 +227,9 @@ def test_browse_a_tree(page):
     page.get_by_role("button", name="Browse the tree").click()
     _expect_text(page.locator("#probex-tree-summary"), "models below the root")
     _expect_text(page.locator("#probex-models"), "probex-zoo-vit/vit-ft-0005")
+    coverage = page.locator("#probex-coverage")
+    _expect_text(coverage.locator("svg"), "base_model_relation")
+    _nothing_clipped(coverage)
     _screenshot(page, "browse")
 
 
@@ -192,6 +239,9 @@ def test_search_loras_by_text(page):
     page.get_by_role("button", name="Search", exact=True).click()
     _expect_text(page.locator("#probex-search-summary"), "LoRAs ranked")
     _expect_text(page.locator("#probex-ranking"), "probex-zoo-sd/sd-lora-")
+    plot = page.locator("#probex-ranking-plot")
+    _expect_text(plot.locator("svg"), "probex-zoo-sd/sd-lora-")
+    _nothing_clipped(plot)
     _screenshot(page, "search")
 
 
