@@ -30,7 +30,7 @@ _LAZY = {
     "ExpertRegistry": "hf_probex.experts.registry",
     "scan_tree": "hf_probex.scan",
     "ScanResult": "hf_probex.scan",
-    "train_from_table": "hf_probex.experts.from_table",
+    "train_from_table": "hf_probex.from_table",
     "search": "hf_probex.search",
     "SearchHit": "hf_probex.search",
 }
@@ -39,7 +39,7 @@ __all__ = ["Candidate", "CardSuggestion", "Expert", "ExpertRegistry", "FieldSugg
 
 if TYPE_CHECKING:
     from .errors import ProbexError
-    from .experts.from_table import train_from_table
+    from .from_table import train_from_table
     from .experts.hub import Expert
     from .experts.registry import ExpertRegistry
     from .head_naming import Candidate

@@ -82,7 +82,7 @@ def main() -> None:
 
     import torch
 
-    from hf_probex.experts.from_table import measure_proposals, train_from_table
+    from hf_probex.from_table import measure_proposals, train_from_table
     from hf_probex.experts.registry import ExpertRegistry
     from hf_probex.hub import LocalHub, use_endpoint
     from hf_probex.hub.importer import import_zoo

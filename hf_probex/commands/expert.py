@@ -178,10 +178,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_from_table(args: argparse.Namespace) -> int:
-    """`train --from-table`: an expert from a tree table's documented members (`experts.from_table`)."""
+    """`train --from-table`: an expert from a tree table's documented members (`hf_probex.from_table`)."""
     import torch
 
-    from ..experts.from_table import propose_for_undocumented, train_from_table
+    from ..from_table import propose_for_undocumented, train_from_table
 
     if args.splits:
         raise UserError("--splits names a zoo's splits; with --from-table the held-out share is --held-out")

@@ -87,7 +87,7 @@ def _examples_ok(examples: object, vocabulary: object) -> bool:
 
 
 def _trained_from_ok(value: object) -> bool:
-    """A `trained_from` record (`experts.from_table`): a small JSON object of strings, numbers and string lists."""
+    """A `trained_from` record (`hf_probex.from_table`): a small JSON object of strings, numbers and string lists."""
     def ok(v: object) -> bool:
         return (v is None or type(v) in (int, float, bool) or (isinstance(v, str) and len(v) <= 1_000)
                 or (isinstance(v, list) and len(v) <= 64 and all(isinstance(x, str) and len(x) <= 1_000 for x in v)))
@@ -261,7 +261,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
 
     @property
     def trained_from(self) -> dict | None:
-        """Where its training data came from when not a weight set folder: a tree table (`experts.from_table`):
+        """Where its training data came from when not a weight set folder: a tree table (`hf_probex.from_table`):
         `table`, `commit`, `root`, `documented`, `trained`, `held_out`, `undocumented`, `sources`."""
         return self._config.get("trained_from")
 
