@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .scan.table import Label
+from .search_query import SearchHit, checked_query, checked_top_k
 from .tableset import is_file_metadata
 from .text import DEFAULT_TEXT_ENCODER
 
 if TYPE_CHECKING:
     from .scan.publish import TableFiles
-    from .search import SearchHit
 
 __all__ = ["LabelIndex", "open_label_index"]
 
@@ -81,7 +81,6 @@ class LabelIndex:
     def search(self, text: str, top_k: int) -> list[SearchHit]:
         """The `top_k` members whose labels match `text` best, best first; each hit's labels best-matching first,
         `matched` the one that gave its score."""
-        from .search import SearchHit, checked_query, checked_top_k
         from .text import encode_texts
 
         checked_top_k(top_k)

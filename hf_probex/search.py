@@ -6,9 +6,10 @@ index (issue 15, item 4); a tree of full models by the labels its members state 
         print(hit.repo_id, hit.score, hit.labels, hit.sha)
 
 This module owns the read side of a tree table for search: checking that its vectors are those of the expert that
-embeds the query, the index over them cached by the table's commit (`open_tree_index`), and the hits
-(`SearchHit`). It reuses the scan's readers (`scan.publish.find_table`, `TableFiles.read_columns`: bounded listings
-and downloads), the expert registry, the text encoders (`text.encode_texts`) and the indexes of `vector_index`.
+embeds the query, and the index over them cached by the table's commit (`open_tree_index`). It reuses the scan's
+readers (`scan.publish.find_table`, `TableFiles.read_columns`: bounded listings and downloads), the expert registry,
+the text encoders (`text.encode_texts`) and the indexes of `vector_index`. The hits (`SearchHit`) and the query's
+bounds, which the label index shares, are `search_query`'s, importable from here too.
 
 Which search a tree gets (`open_search_index`) follows its table: a table of LoRAs is searched by its weights,
 as below; a table of full models (classifiers, sentence encoders), whose experts name classes of a fixed
@@ -33,16 +34,16 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import ProbexError
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
 from .scan.publish import TableError, TableNotFoundError, find_table
 from .scan.table import Label
+from .search_query import DEFAULT_TOP_K, MAX_QUERY_CHARS, MAX_TOP_K, SearchError, SearchHit, checked_query, checked_top_k
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -54,39 +55,11 @@ if TYPE_CHECKING:
     from .vector_index import VectorIndex
 
 __all__ = ["DEFAULT_TOP_K", "MAX_QUERY_CHARS", "MAX_TOP_K", "SearchError", "SearchHit", "TableError", "TableNotFoundError",
-           "TreeIndex", "find_table", "open_search_index", "open_tree_index", "search"]
+           "TreeIndex", "checked_query", "checked_top_k", "find_table", "open_search_index", "open_tree_index", "search"]
 
-DEFAULT_TOP_K = 10
-MAX_TOP_K = 1_000
-#: A query is a description, not a document: text encoders read a few dozen tokens.
-MAX_QUERY_CHARS = 1_000
 #: The table columns search reads (the embedding only when building an index).
 _ROW_COLUMNS = ["repo_id", "sha", "family", "labels"]
 _INDEX_FORMAT = 2  # 2: HNSW graphs of degree 32 (vector_index.HNSW_CONNECTIVITY)
-
-
-class SearchError(ProbexError):
-    """A search that cannot be answered: a bad query, a tree without a zero-shot expert, an unusable table."""
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    """One model found: its repo, its score, what its files and card say it was trained on (the scan's harvested
-    labels, each with its source), the commit read, its family. A LoRA's score is the expert's cosine score for the
-    query; a full model's (`label_search`) the text encoder's cosine between the query and its best label, which
-    `matched` names (its labels are then best-matching first)."""
-
-    repo_id: str
-    score: float
-    labels: tuple[Label, ...] = ()
-    sha: str | None = None
-    family: str | None = None
-    matched: tuple[Label, ...] = ()
-
-    def as_dict(self) -> dict:
-        """The hit as JSON takes it."""
-        return {**asdict(self), "labels": [asdict(label) for label in self.labels],
-                "matched": [asdict(label) for label in self.matched]}
 
 
 @dataclass
@@ -141,29 +114,6 @@ class TreeIndex:
     def about(self) -> dict:
         """What `hf-probex search --json` says of the index."""
         return {"index": self.index.kind, "rows": len(self.index), "expert": self.entry.public_name}
-
-
-def checked_query(text: str) -> str:
-    """`text` stripped; SearchError when it is empty, too long for a query, or not UTF-8 text."""
-    from .errors import BadTextError
-    from .text import check_texts
-
-    text = (text or "").strip() if isinstance(text, str) else ""
-    if not text:
-        raise SearchError("the query is empty: type what the LoRA should draw or the models were trained on, e.g. "
-                          "'a corgi in the snow', 'legal texts'")
-    if len(text) > MAX_QUERY_CHARS:
-        raise SearchError(f"the query has {len(text)} characters; describe the concept in at most {MAX_QUERY_CHARS}")
-    try:
-        return check_texts([text])[0]
-    except BadTextError as err:
-        raise SearchError(f"the query {err}") from None
-
-
-def checked_top_k(top_k: int) -> None:
-    """SearchError unless `top_k` is a whole number from 1 to `MAX_TOP_K`."""
-    if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
-        raise SearchError(f"top_k must be a whole number from 1 to {MAX_TOP_K}, not {top_k!r}")
 
 
 def _zero_shot_entries(registry: ExpertRegistry, tree: str) -> list[ExpertEntry]:
