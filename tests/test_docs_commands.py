@@ -1,6 +1,7 @@
 """Every `hf-probex` command that README.md and docs/*.md show in a code block parses as written: the command and
 its options exist, each option takes what the page gives it. A renamed flag or command fails here, before a user
-copies the page. (What the flows do when run: the tests of each part, and tests/test_text_flow.py end to end.)"""
+copies the page. (What the flows do when run: the tests of each part; docs/scan.md's whole flow as written in
+tests/test_docs_flows.py, and tests/test_text_flow.py end to end.)"""
 
 from __future__ import annotations
 
