@@ -107,6 +107,16 @@ class TooLargeError(ProbexError):
     """A model is larger than the caller allows hf_probex to download or load (`text_classifiers.MAX_BYTES`)."""
 
 
+class BotStopped(RuntimeError):
+    """There is no token, or the Hub refused the bot's token or permissions (401/403): the run stops, with
+    this message.
+
+    Raised by `hf_probex.bot.HubClient`, which the bot, scans and tree tables all call the Hub through (so it lives
+    here, below them all; `hf_probex.bot` re-exports it). Not a `ProbexError`: a refused token ends a whole run rather
+    than one repo's answer.
+    """
+
+
 def _status(error: BaseException) -> int | None:
     response = getattr(error, "response", None)
     return getattr(response, "status_code", None)

@@ -24,7 +24,7 @@ from huggingface_hub import CommitOperationAdd, DiscussionWithDetails, HfApi
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalTokenNotFoundError, RepositoryNotFoundError
 
 from ..cards import opts_out_owner
-from ..errors import BadFileError
+from ..errors import BadFileError, BotStopped
 from ..reading import MAX_SMALL_FILE_BYTES
 
 __all__ = ["BotStopped", "HubClient", "Listed", "ListedModel", "Proposal", "digest_marker", "marker", "parse_retry_after"]
@@ -35,11 +35,6 @@ T = TypeVar("T")
 # lost; the Hub's record cannot): an HTML comment in the PR description, invisible when rendered.
 MARKER = re.compile(r"<!-- hf-probex-bot fields=(?P<fields>[\w,]*) revision=(?P<revision>\S*) -->")
 DIGEST_MARKER = re.compile(r"<!-- hf-probex-digest repos=(?P<repos>[\w./,-]*) -->")
-
-
-class BotStopped(RuntimeError):
-    """There is no token, or the Hub refused the bot's token or permissions (401/403): the run stops, with
-    this message."""
 
 
 def parse_retry_after(value: str | None) -> float | None:

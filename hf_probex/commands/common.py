@@ -18,7 +18,7 @@ def hub_errors_as_user_errors(offline_hint: str = "") -> Iterator[None]:
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-    from ..bot import BotStopped
+    from ..errors import BotStopped
 
     try:
         yield
