@@ -25,16 +25,16 @@ from typing import TYPE_CHECKING, Any
 _LAZY = {
     "COLUMNS": "table", "Label": "table", "ScanRow": "table",
     "ENGINES": "engines", "Engine": "engines", "ScanEngineError": "engines", "make_engine": "engines",
-    "ScanFolderError": "folder",
-    "ScanResult": "run", "default_scan_folder": "run", "scan_tree": "run",
+    "ScanFolderError": "folder", "default_scan_folder": "folder",
+    "ScanResult": "run", "scan_tree": "run",
 }
 __all__ = ["COLUMNS", "ENGINES", "Engine", "Label", "ScanEngineError", "ScanFolderError", "ScanResult", "ScanRow",
            "default_scan_folder", "make_engine", "scan_tree"]
 
 if TYPE_CHECKING:
     from .engines import ENGINES, Engine, ScanEngineError, make_engine
-    from .folder import ScanFolderError
-    from .run import ScanResult, default_scan_folder, scan_tree
+    from .folder import ScanFolderError, default_scan_folder
+    from .run import ScanResult, scan_tree
     from .table import COLUMNS, Label, ScanRow
 
 

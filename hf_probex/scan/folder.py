@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ProbexError
+from ..settings import default_cache_dir
 from .table import ScanRow, read_rows, rows_to_table, write_parquet
 
-__all__ = ["DEFAULT_FLUSH_EVERY", "ROWS_PER_SHARD", "ScanFolder", "ScanFolderError", "write_text"]
+__all__ = ["DEFAULT_FLUSH_EVERY", "ROWS_PER_SHARD", "ScanFolder", "ScanFolderError", "default_scan_folder", "write_text"]
 
 STATE_FORMAT = 1
 #: Rows per part flushed to the working folder (what a kill can lose at most).
@@ -39,6 +40,11 @@ ROWS_PER_SHARD = 50_000
 
 class ScanFolderError(ProbexError):
     """A working folder that cannot be used: another tree's, in use by another scan, or damaged."""
+
+
+def default_scan_folder(root: str) -> Path:
+    """`<cache>/scans/<owner>--<name>`: where a tree's working folder goes without --out."""
+    return default_cache_dir() / "scans" / root.replace("/", "--")
 
 
 def write_text(path: Path, text: str) -> None:

@@ -323,7 +323,7 @@ def find_table(tree: str, table: str | os.PathLike[str] | None = None, *, token:
     """
     from huggingface_hub import HfApi, constants
 
-    from .run import default_scan_folder
+    from .folder import default_scan_folder
 
     client = HubClient(HfApi(token=token))
     if table is not None:

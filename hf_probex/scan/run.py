@@ -32,7 +32,7 @@ from ..members import candidate_repos, card_members, check_root
 from ..reading import looks_like_repo_id
 from .embedding import DEFAULT_SKETCH_DIM, DEFAULT_SKETCH_SEED, EMBEDDING_FORMAT
 from .engines import make_engine
-from .folder import DEFAULT_FLUSH_EVERY, ScanFolder
+from .folder import DEFAULT_FLUSH_EVERY, ScanFolder, default_scan_folder
 from .member import MemberJob, ScanSettings
 from .publish import dataset_card, publish_table, published_rows
 from .table import TABLE_FORMAT, ScanRow
@@ -93,13 +93,6 @@ class ScanResult:
         return (f"tree {self.root}: {self.rows} members ({self.by_card} by cards, {self.by_weights} by weights, "
                 f"{self.errors} unreadable); read {len(self.read)} repos ({self.bytes_read:,} bytes), kept "
                 f"{self.reused}, dropped {len(self.removed)} in {self.seconds:.1f}s{where}")
-
-
-def default_scan_folder(root: str) -> Path:
-    """`<cache>/scans/<owner>--<name>`: where a tree's working folder goes without --out."""
-    from ..settings import default_cache_dir
-
-    return default_cache_dir() / "scans" / root.replace("/", "--")
 
 
 def _settings_key(settings: ScanSettings) -> str:
