@@ -18,7 +18,7 @@ demo: setup
 
 lint: setup
 	$(VENV)/bin/ruff check hf_probex tests scripts spaces
-	$(VENV)/bin/lint-imports
+	$(VENV)/bin/lint-imports --no-cache
 
 test: lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra -n 2 --dist loadfile
