@@ -152,7 +152,7 @@ def space_world(tiny_zoo, text_small_zoo, tmp_path_factory, request):
 @pytest.fixture(scope="module")
 def space_app(space_world):
     """The Space launched in-process on a free port of 127.0.0.1; its URL."""
-    from hf_probex.space_app import create_app
+    from hf_probex.space.app import create_app
 
     app = create_app(space_world.registry, max_upload_bytes=MAX_UPLOAD_BYTES)
     app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)

@@ -378,7 +378,7 @@ def test_without_a_hub_the_space_starts_at_once(tmp_path, monkeypatch):
     from hf_probex.experts.registry import ExpertRegistry
     from hf_probex.hub import use_endpoint
     from hf_probex.space import hub_experts, resolve_registry, tree_examples
-    from hf_probex.space_app import create_app
+    from hf_probex.space.app import create_app
 
     monkeypatch.setenv("HF_PROBEX_CACHE", str(tmp_path))  # no registry file: the Hub's experts only
     registry = ExpertRegistry.from_locations([])
@@ -398,11 +398,11 @@ def test_without_a_hub_the_space_starts_at_once(tmp_path, monkeypatch):
 def test_on_a_space_visitors_sign_in_with_the_hub_and_a_pasted_token_wins(space_world, monkeypatch):
     """Gradio's OAuth works on Spaces only: there the page has "Sign in with Hugging Face", served elsewhere it has the
     token box alone; a token typed in the box is used before the sign-in's, and without either no token is sent."""
-    from hf_probex.space_app import create_app, on_a_space, visitor_token
+    from hf_probex.space.app import create_app, on_a_space, visitor_token
 
     assert not create_app(space_world.registry).expects_oauth
     assert not on_a_space()  # gradio.utils.get_space: SYSTEM=spaces and SPACE_ID, which a Space sets
-    monkeypatch.setattr("hf_probex.space_app.on_a_space", lambda: True)
+    monkeypatch.setattr("hf_probex.space.app.on_a_space", lambda: True)
     monkeypatch.setenv("HF_TOKEN", space_world.alice)  # off a Space, gradio mocks the sign-in with the machine's login
     assert create_app(space_world.registry).expects_oauth
     signed_in = gradio.OAuthToken(token="hf_signed_in", scope="openid profile write-discussions", expires_at=0)

@@ -30,7 +30,7 @@ def _space(args: argparse.Namespace) -> int:
             print(f"local hub on {hub.endpoint} (root {args.hub_root})")
         if args.endpoint:
             stack.enter_context(use_endpoint(args.endpoint))
-        from ..space_app import create_app  # gradio and torch: only once the arguments are known to be good
+        from ..space.app import create_app  # gradio and torch: only once the arguments are known to be good
 
         app = create_app(args.expert, max_upload_bytes=int(args.max_upload_mb * 2**20), concurrency=args.workers)
         app.launch(server_name=args.host, server_port=args.port, share=False)

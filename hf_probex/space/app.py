@@ -25,13 +25,15 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from . import __version__
-from .experts.registry import ExpertRegistry
-from .space import (
-    BROWSE_COLUMNS, DEFAULT_MAX_TREE_MODELS, DEFAULT_MAX_UPLOAD_BYTES, FIELD_COLUMNS, SpaceInputError, browse_tree, diff_lines,
-    experts_table, hub_experts, infer, open_pull_request, resolve_registry, search_loras, tree_examples, zero_shot_roots,
-)
-from .suggestions import CardSuggestion
+from .. import __version__
+from ..experts.registry import ExpertRegistry
+from ..suggestions import CardSuggestion
+from .browse_tab import BROWSE_COLUMNS, browse_tree
+from .common import DEFAULT_MAX_TREE_MODELS, DEFAULT_MAX_UPLOAD_BYTES, SpaceInputError
+from .experts_tab import experts_table, hub_experts, resolve_registry, tree_examples
+from .infer_tab import FIELD_COLUMNS, diff_lines, infer
+from .pull_requests import open_pull_request
+from .search_tab import search_loras, zero_shot_roots
 
 __all__ = ["SpaceBlocks", "create_app"]
 
