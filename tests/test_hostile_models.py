@@ -291,7 +291,8 @@ def test_text_that_is_not_utf8_and_lists_over_the_bounds_are_one_line(tmp_path):
     from hf_probex.errors import BadTextError
     from hf_probex.head_naming import parse_candidates, read_candidates
     from hf_probex.search import SearchError, checked_query
-    from hf_probex.space import SpaceInputError, _candidates
+    from hf_probex.space import SpaceInputError
+    from hf_probex.space.infer_tab import _candidates
     from hf_probex.text import check_texts
 
     with pytest.raises(BadTextError, match="not UTF-8 text"):
