@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from .errors import LayerMismatchError
-from .reading import Checkpoint, SafetensorsHeader, TensorInfo, WeightSource
+from .reading import Checkpoint, WeightSource
+from .safetensors_format import SafetensorsHeader, TensorInfo
 
 #: The prefix peft gives every key of a transformers model's adapter.
 PEFT_PREFIX = "base_model.model."

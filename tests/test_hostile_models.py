@@ -19,7 +19,8 @@ from safetensors.numpy import load_file, save_file
 
 from hf_probex import infer_card
 from hf_probex.errors import BadFileError, BadSafetensorsError
-from hf_probex.reading import DTYPES, MAX_HEADER_BYTES, MAX_HEADER_TENSORS, open_source, parse_safetensors_header
+from hf_probex.reading import open_source
+from hf_probex.safetensors_format import DTYPES, MAX_HEADER_BYTES, MAX_HEADER_TENSORS, parse_safetensors_header
 
 SECRET = "SECRET-OUTSIDE-THE-MODEL"
 ROOT = "probex-zoo-resnet/resnet-root"

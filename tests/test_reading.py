@@ -17,8 +17,8 @@ from safetensors.torch import save_file as save_torch_file
 from hf_probex.errors import (AccessDeniedError, BadFileError, BadSafetensorsError, HubConnectionError,
                               LayerMismatchError, NoSafetensorsError, ProbexError, RepoNotFoundError,
                               RepoNotVisibleError, RevisionNotFoundError, hub_errors)
-from hf_probex.reading import (TensorInfo, WeightSource, decode_tensor, header_length, looks_like_repo_id,
-                               open_source, parse_safetensors_header, safe_relpath)
+from hf_probex.reading import WeightSource, looks_like_repo_id, open_source, safe_relpath
+from hf_probex.safetensors_format import TensorInfo, decode_tensor, header_length, parse_safetensors_header
 
 
 def _tensors() -> dict[str, np.ndarray]:

@@ -32,7 +32,7 @@ from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
 from ..bounded import MAX_YAML_BYTES, TooComplexError, load_json, load_yaml
 from ..errors import BadFileError
-from ..reading import SafetensorsHeader, header_length, parse_safetensors_header
+from ..safetensors_format import SafetensorsHeader, header_length, parse_safetensors_header
 from .errors import BadRequest
 from .licenses import LICENSES
 from .storage import Commit, Storage
