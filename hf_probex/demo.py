@@ -111,8 +111,8 @@ def demo_experts(zoo: Zoo, out: Path, splits: tuple[str, ...] = TRAINING_SPLITS,
     `hf-probex train --splits train,val,val_holdout` does (reused when already trained so)."""
     import tempfile
 
-    from .experts.harness import DEFAULT_METHODS, load_layer_data, train_expert, tree_task
-    from .experts.sweep import select_inputs
+    from .experts.training.harness import DEFAULT_METHODS, load_layer_data, train_expert, tree_task
+    from .experts.training.sweep import select_inputs
 
     registry = ExpertRegistry()
     for tree in zoo.trees:

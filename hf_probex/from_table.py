@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .experts.hub import Expert
-from .experts.training import TrainConfig
+from .experts.training.training import TrainConfig
 from .tableset import TableWeightSet, open_table_weight_set
 from .text import DEFAULT_TEXT_ENCODER
 from .weightsets import WeightRecord
@@ -72,8 +72,8 @@ def measure_proposals(expert: Expert, records: Sequence[WeightRecord]) -> dict:
     calibrated threshold (`proposed`, `right`, `precision` and `recall` in %, `models_with_proposal`) and, for class
     subsets, `label_accuracy` (% of (model, class) decisions right at score 0.5). Percentages are NaN where undefined.
     """
-    from .experts.head_rows import read_head
-    from .experts.shaping import layer_reader
+    from .experts.calibration.head_rows import read_head
+    from .experts.methods.shaping import layer_reader
 
     top1, proposed, right, truths, with_proposal, decisions = [], 0, 0, 0, 0, []
     vocabulary = expert.vocabulary
@@ -143,8 +143,8 @@ def train_from_table(table: str, tree: str, out: str | Path, *, layer: str | lis
         ValueError: a bad layer or method, or too few members to cross-validate.
         ProbexError: the Hub refused or could not be reached.
     """
-    from .experts.harness import DEFAULT_METHODS, load_layer_data, train_expert, tree_task
-    from .experts.sweep import select_inputs
+    from .experts.training.harness import DEFAULT_METHODS, load_layer_data, train_expert, tree_task
+    from .experts.training.sweep import select_inputs
 
     say = progress or (lambda line: None)
     weights = open_table_weight_set(table, tree, revision=revision, token=token, sources=sources, held_out=held_out,

@@ -24,11 +24,11 @@ import numpy as np
 from .adapters import CLASSES_TASK, CONCEPT_TASK, Adapter, detect, read_through
 from .cards import CardError, apply_suggestions, card_diff, missing_fields
 from .errors import LayerMismatchError, ProbexError
-from .experts.head_rows import read_head
+from .experts.calibration.head_rows import read_head
 from .experts.hub import Expert
-from .experts.calibration import Calibration
+from .experts.calibration.calibration import Calibration
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
-from .experts.routes import is_root_copy
+from .experts.calibration.routes import is_root_copy
 from .experts.vocabulary import vocabulary_for
 from .head_naming import Candidate
 from .reading import WeightSource, open_source
@@ -120,7 +120,7 @@ def _trained_on(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, head: np
                 threshold: float | None, candidates: Iterable[str] | None = None) -> tuple[FieldSuggestion | None, str, dict]:
     """The expert's trained-on field at its threshold (or `threshold`), or None and why not; and what it read
     (its scores and thresholds), kept whether it answered or not. `head`: the model's classification head
-    rows where the expert reads them (`experts.head_rows`), else None. `candidates`: the concepts a zero-shot
+    rows where the expert reads them (`experts.calibration.head_rows`), else None. `candidates`: the concepts a zero-shot
     expert ranks (`_named_concept`)."""
     if not expert.calibration:
         return None, f"{entry.public_name} has no calibration (trained without cross-validation)", {}

@@ -1,6 +1,6 @@
 """A tree's edges from its members' weights: which member each model was fine-tuned from (`hf-probex lineage`).
 
-Each member is read whole against the root and count-sketched (`hf_probex.experts.lineage`: the measurement, the
+Each member is read whole against the root and count-sketched (`hf_probex.experts.calibration.lineage`: the measurement, the
 share s(p) of a model's movement from the root that a member p explains, and the tree's calibration of it, which
 its expert carries). The best member is a model's parent where its s reaches the tree's threshold, else the root
 is; `lineage_calibration` finds that threshold in a tree's expert (`routing["lineage"]`, fitted when it was
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .errors import ProbexError
-from .experts.lineage import (
+from .experts.calibration.lineage import (
     REINITIALISED, SKETCH_DIM, LineageCalibration, MovementSketch, best_members, fit_lineage, fit_lineage_calibration,
     open_model,
 )

@@ -4,7 +4,7 @@
    `base_model_name_or_path`, legacy config `_name_or_path`), each walked up through its parents'
    cards on the Hub until a root that has an expert (at most `MAX_LINEAGE_DEPTH` steps).
 2. Weights: for full models, the cosine distance to the root of every expert whose routing layers
-   (`hf_probex.experts.routes`: chosen by the margin between the tree's farthest training model over
+   (`hf_probex.experts.calibration.routes`: chosen by the margin between the tree's farthest training model over
    every recipe family and the nearest other root) the model has in the same shapes; the root's copy
    travels with the expert. Cosines ignore a layer's norm, so dtype, shards, weight decay and the size of
    the fine-tune do not matter, and independently initialised trees sit near 1. The nearest root wins
@@ -13,11 +13,11 @@
    model is the root itself. LoRA weights are updates, not weights, so they cannot be compared with a
    root: a LoRA routes by declared lineage, checked against its modules' shapes, or by being the only
    known LoRA tree whose base has every module it targets in the shape it has there (the expert's
-   `routing.modules`, `experts.routes.fit_lora_modules`): a LoRA of self-attention only, of
+   `routing.modules`, `experts.calibration.routes.fit_lora_modules`): a LoRA of self-attention only, of
    cross-attention only or of every projection routes alike, whichever module the expert reads.
 
 Weights name a model's tree, not its parent: `Route.direct_share` says how often a training model of the tree this
-near its root is one of the root's direct children (`experts.routes.fit_direct_children`), which is what naming
+near its root is one of the root's direct children (`experts.calibration.routes.fit_direct_children`), which is what naming
 the root as `base_model` from weights alone rests on.
 
 A declared lineage the weights contradict, or cannot confirm (beyond every reach, or no expert routes
@@ -38,7 +38,7 @@ from .adapters import Adapter, read_through
 from .cards import card_bases
 from .errors import LayerMismatchError, ProbexError
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
-from .experts.routes import direct_child_share, root_distance
+from .experts.calibration.routes import direct_child_share, root_distance
 from .merged import MergedSource
 from .reading import WeightSource, looks_like_repo_id, open_source
 
@@ -172,12 +172,12 @@ class TreeDistance:
 
     @property
     def is_root(self) -> bool:
-        return max(self.per_layer) == 0.0  # every routing layer the root's own (experts.routes.is_root_copy)
+        return max(self.per_layer) == 0.0  # every routing layer the root's own (experts.calibration.routes.is_root_copy)
 
 
 def weight_distances(source: WeightSource, adapter: Adapter, entries: list[ExpertEntry]) -> dict[str, TreeDistance]:
     """root -> the model's `TreeDistance` to it, for every expert among `entries` that carries routing layers
-    (`hf_probex.experts.routes`) the model has in the same shapes. A layer several experts route by (twin
+    (`hf_probex.experts.calibration.routes`) the model has in the same shapes. A layer several experts route by (twin
     trees') is read once. Experts that cannot be loaded are skipped (with a warning): one bad expert must
     not stop the others."""
     found: dict[str, TreeDistance] = {}

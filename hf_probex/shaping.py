@@ -16,7 +16,7 @@ As ProbeX does it (see docs/experts.md):
   fine-tuning change; docs/experts.md). LoRA updates are already differences and are not centred.
 
 This module sits below the adapters (which read one layer as an expert takes it) and the experts; reading the
-layers of weight files through the adapters is `hf_probex.experts.shaping`.
+layers of weight files through the adapters is `hf_probex.experts.methods.shaping`.
 """
 
 from __future__ import annotations

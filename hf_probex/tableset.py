@@ -4,7 +4,7 @@ A tree table (`hf-probex scan`, `hf_probex.scan`) holds every member of a model 
 from its files and card, each with its source. The members whose owners documented what they trained on are
 free training data for the undocumented ones. `open_table_weight_set` reads a published table and turns its
 **documented** rows into `WeightRecord`s, the same records zoo folders and Model-J give, so
-`hf_probex.experts.harness` trains and calibrates on them unchanged:
+`hf_probex.experts.training.harness` trains and calibrates on them unchanged:
 
 - **What documents a member** (`DOCUMENTING_SOURCES`, per kind of tree, in order of trust): for class subsets
   config.json's `id2label` when the names are real, the card's `trained-on:` tags, the card's `datasets`; for

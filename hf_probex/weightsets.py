@@ -38,7 +38,7 @@ class WeightRecord:
     path: Path  # the model's folder or its .safetensors file (read through hf_probex.reading: any dtype, shards)
     kind: str  # "classifier" | "lora"
     group: str | None = None  # the recipe family it was trained with, where known (zoos; hf_probex.zoo.recipes)
-    head_order: bool = False  # `labels` are in the order of the classification head's rows (zoos; experts.head_rows)
+    head_order: bool = False  # `labels` are in the order of the classification head's rows (zoos; experts.calibration.head_rows)
     base: Path | None = None  # a peft adapter's base, where the weight set holds it (zoos: the parent's folder)
     parent: str | None = None  # the Hub id of the model it was fine-tuned from, where known (zoos; tables: its card's)
 

@@ -47,9 +47,9 @@ def truth_expert(zoo, tree: str, folder: Path, layer: str | None):
     import tempfile
 
     from hf_probex.demo import TRAINING_SPLITS
-    from hf_probex.experts.harness import DEFAULT_METHODS, load_layer_data, train_expert, tree_task
+    from hf_probex.experts.training.harness import DEFAULT_METHODS, load_layer_data, train_expert, tree_task
     from hf_probex.experts.hub import Expert
-    from hf_probex.experts.sweep import select_inputs
+    from hf_probex.experts.training.sweep import select_inputs
 
     demo = default_cache_dir() / "demo" / "experts" / tree
     stamp = demo / "demo.json"

@@ -1,6 +1,6 @@
 """How well a tree's classification-head rows name their class on recipe families the reader never saw.
 
-For each recipe family F of a zoo tree, the row reader (`hf_probex.experts.head_rows.RowReader`) is fitted
+For each recipe family F of a zoo tree, the row reader (`hf_probex.experts.calibration.head_rows.RowReader`) is fitted
 on the heads of every other family and reads the heads of F: a row is right when its own most probable
 class is the row's true class (`row top-1`), and when the assignment of the head's rows to distinct
 classes gives it its true class (`assigned`). Printed per family, for each inverse regularisation C.
@@ -23,8 +23,8 @@ def main() -> None:
     parser.add_argument("--c", default="1", help="comma-separated inverse regularisations (default: 1)")
     args = parser.parse_args()
 
-    from hf_probex.experts.head_rows import RowReader, find_head_layer, read_heads
-    from hf_probex.experts.shaping import layer_shapes
+    from hf_probex.experts.calibration.head_rows import RowReader, find_head_layer, read_heads
+    from hf_probex.experts.methods.shaping import layer_shapes
     from hf_probex.weightsets import open_weight_set
 
     weights = open_weight_set(args.zoo)

@@ -32,8 +32,8 @@ TRAIN_SPLITS = ("train", "val")  # what layer selection, training and calibratio
 
 
 def train_experts(zoo_dir: Path, out: Path, trees: list[str], select: Path | None) -> None:
-    from hf_probex.experts.harness import DEFAULT_METHODS, load_layer_data, train_expert, tree_task
-    from hf_probex.experts.sweep import select_inputs
+    from hf_probex.experts.training.harness import DEFAULT_METHODS, load_layer_data, train_expert, tree_task
+    from hf_probex.experts.training.sweep import select_inputs
 
     for tree in trees:
         folder = out / tree
@@ -58,7 +58,7 @@ def test_split_metrics(zoo_dir: Path, tree: str, expert_dir: Path, split: str) -
     the expert trained on TRAIN_SPLITS only, so these numbers are reported on models nothing was chosen on."""
     import numpy as np
 
-    from hf_probex.experts.harness import evaluate, load_layer_data
+    from hf_probex.experts.training.harness import evaluate, load_layer_data
     from hf_probex.experts.hub import Expert
 
     expert = Expert.from_pretrained(expert_dir)

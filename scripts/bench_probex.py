@@ -30,8 +30,8 @@ def main() -> None:
 
     import torch
 
-    from hf_probex.experts.harness import cross_validate, load_layer_data
-    from hf_probex.experts.models import PAPER
+    from hf_probex.experts.training.harness import cross_validate, load_layer_data
+    from hf_probex.experts.methods.models import PAPER
 
     torch.set_num_threads(1)
     full = load_layer_data(args.zoo, args.tree, args.layer)

@@ -12,7 +12,7 @@ predictions, routing fitted on them and the other roots. Then every model of fam
   trees also the top-1 concept whatever its confidence (the `top-1 %` column); for class subsets also how
   well the expert's confidences rank the model's own classes first, whatever the threshold (`AP %`: average
   precision per model, mean over models; chance is the share of the vocabulary a model was trained on), and
-  whether it read the model's head as a set of rows (`head read`, experts.head_rows).
+  whether it read the model's head as a set of rows (`head read`, experts.calibration.head_rows).
 
 Printed per tree and family: models, routing, proposals, precision, recall (of every true class), and
 the same pooled by storage, generation, head and class order (each model scored by the expert that
@@ -37,9 +37,9 @@ import numpy as np
 def make_expert(zoo_dir: Path, tree: str, families: tuple[str, ...], out: Path, features: str | None, by_group: bool,
                 workers: int = 1):
     """The expert `hf-probex train` would make from the models of `families` only (cached in `out`)."""
-    from hf_probex.experts.harness import DEFAULT_METHODS, load_layer_data, train_expert, tree_task
+    from hf_probex.experts.training.harness import DEFAULT_METHODS, load_layer_data, train_expert, tree_task
     from hf_probex.experts.hub import Expert
-    from hf_probex.experts.sweep import select_inputs
+    from hf_probex.experts.training.sweep import select_inputs
 
     if (out / "config.json").is_file():
         return Expert.from_pretrained(out)
@@ -56,7 +56,7 @@ def evaluate_family(zoo, family: str, experts: dict, registry) -> list[dict]:
     is read merged onto its parent, as `infer_card` reads it; a model trained on classes outside the tree's vocabulary
     too (text trees' test_holdout split) is marked `unseen`: its recall counts the classes the expert knows."""
     from hf_probex.adapters import detect
-    from hf_probex.experts.head_rows import read_head
+    from hf_probex.experts.calibration.head_rows import read_head
     from hf_probex.reading import open_source
     from hf_probex.routing import route_through
 

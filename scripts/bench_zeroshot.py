@@ -47,7 +47,7 @@ TRAINED_SETS = {"trained on attn1 only": ["attn1.to_q", "attn1.to_k", "attn1.to_
 
 def train(zoo: Path, tree: str, layer: list[str], method: str, out: Path, limit: int | None) -> Path:
     """The expert of `method` on the first `limit` training LoRAs (all: None), trained once into `out`."""
-    from hf_probex.experts.harness import load_layer_data, train_expert
+    from hf_probex.experts.training.harness import load_layer_data, train_expert
     from hf_probex.weightsets import open_weight_set
 
     folder = out / "experts" / f"{method}-{limit or 'all'}"
@@ -248,7 +248,7 @@ def main() -> None:
     held_names = sorted({r.labels[0] for r in held})
     sizes = [None] + [int(s) for s in args.sizes.split(",") if s]
     if not args.layer:
-        from hf_probex.experts.sweep import select_inputs
+        from hf_probex.experts.training.sweep import select_inputs
 
         chosen = select_inputs(args.zoo, args.tree, (args.method or ["mvprobe"])[0], args.out / "select.jsonl",
                                splits=TRAIN_SPLITS, workers=2)

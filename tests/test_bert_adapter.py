@@ -15,7 +15,7 @@ from safetensors.numpy import load_file, save_file
 from hf_probex import infer_card
 from hf_probex.adapters import CLASSES_TASK, detect
 from hf_probex.errors import LayerMismatchError
-from hf_probex.experts.head_rows import read_head
+from hf_probex.experts.calibration.head_rows import read_head
 from hf_probex.reading import open_source
 
 LABELS = ["law", "science", "computers"]

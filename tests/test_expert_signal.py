@@ -30,7 +30,7 @@ LAST_CONV = "resnet.encoder.stages.2.layers.0.layer.1.convolution.weight"
 
 @pytest.fixture(scope="module")
 def layer_data(small_zoo):
-    from hf_probex.experts.harness import load_layer_data
+    from hf_probex.experts.training.harness import load_layer_data
 
     return load_layer_data(small_zoo.root, "resnet", LAST_CONV)
 
@@ -74,7 +74,7 @@ def test_small_preset_builds_its_documented_models(small_zoo):
 
 
 def test_default_expert_beats_chance_by_a_clear_margin(layer_data):
-    from hf_probex.experts.harness import DEFAULT_METHODS, cross_validate
+    from hf_probex.experts.training.harness import DEFAULT_METHODS, cross_validate
 
     report = cross_validate(layer_data, DEFAULT_METHODS["multilabel"], shuffled=True)
     score, chance, line = _score_and_chance(report)
@@ -84,7 +84,7 @@ def test_default_expert_beats_chance_by_a_clear_margin(layer_data):
 
 def test_the_margin_check_fails_without_a_signal(layer_data):
     # The same weights with each model's labels taken from another model: nothing left to learn.
-    from hf_probex.experts.harness import DEFAULT_METHODS, cross_validate
+    from hf_probex.experts.training.harness import DEFAULT_METHODS, cross_validate
 
     permuted = replace(layer_data, y=layer_data.y[np.random.default_rng(0).permutation(len(layer_data.y))])
     score, chance, line = _score_and_chance(cross_validate(permuted, DEFAULT_METHODS["multilabel"], shuffled=True))
@@ -92,8 +92,8 @@ def test_the_margin_check_fails_without_a_signal(layer_data):
 
 
 def test_probex_with_short_training_ranks_above_chance(layer_data):
-    from hf_probex.experts.harness import cross_validate
-    from hf_probex.experts.training import TrainConfig
+    from hf_probex.experts.training.harness import cross_validate
+    from hf_probex.experts.training.training import TrainConfig
 
     report = cross_validate(layer_data, "probex", config=TrainConfig(epochs=30), shuffled=True)
     score, shuffled = report["metrics"]["mAP"]["mean"], report["shuffled"]["mAP"]["mean"]
@@ -101,7 +101,7 @@ def test_probex_with_short_training_ranks_above_chance(layer_data):
 
 
 def test_published_expert_has_calibrated_confidences(layer_data, tmp_path):
-    from hf_probex.experts.harness import DEFAULT_METHODS, train_expert
+    from hf_probex.experts.training.harness import DEFAULT_METHODS, train_expert
     from hf_probex.experts.hub import Expert
 
     expert, report = train_expert(layer_data, DEFAULT_METHODS["multilabel"])

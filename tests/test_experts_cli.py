@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from hf_probex.cli import main
-from hf_probex.experts.harness import load_layer_data
+from hf_probex.experts.training.harness import load_layer_data
 from hf_probex.experts.hub import Expert
 
 LAYER = "vit.encoder.layer.0.attention.attention.value.weight"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hf_probex.experts.evaluation import (
+from hf_probex.experts.training.evaluation import (
     average_precision,
     exact_set_accuracy,
     kfold,
@@ -78,7 +78,7 @@ def test_references_are_label_blind_and_hand_checkable():
 
 
 def test_concept_metrics_rank_models_by_concept():
-    from hf_probex.experts.evaluation import concept_metrics
+    from hf_probex.experts.training.evaluation import concept_metrics
 
     scores = np.array([[0.9, 0.5], [0.8, 0.2], [0.3, 0.7]])  # concept 1 ranks models 2, 0, 1; 2 and 1 are its
     metrics = concept_metrics(scores, np.array([0, 1, 1]))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hf_probex.experts.features import feature_shape, gram
+from hf_probex.experts.methods.features import feature_shape, gram
 
 CONV, LINEAR = ("conv", (16, 8, 3, 3)), ("linear", (12, 20))
 
@@ -42,7 +42,7 @@ def test_one_layer_is_a_matrix_and_stacked_layers_one_vector():
 
 
 def test_wide_layers_are_projected_to_a_bounded_gram_the_same_in_every_process():
-    from hf_probex.experts.features import GRAM_MAX_WIDTH, projection
+    from hf_probex.experts.methods.features import GRAM_MAX_WIDTH, projection
 
     wide = ("wide", (4, 128, 3, 3))  # 1,152 inputs
     delta = _change(wide[1])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_probex.experts.runs import read_done
+from hf_probex.experts.training.runs import read_done
 from test_experts_models import write_planted
 
 

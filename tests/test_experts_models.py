@@ -7,10 +7,10 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 
-from hf_probex.experts.harness import cross_validate, load_layer_data
-from hf_probex.experts.models import METHODS, PAPER, build_net, count_parameters
-from hf_probex.experts.ridge import fit_ridge
-from hf_probex.experts.training import TrainConfig
+from hf_probex.experts.training.harness import cross_validate, load_layer_data
+from hf_probex.experts.methods.models import METHODS, PAPER, build_net, count_parameters
+from hf_probex.experts.methods.ridge import fit_ridge
+from hf_probex.experts.training.training import TrainConfig
 
 LABELS = [f"class_{i}" for i in range(10)]
 
@@ -112,7 +112,7 @@ def test_every_method_runs_on_a_real_zoo(tiny_zoo, tree, layer, centred):
 
 @pytest.mark.parametrize("method", ["probex", "mvprobe"])  # Adam-trained: their networks start from random weights
 def test_the_seed_fixes_initialisation_and_training(tiny_zoo, method):
-    from hf_probex.experts.harness import fit_expert
+    from hf_probex.experts.training.harness import fit_expert
 
     data = load_layer_data(tiny_zoo.root, "vit", "vit.encoder.layer.0.attention.attention.value.weight")
     config = TrainConfig(epochs=3)
@@ -131,7 +131,7 @@ def test_the_seed_fixes_initialisation_and_training(tiny_zoo, method):
 
 
 def test_weight_statistics_match_numpy():
-    from hf_probex.experts.models import weight_statistics
+    from hf_probex.experts.methods.models import weight_statistics
 
     x = torch.randn(3, 5, 7, dtype=torch.float64)
     stats = weight_statistics(x).numpy()
@@ -143,7 +143,7 @@ def test_weight_statistics_match_numpy():
 
 
 def test_training_device_follows_the_environment(monkeypatch):
-    from hf_probex.experts import launch
+    from hf_probex.experts.training import launch
 
     monkeypatch.setenv("HF_PROBEX_DEVICE", "cpu")
     assert launch.device() == torch.device("cpu")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hf_probex.experts.harness import fit_expert, load_layer_data
+from hf_probex.experts.training.harness import fit_expert, load_layer_data
 from hf_probex.experts.registry import ExpertRegistry, ExpertRegistryError
 
 VIT_LAYER = "vit.encoder.layer.0.attention.attention.value.weight"

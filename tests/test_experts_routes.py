@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hf_probex.experts.routes import (
+from hf_probex.experts.calibration.routes import (
     INDEPENDENT,
     MAX_KNOTS,
     cosine_distance,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from hf_probex.experts.shaping import centring, layer_shape, load_matrices, root_matrix, to_matrices
+from hf_probex.experts.methods.shaping import centring, layer_shape, load_matrices, root_matrix, to_matrices
 from hf_probex.weightsets import WeightRecord
 
 
@@ -65,7 +65,7 @@ def test_root_centring_and_bad_weights(tmp_path):
 
 
 def test_every_candidate_layer_of_a_real_zoo_becomes_matrices(tiny_zoo):
-    from hf_probex.experts.harness import candidate_layers
+    from hf_probex.experts.training.harness import candidate_layers
     from hf_probex.weightsets import open_weight_set
 
     weights = open_weight_set(tiny_zoo.root)

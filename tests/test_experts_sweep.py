@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from hf_probex.experts.runs import read_done
-from hf_probex.experts.sweep import select_layer, sweep
-from hf_probex.experts.training import TrainConfig
+from hf_probex.experts.training.runs import read_done
+from hf_probex.experts.training.sweep import select_layer, sweep
+from hf_probex.experts.training.training import TrainConfig
 from test_experts_models import write_planted
 
 
@@ -45,8 +45,8 @@ def test_select_stack_adds_a_second_informative_layer(tmp_path):
     import numpy as np
     from safetensors.numpy import save_file
 
-    from hf_probex.experts.harness import load_layer_data
-    from hf_probex.experts.sweep import select_stack
+    from hf_probex.experts.training.harness import load_layer_data
+    from hf_probex.experts.training.sweep import select_stack
 
     rng = np.random.default_rng(0)
     for idx in range(60):
@@ -71,9 +71,9 @@ def test_select_stack_adds_a_second_informative_layer(tmp_path):
 def test_bench_plan_adds_a_paper_size_probex_and_runs_use_their_sizes(tmp_path):
     from dataclasses import asdict
 
-    from hf_probex.experts.bench import plan_runs
-    from hf_probex.experts.models import PAPER
-    from hf_probex.experts.runs import Run, run_all
+    from hf_probex.experts.training.bench import plan_runs
+    from hf_probex.experts.methods.models import PAPER
+    from hf_probex.experts.training.runs import Run, run_all
 
     runs = plan_runs("vit", "L", "multilabel", "classifier.weight", ("probex", "ridge"))
     sized = [r for r in runs if r.hparams]
@@ -97,8 +97,8 @@ def test_bench_plan_adds_a_paper_size_probex_and_runs_use_their_sizes(tmp_path):
 
 def test_runs_and_layer_selection_can_see_only_some_splits(tiny_zoo, tmp_path, capsys):
     from hf_probex.cli import main
-    from hf_probex.experts.harness import candidate_layers
-    from hf_probex.experts.runs import Run, run_all
+    from hf_probex.experts.training.harness import candidate_layers
+    from hf_probex.experts.training.runs import Run, run_all
 
     layer = next(iter(candidate_layers(tiny_zoo.root, "sd")))  # the tiny sd tree: train, test, val and test_holdout
     runs = [Run("sd", ((layer, "ridge"),)), Run("sd", ((layer, "ridge"),), splits=("train",))]

@@ -75,7 +75,7 @@ def trained(table_hub, tmp_path_factory):
     import contextlib
     import io
 
-    from hf_probex.experts.harness import candidate_layers
+    from hf_probex.experts.training.harness import candidate_layers
     from hf_probex.tableset import open_table_weight_set
 
     weights = open_table_weight_set(TABLE, "sd", token=TOKEN)
@@ -131,7 +131,7 @@ def test_the_expert_records_its_table_and_proposes_for_the_undocumented(trained,
 
 
 def test_a_classifier_tree_trains_on_the_members_whose_config_names_their_classes(table_hub, tiny_zoo, tmp_path, capsys):
-    from hf_probex.experts.harness import candidate_layers
+    from hf_probex.experts.training.harness import candidate_layers
     from hf_probex.tableset import open_table_weight_set
 
     specs = {s.repo_id: s for s in tiny_zoo.specs("vit") if s.role == "child"}

@@ -10,10 +10,10 @@ import pytest
 from safetensors.numpy import load_file, save_file
 from test_experts_zeroshot import SEEN, write_planted_loras
 
-from hf_probex.experts.harness import load_layer_data, train_expert
+from hf_probex.experts.training.harness import load_layer_data, train_expert
 from hf_probex.experts.hub import check_config
 from hf_probex.experts.registry import load_expert
-from hf_probex.experts.training import TrainConfig
+from hf_probex.experts.training.training import TrainConfig
 from hf_probex.infer import infer_card
 from hf_probex.weightsets import read_metadata
 
@@ -113,7 +113,7 @@ def test_only_a_zero_shot_expert_of_two_to_four_2d_layers_fuses(fused):
 def test_a_network_on_a_lora_tree_reads_its_best_modules_fused(fused, tmp_path):
     """`--layer auto` for a network on a LoRA tree: the best single modules by the tuned ridge (`select_modules`, at
     most `MAX_STACKED`), each read on its own; ridge itself stacks layers only while its score rises."""
-    from hf_probex.experts.sweep import MAX_STACKED, select_inputs
+    from hf_probex.experts.training.sweep import MAX_STACKED, select_inputs
 
     chosen = select_inputs(fused["root"], "SD_toy", "mvprobe", tmp_path / "modules.jsonl", folds=2, splits=("train",))
     assert sorted(chosen) == sorted([SELF, CROSS]) and MAX_STACKED == 4
@@ -121,7 +121,7 @@ def test_a_network_on_a_lora_tree_reads_its_best_modules_fused(fused, tmp_path):
 
 
 def test_without_held_out_concepts_no_subset_of_modules_proposes_from_candidates(fused):
-    from hf_probex.experts.calibration import Calibration
+    from hf_probex.experts.calibration.calibration import Calibration
     from hf_probex.experts.vocabulary import NEVER, vocabulary_for
 
     expert = fused["expert"]

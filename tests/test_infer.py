@@ -202,7 +202,7 @@ def test_a_stacked_expert_reads_the_same_input_from_a_model_folder(tiny_zoo, tmp
     """An expert on several layers saves, loads and reads a model's layers as it was trained on them."""
     import numpy as np
 
-    from hf_probex.experts.harness import load_layer_data, train_expert
+    from hf_probex.experts.training.harness import load_layer_data, train_expert
     from hf_probex.experts.hub import Expert
     from hf_probex.experts.registry import ExpertRegistry
 
@@ -222,7 +222,7 @@ def test_a_stacked_expert_reads_the_same_input_from_a_model_folder(tiny_zoo, tmp
 def test_twin_experts_read_a_shared_routing_layer_once(tiny_zoo, tmp_path):
     """vit and vit-twin experts route by layers the twin roots share: a layer both compare is read once, then
     only the winner's inputs (and its head, where its expert reads one) are read, and nothing else."""
-    from hf_probex.experts.harness import load_layer_data, train_expert
+    from hf_probex.experts.training.harness import load_layer_data, train_expert
     from hf_probex.experts.hub import Expert
     from hf_probex.experts.registry import ExpertRegistry
 

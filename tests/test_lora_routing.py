@@ -8,7 +8,7 @@ from lora_files import FORMATS, TARGETS, lora_state, save_lora, save_root, tiny_
 
 from hf_probex.adapters import detect
 from hf_probex.experts.registry import ExpertEntry, ExpertRegistry
-from hf_probex.experts.routes import fit_lora_modules
+from hf_probex.experts.calibration.routes import fit_lora_modules
 from hf_probex.reading import open_source
 from hf_probex.routing import UNCONFIRMED, route
 from hf_probex.weightsets import WeightRecord

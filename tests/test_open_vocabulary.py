@@ -11,7 +11,7 @@ import pytest
 from test_experts_zeroshot import HELD, SEEN, write_planted_loras
 
 from hf_probex.cli import main
-from hf_probex.experts.harness import HELD_OUT_CONCEPTS, load_layer_data, train_expert
+from hf_probex.experts.training.harness import HELD_OUT_CONCEPTS, load_layer_data, train_expert
 from hf_probex.head_naming import read_candidates
 from hf_probex.infer import infer_card
 from hf_probex.weightsets import read_metadata

@@ -18,7 +18,7 @@ from safetensors.numpy import load_file
 from hf_probex import infer_card
 from hf_probex.adapters import ADAPTERS, detect, read_through
 from hf_probex.errors import BaseModelError, LayerMismatchError
-from hf_probex.experts.shaping import layer_reader
+from hf_probex.experts.methods.shaping import layer_reader
 from hf_probex.merged import MergedSource
 from hf_probex.reading import open_source
 

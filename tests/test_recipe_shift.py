@@ -94,7 +94,7 @@ def test_an_expert_that_reads_heads_reads_them_in_any_order_and_count(small_zoo,
     layers answer alone, at their own threshold."""
     import shutil
 
-    from hf_probex.experts.head_rows import RowReader, read_heads
+    from hf_probex.experts.calibration.head_rows import RowReader, read_heads
     from hf_probex.experts.hub import Expert
     from hf_probex.experts.registry import ExpertRegistry
     from hf_probex.weightsets import open_weight_set

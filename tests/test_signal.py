@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from safetensors.numpy import save_file
 
-from hf_probex.experts.signal import format_signal_report, signal_check
+from hf_probex.experts.training.signal import format_signal_report, signal_check
 
 LABELS = [f"class_{i}" for i in range(10)]
 

@@ -260,7 +260,7 @@ class LoraAdapter(Adapter):
 
     def base_module(self, weight: str) -> str | None:
         """The module name this family's LoRAs give the base's weight tensor `weight` (None: not a module's weight).
-        Routing records a tree base's modules under these names (`experts.routes.fit_lora_modules`)."""
+        Routing records a tree base's modules under these names (`experts.calibration.routes.fit_lora_modules`)."""
         return weight.removesuffix(".weight") if weight.endswith(".weight") else None
 
     def module_pairs(self, checkpoint: Checkpoint) -> dict[str, tuple[str, str]]:

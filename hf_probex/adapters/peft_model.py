@@ -6,7 +6,7 @@ their adapters as updates of their own (`sd-lora`, `peft-llm`). Such an adapter 
 is read as the full model it makes: `weights_of` opens the base and returns the merged view
 (`hf_probex.merged.MergedSource`), which the base's own family adapter reads: routing compares its weights with the
 tree roots and the expert reads its layers and head, as for a full fine-tune. On its own (no base), its layers are
-its LoRA modules read as updates B @ A, as every `LoraAdapter` reads them (`experts.shaping.layer_reader(...,
+its LoRA modules read as updates B @ A, as every `LoraAdapter` reads them (`experts.methods.shaping.layer_reader(...,
 kind="lora")`).
 
 The base is the one asked for (`base=`: a local path or a repo id, trusted), else the first the files declare

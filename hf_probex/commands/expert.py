@@ -17,8 +17,8 @@ def _expert_settings(args: argparse.Namespace, method: str) -> tuple[dict, objec
     """(hyper-parameters, TrainConfig) of one method from the shared `expert` options."""
     from dataclasses import replace
 
-    from ..experts.models import PAPER
-    from ..experts.training import PAPER_TRAINING, TrainConfig
+    from ..experts.methods.models import PAPER
+    from ..experts.training.training import PAPER_TRAINING, TrainConfig
 
     config = replace(PAPER_TRAINING if args.paper else TrainConfig(), seed=args.seed)
     if args.epochs is not None:
@@ -34,7 +34,7 @@ def _splits(args: argparse.Namespace) -> tuple[str, ...]:
 def _expert_data(args: argparse.Namespace):
     import torch
 
-    from ..experts.harness import load_layer_data
+    from ..experts.training.harness import load_layer_data
 
     torch.set_num_threads(args.threads)
     if args.prompt.count("{}") != 1:
@@ -47,7 +47,7 @@ def _expert_data(args: argparse.Namespace):
 
 
 def _check_methods(methods: list[str]) -> None:
-    from ..experts.models import METHODS
+    from ..experts.methods.models import METHODS
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -55,7 +55,7 @@ def _check_methods(methods: list[str]) -> None:
 
 
 def _expert_layers(args: argparse.Namespace) -> int:
-    from ..experts.harness import candidate_layers
+    from ..experts.training.harness import candidate_layers
 
     try:
         layers = candidate_layers(args.zoo, args.tree)
@@ -67,8 +67,8 @@ def _expert_layers(args: argparse.Namespace) -> int:
 
 
 def _expert_eval(args: argparse.Namespace) -> int:
-    from ..experts.harness import cross_validate
-    from ..experts.report import format_reports
+    from ..experts.training.harness import cross_validate
+    from ..experts.training.report import format_reports
 
     methods = args.method or ["probex", "mvprobe", "dense", "ridge", "statnn"]
     _check_methods(methods)
@@ -92,8 +92,8 @@ def _resolve_layer(args: argparse.Namespace) -> None:
     `--layer auto`: what that method should read (`sweep.select_inputs`: a stack of layers for ridge)."""
     import tempfile
 
-    from ..experts.harness import DEFAULT_METHODS, tree_task
-    from ..experts.sweep import MIN_MODELS_TO_SELECT, family_default, select_inputs
+    from ..experts.training.harness import DEFAULT_METHODS, tree_task
+    from ..experts.training.sweep import MIN_MODELS_TO_SELECT, family_default, select_inputs
 
     splits = _splits(args)
     try:
@@ -130,7 +130,7 @@ def describe_calibration(calibration: dict) -> str:
 
 def _report(expert, report: dict | None, args: argparse.Namespace) -> None:
     """What `train` prints after saving an expert (both sources): CV metrics, calibration; then registers, pushes."""
-    from ..experts.report import describe_cv
+    from ..experts.training.report import describe_cv
 
     cv = describe_cv(report) if report else ""
     for name, stat in (report or {}).get("metrics", {}).items():
@@ -150,8 +150,8 @@ def _report(expert, report: dict | None, args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..experts import launch
-    from ..experts.harness import train_expert
+    from ..experts.training import launch
+    from ..experts.training.harness import train_expert
 
     if launch.is_distributed():
         raise UserError("hf-probex train runs in one process on one device; launch `hf-probex bench` or "
@@ -248,8 +248,8 @@ def _bench(args: argparse.Namespace) -> int:
     import datetime
     import platform
 
-    from ..experts import launch
-    from ..experts.bench import markdown, run_bench, write_section
+    from ..experts.training import launch
+    from ..experts.training.bench import markdown, run_bench, write_section
 
     methods = args.method or ["probex", "mvprobe", "dense", "ridge", "statnn"]
     _check_methods(methods)
@@ -284,9 +284,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _expert_sweep(args: argparse.Namespace) -> int:
-    from ..experts import launch
-    from ..experts.report import format_sweep
-    from ..experts.sweep import sweep
+    from ..experts.training import launch
+    from ..experts.training.report import format_sweep
+    from ..experts.training.sweep import sweep
 
     methods = args.method or ["probex", "ridge"]
     _check_methods(methods)

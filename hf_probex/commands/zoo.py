@@ -36,7 +36,7 @@ def _zoo_info(args: argparse.Namespace) -> int:
 
 def _zoo_signal(args: argparse.Namespace) -> int:
     from ..zoo import Zoo
-    from ..experts.signal import format_signal_report, signal_check
+    from ..experts.training.signal import format_signal_report, signal_check
 
     zoo = Zoo.open(args.zoo)
     report = signal_check(zoo, trees=args.tree, folds=args.folds, seed=args.seed, progress=not args.quiet)

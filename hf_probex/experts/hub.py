@@ -40,13 +40,13 @@ from torch import nn
 from .. import __version__
 from ..shaping import matrix_shape, stack_inputs
 from ..weightsets import WeightRecord
-from .calibration import calibration_ok
-from .features import feature_shape, gram
-from .head_rows import RowReader
-from .lineage import LineageCalibration
-from .models import METHODS, ModuleFusion, as_tensor, build_net, count_parameters
-from .routes import direct_children_ok, members_ok
-from .shaping import load_matrices
+from .calibration.calibration import calibration_ok
+from .methods.features import feature_shape, gram
+from .calibration.head_rows import RowReader
+from .calibration.lineage import LineageCalibration
+from .methods.models import METHODS, ModuleFusion, as_tensor, build_net, count_parameters
+from .calibration.routes import direct_children_ok, members_ok
+from .methods.shaping import load_matrices
 
 #: 2: features (delta or gram), routing by several layers with their own root copy (`route_root`).
 FORMAT_VERSION = 2
@@ -285,12 +285,12 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
 
     @property
     def routing(self) -> dict:
-        """What routing needs to know about the tree (hf_probex.experts.routes): `layers`, the [name, shape] pairs
+        """What routing needs to know about the tree (hf_probex.experts.calibration.routes): `layers`, the [name, shape] pairs
         it compares with the root (whose copies are the `route_root` buffer), `max_distance`, the farthest
         training model's distance on them, `nearest_other`, the nearest other known root's, and `reach`, the
         distance beyond which a model is not of this tree; where the training models' parents were known,
         `direct_children` (how often a model that near the root is its direct child), `members` (each training model's
-        parent) and `lineage` (`experts.lineage.LineageCalibration`). LoRA trees have `modules` instead: the base's
+        parent) and `lineage` (`experts.calibration.lineage.LineageCalibration`). LoRA trees have `modules` instead: the base's
         linear modules and their shapes (`routes.fit_lora_modules`)."""
         return self._config["routing"]
 
@@ -477,7 +477,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         Raises:
             ValueError: the expert was saved without a calibration (train it with cross-validation).
         """
-        from .calibration import Calibration
+        from .calibration.calibration import Calibration
 
         if not self.calibration:
             raise ValueError("this expert has no calibration: train it with cross-validation (--folds >= 2)")

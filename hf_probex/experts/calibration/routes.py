@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..shaping import readable
-from ..weightsets import WeightRecord
-from .shaping import layer_reader, layer_shapes
+from ...shaping import readable
+from ...weightsets import WeightRecord
+from ..methods.shaping import layer_reader, layer_shapes
 
 ROUTING_LAYERS = 2
 MAX_KNOTS = 256  # points of the direct-children curve an expert keeps, whatever the size of its training set

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..adapters import detect, detect_or_generic
-from ..errors import LayerMismatchError, UnknownArchitectureError
-from ..reading import open_source
-from ..shaping import (
+from ...adapters import detect, detect_or_generic
+from ...errors import LayerMismatchError, UnknownArchitectureError
+from ...reading import open_source
+from ...shaping import (
     CONV_LAYOUTS, MAX_LAYER_ELEMENTS, centring, check_finite, lora_pairs, matrix_shape, readable, stack_inputs, to_matrices,
 )
-from ..weightsets import WeightRecord
+from ...weightsets import WeightRecord
 
 # The array arithmetic lives in `hf_probex.shaping` (below the adapters, which shape one layer as experts read it);
 # its names stay importable from here.

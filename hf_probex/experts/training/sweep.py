@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..weightsets import WeightSet
-from .models import METHODS
+from ...weightsets import WeightSet
+from ..methods.models import METHODS
 from .runs import Run, run_all
 from .training import TrainConfig
 
@@ -93,11 +93,11 @@ def family_default(zoo: str | Path | WeightSet, tree: str, splits: tuple[str, ..
     """The layer a class-subset tree's expert reads when it has too few models to choose one (`MIN_MODELS_TO_SELECT`,
     among `splits` and `groups` when given): its family's default layer (`Adapter.target_layer`, Model-J's layer or
     the same sub-layer at the same relative depth) where the tree's models have it; else None."""
-    from ..adapters import CLASSES_TASK
-    from ..errors import ProbexError
-    from ..weightsets import open_weight_set
+    from ...adapters import CLASSES_TASK
+    from ...errors import ProbexError
+    from ...weightsets import open_weight_set
     from .harness import candidate_layers, tree_task
-    from .shaping import layer_reader
+    from ..methods.shaping import layer_reader
 
     weights = zoo if isinstance(zoo, WeightSet) else open_weight_set(zoo)
     records = [r for r in weights.for_tree(tree, tuple(splits) or None) if not groups or r.group in groups]

@@ -15,7 +15,7 @@ m's parent where its s reaches the tree's threshold, else the root is. The thres
 fitted per tree on models whose parents are known (`fit_lineage`, run when the tree's expert is trained:
 `routing["lineage"]`), as the direct-children share is; a tree's expert without it cannot name parents.
 
-This module is the measurement and its calibration, which the experts carry (`experts.harness.train_expert` fits it,
+This module is the measurement and its calibration, which the experts carry (`experts.training.harness.train_expert` fits it,
 `experts.hub.Expert` checks it); naming each member's parent with a tree's expert is `hf_probex.lineage`.
 """
 
@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..adapters import Adapter, detect, read_through
-from ..errors import LayerMismatchError, ProbexError
-from ..reading import WeightSource, open_source
-from ..weightsets import WeightRecord
+from ...adapters import Adapter, detect, read_through
+from ...errors import LayerMismatchError, ProbexError
+from ...reading import WeightSource, open_source
+from ...weightsets import WeightRecord
 from .routes import cosine_distance
 
 __all__ = ["REINITIALISED", "SKETCH_DIM", "LineageCalibration", "MovementSketch", "best_members", "fit_lineage",

@@ -17,8 +17,8 @@ import torch
 
 from . import launch
 from .evaluation import per_label_accuracy, top_k_accuracy
-from .hub import Expert
-from .models import as_tensor
+from ..hub import Expert
+from ..methods.models import as_tensor
 
 
 @dataclass(frozen=True)

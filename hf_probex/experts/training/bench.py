@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .models import PAPER
+from ..methods.models import PAPER
 from .report import describe_cv
 from .runs import Run, run_all
 from .sweep import select_layer, select_stack
@@ -79,7 +79,7 @@ def run_bench(zoo: str | Path, out: Path, *, trees: Sequence[str] | None = None,
     Raises:
         ValueError: an unknown tree or layer.
     """
-    from ..weightsets import open_weight_set
+    from ...weightsets import open_weight_set
     from .harness import candidate_layers, tree_task
 
     weights = open_weight_set(zoo)

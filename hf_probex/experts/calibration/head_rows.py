@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..weightsets import WeightRecord
+from ...weightsets import WeightRecord
 
 #: The inverse regularisation of the row classifier, chosen on the bench ResNet tree's held-out recipe families
 #: (docs/benchmarks.md, scripts/bench_head_rows.py).
@@ -67,7 +67,7 @@ def find_head_layer(records: Sequence[WeightRecord], shapes: Sequence[dict[str, 
 def read_head(adapter, source, layer: str) -> np.ndarray | None:
     """`layer` of one model (an adapter and its source, `hf_probex.adapters`) as [k, d] rows, or None when the
     model has no such layer or it is not 2-D (the hidden layers then answer alone)."""
-    from ..errors import LayerMismatchError
+    from ...errors import LayerMismatchError
 
     try:
         flat, shape = adapter.read_layer(source, layer)
@@ -78,7 +78,7 @@ def read_head(adapter, source, layer: str) -> np.ndarray | None:
 
 def read_heads(records: Sequence[WeightRecord], layer: str) -> list[np.ndarray | None]:
     """Each record's `layer` as [k, d] rows (any dtype, shards: as `infer_card` reads weights), or None."""
-    from .shaping import layer_reader
+    from ..methods.shaping import layer_reader
 
     return [read_head(*layer_reader(record.path, record.kind, record.base), layer) for record in records]
 

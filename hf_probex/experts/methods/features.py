@@ -30,7 +30,7 @@ import zlib
 import numpy as np
 import torch
 
-from ..shaping import matrix_shape
+from ...shaping import matrix_shape
 
 FEATURES = ("delta", "gram")
 GRAM_MAX_WIDTH = 384

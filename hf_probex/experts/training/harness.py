@@ -26,20 +26,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..shaping import centring, readable, stack_inputs
-from ..text import DEFAULT_TEXT_ENCODER
-from ..weightsets import WeightRecord, WeightSet, open_weight_set
+from ...shaping import centring, readable, stack_inputs
+from ...text import DEFAULT_TEXT_ENCODER
+from ...weightsets import WeightRecord, WeightSet, open_weight_set
 from .evaluation import concept_metrics, kfold, label_matrix, mean_se, multilabel_metrics, references, summarise
-from .hub import Expert
-from .models import METHODS
-from .shaping import layer_shapes, load_matrices, root_matrix
+from ..hub import Expert
+from ..methods.models import METHODS
+from ..methods.shaping import layer_shapes, load_matrices, root_matrix
 from .training import TrainConfig, train
 
 
 #: The default expert of each task, from the benchmark (docs/benchmarks.md): for class subsets, ridge on
 #: stacked layers beat every method on every tree; for zero-shot LoRA concepts, MVProbe did.
 DEFAULT_METHODS = {"multilabel": "ridge", "zeroshot": "mvprobe"}
-#: What the default experts read (hf_probex.experts.features): for class subsets the change's Gram, which
+#: What the default experts read (hf_probex.experts.methods.features): for class subsets the change's Gram, which
 #: keeps the signal across recipe families that the raw change loses (docs/experts.md, "Features").
 DEFAULT_FEATURES = {"multilabel": "gram", "zeroshot": "delta"}
 
@@ -88,7 +88,7 @@ def _encode(texts: list[str], encoder: str, prompt: str) -> np.ndarray:
 @functools.lru_cache(maxsize=16)
 def _encode_cached(texts: tuple[str, ...], encoder: str, prompt: str) -> np.ndarray:
     """Concept texts are encoded once per process: every stacked layer and every CV run asks for the same."""
-    from ..text import encode_texts
+    from ...text import encode_texts
 
     return encode_texts([prompt.format(t) for t in texts], encoder=encoder)
 
@@ -140,8 +140,8 @@ def routable_layers(weights: WeightSet | str | Path, tree: str) -> list[str]:
 
 def _root_repo_id(weights: WeightSet, tree: str) -> str | None:
     """The tree root's Hub repo id where the weight set knows it (`WeightSet.root_ids`, a zoo's plan), else None."""
-    from ..zoo import Zoo
-    from ..zoo.store import PLAN_FILE
+    from ...zoo import Zoo
+    from ...zoo.store import PLAN_FILE
 
     if tree in weights.root_ids:
         return weights.root_ids[tree]
@@ -245,7 +245,7 @@ def _open_calibration(data: LayerData, seen: np.ndarray, held: np.ndarray, group
     in-vocabulary models (`seen`, [n, V_open]) and every fold's decisions on the held-out models (`held`,
     [folds * n_held, V_open]: each from an expert that never saw those concepts), the threshold holding within
     each recipe family and on the held-out concepts as a group (`calibration.fit_calibration`)."""
-    from .calibration import fit_calibration
+    from ..calibration.calibration import fit_calibration
 
     repeats = len(held) // len(data.holdout_y)
     y = np.concatenate([data.y, len(data.vocabulary) + np.tile(data.holdout_y, repeats)])
@@ -283,7 +283,7 @@ def fit_expert(data: LayerData, method: str, train_idx: np.ndarray, *, hparams: 
                y: np.ndarray | None = None, features: str | None = None) -> tuple[Expert, dict]:
     """Train one expert on the models `train_idx` (targets `y`, default `data.y`); returns (expert, history).
 
-    `features`: "delta" or "gram" (hf_probex.experts.features); default the task's (`DEFAULT_FEATURES`).
+    `features`: "delta" or "gram" (hf_probex.experts.methods.features); default the task's (`DEFAULT_FEATURES`).
     """
     y = data.y if y is None else y
     torch.manual_seed(config.seed)  # the network's random initialisation: the seed fixes it too, not only training
@@ -335,7 +335,7 @@ def _subset_calibrations(calibrate: Callable[[list[np.ndarray]], dict], modules:
     every proper subset of them (`calibration.Calibration.for_modules`)."""
     from itertools import combinations
 
-    from .calibration import subset_key
+    from ..calibration.calibration import subset_key
 
     k = modules[0].shape[1]
     subsets = {subset_key(kept): calibrate([m[:, list(kept)].mean(axis=1) for m in modules])
@@ -502,8 +502,8 @@ def _read_heads_too(expert: Expert, data: LayerData, predictions: np.ndarray, gr
     that calibration, fitted without each recipe family, held on it (`calibration.holds_out_of_family`). The
     models of unseen classes (`unseen`: their predictions, `unseen_folds`) check its threshold as they check the
     hidden layers' one, their rows read by the same folds' readers."""
-    from .calibration import fit_calibration, holds_out_of_family
-    from .head_rows import RowReader, find_head_layer, out_of_fold_scores, read_heads
+    from ..calibration.calibration import fit_calibration, holds_out_of_family
+    from ..calibration.head_rows import RowReader, find_head_layer, out_of_fold_scores, read_heads
 
     found = find_head_layer(data.records, [layer_shapes(r.path, r.kind, r.base) for r in data.records]) if data.records else None
     if found is None:
@@ -542,9 +542,9 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
     examples of its classes `data` has (a text tree's) ship with it (`Expert.examples`).
     Returns (expert, CV report or None).
     """
-    from .calibration import fit_calibration
-    from .lineage import fit_lineage
-    from .routes import fit_lora_modules, fit_routing
+    from ..calibration.calibration import fit_calibration
+    from ..calibration.lineage import fit_lineage
+    from ..calibration.routes import fit_lora_modules, fit_routing
 
     settings = {"hparams": hparams, "centre": centre, "config": config, "temperature": temperature, "features": features}
     report = cross_validate(data, method, folds=folds, seed=seed, keep_predictions=True, by_group=by_group,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..weightsets import WeightSet
+from ...weightsets import WeightSet
 from .training import TrainConfig
 
 
@@ -35,7 +35,7 @@ class Run:
     hparams: tuple[tuple[str, object], ...] = ()  # network sizes for every member (default: the method's defaults)
     splits: tuple[str, ...] = ()  # only the models of these splits (default: every in-distribution model)
     groups: tuple[str, ...] = ()  # only the models of these recipe families (default: every family)
-    features: str = ""  # what the experts read (hf_probex.experts.features; default: the task's)
+    features: str = ""  # what the experts read (hf_probex.experts.methods.features; default: the task's)
     shuffled: bool = True  # also cross-validate on shuffled labels, the reference a report shows (selection skips it)
 
     @property

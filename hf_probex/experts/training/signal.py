@@ -4,7 +4,7 @@ For each candidate layer of each tree, a ridge regression on z-scored features (
 generalised cross-validation inside the training folds) predicts the training classes (discriminative
 trees: per-label accuracy at threshold 0.5, the ProbeX metric) or the concept (LoRA trees: top-1),
 beside references: a constant, the label frequency, and the same ridge trained on shuffled labels. The
-features are what the default experts read (`hf_probex.experts.features`): for discriminative trees the
+features are what the default experts read (`hf_probex.experts.methods.features`): for discriminative trees the
 Gram of each layer's change from the root (the layer's Gram where no root is known), for LoRA trees
 the update itself. Where the zoo records recipe families the folds hold one family out each, so the
 signal counted is the one that survives a recipe the ridge never saw; otherwise k random folds. Means
@@ -22,11 +22,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..weightsets import WeightSet, open_weight_set
-from ..zoo.store import Zoo
+from ...weightsets import WeightSet, open_weight_set
+from ...zoo.store import Zoo
 from .evaluation import kfold, label_matrix, mean_se, per_label_accuracy, references, top_k_accuracy
-from .ridge import fit_ridge
-from .shaping import layer_shapes, read_layers
+from ..methods.ridge import fit_ridge
+from ..methods.shaping import layer_shapes, read_layers
 
 MIN_MARGIN = 10.0
 _HEAD_PREFIXES = ("classifier.", "fc.")
@@ -58,7 +58,7 @@ def _gram_features(layers: dict[str, np.ndarray], record, root) -> dict[str, np.
     the layer itself where the root is unknown or shaped otherwise (a re-initialised head)."""
     import torch
 
-    from .features import gram
+    from ..methods.features import gram
 
     shapes = layer_shapes(record.path, record.kind, record.base)
     root_layers = read_layers([replace(record, path=root)], names=set(layers)) if root is not None else {}
