@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .experts.hub import Expert
-from .experts.training.training import TrainConfig
+from .experts.training.fit import TrainConfig
 from .tableset import TableWeightSet, open_table_weight_set
 from .text import DEFAULT_TEXT_ENCODER
 from .weightsets import WeightRecord

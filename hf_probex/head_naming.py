@@ -12,7 +12,7 @@ most:
 - rows are assigned to distinct candidates (a head's classes are distinct): the assignment of highest total score
   (`scipy.optimize.linear_sum_assignment`);
 - the decision score of a row is its margin: its assigned candidate's score minus the best other candidate's;
-- a `Calibration` (Platt scaling and the threshold of `experts.calibration.calibration`, `fit_naming_calibration`) turns it into
+- a `Calibration` (Platt scaling and the threshold of `experts.calibration.confidence`, `fit_naming_calibration`) turns it into
   a confidence, and a row is proposed only at or above the threshold. The shipped calibrations (`CALIBRATIONS`: one
   for candidates given by name, one for candidates with example texts) were fitted on the text-bench zoo's
   classifiers with the zoo's 27 categories as candidates and, for every row, once more without its own class (the
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .experts.calibration.calibration import Calibration, fit_decisions
+from .experts.calibration.confidence import Calibration, fit_decisions
 from .experts.hub import MAX_EXAMPLES, MAX_VOCABULARY  # examples used at most: more cost a forward pass each and add little
 from .text_classifiers import TextClassifier
 
@@ -259,7 +259,7 @@ def fit_naming_calibration(namings: Sequence[HeadNaming], labels: Sequence[Seque
                            precision_target: float = 0.95) -> Calibration:
     """Fit the calibration of row margins on classifiers whose classes are known: Platt scaling and the lowest
     threshold whose proposals reach `precision_target` pooled and in every group (one per naming: its model's recipe
-    family) with enough of them (`experts.calibration.calibration.fit_decisions`).
+    family) with enough of them (`experts.calibration.confidence.fit_decisions`).
 
     Include namings among candidates that lack some rows' true classes: those rows are wrong whatever they are
     named, and the threshold learns to leave them unnamed.

@@ -26,7 +26,7 @@ from .cards import CardError, apply_suggestions, card_diff, missing_fields
 from .errors import LayerMismatchError, ProbexError
 from .experts.calibration.head_rows import read_head
 from .experts.hub import Expert
-from .experts.calibration.calibration import Calibration
+from .experts.calibration.confidence import Calibration
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
 from .experts.calibration.routes import is_root_copy
 from .experts.vocabulary import vocabulary_for

@@ -93,7 +93,7 @@ def test_the_margin_check_fails_without_a_signal(layer_data):
 
 def test_probex_with_short_training_ranks_above_chance(layer_data):
     from hf_probex.experts.training.harness import cross_validate
-    from hf_probex.experts.training.training import TrainConfig
+    from hf_probex.experts.training.fit import TrainConfig
 
     report = cross_validate(layer_data, "probex", config=TrainConfig(epochs=30), shuffled=True)
     score, shuffled = report["metrics"]["mAP"]["mean"], report["shuffled"]["mAP"]["mean"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hf_probex.experts.calibration.calibration import Calibration, decision_outcomes, fit_calibration
+from hf_probex.experts.calibration.confidence import Calibration, decision_outcomes, fit_calibration
 
 
 def _informative(rng, n: int, signal: float, labels: int = 8):

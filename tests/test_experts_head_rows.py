@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hf_probex.experts.calibration.calibration import fit_calibration
+from hf_probex.experts.calibration.confidence import fit_calibration
 from hf_probex.experts.calibration.head_rows import RowReader, find_head_layer, out_of_fold_scores, row_features
 from hf_probex.weightsets import WeightRecord
 
@@ -85,7 +85,7 @@ def test_rows_that_mislead_on_one_recipe_family_are_not_trusted():
     """Row scores that name the classes in three families and point at wrong classes in a fourth: a calibration
     fitted without that family proposes wrongly on it, so the joint reading fails the out-of-family check;
     the same scores without the misleading family pass it."""
-    from hf_probex.experts.calibration.calibration import holds_out_of_family
+    from hf_probex.experts.calibration.confidence import holds_out_of_family
 
     heads, labels = _heads(160, seed=6)
     y = np.array([[v in names for v in VOCABULARY] for names in labels], dtype=float)

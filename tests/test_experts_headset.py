@@ -8,7 +8,7 @@ import torch
 from safetensors.numpy import save_file
 
 from hf_probex.experts.training.harness import cross_validate, cross_validate_combined, load_layer_data
-from hf_probex.experts.training.training import TrainConfig
+from hf_probex.experts.training.fit import TrainConfig
 
 LABELS = [f"class_{i}" for i in range(10)]
 FAST = TrainConfig(epochs=60, eval_every=5, batch_size=32)

@@ -11,7 +11,7 @@ from huggingface_hub import ModelCard
 
 from hf_probex.experts.training.harness import fit_expert, load_layer_data
 from hf_probex.experts.hub import FORMAT_VERSION, Expert
-from hf_probex.experts.training.training import TrainConfig
+from hf_probex.experts.training.fit import TrainConfig
 from hf_probex.weightsets import open_weight_set
 
 VIT_LAYER = "vit.encoder.layer.0.attention.attention.value.weight"

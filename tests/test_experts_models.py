@@ -10,7 +10,7 @@ from safetensors.numpy import save_file
 from hf_probex.experts.training.harness import cross_validate, load_layer_data
 from hf_probex.experts.methods.models import METHODS, PAPER, build_net, count_parameters
 from hf_probex.experts.methods.ridge import fit_ridge
-from hf_probex.experts.training.training import TrainConfig
+from hf_probex.experts.training.fit import TrainConfig
 
 LABELS = [f"class_{i}" for i in range(10)]
 

@@ -8,7 +8,7 @@ import pytest
 
 from hf_probex.experts.training.runs import read_done
 from hf_probex.experts.training.sweep import select_layer, sweep
-from hf_probex.experts.training.training import TrainConfig
+from hf_probex.experts.training.fit import TrainConfig
 from test_experts_models import write_planted
 
 

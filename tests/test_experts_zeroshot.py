@@ -8,7 +8,7 @@ import torch
 from safetensors.numpy import save_file
 
 from hf_probex.experts.training.harness import cross_validate, fit_expert, load_layer_data
-from hf_probex.experts.training.training import TrainConfig
+from hf_probex.experts.training.fit import TrainConfig
 from hf_probex.text import DEFAULT_TEXT_ENCODER, encode_texts
 
 SEEN = ["dog", "cat", "car", "airplane", "apple", "guitar", "mountain", "river", "chair", "pizza"]

@@ -13,7 +13,7 @@ from test_experts_zeroshot import SEEN, write_planted_loras
 from hf_probex.experts.training.harness import load_layer_data, train_expert
 from hf_probex.experts.hub import check_config
 from hf_probex.experts.registry import load_expert
-from hf_probex.experts.training.training import TrainConfig
+from hf_probex.experts.training.fit import TrainConfig
 from hf_probex.infer import infer_card
 from hf_probex.weightsets import read_metadata
 
@@ -121,7 +121,7 @@ def test_a_network_on_a_lora_tree_reads_its_best_modules_fused(fused, tmp_path):
 
 
 def test_without_held_out_concepts_no_subset_of_modules_proposes_from_candidates(fused):
-    from hf_probex.experts.calibration.calibration import Calibration
+    from hf_probex.experts.calibration.confidence import Calibration
     from hf_probex.experts.vocabulary import NEVER, vocabulary_for
 
     expert = fused["expert"]

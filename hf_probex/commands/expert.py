@@ -18,7 +18,7 @@ def _expert_settings(args: argparse.Namespace, method: str) -> tuple[dict, objec
     from dataclasses import replace
 
     from ..experts.methods.models import PAPER
-    from ..experts.training.training import PAPER_TRAINING, TrainConfig
+    from ..experts.training.fit import PAPER_TRAINING, TrainConfig
 
     config = replace(PAPER_TRAINING if args.paper else TrainConfig(), seed=args.seed)
     if args.epochs is not None:

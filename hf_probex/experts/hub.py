@@ -40,7 +40,7 @@ from torch import nn
 from .. import __version__
 from ..shaping import matrix_shape, stack_inputs
 from ..weightsets import WeightRecord
-from .calibration.calibration import calibration_ok
+from .calibration.confidence import calibration_ok
 from .methods.features import feature_shape, gram
 from .calibration.head_rows import RowReader
 from .calibration.lineage import LineageCalibration
@@ -477,7 +477,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         Raises:
             ValueError: the expert was saved without a calibration (train it with cross-validation).
         """
-        from .calibration.calibration import Calibration
+        from .calibration.confidence import Calibration
 
         if not self.calibration:
             raise ValueError("this expert has no calibration: train it with cross-validation (--folds >= 2)")

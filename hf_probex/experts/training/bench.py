@@ -22,7 +22,7 @@ from ..methods.models import PAPER
 from .report import describe_cv
 from .runs import Run, run_all
 from .sweep import select_layer, select_stack
-from .training import TrainConfig
+from .fit import TrainConfig
 
 BENCH_METHODS = ("probex", "mvprobe", "dense", "ridge", "statnn")
 BEGIN, END = "<!-- hf-probex bench: begin -->", "<!-- hf-probex bench: end -->"

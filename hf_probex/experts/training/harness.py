@@ -33,7 +33,7 @@ from .evaluation import concept_metrics, kfold, label_matrix, mean_se, multilabe
 from ..hub import Expert
 from ..methods.models import METHODS
 from ..methods.shaping import layer_shapes, load_matrices, root_matrix
-from .training import TrainConfig, train
+from .fit import TrainConfig, train
 
 
 #: The default expert of each task, from the benchmark (docs/benchmarks.md): for class subsets, ridge on
@@ -245,7 +245,7 @@ def _open_calibration(data: LayerData, seen: np.ndarray, held: np.ndarray, group
     in-vocabulary models (`seen`, [n, V_open]) and every fold's decisions on the held-out models (`held`,
     [folds * n_held, V_open]: each from an expert that never saw those concepts), the threshold holding within
     each recipe family and on the held-out concepts as a group (`calibration.fit_calibration`)."""
-    from ..calibration.calibration import fit_calibration
+    from ..calibration.confidence import fit_calibration
 
     repeats = len(held) // len(data.holdout_y)
     y = np.concatenate([data.y, len(data.vocabulary) + np.tile(data.holdout_y, repeats)])
@@ -335,7 +335,7 @@ def _subset_calibrations(calibrate: Callable[[list[np.ndarray]], dict], modules:
     every proper subset of them (`calibration.Calibration.for_modules`)."""
     from itertools import combinations
 
-    from ..calibration.calibration import subset_key
+    from ..calibration.confidence import subset_key
 
     k = modules[0].shape[1]
     subsets = {subset_key(kept): calibrate([m[:, list(kept)].mean(axis=1) for m in modules])
@@ -502,7 +502,7 @@ def _read_heads_too(expert: Expert, data: LayerData, predictions: np.ndarray, gr
     that calibration, fitted without each recipe family, held on it (`calibration.holds_out_of_family`). The
     models of unseen classes (`unseen`: their predictions, `unseen_folds`) check its threshold as they check the
     hidden layers' one, their rows read by the same folds' readers."""
-    from ..calibration.calibration import fit_calibration, holds_out_of_family
+    from ..calibration.confidence import fit_calibration, holds_out_of_family
     from ..calibration.head_rows import RowReader, find_head_layer, out_of_fold_scores, read_heads
 
     found = find_head_layer(data.records, [layer_shapes(r.path, r.kind, r.base) for r in data.records]) if data.records else None
@@ -542,7 +542,7 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
     examples of its classes `data` has (a text tree's) ship with it (`Expert.examples`).
     Returns (expert, CV report or None).
     """
-    from ..calibration.calibration import fit_calibration
+    from ..calibration.confidence import fit_calibration
     from ..calibration.lineage import fit_lineage
     from ..calibration.routes import fit_lora_modules, fit_routing
 

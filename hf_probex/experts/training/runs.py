@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ...weightsets import WeightSet
-from .training import TrainConfig
+from .fit import TrainConfig
 
 
 @dataclass(frozen=True)

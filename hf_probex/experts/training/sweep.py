@@ -13,7 +13,7 @@ from pathlib import Path
 from ...weightsets import WeightSet
 from ..methods.models import METHODS
 from .runs import Run, run_all
-from .training import TrainConfig
+from .fit import TrainConfig
 
 MAX_STACKED = 4  # layers a stacked expert reads at most
 STACK_CANDIDATES = 8  # the best single layers tried as additions
