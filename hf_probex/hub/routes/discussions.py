@@ -91,12 +91,17 @@ async def comment(kind: str, ns: str, name: str, num: int, request: Request):
     return {"newMessage": event}
 
 
-@router.post("/{num:int}/status")
-async def change_status(kind: str, ns: str, name: str, num: int, request: Request):
+async def _moderated(kind: str, ns: str, name: str, num: int, request: Request) -> tuple[Repos, str, User, dict]:
+    """The thread's repo, id, the caller (the thread's author or a repo owner, with a write token) and the body."""
     repos, repo_id, user, thread = _thread_of(kind, ns, name, num, request)
     user = require_write_token(user)
     _may_moderate(user, ns, thread)
-    body = await read_json(request)
+    return repos, repo_id, user, await read_json(request)
+
+
+@router.post("/{num:int}/status")
+async def change_status(kind: str, ns: str, name: str, num: int, request: Request):
+    repos, repo_id, user, body = await _moderated(kind, ns, name, num, request)
     event = await run_in_threadpool(
         lambda: repos.discussions.change_status(repo_id, num, author=user.name, status=str(body.get("status")),
                                                 comment=body.get("comment")))
@@ -105,10 +110,7 @@ async def change_status(kind: str, ns: str, name: str, num: int, request: Reques
 
 @router.post("/{num:int}/title")
 async def rename(kind: str, ns: str, name: str, num: int, request: Request):
-    repos, repo_id, user, thread = _thread_of(kind, ns, name, num, request)
-    user = require_write_token(user)
-    _may_moderate(user, ns, thread)
-    body = await read_json(request)
+    repos, repo_id, user, body = await _moderated(kind, ns, name, num, request)
     event = await run_in_threadpool(
         lambda: repos.discussions.rename(repo_id, num, author=user.name, title=str(body.get("title") or "")))
     return {"newTitle": event}

@@ -39,6 +39,12 @@ def refs(kind: str, ns: str, name: str, request: Request):
     return data
 
 
+async def _create_ref(repos: Repos, repo_id: str, ref: str, revision: str) -> dict:
+    commit = repos.storage.resolve(repo_id, revision)
+    await run_in_threadpool(repos.storage.create_ref, repo_id, ref, commit.id)
+    return _ref_json(ref, commit.id)
+
+
 @router.post("/api/{kind:hubtype}/{ns:hubseg}/{name:hubseg}/branch/{branch:hubseg}")
 async def create_branch(kind: str, ns: str, name: str, branch: str, request: Request):
     repos, repo_id = _ref_writer(kind, ns, name, request)
@@ -46,9 +52,7 @@ async def create_branch(kind: str, ns: str, name: str, branch: str, request: Req
     starting_point = (await read_json(request)).get("startingPoint") or "main"
     if not isinstance(starting_point, str):
         raise BadRequest("startingPoint must be a revision: a branch, a tag or a commit id")
-    commit = repos.storage.resolve(repo_id, starting_point)
-    await run_in_threadpool(repos.storage.create_ref, repo_id, f"refs/heads/{branch}", commit.id)
-    return _ref_json(f"refs/heads/{branch}", commit.id)
+    return await _create_ref(repos, repo_id, f"refs/heads/{branch}", starting_point)
 
 
 @router.delete("/api/{kind:hubtype}/{ns:hubseg}/{name:hubseg}/branch/{branch:hubseg}")
@@ -65,10 +69,8 @@ async def create_tag(kind: str, ns: str, name: str, revision: str, request: Requ
     if not isinstance(tag, str):
         raise BadRequest("create_tag needs 'tag': the tag's name")
     check_ref_name(tag, "tag")
-    commit = repos.storage.resolve(repo_id, revision)
     # A tag's message is accepted and not kept: git keeps it in a tag object, and no client call reads it.
-    await run_in_threadpool(repos.storage.create_ref, repo_id, f"refs/tags/{tag}", commit.id)
-    return _ref_json(f"refs/tags/{tag}", commit.id)
+    return await _create_ref(repos, repo_id, f"refs/tags/{tag}", revision)
 
 
 @router.delete("/api/{kind:hubtype}/{ns:hubseg}/{name:hubseg}/tag/{tag:hubseg}")
