@@ -1,8 +1,10 @@
-"""The documented flows run as written: docs/scan.md's whole flow on the local Hub, its bash block copied from the page
-and run by bash in an empty folder, so a page cannot drift from what the commands do.
+"""The documented flows run as written: docs/scan.md's whole flow on the local Hub and docs/space.md's "Running it
+locally", each bash block copied from its page and run by bash in an empty folder, so a page cannot drift from what
+the commands do.
 
-Two things differ from a reader's shell, each for the suite's sake and said here: the `tiny` zoo is the session's own
-build of the same command (built once for every test), and the Hub listens on a free port rather than the page's.
+What differs from a reader's shell, each for the suite's sake and said here: the `tiny` zoo is the session's own build
+of the same command (built once for every test), servers listen on a free port rather than the page's, and the
+Space, which the page runs in the foreground, runs in the background while the test asks it for its experts.
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def run_flow(script: str, folder: Path, env: dict[str, str]) -> str:
+def run_flow(script: str, folder: Path) -> str:
     """Run `script` with bash in `folder`, stopping at the first failing command; its background jobs (a Hub) end with
-    it. Returns what it printed (stdout and stderr)."""
+    it. `hf-probex` is this environment's; the caches are the folder's own. Returns what it printed (stdout, stderr)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "HF_PROBEX_CACHE": str(folder / "cache"), "HF_HOME": str(folder / "hf-home")}
     wrapped = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + script
     done = subprocess.run(["bash", "-c", wrapped], cwd=folder, env=env, capture_output=True, text=True,
                           timeout=FLOW_TIMEOUT_S)
@@ -55,9 +59,7 @@ def test_the_whole_flow_on_the_local_hub_runs_as_written(tiny_zoo, tmp_path):
     assert build in script and "8765" in script
     shutil.copytree(tiny_zoo.root, tmp_path / "zoo-tiny")
     script = script.replace(build, "true").replace("8765", str(_free_port()))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "HF_PROBEX_CACHE": str(tmp_path / "cache"), "HF_HOME": str(tmp_path / "hf-home")}
-    printed = run_flow(script, tmp_path, env)
+    printed = run_flow(script, tmp_path)
 
     assert re.search(r"tree probex-zoo-sd/sd-root: 5 members \(5 by cards, 0 by weights.*published to alice/sd-tree-table",
                      printed)
@@ -68,3 +70,22 @@ def test_the_whole_flow_on_the_local_hub_runs_as_written(tiny_zoo, tmp_path):
     assert len(ranked) == 3 and ranked[0] == "probex-zoo-sd/sd-lora-0004"  # the page's query names this LoRA's concept
     assert "10 repos in" in printed and "10 skipped" in printed  # the bot's dry run read the table's ten members
     assert "hf_alice_secret" not in printed  # the token is never printed
+
+
+def test_running_the_space_locally_runs_as_written(tiny_zoo, tmp_path):
+    """docs/space.md's block: the zoo imported, two experts trained and registered, the Space served on the local Hub;
+    the page answers and lists both experts (the block's server, sent to the background here, is stopped after)."""
+    script = shell_block(ROOT / "docs" / "space.md", "## Running it locally")
+    build, serve = "hf-probex zoo build --preset tiny --out zoo-tiny", "hf-probex space --hub-root hub"
+    assert build in script and serve in script
+    shutil.copytree(tiny_zoo.root, tmp_path / "zoo-tiny")
+    port = _free_port()
+    page = f"http://127.0.0.1:{port}"
+    script = script.replace(build, "true").replace(serve, f"{serve} --port {port} &")
+    script += (f"curl -s -o /dev/null --retry 60 --retry-connrefused --retry-delay 2 {page}/config\n"
+               f"{sys.executable} -c \"from gradio_client import Client; "
+               f"print(Client('{page}', verbose=False).predict(api_name='/list_experts')[0])\"\n")
+    printed = run_flow(script, tmp_path)
+
+    assert printed.count("saved to experts/") == 2 and printed.count("registered in") == 2
+    assert "**2** experts for **2** trees (sd, vit)" in printed
