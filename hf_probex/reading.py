@@ -45,7 +45,6 @@ MAX_SMALL_FILE_BYTES = 10_000_000
 INDEX_SUFFIX = ".safetensors.index.json"
 
 
-
 def safe_relpath(name: str, where: str) -> str:
     """`name` as a normalised relative POSIX path; BadFileError if it is absolute or climbs out with `..`.
 

@@ -17,8 +17,8 @@ Importing this package does not import Gradio; `hf_probex.space.app` does.
 """
 
 from .browse_tab import TreeView, browse_tree, tree_drawing
-from .common import DEFAULT_MAX_TREE_MODELS, DEFAULT_MAX_UPLOAD_BYTES, HUB_TIMEOUT_S, PublicNames, SpaceInputError
-from .experts_tab import experts_table, hub_experts, resolve_registry, tree_examples
+from .common import DEFAULT_MAX_TREE_MODELS, DEFAULT_MAX_UPLOAD_BYTES, PublicNames, SpaceInputError
+from .experts_tab import HUB_TIMEOUT_S, experts_table, hub_experts, resolve_registry, tree_examples
 from .infer_tab import FIELD_COLUMNS, InferView, card_markdown, diff_lines, infer, scores_chart
 from .pull_requests import PullRequestView, open_pull_request
 from .search_tab import SearchView, search_loras, zero_shot_roots

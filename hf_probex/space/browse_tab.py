@@ -28,6 +28,7 @@ BROWSED_FIELDS = tuple(name for name in CARD_FIELDS if name != "lineage")
 BROWSE_COLUMNS = {"repo": "repo", "base_model": "base_model", "missing": "fields missing", "n_missing": "how many",
                   "found by": "found by"}
 
+
 @dataclass
 class TreeView:
     """A model tree: `models` (repo, declared base_model, missing fields, how it was found), `coverage` (field,

@@ -9,29 +9,20 @@ import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from ..errors import (
     AccessDeniedError, BadFileError, HubConnectionError, MissingFileError, NoSafetensorsError, ProbexError,
     RepoNotFoundError, RepoNotVisibleError, UnknownArchitectureError,
 )
 from ..experts.registry import ExpertRegistry
-from ..suggestions import CardSuggestion, FieldSuggestion
+from ..suggestions import CardSuggestion
 
 DEFAULT_MAX_UPLOAD_BYTES = 512 * 2**20
 """Uploads above this are refused: a LoRA is megabytes, and a full model is better read from the Hub."""
 DEFAULT_MAX_TREE_MODELS = 500
-#: Candidates one visitor's inference may rank (the CLI takes an expert vocabulary's bound, 100,000): each is embedded,
-#: and a text classifier is run on each class's texts.
-MAX_SPACE_CANDIDATES = 1_000
 """A tree walk reads one card (browse) or one layer (search) per model: bounded so a request ends."""
-HUB_TIMEOUT_S = 3.0
-"""How long the Space waits for the Hub before listing its experts or examples: a Space without network
-must show its page, not retry for 40 s."""
-READ_THREADS = 4  # reading cards and layers is network-bound: a few at once, not more, on a shared Space
 NEVER = "never proposes (no threshold reaches 95 % precision)"
 
-T = TypeVar("T")
 Progress = Callable[[float, str], None]
 """`progress(fraction done, what is happening)`; Gradio's `gr.Progress` is one."""
 
@@ -74,16 +65,6 @@ def _display(value: object, most: int | None = None) -> str:
         return str(value)
     shown = ", ".join(map(str, value[:most]))
     return shown + (f" … (+{len(value) - most} more)" if most is not None and len(value) > most else "")
-
-
-def _value_text(f: FieldSuggestion) -> str:
-    """A field's value for the fields table: classes each with its own confidence where the expert gave one (the
-    field's confidence is the least of them), the surest first."""
-    scores = f.details.get("confidence_by_class") or {}
-    if isinstance(f.value, (list, tuple)) and scores:
-        named = [f"{v} ({_percent(scores[v])})" if v in scores else str(v) for v in f.value]
-        return _display(named, 8)
-    return _display(f.value, 8)
 
 
 def _threshold_text(threshold: float) -> str:

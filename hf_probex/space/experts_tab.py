@@ -9,7 +9,11 @@ from collections.abc import Iterable
 import pandas as pd
 
 from ..experts.registry import ExpertRegistry, load_expert
-from .common import HUB_TIMEOUT_S, PublicNames, _one_line, _threshold_text
+from .common import PublicNames, _one_line, _threshold_text
+
+HUB_TIMEOUT_S = 3.0
+"""How long the Space waits for the Hub before listing its experts or examples: a Space without network
+must show its page, not retry for 40 s."""
 
 
 def hub_experts(*, timeout_s: float = HUB_TIMEOUT_S) -> tuple[ExpertRegistry, str]:

@@ -19,12 +19,26 @@ from ..errors import ProbexError
 from ..experts.registry import ExpertRegistry
 from ..suggestions import INFORMATIVE_FIELDS, ORIGINS, CardSuggestion, FieldSuggestion
 from .common import (
-    DEFAULT_MAX_UPLOAD_BYTES, MAX_SPACE_CANDIDATES, Progress, PublicNames, SpaceInputError, _as_token, _no_progress,
-    _percent, _space_message, _threshold_text, _value_text,
+    DEFAULT_MAX_UPLOAD_BYTES, Progress, PublicNames, SpaceInputError, _as_token, _display, _no_progress, _percent,
+    _space_message, _threshold_text,
 )
 
 if TYPE_CHECKING:
     from ..head_naming import Candidate
+
+#: Candidates one visitor's inference may rank (the CLI takes an expert vocabulary's bound, 100,000): each is embedded,
+#: and a text classifier is run on each class's texts.
+MAX_SPACE_CANDIDATES = 1_000
+
+
+def _value_text(f: FieldSuggestion) -> str:
+    """A field's value for the fields table: classes each with its own confidence where the expert gave one (the
+    field's confidence is the least of them), the surest first."""
+    scores = f.details.get("confidence_by_class") or {}
+    if isinstance(f.value, (list, tuple)) and scores:
+        named = [f"{v} ({_percent(scores[v])})" if v in scores else str(v) for v in f.value]
+        return _display(named, 8)
+    return _display(f.value, 8)
 
 
 def _checked_source(repo_id: str | None, upload: str | os.PathLike | None, max_upload_bytes: int) -> str:

@@ -7,14 +7,17 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import RepoNotFoundError
 from ..experts.registry import ExpertRegistry
-from .common import READ_THREADS, Progress, SpaceInputError, T, _as_token, _hub_api
+from .common import Progress, SpaceInputError, _as_token, _hub_api
 
 if TYPE_CHECKING:
     from ..bot import HubClient
+
+READ_THREADS = 4  # reading cards and layers is network-bound: a few at once, not more, on a shared Space
+T = TypeVar("T")
 
 
 @dataclass
