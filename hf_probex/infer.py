@@ -161,12 +161,15 @@ def _evidence(entry: ExpertEntry, layers: list[str]) -> str:
 def _named_concept(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, threshold: float | None,
                    candidates: Iterable[str] | None) -> tuple[FieldSuggestion | None, str, dict]:
     """A zero-shot expert's concept: the top of the vocabulary it ranks (`experts.vocabulary`: the `candidates`,
-    else its default open vocabulary), its confidence from the margin over the runner-up, calibrated for that
-    vocabulary; the details name the vocabulary, the runner-up and the margin."""
+    else its default open vocabulary), its confidence from the margin over the runner-up and its own cosine,
+    calibrated for that vocabulary; the details name the vocabulary, the runner-up and the margin. Below the
+    threshold, where LoRAs of a concept missing from the list score, a candidate list gets "no candidate fits"."""
     vocabulary = vocabulary_for(expert, candidates)
     predictions = expert.predict(matrix, vocabulary.text)
     present = expert.present_modules(matrix)  # a LoRA may target only some of a fused expert's modules
     calibration = Calibration(**vocabulary.calibration).for_modules(present)
+    if vocabulary.kind == "candidates":
+        calibration = calibration.for_candidates()
     floor = calibration.threshold
     cut = floor if threshold is None else threshold
     order = np.argsort(-predictions[0])
@@ -179,7 +182,8 @@ def _named_concept(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, thres
                "calibrated_threshold": floor, "calibrated_on": vocabulary.calibrated_on,
                "modules_read": [entry.inputs[k][0] for k in present]}
     if value < cut:
-        return None, (f"the best concept of {vocabulary.description}, {concept!r} (runner-up {runner_up!r}, margin "
+        lead = "no candidate fits: the best" if vocabulary.kind == "candidates" else "the best concept"
+        return None, (f"{lead} of {vocabulary.description}, {concept!r} (runner-up {runner_up!r}, margin "
                       f"{margin:.3f}), has confidence {value:.2f}: {_below(cut, threshold is not None)}"), details
     evidence = _evidence(entry, details["modules_read"]) + \
         f", ranking {vocabulary.description}; runner-up {runner_up!r}, margin {margin:.3f}"

@@ -60,6 +60,9 @@ __all__ = ["DEFAULT_TOP_K", "MAX_QUERY_CHARS", "MAX_TOP_K", "SearchError", "Sear
 #: The table columns search reads (the embedding only when building an index).
 _ROW_COLUMNS = ["repo_id", "sha", "family", "labels"]
 _INDEX_FORMAT = 2  # 2: HNSW graphs of degree 32 (vector_index.HNSW_CONNECTIVITY)
+#: LoRAs taken from the index per hit asked for (at least MIN_SHORTLIST), then ranked by their fit to the query.
+SHORTLIST = 10
+MIN_SHORTLIST = 100
 
 
 @dataclass
@@ -85,21 +88,31 @@ class TreeIndex:
     unindexed: int = 0
     _query_cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
-    def query_vector(self, text: str) -> np.ndarray:
-        """`text` as the expert scores it: its text encoder on its prompt, then `search_vectors(text=...)`."""
+    def query_embedding(self, text: str) -> np.ndarray:
+        """`text` as the expert's text encoder embeds it, on the expert's prompt."""
         from .text import encode_texts
 
         text = checked_query(text)
         if text not in self._query_cache:
             config = self.expert.config
-            encoded = encode_texts([config["prompt"].format(text)], config["text_encoder"])
-            self._query_cache[text] = self.expert.search_vectors(text=encoded)[0]
+            self._query_cache[text] = encode_texts([config["prompt"].format(text)], config["text_encoder"])[0]
         return self._query_cache[text]
 
+    def query_vector(self, text: str) -> np.ndarray:
+        """`text` as the expert scores it: `query_embedding`, then `search_vectors(text=...)`."""
+        return self.expert.search_vectors(text=self.query_embedding(text)[None])[0]
+
     def search(self, text: str, top_k: int = DEFAULT_TOP_K) -> list[SearchHit]:
-        """The `top_k` LoRAs whose weights match `text` best, best first."""
+        """The `top_k` LoRAs whose weights match `text` best, best first: the index's nearest LoRAs by cosine,
+        `SHORTLIST` per hit, ranked by how much better the query fits each than any other concept the expert knows
+        (`experts.vocabulary.query_fit`, the hit's score)."""
+        from .experts.vocabulary import query_fit
+
         checked_top_k(top_k)
-        found, scores = self.index.search(self.query_vector(text), top_k)
+        shortlist, _ = self.index.search(self.query_vector(text), max(SHORTLIST * top_k, MIN_SHORTLIST))
+        fit = query_fit(self.expert, np.asarray(self.index.vectors)[shortlist], self.query_embedding(text))
+        best = np.argsort(-fit, kind="stable")[:top_k]
+        found, scores = shortlist[best], fit[best]
         rows = self.rows.take(found).to_pylist() if len(found) else []
         return [SearchHit(row["repo_id"], float(score), tuple(Label(**label) for label in row["labels"] or []),
                           row["sha"], row["family"]) for row, score in zip(rows, scores)]

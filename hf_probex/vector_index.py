@@ -54,6 +54,7 @@ class VectorIndex(Protocol):
     """What search needs from an index (see the module docstring)."""
 
     kind: str
+    vectors: np.ndarray  # [rows, width] float32, in row order (memory-mapped once saved: rows read as taken)
 
     def __len__(self) -> int: ...
 

@@ -15,18 +15,22 @@ SEEN = ["dog", "cat", "car", "airplane", "apple", "guitar", "mountain", "river",
 HELD = ["bicycle", "castle", "violin", "banana"]
 
 
-def write_planted_loras(root, module: str = "blk.to_q", *others: str) -> None:
+def write_planted_loras(root, module: str = "blk.to_q", *others: str, noise: float = 0.3, seen: list[str] = SEEN,
+                        held: list[str] = HELD, learnable: bool = False) -> None:
     """Model-J SD layout: each LoRA's update B @ A of `module` (and of each of `others`) is a fixed linear image of
-    its concept's text embedding (one image per module), plus noise.
+    its concept's text embedding (one image per module), plus noise (`noise` times a standard normal).
 
     A linear map from weights back to text then exists for every concept, so an expert that learns it on
     the seen concepts also ranks held-out concepts it never trained on.
     """
     rng = np.random.default_rng(0)
     images = {name: rng.normal(size=(64, 384)).astype(np.float32) for name in (module, *others)}
-    embeddings = dict(zip(SEEN + HELD, encode_texts(SEEN + HELD)))
+    embeddings = dict(zip(seen + held, encode_texts(seen + held)))
+    if learnable:  # a held-out concept's image is that of its text's part in the span of the seen concepts' texts
+        basis = np.linalg.qr(np.stack([embeddings[c] for c in seen]).T)[0]
+        embeddings |= {c: basis @ (basis.T @ embeddings[c]) for c in held}
     idx = 0
-    for split, concepts, per_concept in (("train", SEEN, 6), ("val_holdout", HELD, 3)):
+    for split, concepts, per_concept in (("train", seen, 6), ("val_holdout", held, 3)):
         for concept in concepts:
             for _ in range(per_concept):
                 folder = root / split / f"model_idx_{idx:04d}"
@@ -34,7 +38,7 @@ def write_planted_loras(root, module: str = "blk.to_q", *others: str) -> None:
                 idx += 1
                 tensors = {}
                 for name, image in images.items():
-                    update = (image @ embeddings[concept]).reshape(8, 8) + 0.3 * rng.normal(size=(8, 8))
+                    update = (image @ embeddings[concept]).reshape(8, 8) + noise * rng.normal(size=(8, 8))
                     tensors |= {f"{name}.lora.down.weight": np.eye(8, dtype=np.float32),
                                 f"{name}.lora.up.weight": update.astype(np.float32)}
                 save_file(tensors, str(folder / "pytorch_lora_weights.safetensors"),

@@ -33,12 +33,61 @@ def planted(tmp_path_factory):
     return {"expert": expert, "folder": folder, "held": sorted((root / "val_holdout").iterdir())}
 
 
+#: 40 concepts to train on: enough for ridge's map from weights to text to reach concepts it never trained on
+MANY = SEEN + ("horse train boat flower tree house bird fish clock lamp shoe hat cake bread cheese piano drum trumpet "
+               "lion tiger bear rabbit snake frog moon sun cloud bridge tower church").split()
+NEW = ["bicycle", "castle", "violin", "banana", "wolf", "rose"]
+
+
+@pytest.fixture(scope="module")
+def learnable(tmp_path_factory):
+    """Planted LoRAs of 40 concepts and of 6 held-out ones whose weights the seen concepts' map reaches (`learnable`),
+    and their expert, trained as `hf-probex train` trains it."""
+    root = tmp_path_factory.mktemp("sd-many") / "SD_toy"
+    write_planted_loras(root, MODULE, seen=MANY, held=NEW, learnable=True)
+    data = replace(load_layer_data(root, "SD_toy", MODULE), root_id=ROOT)
+    expert, _ = train_expert(data, "ridge", folds=3)
+    folder = tmp_path_factory.mktemp("expert-many")
+    expert.save_pretrained(folder)
+    return {"folder": folder, "seen": sorted((root / "train").iterdir())[::6], "held": sorted((root / "val_holdout").iterdir())}
+
+
+def _truth(folder) -> str:
+    return read_metadata(folder / "pytorch_lora_weights.safetensors")["imagenet_class_id"]
+
+
 def test_the_expert_ships_an_open_vocabulary_calibrated_on_held_out_concepts(planted):
     expert = planted["expert"]
     assert expert.open_vocabulary == sorted(SEEN) + sorted(HELD) and expert.open_text.shape == (14, 384)
-    assert expert.open_calibration["groups"] == 2  # in vocabulary, and held-out concepts (HELD_OUT_CONCEPTS)
-    assert expert.open_calibration["decisions"] == 60 + 3 * 12  # every fold's expert on the 12 held-out LoRAs
+    calibration = expert.open_calibration
+    assert calibration["groups"] == 2  # in vocabulary, and held-out concepts (HELD_OUT_CONCEPTS)
+    assert calibration["decisions"] == 60 + 3 * 12  # every fold's expert on the 12 held-out LoRAs (no families known)
+    assert calibration["unseen_models"] == 96 and calibration["fit"] > 0  # each again with its concept withheld
+    # a candidate list's own calibration: the same LoRAs among short lists, and those read by experts that never
+    # trained on their concept (10 concepts in 3 groups: every training LoRA once)
+    assert calibration["lists"]["decisions"] == 96 + 60 and calibration["lists"]["unseen_models"] == 156
     assert HELD_OUT_CONCEPTS == "held-out concepts"
+
+
+def test_a_lora_whose_concept_is_not_among_the_candidates_gets_no_candidate_fits(learnable):
+    abstained = []
+    for folder in learnable["seen"]:  # LoRAs of concepts the expert trained on; the candidates are others
+        result = infer_card(folder, experts=[learnable["folder"]], candidates=NEW)
+        assert "trained_on" not in result.fields, (_truth(folder), result.fields["trained_on"])
+        abstained.append(result.abstained["trained_on"])
+        named = infer_card(folder, experts=[learnable["folder"]])  # its own concept listed (the default vocabulary)
+        assert named.fields["trained_on"].value == _truth(folder)
+    assert len(abstained) == 40 and all(why.startswith("no candidate fits: the best of the candidates vocabulary (6 "
+                                                       "concepts") for why in abstained), abstained[0]
+
+
+def test_a_held_out_concept_among_the_candidates_is_still_named(learnable):
+    named = {}
+    for folder in learnable["held"]:  # 18 LoRAs of 6 concepts the expert never trained on
+        result = infer_card(folder, experts=[learnable["folder"]], candidates=NEW)
+        if "trained_on" in result.fields:
+            named[folder.name] = (result.fields["trained_on"].value, _truth(folder))
+    assert len(named) >= 4 and all(value == truth for value, truth in named.values()), named
 
 
 def test_a_held_out_concept_is_named_when_it_is_among_the_candidates(planted):
@@ -46,8 +95,7 @@ def test_a_held_out_concept_is_named_when_it_is_among_the_candidates(planted):
     for folder in planted["held"]:
         result = infer_card(folder, experts=[planted["folder"]], candidates=HELD + ["a concept nobody trained"],
                             min_confidence=0.0)
-        truth = read_metadata(folder / "pytorch_lora_weights.safetensors")["imagenet_class_id"]
-        named[folder.name] = (result.fields["trained_on"].value, truth)
+        named[folder.name] = (result.fields["trained_on"].value, _truth(folder))
         details = result.details["trained_on"]
         assert details["vocabulary"].startswith("the candidates vocabulary (5 concepts")
         assert details["runner_up"] != result.fields["trained_on"].value and details["margin"] >= 0

@@ -133,7 +133,7 @@ def test_a_lora_is_ranked_against_the_candidate_concepts_typed(client, space_wor
     out = _infer(client, upload=handle_file(str(space_world.lora_file)), min_confidence=0.05,
                  candidates="a giraffe on stilts\na watercolour city, a thick eight")
     assert "the candidates vocabulary (3 concepts" in out["summary"]
-    assert re.search(r"the best concept of the candidates vocabulary \(3 concepts[^)]*\), '(a giraffe on stilts|a "
+    assert re.search(r"no candidate fits: the best of the candidates vocabulary \(3 concepts[^)]*\), '(a giraffe on stilts|a "
                      r"watercolour city|a thick eight)'", out["summary"])
     assert "candidates: the candidate list is empty" in _error(
         lambda: _infer(client, upload=handle_file(str(space_world.lora_file)), candidates=" ,\n,"))

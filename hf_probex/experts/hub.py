@@ -492,7 +492,16 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
 
     def predict_files(self, paths: list[str | Path], text: np.ndarray | None = None) -> np.ndarray:
         """`predict` on weight files (safetensors of models of this tree, or their LoRA files): reads and
-        shapes this expert's layer as in training.
+        shapes this expert's layer as in training (`read_files`).
+
+        Raises:
+            ValueError: a file lacks the layer, shapes it otherwise, or holds NaN/inf.
+        """
+        return self.predict(self.read_files(paths), text)
+
+    def read_files(self, paths: list[str | Path]) -> np.ndarray:
+        """The inputs this expert reads from weight files (its layers, shaped as in training), for `predict` or
+        `search_vectors`.
 
         Raises:
             ValueError: a file lacks the layer, shapes it otherwise, or holds NaN/inf.
@@ -500,7 +509,7 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         kind = "lora" if self._config["adapter"] == "lora" else "classifier"
         records = [WeightRecord(self._config["tree"], str(p), None, (), Path(p), kind) for p in paths]
         parts = [load_matrices(records, name, self._config["conv_layout"])[0] for name, _ in self._config["inputs"]]
-        return self.predict(parts[0] if len(parts) == 1 else stack_inputs(parts), text)
+        return parts[0] if len(parts) == 1 else stack_inputs(parts)
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download: bool, local_files_only: bool,

@@ -9,12 +9,17 @@ scored. Three vocabularies, first that applies:
   weight set names, `Expert.open_vocabulary`);
 - `training`: the concepts it was trained on (experts saved before open vocabularies).
 
-The confidence of the top concept is its margin over the runner-up (`calibration`), calibrated for the
-vocabulary it is read against: the default vocabulary's calibration was fitted on out-of-fold decisions of
-both in-vocabulary LoRAs and LoRAs of held-out concepts, the threshold holding on each
-(`harness.train_expert`). A caller's list is read with that calibration too (its margins are comparable where
-the list is no denser in near-synonyms than the default); an expert without it never proposes from a vocabulary
-other than its training one, except at a minimum confidence the caller asks for.
+The confidence of the top concept is its margin over the runner-up and its own cosine (`calibration`),
+calibrated for the vocabulary it is read against: the default vocabulary's calibration was fitted on out-of-fold
+decisions of both in-vocabulary LoRAs and LoRAs of held-out concepts (each read by an expert that saw neither its
+concept nor its recipe family), the threshold holding on each (`harness.train_expert`), and on the same LoRAs
+with their concept withheld from the list: at most 5 % of those may get a concept, so a LoRA of a concept no
+list holds gets "none of these".
+
+A caller's list is read with the open calibration too: the best cosine is a score of its own, so a list that
+lacks the LoRA's concept gets "no candidate fits" rather than its nearest wrong concept. An expert without an open
+calibration never proposes from a vocabulary other than its training one, except at a minimum confidence the
+caller asks for.
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ from .hub import MAX_VOCABULARY, Expert
 
 #: A calibrated threshold above every confidence: the expert never proposes at its own threshold.
 NEVER = 1.01
+#: How much a model's best cosine with another known concept counts against its cosine with a query (`query_fit`):
+#: on the bench sd tree 0.5 and 1 both put a LoRA of each held-out concept in the top 5 (raw cosine: 10 of 12), and
+#: on the tiny zoo's near-signal-free expert 0.5 keeps what the raw cosine finds, 1 does not (docs/benchmarks.md).
+RIVAL_WEIGHT = 0.5
+#: Text cosine at or above which a concept the expert knows says the same as a query ("a rotated 8" and
+#: "a rotated eight": 0.97 with all-MiniLM-L6-v2; "a rotated nine": 0.87), so it is not a rival (`query_fit`).
+SAME_CONCEPT = 0.93
 
 
 @dataclass(frozen=True)
@@ -90,9 +102,45 @@ def vocabulary_for(expert: Expert, candidates=None) -> Vocabulary:
                       "the training concepts' out-of-fold decisions")
 
 
+def _not_said_by(query: np.ndarray, known_text: np.ndarray) -> np.ndarray:
+    """Indices of the known concepts (text embeddings `known_text`) that do not say the same as `query`
+    (`SAME_CONCEPT`)."""
+    def unit(x: np.ndarray) -> np.ndarray:
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    said = unit(np.asarray(known_text, dtype=np.float64)) @ unit(np.asarray(query, dtype=np.float64)[None])[0]
+    return np.flatnonzero(said < SAME_CONCEPT)
+
+
 def _open_calibration(expert: Expert) -> tuple[dict, str]:
     if expert.open_calibration:
-        return expert.open_calibration, "out-of-fold decisions on in-vocabulary LoRAs and LoRAs of held-out concepts"
+        return expert.open_calibration, ("out-of-fold decisions on in-vocabulary LoRAs and on LoRAs of concepts the "
+                                         "expert never trained on, and on both with their concept withheld")
     never = {**expert.calibration, "threshold": NEVER,  # for every subset of a fused expert's modules too
              "subsets": {key: {**sub, "threshold": NEVER} for key, sub in expert.calibration.get("subsets", {}).items()}}
     return never, "the training concepts only (no held-out concepts to calibrate on): proposes only at a minimum asked for"
+
+
+def known_concepts(expert: Expert) -> tuple[list[str], np.ndarray]:
+    """The concepts an expert knows (names, text embeddings): its default open vocabulary, else its training one."""
+    if expert.open_vocabulary:
+        return expert.open_vocabulary, expert.open_text.numpy()
+    return expert.vocabulary, expert.concept_text.numpy()
+
+
+def query_fit(expert: Expert, vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """How much better a text query fits each model than the concepts the expert knows do: the model's cosine with
+    the query minus `RIVAL_WEIGHT` times its best cosine with a known concept that says something else
+    (`SAME_CONCEPT`) [n].
+
+    `vectors` are models' `Expert.search_vectors`, `query` the text encoder's embedding of the query (prompt
+    applied). A raw cosine ranks LoRAs of a trained concept next to the query's above LoRAs of the query's own
+    concept when the expert never trained on it (it maps LoRAs of concepts it trained on more surely); measured
+    against what else each LoRA could be, a LoRA of the query's concept comes first.
+    """
+    text = known_concepts(expert)[1]
+    beside = _not_said_by(query, text)
+    scores = np.asarray(vectors) @ expert.search_vectors(text=np.asarray(query)[None])[0]
+    if not len(beside):
+        return scores
+    return scores - RIVAL_WEIGHT * (np.asarray(vectors) @ expert.search_vectors(text=text[beside]).T).max(axis=1)

@@ -1,6 +1,6 @@
 """The "Search LoRAs by text" tab: the tree's zero-shot expert embeds the query with its text encoder and ranks the
-tree's LoRAs by cosine similarity, from the tree's table when it has one (`hf_probex.search`: a cached vector
-index, no LoRA read), else by reading every LoRA's layers."""
+tree's LoRAs by how well the query fits them (`experts.vocabulary.query_fit`), from the tree's table when it has
+one (`hf_probex.search`: a cached vector index, no LoRA read), else by reading every LoRA's layers."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from ..errors import ProbexError
 from ..experts.registry import ExpertEntry, ExpertRegistry, load_expert
 from .common import DEFAULT_MAX_TREE_MODELS, Progress, PublicNames, SpaceInputError, _as_token, _no_progress, _one_line, _space_message
 from .tree_walk import found_by_text, in_parallel, walk
+
+#: How both searches rank (`experts.vocabulary.query_fit`), for the summary.
+RANKED_BY = "how much better the query fits each than the other concepts the expert knows"
 
 
 @dataclass
@@ -66,8 +69,9 @@ def search_loras(root: str, query: str, *, registry: ExpertRegistry, token: str 
     Hub) made with this expert, the LoRAs are ranked from its vectors through the cached index (`hf_probex.search`)
     and no LoRA is read; otherwise the expert reads its layers (of an expert that fuses modules, those a LoRA has)
     of every LoRA in the tree (those whose card names a base_model in it, then those of `authors` routed into it,
-    then `members`, as in `browse_tree`) and scores each by cosine similarity in its weight-text space. The summary
-    says which of the two answered (and why not the table, when one was found but could not be used).
+    then `members`, as in `browse_tree`) and scores each by how well the query fits it
+    (`experts.vocabulary.query_fit`). The summary says which of the two answered (and why not the table, when one
+    was found but could not be used).
 
     Raises:
         SpaceInputError: an empty query, a tree without a zero-shot expert, an unknown root.
@@ -112,7 +116,7 @@ def _search_table(root: str, query: str, entry: ExpertEntry, registry: ExpertReg
     config = index.expert.config
     source = (f"the tree table {index.table.location}@{index.table.commit[:8]}" if index.table.commit
               else "this Space's tree table")
-    summary = (f"### “{query}” in the tree of {root}\n\n**{len(index.index)}** LoRAs ranked by cosine similarity "
+    summary = (f"### “{query}” in the tree of {root}\n\n**{len(index.index)}** LoRAs ranked by {RANKED_BY} "
                f"from {source} ({index.index.kind} index; no LoRA read now) with {index.entry.public_name} "
                f"({index.entry.method}, layer `{index.entry.layer}`, text encoder {config['text_encoder']}, prompt "
                f"“{config['prompt']}”)")
@@ -126,6 +130,7 @@ def _search_layers(root: str, query: str, entry: ExpertEntry, registry: ExpertRe
                    warnings: list[str]) -> SearchView:
     """The search answered by reading every LoRA's layers now (a tree without a usable table)."""
     from ..adapters import detect
+    from ..experts.vocabulary import query_fit
     from ..reading import open_source
     from ..text import encode_texts
 
@@ -151,13 +156,14 @@ def _search_layers(root: str, query: str, entry: ExpertEntry, registry: ExpertRe
     if skipped:
         warnings.append(f"{len(skipped)} models were not ranked (not LoRAs of this tree's format), "
                         f"e.g. {skipped[0][0]}: {skipped[0][1]}")
-    scores = expert.predict(np.concatenate([m for _, m, _ in found]), text)[:, 0] if found else np.zeros(0)
+    scores = query_fit(expert, expert.search_vectors(np.concatenate([m for _, m, _ in found])), text[0]) if found \
+        else np.zeros(0)
     order = np.argsort(-scores, kind="stable")[: max(1, top_k)]
     ranking = pd.DataFrame({"rank": np.arange(1, len(order) + 1), "repo": [found[i][0] for i in order],
                             "score": [round(float(scores[i]), 4) for i in order],
                             "card says": [found[i][2] or "(nothing)" for i in order]},
                            columns=["rank", "repo", "score", "card says"])
-    summary = (f"### “{query}” in the tree of {root.strip()}\n\n**{len(found)}** LoRAs ranked by cosine similarity "
+    summary = (f"### “{query}” in the tree of {root.strip()}\n\n**{len(found)}** LoRAs ranked by {RANKED_BY} "
                f"({found_by_text(tree)}; no tree table: every LoRA's layers read now) with {entry.public_name} "
                f"({entry.method}, layer `{entry.layer}`, text encoder {config['text_encoder']}, prompt "
                f"“{config['prompt']}”)" + "".join(f"\n\n> ⚠ {w}" for w in warnings))

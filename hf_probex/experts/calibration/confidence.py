@@ -15,7 +15,11 @@ score per decision:
   per-label centring is what lets the small zoo's expert propose at all (1.5 % recall at 95 % out of
   family, none without it), at a cost on the bench ResNet tree (2.5 % instead of 3.0 %);
 - concepts: the top-1 concept of each model is one decision; its score is the margin between the
-  best and second-best cosine.
+  best and second-best cosine. Where the calibration also knows what LoRAs of concepts missing from the list
+  score (`unseen`: each decision again with its true concept withheld, `withheld_concepts`), the best cosine
+  itself is a second score (`fit`, its weight: how well the best concept fits at all, which a margin between
+  two wrong concepts does not say), and the threshold also keeps at most 1 - target of those LoRAs proposed:
+  the expert says "none of these" rather than name the nearest wrong concept.
 
 An expert that also reads the classification head as a set of rows (`head_rows`) has a second score per
 decision, the row score of the label; the two are calibrated jointly (a logistic regression on both,
@@ -76,6 +80,8 @@ class Calibration:
     unseen_models: int = 0  # models trained on classes outside the vocabulary the threshold was checked on
     unseen_proposed: float = 0.0  # the share of them that get a class at the threshold
     vocabulary_threshold: float | None = None  # the threshold the vocabulary's models alone would allow
+    fit: float = 0.0  # concepts: the weight of the best concept's own cosine beside the margin (0: margin alone)
+    lists: dict = field(default_factory=dict)  # concepts: the calibration of a caller's short candidate list
 
     @property
     def limited_by_unseen(self) -> bool:
@@ -101,6 +107,11 @@ class Calibration:
             raise ValueError(f"no calibration for the modules {key} of this expert: train it again")
         return Calibration(**self.subsets[key])
 
+    def for_candidates(self) -> "Calibration":
+        """The calibration of a ranking among a caller's candidates: `lists` (fitted on short lists drawn from the
+        calibration's own decisions) where there is one, else this one."""
+        return Calibration(**self.lists) if self.lists else self
+
     def scores(self, task: str, predictions: np.ndarray) -> np.ndarray:
         """The calibrated score of each decision (see the module docstring): [n, n_labels] or [n]."""
         predictions = np.asarray(predictions, dtype=np.float64)
@@ -109,21 +120,27 @@ class Calibration:
         top2 = np.sort(predictions, axis=1)[:, -2:] if predictions.shape[1] > 1 else np.pad(predictions, ((0, 0), (1, 0)))
         return top2[:, 1] - top2[:, 0]
 
-    def confidence(self, scores: np.ndarray, head_scores: np.ndarray | None = None) -> np.ndarray:
+    def confidence(self, scores: np.ndarray, head_scores: np.ndarray | None = None,
+                   best: np.ndarray | None = None) -> np.ndarray:
+        """sigmoid(a * score + b + head * row score + fit * best cosine), the last two where given."""
         z = self.a * np.asarray(scores, dtype=np.float64) + self.b
         if head_scores is not None:
             z = z + self.head * np.asarray(head_scores, dtype=np.float64)
+        if best is not None:
+            z = z + self.fit * np.asarray(best, dtype=np.float64)
         return 1.0 / (1.0 + np.exp(-z))
 
     def confidences(self, task: str, predictions: np.ndarray, head_scores: np.ndarray | None = None) -> np.ndarray:
-        """The calibrated confidence of each decision of `predictions` (and their row scores, for a joint calibration)."""
-        return self.confidence(self.scores(task, predictions), head_scores)
+        """The calibrated confidence of each decision of `predictions` (and their row scores, for a joint calibration;
+        a concept's best cosine where `fit` weighs it)."""
+        best = np.asarray(predictions, dtype=np.float64).max(axis=1) if task != "multilabel" and self.fit else None
+        return self.confidence(self.scores(task, predictions), head_scores, best)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-_NUMBERS = ("a", "b", "threshold", "precision_target", "oof_precision", "oof_recall", "head", "unseen_proposed")
+_NUMBERS = ("a", "b", "threshold", "precision_target", "oof_precision", "oof_recall", "head", "unseen_proposed", "fit")
 _COUNTS = ("decisions", "groups", "modules", "unseen_models")
 _SUBSET = re.compile(r"\d{1,2}(,\d{1,2}){0,15}")
 
@@ -135,7 +152,8 @@ def _number(value: object, nan: bool = False) -> bool:
 def calibration_ok(value: object, labels: int | None, nested: bool = True) -> bool:
     """Whether `value` is a calibration hf_probex can apply (`Calibration.to_dict()`'s keys, finite numbers, counts,
     `label_mean` with one finite number per label where `labels` says how many, `subsets` of module indices each a
-    calibration without subsets of its own). An expert's config comes from anywhere: checked before it is used."""
+    calibration without subsets of its own, `lists` one without subsets or lists). An expert's config comes from
+    anywhere: checked before it is used."""
     if not isinstance(value, dict) or not {"a", "b", "threshold"} <= set(value) <= set(Calibration.__dataclass_fields__):
         return False
     numbers_ok = all(_number(value[k], nan=k == "oof_precision") for k in _NUMBERS if k in value)
@@ -146,12 +164,23 @@ def calibration_ok(value: object, labels: int | None, nested: bool = True) -> bo
     subsets = value.get("subsets", {})
     subsets_ok = isinstance(subsets, dict) and (nested or not subsets) and len(subsets) <= 2**16 and all(
         isinstance(k, str) and _SUBSET.fullmatch(k) and calibration_ok(v, labels, nested=False) for k, v in subsets.items())
-    return numbers_ok and counts_ok and means_ok and vocabulary_ok and subsets_ok
+    lists = value.get("lists", {})
+    lists_ok = lists == {} or (isinstance(lists, dict) and not lists.get("lists") and not lists.get("subsets")
+                               and calibration_ok(lists, labels, nested=False))
+    return numbers_ok and counts_ok and means_ok and vocabulary_ok and subsets_ok and lists_ok
 
 
 def subset_key(present: tuple[int, ...]) -> str:
     """How `Calibration.subsets` names a subset of a fused expert's modules: "0,2"."""
     return ",".join(str(k) for k in sorted(present))
+
+
+def withheld_concepts(predictions: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each concept decision again as if its model's concept were missing from the list: its cosines [n, C] without the
+    true concept's (`y`), [n, C - 1]. What a LoRA of a concept nobody listed scores, for `fit_calibration(unseen=)`."""
+    predictions = np.asarray(predictions, dtype=np.float64)
+    keep = np.arange(predictions.shape[1])[None, :] != np.asarray(y)[:, None]
+    return predictions[keep].reshape(len(predictions), -1)
 
 
 def decision_outcomes(task: str, predictions: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -191,6 +220,10 @@ def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray, groups: n
     per_decision = None if groups is None else np.repeat(np.asarray(groups), truth.size // len(groups))
     head = None if head_scores is None else np.asarray(head_scores, dtype=np.float64).ravel()
     unseen_scores = None if unseen is None or not len(unseen) else scoring.scores(task, unseen)
+    if task != "multilabel" and unseen_scores is not None:  # concepts missing from the list: the best cosine says so
+        return fit_decisions(scores, truth, per_decision, precision_target, min_support, predictions.max(axis=1),
+                             unseen_scores=unseen_scores, unseen_head_scores=np.asarray(unseen).max(axis=1),
+                             second="fit", **stats)
     return fit_decisions(scores, truth, per_decision, precision_target, min_support, head, unseen_scores=unseen_scores,
                          unseen_head_scores=unseen_head_scores, unseen_truth=unseen_y, **stats)
 
@@ -199,7 +232,7 @@ def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | No
                   precision_target: float = PRECISION_TARGET, min_support: int = MIN_SUPPORT,
                   head_scores: np.ndarray | None = None, unseen_scores: np.ndarray | None = None,
                   unseen_head_scores: np.ndarray | None = None, unseen_truth: np.ndarray | None = None,
-                  **stats) -> Calibration:
+                  second: str = "head", **stats) -> Calibration:
     """Fit Platt scaling and the precision threshold on one score per decision (`scores`, and `head_scores` when the
     confidence reads a second score jointly) and whether each decision is true (`truth`).
 
@@ -215,6 +248,9 @@ def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | No
     keeps the level the other decisions alone allow, `unseen_proposed` the share of those models given a wrong
     class at the threshold).
 
+    `second` names what the second score is: "head" (a class's row score) or "fit" (a concept's best cosine, whose
+    calibration also learns from the `unseen` decisions, all wrong, how low a concept missing from the list scores).
+
     When the decisions are all true (or all false) there is no score to fit: every decision then gets the
     out-of-fold precision as its confidence (clipped to [0.001, 0.999]).
     """
@@ -223,14 +259,18 @@ def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | No
     scores, truth = np.asarray(scores, dtype=np.float64).ravel(), np.asarray(truth, dtype=bool).ravel()
     head = None if head_scores is None else np.asarray(head_scores, dtype=np.float64).ravel()
     inputs = scores[:, None] if head is None else np.stack([scores, head], axis=1)
+    targets = truth
+    if second == "fit" and unseen_scores is not None and len(unseen_scores):
+        inputs = np.concatenate([inputs, np.stack([np.ravel(unseen_scores), np.ravel(unseen_head_scores)], axis=1)])
+        targets = np.concatenate([truth, np.zeros(np.size(unseen_scores), dtype=bool)])
     weight = 0.0
-    if truth.all() or not truth.any():
+    if targets.all() or not targets.any():
         a, b = 0.0, float(_logits(np.array([truth.mean()]).clip(0.001, 0.999))[0])
     else:
-        platt = LogisticRegression().fit(inputs, truth)
+        platt = LogisticRegression().fit(inputs, targets)
         a, b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
         weight = float(platt.coef_[0, 1]) if head is not None else 0.0
-    stats["head"] = weight
+    stats[second] = weight
     confidence = Calibration(a, b, 0.0, 0.0, 0.0, 0.0, 0, head=weight).confidence(scores, head)
     precision, count = _precision_above(confidence, confidence, truth)
     valid = (precision >= precision_target) & (count >= min_support)

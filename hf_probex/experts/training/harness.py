@@ -64,7 +64,7 @@ class LayerData:
     prompt: str = "{}"
     text: np.ndarray | None = None  # [len(vocabulary), text_dim]
     holdout_x: np.ndarray | None = None  # zeroshot: LoRAs of held-out concepts; multilabel: models of unseen classes
-    holdout_records: list[WeightRecord] = field(default_factory=list)  # multilabel: the models of `holdout_x`
+    holdout_records: list[WeightRecord] = field(default_factory=list)  # the models of `holdout_x`
     holdout_y: np.ndarray | None = None
     holdout_vocabulary: list[str] = field(default_factory=list)
     holdout_text: np.ndarray | None = None
@@ -219,7 +219,7 @@ def _load_one(weights: WeightSet, tree: str, layer: str, *, conv_layout: str, te
     named = set(vocabulary) | {r.labels[0] for r in held}
     data.other_concepts = sorted(set(weights.vocabularies.get(tree, [])) - named)  # e.g. the test split's held-out ones
     if held:
-        data.holdout_x = load_matrices(held, layer, conv_layout)[0]
+        data.holdout_x, data.holdout_records = load_matrices(held, layer, conv_layout)[0], held
         data.holdout_vocabulary = sorted({r.labels[0] for r in held})
         data.holdout_y = np.array([data.holdout_vocabulary.index(r.labels[0]) for r in held])
         data.holdout_text = _encode(data.holdout_vocabulary, text_encoder, prompt)
@@ -238,20 +238,95 @@ def open_vocabulary(data: LayerData) -> tuple[list[str], np.ndarray]:
 
 #: The group of held-out concepts' decisions in the open calibration: the threshold must hold on them too.
 HELD_OUT_CONCEPTS = "held-out concepts"
+#: How many groups a zero-shot tree's training concepts are split into for `concepts_out`.
+CONCEPT_FOLDS = 3
 
 
-def _open_calibration(data: LayerData, seen: np.ndarray, held: np.ndarray, groups: np.ndarray | None) -> dict:
+def _without_concepts(data: LayerData, kept: np.ndarray) -> tuple[LayerData, np.ndarray]:
+    """`data` restricted to the LoRAs of the concepts `kept` (indices into its vocabulary), its vocabulary too; and
+    the indices of those LoRAs in `data`."""
+    idx = np.flatnonzero(np.isin(data.y, kept))
+    remap = {int(k): i for i, k in enumerate(kept)}
+    return replace(data, x=data.x[idx], y=np.array([remap[int(c)] for c in data.y[idx]]),
+                   vocabulary=[data.vocabulary[k] for k in kept], text=data.text[kept],
+                   model_ids=[data.model_ids[i] for i in idx], records=[data.records[i] for i in idx],
+                   groups=None if data.groups is None else data.groups[idx], holdout_x=None, holdout_records=[]), idx
+
+
+def concepts_out(data: LayerData, method: str, *, seed: int = 0, **settings) -> dict[str, list]:
+    """Every LoRA of a zero-shot tree read against the open vocabulary (`open_vocabulary`) by an expert that never
+    trained on its concept: the training concepts are split into `CONCEPT_FOLDS` groups, and each group's LoRAs are
+    read by an expert trained on the other groups' LoRAs alone (their concepts its whole vocabulary). The held-out
+    concepts' LoRAs are few; these are how a LoRA of a concept the expert does not know is read, with the confusions
+    that matter (a neighbouring digit of a style it trained on), for the open calibration's held-out group.
+
+    Returns {"predictions": [n][V_open]} and, for a fused expert, "module_predictions" ([n][k][V_open]); {} when the
+    tree has fewer than two concepts per group.
+    """
+    if len(data.vocabulary) < 2 * CONCEPT_FOLDS:
+        return {}
+    text = open_vocabulary(data)[1]
+    group = np.random.default_rng(seed).permutation(len(data.vocabulary)) % CONCEPT_FOLDS
+    predictions: list = [None] * len(data.y)
+    modules: list = [None] * len(data.y)
+    for fold in range(CONCEPT_FOLDS):
+        known, kept = _without_concepts(data, np.flatnonzero(group != fold))
+        expert, _ = fit_expert(known, method, np.arange(len(kept)), **settings)
+        read = np.setdiff1d(np.arange(len(data.y)), kept)
+        for i, row in zip(read, expert.predict(data.x[read], text).tolist()):
+            predictions[i] = row
+        if expert.fused:
+            for i, row in zip(read, expert.predict_members(data.x[read], text).tolist()):
+                modules[i] = row
+    return {"predictions": predictions} | ({"module_predictions": modules} if modules[0] is not None else {})
+
+
+def _open_calibration(data: LayerData, seen: np.ndarray, held: np.ndarray, held_models: list[int],
+                      groups: np.ndarray | None, unknown: np.ndarray) -> dict:
     """The calibration of the open vocabulary (`open_vocabulary`): fitted on the out-of-fold decisions of the
-    in-vocabulary models (`seen`, [n, V_open]) and every fold's decisions on the held-out models (`held`,
-    [folds * n_held, V_open]: each from an expert that never saw those concepts), the threshold holding within
-    each recipe family and on the held-out concepts as a group (`calibration.fit_calibration`)."""
-    from ..calibration.confidence import fit_calibration
+    in-vocabulary models (`seen`, [n, V_open]) and the decisions on the held-out models (`held`, [m, V_open]: of
+    the held-out models `held_models`, each from an expert that never saw its concept, nor its recipe family where
+    the folds are families), the threshold holding within each recipe family and on the held-out concepts as a
+    group, and on every decision once more with its concept withheld from the list: at most 5 % of those proposed
+    (`calibration.fit_calibration`).
 
-    repeats = len(held) // len(data.holdout_y)
-    y = np.concatenate([data.y, len(data.vocabulary) + np.tile(data.holdout_y, repeats)])
+    `lists`, what a caller's candidates are read with (`Calibration.for_candidates`): the same fitted on those
+    decisions and on the in-vocabulary models read by experts that never trained on their concept (`unknown`,
+    [n, V_open] or none, `concepts_out`), each among a short list drawn around its concept (`candidate_lists`). A
+    list is mostly about concepts the expert does not know: these are how it reads them, with the confusions that
+    matter. (The default vocabulary's threshold would not survive them: an expert trained on two thirds of the
+    concepts confuses a LoRA of the third with a neighbour it knows too often and too surely.)"""
+    from ..calibration.confidence import fit_calibration, withheld_concepts
+
+    y = np.concatenate([data.y, len(data.vocabulary) + data.holdout_y[np.asarray(held_models, dtype=int)]])
     seen_groups = groups.astype(str) if groups is not None else np.full(len(seen), "in vocabulary")
     labels = np.concatenate([seen_groups, np.full(len(held), HELD_OUT_CONCEPTS)])
-    return fit_calibration(data.task, np.concatenate([seen, held]), y, labels).to_dict()
+    decisions = np.concatenate([seen, held])
+    calibration = fit_calibration(data.task, decisions, y, labels, unseen=withheld_concepts(decisions, y))
+    unknown_y = data.y if len(unknown) else data.y[:0]  # none where the tree has too few concepts to split
+    listed = candidate_lists(np.concatenate([decisions, unknown]), np.concatenate([y, unknown_y]))
+    list_y = np.concatenate([y, unknown_y])
+    list_labels = np.concatenate([labels, np.full(len(unknown), HELD_OUT_CONCEPTS)])
+    lists = fit_calibration(data.task, listed, list_y, list_labels, unseen=withheld_concepts(listed, list_y))
+    return {**calibration.to_dict(), "lists": lists.to_dict()}
+
+
+#: How many concepts a simulated candidate list holds: a caller's list is short, its margins wider than the default's.
+LIST_SIZES = (3, 16)
+
+
+def candidate_lists(decisions: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Each decision ([n, C] cosines, true concept `y`) again as if read against a short list a caller gave: the
+    true concept and others drawn at random (`LIST_SIZES` in all), the rest of the row -inf (never ranked): what the
+    open calibration's `lists` is fitted on, a short list's margins being wider than the default vocabulary's."""
+    rng = np.random.default_rng(seed)
+    listed = np.full_like(np.asarray(decisions, dtype=np.float64), -np.inf)
+    for i, (row, truth) in enumerate(zip(np.asarray(decisions, dtype=np.float64), y)):
+        others = np.delete(np.arange(len(row)), truth)
+        size = min(int(rng.integers(LIST_SIZES[0], LIST_SIZES[1] + 1)), len(row)) - 1
+        kept = np.append(rng.choice(others, size=size, replace=False), truth)
+        listed[i, kept] = row[kept]
+    return listed
 
 
 def _groups(records: list[WeightRecord]) -> np.ndarray | None:
@@ -388,13 +463,13 @@ def cv_splits(data: LayerData, folds: int, seed: int, by_group: bool = True) -> 
 
 
 def unseen_folds(data: LayerData, splits: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-    """Which models of unseen classes (a class-subset tree's `holdout_x`) each fold's expert predicts: those of the
-    recipe family it was trained without (the family's first fold when it has none, or the folds are random), so
-    each is read as a stranger's model would be, by an expert that saw neither its classes nor, where the folds are
-    families, its recipe."""
+    """Which held-out models (`holdout_x`: a class-subset tree's models of unseen classes, a LoRA tree's LoRAs of
+    held-out concepts) each fold's expert predicts: those of the recipe family it was trained without (the first
+    fold when the family has none, or the folds are random), so each is read as a stranger's model would be, by an
+    expert that saw neither its classes nor, where the folds are families, its recipe."""
     chosen = [np.zeros(0, dtype=int) for _ in splits]
     families = [str(data.groups[test[0]]) if data.groups is not None and len(test) else None for _, test in splits]
-    for j, record in enumerate(data.holdout_records):  # a class-subset tree's only: a LoRA tree's held-out concepts differ
+    for j, record in enumerate(data.holdout_records):
         fold = families.index(record.group) if record.group in families else 0
         chosen[fold] = np.append(chosen[fold], j)
     return chosen
@@ -412,7 +487,8 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
     same models. With `keep_predictions` the report also holds `predictions`: every in-distribution
     model's out-of-fold prediction (a list per model, in model order; what calibration is fitted on), and for
     zero-shot trees with held-out concepts `open_predictions` (the same against the open vocabulary) and
-    `holdout_open_predictions` (every fold's predictions of the held-out models against it, fold after fold); for
+    `holdout_open_predictions` (the held-out models' predictions against it: where the folds are recipe families,
+    each model's by the fold that never saw its family, fold after fold (`unseen_folds`); else every fold's); for
     class-subset trees with models of unseen classes, `unseen_predictions` (each such model's, `unseen_folds`).
     One member is plain `cross_validate`; a classification head read as a set next to a
     hidden layer is the combination this exists for. With several members, the report's `centred` and
@@ -440,7 +516,9 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
     held_module: list = []
     unseen = unseen_folds(data, splits) if keep_predictions else [np.zeros(0, dtype=int)] * len(splits)
     unseen_out: list = [None] * sum(len(u) for u in unseen)
-    for (train_idx, test_idx), unseen_idx in zip(splits, unseen):
+    # held-out concepts' LoRAs calibrate as strangers' LoRAs are read: by the expert that never saw their family
+    held_read = unseen if grouped else [np.arange(0 if data.holdout_x is None else len(data.holdout_x))] * len(splits)
+    for fold, ((train_idx, test_idx), unseen_idx) in enumerate(zip(splits, unseen)):
         fitted = [fit_expert(d, method, train_idx, hparams=hp, **settings) for d, method, hp in members]
         experts = [expert for expert, _ in fitted]
         start = time.perf_counter()
@@ -455,14 +533,14 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
             seen_open, held_now = predict_open(experts, datas, test_idx)
             for i, row in zip(test_idx, seen_open.tolist()):
                 open_out_of_fold[i] = row
-            held_open += held_now.tolist()
+            held_open += held_now[held_read[fold]].tolist()
         if by_module:
-            fold = _by_module(experts[0], data, test_idx, opened)
-            for i, row in zip(test_idx, fold["module_predictions"]):
+            modules = _by_module(experts[0], data, test_idx, opened)
+            for i, row in zip(test_idx, modules["module_predictions"]):
                 module_out[i] = row
-            for i, row in zip(test_idx, fold.get("open_module_predictions", [])):
+            for i, row in zip(test_idx, modules.get("open_module_predictions", [])):
                 open_module_out[i] = row
-            held_module += fold.get("holdout_open_module_predictions", [])
+            held_module += [modules["holdout_open_module_predictions"][j] for j in held_read[fold]] if opened else []
         seconds.append(sum(history["train_seconds"] for _, history in fitted))
         if shuffled:
             y = data.y.copy()
@@ -487,7 +565,8 @@ def cross_validate_combined(members: list[tuple[LayerData, str, dict | None]], *
         "train_seconds": mean_se(seconds), "predict_ms_per_model": float(np.mean(predict_ms)),
     } | ({"predictions": out_of_fold} if keep_predictions else {}) | (
         {"unseen_predictions": unseen_out} if unseen_out else {}) | (
-        {"open_predictions": open_out_of_fold, "holdout_open_predictions": held_open} if opened else {}) | (
+        {"open_predictions": open_out_of_fold, "holdout_open_predictions": held_open,
+         "holdout_open_models": np.concatenate(held_read).tolist()} if opened else {}) | (
         {"module_predictions": module_out} if by_module else {}) | (
         {"open_module_predictions": open_module_out, "holdout_open_module_predictions": held_module}
         if by_module and opened else {})
@@ -542,7 +621,7 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
     examples of its classes `data` has (a text tree's) ship with it (`Expert.examples`).
     Returns (expert, CV report or None).
     """
-    from ..calibration.confidence import fit_calibration
+    from ..calibration.confidence import fit_calibration, withheld_concepts
     from ..calibration.lineage import fit_lineage
     from ..calibration.routes import fit_lora_modules, fit_routing
 
@@ -554,10 +633,15 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
     if report:
         predictions = np.array(report.pop("predictions"))
         unseen = np.array(report.pop("unseen_predictions")) if "unseen_predictions" in report else None
-        unseen_y = label_matrix([[c for c in r.labels if c in data.vocabulary] for r in data.holdout_records],
-                                data.vocabulary) if unseen is not None else None
+        unseen_y = None
+        if data.task == "multilabel" and unseen is not None:
+            unseen_y = label_matrix([[c for c in r.labels if c in data.vocabulary] for r in data.holdout_records],
+                                    data.vocabulary)
+        elif data.task == "zeroshot":  # LoRAs of concepts missing from the list: each decision with its concept withheld
+            unseen = withheld_concepts(predictions, data.y)
         expert.calibration = _subset_calibrations(
-            lambda scores: fit_calibration(data.task, scores[0], data.y, groups).to_dict(),
+            lambda scores: fit_calibration(data.task, scores[0], data.y, groups,
+                                           unseen=withheld_concepts(scores[0], data.y)).to_dict(),
             [np.array(report.pop("module_predictions"))],
         ) if expert.fused else fit_calibration(data.task, predictions, data.y, groups, unseen=unseen,
                                                unseen_y=unseen_y).to_dict()
@@ -567,12 +651,18 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
     if data.task == "zeroshot":
         held = report.pop("holdout_open_predictions", None) if report else None
         seen = report.pop("open_predictions", None) if report else None
+        held_models = report.pop("holdout_open_models", None) if report else None
         calibration = None
+        unknown = concepts_out(data, method, seed=seed, **settings) if held else {}
         if held and expert.fused:
-            calibration = _subset_calibrations(lambda scores: _open_calibration(data, *scores, groups), [
-                np.array(report.pop("open_module_predictions")), np.array(report.pop("holdout_open_module_predictions"))])
+            open_modules = np.array(report.pop("open_module_predictions"))
+            calibration = _subset_calibrations(
+                lambda scores: _open_calibration(data, scores[0], scores[2], held_models, groups, scores[1]),
+                [open_modules, np.array(unknown.get("module_predictions", open_modules[:0])),
+                 np.array(report.pop("holdout_open_module_predictions"))])
         elif held:
-            calibration = _open_calibration(data, np.array(seen), np.array(held), groups)
+            calibration = _open_calibration(data, np.array(seen), np.array(held), held_models, groups,
+                                            np.array(unknown.get("predictions", np.array(seen)[:0])))
         expert.set_open_vocabulary(*open_vocabulary(data), calibration)
     expert.metrics["train_seconds"] = history["train_seconds"]
     root = data.roots.get(data.tree)
