@@ -39,7 +39,7 @@ def pool(strangers: Path, zoo: Path, tree: str) -> list[dict]:
              "held_out": bool(truth["held_out"]), "format": truth["key_format"]} for name, truth in sorted(manifest.items())]
     for split, held_out in (("test", False), ("test_holdout", True)):
         for record in open_weight_set(zoo).for_tree(tree, (split,)):
-            rows.append({"source": "zoo test", "folder": Path(record.path).parent, "truth": record.labels[0],
+            rows.append({"source": "zoo test", "folder": Path(record.path), "truth": record.labels[0],
                          "held_out": held_out, "format": record.group})
     for row in rows:
         row["file"] = _lora_file(row["folder"])
