@@ -18,7 +18,9 @@ vocabulary and cannot embed a text, by the labels its members' files and cards s
 How a LoRA query is answered: the tree's zero-shot expert embeds it with its own text encoder and prompt
 (`Expert.search_vectors(text=...)`); the table's rows carry `Expert.search_vectors` of each LoRA (the scan wrote
 them, with the expert's fingerprint in `embedding_kind`), so an inner product is the expert's own cosine score
-and the index returns the best rows. Rows of another expert (another training run or version) are never mixed
+and the index returns the nearest rows; those are ranked by how much better the query fits each than the other
+concepts the expert knows (`experts.vocabulary.query_fit`), so a LoRA of a concept it never trained on is not
+outranked by LoRAs of a neighbour it did. Rows of another expert (another training run or version) are never mixed
 in: a table without rows of this expert is refused ("rescan").
 
 The index is kept in `<cache>/search/<table>/<commit>-<expert fingerprint>-<kind>/` (cache: `HF_PROBEX_CACHE` or

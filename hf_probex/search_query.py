@@ -27,9 +27,10 @@ class SearchError(ProbexError):
 @dataclass(frozen=True)
 class SearchHit:
     """One model found: its repo, its score, what its files and card say it was trained on (the scan's harvested
-    labels, each with its source), the commit read, its family. A LoRA's score is the expert's cosine score for the
-    query; a full model's (`label_search`) the text encoder's cosine between the query and its best label, which
-    `matched` names (its labels are then best-matching first)."""
+    labels, each with its source), the commit read, its family. A LoRA's score is how much better the query fits it
+    than the other concepts the expert knows (`experts.vocabulary.query_fit`); a full model's (`label_search`) the
+    text encoder's cosine between the query and its best label, which `matched` names (its labels are then
+    best-matching first)."""
 
     repo_id: str
     score: float
