@@ -11,9 +11,13 @@ import pytest
 from test_experts_zeroshot import HELD, SEEN, write_planted_loras
 
 from hf_probex.cli import main
-from hf_probex.experts.training.harness import HELD_OUT_CONCEPTS, load_layer_data, train_expert
+from hf_probex.experts.calibration.confidence import withheld_concepts
+from hf_probex.experts.registry import load_expert
+from hf_probex.experts.training.harness import HELD_OUT_CONCEPTS, LIST_SIZES, candidate_lists, load_layer_data, train_expert
+from hf_probex.experts.vocabulary import query_fit
 from hf_probex.head_naming import read_candidates
 from hf_probex.infer import infer_card
+from hf_probex.text import encode_texts
 from hf_probex.weightsets import read_metadata
 
 MODULE = "unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_q"  # sd-lora naming: infer_card reads it
@@ -141,3 +145,30 @@ def test_search_vectors_of_an_expert_of_one_layer_give_its_scores(planted):
     assert np.allclose(expert.search_vectors(x) @ expert.search_vectors(text=text).T, expert.predict(x, text), atol=1e-5)
     with pytest.raises(ValueError, match="one of them"):
         expert.search_vectors()
+
+
+def test_withheld_concepts_drop_each_decisions_true_concept():
+    cosines = np.array([[0.1, 0.9, 0.3], [0.5, 0.2, 0.8]])
+    assert np.array_equal(withheld_concepts(cosines, np.array([1, 2])), [[0.1, 0.3], [0.5, 0.2]])
+
+
+def test_candidate_lists_keep_the_true_concept_among_a_short_list():
+    cosines = np.random.default_rng(0).random((200, 50))
+    truth = np.arange(200) % 50
+    listed = candidate_lists(cosines, truth)
+    sizes = np.isfinite(listed).sum(axis=1)
+    assert np.array_equal(listed[np.arange(200), truth], cosines[np.arange(200), truth])  # the truth always listed
+    assert sizes.min() == LIST_SIZES[0] and sizes.max() == LIST_SIZES[1]
+    kept = np.isfinite(listed)
+    assert np.array_equal(listed[kept], cosines[kept])  # listed concepts keep their cosines, the rest are never ranked
+
+
+def test_search_ranks_a_lora_of_a_concept_the_expert_never_trained_on_first(learnable):
+    expert = load_expert(str(learnable["folder"]))
+    folders = learnable["seen"] + learnable["held"]
+    vectors = expert.search_vectors(expert.read_files([f / "pytorch_lora_weights.safetensors" for f in folders]))
+    truths = [_truth(f) for f in folders]
+    firsts = 0
+    for concept, query in zip(NEW, encode_texts(NEW)):
+        firsts += truths[int(np.argmax(query_fit(expert, vectors, query)))] == concept
+    assert firsts >= 5, firsts  # 6 concepts never trained on, 58 LoRAs (40 of trained concepts)

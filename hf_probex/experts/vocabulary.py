@@ -121,11 +121,9 @@ def _open_calibration(expert: Expert) -> tuple[dict, str]:
     return never, "the training concepts only (no held-out concepts to calibrate on): proposes only at a minimum asked for"
 
 
-def known_concepts(expert: Expert) -> tuple[list[str], np.ndarray]:
-    """The concepts an expert knows (names, text embeddings): its default open vocabulary, else its training one."""
-    if expert.open_vocabulary:
-        return expert.open_vocabulary, expert.open_text.numpy()
-    return expert.vocabulary, expert.concept_text.numpy()
+def _known_text(expert: Expert) -> np.ndarray:
+    """The text embeddings of the concepts an expert knows: its default open vocabulary's, else its training one's."""
+    return (expert.open_text if expert.open_vocabulary else expert.concept_text).numpy()
 
 
 def query_fit(expert: Expert, vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -138,7 +136,7 @@ def query_fit(expert: Expert, vectors: np.ndarray, query: np.ndarray) -> np.ndar
     concept when the expert never trained on it (it maps LoRAs of concepts it trained on more surely); measured
     against what else each LoRA could be, a LoRA of the query's concept comes first.
     """
-    text = known_concepts(expert)[1]
+    text = _known_text(expert)
     beside = _not_said_by(query, text)
     scores = np.asarray(vectors) @ expert.search_vectors(text=np.asarray(query)[None])[0]
     if not len(beside):
