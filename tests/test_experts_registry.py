@@ -129,6 +129,9 @@ BAD_CONFIGS = {
     "malformed subsets": {"calibration": {"a": 1.0, "b": 0.0, "threshold": 0.9, "subsets": {"x": 1}}},
     "subsets within subsets": {"open_calibration": {"a": 1.0, "b": 0.0, "threshold": 0.9, "subsets": {
         "0": {"a": 1.0, "b": 0.0, "threshold": 0.9, "subsets": {"0": {"a": 1.0, "b": 0.0, "threshold": 0.9}}}}}},
+    "lists within lists": {"open_calibration": {"a": 1.0, "b": 0.0, "threshold": 0.9, "lists": {
+        "a": 1.0, "b": 0.0, "threshold": 0.9, "lists": {"a": 1.0, "b": 0.0, "threshold": 0.9}}}},
+    "a list calibration that is not one": {"open_calibration": {"a": 1.0, "b": 0.0, "threshold": 0.9, "lists": [1]}},
     "a head calibration with unknown keys": {"head": {"layer": "classifier.weight", "width": 8},
                                              "head_calibration": {"a": 1.0, "b": 0.0, "threshold": 0.9, "eval": 1}},
 }
