@@ -46,16 +46,14 @@ def pool(strangers: Path, zoo: Path, tree: str) -> list[dict]:
     return rows
 
 
-def read(rows: list[dict], expert: Path, candidates: list[str] | None = None, key: str = "default") -> None:
-    """infer_card on each row's folder against `candidates` (None: the default vocabulary): the top concept and the
-    proposal (or None) go into row[key]."""
+def read(rows: list[dict], expert: Path, candidates: list[str] | None = None, key: str = "default",
+         without_truth: bool = False) -> None:
+    """infer_card on each row's folder against `candidates` (None: the default vocabulary; `without_truth`: less the
+    row's own concept): the top concept and the proposal (or None) go into row[key]."""
     from hf_probex.infer import infer_card
 
     for row in rows:
-        if candidates is not None and key == "without truth":
-            listed = [c for c in candidates if c != row["truth"]]
-        else:
-            listed = candidates
+        listed = [c for c in candidates if c != row["truth"]] if without_truth else candidates
         result = infer_card(row["folder"], experts=[expert], candidates=listed)
         ranked = list(result.details.get("trained_on", {}).get("cosine_by_concept", {}))
         field = result.fields.get("trained_on")
@@ -102,6 +100,8 @@ def main() -> None:
     parser.add_argument("--tree", default="sd", help="the LoRA tree (default: sd)")
     parser.add_argument("--json-out", type=Path, help="also write every LoRA's reads here")
     args = parser.parse_args()
+    if not (args.strangers / "manifest.json").is_file():
+        parser.error(f"{args.strangers} has no manifest.json: make the LoRAs with scripts/make_lora_strangers.py")
 
     rows = pool(args.strangers, args.zoo, args.tree)
     held_names = sorted({r["truth"] for r in rows if r["held_out"]})
@@ -119,7 +119,7 @@ def main() -> None:
     strangers = [r for r in rows if r["source"] == "stranger"]
     trained, held = [r for r in strangers if not r["held_out"]], [r for r in strangers if r["held_out"]]
     read(trained, args.expert, held_names, "held-out candidates")
-    read(held, args.expert, held_names, "without truth")
+    read(held, args.expert, held_names, "without truth", without_truth=True)
     read(held, args.expert, held_names, "held-out candidates")
     print(f"\nstrangers against candidate lists (the {len(held_names)} held-out concepts)\n")
     print("| LoRAs | candidates | truth listed | n | top-1 | proposed | right | precision | recall |")

@@ -138,7 +138,6 @@ def query_fit(expert: Expert, vectors: np.ndarray, query: np.ndarray) -> np.ndar
     """
     text = _known_text(expert)
     beside = _not_said_by(query, text)
-    scores = np.asarray(vectors) @ expert.search_vectors(text=np.asarray(query)[None])[0]
-    if not len(beside):
-        return scores
-    return scores - RIVAL_WEIGHT * (np.asarray(vectors) @ expert.search_vectors(text=text[beside]).T).max(axis=1)
+    embedded = expert.search_vectors(text=np.concatenate([np.asarray(query)[None], text[beside]]))  # one pass
+    cosines = np.asarray(vectors) @ embedded.T
+    return cosines[:, 0] - RIVAL_WEIGHT * cosines[:, 1:].max(axis=1) if len(beside) else cosines[:, 0]
