@@ -33,7 +33,7 @@ from .experts.vocabulary import vocabulary_for
 from .head_naming import Candidate
 from .reading import WeightSource, open_source
 from .routing import UNCONFIRMED, Route, declared_bases, has_layers, route
-from .suggestions import CARD_FIELDS, CardSuggestion, FieldSuggestion
+from .suggestions import CARD_FIELDS, CardSuggestion, Edge, FieldSuggestion
 
 #: Confidence needed for fields that come from routing by weights (the experts carry calibrated thresholds).
 ROUTING_CONFIDENCE = 0.9
@@ -280,18 +280,41 @@ def _root_as_parent(found: Route) -> FieldSuggestion:
                            details={"distances": found.distances, "direct_share": share}, floor=DIRECT_PARENT_CONFIDENCE)
 
 
-def _routing_fields(adapter: Adapter, declared: dict[str, str], found: Route) -> list[FieldSuggestion]:
+def _parent_from_members(found: Route, edge: Edge) -> FieldSuggestion:
+    """base_model from the model's edge among the tree's members (`hf_probex.lineage.recover_lineage`): the member
+    that explains enough of its movement from the root, at the precision the tree's models had on that side of the
+    threshold (and no surer than the model is of the tree); where no member does, the root, no surer than from its
+    weights alone (`_root_as_parent`): the members read may lack its parent (a listing finds cardless ones only by
+    their weights), which the tree's calibration, fitted on every member, cannot know."""
+    said = f"among the tree's members read: {edge.evidence}"
+    if edge.names_member:
+        return FieldSuggestion("base_model", edge.parent, min(found.confidence, edge.confidence),
+                               f"{found.evidence}; {said}", "members",
+                               details={"distances": found.distances, "edge": edge.as_dict()},
+                               floor=DIRECT_PARENT_CONFIDENCE)
+    alone = _root_as_parent(found)
+    return FieldSuggestion("base_model", found.root, min(alone.confidence, edge.confidence),
+                           f"{alone.evidence}; {said}", "members", details={**alone.details, "edge": edge.as_dict()},
+                           floor=DIRECT_PARENT_CONFIDENCE)
+
+
+def _routing_fields(adapter: Adapter, declared: dict[str, str], found: Route,
+                    edge: Edge | None = None) -> list[FieldSuggestion]:
     """base_model, base_model_relation and the lineage finding, from the files or the route.
 
     A declared base cites the file that declares it. Otherwise the tree found is the base: a full fine-tune's by
     its weights; an adapter's too (a LoRA's update cannot be compared with a root, so it is placed by its modules'
-    shapes, which never reaches the routing floor on its own: shown, never put in a pull request).
+    shapes, which never reaches the routing floor on its own: shown, never put in a pull request). With the model's
+    `edge` among the tree's members read whole, its parent is that edge's (a member, or the root where none explains
+    its movement).
     """
     if declared:  # a declared base the weights contradict or cannot confirm is worth less than one they confirm
         base_id, where = next(iter(declared.items()))
         confidence, evidence = (UNCONFIRMED, f"declared by {where}; {found.finding}") if found.finding else \
             (1.0, f"declared by {where}")
         base = FieldSuggestion("base_model", base_id, confidence, evidence, "lineage")
+    elif found.root and not found.is_root and edge is not None and (edge.names_member or edge.parent == found.root):
+        base = _parent_from_members(found, edge)
     elif found.root and not found.is_root:
         base = _root_as_parent(found)
     else:
@@ -308,7 +331,7 @@ def _routing_fields(adapter: Adapter, declared: dict[str, str], found: Route) ->
 def infer_card(source: str | os.PathLike, *, revision: str | None = None, token: str | bool | None = None,
                experts: Experts = None, min_confidence: float | None = None,
                candidates: Iterable[str | Candidate] | None = None, base: str | os.PathLike | None = None,
-               hub_only: bool = False) -> CardSuggestion:
+               hub_only: bool = False, parents: Iterable[Edge] | None = None) -> CardSuggestion:
     """Infer the missing model-card fields of a model from its small files and a few of its weights.
 
     Args:
@@ -331,6 +354,10 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
             files declare, where hf_probex follows it (a Hub repo id; `adapters.peft_model`).
         hub_only: `source` is a Hub repo id even where a local path of that name exists: a repo id that came from
             the network (a Hub listing, a tree table) must never read a folder of the working directory.
+        parents: the tree's edges among its members (`hf_probex.lineage.recover_lineage`, `hf-probex lineage
+            --json`), the model among them under `source` as given: its base_model is the member its edge names, at
+            the edge's calibrated confidence. Where no member explains its movement, and without its edge, the root,
+            only as sure as a model this near the root is the root's direct child.
 
     Returns:
         A `CardSuggestion`: the fields at or above the threshold (each with confidence and evidence),
@@ -366,7 +393,8 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
         found = route(weights, reader, registry, token=token, declared=declared_bases(model, adapter))
         # An adapter that leaves the routing layers as its base has them is of the base's tree, never its root.
         found.is_root = found.is_root and weights is model
-    answers += _routing_fields(adapter, found.declared, found)
+    edge = next((e for e in parents or () if e.child == str(source)), None)
+    answers += _routing_fields(adapter, found.declared, found, edge)
     labels, labels_where = declared_labels(model)
     fetched = 0
     if labels:
@@ -410,7 +438,8 @@ def infer_card(source: str | os.PathLike, *, revision: str | None = None, token:
 
     fields: dict[str, FieldSuggestion] = {}
     for field in answers:
-        needed = min_confidence if min_confidence is not None else (field.floor if field.source == "weights" else 0.0)
+        needed = min_confidence if min_confidence is not None else \
+            (field.floor if field.source in ("weights", "members") else 0.0)
         if field.source != "expert" and field.confidence < needed:
             abstained[field.name] = f"confidence {field.confidence:.2f} < {needed:.2f} ({field.evidence})"
             continue

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -24,6 +23,7 @@ from .experts.calibration.lineage import (
     open_model,
 )
 from .experts.registry import ExpertRegistry, load_expert
+from .suggestions import Edge
 
 __all__ = ["MAX_MEMBERS", "REINITIALISED", "SKETCH_DIM", "Edge", "LineageCalibration", "MovementSketch", "best_members",
            "fit_lineage", "fit_lineage_calibration", "lineage_calibration", "open_model", "recover_lineage"]
@@ -31,30 +31,6 @@ __all__ = ["MAX_MEMBERS", "REINITIALISED", "SKETCH_DIM", "Edge", "LineageCalibra
 #: Members read at once: each keeps a sketch of 0.5 MB and every pair is compared (a 10^5-row table needs candidates
 #: from a vector index first, not built yet).
 MAX_MEMBERS = 2_000
-
-
-@dataclass(frozen=True)
-class Edge:
-    """One model's parent as its weights tell it.
-
-    Attributes:
-        child: the model (a repo id or a local path, as given).
-        parent: the root or the member it was fine-tuned from.
-        confidence: how often the tree's models were right on this side of the threshold (`LineageCalibration`).
-        evidence: for people: the best member's share of the model's movement, and the threshold.
-        score: that share, `s` (None: no member moved less than this model).
-        candidate: that member (None as for `score`).
-    """
-
-    child: str
-    parent: str
-    confidence: float
-    evidence: str
-    score: float | None = None
-    candidate: str | None = None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def recover_lineage(root: str | os.PathLike, members: Sequence[str | os.PathLike], calibration: LineageCalibration, *,

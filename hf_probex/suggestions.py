@@ -21,9 +21,9 @@ INFORMATIVE_FIELDS = frozenset({"base_model", "trained_on"})
 #: Where a value comes from, for people (pull request titles and descriptions, the card section), by
 #: `FieldSuggestion.source`.
 ORIGINS = {"metadata": "the model's files", "lineage": "declared lineage", "weights": "weights routing",
-           "expert": "an expert"}
+           "members": "its weights compared with the tree's members", "expert": "an expert"}
 #: The sources that read the weights themselves: only a value from one of them is "inferred from weights".
-WEIGHT_SOURCES = frozenset({"weights", "expert"})
+WEIGHT_SOURCES = frozenset({"weights", "members", "expert"})
 
 
 @dataclass
@@ -37,12 +37,13 @@ class FieldSuggestion:
         evidence: where it comes from, for people: "adapter_config.json base_model_name_or_path",
             "expert hf-probex/expert-vit (probex) on vit.encoder.layer.0.attention.attention.value.weight".
         source: where the value comes from (`ORIGINS`): "metadata" (read from a file of the model), "lineage"
-            (a base the model's files declare), "weights" (routing by weights) or "expert" (predicted from weights).
+            (a base the model's files declare), "weights" (routing by weights), "members" (its parent among the
+            tree's members by their weights, `Edge`) or "expert" (predicted from weights).
         missing: whether the repo's current card lacks this field (only missing fields are proposed).
         details: extras for display (per-label scores, top-k concepts, distances to roots).
         floor: the confidence this value must reach to go into a pull request, whatever threshold it was
             shown at: an expert's threshold calibrated for 95 % precision, the routing threshold for
-            weights, 1.0 for a value read from a file.
+            weights, 95 % for a parent from weights, 1.0 for a value read from a file.
     """
 
     name: str
@@ -64,6 +65,35 @@ class FieldSuggestion:
         """Where the value comes from, for people: "the model's files", "declared lineage", "weights routing",
         "an expert"."""
         return ORIGINS.get(self.source, self.source)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One model's parent as its weights tell it (`hf_probex.lineage.recover_lineage`, `hf-probex lineage`).
+
+    Attributes:
+        child: the model (a repo id or a local path, as given).
+        parent: the root or the member it was fine-tuned from.
+        confidence: how often the tree's models were right on this side of the threshold (`LineageCalibration`).
+        evidence: for people: the best member's share of the model's movement, and the threshold.
+        score: that share, `s` (None: no member moved less than this model).
+        candidate: that member (None as for `score`).
+    """
+
+    child: str
+    parent: str
+    confidence: float
+    evidence: str
+    score: float | None = None
+    candidate: str | None = None
+
+    @property
+    def names_member(self) -> bool:
+        """Whether the parent is a member read beside the model, not the root."""
+        return self.candidate is not None and self.parent == self.candidate
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 def pull_request_choice(fields: Iterable[FieldSuggestion], min_confidence: float = 0.0) -> list[FieldSuggestion]:

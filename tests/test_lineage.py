@@ -108,3 +108,52 @@ def test_too_many_members_are_refused_before_anything_is_read(tmp_path):
     calibration = LineageCalibration(0.2, 0.9, 0.99, 10)
     with pytest.raises(ProbexError, match="at most"):
         recover_lineage(tmp_path / "no-root", [f"acme/m-{i}" for i in range(MAX_MEMBERS + 1)], calibration)
+
+
+def test_infer_card_takes_a_grandchilds_parent_from_its_edge_among_the_members(small_zoo, small_experts, tmp_path):
+    """With the tree's edges (`parents=`), a cardless grandchild's base_model is the member it was fine-tuned from,
+    never the root; it reaches a pull request only at the 95 % floor; a first-generation child keeps the root."""
+    from hf_probex import infer_card
+    from hf_probex.demo import undocumented_copy
+
+    grandchild = next(s for s in small_zoo.specs("resnet") if s.generation == 2)
+    parent = small_zoo.spec("resnet", grandchild.parent)
+    child = next(s for s in small_zoo.specs("resnet") if s.generation == 1 and s.name != parent.name)
+    copies = {s.name: str(undocumented_copy(small_zoo, s, tmp_path / s.name)) for s in (parent, grandchild, child)}
+    calibration = lineage_calibration(small_experts, ROOT)
+    edges = recover_lineage(small_zoo.model_dir("resnet", "root"), list(copies.values()), calibration, root_id=ROOT)
+
+    explored = infer_card(copies[grandchild.name], experts=small_experts, parents=edges, min_confidence=0.0)
+    base = explored.fields["base_model"]
+    assert base.value == copies[parent.name] and base.source == "members", base
+    assert base.confidence <= calibration.member_precision and "explains" in base.evidence
+    assert "its weights compared with the tree's members" in base.origin
+    default = infer_card(copies[grandchild.name], experts=small_experts, parents=edges)
+    if calibration.member_precision >= 0.95:
+        assert default.fields["base_model"].value == copies[parent.name]
+    else:  # too few grandchildren to calibrate a member edge to 95 %: abstains, naming the member, never the root
+        assert "base_model" not in default.fields and copies[parent.name] in default.abstained["base_model"]
+
+    first = infer_card(copies[child.name], experts=small_experts, parents=edges, min_confidence=0.0).fields["base_model"]
+    assert first.value == ROOT and first.source == "members" and "no member explains" in first.evidence
+    alone = infer_card(copies[grandchild.name], experts=small_experts, min_confidence=0.0).fields["base_model"]
+    assert alone.source == "weights" and f"a descendant of {ROOT}" in alone.evidence  # without edges: as before
+
+
+def test_the_bot_reads_the_members_for_parents_only_when_asked(zoo_hub, tiny_zoo, experts, tmp_path, monkeypatch,
+                                                              capsys):
+    """`bot run --tree ROOT --parents`: every member read whole once, then each repo inferred with its edge; a
+    one-line refusal without --tree or beside --infer."""
+    monkeypatch.setenv("HF_PROBEX_CACHE", str(tmp_path / "cache"))
+    experts.save()  # the default registry that `infer_card` (and so the bot) reads
+    root = tiny_zoo.trees["vit"]["root_repo_id"]
+    run = ["bot", "run", "--dry-run", "--quiet"]
+    assert main([*run, "--tree", root, "--walk", "--parents"]) == 0
+    out = capsys.readouterr().out
+    listed = int(out.split(" members listed on the Hub")[0].rsplit(" ", 1)[-1])
+    assert f"parents: {listed} of {listed} members read whole;" in out and "the others keep the root" in out
+    for argv in ([*run, "--repos", str(tmp_path / "none.txt"), "--parents"],
+                 [*run, "--tree", root, "--parents", "--infer", "bot_zoo:ground_truth_infer"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--parents names parents among the members of --tree" in err[0]

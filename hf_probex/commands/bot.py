@@ -116,6 +116,28 @@ def _tree_members(args: argparse.Namespace, client) -> tuple[list, str]:
     return members, "listed on the Hub"
 
 
+def _parents_infer(args: argparse.Namespace, repos: list[str]):
+    """`infer_card` with every listed member's edge among the others (`--parents`): the tree's members read whole
+    once, each model's parent named by `hf_probex.lineage.recover_lineage` at the tree expert's calibration."""
+    import sys
+
+    from ..infer import DIRECT_PARENT_CONFIDENCE, expert_registry, infer_card
+    from ..lineage import MAX_MEMBERS, lineage_calibration, recover_lineage
+
+    if len(repos) > MAX_MEMBERS:
+        raise UserError(f"--parents reads every member whole: {len(repos):,} members are more than {MAX_MEMBERS:,}; "
+                        "pass --limit, or a --table of one branch of the tree")
+    token = args.token
+    calibration = lineage_calibration(expert_registry(None, token), args.tree)
+    edges = recover_lineage(args.tree, repos, calibration, root_id=args.tree, token=token, from_hub=set(repos),
+                            progress=lambda line: print(line, file=sys.stderr))
+    named = sum(edge.names_member for edge in edges)
+    print(f"parents: {len(edges)} of {len(repos)} members read whole; {named} have a member as parent, at "
+          f"{calibration.member_precision:.2f} (pull requests need {DIRECT_PARENT_CONFIDENCE:.2f}); the others keep the "
+          "root, as sure as their weights alone make it")
+    return lambda repo_id: infer_card(repo_id, token=token, hub_only=True, parents=edges)
+
+
 def _bot_run(args: argparse.Namespace) -> int:
     import sqlite3
 
@@ -137,6 +159,9 @@ def _bot_run(args: argparse.Namespace) -> int:
     if args.table and (args.walk or args.author or args.search):
         raise UserError("--table takes the members from a tree table; --walk, --author and --search list them from "
                         "the Hub now: choose one")
+    if args.parents and (args.infer or not args.tree):
+        raise UserError("--parents names parents among the members of --tree for hf_probex's own inference: give "
+                        "--tree, and leave out --infer")
     infer = _load_infer(args.infer) if args.infer else None
     opt_out = _opt_out_list(args.opt_out_list) if args.opt_out_list else frozenset()
     client = HubClient(HfApi(token=args.token), max_retries=args.max_retries)
@@ -158,6 +183,8 @@ def _bot_run(args: argparse.Namespace) -> int:
         else:
             repos = _lines(args.repos, "repos file")
         repos = repos[: args.limit] if args.limit is not None else repos
+        if args.parents:
+            infer = _parents_infer(args, repos)
         report = run_bot(repos, client, infer=infer, state=state, config=config, progress=not args.quiet,
                          on_outcome=lambda o: _print_outcome(o, args.dry_run),
                          on_wait=lambda seconds: _print_wait(seconds, args.minutes_between_prs))
@@ -296,6 +323,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
     run.add_argument("--infer", metavar="MODULE:FUNCTION",
                      help="a repo id -> CardSuggestion callable to use instead of hf_probex.infer_card")
+    run.add_argument("--parents", action="store_true",
+                     help="with --tree: read every member whole first (`hf-probex lineage`) and give each model the "
+                          "member it was fine-tuned from as base_model, where the tree's expert is sure enough; "
+                          "without it, base_model is the root only where a model that near it is surely its child")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_bot_run)
     status = bot_commands.add_parser("status", help="summarise the bot's state: scanned, proposed, skipped, waiting, errors",
