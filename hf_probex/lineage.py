@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
+from .bounded import load_json
 from .errors import ProbexError
 from .experts.calibration.lineage import (
     REINITIALISED, SKETCH_DIM, LineageCalibration, MovementSketch, best_members, fit_lineage, fit_lineage_calibration,
@@ -26,11 +27,14 @@ from .experts.registry import ExpertRegistry, load_expert
 from .suggestions import Edge
 
 __all__ = ["MAX_MEMBERS", "REINITIALISED", "SKETCH_DIM", "Edge", "LineageCalibration", "MovementSketch", "best_members",
-           "fit_lineage", "fit_lineage_calibration", "lineage_calibration", "open_model", "recover_lineage"]
+           "fit_lineage", "fit_lineage_calibration", "lineage_calibration", "open_model", "read_edges",
+           "recover_lineage"]
 
 #: Members read at once: each keeps a sketch of 0.5 MB and every pair is compared (a 10^5-row table needs candidates
 #: from a vector index first, not built yet).
 MAX_MEMBERS = 2_000
+#: An edges file (`hf-probex lineage --json`) longer than this is not one of at most `MAX_MEMBERS` edges.
+MAX_EDGES_BYTES = 4 * 2**20
 
 
 def recover_lineage(root: str | os.PathLike, members: Sequence[str | os.PathLike], calibration: LineageCalibration, *,
@@ -102,3 +106,37 @@ def lineage_calibration(registry: ExpertRegistry, root: str) -> LineageCalibrati
             return LineageCalibration.from_dict(value)
     raise ProbexError(f"no expert of the tree of {root} can name parents: train one with this hf_probex "
                       f"(hf-probex train --tree ...) and pass it with --expert")
+
+
+def read_edges(path: str | os.PathLike) -> list[Edge]:
+    """The edges `hf-probex lineage --json` wrote to `path` (its "edges"), for `infer_card(parents=...)`.
+
+    Raises:
+        ValueError: not such a file (unreadable, too long, not JSON, or an edge without its fields); the message
+            says what to give instead.
+    """
+    fix = "give the output of `hf-probex lineage ROOT ... --json`"
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_EDGES_BYTES + 1)
+        document = load_json(data, max_bytes=MAX_EDGES_BYTES)
+    except (OSError, ValueError) as err:  # TooComplexError is a ValueError
+        raise ValueError(f"cannot read the edges file {path} ({err.__class__.__name__}): {fix}") from None
+    edges = document.get("edges") if isinstance(document, dict) else None
+    if not isinstance(edges, list) or not all(_edge_ok(e) for e in edges):
+        raise ValueError(f"{path} holds no list of edges (child, parent, confidence, evidence): {fix}")
+    return [Edge(**edge) for edge in edges]
+
+
+def _number(value: object) -> bool:
+    return type(value) in (int, float) and bool(np.isfinite(value))
+
+
+def _edge_ok(value: object) -> bool:
+    """Whether `value` is an `Edge.as_dict()`: its fields alone, of their types, the confidence in [0, 1]."""
+    if not isinstance(value, dict) or not {"child", "parent", "confidence", "evidence"} <= set(value) <= set(
+            Edge.__dataclass_fields__):
+        return False
+    texts = all(isinstance(value[k], str) for k in ("child", "parent", "evidence"))
+    optional = isinstance(value.get("candidate"), str | None) and (value.get("score") is None or _number(value["score"]))
+    return texts and optional and _number(value["confidence"]) and 0.0 <= value["confidence"] <= 1.0

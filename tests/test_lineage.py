@@ -157,3 +157,32 @@ def test_the_bot_reads_the_members_for_parents_only_when_asked(zoo_hub, tiny_zoo
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "--parents names parents among the members of --tree" in err[0]
+
+
+def test_infer_reads_the_edges_hf_probex_lineage_wrote(small_zoo, small_experts, tmp_path, capsys):
+    """`hf-probex lineage ... --json > edges.json`, then `hf-probex infer MODEL --parents edges.json`; a file that is
+    not such edges is refused in one line."""
+    from hf_probex.demo import undocumented_copy
+
+    grandchild = next(s for s in small_zoo.specs("resnet") if s.generation == 2)
+    parent = small_zoo.spec("resnet", grandchild.parent)
+    copies = [str(undocumented_copy(small_zoo, s, tmp_path / s.name)) for s in (parent, grandchild)]
+    expert = next(e.location for e in small_experts.entries if e.root == ROOT)
+    assert main(["lineage", str(small_zoo.model_dir("resnet", "root")), *copies, "--tree", ROOT, "--expert", expert,
+                 "--json"]) == 0
+    (tmp_path / "edges.json").write_text(capsys.readouterr().out)
+    infer = ["infer", copies[1], "--expert", expert, "--min-confidence", "0", "--json"]
+    assert main([*infer, "--parents", str(tmp_path / "edges.json")]) == 0
+    base = json.loads(capsys.readouterr().out)["fields"]["base_model"]
+    assert base["value"] == copies[0] and base["source"] == "members"
+    edges = json.loads((tmp_path / "edges.json").read_text())
+    bad = {"missing.json": None, "not-json.json": "{", "no-edges.json": json.dumps({"root": ROOT}),
+           "bad-edge.json": json.dumps({"edges": [{**edges["edges"][0], "confidence": 2}]}),
+           "extra-key.json": json.dumps({"edges": [{**edges["edges"][0], "parent_of": "x"}]}),
+           "huge.json": " " * (5 * 2**20)}
+    for name, text in bad.items():
+        if text is not None:
+            (tmp_path / name).write_text(text)
+        assert main([*infer, "--parents", str(tmp_path / name)]) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "hf-probex lineage ROOT ... --json" in err[0], (name, err)

@@ -31,14 +31,19 @@ def _infer(args: argparse.Namespace) -> int:
     from ..head_naming import read_candidates
     from ..infer import infer_card
 
-    candidates = None
-    if args.candidates:
-        try:
+    candidates = parents = None
+    try:
+        if args.candidates:
             candidates = read_candidates(args.candidates)
-        except ValueError as err:
-            raise UserError(str(err)) from None
+        if args.parents:
+            from ..lineage import read_edges
+
+            parents = read_edges(args.parents)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     suggestion = infer_card(args.source, revision=args.revision, experts=args.expert or None,
-                            min_confidence=args.min_confidence, candidates=candidates, base=args.base)
+                            min_confidence=args.min_confidence, candidates=candidates, base=args.base,
+                            parents=parents)
     print(suggestion.to_json(indent=2) if args.json else format_suggestion(suggestion))
     return 0
 
@@ -70,6 +75,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                             "after tabs (default for LoRAs: the zero-shot expert's training and held-out concepts)")
     infer.add_argument("--base", metavar="DIR_OR_REPO",
                        help="a peft adapter's base, read merged with it (default: the Hub repo its files declare)")
+    infer.add_argument("--parents", metavar="FILE",
+                       help="the tree's edges as `hf-probex lineage ROOT ... --json` wrote them, SOURCE among its members "
+                            "as named there: base_model is the member its edge names (default: the root, from the "
+                            "weights alone)")
     infer.add_argument("--json", action="store_true", help="print the full result as JSON")
     infer.set_defaults(func=_infer)
 
