@@ -46,8 +46,9 @@ def _prose_lines(text: str) -> list[str]:
 _VALIDATION = """\
 A value is proposed here only at or above the confidence its source was validated at: a value read from
 the model's files or its declared lineage is exact; one from weights routing must reach the routing
-threshold; an expert's (trained on other models of the same model tree) must reach the threshold at which
-it was 95 % precise on models it had not seen."""
+threshold; a parent found by comparing the weights with the tree's members must have been right 95 % of
+the time on the tree's models whose parents are known; an expert's (trained on other models of the same
+model tree) must reach the threshold at which it was 95 % precise on models it had not seen."""
 
 
 def pr_title(fields: list[FieldSuggestion]) -> str:
