@@ -116,6 +116,8 @@ def read_edges(path: str | os.PathLike) -> list[Edge]:
             says what to give instead.
     """
     fix = "give the output of `hf-probex lineage ROOT ... --json`"
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO or a device is read until it ends: maybe never
+        raise ValueError(f"the edges file {path} is not a regular file: {fix}")
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_EDGES_BYTES + 1)

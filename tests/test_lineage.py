@@ -7,6 +7,7 @@ demo trains it) carries the tree's lineage calibration, fitted on those models' 
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import numpy as np
@@ -183,7 +184,8 @@ def test_infer_reads_the_edges_hf_probex_lineage_wrote(small_zoo, small_experts,
     bad = {"missing.json": None, "not-json.json": "{", "no-edges.json": json.dumps({"root": ROOT}),
            "bad-edge.json": json.dumps({"edges": [{**edges["edges"][0], "confidence": 2}]}),
            "extra-key.json": json.dumps({"edges": [{**edges["edges"][0], "parent_of": "x"}]}),
-           "huge.json": " " * (5 * 2**20)}
+           "huge.json": " " * (5 * 2**20), "a-fifo": None}
+    os.mkfifo(tmp_path / "a-fifo")  # never read: it could block forever
     for name, text in bad.items():
         if text is not None:
             (tmp_path / name).write_text(text)
