@@ -2,7 +2,9 @@
 
 These are the types shared by the Python API, the CLI, the Space and the bot. A `FieldSuggestion`
 is one proposed value; a `CardSuggestion` holds the fields proposed for one repo, the card it has
-now, the card we would propose (only missing fields filled) and the unified diff between them.
+now, the card we would propose (only missing fields filled) and the unified diff between them. An
+`Edge` is one model's parent among its tree's members (`hf_probex.lineage`), what `infer_card(parents=)`
+takes base_model from.
 """
 
 from __future__ import annotations
