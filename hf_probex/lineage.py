@@ -125,20 +125,10 @@ def read_edges(path: str | os.PathLike) -> list[Edge]:
     except (OSError, ValueError) as err:  # TooComplexError is a ValueError
         raise ValueError(f"cannot read the edges file {path} ({err.__class__.__name__}): {fix}") from None
     edges = document.get("edges") if isinstance(document, dict) else None
-    if not isinstance(edges, list) or not all(_edge_ok(e) for e in edges):
-        raise ValueError(f"{path} holds no list of edges (child, parent, confidence, evidence): {fix}")
-    return [Edge(**edge) for edge in edges]
+    if not isinstance(edges, list):
+        raise ValueError(f"{path} holds no list of edges: {fix}")
+    try:
+        return [Edge.from_dict(edge) for edge in edges]
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}: {fix}") from None
 
-
-def _number(value: object) -> bool:
-    return type(value) in (int, float) and bool(np.isfinite(value))
-
-
-def _edge_ok(value: object) -> bool:
-    """Whether `value` is an `Edge.as_dict()`: its fields alone, of their types, the confidence in [0, 1]."""
-    if not isinstance(value, dict) or not {"child", "parent", "confidence", "evidence"} <= set(value) <= set(
-            Edge.__dataclass_fields__):
-        return False
-    texts = all(isinstance(value[k], str) for k in ("child", "parent", "evidence"))
-    optional = isinstance(value.get("candidate"), str | None) and (value.get("score") is None or _number(value["score"]))
-    return texts and optional and _number(value["confidence"]) and 0.0 <= value["confidence"] <= 1.0

@@ -10,6 +10,7 @@ takes base_model from.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -96,6 +97,24 @@ class Edge:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: object) -> Edge:
+        """Raises ValueError unless `value` is one `as_dict` could have made (an edges file comes from anywhere)."""
+        if not isinstance(value, dict) or not {"child", "parent", "confidence", "evidence"} <= set(value) <= set(
+                cls.__dataclass_fields__):
+            raise ValueError("an edge has child, parent, confidence and evidence, and at most score and candidate")
+        if not all(isinstance(value[k], str) for k in ("child", "parent", "evidence")) or \
+                not isinstance(value.get("candidate"), str | None):
+            raise ValueError("an edge's child, parent, evidence and candidate are texts")
+        if not _finite(value["confidence"]) or not 0 <= value["confidence"] <= 1 or \
+                (value.get("score") is not None and not _finite(value["score"])):
+            raise ValueError("an edge's confidence is in [0, 1] and its score a finite number")
+        return cls(**value)
+
+
+def _finite(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
 
 
 def pull_request_choice(fields: Iterable[FieldSuggestion], min_confidence: float = 0.0) -> list[FieldSuggestion]:

@@ -18,6 +18,7 @@ from hf_probex.experts.registry import load_expert
 from hf_probex.errors import ProbexError
 from hf_probex.lineage import (
     MAX_MEMBERS,
+    Edge,
     LineageCalibration,
     best_members,
     fit_lineage_calibration,
@@ -124,6 +125,7 @@ def test_infer_card_takes_a_grandchilds_parent_from_its_edge_among_the_members(s
     copies = {s.name: str(undocumented_copy(small_zoo, s, tmp_path / s.name)) for s in (parent, grandchild, child)}
     calibration = lineage_calibration(small_experts, ROOT)
     edges = recover_lineage(small_zoo.model_dir("resnet", "root"), list(copies.values()), calibration, root_id=ROOT)
+    assert all(Edge.from_dict(edge.as_dict()) == edge for edge in edges)
 
     explored = infer_card(copies[grandchild.name], experts=small_experts, parents=edges, min_confidence=0.0)
     base = explored.fields["base_model"]
