@@ -286,16 +286,14 @@ def _parent_from_members(found: Route, edge: Edge) -> FieldSuggestion:
     threshold (and no surer than the model is of the tree); where no member does, the root, no surer than from its
     weights alone (`_root_as_parent`): the members read may lack its parent (a listing finds cardless ones only by
     their weights), which the tree's calibration, fitted on every member, cannot know."""
-    said = f"among the tree's members read: {edge.evidence}"
     if edge.names_member:
-        return FieldSuggestion("base_model", edge.parent, min(found.confidence, edge.confidence),
-                               f"{found.evidence}; {said}", "members",
-                               details={"distances": found.distances, "edge": edge.as_dict()},
-                               floor=DIRECT_PARENT_CONFIDENCE)
-    alone = _root_as_parent(found)
-    return FieldSuggestion("base_model", found.root, min(alone.confidence, edge.confidence),
-                           f"{alone.evidence}; {said}", "members", details={**alone.details, "edge": edge.as_dict()},
-                           floor=DIRECT_PARENT_CONFIDENCE)
+        parent, confidence, evidence, details = edge.parent, found.confidence, found.evidence, {"distances": found.distances}
+    else:
+        alone = _root_as_parent(found)
+        parent, confidence, evidence, details = found.root, alone.confidence, alone.evidence, alone.details
+    return FieldSuggestion("base_model", parent, min(confidence, edge.confidence),
+                           f"{evidence}; among the tree's members read: {edge.evidence}", "members",
+                           details={**details, "edge": edge.as_dict()}, floor=DIRECT_PARENT_CONFIDENCE)
 
 
 def _routing_fields(adapter: Adapter, declared: dict[str, str], found: Route,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import sys
 from pathlib import Path
 
 from .common import UserError, probability
@@ -119,8 +120,6 @@ def _tree_members(args: argparse.Namespace, client) -> tuple[list, str]:
 def _parents_infer(args: argparse.Namespace, repos: list[str]):
     """`infer_card` with every listed member's edge among the others (`--parents`): the tree's members read whole
     once, each model's parent named by `hf_probex.lineage.recover_lineage` at the tree expert's calibration."""
-    import sys
-
     from ..infer import DIRECT_PARENT_CONFIDENCE, expert_registry, infer_card
     from ..lineage import MAX_MEMBERS, lineage_calibration, recover_lineage
 

@@ -105,10 +105,8 @@ def vocabulary_for(expert: Expert, candidates=None) -> Vocabulary:
 def _not_said_by(query: np.ndarray, known_text: np.ndarray) -> np.ndarray:
     """Indices of the known concepts (text embeddings `known_text`) that do not say the same as `query`
     (`SAME_CONCEPT`)."""
-    def unit(x: np.ndarray) -> np.ndarray:
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-    said = unit(np.asarray(known_text, dtype=np.float64)) @ unit(np.asarray(query, dtype=np.float64)[None])[0]
+    known, query = np.asarray(known_text, dtype=np.float64), np.asarray(query, dtype=np.float64)
+    said = known @ query / np.maximum(np.linalg.norm(known, axis=1) * np.linalg.norm(query), 1e-12)
     return np.flatnonzero(said < SAME_CONCEPT)
 
 
