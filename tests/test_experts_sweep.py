@@ -114,3 +114,17 @@ def test_runs_and_layer_selection_can_see_only_some_splits(tiny_zoo, tmp_path, c
     assert ("layer auto: vit.encoder.layer.1.attention.output.dense.weight (the family's default layer: fewer than 40 "
             "models on splits train") in capsys.readouterr().out
 
+
+
+def test_train_says_each_layer_it_tries_while_choosing(tmp_path, capsys):
+    """`hf-probex train --layer auto` cross-validates every layer before training (on a 300-model tree, many minutes):
+    a line per layer tried, on stderr, then the choice on stdout."""
+    from hf_probex.cli import main
+
+    write_planted(tmp_path / "set", n_models=40)
+    assert main(["train", "--zoo", str(tmp_path / "set"), "--tree", "Toy", "--folds", "2", "--out",
+                 str(tmp_path / "expert")]) == 0
+    printed = capsys.readouterr()
+    tried = [line for line in printed.err.splitlines() if line.startswith("choosing the layer: Toy / ")]
+    assert {line.split(" / ")[1] for line in tried} >= {"informative.weight", "noise.weight"}  # and stacks of them
+    assert printed.out.startswith("layer auto: informative.weight")

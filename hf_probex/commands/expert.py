@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 from ..text import DEFAULT_TEXT_ENCODER
@@ -104,7 +105,8 @@ def _resolve_layer(args: argparse.Namespace) -> None:
         by_default = family_default(args.zoo, args.tree, splits or ()) is not None
         with tempfile.TemporaryDirectory() as folder:
             args.layer = select_inputs(args.zoo, args.tree, args.method, Path(folder) / "select.jsonl",
-                                       splits=splits, folds=args.folds, seed=args.seed)
+                                       splits=splits, folds=args.folds, seed=args.seed,
+                                       progress=lambda line: print(f"choosing the layer: {line}", file=sys.stderr))
     except ValueError as err:
         raise UserError(str(err)) from None
     shown = " + ".join(args.layer) if isinstance(args.layer, list) else args.layer
