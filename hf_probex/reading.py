@@ -19,8 +19,11 @@ never logged nor shown.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+import threading
+from collections import OrderedDict
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -42,6 +45,41 @@ from .safetensors_format import SafetensorsHeader, TensorInfo, decode_tensor, he
 
 #: Small files are read whole; a "config" larger than this is not one.
 MAX_SMALL_FILE_BYTES = 10_000_000
+#: Decoded tensors kept for the next ask, over every source together (routing and the expert often read the same
+#: layer of a model). One bound for all: a reader of whole models (lineage: hundreds of 91 MB MiniLMs) keeps hundreds
+#: of sources alive, and a source and its checkpoints refer to each other, so a dropped one is freed only when Python's
+#: cycle collector next runs.
+TENSOR_CACHE_BYTES = 256 * 2**20
+
+
+class _TensorCache:
+    """The most recently read tensors, at most `limit` bytes, by (source, tensor); thread-safe (a scan reads
+    several models at once)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.size = limit, 0
+        self._tensors: OrderedDict[tuple[int, TensorInfo], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, TensorInfo]) -> np.ndarray | None:
+        with self._lock:
+            if key in self._tensors:
+                self._tensors.move_to_end(key)
+            return self._tensors.get(key)
+
+    def put(self, key: tuple[int, TensorInfo], tensor: np.ndarray) -> None:
+        if tensor.nbytes > self.limit:
+            return
+        with self._lock:
+            if key not in self._tensors:
+                self._tensors[key] = tensor
+                self.size += tensor.nbytes
+            while self.size > self.limit:
+                self.size -= self._tensors.popitem(last=False)[1].nbytes
+
+
+_TENSORS = _TensorCache(TENSOR_CACHE_BYTES)
+_SOURCE_NUMBERS = itertools.count()  # a cache key per source, never reused (an id() is, once its source is freed)
 INDEX_SUFFIX = ".safetensors.index.json"
 
 
@@ -193,7 +231,7 @@ class WeightSource:
         self._texts: dict[str, str | None] = {}
         self._headers: dict[str, SafetensorsHeader] = {}
         self._checkpoints: dict[str, Checkpoint] = {}
-        self._tensors: dict[TensorInfo, np.ndarray] = {}
+        self._number = next(_SOURCE_NUMBERS)
 
     def __repr__(self) -> str:
         return f"WeightSource({self.description!r})"
@@ -278,11 +316,15 @@ class WeightSource:
         return self._headers[name]
 
     def read_tensor(self, info: TensorInfo) -> np.ndarray:
-        """One tensor's bytes, and nothing else, as float32 of its stored shape (read once: routing and the
-        expert often ask for the same layer)."""
-        if info not in self._tensors:
-            self._tensors[info] = decode_tensor(self._read(info.file, info.start, info.nbytes), info)
-        return self._tensors[info].copy()
+        """One tensor's bytes, and nothing else, as float32 of its stored shape, read-only: kept a while and shared
+        (`TENSOR_CACHE_BYTES` of the tensors last read, over every source: routing and the expert often ask for the
+        same layer)."""
+        tensor = _TENSORS.get((self._number, info))
+        if tensor is None:
+            tensor = decode_tensor(self._read(info.file, info.start, info.nbytes), info)
+            tensor.flags.writeable = False
+            _TENSORS.put((self._number, info), tensor)
+        return tensor
 
     def require_safetensors(self) -> None:
         """NoSafetensorsError unless the model has safetensors weights (naming its pickled files if any)."""
@@ -321,7 +363,6 @@ class Checkpoint:
 
     def __init__(self, source: WeightSource, name: str) -> None:
         self.source, self.name = source, name
-        self._tensors: dict[str, np.ndarray] = {}
         if name.endswith(INDEX_SUFFIX):
             index = source.read_json(name) or {}
             weight_map = index.get("weight_map")
@@ -371,13 +412,9 @@ class Checkpoint:
         return self.info(name).shape
 
     def read(self, name: str) -> np.ndarray:
-        """One tensor as float32 of its stored shape: its header (if not read yet) and its bytes, nothing else.
-
-        Read once: routing and the expert often ask for the same layer (the result is shared, do not modify it).
-        """
-        if name not in self._tensors:
-            self._tensors[name] = self.source.read_tensor(self.info(name))
-        return self._tensors[name]
+        """One tensor as float32 of its stored shape, read-only: its header (if not read yet) and its bytes, nothing
+        else (`WeightSource.read_tensor`: kept a while for the next ask)."""
+        return self.source.read_tensor(self.info(name))
 
 
 def looks_like_repo_id(value: object, *, namespaced: bool = True) -> bool:

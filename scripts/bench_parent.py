@@ -82,7 +82,7 @@ def mother(zoo, tree: str, root: str) -> None:
     import networkx as nx
     from scipy.stats import kurtosis
 
-    from hf_probex.lineage import SKETCH_DIM, MovementSketch, open_model
+    from hf_probex.lineage import SKETCH_DIM, MovementSketch, each_released, open_model
 
     specs = [s for s in zoo.specs(tree) if s.role == "child"]
     local = {root: zoo.model_dir(tree, "root")}
@@ -90,15 +90,17 @@ def mother(zoo, tree: str, root: str) -> None:
     models = [open_model(zoo.model_dir(tree, s.name), local=local) for s in specs]
     kept = [why is None for why in sketch.keep_common(models)]
     specs, models = [s for s, k in zip(specs, kept) if k], [m for m, k in zip(models, kept) if k]
-    rows = np.stack([np.zeros(SKETCH_DIM)] + [sketch(m) for m in models])  # the root first: no change
 
     def model_kurtosis(model) -> float:
         adapter, source = model
         return float(np.mean([kurtosis(adapter.read_layer(source, name, shape)[0].astype(np.float64).ravel())
                               for name, shape in sketch.layers.items()]))
 
-    root_adapter, root_source = open_model(zoo.model_dir(tree, "root"))
-    kurt = np.array([model_kurtosis((root_adapter, root_source))] + [model_kurtosis(m) for m in models])
+    rows, kurt = [np.zeros(SKETCH_DIM)], [model_kurtosis(open_model(zoo.model_dir(tree, "root")))]  # the root first
+    for model in each_released(models):  # hundreds of models read whole do not fit in memory together
+        rows.append(sketch(model))
+        kurt.append(model_kurtosis(model))
+    rows, kurt = np.stack(rows), np.array(kurt)
     names = ["root"] + [s.name for s in specs]
     index = {name: i for i, name in enumerate(names)}
     pairs = [(index[s.parent], index[s.name]) for s in specs if s.parent in index]

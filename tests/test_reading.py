@@ -78,6 +78,36 @@ def test_local_read_touches_header_and_one_tensor_only(weights_file):
     assert source.files == ["model.safetensors"] and source.file_size("model.safetensors") == source.size
 
 
+def test_a_tensor_read_again_is_shared_and_the_kept_ones_stay_under_their_bound(tmp_path, weights_file, monkeypatch):
+    """Routing and the expert read the same layer: the second read reads no bytes. Reading many models whole (lineage
+    reads hundreds) keeps at most the bound of tensors, however many sources are alive."""
+    from hf_probex import reading
+
+    source = open_source(weights_file)
+    first = source.checkpoint().read("big.weight")
+    before = source.bytes_read
+    again = source.checkpoint().read("big.weight")
+    assert again is first and source.bytes_read == before
+    with pytest.raises(ValueError, match="read-only"):
+        again[0, 0] = 1.0  # shared with every later reader: nobody may change it
+
+    bound = reading._TensorCache(3 * first.nbytes)
+    monkeypatch.setattr(reading, "_TENSORS", bound)
+    sources = []
+    for index in range(8):
+        path = tmp_path / f"m{index}.safetensors"
+        save_file(_tensors(), str(path))
+        sources.append(open_source(path))
+        sources[-1].checkpoint().read("big.weight")
+        assert bound.size <= 3 * first.nbytes
+    read = sources[-1].bytes_read
+    sources[-1].checkpoint().read("big.weight")  # the last read is kept
+    assert sources[-1].bytes_read == read
+    read = sources[0].bytes_read
+    np.testing.assert_array_equal(sources[0].checkpoint().read("big.weight"), first)
+    assert sources[0].bytes_read == read + sources[0].checkpoint().info("big.weight").nbytes  # let go: read anew
+
+
 def test_folder_small_files_and_listing(tmp_path, weights_file):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "vit"}))
     (tmp_path / "README.md").write_text("# card\n")

@@ -22,7 +22,7 @@ This module is the measurement and its calibration, which the experts carry (`ex
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -33,7 +33,7 @@ from ...reading import WeightSource, open_source
 from ...weightsets import WeightRecord
 from .routes import cosine_distance
 
-__all__ = ["REINITIALISED", "SKETCH_DIM", "LineageCalibration", "MovementSketch", "best_members", "fit_lineage",
+__all__ = ["REINITIALISED", "SKETCH_DIM", "LineageCalibration", "MovementSketch", "best_members", "each_released", "fit_lineage",
            "fit_lineage_calibration", "open_model"]
 
 SKETCH_DIM = 1 << 16
@@ -143,6 +143,15 @@ class MovementSketch:
         return out
 
 
+def each_released(models: list) -> Iterator:
+    """The items of `models` in order, each dropped from the list as it is handed out: a model read whole keeps its
+    last tensors read (`reading.TENSOR_CACHE_BYTES`) while anything refers to it, and a tree's hundreds of models
+    would not fit in memory together."""
+    models.reverse()
+    while models:
+        yield models.pop()
+
+
 def best_members(sketches: np.ndarray) -> list[tuple[int | None, float | None]]:
     """For each model (a row of `sketches`), the member that explains most of its movement among those that moved
     less, and that share `s`; (None, None) for a model no member moved less than."""
@@ -219,7 +228,7 @@ def fit_lineage(records: Sequence[WeightRecord], root: str | os.PathLike, root_i
     if not models:
         return None
     try:
-        found = best_members(np.stack([sketch(model) for model in models]))
+        found = best_members(np.stack([sketch(model) for model in each_released(models)]))
     except ProbexError:  # no layer the root and every model share: nothing to measure parents by
         return None
     return fit_lineage_calibration([share for _, share in found], [r.parent != root_id for r in known],

@@ -282,5 +282,7 @@ def count_parameters(net: nn.Module) -> int:
 
 
 def as_tensor(x: np.ndarray) -> torch.Tensor:
-    """float32 tensor of a numpy array (no copy when already float32 and contiguous)."""
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    """float32 tensor of a numpy array (no copy when already float32, contiguous and writable: a layer as read from
+    a model is read-only, shared with its next reader, and torch's tensors may be written)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return torch.from_numpy(x if x.flags.writeable else x.copy())
