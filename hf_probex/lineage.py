@@ -13,7 +13,7 @@ from here.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -39,10 +39,12 @@ MAX_EDGES_BYTES = 4 * 2**20
 
 def recover_lineage(root: str | os.PathLike, members: Sequence[str | os.PathLike], calibration: LineageCalibration, *,
                     root_id: str | None = None, token: str | bool | None = None,
-                    progress: Callable[[str], None] | None = None, from_hub: Collection[str] = ()) -> list[Edge]:
+                    progress: Callable[[str], None] | None = None, from_hub: Collection[str] = (),
+                    local: Mapping[str, str | os.PathLike] | None = None) -> list[Edge]:
     """Each member's parent (the root or another member) from the weights, as `calibration` decides (see the module
     docstring); the root is named `root_id` where given (its weights may be a local copy, which an adapter declaring
-    `root_id` as its base is read on). The members in `from_hub` came from the network (a tree table, a Hub listing):
+    `root_id` as its base is read on). `local` maps other repo ids to local copies an adapter's declared base is read
+    from (a member's folder, offline). The members in `from_hub` came from the network (a tree table, a Hub listing):
     they are read as Hub repo ids only, never as a folder of that name here. A member that cannot be
     read, or is not of the root's shapes, is left out with a line through `progress`; one bad repo never breaks the
     others.
@@ -54,10 +56,11 @@ def recover_lineage(root: str | os.PathLike, members: Sequence[str | os.PathLike
         raise ProbexError(f"{len(members):,} members: hf_probex reads at most {MAX_MEMBERS:,} at once (each is read "
                           f"whole and compared with every other); pass a subset, such as one branch of the tree")
     sketch = MovementSketch(open_model(root, token=token))
+    bases = {**(local or {}), **({root_id: root} if root_id else {})}
     opened = {}
     for member in members:
         try:
-            opened[str(member)] = open_model(member, token=token, local={root_id: root} if root_id else None,
+            opened[str(member)] = open_model(member, token=token, local=bases,
                                              hub_only=str(member) in from_hub)
         except ProbexError as err:
             if progress:

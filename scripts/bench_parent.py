@@ -49,12 +49,18 @@ def without_members(zoo, tree: str, registry, root: str) -> None:
           f"recall {100 * right / max(held[0][0], 1):.1f} % of first generations\n")
 
 
+def _local_copies(zoo, tree: str) -> dict:
+    """Every model of the tree by repo id -> its folder: a peft adapter of a member declares the member's repo id."""
+    return {s.repo_id: zoo.model_dir(tree, s.name) for s in zoo.specs(tree)}
+
+
 def with_members(zoo, tree: str, registry, root: str) -> None:
     from hf_probex.lineage import lineage_calibration, recover_lineage
 
     specs = {str(zoo.model_dir(tree, s.name)): s for s in zoo.specs(tree) if s.role == "child"}
     calibration = lineage_calibration(registry, root)
-    edges = recover_lineage(zoo.model_dir(tree, "root"), list(specs), calibration, root_id=root)
+    edges = recover_lineage(zoo.model_dir(tree, "root"), list(specs), calibration, root_id=root,
+                            local=_local_copies(zoo, tree), progress=print)
     groups: dict[tuple[str, str], list[int]] = collections.defaultdict(lambda: [0, 0])
     rows = []  # (split, later generation, names a member, right)
     for edge in edges:
@@ -85,7 +91,7 @@ def mother(zoo, tree: str, root: str) -> None:
     from hf_probex.lineage import SKETCH_DIM, MovementSketch, each_released, open_model
 
     specs = [s for s in zoo.specs(tree) if s.role == "child"]
-    local = {root: zoo.model_dir(tree, "root")}
+    local = _local_copies(zoo, tree)
     sketch = MovementSketch(open_model(zoo.model_dir(tree, "root")))
     models = [open_model(zoo.model_dir(tree, s.name), local=local) for s in specs]
     kept = [why is None for why in sketch.keep_common(models)]

@@ -194,3 +194,21 @@ def test_infer_reads_the_edges_hf_probex_lineage_wrote(small_zoo, small_experts,
         assert main([*infer, "--parents", str(tmp_path / name)]) == 2, name
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "hf-probex lineage ROOT ... --json" in err[0], (name, err)
+
+
+def test_a_model_whose_own_parent_is_unknown_still_calibrates_as_a_candidate_parent(small_zoo):
+    """`fit_lineage` scores only models whose parents are known, but every model is a candidate parent, as every
+    member is when `recover_lineage` runs: a fine-tune of a model whose own parent lies outside the training splits
+    (another split, another table) still finds its parent."""
+    import dataclasses
+
+    from hf_probex.experts.calibration.lineage import fit_lineage
+    from hf_probex.weightsets import open_weight_set
+
+    records = {r.model_id: r for r in open_weight_set(small_zoo.root).for_tree("resnet")}
+    child = next(r for r in records.values() if r.parent in records and records[r.parent].parent == ROOT)
+    parent = dataclasses.replace(records[child.parent], parent="elsewhere/unknown")
+    siblings = [r for r in records.values() if r.parent == ROOT and r.model_id != parent.model_id][:2]
+    calibration = fit_lineage([parent, child, *siblings], small_zoo.model_dir("resnet", "root"), ROOT)
+    assert calibration.models == 3  # the child and the two first generations; the parent is not scored
+    assert calibration.member_precision == 2 / 3 and calibration.root_precision == 3 / 4  # each right on its side

@@ -209,28 +209,27 @@ def open_model(location: str | os.PathLike, *, token: str | bool | None = None, 
 
 def fit_lineage(records: Sequence[WeightRecord], root: str | os.PathLike, root_id: str) -> LineageCalibration | None:
     """The `LineageCalibration` of a tree from its models whose parents are known (`WeightRecord.parent`: a zoo's, a
-    table's declared bases) and among them or the root, each read as `recover_lineage` reads a member; None where
+    table's declared bases) and among them or the root, each read as `recover_lineage` reads a member, with every one
+    of `records` a candidate parent (as every member is there, whether its own parent is known or not); None where
     there are none."""
     ids = {r.model_id for r in records} | {root_id}
-    known, models = [], []
+    readable, models = [], []
     for record in records:
-        if record.parent in ids:
-            try:
-                models.append(open_model(record.path, base=record.base))
-            except ProbexError:  # a model that cannot be read here calibrates nothing
-                continue
-            known.append(record)
-    if not known:
-        return None
+        try:
+            models.append(open_model(record.path, base=record.base))
+        except ProbexError:  # a model that cannot be read here calibrates nothing
+            continue
+        readable.append(record)
     sketch = MovementSketch(open_model(root))
     whys = sketch.keep_common(models)
-    known, models = [r for r, why in zip(known, whys) if why is None], [m for m, why in zip(models, whys) if why is None]
-    if not models:
+    members = [r for r, why in zip(readable, whys) if why is None]
+    models = [m for m, why in zip(models, whys) if why is None]
+    if not any(r.parent in ids for r in members):
         return None
     try:
         found = best_members(np.stack([sketch(model) for model in each_released(models)]))
     except ProbexError:  # no layer the root and every model share: nothing to measure parents by
         return None
-    return fit_lineage_calibration([share for _, share in found], [r.parent != root_id for r in known],
-                                   [best is not None and known[best].model_id == r.parent
-                                    for r, (best, _) in zip(known, found)])
+    known = [(r, best, share) for r, (best, share) in zip(members, found) if r.parent in ids]
+    return fit_lineage_calibration([share for _, _, share in known], [r.parent != root_id for r, _, _ in known],
+                                   [best is not None and members[best].model_id == r.parent for r, best, _ in known])
