@@ -103,6 +103,8 @@ def member_embedding(source: WeightSource, adapter: Adapter, root: str, registry
     """
     import torch
 
+    from ..experts.methods.models import as_tensor
+
     task = CONCEPT_TASK if adapter.relation == "adapter" else CLASSES_TASK
     entry = expert_for(registry, root, task, source, adapter)
     if entry is None:  # no expert: the family's default layer for this tree
@@ -113,7 +115,7 @@ def member_embedding(source: WeightSource, adapter: Adapter, root: str, registry
     expert = load_expert(entry.location)
     layers = [name for name, _ in entry.inputs]
     matrix = adapter.read_input(source, entry.inputs, expert.config["conv_layout"], allow_missing=expert.fused)
-    x = torch.as_tensor(matrix, dtype=torch.float32)
+    x = as_tensor(matrix)
     if task == CONCEPT_TASK:  # the expert's forward checks the shape and refuses NaN / inf (ValueError)
         return Embedding(expert.search_vectors(matrix)[0].astype(np.float32),
                          _loaded_expert_kind(entry.location, entry.public_name), layers)
