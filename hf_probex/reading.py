@@ -45,6 +45,7 @@ from .safetensors_format import SafetensorsHeader, TensorInfo, decode_tensor, he
 
 #: Small files are read whole; a "config" larger than this is not one.
 MAX_SMALL_FILE_BYTES = 10_000_000
+INDEX_SUFFIX = ".safetensors.index.json"
 #: Decoded tensors kept for the next ask, over every source together (routing and the expert often read the same
 #: layer of a model). One bound for all: a reader of whole models (lineage: hundreds of 91 MB MiniLMs) keeps hundreds
 #: of sources alive, and a source and its checkpoints refer to each other, so a dropped one is freed only when Python's
@@ -80,7 +81,6 @@ class _TensorCache:
 
 _TENSORS = _TensorCache(TENSOR_CACHE_BYTES)
 _SOURCE_NUMBERS = itertools.count()  # a cache key per source, never reused (an id() is, once its source is freed)
-INDEX_SUFFIX = ".safetensors.index.json"
 
 
 def safe_relpath(name: str, where: str) -> str:

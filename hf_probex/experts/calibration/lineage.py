@@ -33,8 +33,8 @@ from ...reading import WeightSource, open_source
 from ...weightsets import WeightRecord
 from .routes import cosine_distance
 
-__all__ = ["REINITIALISED", "SKETCH_DIM", "LineageCalibration", "MovementSketch", "best_members", "each_released", "fit_lineage",
-           "fit_lineage_calibration", "open_model"]
+__all__ = ["REINITIALISED", "SKETCH_DIM", "LineageCalibration", "MovementSketch", "best_members", "each_released",
+           "fit_lineage", "fit_lineage_calibration", "open_model"]
 
 SKETCH_DIM = 1 << 16
 #: A layer this far from the root's (cosine distance) was initialised anew (a new head), not fine-tuned: left out.
