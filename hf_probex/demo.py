@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .experts.calibration.routes import DIRECT_SHARE_CREDIBILITY
 from .experts.registry import ExpertRegistry
 from .suggestions import CardSuggestion
 from .zoo import Zoo
@@ -118,7 +119,8 @@ def demo_experts(zoo: Zoo, out: Path, splits: tuple[str, ...] = TRAINING_SPLITS,
     for tree in zoo.trees:
         folder = out / tree
         stamp = folder / "demo.json"
-        key = {"zoo": str(zoo.root.resolve()), "splits": list(splits), "format": zoo.plan["format"]}
+        key = {"zoo": str(zoo.root.resolve()), "splits": list(splits), "format": zoo.plan["format"],
+               "direct_share_credibility": DIRECT_SHARE_CREDIBILITY}  # an expert fitted by an older rule is refitted
         if not (stamp.is_file() and json.loads(stamp.read_text()) == key):
             method = DEFAULT_METHODS[tree_task(zoo.root, tree)]
             with tempfile.TemporaryDirectory() as scratch:

@@ -38,7 +38,8 @@ from .suggestions import CARD_FIELDS, CardSuggestion, Edge, FieldSuggestion
 #: Confidence needed for fields that come from routing by weights (the experts carry calibrated thresholds).
 ROUTING_CONFIDENCE = 0.9
 #: Confidence needed to name the tree's root as a model's `base_model` from its weights alone: the share of the tree's
-#: training models as near the root that are its direct children, a precision like each expert's threshold.
+#: training models as near the root that are its direct children (at least, `routes.DIRECT_SHARE_CREDIBILITY`), a
+#: precision like each expert's threshold.
 DIRECT_PARENT_CONFIDENCE = 0.95
 _PLACEHOLDER_LABEL = re.compile(r"^(LABEL_\d+|\d+)$")
 
@@ -274,8 +275,9 @@ def _root_as_parent(found: Route) -> FieldSuggestion:
                   f"direct child (retrain it with this hf_probex)")
     else:
         confidence = min(found.confidence, share)
-        parent = (f"a descendant of {found.root}: {share:.0%} of the tree's training models at most this near it are its "
-                  f"direct children, the others fine-tunes of another member (not among the models read here)")
+        parent = (f"a descendant of {found.root}: at least {share:.0%} of the tree's training models at most this near it "
+                  f"are its direct children, as far as their number proves, the others fine-tunes of another member (not "
+                  f"among the models read here)")
     return FieldSuggestion("base_model", found.root, confidence, f"{found.evidence}; {parent}", "weights",
                            details={"distances": found.distances, "direct_share": share}, floor=DIRECT_PARENT_CONFIDENCE)
 

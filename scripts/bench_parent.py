@@ -7,8 +7,12 @@ as the docs say: `hf-probex train --splits train,val`, so the test split is held
 2. `hf_probex.lineage.recover_lineage` with every child as a member, as `hf-probex lineage` runs it: the parent named
    (the root or a member), and how often a member named is the parent.
 3. The MoTHer procedure (`mother`) on the same members, side by side.
+4. (`--parts bounds`) How sure the root from weights alone may be said to be: the expert's own direct-children curve
+   as `infer_card` reads it, and the curve refitted on the training splits' routing distances as the Laplace-smoothed
+   share and as lower ends of its Jeffreys interval (`fit_direct_children`), each read for the held-out children:
+   what a stricter confidence costs in recall, and whether it keeps grandchildren from the root.
 
-    python scripts/bench_parent.py ZOO --tree resnet --expert DIR
+    python scripts/bench_parent.py ZOO --tree resnet --expert DIR [--parts without,with,mother,bounds]
 """
 
 from __future__ import annotations
@@ -132,12 +136,60 @@ def mother(zoo, tree: str, root: str) -> None:
               f"{sum(later):>9} of {len(later):<4}")
 
 
+def bounds(zoo, tree: str, registry, root: str, training: tuple[str, ...]) -> None:
+    from hf_probex.adapters import detect, read_through
+    from hf_probex.demo import undocumented_copy
+    from hf_probex.experts.calibration.routes import direct_child_share, fit_direct_children
+    from hf_probex.infer import DIRECT_PARENT_CONFIDENCE
+    from hf_probex.reading import open_source
+    from hf_probex.routing import declared_bases, route
+
+    rows = []  # (split, generation, routing confidence, distance, read through the root itself, the expert's share)
+    with tempfile.TemporaryDirectory() as scratch:
+        for spec in (s for s in zoo.specs(tree) if s.role == "child"):
+            model = open_source(undocumented_copy(zoo, spec, Path(scratch) / spec.name))
+            adapter = detect(model)
+            reader, weights = read_through(model, adapter)
+            found = route(weights, reader, registry, declared=declared_bases(model, adapter))
+            if found.root == root:
+                rows.append((spec.split, spec.generation, found.confidence, found.distances[root],
+                             found.is_root or found.direct_share == 1.0, found.direct_share))
+    fitted = [r for r in rows if r[0] in training]
+    distances, direct = np.array([r[3] for r in fitted]), np.array([r[1] == 1 for r in fitted])
+    print(f"the root from weights alone, by the confidence rule ({len(fitted)} models of {', '.join(training)} fit "
+          f"the curve, {int(direct.sum())} direct children; a proposal needs {DIRECT_PARENT_CONFIDENCE})")
+    print(f"{'share read as':<26} {'held out: proposed':>18} {'right':>6} {'precision %':>11} {'recall %':>8} "
+          f"{'grandchildren given it':>22} {'in sample':>10}")
+    rules = {"the expert's (infer_card)": None, "point (Laplace)": fit_direct_children(distances, direct, None)}
+    rules |= {f"Jeffreys {level:.0%} lower": fit_direct_children(distances, direct, level) for level in (0.8, 0.9, 0.95)}
+    for label, curve in rules.items():
+        def named(row, curve=curve) -> bool:
+            share = row[5] if curve is None else 1.0 if row[4] else direct_child_share({"direct_children": curve}, row[3])
+            return share is not None and min(row[2], share) >= DIRECT_PARENT_CONFIDENCE
+
+        held = [(named(r), r[1] == 1) for r in rows if r[0] not in training]
+        proposed, right = sum(n for n, _ in held), sum(n and first for n, first in held)
+        print(f"{label:<26} {proposed:>18} {right:>6} {100 * right / max(proposed, 1):>11.1f} "
+              f"{100 * right / max(sum(first for _, first in held), 1):>8.1f} {proposed - right:>22} "
+              f"{sum(named(r) and r[1] > 1 for r in fitted):>10}")
+
+
+PARTS = ("without", "with", "mother", "bounds")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("zoo")
     parser.add_argument("--tree", required=True)
     parser.add_argument("--expert", action="append", required=True, help="an expert folder of the tree (repeatable)")
+    parser.add_argument("--parts", default="without,with,mother",
+                        help=f"which measurements, comma-separated, of {', '.join(PARTS)} (default: the first three)")
+    parser.add_argument("--training-splits", default="train,val",
+                        help="the splits the expert was trained on (bounds: they fit the curve; default: train,val)")
     args = parser.parse_args()
+    parts = args.parts.split(",")
+    if unknown := sorted(set(parts) - set(PARTS)):
+        parser.error(f"unknown parts {', '.join(unknown)}: choose among {', '.join(PARTS)}")
 
     from hf_probex.experts.registry import ExpertRegistry
     from hf_probex.zoo import Zoo
@@ -145,9 +197,14 @@ def main() -> None:
     zoo = Zoo.open(args.zoo)
     registry = ExpertRegistry.from_locations(args.expert)
     root = next(s.repo_id for s in zoo.specs(args.tree) if s.role == "root")
-    without_members(zoo, args.tree, registry, root)
-    with_members(zoo, args.tree, registry, root)
-    mother(zoo, args.tree, root)
+    if "without" in parts:
+        without_members(zoo, args.tree, registry, root)
+    if "with" in parts:
+        with_members(zoo, args.tree, registry, root)
+    if "mother" in parts:
+        mother(zoo, args.tree, root)
+    if "bounds" in parts:
+        bounds(zoo, args.tree, registry, root, tuple(args.training_splits.split(",")))
 
 
 if __name__ == "__main__":

@@ -74,6 +74,16 @@ def test_the_direct_child_share_never_rises_with_distance_and_is_a_precision(mod
     assert direct_child_share({}, 0.1) is None  # an expert that did not measure it says nothing
 
 
+def test_a_handful_of_direct_children_near_the_root_proves_too_little_to_name_it():
+    """The share is the lower end of its 95 % credible interval: 20 training models near the root, every one a direct
+    child, do not make the root a parent at 0.95 (their Laplace-smoothed share, 21 of 22, would); 80 do."""
+    few, many = (fit_direct_children(np.linspace(0.01, 0.02, n), np.ones(n, bool)) for n in (20, 80))
+    assert direct_child_share({"direct_children": few}, 0.01) < 0.95 <= direct_child_share({"direct_children": many}, 0.01)
+    assert few["credibility"] == 0.95
+    point = fit_direct_children(np.linspace(0.01, 0.02, 20), np.ones(20, bool), credibility=None)
+    assert direct_child_share({"direct_children": point}, 0.01) == pytest.approx(21 / 22)
+
+
 def test_an_experts_direct_child_curve_and_members_are_bounded_before_use():
     good = {"distances": [0.01, 0.02], "share": [0.97, 0.9], "models": 2, "direct": 2}
     assert direct_children_ok(good)

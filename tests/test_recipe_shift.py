@@ -142,8 +142,8 @@ def test_half_precision_and_shards_route_and_read_as_the_original(small_zoo, sma
 
 def test_later_generations_are_in_the_tree_and_never_get_the_root_as_parent(small_zoo, small_experts, tmp_path):
     """A cardless fine-tune of a fine-tune routes to the tree by its weights, but weights alone name the root as its
-    base_model only where the tree's training models that near the root are mostly its direct children: none of the
-    held-out later generations gets it, while most held-out first generations do. A declared parent that is one of the
+    base_model only where the tree's training models that near the root are surely its direct children: none of the
+    held-out later generations gets it, while a third or more of the held-out first generations do. A declared parent that is one of the
     expert's training models is followed to the root and checked against the weights; one hf_probex cannot follow
     offline stays the base_model, with a finding saying so and a lowered confidence."""
     held_out = [s for s in small_zoo.specs("resnet") if s.role == "child" and s.split == "test"]
@@ -154,7 +154,7 @@ def test_later_generations_are_in_the_tree_and_never_get_the_root_as_parent(smal
         named[spec.name] = _base_answer(result) == ROOT
     assert not any(named[s.name] for s in held_out if s.generation > 1)
     first = [named[s.name] for s in held_out if s.generation == 1]
-    assert sum(first) > len(first) / 2
+    assert sum(first) >= len(first) / 3
     from hf_probex.experts.registry import load_expert
 
     members = load_expert(next(iter(small_experts.entries)).location).routing["members"]

@@ -42,6 +42,11 @@ from ...weightsets import WeightRecord
 from ..methods.shaping import layer_reader, layer_shapes
 
 ROUTING_LAYERS = 2
+#: How sure the training models must make the direct-children share (`fit_direct_children`): a grandchild whose
+#: parent moved little sits as near the root as its children, and the share measured on the few dozen training
+#: models that near is a point estimate; its lower end at this credibility keeps every held-out grandchild of
+#: text-bench and small from the root (docs/benchmarks.md, "The root as base_model from weights alone").
+DIRECT_SHARE_CREDIBILITY = 0.95
 MAX_KNOTS = 256  # points of the direct-children curve an expert keeps, whatever the size of its training set
 MAX_MEMBERS = 10_000  # training models whose parents an expert lists (`routing["members"]`)
 INDEPENDENT = 1.0  # cosine distance of independently initialised weights: orthogonal
@@ -116,20 +121,29 @@ def fit_lora_modules(records: list[WeightRecord], root: Path | None) -> dict:
     return {"metric": "module shapes", "modules": [[name, list(shape)] for name, shape in sorted(modules.items())]}
 
 
-def fit_direct_children(distances: np.ndarray, direct: np.ndarray) -> dict:
-    """How often a training model at most a distance from the root is one of its direct children: at each model's
-    distance d (sorted), the share of direct children among the models at most d away (Laplace-smoothed: a few
-    models prove little), at its best over every larger distance. Read at a model's distance, it is the precision of
-    naming the root as parent for every model at least as near, as each expert's threshold is a precision; it never
+def fit_direct_children(distances: np.ndarray, direct: np.ndarray,
+                        credibility: float | None = DIRECT_SHARE_CREDIBILITY) -> dict:
+    """How often, at least, a training model at most a distance from the root is one of its direct children: at each
+    model's distance d (sorted), the lower end of the one-sided Jeffreys interval at `credibility` of the share of
+    direct children among the models at most d away (a few models prove little), at its best over every larger
+    distance; `credibility` None: the Laplace-smoothed share itself. Read at a model's distance, it is the precision
+    of naming the root as parent for every model at least as near, as each expert's threshold is a precision; it never
     rises with distance. At most `MAX_KNOTS` points are kept (the curve read at the next kept point: never higher)."""
     order = np.argsort(distances, kind="stable")
     at, hits = distances[order], np.cumsum(direct[order])
     last = np.r_[at[1:] != at[:-1], True]  # models at the same distance count together
-    share = ((hits + 1) / (np.arange(1, len(at) + 1) + 2))[last]
+    seen = np.arange(1, len(at) + 1)
+    if credibility is None:
+        share = (hits + 1) / (seen + 2)
+    else:
+        from scipy.stats import beta  # only here: importing scipy.stats would cost every `import hf_probex` 0.7 s
+
+        share = beta.ppf(1 - credibility, hits + 0.5, seen - hits + 0.5)
+    share = share[last]
     at, share = at[last], np.maximum.accumulate(share[::-1])[::-1]
     keep = np.unique(np.linspace(0, len(at) - 1, min(len(at), MAX_KNOTS)).round().astype(int))
     return {"distances": [float(x) for x in at[keep]], "share": [float(x) for x in share[keep]],
-            "models": int(len(distances)), "direct": int(direct.sum())}
+            "models": int(len(distances)), "direct": int(direct.sum()), "credibility": credibility}
 
 
 def direct_children_ok(curve: object) -> bool:
