@@ -5,7 +5,8 @@ as the docs say: `hf-probex train --splits train,val`, so the test split is held
 1. `infer_card` on each child stripped of its card (`demo.undocumented_copy`): is the root proposed as base_model at
    the default threshold (right for a first generation only)? Precision and recall of first generations held out.
 2. `hf_probex.lineage.recover_lineage` with every child as a member, as `hf-probex lineage` runs it: the parent named
-   (the root or a member), and how often a member named is the parent.
+   (the root or a member), and how often a member named is the parent; then what `infer --parents` proposes as
+   base_model for each held-out child given its edge (at or above the floor a pull request needs).
 3. The MoTHer procedure (`mother`) on the same members, side by side.
 4. (`--parts bounds`) How sure the root from weights alone may be said to be: the expert's own direct-children curve
    as `infer_card` reads it, and the curve refitted on the training splits' routing distances as the Laplace-smoothed
@@ -82,6 +83,33 @@ def with_members(zoo, tree: str, registry, root: str) -> None:
         later = [r for r in chosen if r[1]]
         print(f"{label}: {len(chosen)} edges, {sum(r[3] for r in chosen)} right; a member named {len(member)} times, "
               f"{sum(r[3] for r in member)} right; later generations {sum(r[3] for r in later)} of {len(later)} right")
+    proposed_from_edges(zoo, tree, registry, specs, edges)
+
+
+def proposed_from_edges(zoo, tree: str, registry, specs: dict, edges: list) -> None:
+    """What `infer --parents` proposes (a pull request's base_model) for each held-out child stripped of its card,
+    given its edge: the parent, only at or above the floor."""
+    from dataclasses import replace
+
+    from hf_probex import infer_card
+    from hf_probex.demo import undocumented_copy
+
+    counts = collections.Counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        for edge in edges:
+            spec = specs[edge.child]
+            if spec.split != "test":
+                continue
+            copy = undocumented_copy(zoo, spec, Path(scratch) / spec.name)
+            base = infer_card(copy, experts=registry, parents=[replace(edge, child=str(copy))]).fields.get("base_model")
+            named = None if base is None else specs[base.value].repo_id if base.value in specs else base.value
+            generation = "later generations" if spec.generation > 1 else "first generations"
+            counts[generation] += 1
+            counts[generation, "proposed"] += base is not None
+            counts[generation, "right"] += named == zoo.spec(tree, spec.parent).repo_id
+    for generation in ("first generations", "later generations"):
+        print(f"held out, {generation}: base_model proposed for {counts[generation, 'proposed']} of "
+              f"{counts[generation]}, {counts[generation, 'right']} right")
 
 
 def mother(zoo, tree: str, root: str) -> None:

@@ -137,6 +137,18 @@ def test_plan_is_deterministic_and_prefix_stable():
             assert grown[model["name"]] == model
 
 
+@pytest.mark.parametrize("preset", ["small", "text-bench", "text-lineage"])
+def test_a_fine_tune_of_a_child_is_planned_into_its_parents_split(preset):
+    """Lineage calibrates on the training splits' edges: every later generation in them has its parent there too,
+    and a held-out one was never seen through its parent (models of classes outside the vocabulary, parents or
+    children, excepted: they are held out whatever their lineage)."""
+    models = {m["name"]: m for m in make_plan(PRESETS[preset], 0)["models"]}
+    later = [m for m in models.values() if m["generation"] > 1 and "holdout" not in m["split"] + models[m["parent"]]["split"]]
+    assert later and all(m["split"] == models[m["parent"]]["split"] for m in later)
+    if preset == "text-lineage":  # enough edges to calibrate a member's precision above 0.95 (Laplace: 18 right)
+        assert sum(m["split"] in ("train", "val") for m in later) >= 36
+
+
 def test_zoo_open_rejects_a_folder_without_zoo(tmp_path):
     from hf_probex.zoo import ZooError
 

@@ -61,7 +61,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="tiny (~20 s, for tests), small (~1.5 min; the smallest zoo whose weights carry a signal, "
                             "for the expert tests), text-small (~2 min; the real all-MiniLM-L6-v2 and its fine-tunes, "
                             "for the tests and the demo), text-bench and bench (the benchmarks: hours), sd-bench "
-                            "(bench's LoRA tree alone, ~30 min); times on 2 cores; default: tiny")
+                            "(bench's LoRA tree alone, ~30 min), text-lineage (a real-root tree half fine-tunes of "
+                            "fine-tunes, for lineage: ~40 min); times on 2 cores; default: tiny")
     build.add_argument("--out", help="zoo folder (default: <cache>/zoos/<preset>-seed<N>, cache = $HF_PROBEX_CACHE or ~/.cache/hf_probex)")
     build.add_argument("--seed", type=int, default=0, help="seed of every draw; the same seed builds the same zoo (default: 0)")
     build.add_argument("--workers", type=int, default=None, help="parallel training processes (default: one per core)")

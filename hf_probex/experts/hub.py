@@ -307,8 +307,14 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
             return None
         return RowReader(head["layer"], self.head_coef.numpy(), self.head_intercept.numpy())
 
-    def set_head(self, reader: RowReader, calibration: dict) -> None:
-        """Read the classification head too: `reader`'s rows, with the calibration fitted jointly with the layers."""
+    def set_head(self, reader: RowReader | None, calibration: dict | None = None) -> None:
+        """Read the classification head too: `reader`'s rows, with `calibration` fitted jointly with the layers; None:
+        the hidden layers alone, at their own calibration."""
+        if reader is None:
+            self._config["head"], self.head_calibration = None, None
+            for name in ("head_coef", "head_intercept"):
+                self._buffers.pop(name, None)
+            return
         self._config["head"] = {"layer": reader.layer, "width": reader.width}
         self.register_buffer("head_coef", as_tensor(reader.coef).clone())
         self.register_buffer("head_intercept", as_tensor(reader.intercept).clone())

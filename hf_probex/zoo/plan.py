@@ -169,6 +169,10 @@ def _plan_tree(tree_name: str, tree: TreePreset, seed: int) -> tuple[list[ModelS
             else:
                 spec.hparams["images_per_class"] = pick(rng, tree.images_per_class)
             spec.split = str(rng.choice(SPLITS, p=_SPLIT_WEIGHTS))
+            if parent.role == "child" and parent.split in SPLITS:
+                # a fine-tune of a child goes where its parent went: a held-out grandchild is not half-seen through
+                # its parent, and a training one's edge calibrates lineage (its parent is among the candidates)
+                spec.split = parent.split
             if unseen:
                 spec.split = HOLDOUT_SPLITS[(index - tree.n_children - 1) % 2]
             elif is_text and tree.unseen_categories and rng.random() < tree.unseen_share:

@@ -161,6 +161,20 @@ PRESETS: dict[str, ZooPreset] = {
             ),
         },
     ),
+    "text-lineage": ZooPreset(
+        name="text-lineage",
+        description="a tree of the real all-MiniLM-L6-v2 where half the children are fine-tunes of fine-tunes, each "
+                    "in its parent's split: enough edges to calibrate and measure lineage (about 40 min on 2 cores; "
+                    "about 8 GB)",
+        trees={
+            "text": TreePreset(
+                family="text", n_children=120, architecture={}, root=_root(), recipes=text_recipes((2, 3), (2, 3, 4)),
+                root_repo_id=MINILM, categories=_TEXT_BENCH_CATEGORIES, subset_size=(3, 8), texts_per_class=(32, 48),
+                storage=_HUB_STORAGE, shuffled_labels=0.5, second_generation=0.35, third_generation=0.15,
+                min_accuracy=0.5,
+            ),
+        },
+    ),
     "bench": ZooPreset(
         name="bench",
         description="the benchmark zoo: hundreds of children per tree from five recipe families (three for the "
