@@ -10,7 +10,7 @@ the tree families in `hf_probex.zoo.trees` know how to turn it into models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import ZooError
 from .recipes import Recipe, StorageMix, classifier_recipes, lora_recipes, text_recipes
@@ -105,6 +105,15 @@ _SD_BENCH = TreePreset(
     styles=_SD_STYLES, second_generation=0.0, holdout_concepts=12, images_per_concept=(5, 10),
 )
 
+
+#: text-bench's tree; text-lineage grows the same one, smaller and mostly of later generations.
+_TEXT_BENCH_TREE = TreePreset(
+    family="text", n_children=320, architecture={}, root=_root(), recipes=text_recipes((2, 3), (2, 3, 4)),
+    root_repo_id=MINILM, categories=_TEXT_BENCH_CATEGORIES, subset_size=(3, 8), texts_per_class=(32, 48),
+    unseen_categories=("debian", "linuxcookie", "medicine", "news", "pets", "tao"), unseen_share=0.08,
+    storage=_HUB_STORAGE, shuffled_labels=0.5, second_generation=0.1, third_generation=0.03, min_accuracy=0.5,
+)
+
 PRESETS: dict[str, ZooPreset] = {
     "tiny": ZooPreset(
         name="tiny",
@@ -151,29 +160,15 @@ PRESETS: dict[str, ZooPreset] = {
         description="the benchmark tree of the real all-MiniLM-L6-v2: hundreds of children from five recipe families "
                     "on 3 to 8 of 27 fortunes categories, some on categories outside them too (hours on 2 cores; about "
                     "20 GB)",
-        trees={
-            "text": TreePreset(
-                family="text", n_children=320, architecture={}, root=_root(), recipes=text_recipes((2, 3), (2, 3, 4)),
-                root_repo_id=MINILM, categories=_TEXT_BENCH_CATEGORIES, subset_size=(3, 8), texts_per_class=(32, 48),
-                unseen_categories=("debian", "linuxcookie", "medicine", "news", "pets", "tao"), unseen_share=0.08,
-                storage=_HUB_STORAGE, shuffled_labels=0.5, second_generation=0.1, third_generation=0.03,
-                min_accuracy=0.5,
-            ),
-        },
+        trees={"text": _TEXT_BENCH_TREE},
     ),
     "text-lineage": ZooPreset(
         name="text-lineage",
         description="a tree of the real all-MiniLM-L6-v2 where half the children are fine-tunes of fine-tunes, each "
                     "in its parent's split: enough edges to calibrate and measure lineage (about 40 min on 2 cores; "
                     "about 8 GB)",
-        trees={
-            "text": TreePreset(
-                family="text", n_children=120, architecture={}, root=_root(), recipes=text_recipes((2, 3), (2, 3, 4)),
-                root_repo_id=MINILM, categories=_TEXT_BENCH_CATEGORIES, subset_size=(3, 8), texts_per_class=(32, 48),
-                storage=_HUB_STORAGE, shuffled_labels=0.5, second_generation=0.35, third_generation=0.15,
-                min_accuracy=0.5,
-            ),
-        },
+        trees={"text": replace(_TEXT_BENCH_TREE, n_children=120, unseen_categories=(), unseen_share=0.0,
+                               second_generation=0.35, third_generation=0.15)},
     ),
     "bench": ZooPreset(
         name="bench",
