@@ -45,7 +45,8 @@ ROUTING_LAYERS = 2
 #: How sure the training models must make the direct-children share (`fit_direct_children`): a grandchild whose
 #: parent moved little sits as near the root as its children, and the share measured on the few dozen training
 #: models that near is a point estimate; its lower end at this credibility keeps every held-out grandchild of
-#: text-bench and small from the root (docs/benchmarks.md, "The root as base_model from weights alone").
+#: text-bench and small from the root, and 17 of 18 where the curve never saw the grandchild's recipe family
+#: (docs/benchmarks.md, "The root as base_model from weights alone").
 DIRECT_SHARE_CREDIBILITY = 0.95
 MAX_KNOTS = 256  # points of the direct-children curve an expert keeps, whatever the size of its training set
 MAX_MEMBERS = 10_000  # training models whose parents an expert lists (`routing["members"]`)
