@@ -165,6 +165,7 @@ def mother(zoo, tree: str, root: str) -> None:
 
 
 def bounds(zoo, tree: str, registry, root: str, training: tuple[str, ...]) -> None:
+    """The root from weights alone under each confidence rule (the module docstring's item 4)."""
     from hf_probex.adapters import detect, read_through
     from hf_probex.demo import undocumented_copy
     from hf_probex.experts.calibration.routes import direct_child_share, fit_direct_children
@@ -191,7 +192,7 @@ def bounds(zoo, tree: str, registry, root: str, training: tuple[str, ...]) -> No
     rules = {"the expert's (infer_card)": None, "point (Laplace)": fit_direct_children(distances, direct, None)}
     rules |= {f"Jeffreys {level:.0%} lower": fit_direct_children(distances, direct, level) for level in (0.8, 0.9, 0.95)}
     for label, curve in rules.items():
-        def named(row, curve=curve) -> bool:
+        def named(row: tuple) -> bool:  # the root proposed as infer_card proposes it, the share read from `curve`
             share = row[5] if curve is None else 1.0 if row[4] else direct_child_share({"direct_children": curve}, row[3])
             return share is not None and min(row[2], share) >= DIRECT_PARENT_CONFIDENCE
 

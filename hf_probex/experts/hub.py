@@ -313,7 +313,8 @@ class Expert(nn.Module, PyTorchModelHubMixin, library_name="hf_probex", tags=["h
         if reader is None:
             self._config["head"], self.head_calibration = None, None
             for name in ("head_coef", "head_intercept"):
-                self._buffers.pop(name, None)
+                if hasattr(self, name):
+                    delattr(self, name)
             return
         self._config["head"] = {"layer": reader.layer, "width": reader.width}
         self.register_buffer("head_coef", as_tensor(reader.coef).clone())

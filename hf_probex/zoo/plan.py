@@ -169,7 +169,7 @@ def _plan_tree(tree_name: str, tree: TreePreset, seed: int) -> tuple[list[ModelS
             else:
                 spec.hparams["images_per_class"] = pick(rng, tree.images_per_class)
             spec.split = str(rng.choice(SPLITS, p=_SPLIT_WEIGHTS))
-            if parent.role == "child" and parent.split in SPLITS:
+            if parent.split in SPLITS:  # the root has none
                 # a fine-tune of a child goes where its parent went: a held-out grandchild is not half-seen through
                 # its parent, and a training one's edge calibrates lineage (its parent is among the candidates)
                 spec.split = parent.split
