@@ -6,6 +6,11 @@ its expert carries). The best member is a model's parent where its s reaches the
 is; `lineage_calibration` finds that threshold in a tree's expert (`routing["lineage"]`, fitted when it was
 trained), and a tree's expert without it cannot name parents.
 
+A tree too large to read whole (past `MAX_MEMBERS`) is read from its table instead: `lineage_from_sketches` takes
+each member's row (a count sketch of its movement in the expert's input layers, `hf_probex.scan.embedding`), finds
+each member's candidate parents in a vector index and measures s on their sketches, with the expert's calibration
+of exactly those sketches (`routing["sketch_lineage"]`).
+
 The measurement's names (`LineageCalibration`, `MovementSketch`, `open_model`, `SKETCH_DIM`, ...) stay importable
 from here.
 """
@@ -21,17 +26,17 @@ from .bounded import load_json
 from .errors import ProbexError
 from .experts.calibration.lineage import (
     REINITIALISED, SKETCH_DIM, LineageCalibration, MovementSketch, best_members, each_released, fit_lineage,
-    fit_lineage_calibration, open_model,
+    fit_lineage_calibration, open_model, sketch_candidates,
 )
 from .experts.registry import ExpertRegistry, load_expert
 from .suggestions import Edge
 
 __all__ = ["MAX_MEMBERS", "REINITIALISED", "SKETCH_DIM", "Edge", "LineageCalibration", "MovementSketch", "best_members",
-           "each_released", "fit_lineage", "fit_lineage_calibration", "lineage_calibration", "open_model", "read_edges",
-           "recover_lineage"]
+           "each_released", "fit_lineage", "fit_lineage_calibration", "lineage_calibration", "lineage_from_sketches",
+           "open_model", "read_edges", "recover_lineage"]
 
-#: Members read at once: each keeps a sketch of 0.5 MB and every pair is compared (a 10^5-row table needs candidates
-#: from a vector index first, not built yet).
+#: Members read at once: each keeps a sketch of 0.5 MB and every pair is compared (a larger tree's parents come from
+#: its table's sketches, `lineage_from_sketches`).
 MAX_MEMBERS = 2_000
 #: An edges file (`hf-probex lineage --json`) longer than this is not one of at most `MAX_MEMBERS` edges.
 MAX_EDGES_BYTES = 4 * 2**20
@@ -79,8 +84,38 @@ def recover_lineage(root: str | os.PathLike, members: Sequence[str | os.PathLike
         except ProbexError as err:
             if progress:
                 progress(f"left out {name}: {err}")
+    return _edges(names, best_members(np.stack(rows) if rows else np.zeros((0, SKETCH_DIM))), calibration,
+                  root_id or str(root))
+
+
+def lineage_from_sketches(names: Sequence[str], sketches: np.ndarray, calibration: LineageCalibration,
+                          root_id: str) -> list[Edge]:
+    """Each member's parent (the root `root_id` or another member) from a tree table's count sketches alone, no
+    weights read: `sketches` [members, dim] are the rows' `embedding`s in the order of `names`, each a member's
+    movement from the root as the scan sketched the tree's expert's input layers (that expert root-centred), and
+    `calibration` the tree's calibration of such sketches (`lineage_calibration(..., sketches=True)`). Each member's
+    candidate parents come from a vector index (`sketch_candidates`), so a table of 10^5 rows takes minutes, not
+    all pairs (docs/benchmarks.md, "Lineage from a table's sketches").
+
+    Raises:
+        ProbexError: the sketches are not [len(names), dim] finite numbers, or `calibration` is not one of sketches.
+    """
+    matrix = np.asarray(sketches, dtype=np.float32)  # a table's numbers: float64 would double 1.6 GB at 10^5 rows
+    if calibration.sketch is None:
+        raise ProbexError("this lineage calibration is of models read whole, not of a table's sketches: take the "
+                          "expert's with lineage_calibration(..., sketches=True)")
+    if matrix.ndim != 2 or len(matrix) != len(names) or not np.isfinite(matrix).all():
+        raise ProbexError(f"{len(names)} members need a finite [{len(names)}, dim] matrix of sketches, not one of "
+                          f"shape {matrix.shape}")
+    return _edges(list(names), best_members(matrix, sketch_candidates(matrix)) if len(matrix) else [], calibration,
+                  root_id)
+
+
+def _edges(names: list[str], found: Sequence[tuple[int | None, float | None]], calibration: LineageCalibration,
+           root: str) -> list[Edge]:
+    """Each member's edge: its best member where that explains at least the tree's threshold, else the root."""
     edges = []
-    for name, (best, share) in zip(names, best_members(np.stack(rows) if rows else np.zeros((0, SKETCH_DIM)))):
+    for name, (best, share) in zip(names, found):
         if share is not None and share >= calibration.threshold:
             edges.append(Edge(name, names[best], calibration.member_precision,
                               f"{names[best]} explains {share:.0%} of its movement from the root (>= "
@@ -88,14 +123,15 @@ def recover_lineage(root: str | os.PathLike, members: Sequence[str | os.PathLike
             continue
         said = (f"no member explains enough of its movement (best {names[best]}: {share:.0%} < "
                 f"{calibration.threshold:.0%})" if share is not None else "no member moved less from the root")
-        edges.append(Edge(name, root_id or str(root), calibration.root_precision, said, share,
+        edges.append(Edge(name, root, calibration.root_precision, said, share,
                           names[best] if best is not None else None))
     return edges
 
 
-def lineage_calibration(registry: ExpertRegistry, root: str) -> LineageCalibration:
+def lineage_calibration(registry: ExpertRegistry, root: str, *, sketches: bool = False) -> LineageCalibration:
     """The `LineageCalibration` of the tree of `root`: from the first of its experts in `registry` that carries one (an
-    expert that cannot be loaded is passed over).
+    expert that cannot be loaded is passed over); with `sketches`, the one of a tree table's count sketches
+    (`lineage_from_sketches`) instead of models read whole.
 
     Raises:
         ProbexError: none of them does.
@@ -104,12 +140,13 @@ def lineage_calibration(registry: ExpertRegistry, root: str) -> LineageCalibrati
         if entry.root != root:
             continue
         try:
-            value = load_expert(entry.location).routing.get("lineage")
+            value = load_expert(entry.location).routing.get("sketch_lineage" if sketches else "lineage")
         except Exception:  # a damaged or outdated expert: the others may still have one
             continue
         if value:
             return LineageCalibration.from_dict(value)
-    raise ProbexError(f"no expert of the tree of {root} can name parents: train one with this hf_probex "
+    can = "name parents from a table's sketches (a root-centred expert does)" if sketches else "name parents"
+    raise ProbexError(f"no expert of the tree of {root} can {can}: train one with this hf_probex "
                       f"(hf-probex train --tree ...) and pass it with --expert")
 
 

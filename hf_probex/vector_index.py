@@ -44,6 +44,8 @@ HNSW_EXPANSION_SEARCH = 1024
 #: HNSW candidates re-scored exactly per result wanted (at least MIN_CANDIDATES): int8 scores only shortlist.
 RERANK = 4
 MIN_CANDIDATES = 40
+#: Queries scored together by `ExactIndex.search_many`: a [block, rows] float32 matrix (0.2 GB at 10^5 rows).
+QUERY_BLOCK = 512
 VECTORS_FILE, GRAPH_FILE = "vectors.npy", "graph.usearch"
 INDEX_KINDS = ("exact", "usearch")
 #: A saved index bigger than this is not one hf_probex wrote (10^7 rows x 1024 float32 is 40 GB).
@@ -61,6 +63,11 @@ class VectorIndex(Protocol):
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The `k` rows with the largest inner product with `query` ([D]): (row numbers int64 [k'], inner products
         float32 [k']), best first; k' = min(k, rows)."""
+        ...
+
+    def search_many(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """`search` for each row of `queries` ([q, D]) at once: (row numbers int64 [q, k'], inner products float32
+        [q, k']), each row best first."""
         ...
 
     def save(self, folder: Path) -> None:
@@ -84,6 +91,13 @@ def _checked_query(query: np.ndarray, width: int) -> np.ndarray:
     return vector
 
 
+def _checked_queries(queries: np.ndarray, width: int) -> np.ndarray:
+    matrix = np.ascontiguousarray(queries, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[1] != width:
+        raise ValueError(f"queries are a matrix [q, {width}], not an array of shape {matrix.shape}")
+    return matrix
+
+
 def _atomic(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     write(tmp)
@@ -104,6 +118,16 @@ class ExactIndex:
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return _top(self.vectors, np.arange(len(self)), _checked_query(query, self.vectors.shape[1]), k)
 
+    def search_many(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = _checked_queries(queries, self.vectors.shape[1])
+        k = max(min(k, len(self)), 0)
+        rows, scores = np.zeros((len(queries), k), np.int64), np.zeros((len(queries), k), np.float32)
+        for start in range(0, len(queries), QUERY_BLOCK):  # one matrix product per block: [block, rows] in memory
+            block = queries[start:start + QUERY_BLOCK] @ self.vectors.T
+            for i, row in enumerate(block, start):
+                rows[i], scores[i] = _best(row, k)
+        return rows, scores
+
     def save(self, folder: Path) -> None:
         _save_vectors(self.vectors, folder / VECTORS_FILE)
 
@@ -118,13 +142,18 @@ class ExactIndex:
 def _top(vectors: np.ndarray, rows: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The best `k` of `rows` by their exact inner product with `query`, best first (ties: lower row first)."""
     rows = np.sort(rows)
-    scores = vectors[rows] @ query if len(rows) < len(vectors) else vectors @ query
+    top, scores = _best(vectors[rows] @ query if len(rows) < len(vectors) else vectors @ query, k)
+    return rows[top].astype(np.int64), scores
+
+
+def _best(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of the `k` largest `scores` and those scores, best first (ties: lower position first)."""
     k = min(k, len(scores))
     if k <= 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
     top = top[np.lexsort((top, -scores[top]))]
-    return rows[top].astype(np.int64), scores[top].astype(np.float32)
+    return top.astype(np.int64), scores[top].astype(np.float32)
 
 
 def _save_vectors(vectors: np.ndarray, path: Path) -> None:
@@ -175,6 +204,18 @@ class HnswIndex:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         candidates = self.graph.search(query, min(len(self), max(RERANK * k, MIN_CANDIDATES)))
         return _top(self.vectors, candidates.keys.astype(np.int64), query, k)
+
+    def search_many(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = _checked_queries(queries, self.vectors.shape[1])
+        k = max(min(k, len(self)), 0)
+        rows, scores = np.zeros((len(queries), k), np.int64), np.zeros((len(queries), k), np.float32)
+        if not k or not len(queries):
+            return rows, scores
+        found = self.graph.search(queries, min(len(self), max(RERANK * k, MIN_CANDIDATES)), threads=0)
+        keys = found.keys.reshape(len(queries), -1)
+        for i, (query, count) in enumerate(zip(queries, np.atleast_1d(found.counts))):
+            rows[i], scores[i] = _top(self.vectors, keys[i, :count].astype(np.int64), query, k)
+        return rows, scores
 
     def save(self, folder: Path) -> None:
         _save_vectors(np.asarray(self.vectors), folder / VECTORS_FILE)

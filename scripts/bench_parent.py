@@ -8,12 +8,14 @@ as the docs say: `hf-probex train --splits train,val`, so the test split is held
    (the root or a member), and how often a member named is the parent; then what `infer --parents` proposes as
    base_model for each held-out child given its edge (at or above the floor a pull request needs).
 3. The MoTHer procedure (`mother`) on the same members, side by side.
+3b. (`--parts sketches`) Every child as a row of a tree table (its embedding as a scan makes it): the parents
+   `hf_probex.lineage.lineage_from_sketches` names from those rows alone, as the table of a tree too large to read.
 4. (`--parts bounds`) How sure the root from weights alone may be said to be: the expert's own direct-children curve
    as `infer_card` reads it, and the curve refitted on the training splits' routing distances as the Laplace-smoothed
    share and as lower ends of its Jeffreys interval (`fit_direct_children`), each read for the held-out children:
    what a stricter confidence costs in recall, and whether it keeps grandchildren from the root.
 
-    python scripts/bench_parent.py ZOO --tree resnet --expert DIR [--parts without,with,mother,bounds]
+    python scripts/bench_parent.py ZOO --tree resnet --expert DIR [--parts without,with,sketches,mother,bounds]
 """
 
 from __future__ import annotations
@@ -66,6 +68,29 @@ def with_members(zoo, tree: str, registry, root: str) -> None:
     calibration = lineage_calibration(registry, root)
     edges = recover_lineage(zoo.model_dir(tree, "root"), list(specs), calibration, root_id=root,
                             local=_local_copies(zoo, tree), progress=print)
+    _score_edges(zoo, tree, root, specs, edges, f"every child a member (hf_probex.lineage), calibration "
+                                                f"{calibration.to_dict()}")
+    proposed_from_edges(zoo, tree, registry, specs, edges)
+
+
+def from_sketches(zoo, tree: str, registry, root: str) -> None:
+    """Every child a row of a tree table: its embedding as a scan makes it, parents from those sketches alone."""
+    from hf_probex.lineage import lineage_calibration, lineage_from_sketches, open_model
+    from hf_probex.scan.embedding import member_embedding
+
+    local = _local_copies(zoo, tree)
+    specs = {str(zoo.model_dir(tree, s.name)): s for s in zoo.specs(tree) if s.role == "child"}
+    sketches = []
+    for path in specs:
+        adapter, source = open_model(path, local=local)
+        sketches.append(member_embedding(source, adapter, root, registry).vector)
+    calibration = lineage_calibration(registry, root, sketches=True)
+    edges = lineage_from_sketches(list(specs), np.stack(sketches), calibration, root)
+    _score_edges(zoo, tree, root, specs, edges, f"every child a table row (hf_probex.lineage.lineage_from_sketches), "
+                                                f"calibration {calibration.to_dict()}")
+
+
+def _score_edges(zoo, tree: str, root: str, specs: dict, edges: list, title: str) -> None:
     groups: dict[tuple[str, str], list[int]] = collections.defaultdict(lambda: [0, 0])
     rows = []  # (split, later generation, names a member, right)
     for edge in edges:
@@ -76,14 +101,13 @@ def with_members(zoo, tree: str, registry, root: str) -> None:
         counts[0] += 1
         counts[1] += right
         rows.append((spec.split, spec.generation > 1, edge.parent != root, right))
-    print(f"every child a member (hf_probex.lineage), calibration {calibration.to_dict()}")
+    print(title)
     print(_table(groups, ("models", "parent right")))
     for label, chosen in (("held out (test split)", [r for r in rows if r[0] == "test"]), ("every child", rows)):
         member = [r for r in chosen if r[2]]
         later = [r for r in chosen if r[1]]
         print(f"{label}: {len(chosen)} edges, {sum(r[3] for r in chosen)} right; a member named {len(member)} times, "
               f"{sum(r[3] for r in member)} right; later generations {sum(r[3] for r in later)} of {len(later)} right")
-    proposed_from_edges(zoo, tree, registry, specs, edges)
 
 
 def proposed_from_edges(zoo, tree: str, registry, specs: dict, edges: list) -> None:
@@ -203,7 +227,7 @@ def bounds(zoo, tree: str, registry, root: str, training: tuple[str, ...]) -> No
               f"{sum(named(r) and r[1] > 1 for r in fitted):>10}")
 
 
-PARTS = ("without", "with", "mother", "bounds")
+PARTS = ("without", "with", "sketches", "mother", "bounds")
 
 
 def main() -> None:
@@ -230,6 +254,8 @@ def main() -> None:
         without_members(zoo, args.tree, registry, root)
     if "with" in parts:
         with_members(zoo, args.tree, registry, root)
+    if "sketches" in parts:
+        from_sketches(zoo, args.tree, registry, root)
     if "mother" in parts:
         mother(zoo, args.tree, root)
     if "bounds" in parts:

@@ -212,3 +212,90 @@ def test_a_model_whose_own_parent_is_unknown_still_calibrates_as_a_candidate_par
     calibration = fit_lineage([parent, child, *siblings], small_zoo.model_dir("resnet", "root"), ROOT)
     assert calibration.models == 3  # the child and the two first generations; the parent is not scored
     assert calibration.member_precision == 2 / 3 and calibration.root_precision == 3 / 4  # each right on its side
+
+
+def _table_rows(small_zoo, small_experts) -> dict[str, np.ndarray]:
+    """Each child's row of a tree table: repo id -> its embedding as a scan makes it (`member_embedding`)."""
+    from hf_probex.lineage import open_model
+    from hf_probex.scan.embedding import member_embedding
+
+    local = {s.repo_id: small_zoo.model_dir("resnet", s.name) for s in small_zoo.specs("resnet")}
+    rows = {}
+    for folder, repo in _members(small_zoo).items():
+        adapter, source = open_model(folder, local=local)
+        rows[repo] = member_embedding(source, adapter, ROOT, small_experts).vector
+    return rows
+
+
+@pytest.fixture(scope="module")
+def table_rows(small_zoo, small_experts):
+    return _table_rows(small_zoo, small_experts)
+
+
+def test_a_tables_sketches_name_the_parents_without_reading_a_weight(small_zoo, small_experts, table_rows):
+    """A tree too large to read whole is read from its table: each member's candidate parents from a vector index
+    over the rows' sketches, s on their sketches, the expert's calibration of exactly those sketches."""
+    from hf_probex.lineage import lineage_from_sketches
+    from hf_probex.sketch import sketch_kind
+
+    calibration = lineage_calibration(small_experts, ROOT, sketches=True)
+    expert = load_expert(next(e.location for e in small_experts.entries if e.root == ROOT))
+    assert calibration.sketch == sketch_kind() and list(calibration.layers) == [n for n, _ in expert.config["inputs"]]
+    assert calibration.models > 50
+    edges = lineage_from_sketches(list(table_rows), np.stack(list(table_rows.values())), calibration, ROOT)
+    truth = {s.repo_id: small_zoo.spec("resnet", s.parent).repo_id for s in small_zoo.specs("resnet") if s.role == "child"}
+    named = {e.child: e.parent for e in edges}
+    later = [repo for repo, parent in truth.items() if parent != ROOT]
+    members = [repo for repo, parent in named.items() if parent != ROOT]
+    assert sum(named[repo] == truth[repo] for repo in later) >= 0.8 * len(later)
+    assert sum(named[repo] == truth[repo] for repo in members) >= 0.9 * len(members)
+    assert all(e.confidence == (calibration.member_precision if e.parent != ROOT else calibration.root_precision)
+               for e in edges)
+
+
+def test_lineage_from_sketches_takes_only_a_calibration_of_sketches_and_one_row_a_member():
+    from hf_probex.lineage import lineage_from_sketches
+
+    rows = np.random.default_rng(0).normal(size=(3, 64))
+    with pytest.raises(ProbexError, match="read whole"):
+        lineage_from_sketches(["a", "b", "c"], rows, LineageCalibration(0.2, 0.9, 0.99, 10), ROOT)
+    sketched = LineageCalibration(0.2, 0.9, 0.99, 10, "count-sketch 64 seed 0", ("layer",))
+    for names, bad in ((["a", "b"], rows), (["a", "b", "c"], rows[:, :, None]), (["a", "b", "c"], rows * np.nan)):
+        with pytest.raises(ProbexError, match="finite"):
+            lineage_from_sketches(names, bad, sketched, ROOT)
+    assert lineage_from_sketches([], np.zeros((0, 64)), sketched, ROOT) == []
+
+
+def test_a_calibration_of_sketches_says_what_it_measured_and_round_trips():
+    sketched = LineageCalibration(0.2, 0.9, 0.99, 10, "count-sketch 4096 seed 0", ("encoder.layer.5.value",))
+    assert LineageCalibration.from_dict(sketched.to_dict()) == sketched
+    assert set(LineageCalibration(0.2, 0.9, 0.99, 10).to_dict()) == {"threshold", "member_precision",
+                                                                    "root_precision", "models"}  # as experts had it
+    for bad in ({**sketched.to_dict(), "layers": "layer"}, {**sketched.to_dict(), "sketch": 4096},
+                {k: v for k, v in sketched.to_dict().items() if k != "layers"}):
+        with pytest.raises(ValueError):
+            LineageCalibration.from_dict(bad)
+
+
+def test_the_cli_names_parents_from_a_table_folders_sketches(small_experts, table_rows, capsys, tmp_path):
+    from hf_probex.scan.publish import dataset_card
+    from hf_probex.scan.table import ScanRow, rows_to_table, write_parquet
+
+    calibration = lineage_calibration(small_experts, ROOT, sketches=True)
+    rows = [ScanRow(repo, embedding=vector, embedding_kind=calibration.sketch, embedding_layers=list(calibration.layers))
+            for repo, vector in table_rows.items()]
+    rows.append(ScanRow("acme/unsketched", embedding=None))  # a row the scan could not read: left out, said so
+    (tmp_path / "table" / "data").mkdir(parents=True)
+    write_parquet(rows_to_table(rows), tmp_path / "table" / "data" / "train-00000.parquet")
+    (tmp_path / "table" / "README.md").write_text(dataset_card(ROOT, None, rows, settings="test", scanned_at="now"))
+    experts = [arg for e in small_experts.entries if e.root == ROOT for arg in ("--expert", str(e.location))]
+    assert main(["lineage", ROOT, "--table", str(tmp_path / "table"), "--sketches", "--json", *experts]) == 0
+    out, err = capsys.readouterr()
+    edges = json.loads(out)["edges"]
+    assert len(edges) == len(table_rows) and "left out 1 of" in err
+    from hf_probex.lineage import lineage_from_sketches
+
+    expected = lineage_from_sketches(list(table_rows), np.stack(list(table_rows.values())), calibration, ROOT)
+    assert edges == [edge.as_dict() for edge in expected] and any(e["parent"] != ROOT for e in edges)
+    assert main(["lineage", ROOT, "acme/m", "--table", str(tmp_path / "table"), "--sketches", *experts]) == 2
+    assert "name no MEMBER" in capsys.readouterr().err

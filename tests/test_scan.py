@@ -117,7 +117,7 @@ def test_a_classifier_tree_table_carries_label_names_and_a_seeded_sketch(hub, ti
     assert {s.repo_id for s in members} <= set(rows)
     for spec in members:
         row = rows[spec.repo_id]
-        assert row["embedding_kind"] == "count-sketch 128 seed 0" and len(row["embedding"]) == 128
+        assert row["embedding_kind"] == "count-sketch 2048 seed 0" and len(row["embedding"]) == 2048
         assert row["embedding"] == other[spec.repo_id]["embedding"]  # seeded: the same sketch every run
         named = [label["value"] for label in row["labels"] if label["source"] == "config.json id2label"]
         assert named == (list(spec.labels) if spec.named_labels else [])

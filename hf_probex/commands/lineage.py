@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from .common import UserError
+
+if TYPE_CHECKING:
+    from ..lineage import Edge, LineageCalibration
 
 
 def _lineage(args: argparse.Namespace) -> int:
@@ -15,6 +19,10 @@ def _lineage(args: argparse.Namespace) -> int:
 
     token = False if args.token == "" else args.token  # --token "": send none (not the stored login)
     tree = args.tree or args.root
+    if args.sketches:
+        if args.members:
+            raise UserError("--sketches reads the tree table's rows, no weights: name no MEMBER (or drop --sketches)")
+        return _from_sketches(args, tree, token)
     members, listed = list(args.members), []
     if args.table or not members:  # the members a scan listed (its table), beside those named
         from ..members import table_members
@@ -27,12 +35,41 @@ def _lineage(args: argparse.Namespace) -> int:
     calibration = lineage_calibration(expert_registry(args.expert or None, token), tree)
     edges = recover_lineage(args.root, members, calibration, root_id=tree, token=token, from_hub=set(listed),
                             progress=lambda line: print(line, file=sys.stderr))
+    return _print(args, tree, calibration, edges, f"{len(edges)} of {len(members)} members read")
+
+
+def _from_sketches(args: argparse.Namespace, tree: str, token: str | bool | None) -> int:
+    """The parents named from the tree table's sketches alone (`lineage_from_sketches`)."""
+    import numpy as np
+
+    from ..infer import expert_registry
+    from ..lineage import lineage_calibration, lineage_from_sketches
+    from ..scan.publish import find_table
+
+    calibration = lineage_calibration(expert_registry(args.expert or None, token), tree, sketches=True)
+    rows = find_table(tree, args.table, token=token).read_columns(
+        ["repo_id", "embedding", "embedding_kind", "embedding_layers"]).to_pylist()
+    usable = [row for row in rows if row["embedding"] is not None and row["embedding_kind"] == calibration.sketch
+              and tuple(row["embedding_layers"] or ()) == calibration.layers]
+    if len(usable) < len(rows):
+        print(f"left out {len(rows) - len(usable)} of {len(rows)} rows: no {calibration.sketch} of "
+              f"{', '.join(calibration.layers)} (the expert's calibration); rescan with this hf_probex and that expert",
+              file=sys.stderr)
+    if not usable:
+        raise UserError(f"no row of the table of {tree} holds the sketch the expert is calibrated on: rescan with "
+                        f"`hf-probex scan {tree}` and this hf_probex")
+    edges = lineage_from_sketches([row["repo_id"] for row in usable], np.array([row["embedding"] for row in usable],
+                                  dtype=np.float32), calibration, tree)
+    return _print(args, tree, calibration, edges, f"{len(edges)} of {len(rows)} table rows read by their sketches")
+
+
+def _print(args: argparse.Namespace, tree: str, calibration: LineageCalibration, edges: list[Edge], read: str) -> int:
     if args.json:
         print(json.dumps({"root": tree, "calibration": calibration.to_dict(),
                           "edges": [edge.as_dict() for edge in edges]}, indent=1))
         return 0
-    print(f"the tree of {tree}: {len(edges)} of {len(members)} members read; a member is a parent where it "
-          f"explains >= {calibration.threshold:.0%} of a model's movement from the root")
+    print(f"the tree of {tree}: {read}; a member is a parent where it explains >= {calibration.threshold:.0%} of a "
+          f"model's movement from the root")
     print(f"{'model':<40} {'parent':<40} {'conf.':>5}  evidence")
     for edge in edges:
         print(f"{edge.child:<40} {edge.parent:<40} {edge.confidence:>5.2f}  {edge.evidence}")
@@ -48,9 +85,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "explains most of its movement from the root where that share reaches the tree's threshold, else "
                     "the root. The threshold and each side's precision come from the tree's expert (fitted on its "
                     "training models, whose parents are known). A member that cannot be read is left out with a line "
-                    "on stderr. See the Lineage section of docs/infer.md.",
+                    "on stderr. A tree too large to read whole (more than 2,000 members) is read from its table "
+                    "with --sketches. See the Lineage section of docs/infer.md.",
         epilog="examples: hf-probex lineage acme/root acme/child-1 acme/child-2 acme/grandchild --expert experts/acme; "
-               "hf-probex lineage acme/root --table acme/root-tree-table",
+               "hf-probex lineage acme/root --table acme/root-tree-table; "
+               "hf-probex lineage acme/root --table acme/root-tree-table --sketches",
     )
     lineage.add_argument("root", metavar="ROOT", help="the tree's root (Hub repo id or local folder)")
     lineage.add_argument("members", metavar="MEMBER", nargs="*",
@@ -62,5 +101,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     lineage.add_argument("--expert", action="append", metavar="DIR_OR_REPO",
                          help="the tree's expert (repeatable; default: the local registry and, online, the Hub's experts)")
     lineage.add_argument("--token", default=None, help="a Hub token (default: the saved login; \"\" sends none)")
+    lineage.add_argument("--sketches", action="store_true",
+                         help="read no weights: name the parents from the tree table's sketches alone (its rows' "
+                              "embeddings; any number of rows, each member's candidates from a vector index)")
     lineage.add_argument("--json", action="store_true", help="print the edges and the calibration as JSON")
     lineage.set_defaults(func=_lineage)

@@ -135,7 +135,8 @@ def check_config(config: object) -> None:
         and _layers_ok((config.get("routing") or {}).get("modules", []), MAX_MODULES)
         and ("direct_children" not in (config.get("routing") or {}) or direct_children_ok(config["routing"]["direct_children"]))
         and ("members" not in (config.get("routing") or {}) or members_ok(config["routing"]["members"]))
-        and ("lineage" not in (config.get("routing") or {}) or _lineage_ok(config["routing"]["lineage"])),
+        and all(_lineage_ok(value) for key, value in (config.get("routing") or {}).items()
+                if key in ("lineage", "sketch_lineage")),
         "vocabulary": _names_ok(config.get("vocabulary")),
         "open_vocabulary": config.get("open_vocabulary") is None or _names_ok(config["open_vocabulary"]),
         "examples": config.get("examples") is None or _examples_ok(config["examples"], config.get("vocabulary")),

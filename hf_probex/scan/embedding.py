@@ -10,12 +10,9 @@
   only vectors of the expert it embeds the query with (`expert_kind`, `kind_fingerprint`).
 - Every other member: a **count sketch** of the expert's input layers (of the family's default layer
   when the tree has no expert), centred as the expert centres them (minus the root's copy, divided by
-  its scale, for a root-centred expert; as stored otherwise). The count sketch is a fixed sparse random
-  projection: coordinate i of the flattened layer is added, with a sign s(i) = +-1, to bucket h(i) of
-  `dim`; h and s are drawn once from `numpy.random.default_rng([seed, n])` (n: the layer's size), so
-  every run and every machine gives the same sketch. Inner products are preserved in expectation
-  (E<S x, S y> = <x, y>), so distances and cosines between members carry over at `dim` = 128 with a
-  relative error of about 1/sqrt(dim); it costs one pass over the layer, nothing per member to draw.
+  its scale, for a root-centred expert; as stored otherwise): `hf_probex.sketch.count_sketch`, a fixed sparse random
+  projection the same on every machine, of `DEFAULT_SKETCH_DIM` numbers, enough for lineage to name a member's
+  parent from the table alone (`hf_probex.lineage.lineage_from_sketches`); it costs one pass over the layer.
 
 Reads only the expert's layers (those routing did not read already: a source reads each tensor once).
 """
@@ -33,15 +30,14 @@ from ..experts.hub import Expert
 from ..experts.registry import ExpertRegistry, load_expert
 from ..infer import expert_for
 from ..reading import WeightSource
+from ..sketch import DEFAULT_SKETCH_DIM, DEFAULT_SKETCH_SEED, count_sketch, sketch_kind
 
 __all__ = ["DEFAULT_SKETCH_DIM", "EMBEDDING_FORMAT", "Embedding", "count_sketch", "expert_kind", "kind_fingerprint", "member_embedding"]
 
-DEFAULT_SKETCH_DIM = 128
 #: How embeddings are made (part of the scan's settings digest: rows of an older format are read again).
 #: 2: LoRAs' `Expert.search_vectors`, with the expert's fingerprint in `embedding_kind`; 3: a peft adapter of a full
-#: model embedded (and routed) merged onto its base.
-EMBEDDING_FORMAT = 3
-DEFAULT_SKETCH_SEED = 0
+#: model embedded (and routed) merged onto its base; 4: count sketches of 2,048 numbers (lineage reads them).
+EMBEDDING_FORMAT = 4
 
 
 @dataclass
@@ -75,23 +71,6 @@ def kind_fingerprint(kind: str | None) -> str | None:
     return found[1] if found else None
 
 
-@functools.lru_cache(maxsize=16)
-def _sketch_hash(size: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The buckets h (int64 [size]) and signs s (float64 [size]) of the count sketch of a vector of `size`."""
-    rng = np.random.default_rng([seed, size])
-    buckets = rng.integers(0, dim, size=size)
-    signs = rng.integers(0, 2, size=size).astype(np.float64) * 2 - 1
-    buckets.flags.writeable = signs.flags.writeable = False
-    return buckets, signs
-
-
-def count_sketch(values: np.ndarray, dim: int = DEFAULT_SKETCH_DIM, seed: int = DEFAULT_SKETCH_SEED) -> np.ndarray:
-    """The count sketch of `values` (flattened) in `dim` float32 numbers (see the module docstring)."""
-    flat = np.asarray(values, dtype=np.float64).ravel()
-    buckets, signs = _sketch_hash(flat.size, dim, seed)
-    return np.bincount(buckets, weights=signs * flat, minlength=dim).astype(np.float32)
-
-
 def member_embedding(source: WeightSource, adapter: Adapter, root: str, registry: ExpertRegistry, *,
                      dim: int = DEFAULT_SKETCH_DIM, seed: int = DEFAULT_SKETCH_SEED) -> Embedding:
     """The embedding of a member of the tree of `root` (see the module docstring).
@@ -111,7 +90,7 @@ def member_embedding(source: WeightSource, adapter: Adapter, root: str, registry
         layer = adapter.target_layer(task, root, names=adapter.candidate_layers(adapter.checkpoint(source)),
                                      source=source)
         flat, _ = adapter.read_layer(source, layer)
-        return Embedding(count_sketch(flat, dim, seed), f"count-sketch {dim} seed {seed}", [layer])
+        return Embedding(count_sketch(flat, dim, seed), sketch_kind(dim, seed), [layer])
     expert = load_expert(entry.location)
     layers = [name for name, _ in entry.inputs]
     matrix = adapter.read_input(source, entry.inputs, expert.config["conv_layout"], allow_missing=expert.fused)
@@ -123,4 +102,4 @@ def member_embedding(source: WeightSource, adapter: Adapter, root: str, registry
         if not torch.isfinite(x).all():
             raise ValueError("its layers hold NaN or inf weights")
         centred = (x - expert.offset) / expert.scale  # the expert's root centring (identity for an uncentred one)
-    return Embedding(count_sketch(centred.numpy(), dim, seed), f"count-sketch {dim} seed {seed}", layers)
+    return Embedding(count_sketch(centred.numpy(), dim, seed), sketch_kind(dim, seed), layers)

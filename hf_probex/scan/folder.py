@@ -34,7 +34,7 @@ __all__ = ["DEFAULT_FLUSH_EVERY", "ROWS_PER_SHARD", "ScanFolder", "ScanFolderErr
 STATE_FORMAT = 1
 #: Rows per part flushed to the working folder (what a kill can lose at most).
 DEFAULT_FLUSH_EVERY = 64
-#: Rows per shard of the consolidated table (a 384-wide embedding: ~1.6 KB a row, so ~80 MB a shard).
+#: Rows per shard of the consolidated table (a 4,096-float sketch: ~16 KB a row, so ~0.8 GB a shard).
 ROWS_PER_SHARD = 50_000
 
 

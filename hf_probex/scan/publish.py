@@ -43,13 +43,14 @@ __all__ = ["DATA_FILES", "TREE_TABLE_TAG", "TableError", "TableFiles", "TableNot
 
 #: Where a table's shards live in its dataset repo.
 DATA_FILES = "data/*.parquet"
-#: A published shard larger than this is not one hf_probex wrote (ROWS_PER_SHARD rows of a wide embedding: ~80 MB).
-MAX_SHARD_BYTES = 1_000_000_000
+#: A published shard larger than this is not one hf_probex wrote (ROWS_PER_SHARD rows of a 4,096-float sketch: ~0.8 GB).
+MAX_SHARD_BYTES = 2_000_000_000
 #: More shards than this is not a table hf_probex wrote (10^7 rows at ROWS_PER_SHARD rows a shard is 200).
 MAX_SHARDS = 1_000
-#: Rows a table may hold (tables of 10^5 models are the design point) and decoded bytes of the columns read, in all.
+#: Rows a table may hold (tables of 10^5 models are the design point) and decoded bytes of the columns read, in all
+#: (10^5 rows' 4,096-float sketches, what lineage from a table reads, are 1.6 GiB).
 MAX_TABLE_ROWS = 2_000_000
-MAX_READ_BYTES = 2**30
+MAX_READ_BYTES = 4 * 2**30
 #: Decoded bytes of one row's columns: a 4,096-float embedding, its labels and notes fit many times over.
 MAX_ROW_BYTES = 256 * 1024
 #: The tag every tree table's dataset card carries (`dataset_card`): how tables are found on the Hub.

@@ -23,22 +23,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from ...adapters import Adapter, detect, read_through
 from ...errors import LayerMismatchError, ProbexError
 from ...reading import WeightSource, open_source
+from ...vector_index import build_index
 from ...weightsets import WeightRecord
 from .routes import cosine_distance
 
-__all__ = ["REINITIALISED", "SKETCH_DIM", "LineageCalibration", "MovementSketch", "best_members", "each_released",
-           "fit_lineage", "fit_lineage_calibration", "open_model"]
+__all__ = ["REINITIALISED", "SKETCH_CANDIDATES", "SKETCH_DIM", "LineageCalibration", "MovementSketch", "best_members",
+           "each_released", "fit_lineage", "fit_lineage_calibration", "open_model", "sketch_candidates", "sketch_lineage"]
 
 SKETCH_DIM = 1 << 16
 #: A layer this far from the root's (cosine distance) was initialised anew (a new head), not fine-tuned: left out.
 REINITIALISED = 0.5
+#: Candidate parents per model from a table's sketches (`sketch_candidates`), and the width they are found at.
+SKETCH_CANDIDATES = 64
+CANDIDATE_DIM = 256
 MAX_LAYER_ELEMENTS = 50_000_000  # a layer larger than this is left out (no hidden layer of a known family is)
 
 
@@ -51,28 +55,44 @@ class LineageCalibration:
         member_precision: how often the best member was the parent where its `s` reached the threshold (Laplace-smoothed).
         root_precision: how often the root was the parent where no member's did (Laplace-smoothed).
         models: how many models with known parents it was fitted on.
+        sketch: what `s` was measured on: None, every layer read whole (`MovementSketch`); else the `embedding_kind`
+            of a tree table's count sketches of the expert's input layers (`sketch_lineage`), `layers`.
+        layers: the layers those sketches read (the expert's inputs; empty for `sketch` None).
     """
 
     threshold: float
     member_precision: float
     root_precision: float
     models: int
+    sketch: str | None = None
+    layers: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        value = asdict(self)
+        if self.sketch is None:  # as experts wrote it before table sketches were calibrated
+            del value["sketch"], value["layers"]
+        else:
+            value["layers"] = list(self.layers)
+        return value
 
     @classmethod
     def from_dict(cls, value: object) -> LineageCalibration:
         """Raises ValueError unless `value` is one `to_dict` could have made (an expert's config comes from anywhere)."""
-        if not isinstance(value, dict) or set(value) != {"threshold", "member_precision", "root_precision", "models"}:
-            raise ValueError("a lineage calibration has threshold, member_precision, root_precision and models")
+        base = {"threshold", "member_precision", "root_precision", "models"}
+        if not isinstance(value, dict) or set(value) not in (base, base | {"sketch", "layers"}):
+            raise ValueError("a lineage calibration has threshold, member_precision, root_precision and models "
+                             "(and, for a table's sketches, sketch and layers)")
+        sketch, layers = value.get("sketch"), value.get("layers", [])
+        if "sketch" in value and not (isinstance(sketch, str) and isinstance(layers, list)
+                                      and all(isinstance(name, str) for name in layers)):
+            raise ValueError("a lineage calibration's sketch is an embedding kind and its layers a list of names")
         numbers = [value[k] for k in ("threshold", "member_precision", "root_precision")]
         if not all(type(x) in (int, float) and np.isfinite(x) for x in numbers) or type(value["models"]) is not int:
             raise ValueError("a lineage calibration holds finite numbers")
         if not (0 <= value["member_precision"] <= 1 and 0 <= value["root_precision"] <= 1 and value["models"] >= 0):
             raise ValueError("a lineage calibration's precisions are in [0, 1]")
         return cls(float(value["threshold"]), float(value["member_precision"]), float(value["root_precision"]),
-                   value["models"])
+                   value["models"], sketch, tuple(layers))
 
 
 def _layers(root: tuple[Adapter, WeightSource]) -> dict[str, tuple[int, ...]]:
@@ -152,19 +172,23 @@ def each_released(models: list) -> Iterator:
         yield models.pop()
 
 
-def best_members(sketches: np.ndarray) -> list[tuple[int | None, float | None]]:
+def best_members(sketches: np.ndarray, candidates: np.ndarray | None = None) -> list[tuple[int | None, float | None]]:
     """For each model (a row of `sketches`), the member that explains most of its movement among those that moved
-    less, and that share `s`; (None, None) for a model no member moved less than."""
+    less, and that share `s`; (None, None) for a model no member moved less than. `candidates` ([models, k] row
+    numbers, from a vector index) limits each model's members to its row's; None: every member (all pairs)."""
     squares = (sketches ** 2).sum(1)
     from_root = np.sqrt(squares)
-    between = np.sqrt(np.maximum(squares[:, None] + squares[None] - 2 * sketches @ sketches.T, 0.0))
+    gram = sketches @ sketches.T if candidates is None else None
     found = []
     for i in range(len(sketches)):
-        earlier = np.flatnonzero(from_root < from_root[i])
+        pool = np.arange(len(sketches)) if candidates is None else np.unique(candidates[i])
+        earlier = pool[from_root[pool] < from_root[i]]
         if not earlier.size:
             found.append((None, None))
             continue
-        shares = (from_root[i] - between[i, earlier]) / np.maximum(from_root[earlier], 1e-12)
+        inner = gram[i, earlier] if gram is not None else sketches[earlier] @ sketches[i]
+        between = np.sqrt(np.maximum(squares[i] + squares[earlier] - 2 * inner, 0.0))
+        shares = (from_root[i] - between) / np.maximum(from_root[earlier], 1e-12)
         best = int(np.argmax(shares))
         found.append((int(earlier[best]), float(shares[best])))
     return found
@@ -230,6 +254,42 @@ def fit_lineage(records: Sequence[WeightRecord], root: str | os.PathLike, root_i
         found = best_members(np.stack([sketch(model) for model in each_released(models)]))
     except ProbexError:  # no layer the root and every model share: nothing to measure parents by
         return None
+    return _calibrated(members, found, root_id)
+
+
+def _calibrated(members: Sequence[WeightRecord], found: Sequence[tuple[int | None, float | None]], root_id: str,
+                **measured) -> LineageCalibration:
+    """`fit_lineage_calibration` on the models of `members` whose parents are among them or the root (`found`:
+    each member's best member and share); `measured` says what the shares were measured on."""
+    ids = {r.model_id for r in members} | {root_id}
     known = [(r, best, share) for r, (best, share) in zip(members, found) if r.parent in ids]
-    return fit_lineage_calibration([share for _, _, share in known], [r.parent != root_id for r, _, _ in known],
-                                   [best is not None and members[best].model_id == r.parent for r, best, _ in known])
+    calibration = fit_lineage_calibration(
+        [share for _, _, share in known], [r.parent != root_id for r, _, _ in known],
+        [best is not None and members[best].model_id == r.parent for r, best, _ in known])
+    return replace(calibration, **measured)
+
+
+def sketch_candidates(sketches: np.ndarray, k: int = SKETCH_CANDIDATES) -> np.ndarray:
+    """Each row's `k` candidate parents among the rows of `sketches` (count sketches of movements from the root):
+    the rows nearest by cosine in the sketch folded to `CANDIDATE_DIM` numbers (a count sketch of a count sketch),
+    from a vector index (`vector_index.build_index`: exact up to its row limit, HNSW past it). A parent's movement
+    is most of its child's, so it is near; an unrelated fine-tune's is nearly orthogonal."""
+    rows, dim = sketches.shape
+    folded = sketches.reshape(rows, -1, CANDIDATE_DIM).sum(1) if dim % CANDIDATE_DIM == 0 and dim > CANDIDATE_DIM \
+        else sketches
+    unit = folded / np.maximum(np.linalg.norm(folded, axis=1, keepdims=True), 1e-30)
+    return build_index(unit.astype(np.float32)).search_many(unit, k + 1)[0]
+
+
+def sketch_lineage(records: Sequence[WeightRecord], sketches: np.ndarray, root_id: str, kind: str,
+                   layers: Sequence[str]) -> LineageCalibration | None:
+    """The `LineageCalibration` of a tree table's sketches: as `fit_lineage`, with each model's table row (`sketches`,
+    [models, dim] in the order of `records`: its movement from the root, count-sketched as a scan sketches the
+    expert's input layers `layers`, `kind` its `embedding_kind`) instead of its whole weights, and each model's
+    candidate parents from a vector index (`sketch_candidates`), as lineage from a table reads them. None where no
+    model's parent is known."""
+    ids = {r.model_id for r in records} | {root_id}
+    if not len(records) or not any(r.parent in ids for r in records):
+        return None
+    found = best_members(sketches, sketch_candidates(sketches))
+    return _calibrated(records, found, root_id, sketch=kind, layers=tuple(layers))

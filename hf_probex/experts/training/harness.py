@@ -22,11 +22,13 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ...shaping import centring, readable, stack_inputs
+from ...sketch import count_sketch, sketch_kind
 from ...text import DEFAULT_TEXT_ENCODER
 from ...weightsets import WeightRecord, WeightSet, open_weight_set
 from .evaluation import concept_metrics, kfold, label_matrix, mean_se, multilabel_metrics, references, summarise
@@ -34,6 +36,9 @@ from ..hub import Expert
 from ..methods.models import METHODS
 from ..methods.shaping import layer_shapes, load_matrices, root_matrix
 from .fit import TrainConfig, train
+
+if TYPE_CHECKING:
+    from ..calibration.lineage import LineageCalibration
 
 
 #: The default expert of each task, from the benchmark (docs/benchmarks.md): for class subsets, ridge on
@@ -609,6 +614,19 @@ def _read_heads_too(expert: Expert, data: LayerData, predictions: np.ndarray, gr
     expert.set_head(RowReader.fit(layer, heads, labels, data.vocabulary), joint.to_dict())
 
 
+def _sketch_lineage(expert: Expert, data: LayerData) -> LineageCalibration | None:
+    """The lineage calibration of a tree table's count sketches (`calibration.lineage.sketch_lineage`): each model's
+    input centred by `expert` and sketched as a scan sketches a member (`hf_probex.scan.embedding`); None for an
+    expert that is not root-centred (its table rows are not movements from the root)."""
+    from ..calibration.lineage import sketch_lineage
+
+    if not expert.config["centred"]:
+        return None
+    offset, scale = expert.offset.numpy(), float(expert.scale)
+    sketches = np.stack([count_sketch((x - offset) / scale) for x in data.x]).astype(np.float64)
+    return sketch_lineage(data.records, sketches, data.root_id, sketch_kind(), [name for name, _ in expert.config["inputs"]])
+
+
 def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0, hparams: dict | None = None,
                  centre: bool = True, config: TrainConfig = TrainConfig(), temperature: float = 1.0,
                  features: str | None = None, by_group: bool = True) -> tuple[Expert, dict | None]:
@@ -671,8 +689,10 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
     elif root is not None and data.task == "multilabel" and data.records:
         others = [path for tree, path in data.roots.items() if tree != data.tree and path is not None]
         routing, root_layers = fit_routing(data.records, root, others, data.root_id)
-        lineage = fit_lineage(data.records, root, data.root_id) if data.root_id else None
-        expert.set_routing({**routing, **({"lineage": lineage.to_dict()} if lineage else {})}, root_layers)
+        lineages = {"lineage": fit_lineage(data.records, root, data.root_id),
+                    "sketch_lineage": _sketch_lineage(expert, data)} if data.root_id else {}
+        expert.set_routing({**routing, **{key: found.to_dict() for key, found in lineages.items() if found}},
+                           root_layers)
     if data.examples:
         expert.set_examples(data.examples)
     return expert, report
