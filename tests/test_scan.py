@@ -23,6 +23,7 @@ from hf_probex.bot import BotStopped
 from hf_probex.cards import missing_fields
 from hf_probex.cli import main
 from hf_probex.scan import ScanEngineError, scan_tree
+from hf_probex.sketch import DEFAULT_SKETCH_DIM, sketch_kind
 
 REPO = Path(__file__).resolve().parents[1]
 SCANNER = "hf_scanner_write_token"  # a member of the zoo's organisations: the tests change zoo repos
@@ -117,7 +118,7 @@ def test_a_classifier_tree_table_carries_label_names_and_a_seeded_sketch(hub, ti
     assert {s.repo_id for s in members} <= set(rows)
     for spec in members:
         row = rows[spec.repo_id]
-        assert row["embedding_kind"] == "count-sketch 2048 seed 0" and len(row["embedding"]) == 2048
+        assert row["embedding_kind"] == sketch_kind() and len(row["embedding"]) == DEFAULT_SKETCH_DIM
         assert row["embedding"] == other[spec.repo_id]["embedding"]  # seeded: the same sketch every run
         named = [label["value"] for label in row["labels"] if label["source"] == "config.json id2label"]
         assert named == (list(spec.labels) if spec.named_labels else [])
