@@ -59,7 +59,8 @@ def recover_lineage(root: str | os.PathLike, members: Sequence[str | os.PathLike
     """
     if len(members) > MAX_MEMBERS:
         raise ProbexError(f"{len(members):,} members: hf_probex reads at most {MAX_MEMBERS:,} at once (each is read "
-                          f"whole and compared with every other); pass a subset, such as one branch of the tree")
+                          f"whole and compared with every other); name the parents from the tree table's sketches instead "
+                          f"(hf-probex lineage ROOT --table TABLE --sketches), or pass one branch of the tree")
     sketch = MovementSketch(open_model(root, token=token))
     bases = {**(local or {}), **({root_id: root} if root_id else {})}
     opened = {}

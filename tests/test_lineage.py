@@ -299,3 +299,31 @@ def test_the_cli_names_parents_from_a_table_folders_sketches(small_experts, tabl
     assert edges == [edge.as_dict() for edge in expected] and any(e["parent"] != ROOT for e in edges)
     assert main(["lineage", ROOT, "acme/m", "--table", str(tmp_path / "table"), "--sketches", *experts]) == 2
     assert "name no MEMBER" in capsys.readouterr().err
+
+
+def test_an_adapter_of_a_member_is_read_on_the_local_copy_given_with_base(text_small_zoo, text_experts, capsys,
+                                                                          tmp_path):
+    """Offline, a peft adapter fine-tuned from a member declares that member's Hub id: `--base ID=DIR` reads it on
+    the member's local copy (else it is left out, said on stderr)."""
+    import shutil
+
+    specs = {s.name: s for s in text_small_zoo.specs("text")}
+    adapter = next(s for s in specs.values() if (text_small_zoo.model_dir("text", s.name) / "adapter_config.json").exists())
+    member = next(s for s in specs.values() if s.role == "child" and s.recipe == "trainer-full"
+                  and (text_small_zoo.model_dir("text", s.name) / "model.safetensors").exists())
+    grandchild = tmp_path / "grandchild"
+    shutil.copytree(text_small_zoo.model_dir("text", adapter.name), grandchild)
+    (grandchild / "README.md").unlink(missing_ok=True)  # its card names the root as its base: only the config speaks
+    config = json.loads((grandchild / "adapter_config.json").read_text())
+    (grandchild / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": member.repo_id}))
+    member_dir = str(text_small_zoo.model_dir("text", member.name))
+    experts = [arg for e in text_experts.entries for arg in ("--expert", str(e.location))]
+    command = ["lineage", str(text_small_zoo.model_dir("text", "root")), member_dir, str(grandchild),
+               "--tree", specs["root"].repo_id, "--json", *experts]
+    assert main(command) == 0
+    out, err = capsys.readouterr()
+    assert [e["child"] for e in json.loads(out)["edges"]] == [member_dir] and f"left out {grandchild}" in err
+    assert main([*command, "--base", f"{member.repo_id}={member_dir}"]) == 0
+    edges = {e["child"]: e for e in json.loads(capsys.readouterr().out)["edges"]}
+    assert edges[str(grandchild)]["candidate"] == member_dir  # the member it was merged onto explains most of it
+    assert main([*command, "--base", member_dir]) == 2 and "REPO_ID=DIR" in capsys.readouterr().err

@@ -32,10 +32,19 @@ def _lineage(args: argparse.Namespace) -> int:
         members += listed
     if not members:
         raise UserError(f"no member to read: name them, or pass --table with the tree table of {tree}")
+    bases = dict(_base_copy(value) for value in args.base or [])
     calibration = lineage_calibration(expert_registry(args.expert or None, token), tree)
     edges = recover_lineage(args.root, members, calibration, root_id=tree, token=token, from_hub=set(listed),
-                            progress=lambda line: print(line, file=sys.stderr))
+                            local=bases, progress=lambda line: print(line, file=sys.stderr))
     return _print(args, tree, calibration, edges, f"{len(edges)} of {len(members)} members read")
+
+
+def _base_copy(value: str) -> tuple[str, str]:
+    """`--base REPO_ID=DIR`: a local copy of a base that members' adapters declare."""
+    repo_id, sep, folder = value.partition("=")
+    if not sep or not repo_id or not folder:
+        raise UserError(f"--base {value!r}: give REPO_ID=DIR, a base's Hub repo id and its local copy")
+    return repo_id, folder
 
 
 def _from_sketches(args: argparse.Namespace, tree: str, token: str | bool | None) -> int:
@@ -101,6 +110,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     lineage.add_argument("--expert", action="append", metavar="DIR_OR_REPO",
                          help="the tree's expert (repeatable; default: the local registry and, online, the Hub's experts)")
     lineage.add_argument("--token", default=None, help="a Hub token (default: the saved login; \"\" sends none)")
+    lineage.add_argument("--base", action="append", metavar="REPO_ID=DIR",
+                         help="a local copy of a base that members' peft adapters declare (repeatable; offline, an "
+                              "adapter whose base is neither the root nor given here is left out)")
     lineage.add_argument("--sketches", action="store_true",
                          help="read no weights: name the parents from the tree table's sketches alone (its rows' "
                               "embeddings; any number of rows, each member's candidates from a vector index)")
