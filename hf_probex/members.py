@@ -24,11 +24,12 @@ from .errors import ProbexError, RepoNotFoundError
 if TYPE_CHECKING:
     from .bot.client import HubClient
     from .experts.registry import ExpertRegistry
+    from .lineage import Edge, LineageCalibration
     from .routing import Route
     from .scan.publish import TableFiles
 
-__all__ = ["Member", "Router", "candidate_repos", "card_members", "check_root", "member_by_weights", "table_members", "tree_members",
-           "walk_tree", "weight_router"]
+__all__ = ["Member", "Router", "candidate_repos", "card_members", "check_root", "member_by_weights", "table_lineage",
+           "table_members", "tree_members", "walk_tree", "weight_router"]
 
 #: repo id -> where routing places it (`hf_probex.routing.Route`); raises ProbexError for a repo it cannot read.
 Router = Callable[[str], "Route"]
@@ -190,3 +191,23 @@ def table_members(table: TableFiles) -> list[Member]:
     return [Member(row["repo_id"], "weights" if row["found_by"] == "weights" else "card", row["member_evidence"] or "",
                    row["member_confidence"] if row["member_confidence"] is not None else 1.0, row["sha"])
             for row in rows]
+
+
+def table_lineage(table: TableFiles, calibration: LineageCalibration, root: str) -> tuple[list[Edge], int]:
+    """Each member's parent named from a tree table's sketches alone (`lineage.lineage_from_sketches`), no weights
+    read: the rows whose `embedding` is the sketch `calibration` was fitted on (its kind and layers); and how many
+    rows were left out (no such sketch: unread, or scanned with another expert or hf_probex). Reads four columns.
+
+    Raises:
+        TableError: the table's shards cannot be read, or lack the columns.
+        ProbexError: `calibration` is not one of sketches.
+    """
+    import numpy as np
+
+    from .lineage import lineage_from_sketches
+
+    rows = table.read_columns(["repo_id", "embedding", "embedding_kind", "embedding_layers"]).to_pylist()
+    usable = [row for row in rows if row["embedding"] is not None and row["embedding_kind"] == calibration.sketch
+              and tuple(row["embedding_layers"] or ()) == calibration.layers and row["repo_id"] != root]
+    sketches = np.array([row["embedding"] for row in usable], dtype=np.float32).reshape(len(usable), -1)
+    return lineage_from_sketches([row["repo_id"] for row in usable], sketches, calibration, root), len(rows) - len(usable)

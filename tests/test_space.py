@@ -477,3 +477,29 @@ def test_the_tree_drawing_puts_each_model_under_its_parent_and_survives_looping_
     assert "o/e -> o/f" in drawing and "o/f -> o/e" in drawing  # cards naming each other never reach the root
     deep = {f"o/m{i}": f"o/m{i - 1}" if i else "o/root" for i in range(3000)}  # deeper than Python's recursion limit
     assert tree_drawing("o/root", deep).count("\n") == 3000 + 2
+
+
+def test_browse_names_parents_from_the_tables_sketches_without_reading_a_weight(space_world, tmp_path):
+    """A tree read from its table gets its parents from the table's sketches (`members.table_lineage`): the rows
+    here name repos no Hub holds, so reading their weights could name nothing."""
+    from hf_probex.lineage import lineage_calibration, open_model
+    from hf_probex.scan.embedding import member_embedding
+    from hf_probex.scan.publish import dataset_card
+    from hf_probex.scan.table import ScanRow, rows_to_table, write_parquet
+    from hf_probex.space import browse_tree
+
+    root = "probex-zoo-vit/vit-root"
+    calibration = lineage_calibration(space_world.registry, root, sketches=True)
+    rows = []
+    for i, spec in enumerate(s for s in space_world.zoo.specs("vit") if s.role == "child"):
+        adapter, source = open_model(space_world.zoo.model_dir("vit", spec.name))
+        embedding = member_embedding(source, adapter, root, space_world.registry)
+        assert embedding.kind == calibration.sketch
+        rows.append(ScanRow(f"acme/vit-copy-{i}", found_by="weights", embedding=embedding.vector,
+                            embedding_kind=embedding.kind, embedding_layers=embedding.layers, card_missing=["base_model"]))
+    (tmp_path / "data").mkdir()
+    write_parquet(rows_to_table(rows), tmp_path / "data" / "train-00000.parquet")
+    (tmp_path / "README.md").write_text(dataset_card(root, None, rows, settings="test", scanned_at="today"))
+    view = browse_tree(root, table=str(tmp_path), registry=space_world.registry, parents_from_weights=True)
+    assert view.drawing.count("(weights ") == len(rows) and "parent unknown" not in view.drawing
+    assert not any("could not be read" in warning for warning in view.warnings)

@@ -48,28 +48,23 @@ def _base_copy(value: str) -> tuple[str, str]:
 
 
 def _from_sketches(args: argparse.Namespace, tree: str, token: str | bool | None) -> int:
-    """The parents named from the tree table's sketches alone (`lineage_from_sketches`)."""
-    import numpy as np
-
+    """The parents named from the tree table's sketches alone (`members.table_lineage`)."""
     from ..infer import expert_registry
-    from ..lineage import lineage_calibration, lineage_from_sketches
+    from ..lineage import lineage_calibration
+    from ..members import table_lineage
     from ..scan.publish import find_table
 
     calibration = lineage_calibration(expert_registry(args.expert or None, token), tree, sketches=True)
-    rows = find_table(tree, args.table, token=token).read_columns(
-        ["repo_id", "embedding", "embedding_kind", "embedding_layers"]).to_pylist()
-    usable = [row for row in rows if row["embedding"] is not None and row["embedding_kind"] == calibration.sketch
-              and tuple(row["embedding_layers"] or ()) == calibration.layers]
-    if len(usable) < len(rows):
-        print(f"left out {len(rows) - len(usable)} of {len(rows)} rows: no {calibration.sketch} of "
+    edges, left_out = table_lineage(find_table(tree, args.table, token=token), calibration, tree)
+    if left_out:
+        print(f"left out {left_out} of {len(edges) + left_out} rows: no {calibration.sketch} of "
               f"{', '.join(calibration.layers)} (the expert's calibration); rescan with this hf_probex and that expert",
               file=sys.stderr)
-    if not usable:
+    if not edges:
         raise UserError(f"no row of the table of {tree} holds the sketch the expert is calibrated on: rescan with "
                         f"`hf-probex scan {tree}` and this hf_probex")
-    edges = lineage_from_sketches([row["repo_id"] for row in usable], np.array([row["embedding"] for row in usable],
-                                  dtype=np.float32), calibration, tree)
-    return _print(args, tree, calibration, edges, f"{len(edges)} of {len(rows)} table rows read by their sketches")
+    return _print(args, tree, calibration, edges, f"{len(edges)} of {len(edges) + left_out} table rows read by their "
+                                                  f"sketches")
 
 
 def _print(args: argparse.Namespace, tree: str, calibration: LineageCalibration, edges: list[Edge], read: str) -> int:

@@ -21,6 +21,7 @@ from .tree_walk import WalkedTree, found_by_text, in_parallel, walk
 
 if TYPE_CHECKING:
     from ..bot import HubClient
+    from ..scan.publish import TableFiles
 
 #: The card fields browse counts: those of the Hub's card (`lineage` is hf_probex's own section, not one of them).
 BROWSED_FIELDS = tuple(name for name in CARD_FIELDS if name != "lineage")
@@ -43,9 +44,9 @@ class TreeView:
 
 
 def _from_table(root: str, table: str | None, token: str | None, limit: int, members: Iterable[str] | None,
-                progress: Progress) -> tuple[list[dict], WalkedTree, str]:
+                progress: Progress) -> tuple[list[dict], WalkedTree, str, TableFiles]:
     """The tree's rows from its tree table (`table`, or the one `scan.publish.find_table` finds) as `browse_tree`
-    shows them, the tree they make, and a line saying which table, scanned when.
+    shows them, the tree they make, a line saying which table, scanned when, and the table.
 
     Raises:
         TableError: no table (`TableNotFoundError`), or one that cannot be used; BadFileError: an oversized file.
@@ -82,7 +83,7 @@ def _from_table(root: str, table: str | None, token: str | None, limit: int, mem
     scanned = found.described.get("scanned_at") or "at an unknown date"
     where = f" {found.location}{at}" if found.commit else ""  # a Hub dataset; a folder of this server stays unnamed
     source = f"from the tree table{where}, scanned {scanned}: cards edited since show after its next scan"
-    return shown, tree, source
+    return shown, tree, source, found
 
 
 def _read_card(client: HubClient, repo_id: str, found_by: str) -> dict:
@@ -146,15 +147,29 @@ def tree_drawing(root: str, declared: dict[str, str | None], recovered: dict[str
 
 
 def _recovered_parents(root: str, repos: list[str], registry: ExpertRegistry | None, token: str | None,
-                       progress: Progress) -> tuple[dict[str, tuple[str, float]], str]:
+                       progress: Progress, table: TableFiles | None = None) -> tuple[dict[str, tuple[str, float]], str]:
     """Each repo's parent among `repos` and the root as its weights name it (`hf_probex.lineage`, by the calibration
-    the tree's expert carries): repo -> (parent, confidence); and a warning where it could not be done."""
+    the tree's expert carries): repo -> (parent, confidence); and a warning where it could not be done. From the
+    tree's `table`'s sketches where its rows hold the ones the expert is calibrated on (no weights read), else
+    every repo read whole."""
     from ..lineage import lineage_calibration, recover_lineage
+    from ..members import table_lineage
 
     if not repos:
         return {}, ""
+    registry = registry or resolve_registry(None)
+    if table is not None:
+        progress(0.5, "naming parents from the tree table's sketches")
+        try:
+            edges, left_out = table_lineage(table, lineage_calibration(registry, root, sketches=True), root)
+        except ProbexError:  # an expert without that calibration, a table without the column: read the weights
+            edges, left_out = [], 0
+        if edges:
+            shown = set(repos)
+            note = f"{left_out} models of the table have no sketch to name their parents by" if left_out else ""
+            return {e.child: (e.parent, e.confidence) for e in edges if e.child in shown}, note
     try:
-        calibration = lineage_calibration(registry or resolve_registry(None), root)
+        calibration = lineage_calibration(registry, root)
     except ProbexError as err:
         return {}, f"parents not named from weights: {_one_line(err)}"
     progress(0.5, f"reading the weights of {len(repos)} models to name their parents")
@@ -184,7 +199,9 @@ def browse_tree(root: str, *, token: str | None = None, limit: int = DEFAULT_MAX
         members: repo ids known to belong to the tree by other means than their card; listed last.
         table: a tree table (dataset repo id or scan folder) to read the tree from.
         parents_from_weights: also name each model's parent among the others from their weights, as `hf-probex
-            lineage` does (every model read whole: slow), for the drawing of models whose card names none.
+            lineage` does, for the drawing of models whose card names none: from the table's sketches where the
+            tree came from a table whose rows hold them (`members.table_lineage`), else every model read whole
+            (slow).
 
     Raises:
         SpaceInputError: not a repo id, an unknown root, a Hub that does not answer the listing, a `table` given
@@ -208,8 +225,9 @@ def browse_tree(root: str, *, token: str | None = None, limit: int = DEFAULT_MAX
             why_not = f"the tree table was not used ({_one_line(err)}): the cards were read now"
         except Exception as err:  # noqa: BLE001 - a Hub that fails on the table: the walk still answers
             why_not = f"the tree table could not be read ({_one_line(err)}): the cards were read now"
+    found_table = None
     if from_table is not None:
-        rows, tree, source = from_table
+        rows, tree, source, found_table = from_table
     else:
         tree = walk(root, token, limit, progress, members, authors, registry)
         tree.warnings += [why_not] if why_not else []
@@ -236,7 +254,7 @@ def browse_tree(root: str, *, token: str | None = None, limit: int = DEFAULT_MAX
                + "".join(f"\n\n> ⚠ {w}" for w in tree.warnings))
     recovered: dict[str, tuple[str, float]] = {}
     if parents_from_weights:
-        recovered, note = _recovered_parents(root, tree.repos, registry, token, progress)
+        recovered, note = _recovered_parents(root, tree.repos, registry, token, progress, found_table)
         if note:
             tree.warnings.append(note)
             summary += f"\n\n> ⚠ {note}"
