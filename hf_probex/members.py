@@ -12,6 +12,7 @@ them back (cards and weights alike, each at the commit read) without a listing o
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -209,5 +210,9 @@ def table_lineage(table: TableFiles, calibration: LineageCalibration, root: str)
     rows = table.read_columns(["repo_id", "embedding", "embedding_kind", "embedding_layers"]).to_pylist()
     usable = [row for row in rows if row["embedding"] is not None and row["embedding_kind"] == calibration.sketch
               and tuple(row["embedding_layers"] or ()) == calibration.layers and row["repo_id"] != root]
-    sketches = np.array([row["embedding"] for row in usable], dtype=np.float32).reshape(len(usable), -1)
+    if not usable:
+        return [], len(rows)
+    size = Counter(len(row["embedding"]) for row in usable).most_common(1)[0][0]  # a row of another length lies
+    usable = [row for row in usable if len(row["embedding"]) == size]
+    sketches = np.array([row["embedding"] for row in usable], dtype=np.float32)
     return lineage_from_sketches([row["repo_id"] for row in usable], sketches, calibration, root), len(rows) - len(usable)

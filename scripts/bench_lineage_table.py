@@ -12,7 +12,7 @@ Printed: the wall time of each phase, the peak resident memory, the parent named
 member, first generations), and on `--check` sampled rows whether the parent named from the indexed candidates is the
 one all pairs would name (the best member at or above the threshold, else the root).
 
-    python scripts/bench_lineage_table.py [--rows 100000] [--check 1000] [--seed 0]
+    python scripts/bench_lineage_table.py [--rows 100000] [--check 1000] [--seed 0] [--index usearch]
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--calibrate", type=int, default=2_000, help="rows the calibration is fitted on (the first)")
     parser.add_argument("--check", type=int, default=1_000, help="rows whose candidates are checked against all pairs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--index", choices=["exact", "usearch"],
+                        help="the index the checked candidates come from (default: as lineage_from_sketches picks by the "
+                             "row count; usearch measures what a table past 2 x 10^5 rows gets)")
     args = parser.parse_args()
 
     from hf_probex.experts.calibration.lineage import sketch_candidates, sketch_lineage
@@ -91,7 +94,7 @@ def main() -> None:
 
     start = time.perf_counter()
     sample = rng.choice(args.rows, size=min(args.check, args.rows), replace=False)
-    candidates = sketch_candidates(sketches)
+    candidates = sketch_candidates(sketches, kind=args.index)
     agree = holds = right_all = right_indexed = 0
     norms = np.linalg.norm(sketches.astype(np.float64), axis=1)
     for i in sample:
@@ -102,7 +105,8 @@ def main() -> None:
         right_all += decisions[0] == parents[i]
         right_indexed += decisions[1] == parents[i]
         holds += parents[i] < 0 or parents[i] in candidates[i]
-    print(f"candidates ({candidates.shape[1] - 1} a row, {time.perf_counter() - start:.0f} s for {len(sample):,} "
+    print(f"candidates from the {args.index or 'default'} index ({candidates.shape[1] - 1} a row, found and checked "
+          f"in {time.perf_counter() - start:.0f} s for {len(sample):,} "
           f"rows): the parent named as all pairs name it for {agree} of {len(sample)}; the true parent among "
           f"them for {holds}; parent right: all pairs {right_all}, indexed {right_indexed}")
 

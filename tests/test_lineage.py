@@ -285,6 +285,8 @@ def test_the_cli_names_parents_from_a_table_folders_sketches(small_experts, tabl
     rows = [ScanRow(repo, embedding=vector, embedding_kind=calibration.sketch, embedding_layers=list(calibration.layers))
             for repo, vector in table_rows.items()]
     rows.append(ScanRow("acme/unsketched", embedding=None))  # a row the scan could not read: left out, said so
+    rows.append(ScanRow("acme/short", embedding=np.ones(3, np.float32), embedding_kind=calibration.sketch,
+                        embedding_layers=list(calibration.layers)))  # a row that claims the sketch and lies
     (tmp_path / "table" / "data").mkdir(parents=True)
     write_parquet(rows_to_table(rows), tmp_path / "table" / "data" / "train-00000.parquet")
     (tmp_path / "table" / "README.md").write_text(dataset_card(ROOT, None, rows, settings="test", scanned_at="now"))
@@ -292,7 +294,7 @@ def test_the_cli_names_parents_from_a_table_folders_sketches(small_experts, tabl
     assert main(["lineage", ROOT, "--table", str(tmp_path / "table"), "--sketches", "--json", *experts]) == 0
     out, err = capsys.readouterr()
     edges = json.loads(out)["edges"]
-    assert len(edges) == len(table_rows) and "left out 1 of" in err
+    assert len(edges) == len(table_rows) and "left out 2 of" in err
     from hf_probex.lineage import lineage_from_sketches
 
     expected = lineage_from_sketches(list(table_rows), np.stack(list(table_rows.values())), calibration, ROOT)

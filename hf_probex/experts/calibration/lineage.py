@@ -269,16 +269,16 @@ def _calibrated(members: Sequence[WeightRecord], found: Sequence[tuple[int | Non
     return replace(calibration, **measured)
 
 
-def sketch_candidates(sketches: np.ndarray, k: int = SKETCH_CANDIDATES) -> np.ndarray:
+def sketch_candidates(sketches: np.ndarray, k: int = SKETCH_CANDIDATES, kind: str | None = None) -> np.ndarray:
     """Each row's `k` candidate parents among the rows of `sketches` (count sketches of movements from the root):
     the rows nearest by cosine in the sketch folded to `CANDIDATE_DIM` numbers (a count sketch of a count sketch),
-    from a vector index (`vector_index.build_index`: exact up to its row limit, HNSW past it). A parent's movement
-    is most of its child's, so it is near; an unrelated fine-tune's is nearly orthogonal."""
+    from a vector index (`vector_index.build_index` of `kind`; default exact up to its row limit, HNSW past it). A
+    parent's movement is most of its child's, so it is near; an unrelated fine-tune's is nearly orthogonal."""
     rows, dim = sketches.shape
     folded = sketches.reshape(rows, -1, CANDIDATE_DIM).sum(1) if dim % CANDIDATE_DIM == 0 and dim > CANDIDATE_DIM \
         else sketches
     unit = folded / np.maximum(np.linalg.norm(folded, axis=1, keepdims=True), 1e-30)
-    return build_index(unit.astype(np.float32)).search_many(unit, k + 1)[0]
+    return build_index(unit.astype(np.float32), kind).search_many(unit, k + 1)[0]
 
 
 def sketch_lineage(records: Sequence[WeightRecord], sketches: np.ndarray, root_id: str, kind: str,
