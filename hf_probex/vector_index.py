@@ -10,7 +10,7 @@
 formats that hold numbers only: the float32 vectors as `.npy` read with `allow_pickle=False` (never a pickle), and
 the HNSW graph in usearch's own file.
 Both answer `search(query, k)` with row numbers (the order the vectors were given in) and inner products,
-best first.
+best first, and `search_many(queries, k)` the same for a batch at once (lineage asks it for every row of a table).
 """
 
 from __future__ import annotations
