@@ -25,14 +25,14 @@ import numpy as np
 from .bounded import load_json
 from .errors import ProbexError
 from .experts.calibration.lineage import (
-    REINITIALISED, SKETCH_DIM, LineageCalibration, MovementSketch, best_members, each_released, fit_lineage,
+    REINITIALISED, SKETCH_DIM, LineageCalibration, MovementSketch, best_members, fit_lineage,
     fit_lineage_calibration, open_model, sketch_candidates,
 )
 from .experts.registry import ExpertRegistry, load_expert
 from .suggestions import Edge
 
 __all__ = ["MAX_MEMBERS", "REINITIALISED", "SKETCH_DIM", "Edge", "LineageCalibration", "MovementSketch", "best_members",
-           "each_released", "fit_lineage", "fit_lineage_calibration", "lineage_calibration", "lineage_from_sketches",
+           "fit_lineage", "fit_lineage_calibration", "lineage_calibration", "lineage_from_sketches",
            "open_model", "read_edges", "recover_lineage"]
 
 #: Members read at once: each keeps a sketch of 0.5 MB and every pair is compared (a larger tree's parents come from
@@ -72,9 +72,7 @@ def recover_lineage(root: str | os.PathLike, members: Sequence[str | os.PathLike
             if progress:
                 progress(f"left out {member}: {err}")
     names, rows = [], []
-    listed, models = list(opened), list(opened.values())
-    opened.clear()
-    for name, why, model in zip(listed, sketch.keep_common(models), each_released(models)):
+    for (name, model), why in zip(opened.items(), sketch.keep_common(list(opened.values()))):
         if why is not None:
             if progress:
                 progress(f"left out {name}: {why}")

@@ -144,7 +144,7 @@ def mother(zoo, tree: str, root: str) -> None:
     import networkx as nx
     from scipy.stats import kurtosis
 
-    from hf_probex.lineage import SKETCH_DIM, MovementSketch, each_released, open_model
+    from hf_probex.lineage import SKETCH_DIM, MovementSketch, open_model
 
     specs = [s for s in zoo.specs(tree) if s.role == "child"]
     local = _local_copies(zoo, tree)
@@ -159,7 +159,7 @@ def mother(zoo, tree: str, root: str) -> None:
                               for name, shape in sketch.layers.items()]))
 
     rows, kurt = [np.zeros(SKETCH_DIM)], [model_kurtosis(open_model(zoo.model_dir(tree, "root")))]  # the root first
-    for model in each_released(models):  # hundreds of models read whole do not fit in memory together
+    for model in models:
         rows.append(sketch(model))
         kurt.append(model_kurtosis(model))
     rows, kurt = np.stack(rows), np.array(kurt)

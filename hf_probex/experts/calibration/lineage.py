@@ -22,7 +22,7 @@ This module is the measurement and its calibration, which the experts carry (`ex
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -35,7 +35,7 @@ from ...weightsets import WeightRecord
 from .routes import cosine_distance
 
 __all__ = ["REINITIALISED", "SKETCH_CANDIDATES", "SKETCH_DIM", "LineageCalibration", "MovementSketch", "best_members",
-           "each_released", "fit_lineage", "fit_lineage_calibration", "open_model", "sketch_candidates", "sketch_lineage"]
+           "fit_lineage", "fit_lineage_calibration", "open_model", "sketch_candidates", "sketch_lineage"]
 
 SKETCH_DIM = 1 << 16
 #: A layer this far from the root's (cosine distance) was initialised anew (a new head), not fine-tuned: left out.
@@ -163,15 +163,6 @@ class MovementSketch:
         return out
 
 
-def each_released(models: list) -> Iterator:
-    """The items of `models` in order, each dropped from the list as it is handed out: a model read whole keeps its
-    last tensors read (`reading.TENSOR_CACHE_BYTES`) while anything refers to it, and a tree's hundreds of models
-    would not fit in memory together."""
-    models.reverse()
-    while models:
-        yield models.pop()
-
-
 def best_members(sketches: np.ndarray, candidates: np.ndarray | None = None) -> list[tuple[int | None, float | None]]:
     """For each model (a row of `sketches`), the member that explains most of its movement among those that moved
     less, and that share `s`; (None, None) for a model no member moved less than. `candidates` ([models, k] row
@@ -251,7 +242,7 @@ def fit_lineage(records: Sequence[WeightRecord], root: str | os.PathLike, root_i
     if not any(r.parent in ids for r in members):
         return None
     try:
-        found = best_members(np.stack([sketch(model) for model in each_released(models)]))
+        found = best_members(np.stack([sketch(model) for model in models]))
     except ProbexError:  # no layer the root and every model share: nothing to measure parents by
         return None
     return _calibrated(members, found, root_id)
