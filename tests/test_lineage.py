@@ -277,9 +277,18 @@ def test_a_calibration_of_sketches_says_what_it_measured_and_round_trips():
             LineageCalibration.from_dict(bad)
 
 
-def test_the_cli_names_parents_from_a_table_folders_sketches(small_experts, table_rows, capsys, tmp_path):
+def _table_folder(folder, root: str, rows: list) -> None:
+    """A tree table as a scan publishes it (README.md and data/*.parquet) holding `rows` (`ScanRow`s)."""
     from hf_probex.scan.publish import dataset_card
-    from hf_probex.scan.table import ScanRow, rows_to_table, write_parquet
+    from hf_probex.scan.table import rows_to_table, write_parquet
+
+    (folder / "data").mkdir(parents=True)
+    write_parquet(rows_to_table(rows), folder / "data" / "train-00000.parquet")
+    (folder / "README.md").write_text(dataset_card(root, None, rows, settings="test", scanned_at="now"))
+
+
+def test_the_cli_names_parents_from_a_table_folders_sketches(small_experts, table_rows, capsys, tmp_path):
+    from hf_probex.scan.table import ScanRow
 
     calibration = lineage_calibration(small_experts, ROOT, sketches=True)
     rows = [ScanRow(repo, embedding=vector, embedding_kind=calibration.sketch, embedding_layers=list(calibration.layers))
@@ -287,9 +296,7 @@ def test_the_cli_names_parents_from_a_table_folders_sketches(small_experts, tabl
     rows.append(ScanRow("acme/unsketched", embedding=None))  # a row the scan could not read: left out, said so
     rows.append(ScanRow("acme/short", embedding=np.ones(3, np.float32), embedding_kind=calibration.sketch,
                         embedding_layers=list(calibration.layers)))  # a row that claims the sketch and lies
-    (tmp_path / "table" / "data").mkdir(parents=True)
-    write_parquet(rows_to_table(rows), tmp_path / "table" / "data" / "train-00000.parquet")
-    (tmp_path / "table" / "README.md").write_text(dataset_card(ROOT, None, rows, settings="test", scanned_at="now"))
+    _table_folder(tmp_path / "table", ROOT, rows)
     experts = [arg for e in small_experts.entries if e.root == ROOT for arg in ("--expert", str(e.location))]
     assert main(["lineage", ROOT, "--table", str(tmp_path / "table"), "--sketches", "--json", *experts]) == 0
     out, err = capsys.readouterr()
@@ -329,3 +336,28 @@ def test_an_adapter_of_a_member_is_read_on_the_local_copy_given_with_base(text_s
     edges = {e["child"]: e for e in json.loads(capsys.readouterr().out)["edges"]}
     assert edges[str(grandchild)]["candidate"] == member_dir  # the member it was merged onto explains most of it
     assert main([*command, "--base", member_dir]) == 2 and "REPO_ID=DIR" in capsys.readouterr().err
+
+
+def test_the_bot_names_parents_from_its_tables_sketches(zoo_hub, tiny_zoo, experts, tmp_path, monkeypatch, capsys):
+    """`bot run --tree ROOT --table T --parents` takes the parents from the table's sketches: no member read whole."""
+    from hf_probex.lineage import open_model
+    from hf_probex.scan.embedding import member_embedding
+    from hf_probex.scan.table import ScanRow
+
+    monkeypatch.setenv("HF_PROBEX_CACHE", str(tmp_path / "cache"))
+    experts.save()
+    root = tiny_zoo.trees["vit"]["root_repo_id"]
+    rows = []
+    for spec in (s for s in tiny_zoo.specs("vit") if s.role == "child"):
+        adapter, source = open_model(tiny_zoo.model_dir("vit", spec.name))
+        embedding = member_embedding(source, adapter, root, experts)
+        rows.append(ScanRow(spec.repo_id, embedding=embedding.vector, embedding_kind=embedding.kind,
+                            embedding_layers=embedding.layers))
+    _table_folder(tmp_path / "table", root, rows)
+    assert main(["bot", "run", "--dry-run", "--quiet", "--tree", root, "--table", str(tmp_path / "table"),
+                 "--parents"]) == 0
+    out = capsys.readouterr().out
+    said = re.search(r"parents: (\d+) members named from the tree table's sketches \(no weights read\); (\d+) have a "
+                     r"member as parent", out)
+    assert said and int(said[1]) == len(rows) and int(said[2]) >= 1, out  # the zoo's grandchildren
+    assert "read whole" not in out

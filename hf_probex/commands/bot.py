@@ -7,8 +7,12 @@ import importlib
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .common import UserError, probability
+
+if TYPE_CHECKING:
+    from ..scan.publish import TableFiles
 
 
 def _lines(path: str, what: str) -> list[str]:
@@ -91,9 +95,10 @@ def _open_state(path: str | Path):
                         "start over") from None
 
 
-def _tree_members(args: argparse.Namespace, client) -> tuple[list, str]:
-    """The members of --tree and where they were listed from: the tree table (--table, or the one `find_table`
-    finds when neither --walk, --author nor --search asks for a listing now), else the Hub's listing."""
+def _tree_members(args: argparse.Namespace, client) -> tuple[list, str, TableFiles | None]:
+    """The members of --tree, where they were listed from, and the tree table they came from: the table (--table, or
+    the one `find_table` finds when neither --walk, --author nor --search asks for a listing now), else the Hub's
+    listing (no table)."""
     from ..members import table_members, tree_members
     from ..scan.publish import TableError, TableNotFoundError, find_table
 
@@ -111,29 +116,42 @@ def _tree_members(args: argparse.Namespace, client) -> tuple[list, str]:
         else:
             at = f"@{table.commit[:8]}" if table.commit else ""
             scanned = table.described.get("scanned_at") or "an unknown date"
-            return members, f"from the tree table {table.location}{at} (scanned {scanned}; --walk lists the Hub now)"
+            return members, f"from the tree table {table.location}{at} (scanned {scanned}; --walk lists the Hub now)", table
     members = tree_members(client, args.tree, authors=args.author or (), search=args.search,
                            concurrency=args.workers)
-    return members, "listed on the Hub"
+    return members, "listed on the Hub", None
 
 
-def _parents_infer(args: argparse.Namespace, repos: list[str]):
-    """`infer_card` with every listed member's edge among the others (`--parents`): the tree's members read whole
-    once, each model's parent named by `hf_probex.lineage.recover_lineage` at the tree expert's calibration."""
+def _parents_infer(args: argparse.Namespace, repos: list[str], table: TableFiles | None):
+    """`infer_card` with every listed member's edge among the others (`--parents`): named from the tree `table`'s
+    sketches where its rows hold those the tree's expert is calibrated on (`members.table_lineage`, no weights read),
+    else from the members read whole once (`hf_probex.lineage.recover_lineage`), at the tree expert's calibration."""
+    from ..errors import ProbexError
     from ..infer import DIRECT_PARENT_CONFIDENCE, expert_registry, infer_card
     from ..lineage import MAX_MEMBERS, lineage_calibration, recover_lineage
+    from ..members import table_lineage
 
-    if len(repos) > MAX_MEMBERS:
-        raise UserError(f"--parents reads every member whole: {len(repos):,} members are more than {MAX_MEMBERS:,}; "
-                        "pass --limit, or a --table of one branch of the tree")
     token = args.token
-    calibration = lineage_calibration(expert_registry(None, token), args.tree)
-    edges = recover_lineage(args.tree, repos, calibration, root_id=args.tree, token=token, from_hub=set(repos),
-                            progress=lambda line: print(line, file=sys.stderr))
+    registry = expert_registry(None, token)
+    edges, read = [], ""
+    if table is not None:
+        try:
+            calibration = lineage_calibration(registry, args.tree, sketches=True)
+            edges, _ = table_lineage(table, calibration, args.tree)
+            read = f"{len(edges)} members named from the tree table's sketches (no weights read)"
+        except ProbexError:  # no expert calibrated on sketches, or a table without them: the weights are read
+            edges = []
+    if not edges:
+        if len(repos) > MAX_MEMBERS:
+            raise UserError(f"--parents reads every member whole: {len(repos):,} members are more than {MAX_MEMBERS:,}; "
+                            "pass --limit, or a --table scanned by this hf_probex (its sketches name parents)")
+        calibration = lineage_calibration(registry, args.tree)
+        edges = recover_lineage(args.tree, repos, calibration, root_id=args.tree, token=token, from_hub=set(repos),
+                                progress=lambda line: print(line, file=sys.stderr))
+        read = f"{len(edges)} of {len(repos)} members read whole"
     named = sum(edge.names_member for edge in edges)
-    print(f"parents: {len(edges)} of {len(repos)} members read whole; {named} have a member as parent, at "
-          f"{calibration.member_precision:.2f} (pull requests need {DIRECT_PARENT_CONFIDENCE:.2f}); the others keep the "
-          "root, as sure as their weights alone make it")
+    print(f"parents: {read}; {named} have a member as parent, at {calibration.member_precision:.2f} (pull requests "
+          f"need {DIRECT_PARENT_CONFIDENCE:.2f}); the others keep the root, as sure as their weights alone make it")
     return lambda repo_id: infer_card(repo_id, token=token, hub_only=True, parents=edges)
 
 
@@ -174,16 +192,16 @@ def _bot_run(args: argparse.Namespace) -> int:
         if not args.dry_run:
             client.whoami()  # no token, or a refused one: say so before a long tree listing
         if args.tree:
-            members, listed_from = _tree_members(args, client)
+            members, listed_from, table = _tree_members(args, client)
             by_weights = [m for m in members if m.found_by == "weights"]
             print(f"tree {args.tree}: {len(members)} members {listed_from}, {len(members) - len(by_weights)} found by "
                   f"cards, {len(by_weights)} by weights")
             repos = [m.repo_id for m in members]
         else:
-            repos = _lines(args.repos, "repos file")
+            repos, table = _lines(args.repos, "repos file"), None
         repos = repos[: args.limit] if args.limit is not None else repos
         if args.parents:
-            infer = _parents_infer(args, repos)
+            infer = _parents_infer(args, repos, table)
         report = run_bot(repos, client, infer=infer, state=state, config=config, progress=not args.quiet,
                          on_outcome=lambda o: _print_outcome(o, args.dry_run),
                          on_wait=lambda seconds: _print_wait(seconds, args.minutes_between_prs))
@@ -323,7 +341,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--infer", metavar="MODULE:FUNCTION",
                      help="a repo id -> CardSuggestion callable to use instead of hf_probex.infer_card")
     run.add_argument("--parents", action="store_true",
-                     help="with --tree: read every member whole first (`hf-probex lineage`) and give each model the "
+                     help="with --tree: name each member's parent first (`hf-probex lineage`: from the tree table's "
+                          "sketches where its rows hold them, else every member read whole) and give each model the "
                           "member it was fine-tuned from as base_model, where the tree's expert is sure enough; "
                           "without it, base_model is the root only where a model that near it is surely its child")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
