@@ -103,6 +103,7 @@ def flow(text_small_zoo, tmp_path_factory):
                                     "--top-k", "50", "--json"])
             steps["bot"] = _run(["bot", "run", "--tree", MINILM, "--table", TABLE, "--dry-run", "--quiet",
                                  "--state", str(base / "bot-state.sqlite")])
+            steps["lineage"] = _run(["lineage", MINILM, "--table", TABLE, "--sketches", "--json"])
     steps["expert"] = json.loads((base / "expert" / "config.json").read_text())
     return steps
 
@@ -220,3 +221,20 @@ def test_the_bot_dry_run_covers_every_member_of_the_table(flow):
     reached = {line.split(":")[0] for line in lines if line.startswith(f"{ORG}/")}
     assert cardless <= reached  # the members no card links to the tree, found by their weights, reach the bot
     assert f"{len(flow['table'])} repos in" in lines[-1]
+
+
+def test_lineage_names_every_members_parent_from_the_published_tables_sketches(flow):
+    """scan -> train from the table -> rescan -> `hf-probex lineage --sketches`: each row the rescan sketched as the
+    expert reads gets an edge, no weights read; the expert trained from the table carries the sketch calibration,
+    fitted on the parents the table's cards declare, and each edge says how often its side was right there (few
+    declared later generations in this small tree: its member side is far below a pull request's 0.95)."""
+    code, out = flow["lineage"]
+    assert code == 0, out
+    document = json.loads(out)
+    calibration = document["calibration"]
+    assert calibration["sketch"] == sketch_kind() and calibration["layers"] == [LAYER] and calibration["models"] > 0
+    sketched = {r for r, row in flow["table"].items() if row["embedding_kind"] == sketch_kind()}
+    assert {edge["child"] for edge in document["edges"]} == sketched
+    for edge in document["edges"]:
+        side = calibration["root_precision"] if edge["parent"] == MINILM else calibration["member_precision"]
+        assert edge["confidence"] == side and edge["parent"] in sketched | {MINILM}
