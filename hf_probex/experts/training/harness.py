@@ -623,7 +623,7 @@ def _sketch_lineage(expert: Expert, data: LayerData) -> LineageCalibration | Non
     if not expert.config["centred"]:
         return None
     offset, scale = expert.offset.numpy(), float(expert.scale)
-    sketches = np.stack([count_sketch((x - offset) / scale) for x in data.x]).astype(np.float64)
+    sketches = np.stack([count_sketch((x - offset) / scale) for x in data.x])  # float32, as a table holds them
     return sketch_lineage(data.records, sketches, data.root_id, sketch_kind(), [name for name, _ in expert.config["inputs"]])
 
 
