@@ -26,7 +26,7 @@ from .cards import CardError, apply_suggestions, card_diff, missing_fields
 from .errors import LayerMismatchError, ProbexError
 from .experts.calibration.head_rows import read_head
 from .experts.hub import Expert
-from .experts.calibration.confidence import Calibration
+from .experts.calibration.confidence import Calibration, untrained_lead
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
 from .experts.calibration.routes import is_root_copy
 from .experts.vocabulary import vocabulary_for
@@ -164,7 +164,9 @@ def _named_concept(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, thres
     """A zero-shot expert's concept: the top of the vocabulary it ranks (`experts.vocabulary`: the `candidates`,
     else its default open vocabulary), its confidence from the margin over the runner-up and its own cosine,
     calibrated for that vocabulary; the details name the vocabulary, the runner-up and the margin. Below the
-    threshold, where LoRAs of a concept missing from the list score, a candidate list gets "no candidate fits"."""
+    threshold, where LoRAs of a concept missing from the list score, a candidate list gets "no candidate fits". At
+    the calibrated threshold a concept the expert trained on must also lead the best one it never trained on by the
+    calibration's `known_margin` (what a LoRA of an unknown neighbour concept reaches), else it abstains."""
     vocabulary = vocabulary_for(expert, candidates)
     predictions = expert.predict(matrix, vocabulary.text)
     present = expert.present_modules(matrix)  # a LoRA may target only some of a fused expert's modules
@@ -182,10 +184,19 @@ def _named_concept(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, thres
                "runner_up": runner_up, "margin": margin, "confidence": value, "threshold": cut,
                "calibrated_threshold": floor, "calibrated_on": vocabulary.calibrated_on,
                "modules_read": [entry.inputs[k][0] for k in present]}
+    lead = float(untrained_lead(predictions, vocabulary.trained)[0])
+    if np.isfinite(lead):
+        details |= {"untrained_lead": lead, "known_margin": calibration.known_margin}
+    which = "no candidate fits: the best" if vocabulary.kind == "candidates" else "the best concept"
     if value < cut:
-        lead = "no candidate fits: the best" if vocabulary.kind == "candidates" else "the best concept"
-        return None, (f"{lead} of {vocabulary.description}, {concept!r} (runner-up {runner_up!r}, margin "
+        return None, (f"{which} of {vocabulary.description}, {concept!r} (runner-up {runner_up!r}, margin "
                       f"{margin:.3f}), has confidence {value:.2f}: {_below(cut, threshold is not None)}"), details
+    if threshold is None and lead < calibration.known_margin:
+        untrained = np.where(vocabulary.trained, -np.inf, predictions[0])
+        return None, (f"{which} of {vocabulary.description}, {concept!r} (confidence {value:.2f}), is one the expert "
+                      f"trained on and leads {vocabulary.names[int(untrained.argmax())]!r}, the best it never trained "
+                      f"on, by {lead:.3f}: it asks {calibration.known_margin:.2f} (a LoRA of a concept it never "
+                      f"trained on reads as a trained neighbour by less)"), details
     evidence = _evidence(entry, details["modules_read"]) + \
         f", ranking {vocabulary.description}; runner-up {runner_up!r}, margin {margin:.3f}"
     return FieldSuggestion("trained_on", concept, value, evidence, "expert", details=details, floor=floor), "", details

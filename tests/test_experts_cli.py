@@ -106,3 +106,7 @@ def test_an_expert_that_never_proposes_says_so():
     some = {**never, "threshold": 0.8, "oof_precision": 0.96, "oof_recall": 0.5}
     assert describe_calibration(some) == ("proposes at confidence >= 0.80: out-of-fold precision 96.0 % (target 95 % "
                                           "precision), recall 50.0 % of 60 decisions")
+    led = {**some, "known_margin": 0.18}  # a zero-shot expert's open calibration
+    assert describe_calibration(led) == ("proposes at confidence >= 0.80 and a concept it trained on 0.18 ahead of the "
+                                         "best one it did not: out-of-fold precision 96.0 % (target 95 % precision), "
+                                         "recall 50.0 % of 60 decisions")

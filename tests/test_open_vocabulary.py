@@ -65,11 +65,13 @@ def test_the_expert_ships_an_open_vocabulary_calibrated_on_held_out_concepts(pla
     assert expert.open_vocabulary == sorted(SEEN) + sorted(HELD) and expert.open_text.shape == (14, 384)
     calibration = expert.open_calibration
     assert calibration["groups"] == 2  # in vocabulary, and held-out concepts (HELD_OUT_CONCEPTS)
-    assert calibration["decisions"] == 60 + 3 * 12  # every fold's expert on the 12 held-out LoRAs (no families known)
+    # every fold's expert on the 12 held-out LoRAs (no families known), and the 60 training LoRAs read by experts that
+    # never trained on their concept (10 concepts in 3 groups: every training LoRA once)
+    assert calibration["decisions"] == 60 + 3 * 12 + 60
     assert calibration["unseen_models"] == 96 and calibration["fit"] > 0  # each again with its concept withheld
-    # a candidate list's own calibration: the same LoRAs among short lists, and those read by experts that never
-    # trained on their concept (10 concepts in 3 groups: every training LoRA once)
-    assert calibration["lists"]["decisions"] == 96 + 60 and calibration["lists"]["unseen_models"] == 156
+    assert 0 <= calibration["known_margin"] <= 0.5  # what a trained concept must lead the untrained ones by
+    # a candidate list's own calibration: the same LoRAs among short lists, every one also with its concept withheld
+    assert calibration["lists"]["decisions"] == 156 and calibration["lists"]["unseen_models"] == 156
     assert HELD_OUT_CONCEPTS == "held-out concepts"
 
 
@@ -114,6 +116,28 @@ def test_the_default_vocabulary_holds_training_and_held_out_concepts(planted):
     assert details["vocabulary"].startswith("the default vocabulary (14 concepts")
     assert result.fields["trained_on"].value in SEEN + HELD
     assert details["calibrated_threshold"] == planted["expert"].open_calibration["threshold"]
+
+
+def test_a_trained_concept_leading_the_untrained_ones_by_less_than_the_calibrated_margin_is_held_back(planted, tmp_path):
+    """The open calibration asks a concept the expert trained on to lead the best one it never trained on by
+    `known_margin` (a LoRA of an unknown concept reads as its trained neighbour, but not that far ahead)."""
+    expert = load_expert(str(planted["folder"]))
+    lora = sorted((planted["held"][0].parent.parent / "train").iterdir())[0]  # of a concept the expert trained on
+    lead = infer_card(lora, experts=[planted["folder"]], min_confidence=0.0).details["trained_on"]["untrained_lead"]
+    results = {}
+    for margin in (lead - 0.01, lead + 0.01):  # every confidence high enough: only the margin decides
+        expert.set_open_vocabulary(expert.open_vocabulary, expert.open_text.numpy(),
+                                   {**expert.open_calibration, "threshold": 0.0, "known_margin": margin})
+        expert.save_pretrained(tmp_path / f"{margin:.3f}")
+        results[margin] = infer_card(lora, experts=[tmp_path / f"{margin:.3f}"])
+    assert results[lead - 0.01].fields["trained_on"].value == _truth(lora)
+    held_back = results[lead + 0.01]
+    assert "trained_on" not in held_back.fields and held_back.details["trained_on"]["known_margin"] == lead + 0.01
+    why = held_back.abstained["trained_on"]
+    assert f"{_truth(lora)!r}" in why and "is one the expert trained on and leads" in why
+    assert any(f"{concept!r}, the best it never trained on, by {lead:.3f}" in why for concept in HELD), why
+    # a minimum confidence the caller asks for is the caller's cut: the margin is the calibrated threshold's
+    assert "trained_on" in infer_card(lora, experts=[tmp_path / f"{lead + 0.01:.3f}"], min_confidence=0.0).fields
 
 
 def test_infer_candidates_option(planted, tmp_path, capsys):

@@ -125,9 +125,11 @@ def describe_calibration(calibration: dict) -> str:
     target = f"{calibration['precision_target'] * 100:.0f} % precision"
     if calibration["threshold"] > 1:
         return f"never proposes: no threshold reaches {target} out of fold ({calibration['decisions']} decisions)"
-    return (f"proposes at confidence >= {calibration['threshold']:.2f}: out-of-fold precision "
-            f"{calibration['oof_precision'] * 100:.1f} % (target {target}), recall {calibration['oof_recall'] * 100:.1f} % "
-            f"of {calibration['decisions']} decisions")
+    lead = calibration.get("known_margin", 0.0)
+    return (f"proposes at confidence >= {calibration['threshold']:.2f}"
+            + (f" and a concept it trained on {lead:.2f} ahead of the best one it did not" if lead else "")
+            + f": out-of-fold precision {calibration['oof_precision'] * 100:.1f} % (target {target}), recall "
+              f"{calibration['oof_recall'] * 100:.1f} % of {calibration['decisions']} decisions")
 
 
 def _report(expert, report: dict | None, args: argparse.Namespace) -> None:
@@ -141,6 +143,9 @@ def _report(expert, report: dict | None, args: argparse.Namespace) -> None:
         print(f"  {describe_calibration(expert.calibration)}")
     if expert.head_calibration:
         print(f"  with the head {expert.row_reader.layer} read as a set of rows: {describe_calibration(expert.head_calibration)}")
+    if expert.open_calibration:
+        print(f"  from its default vocabulary ({len(expert.open_vocabulary)} concepts, held-out ones included): "
+              f"{describe_calibration(expert.open_calibration)}")
     if args.register:
         from ..experts.registry import ExpertRegistry
 

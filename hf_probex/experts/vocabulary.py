@@ -17,7 +17,9 @@ with their concept withheld from the list: at most 5 % of those may get a concep
 list holds gets "none of these".
 
 A caller's list is read with the open calibration too: the best cosine is a score of its own, so a list that
-lacks the LoRA's concept gets "no candidate fits" rather than its nearest wrong concept. An expert without an open
+lacks the LoRA's concept gets "no candidate fits" rather than its nearest wrong concept. In either, a concept the
+expert trained on must lead the best one it never trained on by the calibration's `known_margin` (`trained`: which
+concepts of the vocabulary it trained on; a candidate counts as one when its text says the same, `SAME_CONCEPT`). An expert without an open
 calibration never proposes from a vocabulary other than its training one, except at a minimum confidence the
 caller asks for.
 """
@@ -44,13 +46,15 @@ SAME_CONCEPT = 0.93
 @dataclass(frozen=True)
 class Vocabulary:
     """The concepts a model is ranked against (`kind`: "candidates", "default" or "training"), their text
-    embeddings [len(names), text_dim], the calibration of the top concept's confidence and what it was fitted on."""
+    embeddings [len(names), text_dim], the calibration of the top concept's confidence and what it was fitted on,
+    and which of them the expert trained on ([len(names)] booleans)."""
 
     kind: str
     names: list[str]
     text: np.ndarray
     calibration: dict
     calibrated_on: str
+    trained: np.ndarray
 
     @property
     def description(self) -> str:
@@ -95,19 +99,30 @@ def vocabulary_for(expert: Expert, candidates=None) -> Vocabulary:
         names = clean_candidates(candidates)
         config = expert.config
         text = encode_texts([config["prompt"].format(n) for n in names], config["text_encoder"])
-        return Vocabulary("candidates", names, text, *_open_calibration(expert))
+        return Vocabulary("candidates", names, text, *_open_calibration(expert), _said_by(text, expert.concept_text.numpy()))
     if expert.open_vocabulary:
-        return Vocabulary("default", expert.open_vocabulary, expert.open_text.numpy(), *_open_calibration(expert))
+        trained = np.isin(expert.open_vocabulary, expert.vocabulary)
+        return Vocabulary("default", expert.open_vocabulary, expert.open_text.numpy(), *_open_calibration(expert), trained)
     return Vocabulary("training", expert.vocabulary, expert.concept_text.numpy(), expert.calibration,
-                      "the training concepts' out-of-fold decisions")
+                      "the training concepts' out-of-fold decisions", np.ones(len(expert.vocabulary), dtype=bool))
+
+
+def _text_cosines(text: np.ndarray, known_text: np.ndarray) -> np.ndarray:
+    """Cosines of text embeddings [m, d] with known concepts' [k, d]: [m, k]."""
+    text, known = np.asarray(text, dtype=np.float64), np.asarray(known_text, dtype=np.float64)
+    norms = np.linalg.norm(text, axis=1)[:, None] * np.linalg.norm(known, axis=1)[None, :]
+    return text @ known.T / np.maximum(norms, 1e-12)
+
+
+def _said_by(text: np.ndarray, known_text: np.ndarray) -> np.ndarray:
+    """Whether each concept (text embeddings `text`) says the same as one of the known concepts (`SAME_CONCEPT`)."""
+    return _text_cosines(text, known_text).max(axis=1, initial=-1.0) >= SAME_CONCEPT
 
 
 def _not_said_by(query: np.ndarray, known_text: np.ndarray) -> np.ndarray:
     """Indices of the known concepts (text embeddings `known_text`) that do not say the same as `query`
     (`SAME_CONCEPT`)."""
-    known, query = np.asarray(known_text, dtype=np.float64), np.asarray(query, dtype=np.float64)
-    said = known @ query / np.maximum(np.linalg.norm(known, axis=1) * np.linalg.norm(query), 1e-12)
-    return np.flatnonzero(said < SAME_CONCEPT)
+    return np.flatnonzero(_text_cosines(np.asarray(query)[None], known_text)[0] < SAME_CONCEPT)
 
 
 def _open_calibration(expert: Expert) -> tuple[dict, str]:

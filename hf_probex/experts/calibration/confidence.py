@@ -19,7 +19,12 @@ score per decision:
   score (`unseen`: each decision again with its true concept withheld, `withheld_concepts`), the best cosine
   itself is a second score (`fit`, its weight: how well the best concept fits at all, which a margin between
   two wrong concepts does not say), and the threshold also keeps at most 1 - target of those LoRAs proposed:
-  the expert says "none of these" rather than name the nearest wrong concept.
+  the expert says "none of these" rather than name the nearest wrong concept. Where the calibration knows which
+  concepts the reading expert trained on (`trained`), a concept it trained on is proposed only when it leads the
+  best concept it never trained on by `known_margin` (`untrained_lead`): an expert reads a LoRA of a concept it
+  does not know as its nearest trained neighbour, often surely, but rarely far ahead of the concept itself. The
+  margin is chosen with the threshold, on decisions that include LoRAs whose concept the reading expert never
+  trained on (`harness.concepts_out`), as the one that keeps the most right decisions at the target.
 
 An expert that also reads the classification head as a set of rows (`head_rows`) has a second score per
 decision, the row score of the label; the two are calibrated jointly (a logistic regression on both,
@@ -82,6 +87,7 @@ class Calibration:
     vocabulary_threshold: float | None = None  # the threshold the vocabulary's models alone would allow
     fit: float = 0.0  # concepts: the weight of the best concept's own cosine beside the margin (0: margin alone)
     lists: dict = field(default_factory=dict)  # concepts: the calibration of a caller's short candidate list
+    known_margin: float = 0.0  # concepts: the least `untrained_lead` a concept the expert trained on needs (0: none)
 
     @property
     def limited_by_unseen(self) -> bool:
@@ -120,6 +126,11 @@ class Calibration:
         top2 = np.sort(predictions, axis=1)[:, -2:] if predictions.shape[1] > 1 else np.pad(predictions, ((0, 0), (1, 0)))
         return top2[:, 1] - top2[:, 0]
 
+    def blocked(self, predictions: np.ndarray, trained: np.ndarray) -> np.ndarray:
+        """Concepts: whether each decision's top concept is one the expert trained on that leads the best concept it
+        never trained on by less than `known_margin` ([n]; `trained` as `untrained_lead`): never proposed."""
+        return untrained_lead(predictions, trained) < self.known_margin
+
     def confidence(self, scores: np.ndarray, head_scores: np.ndarray | None = None,
                    best: np.ndarray | None = None) -> np.ndarray:
         """sigmoid(a * score + b + head * row score + fit * best cosine), the last two where given."""
@@ -140,7 +151,8 @@ class Calibration:
         return asdict(self)
 
 
-_NUMBERS = ("a", "b", "threshold", "precision_target", "oof_precision", "oof_recall", "head", "unseen_proposed", "fit")
+_NUMBERS = ("a", "b", "threshold", "precision_target", "oof_precision", "oof_recall", "head", "unseen_proposed", "fit",
+            "known_margin")
 _COUNTS = ("decisions", "groups", "modules", "unseen_models")
 _SUBSET = re.compile(r"\d{1,2}(,\d{1,2}){0,15}")
 
@@ -183,6 +195,20 @@ def withheld_concepts(predictions: np.ndarray, y: np.ndarray) -> np.ndarray:
     return predictions[keep].reshape(len(predictions), -1)
 
 
+def untrained_lead(predictions: np.ndarray, trained: np.ndarray) -> np.ndarray:
+    """How far each decision's top concept leads the best concept the expert never trained on, where the top one is a
+    concept it trained on ([n]); +inf where it is not, or where every concept of the row is one it trained on.
+
+    `predictions` [n, C] cosines (-inf: not in the list); `trained` [C] or [n, C]: whether the reading expert trained
+    on each concept."""
+    predictions = np.asarray(predictions, dtype=np.float64)
+    trained = np.broadcast_to(np.asarray(trained, dtype=bool), predictions.shape)
+    best_untrained = np.where(trained, -np.inf, predictions).max(axis=1, initial=-np.inf)
+    top_trained = trained[np.arange(len(predictions)), predictions.argmax(axis=1)] if predictions.size else trained[:, 0]
+    return np.where(top_trained & np.isfinite(best_untrained), predictions.max(axis=1, initial=-np.inf) - best_untrained,
+                    np.inf)
+
+
 def decision_outcomes(task: str, predictions: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Whether each decision is true: the label is in the set, or the top-1 concept is the model's."""
     if task == "multilabel":
@@ -198,10 +224,15 @@ def _precision_above(thresholds: np.ndarray, confidence: np.ndarray, truth: np.n
     return np.where(count > 0, true_so_far[count] / np.maximum(count, 1), 1.0), count
 
 
+#: The margins `fit_decisions` tries for `Calibration.known_margin` (cosine differences; 0: no margin asked).
+KNOWN_MARGINS = tuple(round(0.01 * k, 2) for k in range(51))
+
+
 def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None,
                     precision_target: float = PRECISION_TARGET, min_support: int = MIN_SUPPORT,
                     head_scores: np.ndarray | None = None, unseen: np.ndarray | None = None,
-                    unseen_head_scores: np.ndarray | None = None, unseen_y: np.ndarray | None = None) -> Calibration:
+                    unseen_head_scores: np.ndarray | None = None, unseen_y: np.ndarray | None = None,
+                    trained: np.ndarray | None = None) -> Calibration:
     """Fit Platt scaling and the precision threshold on out-of-fold `predictions` of targets `y`.
 
     With `head_scores` (class subsets: the out-of-fold row score of each (model, label), `head_rows`) the
@@ -209,8 +240,10 @@ def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray, groups: n
     `unseen` (class subsets): the predictions [m, n_labels] of models trained on classes outside the vocabulary
     (and their row scores, `unseen_head_scores`), from experts that never saw them; every class proposed for
     one is wrong (but those of `unseen_y`, 0/1 [m, n_labels]: the vocabulary's classes it was trained on too),
-    so the threshold must leave at most 1 - `precision_target` of them with a wrong class. The rest is
-    `fit_decisions` on the decisions' scores (the module docstring).
+    so the threshold must leave at most 1 - `precision_target` of them with a wrong class. `trained` (concepts,
+    [C] or [n, C]): which concepts the expert that read each decision trained on; the calibration then also asks a
+    concept it trained on for a lead over the best one it did not (`known_margin`). The rest is `fit_decisions` on
+    the decisions' scores (the module docstring).
     """
     predictions = np.asarray(predictions, dtype=np.float64)
     stats = {"label_mean": _logits(predictions).mean(0).tolist()} if task == "multilabel" else {}
@@ -220,19 +253,20 @@ def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray, groups: n
     per_decision = None if groups is None else np.repeat(np.asarray(groups), truth.size // len(groups))
     head = None if head_scores is None else np.asarray(head_scores, dtype=np.float64).ravel()
     unseen_scores = None if unseen is None or not len(unseen) else scoring.scores(task, unseen)
+    leads = None if trained is None else untrained_lead(predictions, trained)
     if task != "multilabel" and unseen_scores is not None:  # concepts missing from the list: the best cosine says so
         return fit_decisions(scores, truth, per_decision, precision_target, min_support, predictions.max(axis=1),
                              unseen_scores=unseen_scores, unseen_head_scores=np.asarray(unseen).max(axis=1),
-                             second="fit", **stats)
+                             second="fit", leads=leads, **stats)
     return fit_decisions(scores, truth, per_decision, precision_target, min_support, head, unseen_scores=unseen_scores,
-                         unseen_head_scores=unseen_head_scores, unseen_truth=unseen_y, **stats)
+                         unseen_head_scores=unseen_head_scores, unseen_truth=unseen_y, leads=leads, **stats)
 
 
 def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | None = None,
                   precision_target: float = PRECISION_TARGET, min_support: int = MIN_SUPPORT,
                   head_scores: np.ndarray | None = None, unseen_scores: np.ndarray | None = None,
                   unseen_head_scores: np.ndarray | None = None, unseen_truth: np.ndarray | None = None,
-                  second: str = "head", **stats) -> Calibration:
+                  second: str = "head", leads: np.ndarray | None = None, **stats) -> Calibration:
     """Fit Platt scaling and the precision threshold on one score per decision (`scores`, and `head_scores` when the
     confidence reads a second score jointly) and whether each decision is true (`truth`).
 
@@ -250,6 +284,11 @@ def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | No
 
     `second` names what the second score is: "head" (a class's row score) or "fit" (a concept's best cosine, whose
     calibration also learns from the `unseen` decisions, all wrong, how low a concept missing from the list scores).
+
+    `leads` (concepts: each decision's `untrained_lead`): the threshold is fitted again for each margin of
+    `KNOWN_MARGINS`, the decisions whose lead is below it never proposed, and the margin that keeps the most true
+    decisions proposed wins (the least of those that tie): `known_margin`. The `unseen` decisions are not gated: a
+    caller's list may hold no concept the expert trained on, and there the margin cannot hold anything back.
 
     When the decisions are all true (or all false) there is no score to fit: every decision then gets the
     out-of-fold precision as its confidence (clipped to [0.001, 0.999]).
@@ -271,24 +310,41 @@ def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | No
         a, b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
         weight = float(platt.coef_[0, 1]) if head is not None else 0.0
     stats[second] = weight
-    confidence = Calibration(a, b, 0.0, 0.0, 0.0, 0.0, 0, head=weight).confidence(scores, head)
+    scaling = Calibration(a, b, 0.0, 0.0, 0.0, 0.0, 0, head=weight)
+    confidence = scaling.confidence(scores, head)
+    stats["groups"] = 0 if groups is None else len(set(np.asarray(groups).tolist()))
+    wrong = None
+    if unseen_scores is not None and len(unseen_scores):
+        wrong = scaling.confidence(unseen_scores, unseen_head_scores).reshape(len(unseen_scores), -1)
+        if unseen_truth is not None:
+            wrong = np.where(np.asarray(unseen_truth).reshape(wrong.shape) > 0.5, -np.inf, wrong)
+    if leads is None:
+        return _thresholded(scaling, confidence, truth, groups, wrong, precision_target, min_support, stats)
+    fitted = None
+    for margin in KNOWN_MARGINS:
+        candidate = _thresholded(scaling, np.where(np.asarray(leads) >= margin, confidence, -np.inf), truth, groups,
+                                 wrong, precision_target, min_support, {**stats, "known_margin": margin})
+        if fitted is None or candidate.oof_recall > fitted.oof_recall:
+            fitted = candidate
+    return fitted
+
+
+def _thresholded(scaling: Calibration, confidence: np.ndarray, truth: np.ndarray, groups: np.ndarray | None,
+                 wrong: np.ndarray | None, precision_target: float, min_support: int, stats: dict) -> Calibration:
+    """`fit_decisions`' threshold for the decisions' `confidence` (-inf: never proposed) and the `wrong` ones' (the
+    unseen models', [m, k]) under the Platt scaling `scaling`."""
+    proposable = np.isfinite(confidence)
     precision, count = _precision_above(confidence, confidence, truth)
-    valid = (precision >= precision_target) & (count >= min_support)
-    n_groups = 0
+    valid = proposable & (precision >= precision_target) & (count >= min_support)
     if groups is not None:  # every recipe family with enough decisions at a level must reach the target there too
         groups = np.asarray(groups)
-        n_groups = len(set(groups.tolist()))
         for group in set(groups.tolist()):
             mask = groups == group
             precision, count = _precision_above(confidence, confidence[mask], truth[mask])
             valid &= (precision >= precision_target) | (count < min_support)
-    stats["groups"] = n_groups
+    stats = dict(stats)
     unseen_share = None
-    if unseen_scores is not None and len(unseen_scores):
-        calibration = Calibration(a, b, 0.0, 0.0, 0.0, 0.0, 0, head=weight)
-        wrong = calibration.confidence(unseen_scores, unseen_head_scores).reshape(len(unseen_scores), -1)
-        if unseen_truth is not None:
-            wrong = np.where(np.asarray(unseen_truth).reshape(wrong.shape) > 0.5, -np.inf, wrong)
+    if wrong is not None:
         tops = np.sort(wrong.max(1))
 
         def unseen_share(level: float | np.ndarray) -> np.ndarray:
@@ -296,6 +352,7 @@ def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | No
 
         stats.update(unseen_models=len(tops), vocabulary_threshold=float(confidence[valid].min()) if valid.any() else 1.01)
         valid &= unseen_share(confidence) <= 1 - precision_target + 1e-9
+    a, b = scaling.a, scaling.b
     if not valid.any():
         return Calibration(a, b, 1.01, precision_target, float("nan"), 0.0, len(truth), **stats)  # never confident enough
     threshold = float(confidence[valid].min())  # the lowest level that still meets the target: the most recall

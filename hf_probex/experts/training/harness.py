@@ -258,62 +258,73 @@ def _without_concepts(data: LayerData, kept: np.ndarray) -> tuple[LayerData, np.
                    groups=None if data.groups is None else data.groups[idx], holdout_x=None, holdout_records=[]), idx
 
 
-def concepts_out(data: LayerData, method: str, *, seed: int = 0, **settings) -> dict[str, list]:
+def concepts_out(data: LayerData, method: str, *, seed: int = 0, **settings) -> dict[str, np.ndarray]:
     """Every LoRA of a zero-shot tree read against the open vocabulary (`open_vocabulary`) by an expert that never
     trained on its concept: the training concepts are split into `CONCEPT_FOLDS` groups, and each group's LoRAs are
     read by an expert trained on the other groups' LoRAs alone (their concepts its whole vocabulary). The held-out
     concepts' LoRAs are few; these are how a LoRA of a concept the expert does not know is read, with the confusions
     that matter (a neighbouring digit of a style it trained on), for the open calibration's held-out group.
 
-    Returns {"predictions": [n][V_open]} and, for a fused expert, "module_predictions" ([n][k][V_open]); {} when the
-    tree has fewer than two concepts per group.
+    Returns {"predictions": [n, V_open], "trained": [n, V_open] (whether the expert that read each LoRA trained on
+    each concept)} and, for a fused expert, "module_predictions" ([n, k, V_open]); {} when the tree has fewer than
+    two concepts per group.
     """
     if len(data.vocabulary) < 2 * CONCEPT_FOLDS:
         return {}
     text = open_vocabulary(data)[1]
     group = np.random.default_rng(seed).permutation(len(data.vocabulary)) % CONCEPT_FOLDS
-    predictions: list = [None] * len(data.y)
-    modules: list = [None] * len(data.y)
+    predictions = np.zeros((len(data.y), len(text)))
+    trained = np.zeros((len(data.y), len(text)), dtype=bool)
+    modules = []
     for fold in range(CONCEPT_FOLDS):
         known, kept = _without_concepts(data, np.flatnonzero(group != fold))
         expert, _ = fit_expert(known, method, np.arange(len(kept)), **settings)
         read = np.setdiff1d(np.arange(len(data.y)), kept)
-        for i, row in zip(read, expert.predict(data.x[read], text).tolist()):
-            predictions[i] = row
+        predictions[read] = expert.predict(data.x[read], text)
+        trained[np.ix_(read, np.flatnonzero(group != fold))] = True
         if expert.fused:
-            for i, row in zip(read, expert.predict_members(data.x[read], text).tolist()):
-                modules[i] = row
-    return {"predictions": predictions} | ({"module_predictions": modules} if modules[0] is not None else {})
+            modules.append((read, expert.predict_members(data.x[read], text)))
+    out = {"predictions": predictions, "trained": trained}
+    if modules:
+        out["module_predictions"] = np.zeros((len(data.y), *modules[0][1].shape[1:]))
+        for read, values in modules:
+            out["module_predictions"][read] = values
+    return out
 
 
 def _open_calibration(data: LayerData, seen: np.ndarray, held: np.ndarray, held_models: list[int],
-                      groups: np.ndarray | None, unknown: np.ndarray) -> dict:
-    """The calibration of the open vocabulary (`open_vocabulary`): fitted on the out-of-fold decisions of the
-    in-vocabulary models (`seen`, [n, V_open]) and the decisions on the held-out models (`held`, [m, V_open]: of
-    the held-out models `held_models`, each from an expert that never saw its concept, nor its recipe family where
-    the folds are families), the threshold holding within each recipe family and on the held-out concepts as a
-    group, and on every decision once more with its concept withheld from the list: at most 5 % of those proposed
-    (`calibration.fit_calibration`).
+                      groups: np.ndarray | None, unknown: np.ndarray, unknown_trained: np.ndarray) -> dict:
+    """The calibration of the open vocabulary (`open_vocabulary`), fitted on three kinds of decisions: the out-of-fold
+    decisions of the in-vocabulary models (`seen`, [n, V_open]); those on the held-out models (`held`, [m, V_open]:
+    of the held-out models `held_models`, each from an expert that never saw its concept, nor its recipe family where
+    the folds are families); and the in-vocabulary models read by experts that never trained on their concept
+    (`unknown`, [n, V_open] or none, `concepts_out`; `unknown_trained` says which concepts each of those experts
+    trained on). The threshold holds within each recipe family and on the last two kinds as one group (concepts the
+    reading expert does not know: a LoRA of a neighbour of a trained concept is read as that concept, often surely,
+    so a trained concept must also lead the best untrained one by `known_margin`), and on every decision once more
+    with its concept withheld from the list: at most 5 % of those proposed (`calibration.fit_calibration`).
 
     `lists`, what a caller's candidates are read with (`Calibration.for_candidates`): the same fitted on those
-    decisions and on the in-vocabulary models read by experts that never trained on their concept (`unknown`,
-    [n, V_open] or none, `concepts_out`), each among a short list drawn around its concept (`candidate_lists`). A
-    list is mostly about concepts the expert does not know: these are how it reads them, with the confusions that
-    matter. (The default vocabulary's threshold would not survive them: an expert trained on two thirds of the
-    concepts confuses a LoRA of the third with a neighbour it knows too often and too surely.)"""
+    decisions each among a short list drawn around its concept (`candidate_lists`): a list's margins are wider."""
     from ..calibration.confidence import fit_calibration, withheld_concepts
 
-    y = np.concatenate([data.y, len(data.vocabulary) + data.holdout_y[np.asarray(held_models, dtype=int)]])
-    seen_groups = groups.astype(str) if groups is not None else np.full(len(seen), "in vocabulary")
-    labels = np.concatenate([seen_groups, np.full(len(held), HELD_OUT_CONCEPTS)])
-    decisions = np.concatenate([seen, held])
-    calibration = fit_calibration(data.task, decisions, y, labels, unseen=withheld_concepts(decisions, y))
     unknown_y = data.y if len(unknown) else data.y[:0]  # none where the tree has too few concepts to split
-    listed = candidate_lists(np.concatenate([decisions, unknown]), np.concatenate([y, unknown_y]))
-    list_y = np.concatenate([y, unknown_y])
-    list_labels = np.concatenate([labels, np.full(len(unknown), HELD_OUT_CONCEPTS)])
-    lists = fit_calibration(data.task, listed, list_y, list_labels, unseen=withheld_concepts(listed, list_y))
-    return {**calibration.to_dict(), "lists": lists.to_dict()}
+    y = np.concatenate([data.y, len(data.vocabulary) + data.holdout_y[np.asarray(held_models, dtype=int)], unknown_y])
+    seen_groups = groups.astype(str) if groups is not None else np.full(len(seen), "in vocabulary")
+    labels = np.concatenate([seen_groups, np.full(len(held) + len(unknown), HELD_OUT_CONCEPTS)])
+    decisions = np.concatenate([seen, held, unknown])
+    known = np.arange(decisions.shape[1]) < len(data.vocabulary)  # the open vocabulary starts with the training one
+    trained = np.concatenate([np.broadcast_to(known, (len(seen) + len(held), len(known))),
+                              np.asarray(unknown_trained, dtype=bool).reshape(len(unknown), len(known))])
+
+    def fitted(cosines: np.ndarray, withheld: int) -> dict:
+        unseen = withheld_concepts(cosines[:withheld], y[:withheld])
+        return fit_calibration(data.task, cosines, y, labels, unseen=unseen, trained=trained).to_dict()
+
+    # the default vocabulary withholds no concept-out read's concept: its top would be the trained neighbour, far
+    # ahead, as for a LoRA of a concept the tree never names, which no lead can hold back (a list's can be short)
+    default = fitted(decisions, len(seen) + len(held))
+    return {**default, "lists": fitted(candidate_lists(decisions, y), len(decisions))}
 
 
 #: How many concepts a simulated candidate list holds: a caller's list is short, its margins wider than the default's.
@@ -672,15 +683,17 @@ def train_expert(data: LayerData, method: str, *, folds: int = 5, seed: int = 0,
         held_models = report.pop("holdout_open_models", None) if report else None
         calibration = None
         unknown = concepts_out(data, method, seed=seed, **settings) if held else {}
+        unknown_trained = unknown.get("trained", np.zeros((0, len(open_vocabulary(data)[0])), dtype=bool))
         if held and expert.fused:
             open_modules = np.array(report.pop("open_module_predictions"))
             calibration = _subset_calibrations(
-                lambda scores: _open_calibration(data, scores[0], scores[2], held_models, groups, scores[1]),
-                [open_modules, np.array(unknown.get("module_predictions", open_modules[:0])),
+                lambda scores: _open_calibration(data, scores[0], scores[2], held_models, groups, scores[1],
+                                                 unknown_trained),
+                [open_modules, unknown.get("module_predictions", open_modules[:0]),
                  np.array(report.pop("holdout_open_module_predictions"))])
         elif held:
             calibration = _open_calibration(data, np.array(seen), np.array(held), held_models, groups,
-                                            np.array(unknown.get("predictions", np.array(seen)[:0])))
+                                            unknown.get("predictions", np.array(seen)[:0]), unknown_trained)
         expert.set_open_vocabulary(*open_vocabulary(data), calibration)
     expert.metrics["train_seconds"] = history["train_seconds"]
     root = data.roots.get(data.tree)
