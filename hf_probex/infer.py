@@ -26,7 +26,7 @@ from .cards import CardError, apply_suggestions, card_diff, missing_fields
 from .errors import LayerMismatchError, ProbexError
 from .experts.calibration.head_rows import read_head
 from .experts.hub import Expert
-from .experts.calibration.confidence import Calibration, untrained_lead
+from .experts.calibration.confidence import Calibration, top_untrained, untrained_lead
 from .experts.registry import ExpertEntry, ExpertRegistry, load_expert
 from .experts.calibration.routes import is_root_copy
 from .experts.vocabulary import vocabulary_for
@@ -164,16 +164,17 @@ def _named_concept(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, thres
     """A zero-shot expert's concept: the top of the vocabulary it ranks (`experts.vocabulary`: the `candidates`,
     else its default open vocabulary), its confidence from the margin over the runner-up and its own cosine,
     calibrated for that vocabulary; the details name the vocabulary, the runner-up and the margin. Below the
-    threshold, where LoRAs of a concept missing from the list score, a candidate list gets "no candidate fits". At
-    the calibrated threshold a concept the expert trained on must also lead the best one it never trained on by the
-    calibration's `known_margin` (what a LoRA of an unknown neighbour concept reaches), else it abstains."""
+    threshold, where LoRAs of a concept missing from the list score, a candidate list gets "no candidate fits". The
+    calibrated threshold is the top concept's kind's (`Calibration.threshold_for`: a concept the expert never trained
+    on has its own), and a concept it trained on must also lead the best one it never trained on by the
+    calibration's `known_margin` (more than a LoRA of an unknown neighbour concept reaches), else it abstains."""
     vocabulary = vocabulary_for(expert, candidates)
     predictions = expert.predict(matrix, vocabulary.text)
     present = expert.present_modules(matrix)  # a LoRA may target only some of a fused expert's modules
     calibration = Calibration(**vocabulary.calibration).for_modules(present)
     if vocabulary.kind == "candidates":
         calibration = calibration.for_candidates()
-    floor = calibration.threshold
+    floor = calibration.threshold_for(bool(top_untrained(predictions, vocabulary.trained)[0]))
     cut = floor if threshold is None else threshold
     order = np.argsort(-predictions[0])
     concept, value = vocabulary.names[order[0]], float(calibration.confidences(CONCEPT_TASK, predictions)[0])

@@ -13,7 +13,8 @@ from test_experts_zeroshot import HELD, SEEN, write_planted_loras
 from hf_probex.cli import main
 from hf_probex.experts.calibration.confidence import withheld_concepts
 from hf_probex.experts.registry import load_expert
-from hf_probex.experts.training.harness import HELD_OUT_CONCEPTS, LIST_SIZES, candidate_lists, load_layer_data, train_expert
+from hf_probex.experts.training.harness import (CONCEPTS_OUT, HELD_OUT_CONCEPTS, LIST_SIZES, candidate_lists, load_layer_data,
+                                               train_expert)
 from hf_probex.experts.vocabulary import query_fit
 from hf_probex.head_naming import read_candidates
 from hf_probex.infer import infer_card
@@ -64,15 +65,16 @@ def test_the_expert_ships_an_open_vocabulary_calibrated_on_held_out_concepts(pla
     expert = planted["expert"]
     assert expert.open_vocabulary == sorted(SEEN) + sorted(HELD) and expert.open_text.shape == (14, 384)
     calibration = expert.open_calibration
-    assert calibration["groups"] == 2  # in vocabulary, and held-out concepts (HELD_OUT_CONCEPTS)
+    assert calibration["groups"] == 3  # in vocabulary, held-out concepts (HELD_OUT_CONCEPTS) and the concept-out reads
     # every fold's expert on the 12 held-out LoRAs (no families known), and the 60 training LoRAs read by experts that
     # never trained on their concept (10 concepts in 3 groups: every training LoRA once)
     assert calibration["decisions"] == 60 + 3 * 12 + 60
     assert calibration["unseen_models"] == 96 and calibration["fit"] > 0  # each again with its concept withheld
     assert 0 <= calibration["known_margin"] <= 0.5  # what a trained concept must lead the untrained ones by
+    assert 0 < calibration["untrained_threshold"] <= 1.01  # what a top concept it never trained on needs
     # a candidate list's own calibration: the same LoRAs among short lists, every one also with its concept withheld
     assert calibration["lists"]["decisions"] == 156 and calibration["lists"]["unseen_models"] == 156
-    assert HELD_OUT_CONCEPTS == "held-out concepts"
+    assert HELD_OUT_CONCEPTS == "held-out concepts" and CONCEPTS_OUT == "concepts the reading expert never trained on"
 
 
 def test_a_lora_whose_concept_is_not_among_the_candidates_gets_no_candidate_fits(learnable):

@@ -20,11 +20,14 @@ score per decision:
   itself is a second score (`fit`, its weight: how well the best concept fits at all, which a margin between
   two wrong concepts does not say), and the threshold also keeps at most 1 - target of those LoRAs proposed:
   the expert says "none of these" rather than name the nearest wrong concept. Where the calibration knows which
-  concepts the reading expert trained on (`trained`), a concept it trained on is proposed only when it leads the
-  best concept it never trained on by `known_margin` (`untrained_lead`): an expert reads a LoRA of a concept it
-  does not know as its nearest trained neighbour, often surely, but rarely far ahead of the concept itself. The
-  margin is chosen with the threshold, on decisions that include LoRAs whose concept the reading expert never
-  trained on (`harness.concepts_out`), as the one that keeps the most right decisions at the target.
+  concepts the reading expert trained on (`trained`), the two kinds of top concept are told apart (`threshold_for`): a
+  concept it trained on is proposed only when it also leads the best concept it never trained on by
+  `known_margin` (`untrained_lead`): an expert reads a LoRA of a concept it does not know as its nearest trained
+  neighbour, often surely, but rarely far ahead of the concept itself; a concept it never trained on has a
+  threshold of its own, `untrained_threshold` (when a LoRA lands nearest a concept the expert never saw, that is
+  evidence in itself). Both are chosen with the threshold, on decisions that include LoRAs whose concept the
+  reading expert never trained on (`harness.concepts_out`), as the pair that keeps the most right decisions at the
+  target.
 
 An expert that also reads the classification head as a set of rows (`head_rows`) has a second score per
 decision, the row score of the label; the two are calibrated jointly (a logistic regression on both,
@@ -88,6 +91,7 @@ class Calibration:
     fit: float = 0.0  # concepts: the weight of the best concept's own cosine beside the margin (0: margin alone)
     lists: dict = field(default_factory=dict)  # concepts: the calibration of a caller's short candidate list
     known_margin: float = 0.0  # concepts: the least `untrained_lead` a concept the expert trained on needs (0: none)
+    untrained_threshold: float | None = None  # concepts: the threshold of a top concept it never trained on (None: same)
 
     @property
     def limited_by_unseen(self) -> bool:
@@ -126,10 +130,11 @@ class Calibration:
         top2 = np.sort(predictions, axis=1)[:, -2:] if predictions.shape[1] > 1 else np.pad(predictions, ((0, 0), (1, 0)))
         return top2[:, 1] - top2[:, 0]
 
-    def blocked(self, predictions: np.ndarray, trained: np.ndarray) -> np.ndarray:
-        """Concepts: whether each decision's top concept is one the expert trained on that leads the best concept it
-        never trained on by less than `known_margin` ([n]; `trained` as `untrained_lead`): never proposed."""
-        return untrained_lead(predictions, trained) < self.known_margin
+    def threshold_for(self, untrained_top: bool) -> float:
+        """The threshold of a top concept the expert never trained on (`untrained_top`: `untrained_threshold` where
+        there is one) or of one it trained on (`threshold`; concepts: with a lead of `known_margin` over the best one
+        it never trained on, `untrained_lead`)."""
+        return self.untrained_threshold if untrained_top and self.untrained_threshold is not None else self.threshold
 
     def confidence(self, scores: np.ndarray, head_scores: np.ndarray | None = None,
                    best: np.ndarray | None = None) -> np.ndarray:
@@ -153,6 +158,7 @@ class Calibration:
 
 _NUMBERS = ("a", "b", "threshold", "precision_target", "oof_precision", "oof_recall", "head", "unseen_proposed", "fit",
             "known_margin")
+_OPTIONAL_NUMBERS = ("vocabulary_threshold", "untrained_threshold")
 _COUNTS = ("decisions", "groups", "modules", "unseen_models")
 _SUBSET = re.compile(r"\d{1,2}(,\d{1,2}){0,15}")
 
@@ -172,7 +178,7 @@ def calibration_ok(value: object, labels: int | None, nested: bool = True) -> bo
     counts_ok = all(type(value[k]) is int and 0 <= value[k] <= 10**9 for k in _COUNTS if k in value)
     means = value.get("label_mean", [])
     means_ok = isinstance(means, list) and all(_number(m) for m in means) and (not means or labels in (None, len(means)))
-    vocabulary_ok = value.get("vocabulary_threshold") is None or _number(value["vocabulary_threshold"])
+    vocabulary_ok = all(value.get(k) is None or _number(value[k]) for k in _OPTIONAL_NUMBERS)
     subsets = value.get("subsets", {})
     subsets_ok = isinstance(subsets, dict) and (nested or not subsets) and len(subsets) <= 2**16 and all(
         isinstance(k, str) and _SUBSET.fullmatch(k) and calibration_ok(v, labels, nested=False) for k, v in subsets.items())
@@ -204,9 +210,15 @@ def untrained_lead(predictions: np.ndarray, trained: np.ndarray) -> np.ndarray:
     predictions = np.asarray(predictions, dtype=np.float64)
     trained = np.broadcast_to(np.asarray(trained, dtype=bool), predictions.shape)
     best_untrained = np.where(trained, -np.inf, predictions).max(axis=1, initial=-np.inf)
-    top_trained = trained[np.arange(len(predictions)), predictions.argmax(axis=1)] if predictions.size else trained[:, 0]
-    return np.where(top_trained & np.isfinite(best_untrained), predictions.max(axis=1, initial=-np.inf) - best_untrained,
-                    np.inf)
+    return np.where(~top_untrained(predictions, trained) & np.isfinite(best_untrained),
+                    predictions.max(axis=1, initial=-np.inf) - best_untrained, np.inf)
+
+
+def top_untrained(predictions: np.ndarray, trained: np.ndarray) -> np.ndarray:
+    """Whether each decision's top concept is one the expert never trained on ([n]; as `untrained_lead`)."""
+    predictions = np.asarray(predictions, dtype=np.float64)
+    trained = np.broadcast_to(np.asarray(trained, dtype=bool), predictions.shape)
+    return ~trained[np.arange(len(predictions)), predictions.argmax(axis=1)] if predictions.size else trained[:, 0]
 
 
 def decision_outcomes(task: str, predictions: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -225,14 +237,28 @@ def _precision_above(thresholds: np.ndarray, confidence: np.ndarray, truth: np.n
 
 
 #: The margins `fit_decisions` tries for `Calibration.known_margin` (cosine differences; 0: no margin asked).
-KNOWN_MARGINS = tuple(round(0.01 * k, 2) for k in range(51))
+KNOWN_MARGINS = tuple(round(0.02 * k, 2) for k in range(26))
+#: The levels it tries for `Calibration.untrained_threshold`, surest first (above 1: never).
+UNTRAINED_LEVELS = (1.01, *(round(1 - 0.05 * k, 2) for k in range(1, 20)))
+
+
+@dataclass(frozen=True)
+class TopKinds:
+    """Concepts: each decision's top concept as the reading expert knows it (`fit_decisions(kinds=)`): its
+    `untrained_lead` (`lead`), whether it is a concept the expert never trained on (`untrained`), and the same for
+    the unseen decisions (`unseen_untrained`, or None)."""
+
+    lead: np.ndarray
+    untrained: np.ndarray
+    unseen_untrained: np.ndarray | None
 
 
 def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None,
                     precision_target: float = PRECISION_TARGET, min_support: int = MIN_SUPPORT,
                     head_scores: np.ndarray | None = None, unseen: np.ndarray | None = None,
                     unseen_head_scores: np.ndarray | None = None, unseen_y: np.ndarray | None = None,
-                    trained: np.ndarray | None = None) -> Calibration:
+                    trained: np.ndarray | None = None, unseen_trained: np.ndarray | None = None,
+                    pooled: np.ndarray | None = None) -> Calibration:
     """Fit Platt scaling and the precision threshold on out-of-fold `predictions` of targets `y`.
 
     With `head_scores` (class subsets: the out-of-fold row score of each (model, label), `head_rows`) the
@@ -241,9 +267,13 @@ def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray, groups: n
     (and their row scores, `unseen_head_scores`), from experts that never saw them; every class proposed for
     one is wrong (but those of `unseen_y`, 0/1 [m, n_labels]: the vocabulary's classes it was trained on too),
     so the threshold must leave at most 1 - `precision_target` of them with a wrong class. `trained` (concepts,
-    [C] or [n, C]): which concepts the expert that read each decision trained on; the calibration then also asks a
-    concept it trained on for a lead over the best one it did not (`known_margin`). The rest is `fit_decisions` on
-    the decisions' scores (the module docstring).
+    [C] or [n, C], and `unseen_trained` for the `unseen` decisions' columns): which concepts the expert that read each
+    decision trained on; the calibration then tells the two kinds of top concept apart (`threshold_for`).
+    `pooled` (one per model, default all): the models whose decisions count in the pooled precision; the others
+    count in their group only. The rest is `fit_decisions` on the decisions' scores (the module docstring).
+
+    Raises:
+        ValueError: `trained` without `unseen_trained` where there are `unseen` decisions.
     """
     predictions = np.asarray(predictions, dtype=np.float64)
     stats = {"label_mean": _logits(predictions).mean(0).tolist()} if task == "multilabel" else {}
@@ -251,30 +281,40 @@ def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray, groups: n
     scores = scoring.scores(task, predictions).ravel()
     truth = decision_outcomes(task, predictions, y).ravel()
     per_decision = None if groups is None else np.repeat(np.asarray(groups), truth.size // len(groups))
+    if pooled is not None:
+        pooled = np.repeat(np.asarray(pooled, dtype=bool), truth.size // len(pooled))
     head = None if head_scores is None else np.asarray(head_scores, dtype=np.float64).ravel()
     unseen_scores = None if unseen is None or not len(unseen) else scoring.scores(task, unseen)
-    leads = None if trained is None else untrained_lead(predictions, trained)
+    kinds = None
+    if trained is not None:
+        if unseen_scores is not None and unseen_trained is None:
+            raise ValueError("which concepts the unseen decisions' experts trained on is needed with `trained`")
+        kinds = TopKinds(untrained_lead(predictions, trained), top_untrained(predictions, trained),
+                         None if unseen_scores is None else top_untrained(unseen, unseen_trained))
     if task != "multilabel" and unseen_scores is not None:  # concepts missing from the list: the best cosine says so
         return fit_decisions(scores, truth, per_decision, precision_target, min_support, predictions.max(axis=1),
                              unseen_scores=unseen_scores, unseen_head_scores=np.asarray(unseen).max(axis=1),
-                             second="fit", leads=leads, **stats)
+                             second="fit", kinds=kinds, pooled=pooled, **stats)
     return fit_decisions(scores, truth, per_decision, precision_target, min_support, head, unseen_scores=unseen_scores,
-                         unseen_head_scores=unseen_head_scores, unseen_truth=unseen_y, leads=leads, **stats)
+                         unseen_head_scores=unseen_head_scores, unseen_truth=unseen_y, kinds=kinds, pooled=pooled,
+                         **stats)
 
 
 def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | None = None,
                   precision_target: float = PRECISION_TARGET, min_support: int = MIN_SUPPORT,
                   head_scores: np.ndarray | None = None, unseen_scores: np.ndarray | None = None,
                   unseen_head_scores: np.ndarray | None = None, unseen_truth: np.ndarray | None = None,
-                  second: str = "head", leads: np.ndarray | None = None, **stats) -> Calibration:
+                  second: str = "head", kinds: TopKinds | None = None, pooled: np.ndarray | None = None,
+                  **stats) -> Calibration:
     """Fit Platt scaling and the precision threshold on one score per decision (`scores`, and `head_scores` when the
     confidence reads a second score jointly) and whether each decision is true (`truth`).
 
     The threshold is the lowest confidence level whose decisions at or above it (ties included) reach
     `precision_target` pooled (counting only levels with at least `min_support` decisions: a precision
-    measured on two decisions says nothing) and within each of `groups` (one group per decision, e.g. its
-    model's recipe family) that has `min_support` decisions at that level; if none does, the threshold is above 1:
-    never propose. `stats` are stored in the Calibration as they are (`label_mean`).
+    measured on two decisions says nothing; `pooled`: the decisions that count there, default all) and within each
+    of `groups` (one group per decision, e.g. its model's recipe family) that has `min_support` decisions at that
+    level; if none does, the threshold is above 1: never propose. `stats` are stored in the Calibration as they are
+    (`label_mean`).
 
     `unseen_scores` ([m, n_labels], with `unseen_head_scores` for a joint confidence): the decisions of m models
     trained on classes outside the vocabulary, wrong but where `unseen_truth` says otherwise; at the threshold at
@@ -285,10 +325,12 @@ def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | No
     `second` names what the second score is: "head" (a class's row score) or "fit" (a concept's best cosine, whose
     calibration also learns from the `unseen` decisions, all wrong, how low a concept missing from the list scores).
 
-    `leads` (concepts: each decision's `untrained_lead`): the threshold is fitted again for each margin of
-    `KNOWN_MARGINS`, the decisions whose lead is below it never proposed, and the margin that keeps the most true
-    decisions proposed wins (the least of those that tie): `known_margin`. The `unseen` decisions are not gated: a
-    caller's list may hold no concept the expert trained on, and there the margin cannot hold anything back.
+    `kinds` (concepts, `TopKinds`): the threshold is fitted again for each margin of `KNOWN_MARGINS` and each level of
+    `UNTRAINED_LEVELS`: a decision whose top concept the expert trained on is proposed at the threshold only with a
+    lead of that margin, one whose top concept it never trained on at that level, the unseen decisions' too (their
+    leads are not asked: a caller's list may hold no concept the expert trained on); the pair that keeps the most
+    true decisions proposed, every decision counted, wins (on ties the one with fewer wrong, then the lesser margin
+    and the surer level): `known_margin`, `untrained_threshold`.
 
     When the decisions are all true (or all false) there is no score to fit: every decision then gets the
     out-of-fold precision as its confidence (clipped to [0.001, 0.999]).
@@ -318,23 +360,32 @@ def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | No
         wrong = scaling.confidence(unseen_scores, unseen_head_scores).reshape(len(unseen_scores), -1)
         if unseen_truth is not None:
             wrong = np.where(np.asarray(unseen_truth).reshape(wrong.shape) > 0.5, -np.inf, wrong)
-    if leads is None:
-        return _thresholded(scaling, confidence, truth, groups, wrong, precision_target, min_support, stats)
-    fitted = None
+    if kinds is None:
+        return _thresholded(scaling, confidence, truth, groups, wrong, precision_target, min_support, stats, pooled)[0]
+    fitted, kept = None, None
     for margin in KNOWN_MARGINS:
-        candidate = _thresholded(scaling, np.where(np.asarray(leads) >= margin, confidence, -np.inf), truth, groups,
-                                 wrong, precision_target, min_support, {**stats, "known_margin": margin})
-        if fitted is None or candidate.oof_recall > fitted.oof_recall:
-            fitted = candidate
+        led = np.where(kinds.lead >= margin, confidence, -np.inf)
+        for level in UNTRAINED_LEVELS:  # an untrained top at or above `level` is proposed at any threshold: +inf
+            chosen = np.where(kinds.untrained, np.where(confidence >= level, np.inf, -np.inf), led)
+            unseen = wrong if wrong is None or kinds.unseen_untrained is None else np.where(
+                kinds.unseen_untrained[:, None], np.where(wrong >= level, np.inf, -np.inf), wrong)
+            candidate, keeps = _thresholded(scaling, chosen, truth, groups, unseen, precision_target, min_support,
+                                            {**stats, "known_margin": margin, "untrained_threshold": level}, pooled)
+            if fitted is None or keeps > kept:
+                fitted, kept = candidate, keeps
     return fitted
 
 
 def _thresholded(scaling: Calibration, confidence: np.ndarray, truth: np.ndarray, groups: np.ndarray | None,
-                 wrong: np.ndarray | None, precision_target: float, min_support: int, stats: dict) -> Calibration:
-    """`fit_decisions`' threshold for the decisions' `confidence` (-inf: never proposed) and the `wrong` ones' (the
-    unseen models', [m, k]) under the Platt scaling `scaling`."""
+                 wrong: np.ndarray | None, precision_target: float, min_support: int, stats: dict,
+                 pooled: np.ndarray | None = None) -> tuple[Calibration, tuple[int, int]]:
+    """`fit_decisions`' threshold for the decisions' `confidence` (-inf: never proposed, +inf: proposed at any
+    threshold) and the `wrong` ones' (the unseen models', [m, k]) under the Platt scaling `scaling`; and what it
+    keeps, to compare calibrations by: (true decisions proposed, minus the wrong ones), every decision counted
+    (its `oof_precision` and `oof_recall` count the `pooled` ones)."""
     proposable = np.isfinite(confidence)
-    precision, count = _precision_above(confidence, confidence, truth)
+    pooled = slice(None) if pooled is None else pooled
+    precision, count = _precision_above(confidence, confidence[pooled], truth[pooled])
     valid = proposable & (precision >= precision_target) & (count >= min_support)
     if groups is not None:  # every recipe family with enough decisions at a level must reach the target there too
         groups = np.asarray(groups)
@@ -353,14 +404,17 @@ def _thresholded(scaling: Calibration, confidence: np.ndarray, truth: np.ndarray
         stats.update(unseen_models=len(tops), vocabulary_threshold=float(confidence[valid].min()) if valid.any() else 1.01)
         valid &= unseen_share(confidence) <= 1 - precision_target + 1e-9
     a, b = scaling.a, scaling.b
-    if not valid.any():
-        return Calibration(a, b, 1.01, precision_target, float("nan"), 0.0, len(truth), **stats)  # never confident enough
+    if not valid.any():  # never confident enough, whatever the kind of top concept
+        stats.update({"untrained_threshold": 1.01} if "untrained_threshold" in stats else {})
+        return Calibration(a, b, 1.01, precision_target, float("nan"), 0.0, len(truth), **stats), (0, 0)
     threshold = float(confidence[valid].min())  # the lowest level that still meets the target: the most recall
     proposed = confidence >= threshold
     if unseen_share is not None:
         stats["unseen_proposed"] = float(unseen_share(threshold))
-    return Calibration(a, b, threshold, precision_target, float(truth[proposed].mean()),
-                       float(truth[proposed].sum() / truth.sum()), len(truth), **stats)
+    counted, truths = proposed[pooled], truth[pooled]
+    keeps = (int(truth[proposed].sum()), -int((~truth[proposed]).sum()))
+    return Calibration(a, b, threshold, precision_target, float(truths[counted].mean()),
+                       float(truths[counted].sum() / max(truths.sum(), 1)), len(truth), **stats), keeps
 
 
 def holds_out_of_family(task: str, predictions: np.ndarray, y: np.ndarray, groups: np.ndarray | None,

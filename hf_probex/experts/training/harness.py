@@ -243,6 +243,10 @@ def open_vocabulary(data: LayerData) -> tuple[list[str], np.ndarray]:
 
 #: The group of held-out concepts' decisions in the open calibration: the threshold must hold on them too.
 HELD_OUT_CONCEPTS = "held-out concepts"
+#: The group of the concept-out reads' decisions (`concepts_out`) in the open calibration: the threshold must hold on
+#: them as a group, but they stay out of the pooled precision (they are a world where a third of the concepts are
+#: unknown to the expert, not the mix of LoRAs it will read).
+CONCEPTS_OUT = "concepts the reading expert never trained on"
 #: How many groups a zero-shot tree's training concepts are split into for `concepts_out`.
 CONCEPT_FOLDS = 3
 
@@ -299,32 +303,38 @@ def _open_calibration(data: LayerData, seen: np.ndarray, held: np.ndarray, held_
     of the held-out models `held_models`, each from an expert that never saw its concept, nor its recipe family where
     the folds are families); and the in-vocabulary models read by experts that never trained on their concept
     (`unknown`, [n, V_open] or none, `concepts_out`; `unknown_trained` says which concepts each of those experts
-    trained on). The threshold holds within each recipe family and on the last two kinds as one group (concepts the
-    reading expert does not know: a LoRA of a neighbour of a trained concept is read as that concept, often surely,
-    so a trained concept must also lead the best untrained one by `known_margin`), and on every decision once more
-    with its concept withheld from the list: at most 5 % of those proposed (`calibration.fit_calibration`).
+    trained on). The threshold holds pooled over the first two kinds, within each recipe family, on the held-out
+    models as a group (`HELD_OUT_CONCEPTS`) and on the concept-out reads as a group (`CONCEPTS_OUT`: a LoRA of a
+    concept the expert does not know is read as a trained neighbour, often surely, so a trained concept must also
+    lead the best untrained one by `known_margin`, and an untrained top concept has its own threshold), and on the
+    first two kinds once more with their concept withheld from the list: at most 5 % of those proposed
+    (`calibration.fit_calibration`).
 
-    `lists`, what a caller's candidates are read with (`Calibration.for_candidates`): the same fitted on those
-    decisions each among a short list drawn around its concept (`candidate_lists`): a list's margins are wider."""
+    `lists`, what a caller's candidates are read with (`Calibration.for_candidates`): fitted on all those decisions
+    each among a short list drawn around its concept (`candidate_lists`: a list's margins are wider), and once more
+    with its concept withheld, one threshold for both kinds of top concept."""
     from ..calibration.confidence import fit_calibration, withheld_concepts
 
     unknown_y = data.y if len(unknown) else data.y[:0]  # none where the tree has too few concepts to split
     y = np.concatenate([data.y, len(data.vocabulary) + data.holdout_y[np.asarray(held_models, dtype=int)], unknown_y])
     seen_groups = groups.astype(str) if groups is not None else np.full(len(seen), "in vocabulary")
-    labels = np.concatenate([seen_groups, np.full(len(held) + len(unknown), HELD_OUT_CONCEPTS)])
+    labels = np.concatenate([seen_groups, np.full(len(held), HELD_OUT_CONCEPTS), np.full(len(unknown), CONCEPTS_OUT)])
     decisions = np.concatenate([seen, held, unknown])
     known = np.arange(decisions.shape[1]) < len(data.vocabulary)  # the open vocabulary starts with the training one
     trained = np.concatenate([np.broadcast_to(known, (len(seen) + len(held), len(known))),
                               np.asarray(unknown_trained, dtype=bool).reshape(len(unknown), len(known))])
 
-    def fitted(cosines: np.ndarray, withheld: int) -> dict:
-        unseen = withheld_concepts(cosines[:withheld], y[:withheld])
-        return fit_calibration(data.task, cosines, y, labels, unseen=unseen, trained=trained).to_dict()
-
     # the default vocabulary withholds no concept-out read's concept: its top would be the trained neighbour, far
-    # ahead, as for a LoRA of a concept the tree never names, which no lead can hold back (a list's can be short)
-    default = fitted(decisions, len(seen) + len(held))
-    return {**default, "lists": fitted(candidate_lists(decisions, y), len(decisions))}
+    # ahead, as for a LoRA of a concept the tree never names, which no lead can hold back
+    withheld = len(seen) + len(held)
+    default = fit_calibration(data.task, decisions, y, labels, unseen=withheld_concepts(decisions[:withheld], y[:withheld]),
+                              trained=trained, unseen_trained=withheld_concepts(trained[:withheld], y[:withheld]) > 0.5,
+                              pooled=labels != CONCEPTS_OUT).to_dict()
+    # a caller's list is often of concepts the expert never trained on alone, unlike the lists drawn here: one
+    # threshold for every top concept, every decision pooled
+    listed = candidate_lists(decisions, y)
+    lists = fit_calibration(data.task, listed, y, labels, unseen=withheld_concepts(listed, y)).to_dict()
+    return {**default, "lists": lists}
 
 
 #: How many concepts a simulated candidate list holds: a caller's list is short, its margins wider than the default's.
