@@ -246,10 +246,11 @@ UNTRAINED_LEVELS = (1.01, *(round(1 - 0.05 * k, 2) for k in range(1, 20)))
 class TopKinds:
     """Concepts: each decision's top concept as the reading expert knows it (`fit_decisions(kinds=)`): its
     `untrained_lead` (`lead`), whether it is a concept the expert never trained on (`untrained`), and the same for
-    the unseen decisions (`unseen_untrained`, or None)."""
+    the unseen decisions (`unseen_lead`, `unseen_untrained`, or None)."""
 
     lead: np.ndarray
     untrained: np.ndarray
+    unseen_lead: np.ndarray | None
     unseen_untrained: np.ndarray | None
 
 
@@ -290,6 +291,7 @@ def fit_calibration(task: str, predictions: np.ndarray, y: np.ndarray, groups: n
         if unseen_scores is not None and unseen_trained is None:
             raise ValueError("which concepts the unseen decisions' experts trained on is needed with `trained`")
         kinds = TopKinds(untrained_lead(predictions, trained), top_untrained(predictions, trained),
+                         None if unseen_scores is None else untrained_lead(unseen, unseen_trained),
                          None if unseen_scores is None else top_untrained(unseen, unseen_trained))
     if task != "multilabel" and unseen_scores is not None:  # concepts missing from the list: the best cosine says so
         return fit_decisions(scores, truth, per_decision, precision_target, min_support, predictions.max(axis=1),
@@ -327,8 +329,8 @@ def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | No
 
     `kinds` (concepts, `TopKinds`): the threshold is fitted again for each margin of `KNOWN_MARGINS` and each level of
     `UNTRAINED_LEVELS`: a decision whose top concept the expert trained on is proposed at the threshold only with a
-    lead of that margin, one whose top concept it never trained on at that level, the unseen decisions' too (their
-    leads are not asked: a caller's list may hold no concept the expert trained on); the pair that keeps the most
+    lead of that margin, one whose top concept it never trained on at that level, the unseen decisions' too; the
+    pair that keeps the most
     true decisions proposed, every decision counted, wins (on ties the one with fewer wrong, then the lesser margin
     and the surer level): `known_margin`, `untrained_threshold`.
 
@@ -368,7 +370,8 @@ def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | No
         for level in UNTRAINED_LEVELS:  # an untrained top at or above `level` is proposed at any threshold: +inf
             chosen = np.where(kinds.untrained, np.where(confidence >= level, np.inf, -np.inf), led)
             unseen = wrong if wrong is None or kinds.unseen_untrained is None else np.where(
-                kinds.unseen_untrained[:, None], np.where(wrong >= level, np.inf, -np.inf), wrong)
+                kinds.unseen_untrained[:, None], np.where(wrong >= level, np.inf, -np.inf),
+                np.where((kinds.unseen_lead >= margin)[:, None], wrong, -np.inf))
             candidate, keeps = _thresholded(scaling, chosen, truth, groups, unseen, precision_target, min_support,
                                             {**stats, "known_margin": margin, "untrained_threshold": level}, pooled)
             if fitted is None or keeps > kept:

@@ -307,8 +307,8 @@ def _open_calibration(data: LayerData, seen: np.ndarray, held: np.ndarray, held_
     models as a group (`HELD_OUT_CONCEPTS`) and on the concept-out reads as a group (`CONCEPTS_OUT`: a LoRA of a
     concept the expert does not know is read as a trained neighbour, often surely, so a trained concept must also
     lead the best untrained one by `known_margin`, and an untrained top concept has its own threshold), and on the
-    first two kinds once more with their concept withheld from the list: at most 5 % of those proposed
-    (`calibration.fit_calibration`).
+    last two kinds once more with their concept withheld from the list (a LoRA of a concept the tree names nowhere):
+    at most 5 % of those proposed (`calibration.fit_calibration`).
 
     `lists`, what a caller's candidates are read with (`Calibration.for_candidates`): fitted on all those decisions
     each among a short list drawn around its concept (`candidate_lists`: a list's margins are wider), and once more
@@ -324,17 +324,19 @@ def _open_calibration(data: LayerData, seen: np.ndarray, held: np.ndarray, held_
     trained = np.concatenate([np.broadcast_to(known, (len(seen) + len(held), len(known))),
                               np.asarray(unknown_trained, dtype=bool).reshape(len(unknown), len(known))])
 
-    # the default vocabulary withholds no concept-out read's concept: its top would be the trained neighbour, far
-    # ahead, as for a LoRA of a concept the tree never names, which no lead can hold back
-    withheld = len(seen) + len(held)
-    default = fit_calibration(data.task, decisions, y, labels, unseen=withheld_concepts(decisions[:withheld], y[:withheld]),
-                              trained=trained, unseen_trained=withheld_concepts(trained[:withheld], y[:withheld]) > 0.5,
-                              pooled=labels != CONCEPTS_OUT).to_dict()
+    # "none of these" from the default vocabulary: a LoRA of a concept the tree names nowhere, so one the expert never
+    # trained on and on no list: the held-out and concept-out reads with their concept withheld (a trained concept
+    # is always in the default vocabulary)
+    unknown_to_reader = np.arange(len(y)) >= len(seen)
+    default = fit_calibration(data.task, decisions, y, labels,
+                              unseen=withheld_concepts(decisions[unknown_to_reader], y[unknown_to_reader]),
+                              trained=trained, pooled=labels != CONCEPTS_OUT,
+                              unseen_trained=withheld_concepts(trained[unknown_to_reader], y[unknown_to_reader]) > 0.5)
     # a caller's list is often of concepts the expert never trained on alone, unlike the lists drawn here: one
     # threshold for every top concept, every decision pooled
     listed = candidate_lists(decisions, y)
     lists = fit_calibration(data.task, listed, y, labels, unseen=withheld_concepts(listed, y)).to_dict()
-    return {**default, "lists": lists}
+    return {**default.to_dict(), "lists": lists}
 
 
 #: How many concepts a simulated candidate list holds: a caller's list is short, its margins wider than the default's.
