@@ -141,6 +141,9 @@ def test_a_trained_concept_leading_the_untrained_ones_by_less_than_the_calibrate
     assert any(f"{concept!r}, the best it never trained on, by {lead:.3f}" in why for concept in HELD), why
     # a minimum confidence the caller asks for is the caller's cut: the margin is the calibrated threshold's
     assert "trained_on" in infer_card(lora, experts=[tmp_path / f"{lead + 0.01:.3f}"], min_confidence=0.0).fields
+    # a candidate that says what a training concept says counts as one the expert trained on (the details tell its lead)
+    listed = infer_card(lora, experts=[planted["folder"]], candidates=[f"  {_truth(lora)}", *HELD], min_confidence=0.0)
+    assert listed.details["trained_on"]["untrained_lead"] > 0
 
 
 def test_infer_candidates_option(planted, tmp_path, capsys):

@@ -17,11 +17,13 @@ with their concept withheld from the list: at most 5 % of those may get a concep
 list holds gets "none of these".
 
 A caller's list is read with the open calibration too: the best cosine is a score of its own, so a list that
-lacks the LoRA's concept gets "no candidate fits" rather than its nearest wrong concept. In either, a concept the
-expert trained on must lead the best one it never trained on by the calibration's `known_margin` (`trained`: which
-concepts of the vocabulary it trained on; a candidate counts as one when its text says the same, `SAME_CONCEPT`). An expert without an open
-calibration never proposes from a vocabulary other than its training one, except at a minimum confidence the
-caller asks for.
+lacks the LoRA's concept gets "no candidate fits" rather than its nearest wrong concept. From the default
+vocabulary, a concept the expert trained on must also lead the best one it never trained on by the calibration's
+`known_margin`, and a top concept it never trained on has its own threshold (`Calibration.threshold_for`;
+`Vocabulary.trained`: which concepts it trained on; a candidate counts as one when its text says the same,
+`SAME_CONCEPT`, which the details report; a list's calibration has one threshold and asks no lead). An expert
+without an open calibration never proposes from a vocabulary other than its training one, except at a minimum
+confidence the caller asks for.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ def vocabulary_for(expert: Expert, candidates=None) -> Vocabulary:
         names = clean_candidates(candidates)
         config = expert.config
         text = encode_texts([config["prompt"].format(n) for n in names], config["text_encoder"])
-        return Vocabulary("candidates", names, text, *_open_calibration(expert), _said_by(text, expert.concept_text.numpy()))
+        return Vocabulary("candidates", names, text, *_open_calibration(expert),
+                          _said_by(text, expert.concept_text.numpy()))
     if expert.open_vocabulary:
         trained = np.isin(expert.open_vocabulary, expert.vocabulary)
         return Vocabulary("default", expert.open_vocabulary, expert.open_text.numpy(), *_open_calibration(expert), trained)

@@ -330,9 +330,8 @@ def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | No
     `kinds` (concepts, `TopKinds`): the threshold is fitted again for each margin of `KNOWN_MARGINS` and each level of
     `UNTRAINED_LEVELS`: a decision whose top concept the expert trained on is proposed at the threshold only with a
     lead of that margin, one whose top concept it never trained on at that level, the unseen decisions' too; the
-    pair that keeps the most
-    true decisions proposed, every decision counted, wins (on ties the one with fewer wrong, then the lesser margin
-    and the surer level): `known_margin`, `untrained_threshold`.
+    pair that keeps the most true decisions proposed, every decision counted, wins (on ties the one with fewer wrong,
+    then the lesser margin and the surer level): `known_margin`, `untrained_threshold`.
 
     When the decisions are all true (or all false) there is no score to fit: every decision then gets the
     out-of-fold precision as its confidence (clipped to [0.001, 0.999]).
