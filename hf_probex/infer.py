@@ -197,7 +197,7 @@ def _named_concept(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, thres
         return None, (f"{which} of {vocabulary.description}, {concept!r} (confidence {value:.2f}), is one the expert "
                       f"trained on and leads {vocabulary.names[int(untrained.argmax())]!r}, the best it never trained "
                       f"on, by {lead:.3f}: it asks {calibration.known_margin:.2f} (a LoRA of a concept it never "
-                      f"trained on reads as a trained neighbour by less)"), details
+                      f"trained on is read as a trained neighbour, but by a smaller lead)"), details
     evidence = _evidence(entry, details["modules_read"]) + \
         f", ranking {vocabulary.description}; runner-up {runner_up!r}, margin {margin:.3f}"
     return FieldSuggestion("trained_on", concept, value, evidence, "expert", details=details, floor=floor), "", details
