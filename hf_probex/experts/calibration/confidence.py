@@ -178,14 +178,14 @@ def calibration_ok(value: object, labels: int | None, nested: bool = True) -> bo
     counts_ok = all(type(value[k]) is int and 0 <= value[k] <= 10**9 for k in _COUNTS if k in value)
     means = value.get("label_mean", [])
     means_ok = isinstance(means, list) and all(_number(m) for m in means) and (not means or labels in (None, len(means)))
-    vocabulary_ok = all(value.get(k) is None or _number(value[k]) for k in _OPTIONAL_NUMBERS)
+    optional_ok = all(value.get(k) is None or _number(value[k]) for k in _OPTIONAL_NUMBERS)
     subsets = value.get("subsets", {})
     subsets_ok = isinstance(subsets, dict) and (nested or not subsets) and len(subsets) <= 2**16 and all(
         isinstance(k, str) and _SUBSET.fullmatch(k) and calibration_ok(v, labels, nested=False) for k, v in subsets.items())
     lists = value.get("lists", {})
     lists_ok = lists == {} or (isinstance(lists, dict) and not lists.get("lists") and not lists.get("subsets")
                                and calibration_ok(lists, labels, nested=False))
-    return numbers_ok and counts_ok and means_ok and vocabulary_ok and subsets_ok and lists_ok
+    return numbers_ok and counts_ok and means_ok and optional_ok and subsets_ok and lists_ok
 
 
 def subset_key(present: tuple[int, ...]) -> str:
