@@ -25,14 +25,14 @@ import numpy as np
 from .bounded import load_json
 from .errors import ProbexError
 from .experts.calibration.lineage import (
-    REINITIALISED, SKETCH_DIM, LineageCalibration, MovementSketch, best_members, fit_lineage,
+    NO_MEMBER, REINITIALISED, SKETCH_DIM, LineageCalibration, MovementSketch, best_members, fit_lineage,
     fit_lineage_calibration, open_model, sketch_candidates,
 )
 from .experts.registry import ExpertRegistry, load_expert
 from .suggestions import Edge
 
-__all__ = ["MAX_MEMBERS", "REINITIALISED", "SKETCH_DIM", "Edge", "LineageCalibration", "MovementSketch", "best_members",
-           "fit_lineage", "fit_lineage_calibration", "lineage_calibration", "lineage_from_sketches",
+__all__ = ["MAX_MEMBERS", "NO_MEMBER", "REINITIALISED", "SKETCH_DIM", "Edge", "LineageCalibration", "MovementSketch",
+           "best_members", "fit_lineage", "fit_lineage_calibration", "lineage_calibration", "lineage_from_sketches",
            "open_model", "read_edges", "recover_lineage"]
 
 #: Members read at once: each keeps a sketch of 0.5 MB and every pair is compared (a larger tree's parents come from
@@ -120,8 +120,14 @@ def _edges(names: list[str], found: Sequence[tuple[int | None, float | None]], c
                               f"{names[best]} explains {share:.0%} of its movement from the root (>= "
                               f"{calibration.threshold:.0%}, the tree's threshold)", share, names[best]))
             continue
-        said = (f"no member explains enough of its movement (best {names[best]}: {share:.0%} < "
-                f"{calibration.threshold:.0%})" if share is not None else "no member moved less from the root")
+        if share is None:
+            said = "no member moved less from the root"
+        elif calibration.threshold >= NO_MEMBER:
+            said = (f"the tree's calibration names no member (on its models with known parents the root was always the "
+                    f"better answer; best {names[best]}: {share:.0%})")
+        else:
+            said = (f"no member explains enough of its movement (best {names[best]}: {share:.0%} < "
+                    f"{calibration.threshold:.0%})")
         edges.append(Edge(name, root, calibration.root_precision, said, share,
                           names[best] if best is not None else None))
     return edges

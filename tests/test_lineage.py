@@ -18,6 +18,7 @@ from hf_probex.experts.registry import load_expert
 from hf_probex.errors import ProbexError
 from hf_probex.lineage import (
     MAX_MEMBERS,
+    NO_MEMBER,
     Edge,
     LineageCalibration,
     best_members,
@@ -100,6 +101,26 @@ def test_the_calibration_separates_the_two_sides_and_is_bounded():
                 {**calibration.to_dict(), "extra": 1}, {**calibration.to_dict(), "threshold": float("nan")}):
         with pytest.raises(ValueError):
             LineageCalibration.from_dict(bad)
+
+
+def test_a_tree_whose_known_parents_are_all_the_root_names_no_member():
+    """Where naming a member never paid off on the models with known parents (a tree without later generations), the
+    calibration names none: every model gets the root, and says why."""
+    from dataclasses import replace
+
+    from hf_probex.lineage import lineage_from_sketches
+
+    calibration = fit_lineage_calibration([0.3, 0.5, 0.9, None], [False] * 4, [False, True, False, False])
+    assert calibration.threshold == NO_MEMBER and calibration.root_precision == 5 / 6
+    assert fit_lineage_calibration([0.5, 0.9], [True, True], [True, True]).threshold == 0.5  # every one a member
+    rng = np.random.default_rng(0)
+    first, own = rng.normal(size=64), rng.normal(size=64)
+    own -= (own @ first) / (first @ first) * first
+    second = first + 0.2 * own  # a fine-tune of the first: its movement explains most of the second's
+    sketched = replace(calibration, sketch="count-sketch 64 seed 0", layers=("layer",))
+    edges = lineage_from_sketches(["first", "second"], np.stack([first, second]), sketched, ROOT)
+    assert [edge.parent for edge in edges] == [ROOT, ROOT]
+    assert edges[1].candidate == "first" and edges[1].score > 0.5 and "names no member" in edges[1].evidence
 
 
 def test_the_expert_carries_the_calibration_it_was_fitted_with(small_experts):

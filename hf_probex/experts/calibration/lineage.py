@@ -34,8 +34,8 @@ from ...vector_index import build_index
 from ...weightsets import WeightRecord
 from .routes import cosine_distance
 
-__all__ = ["REINITIALISED", "SKETCH_CANDIDATES", "SKETCH_DIM", "LineageCalibration", "MovementSketch", "best_members",
-           "fit_lineage", "fit_lineage_calibration", "open_model", "sketch_candidates", "sketch_lineage"]
+__all__ = ["NO_MEMBER", "REINITIALISED", "SKETCH_CANDIDATES", "SKETCH_DIM", "LineageCalibration", "MovementSketch",
+           "best_members", "fit_lineage", "fit_lineage_calibration", "open_model", "sketch_candidates", "sketch_lineage"]
 
 SKETCH_DIM = 1 << 16
 #: A layer this far from the root's (cosine distance) was initialised anew (a new head), not fine-tuned: left out.
@@ -44,6 +44,8 @@ REINITIALISED = 0.5
 SKETCH_CANDIDATES = 64
 CANDIDATE_DIM = 256
 MAX_LAYER_ELEMENTS = 50_000_000  # a layer larger than this is left out (no hidden layer of a known family is)
+#: A threshold no member reaches: `s` is at most 1 (the triangle inequality), so the root is every model's parent.
+NO_MEMBER = 1.01
 
 
 @dataclass(frozen=True)
@@ -189,10 +191,12 @@ def fit_lineage_calibration(scores: Sequence[float | None], parent_is_member: Se
                             best_is_parent: Sequence[bool]) -> LineageCalibration:
     """The threshold on `s` that names the most parents right on models whose parents are known (each model: its best
     member's `s`, whether its parent is a member rather than the root, whether the best member is that parent), halfway
-    between the neighbouring scores, and each side's Laplace-smoothed precision."""
+    between the neighbouring scores, at the lowest (every scored model names its best member) or above any `s` can
+    reach (`NO_MEMBER`: every model gets the root, where naming a member never pays off, e.g. a tree without later
+    generations), and each side's Laplace-smoothed precision."""
     rows = list(zip(scores, parent_is_member, best_is_parent))
     values = sorted({s for s in scores if s is not None})
-    cuts = [(a + b) / 2 for a, b in zip(values, values[1:])] or [values[0] if values else 1.0]
+    cuts = [*values[:1], *((a + b) / 2 for a, b in zip(values, values[1:])), NO_MEMBER]
 
     def outcome(cut: float) -> tuple[int, int, int, int]:
         member = [(is_member and right) for s, is_member, right in rows if s is not None and s >= cut]
