@@ -123,6 +123,24 @@ def test_a_tree_whose_known_parents_are_all_the_root_names_no_member():
     assert edges[1].candidate == "first" and edges[1].score > 0.5 and "names no member" in edges[1].evidence
 
 
+def test_the_cli_says_when_a_trees_calibration_names_no_member(small_zoo, small_experts, capsys, tmp_path):
+    import shutil
+
+    expert = tmp_path / "expert"
+    shutil.copytree(next(e.location for e in small_experts.entries if e.root == ROOT), expert)
+    config = json.loads((expert / "config.json").read_text())
+    config["routing"]["lineage"]["threshold"] = NO_MEMBER
+    (expert / "config.json").write_text(json.dumps(config))
+    grandchild = next(s for s in small_zoo.specs("resnet") if s.generation == 2)
+    folders = [str(small_zoo.model_dir("resnet", name)) for name in (grandchild.parent, grandchild.name)]
+    assert main(["lineage", str(small_zoo.model_dir("resnet", "root")), *folders, "--tree", ROOT,
+                 "--expert", str(expert)]) == 0
+    header, _, *edges = capsys.readouterr().out.splitlines()
+    assert "its calibration names no member a parent" in header and "explains >=" not in header
+    assert len(edges) == 2 and all(line.split()[1] == ROOT for line in edges)  # every model gets the root
+    assert any("the tree's calibration names no member" in line for line in edges)  # the grandchild's, saying why
+
+
 def test_the_expert_carries_the_calibration_it_was_fitted_with(small_experts):
     routing = load_expert(next(e.location for e in small_experts.entries if e.root == ROOT)).routing
     assert LineageCalibration.from_dict(routing["lineage"]) == lineage_calibration(small_experts, ROOT)

@@ -68,12 +68,16 @@ def _from_sketches(args: argparse.Namespace, tree: str, token: str | bool | None
 
 
 def _print(args: argparse.Namespace, tree: str, calibration: LineageCalibration, edges: list[Edge], read: str) -> int:
+    from ..lineage import NO_MEMBER
+
     if args.json:
         print(json.dumps({"root": tree, "calibration": calibration.to_dict(),
                           "edges": [edge.as_dict() for edge in edges]}, indent=1))
         return 0
-    print(f"the tree of {tree}: {read}; a member is a parent where it explains >= {calibration.threshold:.0%} of a "
-          f"model's movement from the root")
+    rule = (f"a member is a parent where it explains >= {calibration.threshold:.0%} of a model's movement from the root"
+            if calibration.threshold < NO_MEMBER else "its calibration names no member a parent (the root was always the "
+            "better answer on its models with known parents)")
+    print(f"the tree of {tree}: {read}; {rule}")
     print(f"{'model':<40} {'parent':<40} {'conf.':>5}  evidence")
     for edge in edges:
         print(f"{edge.child:<40} {edge.parent:<40} {edge.confidence:>5.2f}  {edge.evidence}")
