@@ -21,7 +21,7 @@ lint: setup
 	$(VENV)/bin/lint-imports --no-cache
 
 test: lint
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra -n 2 --dist loadfile
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra -n 2 --dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -33,6 +33,18 @@ def _built_once(tmp_path_factory, name: str) -> Iterator[Path]:
         yield shared / name
 
 
+#: Test files that take a minute or more of their own work (beside the shared fixtures), longest first: collected
+#: before the rest, because `make test` hands files to its two workers in collection order (`--dist loadfile
+#: --no-loadscope-reorder`), and a long file left for the end keeps one worker busy alone after the other has finished.
+LONG_FILES = ("test_docs_flows.py", "test_hub_security.py", "test_scan.py", "test_space_browser.py", "test_zoo_cli.py",
+              "test_bot.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    first = {name: rank for rank, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: first.get(item.path.name, len(first)))  # a stable sort: the rest keep their order
+
+
 @pytest.fixture(scope="session", autouse=True)
 def probex_cache(tmp_path_factory):
     """hf_probex's cache (expert registry file, scan folders, search indexes) in a folder of this session, so that a
