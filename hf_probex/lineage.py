@@ -123,8 +123,8 @@ def _edges(names: list[str], found: Sequence[tuple[int | None, float | None]], c
         if share is None:
             said = "no member moved less from the root"
         elif calibration.threshold >= NO_MEMBER:
-            said = (f"the tree's calibration names no member (on its models with known parents the root was always the "
-                    f"better answer; best {names[best]}: {share:.0%})")
+            said = (f"the tree's calibration names no member (on its models with known parents the root was right "
+                    f"more often than any member it could name; best {names[best]}: {share:.0%})")
         else:
             said = (f"no member explains enough of its movement (best {names[best]}: {share:.0%} < "
                     f"{calibration.threshold:.0%})")

@@ -75,8 +75,8 @@ def _print(args: argparse.Namespace, tree: str, calibration: LineageCalibration,
                           "edges": [edge.as_dict() for edge in edges]}, indent=1))
         return 0
     rule = (f"a member is a parent where it explains >= {calibration.threshold:.0%} of a model's movement from the root"
-            if calibration.threshold < NO_MEMBER else "its calibration names no member a parent (the root was always the "
-            "better answer on its models with known parents)")
+            if calibration.threshold < NO_MEMBER else "its calibration names no member a parent (on its models with "
+            "known parents the root was right more often than any member it could name)")
     print(f"the tree of {tree}: {read}; {rule}")
     print(f"{'model':<40} {'parent':<40} {'conf.':>5}  evidence")
     for edge in edges:
