@@ -25,14 +25,14 @@ import numpy as np
 from .bounded import load_json
 from .errors import ProbexError
 from .experts.calibration.lineage import (
-    NO_MEMBER, REINITIALISED, SKETCH_DIM, LineageCalibration, MovementSketch, best_members, fit_lineage,
+    NO_MEMBER, NO_MEMBER_WHY, REINITIALISED, SKETCH_DIM, LineageCalibration, MovementSketch, best_members, fit_lineage,
     fit_lineage_calibration, open_model, sketch_candidates,
 )
 from .experts.registry import ExpertRegistry, load_expert
 from .suggestions import Edge
 
-__all__ = ["MAX_MEMBERS", "NO_MEMBER", "REINITIALISED", "SKETCH_DIM", "Edge", "LineageCalibration", "MovementSketch",
-           "best_members", "fit_lineage", "fit_lineage_calibration", "lineage_calibration", "lineage_from_sketches",
+__all__ = ["MAX_MEMBERS", "NO_MEMBER", "NO_MEMBER_WHY", "REINITIALISED", "SKETCH_DIM", "Edge", "LineageCalibration",
+           "MovementSketch", "best_members", "fit_lineage", "fit_lineage_calibration", "lineage_calibration", "lineage_from_sketches",
            "open_model", "read_edges", "recover_lineage"]
 
 #: Members read at once: each keeps a sketch of 0.5 MB and every pair is compared (a larger tree's parents come from
@@ -122,9 +122,8 @@ def _edges(names: list[str], found: Sequence[tuple[int | None, float | None]], c
             continue
         if share is None:
             said = "no member moved less from the root"
-        elif calibration.threshold >= NO_MEMBER:
-            said = (f"the tree's calibration names no member (on its models with known parents the root was right "
-                    f"more often than any member it could name; best {names[best]}: {share:.0%})")
+        elif calibration.names_no_member:
+            said = f"the tree's calibration names no member ({NO_MEMBER_WHY}; best {names[best]}: {share:.0%})"
         else:
             said = (f"no member explains enough of its movement (best {names[best]}: {share:.0%} < "
                     f"{calibration.threshold:.0%})")

@@ -68,15 +68,14 @@ def _from_sketches(args: argparse.Namespace, tree: str, token: str | bool | None
 
 
 def _print(args: argparse.Namespace, tree: str, calibration: LineageCalibration, edges: list[Edge], read: str) -> int:
-    from ..lineage import NO_MEMBER
+    from ..lineage import NO_MEMBER_WHY
 
     if args.json:
         print(json.dumps({"root": tree, "calibration": calibration.to_dict(),
                           "edges": [edge.as_dict() for edge in edges]}, indent=1))
         return 0
-    rule = (f"a member is a parent where it explains >= {calibration.threshold:.0%} of a model's movement from the root"
-            if calibration.threshold < NO_MEMBER else "its calibration names no member a parent (on its models with "
-            "known parents the root was right more often than any member it could name)")
+    rule = (f"its calibration names no member a parent ({NO_MEMBER_WHY})" if calibration.names_no_member else
+            f"a member is a parent where it explains >= {calibration.threshold:.0%} of a model's movement from the root")
     print(f"the tree of {tree}: {read}; {rule}")
     print(f"{'model':<40} {'parent':<40} {'conf.':>5}  evidence")
     for edge in edges:

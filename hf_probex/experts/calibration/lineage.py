@@ -34,8 +34,9 @@ from ...vector_index import build_index
 from ...weightsets import WeightRecord
 from .routes import cosine_distance
 
-__all__ = ["NO_MEMBER", "REINITIALISED", "SKETCH_CANDIDATES", "SKETCH_DIM", "LineageCalibration", "MovementSketch",
-           "best_members", "fit_lineage", "fit_lineage_calibration", "open_model", "sketch_candidates", "sketch_lineage"]
+__all__ = ["NO_MEMBER", "NO_MEMBER_WHY", "REINITIALISED", "SKETCH_CANDIDATES", "SKETCH_DIM", "LineageCalibration",
+           "MovementSketch", "best_members", "fit_lineage", "fit_lineage_calibration", "open_model", "sketch_candidates",
+           "sketch_lineage"]
 
 SKETCH_DIM = 1 << 16
 #: A layer this far from the root's (cosine distance) was initialised anew (a new head), not fine-tuned: left out.
@@ -46,6 +47,8 @@ CANDIDATE_DIM = 256
 MAX_LAYER_ELEMENTS = 50_000_000  # a layer larger than this is left out (no hidden layer of a known family is)
 #: A threshold no member reaches: `s` is at most 1 (the triangle inequality), so the root is every model's parent.
 NO_MEMBER = 1.01
+#: Why such a calibration names no member, as edges and `hf-probex lineage` say it.
+NO_MEMBER_WHY = "on its models with known parents the root was right more often than any member it could name"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,11 @@ class LineageCalibration:
     models: int
     sketch: str | None = None
     layers: tuple[str, ...] = ()
+
+    @property
+    def names_no_member(self) -> bool:
+        """Whether the tree's models with known parents were named best by the root alone (`NO_MEMBER`)."""
+        return self.threshold >= NO_MEMBER
 
     def to_dict(self) -> dict:
         value = asdict(self)
