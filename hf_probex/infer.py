@@ -167,14 +167,16 @@ def _named_concept(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, thres
     threshold, where LoRAs of a concept missing from the list score, a candidate list gets "no candidate fits". The
     calibrated threshold is the top concept's kind's (`Calibration.threshold_for`: a concept the expert never trained
     on has its own), and a concept it trained on must also lead the best one it never trained on by the
-    calibration's `known_margin` (more than a LoRA of an unknown neighbour concept reaches), else it abstains."""
+    calibration's `known_margin` (more than a LoRA of an unknown neighbour concept reaches), and a top concept its
+    `least_margin` over the runner-up (`Calibration.margin_for`), else it abstains."""
     vocabulary = vocabulary_for(expert, candidates)
     predictions = expert.predict(matrix, vocabulary.text)
     present = expert.present_modules(matrix)  # a LoRA may target only some of a fused expert's modules
     calibration = Calibration(**vocabulary.calibration).for_modules(present)
     if vocabulary.kind == "candidates":
         calibration = calibration.for_candidates()
-    floor = calibration.threshold_for(bool(top_untrained(predictions, vocabulary.trained)[0]))
+    untrained_top = bool(top_untrained(predictions, vocabulary.trained)[0])
+    floor, least = calibration.threshold_for(untrained_top), calibration.margin_for(untrained_top)
     cut = floor if threshold is None else threshold
     order = np.argsort(-predictions[0])
     concept, value = vocabulary.names[order[0]], float(calibration.confidences(CONCEPT_TASK, predictions)[0])
@@ -188,6 +190,8 @@ def _named_concept(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, thres
     lead = float(untrained_lead(predictions, vocabulary.trained)[0])
     if np.isfinite(lead):
         details |= {"untrained_lead": lead, "known_margin": calibration.known_margin}
+    if least:
+        details["least_margin"] = least
     which = "no candidate fits: the best" if vocabulary.kind == "candidates" else "the best concept"
     if value < cut:
         return None, (f"{which} of {vocabulary.description}, {concept!r} (runner-up {runner_up!r}, margin "
@@ -198,6 +202,10 @@ def _named_concept(expert: Expert, entry: ExpertEntry, matrix: np.ndarray, thres
                       f"trained on and leads {vocabulary.names[int(untrained.argmax())]!r}, the best it never trained "
                       f"on, by {lead:.3f}: it asks {calibration.known_margin:.2f} (a LoRA of a concept it never "
                       f"trained on is read as a trained neighbour, but by a smaller lead)"), details
+    if threshold is None and margin < least:
+        return None, (f"{which} of {vocabulary.description}, {concept!r} (confidence {value:.2f}), leads the runner-up "
+                      f"{runner_up!r} by {margin:.3f}: it asks {least:.2f} (a near tie between neighbouring concepts is "
+                      f"where a LoRA of a concept the expert never trained on is misread)"), details
     evidence = _evidence(entry, details["modules_read"]) + \
         f", ranking {vocabulary.description}; runner-up {runner_up!r}, margin {margin:.3f}"
     return FieldSuggestion("trained_on", concept, value, evidence, "expert", details=details, floor=floor), "", details

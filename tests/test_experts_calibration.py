@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+from hf_probex.experts.calibration import confidence
 from hf_probex.experts.calibration.confidence import (Calibration, decision_outcomes, fit_calibration, top_untrained,
-                                                      untrained_lead)
+                                                      untrained_lead, withheld_concepts)
 
 
 def _informative(rng, n: int, signal: float, labels: int = 8):
@@ -93,6 +96,10 @@ def test_untrained_lead_is_the_top_trained_concepts_lead_over_the_best_untrained
     both = Calibration(1.0, 0.0, 0.5, 0.95, 1.0, 1.0, 3, known_margin=0.25, untrained_threshold=0.7)
     assert (both.threshold_for(True), both.threshold_for(False)) == (0.7, 0.5)
     assert Calibration(1.0, 0.0, 0.5, 0.95, 1.0, 1.0, 3).threshold_for(True) == 0.5  # one threshold for both
+    # the least margin over the runner-up: an untrained top's where the kinds are told apart, every top's otherwise
+    assert (replace(both, least_margin=0.1).margin_for(True), replace(both, least_margin=0.1).margin_for(False)) == (0.1, 0)
+    listed = Calibration(1.0, 0.0, 0.5, 0.95, 1.0, 1.0, 3, least_margin=0.1)
+    assert (listed.margin_for(True), listed.margin_for(False)) == (0.1, 0.1)
 
 
 def _confusable_concepts(rng, known: int = 300, unknown: int = 150):
@@ -128,3 +135,32 @@ def test_a_trained_concept_must_lead_the_untrained_ones_by_a_margin_that_holds_i
     assert Calibration(**gated.to_dict()) == gated
     # a trained concept's LoRAs already 0.15 ahead of everything untrained: no margin needed, none asked
     assert fit_calibration("zeroshot", cosines[~unknown], y[~unknown], trained=trained).known_margin == 0
+
+
+def _near_ties(rng, right: int = 400, misread: int = 40):
+    """Cosines over 12 concepts where the top concept is right whatever its margin over the runner-up, at cosines
+    0.45-0.75, except LoRAs misread as a neighbour: at a high cosine (0.7-0.8), a near tie with their own concept."""
+    n = right + misread
+    cosines = rng.normal(0.2, 0.05, (n, 12))
+    y = rng.integers(0, 12, n)
+    rows = np.arange(n)
+    cosines[rows, y] = rng.uniform(0.45, 0.75, n)
+    cosines[rows[:right], (y[:right] + 1) % 12] = cosines[rows[:right], y[:right]] - rng.uniform(0.0, 0.3, right)
+    cosines[rows[right:], y[right:]] = rng.uniform(0.7, 0.8, misread)
+    cosines[rows[right:], (y[right:] + 1) % 12] = cosines[rows[right:], y[right:]] + rng.uniform(0.0, 0.02, misread)
+    return cosines, y
+
+
+def test_a_near_tie_with_the_runner_up_is_held_back_where_that_is_where_the_misreads_are(monkeypatch):
+    """LoRAs misread as a neighbouring concept sit at high cosines, so confidence alone keeps every top concept out up
+    to there; asking a least margin over the runner-up holds the misreads back and lets the rest through lower."""
+    cosines, y = _near_ties(np.random.default_rng(3))
+    gated = fit_calibration("zeroshot", cosines, y, unseen=withheld_concepts(cosines, y))
+    monkeypatch.setattr(confidence, "LEAST_MARGINS", (0.0,))
+    plain = fit_calibration("zeroshot", cosines, y, unseen=withheld_concepts(cosines, y))
+    assert plain.least_margin == 0 and 0.02 <= gated.least_margin <= 0.1
+    assert gated.oof_recall > plain.oof_recall + 0.1 and gated.oof_precision >= 0.95
+    margins = np.sort(cosines, axis=1)[:, -1] - np.sort(cosines, axis=1)[:, -2]
+    proposed = (gated.confidences("zeroshot", cosines) >= gated.threshold) & (margins >= gated.margin_for(True))
+    assert not (proposed & (cosines.argmax(1) != y)).any()
+    assert Calibration(**gated.to_dict()) == gated

@@ -104,9 +104,11 @@ def test_an_expert_that_never_proposes_says_so():
     never = {"threshold": 1.01, "precision_target": 0.95, "oof_precision": float("nan"), "oof_recall": 0.0, "decisions": 60}
     assert describe_calibration(never) == "never proposes: no threshold reaches 95 % precision out of fold (60 decisions)"
     some = {**never, "threshold": 0.8, "oof_precision": 0.96, "oof_recall": 0.5}
-    assert describe_calibration(some) == ("proposes at confidence >= 0.80: out-of-fold precision 96.0 % (target 95 % "
-                                          "precision), recall 50.0 % of 60 decisions")
-    led = {**some, "known_margin": 0.18}  # a zero-shot expert's open calibration
-    assert describe_calibration(led) == ("proposes at confidence >= 0.80 and a concept it trained on 0.18 ahead of the "
-                                         "best one it did not: out-of-fold precision 96.0 % (target 95 % precision), "
-                                         "recall 50.0 % of 60 decisions")
+    scores = ": out-of-fold precision 96.0 % (target 95 % precision) and recall 50.0 %, calibrated on 60 decisions"
+    assert describe_calibration(some) == "proposes at confidence >= 0.80" + scores
+    led = {**some, "known_margin": 0.18, "untrained_threshold": 0.35, "least_margin": 0.04}  # a zero-shot open vocabulary
+    assert describe_calibration(led) == ("proposes at confidence >= 0.80 (a concept it trained on 0.18 ahead of the "
+                                         "best one it did not; one it never trained on at >= 0.35, 0.04 ahead of the "
+                                         "runner-up)" + scores)
+    listed = {**some, "least_margin": 0.12}  # a caller's candidate lists: every top concept alike
+    assert describe_calibration(listed) == "proposes at confidence >= 0.80 (a top concept 0.12 ahead of the runner-up)" + scores

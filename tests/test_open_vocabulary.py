@@ -73,6 +73,7 @@ def test_the_expert_ships_an_open_vocabulary_calibrated_on_held_out_concepts(pla
     assert calibration["unseen_models"] == 3 * 12 + 60 and calibration["fit"] > 0
     assert 0 <= calibration["known_margin"] <= 0.5  # what a trained concept must lead the untrained ones by
     assert 0 < calibration["untrained_threshold"] <= 1.01  # what a top concept it never trained on needs
+    assert 0 <= calibration["least_margin"] <= 0.2 and 0 <= calibration["lists"]["least_margin"] <= 0.2  # near ties
     # a candidate list's own calibration: the same LoRAs among short lists, every one also with its concept withheld
     assert calibration["lists"]["decisions"] == 156 and calibration["lists"]["unseen_models"] == 156
     assert HELD_OUT_CONCEPTS == "held-out concepts" and CONCEPTS_OUT == "concepts the reading expert never trained on"
@@ -144,6 +145,32 @@ def test_a_trained_concept_leading_the_untrained_ones_by_less_than_the_calibrate
     # a candidate that says what a training concept says counts as one the expert trained on (the details tell its lead)
     listed = infer_card(lora, experts=[planted["folder"]], candidates=[f"  {_truth(lora)}", *HELD], min_confidence=0.0)
     assert listed.details["trained_on"]["untrained_lead"] > 0
+
+
+def test_a_near_tie_with_the_runner_up_among_candidates_is_held_back(planted, tmp_path):
+    """A caller's list is read with a least margin over the runner-up (`least_margin`, the lists' calibration: every
+    top concept alike): a LoRA whose best candidate leads the next by less abstains and says so."""
+    expert = load_expert(str(planted["folder"]))
+    lora, candidates = planted["held"][0], HELD + ["a concept nobody trained"]
+    margin = infer_card(lora, experts=[planted["folder"]], candidates=candidates, min_confidence=0.0).details[
+        "trained_on"]["margin"]
+    results = {}
+    for least in (margin - 0.01, margin + 0.01):  # every confidence high enough: only the margin decides
+        lists = {**expert.open_calibration["lists"], "threshold": 0.0, "least_margin": least}
+        expert.set_open_vocabulary(expert.open_vocabulary, expert.open_text.numpy(),
+                                   {**expert.open_calibration, "lists": lists})
+        expert.save_pretrained(tmp_path / f"{least:.3f}")
+        results[least] = infer_card(lora, experts=[tmp_path / f"{least:.3f}"], candidates=candidates)
+    named = results[margin - 0.01]
+    assert "trained_on" in named.fields and named.details["trained_on"]["least_margin"] == margin - 0.01
+    held_back = results[margin + 0.01]
+    assert "trained_on" not in held_back.fields
+    why = held_back.abstained["trained_on"]
+    assert why.startswith("no candidate fits: the best of the candidates vocabulary (5 concepts")
+    assert f"leads the runner-up {held_back.details['trained_on']['runner_up']!r} by {margin:.3f}: it asks" in why, why
+    # a minimum confidence the caller asks for is the caller's cut: the least margin is the calibrated threshold's
+    assert "trained_on" in infer_card(lora, experts=[tmp_path / f"{margin + 0.01:.3f}"], candidates=candidates,
+                                      min_confidence=0.0).fields
 
 
 def test_infer_candidates_option(planted, tmp_path, capsys):

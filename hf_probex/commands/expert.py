@@ -120,16 +120,24 @@ def _resolve_layer(args: argparse.Namespace) -> None:
 
 
 def describe_calibration(calibration: dict) -> str:
-    """An expert's calibration in one line: the confidence it proposes at, with its out-of-fold precision and
-    recall, or that it never proposes (calibration marks that with a threshold above 1)."""
+    """An expert's calibration in one line: the confidence it proposes at (a zero-shot expert's: with what each kind
+    of top concept also needs), its out-of-fold precision and recall, or that it never proposes (calibration marks
+    that with a threshold above 1)."""
     target = f"{calibration['precision_target'] * 100:.0f} % precision"
     if calibration["threshold"] > 1:
         return f"never proposes: no threshold reaches {target} out of fold ({calibration['decisions']} decisions)"
-    lead = calibration.get("known_margin", 0.0)
-    return (f"proposes at confidence >= {calibration['threshold']:.2f}"
-            + (f" and a concept it trained on {lead:.2f} ahead of the best one it did not" if lead else "")
-            + f": out-of-fold precision {calibration['oof_precision'] * 100:.1f} % (target {target}), recall "
-              f"{calibration['oof_recall'] * 100:.1f} % of {calibration['decisions']} decisions")
+    lead, least = calibration.get("known_margin", 0.0), calibration.get("least_margin", 0.0)
+    untrained = calibration.get("untrained_threshold")
+    ahead = f"{least:.2f} ahead of the runner-up" if least else ""
+    needs = [f"a concept it trained on {lead:.2f} ahead of the best one it did not"] if lead else []
+    if untrained is not None:
+        needs.append("one it never trained on: never" if untrained > 1 else
+                     ", ".join([f"one it never trained on at >= {untrained:.2f}", *([ahead] if ahead else [])]))
+    elif ahead:
+        needs.append(f"a top concept {ahead}")
+    return (f"proposes at confidence >= {calibration['threshold']:.2f}" + (f" ({'; '.join(needs)})" if needs else "")
+            + f": out-of-fold precision {calibration['oof_precision'] * 100:.1f} % (target {target}) and recall "
+              f"{calibration['oof_recall'] * 100:.1f} %, calibrated on {calibration['decisions']} decisions")
 
 
 def _report(expert, report: dict | None, args: argparse.Namespace) -> None:

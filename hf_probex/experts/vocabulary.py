@@ -19,9 +19,10 @@ list holds gets "none of these".
 A caller's list is read with the open calibration too: the best cosine is a score of its own, so a list that
 lacks the LoRA's concept gets "no candidate fits" rather than its nearest wrong concept. From the default
 vocabulary, a concept the expert trained on must also lead the best one it never trained on by the calibration's
-`known_margin`, and a top concept it never trained on has its own threshold (`Calibration.threshold_for`;
-`Vocabulary.trained`: which concepts it trained on; a candidate counts as one when its text says the same,
-`SAME_CONCEPT`, which the details report; a list's calibration has one threshold and asks no lead). An expert
+`known_margin`, and a top concept it never trained on has its own threshold and least margin over the runner-up
+(`Calibration.threshold_for`, `margin_for`; `Vocabulary.trained`: which concepts it trained on; a candidate counts
+as one when its text says the same, `SAME_CONCEPT`, which the details report; a list's calibration has one
+threshold and least margin for every top concept and asks no lead). An expert
 without an open calibration never proposes from a vocabulary other than its training one, except at a minimum
 confidence the caller asks for.
 """

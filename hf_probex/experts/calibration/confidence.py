@@ -27,7 +27,11 @@ score per decision:
   threshold of its own, `untrained_threshold` (when a LoRA lands nearest a concept the expert never saw, that is
   evidence in itself). Both are chosen with the threshold, on decisions that include LoRAs whose concept the
   reading expert never trained on (`harness.concepts_out`), as the pair that keeps the most right decisions at the
-  target.
+  target. A top concept may also need to lead the runner-up by `least_margin` (`margin_for`): one the expert never
+  trained on where the two kinds are told apart, every one otherwise (a caller's lists); a near tie between
+  neighbours (inverted eight or inverted nine) is where a LoRA of an unknown concept is misread, often at a high
+  cosine that Platt scaling alone lets through. It is chosen with the rest, the least that keeps the most right
+  decisions.
 
 An expert that also reads the classification head as a set of rows (`head_rows`) has a second score per
 decision, the row score of the label; the two are calibrated jointly (a logistic regression on both,
@@ -92,6 +96,7 @@ class Calibration:
     lists: dict = field(default_factory=dict)  # concepts: the calibration of a caller's short candidate list
     known_margin: float = 0.0  # concepts: the least `untrained_lead` a concept the expert trained on needs (0: none)
     untrained_threshold: float | None = None  # concepts: the threshold of a top concept it never trained on (None: same)
+    least_margin: float = 0.0  # concepts: the least lead over the runner-up a top concept needs (`margin_for`; 0: none)
 
     @property
     def limited_by_unseen(self) -> bool:
@@ -136,6 +141,12 @@ class Calibration:
         it never trained on, `untrained_lead`)."""
         return self.untrained_threshold if untrained_top and self.untrained_threshold is not None else self.threshold
 
+    def margin_for(self, untrained_top: bool) -> float:
+        """The least margin over the runner-up a top concept needs (`least_margin`): where the calibration tells the two
+        kinds of top concept apart (`untrained_threshold` set), a concept the expert never trained on (one it trained on
+        needs its lead over the untrained ones instead, `known_margin`); otherwise every top concept."""
+        return self.least_margin if untrained_top or self.untrained_threshold is None else 0.0
+
     def confidence(self, scores: np.ndarray, head_scores: np.ndarray | None = None,
                    best: np.ndarray | None = None) -> np.ndarray:
         """sigmoid(a * score + b + head * row score + fit * best cosine), the last two where given."""
@@ -157,7 +168,7 @@ class Calibration:
 
 
 _NUMBERS = ("a", "b", "threshold", "precision_target", "oof_precision", "oof_recall", "head", "unseen_proposed", "fit",
-            "known_margin")
+            "known_margin", "least_margin")
 _OPTIONAL_NUMBERS = ("vocabulary_threshold", "untrained_threshold")
 _COUNTS = ("decisions", "groups", "modules", "unseen_models")
 _SUBSET = re.compile(r"\d{1,2}(,\d{1,2}){0,15}")
@@ -240,6 +251,8 @@ def _precision_above(thresholds: np.ndarray, confidence: np.ndarray, truth: np.n
 KNOWN_MARGINS = tuple(round(0.02 * k, 2) for k in range(26))
 #: The levels it tries for `Calibration.untrained_threshold`, surest first (above 1: never).
 UNTRAINED_LEVELS = (1.01, *(round(1 - 0.05 * k, 2) for k in range(1, 20)))
+#: The margins over the runner-up it tries for `Calibration.least_margin` (0: none asked).
+LEAST_MARGINS = KNOWN_MARGINS[:11]
 
 
 @dataclass(frozen=True)
@@ -331,7 +344,9 @@ def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | No
     `UNTRAINED_LEVELS`: a decision whose top concept the expert trained on is proposed at the threshold only with a
     lead of that margin, one whose top concept it never trained on at that level, the unseen decisions' too; the
     pair that keeps the most true decisions proposed, every decision counted, wins (on ties the one with fewer wrong,
-    then the lesser margin and the surer level): `known_margin`, `untrained_threshold`.
+    then the lesser margin and the surer level): `known_margin`, `untrained_threshold`. Concepts (`second` "fit" or
+    `kinds`) are also fitted for each least margin over the runner-up of `LEAST_MARGINS` (`least_margin`: with `kinds`
+    for a top concept the expert never trained on, else for every top concept; the lesser wins ties).
 
     When the decisions are all true (or all false) there is no score to fit: every decision then gets the
     out-of-fold precision as its confidence (clipped to [0.001, 0.999]).
@@ -361,20 +376,32 @@ def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | No
         wrong = scaling.confidence(unseen_scores, unseen_head_scores).reshape(len(unseen_scores), -1)
         if unseen_truth is not None:
             wrong = np.where(np.asarray(unseen_truth).reshape(wrong.shape) > 0.5, -np.inf, wrong)
-    if kinds is None:
+    if kinds is None and second != "fit":
         return _thresholded(scaling, confidence, truth, groups, wrong, precision_target, min_support, stats, pooled)[0]
+    unseen_margins = None if wrong is None else np.asarray(unseen_scores, dtype=np.float64).reshape(wrong.shape)
     fitted, kept = None, None
-    for margin in KNOWN_MARGINS:
-        led = np.where(kinds.lead >= margin, confidence, -np.inf)
-        for level in UNTRAINED_LEVELS:  # an untrained top at or above `level` is proposed at any threshold: +inf
-            chosen = np.where(kinds.untrained, np.where(confidence >= level, np.inf, -np.inf), led)
-            unseen = wrong if wrong is None or kinds.unseen_untrained is None else np.where(
-                kinds.unseen_untrained[:, None], np.where(wrong >= level, np.inf, -np.inf),
-                np.where((kinds.unseen_lead >= margin)[:, None], wrong, -np.inf))
-            candidate, keeps = _thresholded(scaling, chosen, truth, groups, unseen, precision_target, min_support,
-                                            {**stats, "known_margin": margin, "untrained_threshold": level}, pooled)
+    for least in LEAST_MARGINS:  # concepts: a top concept within `least` of the runner-up is a near tie
+        tie, unseen_tie = scores < least, None if wrong is None else unseen_margins < least
+        stats_least = {**stats, "least_margin": least}
+        if kinds is None:  # every top concept alike
+            candidate, keeps = _thresholded(scaling, np.where(tie, -np.inf, confidence), truth, groups,
+                                            None if wrong is None else np.where(unseen_tie, -np.inf, wrong),
+                                            precision_target, min_support, stats_least, pooled)
             if fitted is None or keeps > kept:
                 fitted, kept = candidate, keeps
+            continue
+        for margin in KNOWN_MARGINS:
+            led = np.where(kinds.lead >= margin, confidence, -np.inf)
+            for level in UNTRAINED_LEVELS:  # an untrained top at or above `level` is proposed at any threshold: +inf
+                chosen = np.where(kinds.untrained, np.where((confidence >= level) & ~tie, np.inf, -np.inf), led)
+                unseen = wrong if wrong is None or kinds.unseen_untrained is None else np.where(
+                    kinds.unseen_untrained[:, None], np.where((wrong >= level) & ~unseen_tie, np.inf, -np.inf),
+                    np.where((kinds.unseen_lead >= margin)[:, None], wrong, -np.inf))
+                candidate, keeps = _thresholded(scaling, chosen, truth, groups, unseen, precision_target, min_support,
+                                                {**stats_least, "known_margin": margin, "untrained_threshold": level},
+                                                pooled)
+                if fitted is None or keeps > kept:
+                    fitted, kept = candidate, keeps
     return fitted
 
 
