@@ -132,7 +132,7 @@ def describe_calibration(calibration: dict) -> str:
     needs = [f"a concept it trained on {lead:.2f} ahead of the best one it did not"] if lead else []
     if untrained is not None:
         needs.append("one it never trained on: never" if untrained > 1 else
-                     ", ".join([f"one it never trained on at >= {untrained:.2f}", *([ahead] if ahead else [])]))
+                     f"one it never trained on at >= {untrained:.2f}" + (f", {ahead}" if ahead else ""))
     elif ahead:
         needs.append(f"a top concept {ahead}")
     return (f"proposes at confidence >= {calibration['threshold']:.2f}" + (f" ({'; '.join(needs)})" if needs else "")
