@@ -51,6 +51,7 @@ the ones it has (`for_modules`).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -378,31 +379,35 @@ def fit_decisions(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | No
             wrong = np.where(np.asarray(unseen_truth).reshape(wrong.shape) > 0.5, -np.inf, wrong)
     if kinds is None and second != "fit":
         return _thresholded(scaling, confidence, truth, groups, wrong, precision_target, min_support, stats, pooled)[0]
-    unseen_margins = None if wrong is None else np.asarray(unseen_scores, dtype=np.float64).reshape(wrong.shape)
     fitted, kept = None, None
-    for least in LEAST_MARGINS:  # concepts: a top concept within `least` of the runner-up is a near tie
-        tie, unseen_tie = scores < least, None if wrong is None else unseen_margins < least
-        stats_least = {**stats, "least_margin": least}
+    for chosen, unseen, gates in _gated(confidence, scores, wrong, unseen_scores, kinds):
+        candidate, keeps = _thresholded(scaling, chosen, truth, groups, unseen, precision_target, min_support,
+                                        {**stats, **gates}, pooled)
+        if fitted is None or keeps > kept:  # the first of equals: the lesser margins, the surer level
+            fitted, kept = candidate, keeps
+    return fitted
+
+
+def _gated(confidence: np.ndarray, margins: np.ndarray, wrong: np.ndarray | None, unseen_margins: np.ndarray | None,
+           kinds: TopKinds | None) -> Iterator[tuple[np.ndarray, np.ndarray | None, dict]]:
+    """The concept decisions' confidences (and the unseen ones', `wrong`) under each combination of gates
+    `fit_decisions` tries, in its order of preference, with the gates' values: -inf where a gate holds a decision
+    back, +inf where an untrained top concept is proposed at any threshold (its own level reached)."""
+    unseen_margins = None if wrong is None else np.asarray(unseen_margins, dtype=np.float64).reshape(wrong.shape)
+    for least in LEAST_MARGINS:  # a top concept within `least` of the runner-up is a near tie
+        tie, unseen_tie = margins < least, None if wrong is None else unseen_margins < least
         if kinds is None:  # every top concept alike
-            candidate, keeps = _thresholded(scaling, np.where(tie, -np.inf, confidence), truth, groups,
-                                            None if wrong is None else np.where(unseen_tie, -np.inf, wrong),
-                                            precision_target, min_support, stats_least, pooled)
-            if fitted is None or keeps > kept:
-                fitted, kept = candidate, keeps
+            yield (np.where(tie, -np.inf, confidence), None if wrong is None else np.where(unseen_tie, -np.inf, wrong),
+                   {"least_margin": least})
             continue
         for margin in KNOWN_MARGINS:
             led = np.where(kinds.lead >= margin, confidence, -np.inf)
-            for level in UNTRAINED_LEVELS:  # an untrained top at or above `level` is proposed at any threshold: +inf
+            for level in UNTRAINED_LEVELS:
                 chosen = np.where(kinds.untrained, np.where((confidence >= level) & ~tie, np.inf, -np.inf), led)
                 unseen = wrong if wrong is None or kinds.unseen_untrained is None else np.where(
                     kinds.unseen_untrained[:, None], np.where((wrong >= level) & ~unseen_tie, np.inf, -np.inf),
                     np.where((kinds.unseen_lead >= margin)[:, None], wrong, -np.inf))
-                candidate, keeps = _thresholded(scaling, chosen, truth, groups, unseen, precision_target, min_support,
-                                                {**stats_least, "known_margin": margin, "untrained_threshold": level},
-                                                pooled)
-                if fitted is None or keeps > kept:
-                    fitted, kept = candidate, keeps
-    return fitted
+                yield chosen, unseen, {"least_margin": least, "known_margin": margin, "untrained_threshold": level}
 
 
 def _thresholded(scaling: Calibration, confidence: np.ndarray, truth: np.ndarray, groups: np.ndarray | None,
